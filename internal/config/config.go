@@ -1,0 +1,491 @@
+// Package config reads the redis-carp-proxy configuration: a redis.conf-style file of
+// "key value" lines with "#" comments, where every key can also be given as a command-line
+// flag of the same name (flags win over the file).
+package config
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the complete daemon configuration. The zero value is not useful: start from
+// Default, then apply a file and flags.
+type Config struct {
+	// Client side.
+	Listen               string
+	MaxClients           int
+	ClientPipelineDepth  int
+	ClientIdleTimeout    time.Duration
+	TCPKeepalive         time.Duration
+	ProtoMaxBulkLen      int64
+	ProtoMaxMultibulkLen int
+	ProtoInlineMaxSize   int
+	QueryBufferLimit     int64
+	ShutdownTimeout      time.Duration
+
+	// Cluster and backends.
+	ClusterSeeds          []string
+	BackendConnections    int
+	BackendConnectTimeout time.Duration
+	BackendReadTimeout    time.Duration
+	BackendQueueDepth     int
+	BlockingConnections   int
+	SlotmapRefresh        time.Duration
+	MaxRedirects          int
+	TryagainRetries       int
+	TryagainBackoff       time.Duration
+	BackendUser           string
+	BackendPassword       string
+
+	// Admin listener and logging.
+	AdminListen string
+	AdminPprof  bool
+	LogLevel    string
+	LogFormat   string
+
+	// CARP.
+	CarpMode         string
+	CarpInterface    string
+	CarpVHID         int
+	VIP              string
+	CarpPollInterval time.Duration
+	DrainTimeout     time.Duration
+	CarpDemote       bool
+	CarpDemoteAfter  time.Duration
+	CarpHealthFile   string
+
+	// pf allowlist anchor.
+	PFAnchor            string
+	PFTable             string
+	PFAllowFile         string
+	PFInternalInterface string
+	PFSyncInterface     string
+	PFSyncPeer          string
+	PFLBNetwork         []string
+	RedisPorts          string
+	PFLog               bool
+}
+
+// Default returns the configuration used for every key that is not set.
+func Default() *Config {
+	c := &Config{}
+	for _, k := range keys {
+		if err := k.set(c, k.def); err != nil {
+			panic(fmt.Sprintf("config: default of %s: %v", k.name, err))
+		}
+	}
+	return c
+}
+
+// key describes one configuration key: its name (also its flag name), default, a one-line
+// description and how to parse it into a Config.
+type key struct {
+	name string
+	def  string
+	doc  string
+	set  func(c *Config, v string) error
+}
+
+// keys lists every configuration key. The sample config documents the same set; a test
+// checks that the two agree.
+var keys = []key{
+	{"listen", "127.0.0.1:6379", "address the client listener binds (the CARP VIP and port in production)", addrVar(func(c *Config) *string { return &c.Listen })},
+	{"cluster-seeds", "", "comma-separated host:port of cluster nodes used to discover the slot map (required)", func(c *Config, v string) error {
+		c.ClusterSeeds = nil
+		for _, s := range splitList(v) {
+			if err := checkHostPort(s); err != nil {
+				return err
+			}
+			c.ClusterSeeds = append(c.ClusterSeeds, s)
+		}
+		return nil
+	}},
+	{"maxclients", "10000", "maximum number of client connections; more are refused with an error", intVar(1, 1<<20, func(c *Config) *int { return &c.MaxClients })},
+	{"client-pipeline-depth", "1024", "maximum unanswered commands per client before the proxy stops reading from it", intVar(1, 1<<20, func(c *Config) *int { return &c.ClientPipelineDepth })},
+	{"client-idle-timeout", "0s", "close client connections idle this long (0: never)", durVar(0, func(c *Config) *time.Duration { return &c.ClientIdleTimeout })},
+	{"tcp-keepalive", "300s", "TCP keepalive period for client connections (0: off)", durVar(0, func(c *Config) *time.Duration { return &c.TCPKeepalive })},
+	{"proto-max-bulk-len", "512mb", "largest bulk string accepted from a client", func(c *Config, v string) error {
+		n, err := ParseSize(v)
+		if err != nil {
+			return err
+		}
+		if n < 1024 {
+			return fmt.Errorf("must be at least 1kb")
+		}
+		c.ProtoMaxBulkLen = n
+		return nil
+	}},
+	{"proto-max-multibulk-len", "1048576", "largest number of arguments in one command", intVar(1, 1<<30, func(c *Config) *int { return &c.ProtoMaxMultibulkLen })},
+	{"proto-inline-max-size", "65536", "longest inline (telnet-style) command line in bytes", intVar(256, 1<<30, func(c *Config) *int { return &c.ProtoInlineMaxSize })},
+	{"client-query-buffer-limit", "1gb", "largest single command (all arguments together) accepted from a client", func(c *Config, v string) error {
+		n, err := ParseSize(v)
+		if err != nil {
+			return err
+		}
+		if n < 1024 {
+			return fmt.Errorf("must be at least 1kb")
+		}
+		c.QueryBufferLimit = n
+		return nil
+	}},
+	{"shutdown-timeout", "10s", "on SIGTERM, how long in-flight commands may take to finish", durVar(0, func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
+
+	{"backend-connections", "2", "pipelined connections per cluster node, shared by all clients", intVar(1, 64, func(c *Config) *int { return &c.BackendConnections })},
+	{"backend-connect-timeout", "1s", "timeout for connecting to a cluster node", durVar(time.Millisecond, func(c *Config) *time.Duration { return &c.BackendConnectTimeout })},
+	{"backend-read-timeout", "3s", "a node that sends no reply for this long while commands are pending is timed out", durVar(time.Millisecond, func(c *Config) *time.Duration { return &c.BackendReadTimeout })},
+	{"backend-queue-depth", "4096", "commands queued per backend connection before senders wait", intVar(1, 1<<20, func(c *Config) *int { return &c.BackendQueueDepth })},
+	{"blocking-connections", "1000", "dedicated backend connections for blocking commands (BLPOP, XREAD BLOCK, WAIT …), all nodes together", intVar(1, 1<<20, func(c *Config) *int { return &c.BlockingConnections })},
+	{"slotmap-refresh-interval", "5s", "periodic slot map refresh (also refreshed on MOVED, CLUSTERDOWN and connection loss)", durVar(100*time.Millisecond, func(c *Config) *time.Duration { return &c.SlotmapRefresh })},
+	{"max-redirects", "5", "MOVED/ASK redirections followed for one command before giving up", intVar(1, 100, func(c *Config) *int { return &c.MaxRedirects })},
+	{"tryagain-retries", "10", "retries of a command answered with TRYAGAIN or not sent because its node was unreachable", intVar(0, 1000, func(c *Config) *int { return &c.TryagainRetries })},
+	{"tryagain-backoff", "25ms", "pause before such a retry", durVar(0, func(c *Config) *time.Duration { return &c.TryagainBackoff })},
+	{"backend-user", "", "ACL user for the cluster nodes (empty: default user)", strVar(func(c *Config) *string { return &c.BackendUser })},
+	{"backend-password", "", "password for the cluster nodes (empty: no AUTH)", strVar(func(c *Config) *string { return &c.BackendPassword })},
+
+	{"admin-listen", "127.0.0.1:9479", "admin HTTP listener for /metrics, /healthz, /readyz (never the VIP; empty: off)", func(c *Config, v string) error {
+		if v == "" {
+			c.AdminListen = ""
+			return nil
+		}
+		return addrVar(func(c *Config) *string { return &c.AdminListen })(c, v)
+	}},
+	{"admin-pprof", "no", "serve /debug/pprof/ on the admin listener", boolVar(func(c *Config) *bool { return &c.AdminPprof })},
+	{"log-level", "info", "debug, info, warn or error", enumVar(func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},
+	{"log-format", "text", "text or json", enumVar(func(c *Config) *string { return &c.LogFormat }, "text", "json")},
+
+	{"carp-mode", "static", "freebsd (kernel CARP state), vip (serve while the VIP is on a local interface, Linux) or static (always serve)", enumVar(func(c *Config) *string { return &c.CarpMode }, "freebsd", "vip", "static")},
+	{"carp-interface", "", "interface carrying the CARP vhid (freebsd mode; optional in vip mode)", strVar(func(c *Config) *string { return &c.CarpInterface })},
+	{"carp-vhid", "0", "CARP vhid to follow (0: find it from vip)", intVar(0, 255, func(c *Config) *int { return &c.CarpVHID })},
+	{"vip", "", "the CARP virtual IP address", func(c *Config, v string) error {
+		if v == "" {
+			c.VIP = ""
+			return nil
+		}
+		if _, err := netip.ParseAddr(v); err != nil {
+			return fmt.Errorf("not an IP address: %q", v)
+		}
+		c.VIP = v
+		return nil
+	}},
+	{"carp-poll-interval", "1s", "how often the CARP state is re-read as a safety net", durVar(10*time.Millisecond, func(c *Config) *time.Duration { return &c.CarpPollInterval })},
+	{"drain-timeout", "3s", "after losing MASTER, how long existing clients may finish before they are closed", durVar(0, func(c *Config) *time.Duration { return &c.DrainTimeout })},
+	{"carp-demote", "no", "demote this host's CARP when the proxy cannot serve (needs net.inet.carp.preempt=1)", boolVar(func(c *Config) *bool { return &c.CarpDemote })},
+	{"carp-demote-after", "10s", "how long the proxy must be unable to serve before it demotes", durVar(0, func(c *Config) *time.Duration { return &c.CarpDemoteAfter })},
+	{"carp-health-file", "", "vip mode: file written with the demotion weight for keepalived track_file (empty: off)", strVar(func(c *Config) *string { return &c.CarpHealthFile })},
+
+	{"pf-anchor", "redis-carp-proxy", "pf anchor holding the allowlist rules", strVar(func(c *Config) *string { return &c.PFAnchor })},
+	{"pf-table", "redis_allow", "pf table of addresses allowed to reach Redis and the admin port", strVar(func(c *Config) *string { return &c.PFTable })},
+	{"pf-allow-file", "/usr/local/etc/redis-carp-proxy/allow.list", "file with one allowed address or CIDR per line", strVar(func(c *Config) *string { return &c.PFAllowFile })},
+	{"pf-internal-interface", "", "interface the Redis cluster nodes talk on (empty: any)", strVar(func(c *Config) *string { return &c.PFInternalInterface })},
+	{"pfsync-interface", "", "interface pfsync runs on (empty: no pfsync rule)", strVar(func(c *Config) *string { return &c.PFSyncInterface })},
+	{"pfsync-peer", "", "pfsync peer address (empty: multicast)", strVar(func(c *Config) *string { return &c.PFSyncPeer })},
+	{"pf-lb-network", "", "comma-separated networks allowed to reach the proxy on the VIP (empty: any)", func(c *Config, v string) error {
+		c.PFLBNetwork = nil
+		for _, s := range splitList(v) {
+			if _, err := netip.ParsePrefix(s); err != nil {
+				if _, err2 := netip.ParseAddr(s); err2 != nil {
+					return fmt.Errorf("not an address or CIDR: %q", s)
+				}
+			}
+			c.PFLBNetwork = append(c.PFLBNetwork, s)
+		}
+		return nil
+	}},
+	{"redis-ports", "7000:7100", "Redis client and bus port range protected by the pf anchor (low:high)", func(c *Config, v string) error {
+		lo, hi, ok := strings.Cut(v, ":")
+		if !ok {
+			hi = lo
+		}
+		l, err1 := strconv.Atoi(lo)
+		h, err2 := strconv.Atoi(hi)
+		if err1 != nil || err2 != nil || l < 1 || h > 65535 || l > h {
+			return fmt.Errorf("want a port or low:high range, got %q", v)
+		}
+		c.RedisPorts = v
+		return nil
+	}},
+	{"pf-log", "no", "log blocked packets to pflog", boolVar(func(c *Config) *bool { return &c.PFLog })},
+}
+
+// Keys returns the names of all keys, in documentation order.
+func Keys() []string {
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = k.name
+	}
+	return out
+}
+
+// Describe returns the default and description of a key.
+func Describe(name string) (def, doc string, ok bool) {
+	for _, k := range keys {
+		if k.name == name {
+			return k.def, k.doc, true
+		}
+	}
+	return "", "", false
+}
+
+func lookup(name string) *key {
+	for i := range keys {
+		if keys[i].name == name {
+			return &keys[i]
+		}
+	}
+	return nil
+}
+
+// LineError is a configuration error tied to a line of a file.
+type LineError struct {
+	File string
+	Line int
+	Err  error
+}
+
+func (e *LineError) Error() string { return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err) }
+func (e *LineError) Unwrap() error { return e.Err }
+
+// Parse applies the lines read from r (named name in errors) on top of c.
+func (c *Config) Parse(r io.Reader, name string) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	seen := map[string]int{}
+	n := 0
+	for sc.Scan() {
+		n++
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, _ := strings.Cut(line, " ")
+		if i := strings.IndexAny(k, "\t"); i >= 0 {
+			k, v = line[:i], line[i+1:]
+		}
+		k = strings.ToLower(k)
+		v = unquote(strings.TrimSpace(v))
+		kk := lookup(k)
+		if kk == nil {
+			return &LineError{name, n, fmt.Errorf("unknown key %q", k)}
+		}
+		if prev, dup := seen[k]; dup {
+			return &LineError{name, n, fmt.Errorf("%s already set on line %d", k, prev)}
+		}
+		seen[k] = n
+		if err := kk.set(c, v); err != nil {
+			return &LineError{name, n, fmt.Errorf("%s: %w", k, err)}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
+}
+
+// LoadFile reads a config file on top of the defaults and validates the result.
+func LoadFile(path string) (*Config, error) {
+	c := Default()
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	if err := c.Parse(f, path); err != nil {
+		return nil, err
+	}
+	return c, c.Validate()
+}
+
+// FlagSet holds the command-line flags of every key plus -c FILE.
+type FlagSet struct {
+	*flag.FlagSet
+	file string
+	set  []func(*Config) error
+}
+
+// NewFlagSet returns a flag set named name with one flag per key and -c for the file.
+func NewFlagSet(name string) *FlagSet {
+	fs := &FlagSet{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError)}
+	fs.StringVar(&fs.file, "c", "", "configuration `file`")
+	for _, k := range keys {
+		k := k
+		fs.Func(k.name, fmt.Sprintf("%s (default %q)", k.doc, k.def), func(v string) error {
+			if err := k.set(Default(), v); err != nil {
+				return err
+			}
+			fs.set = append(fs.set, func(c *Config) error { return k.set(c, v) })
+			return nil
+		})
+	}
+	return fs
+}
+
+// File returns the -c argument.
+func (fs *FlagSet) File() string { return fs.file }
+
+// Load builds the configuration: defaults, then the -c file if given, then the flags.
+// It must be called after Parse.
+func (fs *FlagSet) Load() (*Config, error) {
+	c := Default()
+	if fs.file != "" {
+		f, err := os.Open(fs.file)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		err = c.Parse(f, fs.file)
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	for _, set := range fs.set {
+		if err := set(c); err != nil {
+			return nil, err
+		}
+	}
+	return c, c.Validate()
+}
+
+// Validate checks the relations between keys.
+func (c *Config) Validate() error {
+	var errs []error
+	if len(c.ClusterSeeds) == 0 {
+		errs = append(errs, errors.New("cluster-seeds: at least one seed is required"))
+	}
+	switch c.CarpMode {
+	case "freebsd":
+		if c.CarpInterface == "" && c.VIP == "" {
+			errs = append(errs, errors.New("carp-mode freebsd needs carp-interface and carp-vhid, or vip"))
+		}
+	case "vip":
+		if c.VIP == "" {
+			errs = append(errs, errors.New("carp-mode vip needs vip"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func unquote(v string) string {
+	if len(v) >= 2 && (v[0] == '"' && v[len(v)-1] == '"' || v[0] == '\'' && v[len(v)-1] == '\'') {
+		return v[1 : len(v)-1]
+	}
+	return v
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, f := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
+		out = append(out, f)
+	}
+	return out
+}
+
+func checkHostPort(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("want host:port, got %q", s)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("bad port in %q", s)
+	}
+	_ = host
+	return nil
+}
+
+func addrVar(f func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		if err := checkHostPort(v); err != nil {
+			return err
+		}
+		*f(c) = v
+		return nil
+	}
+}
+
+func strVar(f func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error { *f(c) = v; return nil }
+}
+
+func enumVar(f func(*Config) *string, allowed ...string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		v = strings.ToLower(v)
+		for _, a := range allowed {
+			if v == a {
+				*f(c) = v
+				return nil
+			}
+		}
+		return fmt.Errorf("want one of %s, got %q", strings.Join(allowed, ", "), v)
+	}
+}
+
+func intVar(lo, hi int, f func(*Config) *int) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("want an integer, got %q", v)
+		}
+		if n < lo || n > hi {
+			return fmt.Errorf("%d out of range [%d, %d]", n, lo, hi)
+		}
+		*f(c) = n
+		return nil
+	}
+}
+
+func durVar(min time.Duration, f func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("want a duration like 500ms or 3s, got %q", v)
+		}
+		if d != 0 && d < min || d < 0 {
+			return fmt.Errorf("%v is below the minimum %v", d, min)
+		}
+		*f(c) = d
+		return nil
+	}
+}
+
+func boolVar(f func(*Config) *bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		switch strings.ToLower(v) {
+		case "yes", "true", "on", "1":
+			*f(c) = true
+		case "no", "false", "off", "0":
+			*f(c) = false
+		default:
+			return fmt.Errorf("want yes or no, got %q", v)
+		}
+		return nil
+	}
+}
+
+// ParseSize parses a byte size the way redis.conf does: 1k = 1000, 1kb = 1024, up to gb.
+func ParseSize(v string) (int64, error) {
+	s := strings.ToLower(strings.TrimSpace(v))
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		m      int64
+	}{{"gb", 1 << 30}, {"mb", 1 << 20}, {"kb", 1 << 10}, {"g", 1e9}, {"m", 1e6}, {"k", 1e3}, {"b", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSuffix(s, u.suffix), u.m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("want a size like 512mb, got %q", v)
+	}
+	return n * mult, nil
+}

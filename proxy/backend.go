@@ -1,0 +1,386 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// request is one command on its way to a cluster node and back.
+type request struct {
+	info    *cmdInfo
+	args    [][]byte
+	raw     []byte // RESP encoding of args
+	slot    int    // -1: no key
+	asking  bool   // send ASKING first (one-shot, after an ASK redirection)
+	barrier bool   // executed by the session writer on a dedicated connection, in order
+
+	reply []byte // complete reply, when err is nil
+	err   error  // transport-level failure
+	node  *node  // node that answered (or failed)
+	done  chan struct{}
+	start time.Time
+}
+
+func (r *request) complete(reply []byte, err error) {
+	r.reply, r.err = reply, err
+	r.done <- struct{}{}
+}
+
+// discard is pushed in front of a request sent with ASKING; its reply (+OK) is dropped.
+var discard = &request{}
+
+// node is one cluster node and its shared, pipelined connections.
+type node struct {
+	addr  string
+	c     *cluster
+	conns []*backendConn
+	down  atomic.Bool // last dial failed
+}
+
+// cluster holds everything the proxy knows about the Redis Cluster: nodes, their
+// connections, the slot map and the command table.
+type cluster struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *Metrics
+	ctx     context.Context
+
+	nodesMu sync.Mutex
+	nodes   map[string]*node
+
+	smap      atomic.Pointer[slotMap]
+	refreshCh chan refreshReason
+	cmds      *cmdTable
+	wg        sync.WaitGroup
+}
+
+func newCluster(ctx context.Context, cfg Config, log *slog.Logger, m *Metrics) *cluster {
+	return &cluster{
+		cfg:       cfg,
+		log:       log,
+		metrics:   m,
+		ctx:       ctx,
+		nodes:     map[string]*node{},
+		refreshCh: make(chan refreshReason, 1),
+		cmds:      newBuiltinTable(),
+	}
+}
+
+func (c *cluster) lookupNode(addr string) *node {
+	c.nodesMu.Lock()
+	defer c.nodesMu.Unlock()
+	return c.nodes[addr]
+}
+
+// node returns the node for addr, creating it and starting its connections on first use.
+func (c *cluster) node(addr string) *node {
+	c.nodesMu.Lock()
+	defer c.nodesMu.Unlock()
+	if n, ok := c.nodes[addr]; ok {
+		return n
+	}
+	n := &node{addr: addr, c: c}
+	for i := 0; i < c.cfg.BackendConnections; i++ {
+		bc := &backendConn{n: n, queue: make(chan *request, c.cfg.BackendQueueDepth)}
+		n.conns = append(n.conns, bc)
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			bc.run(c.ctx)
+		}()
+	}
+	c.nodes[addr] = n
+	c.metrics.nodesKnown.Set(float64(len(c.nodes)))
+	return n
+}
+
+// send queues r on the connection of n chosen by sticky (a client's id), so that one
+// client's commands to one node keep their order. It never blocks forever: if the queue is
+// full it waits until ctx ends.
+func (n *node) send(ctx context.Context, r *request, sticky uint64) {
+	r.node = n
+	bc := n.conns[sticky%uint64(len(n.conns))]
+	select {
+	case bc.queue <- r:
+	case <-ctx.Done():
+		r.complete(nil, ErrShuttingDown)
+	}
+}
+
+// backendConn is one pipelined connection to a node. A single writer goroutine coalesces
+// queued commands into few writes; a reader goroutine frames replies and hands each to the
+// oldest in-flight request.
+type backendConn struct {
+	n     *node
+	queue chan *request
+
+	mu       sync.Mutex
+	inflight []*request
+	closed   bool
+
+	pending      atomic.Int64 // len(inflight), for the watchdog and metrics
+	lastProgress atomic.Int64 // unix nanos of the last reply, or of the first send after idle
+	timedOut     atomic.Bool
+}
+
+// run dials and serves the connection until ctx ends, reconnecting with backoff. While the
+// node cannot be reached, queued commands fail at once with ErrNotSent (they were never
+// written, so the client side may re-route them).
+func (bc *backendConn) run(ctx context.Context) {
+	backoff := 50 * time.Millisecond
+	log := bc.n.c.log.With("node", bc.n.addr)
+	for ctx.Err() == nil {
+		conn, err := bc.dial(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			if !bc.n.down.Swap(true) {
+				log.Warn("cluster node unreachable", "err", err)
+				bc.n.c.requestRefresh(refreshConnLoss)
+			}
+			bc.n.c.metrics.backendErrors.WithLabelValues(bc.n.addr, "connect").Inc()
+			bc.failQueued(ctx, backoff, fmt.Errorf("%w: %s unreachable: %v", ErrNotSent, bc.n.addr, err))
+			backoff = min(backoff*2, 2*time.Second)
+			continue
+		}
+		if bc.n.down.Swap(false) {
+			log.Info("cluster node reachable again")
+		}
+		backoff = 50 * time.Millisecond
+		bc.serve(ctx, conn)
+		if ctx.Err() == nil {
+			bc.n.c.requestRefresh(refreshConnLoss)
+		}
+	}
+	// Shutting down: nothing more will be written.
+	for {
+		select {
+		case r := <-bc.queue:
+			r.complete(nil, ErrShuttingDown)
+		default:
+			return
+		}
+	}
+}
+
+// failQueued fails every command queued during d.
+func (bc *backendConn) failQueued(ctx context.Context, d time.Duration, err error) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			return
+		case r := <-bc.queue:
+			r.complete(nil, err)
+		}
+	}
+}
+
+func (bc *backendConn) dial(ctx context.Context) (net.Conn, error) {
+	cfg := &bc.n.c.cfg
+	d := net.Dialer{Timeout: cfg.BackendConnectTimeout, KeepAlive: 30 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", bc.n.addr)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.BackendPassword != "" {
+		var cmd []byte
+		if cfg.BackendUser != "" {
+			cmd = appendCommand(nil, []byte("AUTH"), []byte(cfg.BackendUser), []byte(cfg.BackendPassword))
+		} else {
+			cmd = appendCommand(nil, []byte("AUTH"), []byte(cfg.BackendPassword))
+		}
+		conn.SetDeadline(time.Now().Add(cfg.BackendReadTimeout))
+		reply, err := roundTrip(conn, cmd)
+		if err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("auth: %w", err)
+		}
+		if reply[0] == '-' {
+			conn.Close()
+			return nil, fmt.Errorf("auth: %s", reply[1:len(reply)-2])
+		}
+		conn.SetDeadline(time.Time{})
+	}
+	return conn, nil
+}
+
+// roundTrip sends one command on an otherwise idle connection and reads its reply.
+func roundTrip(conn net.Conn, cmd []byte) ([]byte, error) {
+	if _, err := conn.Write(cmd); err != nil {
+		return nil, err
+	}
+	return newReplyReader(bufio.NewReaderSize(conn, 512)).next()
+}
+
+// push records r as in flight, in write order. It reports false once the connection is
+// broken (r was then not written).
+func (bc *backendConn) push(r *request) bool {
+	bc.mu.Lock()
+	defer bc.mu.Unlock()
+	if bc.closed {
+		return false
+	}
+	if r.asking {
+		bc.inflight = append(bc.inflight, discard)
+	}
+	bc.inflight = append(bc.inflight, r)
+	if bc.pending.Add(1) == 1 {
+		bc.lastProgress.Store(time.Now().UnixNano())
+	}
+	return true
+}
+
+func (bc *backendConn) pop() *request {
+	bc.mu.Lock()
+	defer bc.mu.Unlock()
+	if len(bc.inflight) == 0 {
+		return nil
+	}
+	r := bc.inflight[0]
+	bc.inflight[0] = nil
+	bc.inflight = bc.inflight[1:]
+	if r != discard {
+		bc.pending.Add(-1)
+	}
+	return r
+}
+
+// serve runs one established connection until it breaks or ctx ends.
+func (bc *backendConn) serve(ctx context.Context, conn net.Conn) {
+	bc.mu.Lock()
+	bc.closed = false
+	bc.inflight = bc.inflight[:0]
+	bc.mu.Unlock()
+	bc.timedOut.Store(false)
+	c := bc.n.c
+	c.metrics.backendConns.WithLabelValues(bc.n.addr).Inc()
+	defer c.metrics.backendConns.WithLabelValues(bc.n.addr).Dec()
+
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		bc.readLoop(conn)
+	}()
+	stopWatch := make(chan struct{})
+	go bc.watchdog(conn, stopWatch)
+	defer close(stopWatch)
+
+	bw := bufio.NewWriterSize(conn, 32<<10)
+	for {
+		var r *request
+		select {
+		case <-readerDone:
+			return
+		case <-ctx.Done():
+			conn.Close()
+			<-readerDone
+			return
+		case r = <-bc.queue:
+		}
+		for r != nil {
+			if !bc.push(r) {
+				r.complete(nil, fmt.Errorf("%w: connection to %s lost", ErrNotSent, bc.n.addr))
+			} else {
+				if r.asking {
+					bw.WriteString("*1\r\n$6\r\nASKING\r\n")
+				}
+				bw.Write(r.raw)
+			}
+			r = nil
+			// Coalesce whatever else is queued into the same write.
+			if bw.Buffered() < 16<<10 {
+				select {
+				case r = <-bc.queue:
+				default:
+				}
+			}
+		}
+		if err := bw.Flush(); err != nil {
+			conn.Close()
+			<-readerDone
+			return
+		}
+	}
+}
+
+// readLoop frames replies until the connection breaks, then fails every in-flight request.
+func (bc *backendConn) readLoop(conn net.Conn) {
+	c := bc.n.c
+	rr := newReplyReader(bufio.NewReaderSize(conn, 32<<10))
+	var err error
+	for {
+		var reply []byte
+		reply, err = rr.next()
+		if err != nil {
+			break
+		}
+		r := bc.pop()
+		if r == nil {
+			err = errors.New("reply without a request")
+			break
+		}
+		bc.lastProgress.Store(time.Now().UnixNano())
+		if r != discard {
+			r.complete(reply, nil)
+		}
+	}
+	conn.Close()
+	bc.mu.Lock()
+	bc.closed = true
+	lost := bc.inflight
+	bc.inflight = nil
+	bc.mu.Unlock()
+	bc.pending.Store(0)
+	fail := ErrFateUnknown
+	reason := "connection_lost"
+	if bc.timedOut.Load() {
+		fail = ErrBackendTimeout
+		reason = "timeout"
+	}
+	n := 0
+	for _, r := range lost {
+		if r != discard {
+			r.complete(nil, fail)
+			n++
+		}
+	}
+	c.metrics.backendErrors.WithLabelValues(bc.n.addr, reason).Inc()
+	if n > 0 || bc.timedOut.Load() {
+		c.log.Warn("backend connection failed", "node", bc.n.addr, "reason", reason, "in_flight_failed", n, "err", err)
+	} else {
+		c.log.Debug("backend connection closed", "node", bc.n.addr, "err", err)
+	}
+}
+
+// watchdog closes the connection when requests are pending and no reply has arrived for
+// backend-read-timeout: a stalled node must give errors, not hangs.
+func (bc *backendConn) watchdog(conn net.Conn, stop <-chan struct{}) {
+	timeout := bc.n.c.cfg.BackendReadTimeout
+	tick := max(timeout/10, 5*time.Millisecond)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			if bc.pending.Load() > 0 && time.Since(time.Unix(0, bc.lastProgress.Load())) > timeout {
+				bc.timedOut.Store(true)
+				conn.Close()
+				return
+			}
+		}
+	}
+}

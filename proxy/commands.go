@@ -1,0 +1,373 @@
+package proxy
+
+import (
+	"bytes"
+	"strconv"
+	"strings"
+)
+
+// cmdFlags are the properties of a command that matter for routing.
+type cmdFlags uint16
+
+const (
+	flagReadonly cmdFlags = 1 << iota
+	flagWrite
+	flagBlocking
+	flagMovableKeys
+	flagNoKeys
+)
+
+// cmdInfo is one entry of the command table.
+type cmdInfo struct {
+	name  string // lower case
+	arity int    // as COMMAND: negative means "at least -arity"
+	first int    // position of the first key (0: none)
+	last  int    // position of the last key; negative counts from the end
+	step  int
+	flags cmdFlags
+}
+
+// cmdTable maps lower-case command names to their info. It is built once at start-up from
+// a backend's COMMAND reply merged over a built-in fallback, and never changed afterwards.
+type cmdTable struct {
+	m map[string]*cmdInfo
+}
+
+// lookup finds a command by name, case-insensitively, without allocating.
+func (t *cmdTable) lookup(name []byte) *cmdInfo {
+	var buf [32]byte
+	if len(name) > len(buf) {
+		return t.m[strings.ToLower(string(name))]
+	}
+	for i, c := range name {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+	}
+	return t.m[string(buf[:len(name)])]
+}
+
+// builtinCommands is the fallback table used when no node answers COMMAND, and for
+// commands a node does not report: name arity first last step flags (r=readonly, w=write,
+// b=blocking, m=movable keys).
+const builtinCommands = `
+get 2 1 1 1 r
+set -3 1 1 1 w
+setnx 3 1 1 1 w
+setex 4 1 1 1 w
+psetex 4 1 1 1 w
+getset 3 1 1 1 w
+getdel 2 1 1 1 w
+getex -2 1 1 1 w
+append 3 1 1 1 w
+strlen 2 1 1 1 r
+incr 2 1 1 1 w
+decr 2 1 1 1 w
+incrby 3 1 1 1 w
+decrby 3 1 1 1 w
+incrbyfloat 3 1 1 1 w
+getrange 4 1 1 1 r
+setrange 4 1 1 1 w
+mget -2 1 -1 1 r
+mset -3 1 -1 2 w
+msetnx -3 1 -1 2 w
+del -2 1 -1 1 w
+unlink -2 1 -1 1 w
+exists -2 1 -1 1 r
+touch -2 1 -1 1 r
+expire -3 1 1 1 w
+pexpire -3 1 1 1 w
+expireat -3 1 1 1 w
+pexpireat -3 1 1 1 w
+ttl 2 1 1 1 r
+pttl 2 1 1 1 r
+persist 2 1 1 1 w
+type 2 1 1 1 r
+rename 3 1 2 1 w
+renamenx 3 1 2 1 w
+dump 2 1 1 1 r
+restore -4 1 1 1 w
+hget 3 1 1 1 r
+hset -4 1 1 1 w
+hsetnx 4 1 1 1 w
+hmset -4 1 1 1 w
+hmget -3 1 1 1 r
+hgetall 2 1 1 1 r
+hdel -3 1 1 1 w
+hlen 2 1 1 1 r
+hexists 3 1 1 1 r
+hincrby 4 1 1 1 w
+hincrbyfloat 4 1 1 1 w
+hkeys 2 1 1 1 r
+hvals 2 1 1 1 r
+hscan -3 1 1 1 r
+lpush -3 1 1 1 w
+rpush -3 1 1 1 w
+lpushx -3 1 1 1 w
+rpushx -3 1 1 1 w
+lpop -2 1 1 1 w
+rpop -2 1 1 1 w
+llen 2 1 1 1 r
+lrange 4 1 1 1 r
+lindex 3 1 1 1 r
+lset 4 1 1 1 w
+lrem 4 1 1 1 w
+ltrim 4 1 1 1 w
+linsert 5 1 1 1 w
+lpos -3 1 1 1 r
+lmove 5 1 2 1 w
+rpoplpush 3 1 2 1 w
+blpop -3 1 -2 1 wb
+brpop -3 1 -2 1 wb
+blmove 6 1 2 1 wb
+brpoplpush 4 1 2 1 wb
+sadd -3 1 1 1 w
+srem -3 1 1 1 w
+smembers 2 1 1 1 r
+sismember 3 1 1 1 r
+smismember -3 1 1 1 r
+scard 2 1 1 1 r
+spop -2 1 1 1 w
+srandmember -2 1 1 1 r
+smove 4 1 2 1 w
+sinter -2 1 -1 1 r
+sunion -2 1 -1 1 r
+sdiff -2 1 -1 1 r
+sinterstore -3 1 -1 1 w
+sunionstore -3 1 -1 1 w
+sdiffstore -3 1 -1 1 w
+sscan -3 1 1 1 r
+zadd -4 1 1 1 w
+zincrby 4 1 1 1 w
+zrem -3 1 1 1 w
+zscore 3 1 1 1 r
+zmscore -3 1 1 1 r
+zrank -3 1 1 1 r
+zrevrank -3 1 1 1 r
+zcard 2 1 1 1 r
+zcount 4 1 1 1 r
+zrange -4 1 1 1 r
+zrevrange -4 1 1 1 r
+zrangebyscore -4 1 1 1 r
+zrevrangebyscore -4 1 1 1 r
+zremrangebyscore 4 1 1 1 w
+zremrangebyrank 4 1 1 1 w
+zpopmin -2 1 1 1 w
+zpopmax -2 1 1 1 w
+bzpopmin -3 1 -2 1 wb
+bzpopmax -3 1 -2 1 wb
+zscan -3 1 1 1 r
+pfadd -2 1 1 1 w
+pfcount -2 1 -1 1 r
+pfmerge -2 1 -1 1 w
+setbit 4 1 1 1 w
+getbit 3 1 1 1 r
+bitcount -2 1 1 1 r
+bitpos -3 1 1 1 r
+bitop -4 2 -1 1 w
+xadd -5 1 1 1 w
+xlen 2 1 1 1 r
+xrange -4 1 1 1 r
+xrevrange -4 1 1 1 r
+xdel -3 1 1 1 w
+xtrim -4 1 1 1 w
+xack -4 1 1 1 w
+xgroup -2 0 0 0 w
+xread -4 0 0 0 rbm
+xreadgroup -7 0 0 0 wbm
+geoadd -5 1 1 1 w
+geodist -4 1 1 1 r
+geopos -2 1 1 1 r
+geosearch -7 1 1 1 r
+copy -3 1 2 1 w
+object -2 2 2 1 r
+eval -3 0 0 0 m
+evalsha -3 0 0 0 m
+eval_ro -3 0 0 0 rm
+evalsha_ro -3 0 0 0 rm
+fcall -3 0 0 0 m
+fcall_ro -3 0 0 0 rm
+zunionstore -4 1 1 1 wm
+zinterstore -4 1 1 1 wm
+zdiffstore -4 1 1 1 wm
+zunion -3 0 0 0 rm
+zinter -3 0 0 0 rm
+zdiff -3 0 0 0 rm
+sintercard -3 0 0 0 rm
+lmpop -4 0 0 0 wm
+blmpop -5 0 0 0 wbm
+zmpop -4 0 0 0 wm
+bzmpop -5 0 0 0 wbm
+sort -2 1 1 1 w
+sort_ro -2 1 1 1 r
+wait 3 0 0 0 b
+`
+
+func newBuiltinTable() *cmdTable {
+	t := &cmdTable{m: make(map[string]*cmdInfo)}
+	for _, line := range strings.Split(builtinCommands, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		ci := &cmdInfo{name: f[0]}
+		ci.arity, _ = strconv.Atoi(f[1])
+		ci.first, _ = strconv.Atoi(f[2])
+		ci.last, _ = strconv.Atoi(f[3])
+		ci.step, _ = strconv.Atoi(f[4])
+		if len(f) > 5 {
+			ci.flags = parseFlagLetters(f[5])
+		}
+		if ci.first == 0 && ci.flags&flagMovableKeys == 0 {
+			ci.flags |= flagNoKeys
+		}
+		t.m[ci.name] = ci
+	}
+	return t
+}
+
+func parseFlagLetters(s string) cmdFlags {
+	var fl cmdFlags
+	for _, c := range s {
+		switch c {
+		case 'r':
+			fl |= flagReadonly
+		case 'w':
+			fl |= flagWrite
+		case 'b':
+			fl |= flagBlocking
+		case 'm':
+			fl |= flagMovableKeys
+		}
+	}
+	return fl
+}
+
+// commandSpec is one command as reported by a node's COMMAND reply.
+type commandSpec struct {
+	Name                    string
+	Arity                   int
+	Flags                   []string
+	FirstKey, LastKey, Step int
+}
+
+// mergeSpecs adds the commands reported by a node to the table; the node's view wins over
+// the built-in one for key positions and flags.
+func (t *cmdTable) mergeSpecs(specs []commandSpec) {
+	for _, s := range specs {
+		ci := &cmdInfo{name: strings.ToLower(s.Name), arity: s.Arity, first: s.FirstKey, last: s.LastKey, step: s.Step}
+		for _, f := range s.Flags {
+			switch f {
+			case "readonly":
+				ci.flags |= flagReadonly
+			case "write":
+				ci.flags |= flagWrite
+			case "blocking":
+				ci.flags |= flagBlocking
+			case "movablekeys":
+				ci.flags |= flagMovableKeys
+			}
+		}
+		if old, ok := t.m[ci.name]; ok {
+			// Keep what the built-in table knows that older servers do not report
+			// (the "blocking" flag appeared in Redis 7).
+			ci.flags |= old.flags & (flagBlocking | flagMovableKeys)
+		}
+		if ci.first == 0 && ci.flags&flagMovableKeys == 0 {
+			ci.flags |= flagNoKeys
+		}
+		t.m[ci.name] = ci
+	}
+}
+
+// keyIndexes returns the positions of the keys in args (args[0] is the command name). ok is
+// false when the arguments are malformed for a command with movable keys; the node then
+// gives the proper error.
+func (ci *cmdInfo) keyIndexes(args [][]byte, dst []int) (idx []int, ok bool) {
+	idx = dst[:0]
+	if ci.flags&flagMovableKeys != 0 {
+		return movableKeys(ci.name, args, idx)
+	}
+	if ci.first <= 0 || ci.first >= len(args) {
+		return idx, true
+	}
+	last := ci.last
+	if last < 0 {
+		last = len(args) + last
+	}
+	if last >= len(args) {
+		last = len(args) - 1
+	}
+	step := ci.step
+	if step <= 0 {
+		step = 1
+	}
+	for i := ci.first; i <= last; i += step {
+		idx = append(idx, i)
+	}
+	return idx, true
+}
+
+func atoiArg(b []byte) (int, bool) {
+	n, err := strconv.Atoi(string(b))
+	return n, err == nil
+}
+
+// movableKeys finds the keys of commands whose key positions depend on their arguments.
+func movableKeys(name string, args [][]byte, idx []int) ([]int, bool) {
+	numkeysAt := func(pos, firstKey int) ([]int, bool) {
+		if pos >= len(args) {
+			return idx, false
+		}
+		n, ok := atoiArg(args[pos])
+		if !ok || n < 0 || firstKey+n > len(args) {
+			return idx, false
+		}
+		for i := 0; i < n; i++ {
+			idx = append(idx, firstKey+i)
+		}
+		return idx, true
+	}
+	switch name {
+	case "eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro",
+		"zunion", "zinter", "zdiff", "sintercard", "lmpop", "zmpop":
+		return numkeysAt(2, 3)
+	case "blmpop", "bzmpop":
+		return numkeysAt(2, 3)
+	case "zunionstore", "zinterstore", "zdiffstore":
+		idx = append(idx, 1)
+		return numkeysAt(2, 3)
+	case "xread", "xreadgroup":
+		for i := 1; i < len(args); i++ {
+			if bytes.EqualFold(args[i], []byte("streams")) {
+				rest := len(args) - i - 1
+				if rest <= 0 || rest%2 != 0 {
+					return idx, false
+				}
+				for j := 0; j < rest/2; j++ {
+					idx = append(idx, i+1+j)
+				}
+				return idx, true
+			}
+		}
+		return idx, false
+	case "sort", "sort_ro":
+		if len(args) > 1 {
+			idx = append(idx, 1)
+		}
+		for i := 2; i+1 < len(args); i++ {
+			if bytes.EqualFold(args[i], []byte("store")) {
+				idx = append(idx, i+1)
+			}
+		}
+		return idx, true
+	case "migrate":
+		return idx, false
+	}
+	// Unknown movable-key command (e.g. a module's): route by its first argument.
+	if len(args) > 1 {
+		idx = append(idx, 1)
+	}
+	return idx, true
+}

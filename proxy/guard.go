@@ -1,0 +1,170 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"strconv"
+)
+
+// protoError is a client protocol violation; its text follows "-ERR " on the wire.
+type protoError struct{ msg string }
+
+func (e *protoError) Error() string { return "Protocol error: " + e.msg }
+
+// guard checks the RESP stream from a client as it is read, before the command reader
+// buffers it, and fails the stream as soon as a limit is exceeded: a bulk length over
+// proto-max-bulk-len, more arguments than proto-max-multibulk-len, an inline line over
+// proto-inline-max-size or a command over client-query-buffer-limit. Bytes of complete
+// commands before the violation are passed through, so they are still answered.
+type guard struct {
+	r         io.Reader
+	maxBulk   int64
+	maxArgs   int64
+	maxInline int
+	maxQuery  int64
+
+	err      error
+	state    uint8
+	hdr      [24]byte
+	hdrLen   int
+	args     int64 // bulk arguments left in the current command
+	bulkLeft int64 // bytes left in the current bulk, CRLF included
+	cmdBytes int64
+	inline   int
+}
+
+const (
+	gStart uint8 = iota
+	gArrayHdr
+	gBulkStart
+	gBulkHdr
+	gBulkBody
+	gInline
+)
+
+func (g *guard) Read(p []byte) (int, error) {
+	if g.err != nil {
+		return 0, g.err
+	}
+	n, err := g.r.Read(p)
+	ok := g.scan(p[:n])
+	if g.err != nil {
+		if ok == 0 {
+			return 0, g.err
+		}
+		return ok, nil
+	}
+	return n, err
+}
+
+func (g *guard) fail(msg string) { g.err = &protoError{msg} }
+
+// scan advances the state machine over b and returns how many bytes are valid.
+func (g *guard) scan(b []byte) int {
+	i := 0
+	for i < len(b) {
+		if g.state == gBulkBody {
+			k := min(int64(len(b)-i), g.bulkLeft)
+			g.bulkLeft -= k
+			i += int(k)
+			if g.bulkLeft == 0 {
+				g.args--
+				g.state = gBulkStart
+				if g.args == 0 {
+					g.state = gStart
+					g.cmdBytes = 0
+				}
+			}
+			continue
+		}
+		c := b[i]
+		i++
+		g.cmdBytes++
+		if g.cmdBytes > g.maxQuery {
+			g.fail("command exceeds client-query-buffer-limit")
+			return i - 1
+		}
+		switch g.state {
+		case gStart:
+			g.cmdBytes = 1
+			if c == '*' {
+				g.state, g.hdrLen = gArrayHdr, 0
+			} else {
+				g.state, g.inline = gInline, 1
+				if c == '\n' {
+					g.state = gStart
+				}
+			}
+		case gInline:
+			if c == '\n' {
+				g.state = gStart
+				continue
+			}
+			g.inline++
+			if g.inline > g.maxInline {
+				g.fail("too big inline request")
+				return i - 1
+			}
+		case gArrayHdr, gBulkHdr:
+			if c != '\n' {
+				if g.hdrLen == len(g.hdr) {
+					if g.state == gArrayHdr {
+						g.fail("invalid multibulk length")
+					} else {
+						g.fail("invalid bulk length")
+					}
+					return i - 1
+				}
+				g.hdr[g.hdrLen] = c
+				g.hdrLen++
+				continue
+			}
+			h := g.hdr[:g.hdrLen]
+			if len(h) == 0 || h[len(h)-1] != '\r' {
+				g.fail("invalid multibulk length")
+				return i - 1
+			}
+			v, err := strconv.ParseInt(string(h[:len(h)-1]), 10, 64)
+			if g.state == gArrayHdr {
+				if err != nil || v > g.maxArgs {
+					g.fail("invalid multibulk length")
+					return i - 1
+				}
+				if v <= 0 {
+					g.state = gStart
+					continue
+				}
+				g.args, g.state = v, gBulkStart
+			} else {
+				if err != nil || v < 0 || v > g.maxBulk {
+					g.fail("invalid bulk length")
+					return i - 1
+				}
+				g.bulkLeft, g.state = v+2, gBulkBody
+				if g.cmdBytes+v > g.maxQuery {
+					g.fail("command exceeds client-query-buffer-limit")
+					return i - 1
+				}
+				g.cmdBytes += v + 2
+			}
+		case gBulkStart:
+			if c != '$' {
+				g.fail("expected '$', got '" + string(rune(c)) + "'")
+				return i - 1
+			}
+			g.state, g.hdrLen = gBulkHdr, 0
+		}
+	}
+	return i
+}
+
+func isProtoError(err error) (string, bool) {
+	var pe *protoError
+	if errors.As(err, &pe) {
+		return pe.Error(), true
+	}
+	if err != nil && len(err.Error()) > 15 && err.Error()[:15] == "Protocol error:" {
+		return err.Error(), true
+	}
+	return "", false
+}

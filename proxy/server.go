@@ -1,0 +1,223 @@
+// Package proxy makes a Redis Cluster look like one Redis server. It accepts RESP clients,
+// computes each command's hash slot, sends it over shared pipelined connections to the
+// node that owns the slot, follows MOVED/ASK/TRYAGAIN itself and answers every client's
+// commands strictly in order. It knows nothing about CARP or pf: a Server is started on a
+// listener and can be drained.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
+)
+
+// Config is the daemon configuration; the proxy reads the client, cluster and backend keys.
+type Config = config.Config
+
+// Version is reported by INFO and HELLO.
+var Version = "0.1.0"
+
+// Server is the proxy. Create it with NewServer, call Start once, then Serve on one or more
+// listeners (and again after CloseClients, when CARP state flips back).
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *Metrics
+	cl      *cluster
+	ctx     context.Context
+	cancel  context.CancelFunc
+	started time.Time
+	direct  *directPool
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	clients  atomic.Int64
+	nextID   atomic.Uint64
+	wg       sync.WaitGroup
+}
+
+// NewServer returns a proxy for cfg. reg receives the proxy's metrics (nil: none).
+func NewServer(cfg *Config, log *slog.Logger, reg prometheus.Registerer) *Server {
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("component", "proxy")
+	ctx, cancel := context.WithCancel(context.Background())
+	m := NewMetrics(reg)
+	s := &Server{
+		cfg:      *cfg,
+		log:      log,
+		metrics:  m,
+		ctx:      ctx,
+		cancel:   cancel,
+		started:  time.Now(),
+		sessions: map[*session]struct{}{},
+	}
+	s.cl = newCluster(ctx, s.cfg, log, m)
+	s.direct = newDirectPool(s.cl, cfg.BlockingConnections)
+	return s
+}
+
+// Start begins keeping the slot map current and waits until the first complete map is
+// loaded or ctx ends. The server keeps refreshing in the background either way.
+func (s *Server) Start(ctx context.Context) error {
+	s.cl.wg.Add(1)
+	go func() {
+		defer s.cl.wg.Done()
+		s.cl.refresher(s.ctx)
+	}()
+	if err := s.cl.waitForMap(ctx); err != nil {
+		return fmt.Errorf("proxy: initial slot map: %w", err)
+	}
+	s.loadCommandTable(ctx)
+	return nil
+}
+
+// loadCommandTable merges the COMMAND reply of one node over the built-in table.
+func (s *Server) loadCommandTable(ctx context.Context) {
+	m := s.cl.smap.Load()
+	if m == nil {
+		return
+	}
+	for _, n := range m.masters {
+		cctx, cancel := context.WithTimeout(ctx, s.cfg.BackendConnectTimeout+s.cfg.BackendReadTimeout)
+		cl := s.cl.controlClient(n.addr)
+		infos, err := cl.Command(cctx).Result()
+		cl.Close()
+		cancel()
+		if err != nil {
+			s.log.Warn("COMMAND failed; trying another node", "node", n.addr, "err", err)
+			continue
+		}
+		specs := make([]commandSpec, 0, len(infos))
+		for _, ci := range infos {
+			specs = append(specs, commandSpec{Name: ci.Name, Arity: int(ci.Arity), Flags: ci.Flags,
+				FirstKey: int(ci.FirstKeyPos), LastKey: int(ci.LastKeyPos), Step: int(ci.StepCount)})
+		}
+		t := newBuiltinTable()
+		t.mergeSpecs(specs)
+		s.cl.cmds = t
+		s.log.Debug("command table loaded", "node", n.addr, "commands", len(t.m))
+		return
+	}
+	s.log.Warn("no node answered COMMAND; using the built-in command table")
+}
+
+// Ready reports whether the proxy can serve: a slot map covering every slot is loaded.
+func (s *Server) Ready() (bool, string) {
+	m := s.cl.smap.Load()
+	if m == nil {
+		return false, "no slot map loaded"
+	}
+	return true, fmt.Sprintf("slot map epoch %d covers all %d slots (%d masters)", m.epoch, NumSlots, len(m.masters))
+}
+
+// Serve accepts clients on ln until ln is closed; a closed listener is a clean stop and
+// returns nil. Connections already accepted keep running.
+func (s *Server) Serve(ln net.Listener) error {
+	var tempDelay time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) {
+				tempDelay = min(max(2*tempDelay, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; retrying", "err", err, "delay", tempDelay)
+				time.Sleep(tempDelay)
+				continue
+			}
+			return fmt.Errorf("proxy: accept on %s: %w", ln.Addr(), err)
+		}
+		tempDelay = 0
+		s.accept(conn)
+	}
+}
+
+func (s *Server) accept(conn net.Conn) {
+	if n := s.clients.Add(1); n > int64(s.cfg.MaxClients) {
+		s.clients.Add(-1)
+		s.metrics.clientsRejected.WithLabelValues("maxclients").Inc()
+		conn.SetWriteDeadline(time.Now().Add(time.Second))
+		conn.Write([]byte("-ERR max number of clients reached\r\n"))
+		conn.Close()
+		return
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+		if s.cfg.TCPKeepalive > 0 {
+			tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: s.cfg.TCPKeepalive, Interval: s.cfg.TCPKeepalive / 3, Count: 3})
+		} else {
+			tc.SetKeepAlive(false)
+		}
+	}
+	s.metrics.clientsAccepted.Inc()
+	s.metrics.clientsCurrent.Inc()
+	ss := newSession(s, conn)
+	s.mu.Lock()
+	s.sessions[ss] = struct{}{}
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ss.run()
+		s.mu.Lock()
+		delete(s.sessions, ss)
+		s.mu.Unlock()
+		s.clients.Add(-1)
+		s.metrics.clientsCurrent.Dec()
+		s.metrics.clientsClosed.Inc()
+	}()
+}
+
+// Clients returns the number of open client connections.
+func (s *Server) Clients() int { return int(s.clients.Load()) }
+
+// CloseClients stops reading new commands from every client, lets in-flight commands be
+// answered for up to grace, then closes the connections. It returns when all are closed.
+func (s *Server) CloseClients(grace time.Duration) {
+	s.mu.Lock()
+	list := make([]*session, 0, len(s.sessions))
+	for ss := range s.sessions {
+		list = append(list, ss)
+	}
+	s.mu.Unlock()
+	for _, ss := range list {
+		ss.drain()
+	}
+	done := make(chan struct{})
+	go func() {
+		for _, ss := range list {
+			<-ss.closed
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		for _, ss := range list {
+			ss.conn.Close()
+		}
+		<-done
+	}
+}
+
+// Close closes every client (with the shutdown grace period) and every backend connection.
+func (s *Server) Close() {
+	s.CloseClients(s.cfg.ShutdownTimeout)
+	s.wg.Wait()
+	s.cancel()
+	s.direct.close()
+	s.cl.wg.Wait()
+}

@@ -1,0 +1,437 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/tidwall/redcon"
+)
+
+// session is one client connection. A reader goroutine parses commands and dispatches them
+// to the backends at once (pipelining); the writer goroutine (run) waits for the replies in
+// order, follows redirections, executes commands that need a dedicated connection, and
+// writes the replies back, flushing when nothing more is ready.
+type session struct {
+	s       *Server
+	conn    net.Conn
+	id      uint64
+	pending chan *request
+	ctx     context.Context // ends when the client is gone or the session is closed
+	cancel  context.CancelFunc
+	closed  chan struct{}
+	closing atomic.Bool
+
+	keyIdx [16]int
+}
+
+func newSession(s *Server, conn net.Conn) *session {
+	ctx, cancel := context.WithCancel(s.ctx)
+	return &session{
+		s:       s,
+		conn:    conn,
+		id:      s.nextID.Add(1),
+		pending: make(chan *request, s.cfg.ClientPipelineDepth),
+		ctx:     ctx,
+		cancel:  cancel,
+		closed:  make(chan struct{}),
+	}
+}
+
+// drain makes the session stop reading; pending replies are still written.
+func (ss *session) drain() {
+	ss.closing.Store(true)
+	ss.conn.SetReadDeadline(time.Now())
+}
+
+func (ss *session) run() {
+	defer close(ss.closed)
+	go ss.readLoop()
+	ss.writeLoop()
+}
+
+// countingReader counts bytes received from the client.
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (cr countingReader) Read(p []byte) (int, error) {
+	n, err := cr.r.Read(p)
+	cr.n.Add(int64(n))
+	return n, err
+}
+
+func (ss *session) readLoop() {
+	defer close(ss.pending)
+	cfg := &ss.s.cfg
+	g := &guard{r: ss.conn, maxBulk: cfg.ProtoMaxBulkLen, maxArgs: int64(cfg.ProtoMaxMultibulkLen),
+		maxInline: cfg.ProtoInlineMaxSize, maxQuery: cfg.QueryBufferLimit}
+	rd := redcon.NewReader(g)
+	for {
+		if cfg.ClientIdleTimeout > 0 && !ss.closing.Load() {
+			ss.conn.SetReadDeadline(time.Now().Add(cfg.ClientIdleTimeout))
+		}
+		cmds, err := rd.ReadCommands()
+		if err != nil {
+			if msg, ok := isProtoError(err); ok {
+				ss.s.metrics.protoErrors.Inc()
+				ss.s.log.Debug("client protocol error", "client_id", ss.id, "err", msg)
+				ss.pending <- &request{reply: errorReply("ERR " + msg), done: closedDone(), slot: -2}
+			}
+			return
+		}
+		ss.s.metrics.pipeline.Observe(float64(len(cmds)))
+		for i := range cmds {
+			r := ss.newRequest(cmds[i].Args, cmds[i].Raw)
+			ss.s.metrics.bytesIn.Add(float64(len(cmds[i].Raw)))
+			select {
+			case ss.pending <- r:
+			case <-ss.ctx.Done():
+				return
+			}
+			if r.slot == -2 { // QUIT or a fatal error: stop reading
+				return
+			}
+			if r.barrier {
+				// Commands after this one must not overtake it: wait until the writer
+				// has executed it.
+				select {
+				case <-r.done:
+				case <-ss.ctx.Done():
+					return
+				}
+			}
+		}
+	}
+}
+
+func closedDone() chan struct{} {
+	ch := make(chan struct{}, 1)
+	ch <- struct{}{}
+	return ch
+}
+
+func (ss *session) writeLoop() {
+	bw := bufio.NewWriterSize(ss.conn, 16<<10)
+	ok := true
+	for r := range ss.pending {
+		if !ok {
+			continue // the client is gone; just let the reader finish
+		}
+		reply := ss.finish(r)
+		ss.s.metrics.bytesOut.Add(float64(len(reply)))
+		if _, err := bw.Write(reply); err != nil {
+			ok = false
+		}
+		if len(ss.pending) == 0 || bw.Buffered() > 64<<10 {
+			if err := bw.Flush(); err != nil {
+				ok = false
+			}
+		}
+		if ok && r.slot == -2 {
+			bw.Flush()
+			ok = false
+		}
+		if !ok {
+			ss.conn.Close()
+			ss.cancel()
+		}
+	}
+	bw.Flush()
+	ss.conn.Close()
+	ss.cancel()
+}
+
+// newRequest builds the request for one command: answered locally, routed to a slot owner,
+// or deferred to the writer (barrier) when it needs a dedicated connection.
+func (ss *session) newRequest(args [][]byte, raw []byte) *request {
+	r := &request{args: args, raw: raw, slot: -1, start: time.Now()}
+	if local := ss.local(r); local != nil {
+		r.reply = local
+		r.done = closedDone()
+		return r
+	}
+	r.done = make(chan struct{}, 1)
+	cl := ss.s.cl
+	r.info = cl.cmds.lookup(args[0])
+	if r.info != nil {
+		idx, ok := r.info.keyIndexes(args, ss.keyIdx[:])
+		if ok && len(idx) > 0 {
+			r.slot = KeySlot(args[idx[0]])
+			for _, i := range idx[1:] {
+				if KeySlot(args[i]) != r.slot {
+					r.reply = []byte("-CROSSSLOT Keys in request don't hash to the same slot\r\n")
+					r.done <- struct{}{}
+					return r
+				}
+			}
+		}
+		if r.info.flags&flagBlocking != 0 {
+			r.barrier = true
+			return r
+		}
+	}
+	if !strings.HasPrefix(string(raw[:1]), "*") {
+		r.raw = appendCommand(nil, args...)
+	}
+	ss.dispatch(r)
+	return r
+}
+
+// target returns the node that should serve r now.
+func (ss *session) target(r *request) (*node, error) {
+	m := ss.s.cl.smap.Load()
+	if m == nil {
+		return nil, ErrNoSlotMap
+	}
+	if r.slot < 0 {
+		return m.masters[rand.IntN(len(m.masters))], nil
+	}
+	return m.master(r.slot), nil
+}
+
+// dispatch sends r to its node without waiting for the reply.
+func (ss *session) dispatch(r *request) {
+	n, err := ss.target(r)
+	if err != nil {
+		r.complete(nil, err)
+		return
+	}
+	n.send(ss.ctx, r, ss.id)
+}
+
+// execDirect runs a deferred request on a dedicated connection, synchronously.
+func (ss *session) execDirect(r *request, n *node) {
+	r.node = n
+	reply, err := ss.s.direct.do(ss.ctx, n, r)
+	r.reply, r.err = reply, err
+}
+
+// finish waits for r's reply, following redirections, and returns the bytes for the client.
+func (ss *session) finish(r *request) []byte {
+	cfg := &ss.s.cfg
+	cl := ss.s.cl
+	m := ss.s.metrics
+	if r.barrier {
+		defer func() { r.done <- struct{}{} }()
+		n, err := ss.target(r)
+		if err != nil {
+			r.err = err
+		} else {
+			ss.execDirect(r, n)
+		}
+	} else {
+		<-r.done
+	}
+	if r.info == nil && r.reply != nil && r.err == nil && r.node == nil {
+		return r.reply // answered by the proxy
+	}
+	redirects, retries := 0, 0
+	backoff := cfg.TryagainBackoff
+	for {
+		var next *node
+		if r.err != nil {
+			if !errors.Is(r.err, ErrNotSent) && !errors.Is(r.err, ErrNoSlotMap) || retries >= cfg.TryagainRetries {
+				return ss.account(r, "error", errorReply("ERR proxy: "+r.err.Error()))
+			}
+			retries++
+			cl.requestRefresh(refreshNoOwner)
+			if !ss.sleep(backoff) {
+				return ss.account(r, "error", errorReply("ERR proxy: "+r.err.Error()))
+			}
+			backoff = min(2*backoff, 500*time.Millisecond)
+		} else {
+			kind, slot, addr := parseRedirect(r.reply)
+			switch kind {
+			case redirNone:
+				if r.reply[0] == '-' {
+					return ss.account(r, "error", r.reply)
+				}
+				return ss.account(r, "ok", r.reply)
+			case redirMoved, redirAsk:
+				redirects++
+				if redirects > cfg.MaxRedirects {
+					return ss.account(r, "error", errorReply("ERR proxy: "+ErrTooManyRedirects.Error()+": last was "+strings.TrimSpace(string(r.reply[1:]))))
+				}
+				next = cl.node(resolveAddr(addr, r.node.addr))
+				if kind == redirMoved {
+					m.redirects.WithLabelValues("moved").Inc()
+					defer cl.learnOwner(slot, next)
+				} else {
+					m.redirects.WithLabelValues("ask").Inc()
+					r.asking = true
+				}
+			case redirTryAgain, redirClusterDown:
+				if kind == redirTryAgain {
+					m.redirects.WithLabelValues("tryagain").Inc()
+				} else {
+					m.redirects.WithLabelValues("clusterdown").Inc()
+					cl.requestRefresh(refreshDown)
+				}
+				if retries >= cfg.TryagainRetries || !ss.sleep(backoff) {
+					return ss.account(r, "error", r.reply)
+				}
+				retries++
+				backoff = min(2*backoff, 500*time.Millisecond)
+			}
+		}
+		// Send again: to the redirection target, or to the current owner.
+		if next == nil {
+			var err error
+			if next, err = ss.target(r); err != nil {
+				r.err = err
+				continue
+			}
+		}
+		r.reply, r.err = nil, nil
+		if r.barrier {
+			ss.execDirect(r, next)
+		} else {
+			next.send(ss.ctx, r, ss.id)
+			<-r.done
+		}
+		r.asking = false
+	}
+}
+
+// sleep waits d unless the client goes away; it reports whether the wait completed.
+func (ss *session) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ss.ctx.Done():
+		return false
+	}
+}
+
+// account records metrics for a finished command and returns its reply.
+func (ss *session) account(r *request, result string, reply []byte) []byte {
+	name := "other"
+	if r.info != nil {
+		name = r.info.name
+	}
+	m := ss.s.metrics
+	m.commands.WithLabelValues(name, result).Inc()
+	m.cmdLatency.WithLabelValues(name).Observe(time.Since(r.start).Seconds())
+	return reply
+}
+
+// learnOwner records that slot moved to n (from a MOVED reply) and asks for a full refresh.
+func (c *cluster) learnOwner(slot int, n *node) {
+	for {
+		old := c.smap.Load()
+		if old == nil || old.master(slot) == n {
+			break
+		}
+		if c.smap.CompareAndSwap(old, old.withOwner(slot, n)) {
+			break
+		}
+	}
+	c.requestRefresh(refreshMoved)
+}
+
+// local answers the commands the proxy handles itself; it returns nil for the others.
+func (ss *session) local(r *request) []byte {
+	args := r.args
+	var buf [16]byte
+	name := args[0]
+	if len(name) > len(buf) {
+		return nil
+	}
+	for i, c := range name {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+	}
+	switch string(buf[:len(name)]) {
+	case "ping":
+		switch len(args) {
+		case 1:
+			return replyPong
+		case 2:
+			return appendBulk(nil, args[1])
+		}
+		return wrongArgs("ping")
+	case "echo":
+		if len(args) != 2 {
+			return wrongArgs("echo")
+		}
+		return appendBulk(nil, args[1])
+	case "quit":
+		r.slot = -2
+		return replyOK
+	case "select":
+		if len(args) != 2 {
+			return wrongArgs("select")
+		}
+		if string(args[1]) != "0" {
+			return errorReply("ERR DB index is out of range")
+		}
+		return replyOK
+	case "hello":
+		return ss.hello(args)
+	case "shutdown", "slaveof", "replicaof", "debug", "monitor", "sync", "psync", "migrate", "failover",
+		"bgsave", "bgrewriteaof", "save", "swapdb", "move", "acl", "module", "readwrite", "readonly":
+		return errorReply(fmt.Sprintf("ERR %s is not supported by the proxy", strings.ToUpper(string(name))))
+	case "config":
+		if len(args) > 1 && !bytes.EqualFold(args[1], []byte("get")) && !bytes.EqualFold(args[1], []byte("help")) {
+			return errorReply(fmt.Sprintf("ERR CONFIG %s is not supported by the proxy", strings.ToUpper(string(args[1]))))
+		}
+	}
+	return nil
+}
+
+func wrongArgs(cmd string) []byte {
+	return errorReply("ERR wrong number of arguments for '" + cmd + "' command")
+}
+
+// hello answers HELLO: protocol 2 only (RESP3 would need a different reply encoding), so
+// clients asking for 3 get NOPROTO and fall back.
+func (ss *session) hello(args [][]byte) []byte {
+	if len(args) > 1 {
+		if string(args[1]) != "2" {
+			if string(args[1]) == "3" {
+				return errorReply("NOPROTO sorry, this protocol version is not supported")
+			}
+			return errorReply("NOPROTO unsupported protocol version")
+		}
+		for i := 2; i < len(args); i++ {
+			switch strings.ToLower(string(args[i])) {
+			case "auth":
+				i += 2
+			case "setname":
+				i++
+			default:
+				return errorReply("ERR Syntax error in HELLO option '" + string(args[i]) + "'")
+			}
+		}
+	}
+	b := appendArrayHeader(nil, 14)
+	b = appendBulkString(b, "server")
+	b = appendBulkString(b, "redis")
+	b = appendBulkString(b, "version")
+	b = appendBulkString(b, "7.0.0")
+	b = appendBulkString(b, "proto")
+	b = appendInt(b, 2)
+	b = appendBulkString(b, "id")
+	b = appendInt(b, int64(ss.id))
+	b = appendBulkString(b, "mode")
+	b = appendBulkString(b, "standalone")
+	b = appendBulkString(b, "role")
+	b = appendBulkString(b, "master")
+	b = appendBulkString(b, "modules")
+	b = appendArrayHeader(b, 0)
+	return b
+}

@@ -1,0 +1,277 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// slotMap is an immutable snapshot of which node serves which slot. A new snapshot
+// replaces the old one atomically; readers never see a partial update.
+type slotMap struct {
+	owner    [NumSlots]uint16 // index into masters
+	masters  []*node
+	replicas [][]*node // replicas[i] are the replicas of masters[i]
+	epoch    uint64    // increases with every accepted map
+	loaded   time.Time
+}
+
+// master returns the node serving slot.
+func (m *slotMap) master(slot int) *node { return m.masters[m.owner[slot]] }
+
+// withOwner returns a copy of m in which slot is served by n (used on MOVED, until the next
+// full refresh confirms it).
+func (m *slotMap) withOwner(slot int, n *node) *slotMap {
+	nm := *m
+	nm.masters = append([]*node(nil), m.masters...)
+	nm.replicas = append([][]*node(nil), m.replicas...)
+	idx := -1
+	for i, x := range nm.masters {
+		if x == n {
+			idx = i
+		}
+	}
+	if idx < 0 {
+		idx = len(nm.masters)
+		nm.masters = append(nm.masters, n)
+		nm.replicas = append(nm.replicas, nil)
+	}
+	nm.owner[slot] = uint16(idx)
+	return &nm
+}
+
+// refreshReason names what triggered a slot map refresh (also a metric label).
+type refreshReason string
+
+const (
+	refreshStartup   refreshReason = "startup"
+	refreshPeriodic  refreshReason = "periodic"
+	refreshMoved     refreshReason = "moved"
+	refreshDown      refreshReason = "clusterdown"
+	refreshConnLoss  refreshReason = "connection_loss"
+	refreshNoOwner   refreshReason = "unreachable"
+	refreshRequested refreshReason = "requested"
+)
+
+// requestRefresh asks the refresher for a new slot map. Bursts are coalesced: at most one
+// refresh runs at a time, and requests made while one runs cause one more afterwards.
+func (c *cluster) requestRefresh(why refreshReason) {
+	select {
+	case c.refreshCh <- why:
+	default:
+	}
+}
+
+// refresher keeps the slot map current until ctx ends.
+func (c *cluster) refresher(ctx context.Context) {
+	t := time.NewTicker(c.cfg.SlotmapRefresh)
+	defer t.Stop()
+	for {
+		var why refreshReason
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			why = refreshPeriodic
+		case why = <-c.refreshCh:
+		}
+		if err := c.refresh(ctx, why); err != nil && ctx.Err() == nil {
+			c.log.Warn("slot map refresh failed; keeping the last good map", "trigger", why, "err", err)
+		}
+		// Space refreshes out a little so a storm of MOVED replies does not hammer the
+		// cluster; requests that arrived meanwhile are served by one more refresh.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// refresh loads the slot map from the first node that returns one covering every slot.
+func (c *cluster) refresh(ctx context.Context, why refreshReason) error {
+	start := time.Now()
+	var errs []error
+	for _, addr := range c.refreshCandidates() {
+		slots, err := c.fetchSlots(ctx, addr)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+			continue
+		}
+		m, err := c.buildMap(slots)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+			continue
+		}
+		old := c.smap.Load()
+		if old != nil {
+			m.epoch = old.epoch + 1
+		} else {
+			m.epoch = 1
+		}
+		m.loaded = time.Now()
+		c.smap.Store(m)
+		c.metrics.refreshed(string(why), m, time.Since(start))
+		if old == nil || !sameOwners(old, m) {
+			c.log.Info("slot map updated", "trigger", why, "from", addr, "masters", len(m.masters), "epoch", m.epoch)
+		}
+		return nil
+	}
+	c.metrics.refreshFailed(string(why))
+	if len(errs) == 0 {
+		return errors.New("no cluster node known")
+	}
+	return errors.Join(errs...)
+}
+
+func sameOwners(a, b *slotMap) bool {
+	if len(a.masters) != len(b.masters) {
+		return false
+	}
+	for s := 0; s < NumSlots; s++ {
+		if a.master(s) != b.master(s) {
+			return false
+		}
+	}
+	return true
+}
+
+// refreshCandidates lists the nodes to ask, masters of the current map first (in random
+// order, skipping ones known to be down), then the seeds, then every other known node.
+func (c *cluster) refreshCandidates() []string {
+	seen := map[string]bool{}
+	var good, bad []string
+	add := func(addr string) {
+		if seen[addr] {
+			return
+		}
+		seen[addr] = true
+		if n := c.lookupNode(addr); n != nil && n.down.Load() {
+			bad = append(bad, addr)
+			return
+		}
+		good = append(good, addr)
+	}
+	if m := c.smap.Load(); m != nil {
+		perm := rand.Perm(len(m.masters))
+		for _, i := range perm {
+			add(m.masters[i].addr)
+		}
+		for _, rs := range m.replicas {
+			for _, r := range rs {
+				add(r.addr)
+			}
+		}
+	}
+	for _, s := range c.cfg.ClusterSeeds {
+		add(s)
+	}
+	c.nodesMu.Lock()
+	for addr := range c.nodes {
+		add(addr)
+	}
+	c.nodesMu.Unlock()
+	return append(good, bad...)
+}
+
+// fetchSlots asks one node for CLUSTER SLOTS.
+func (c *cluster) fetchSlots(ctx context.Context, addr string) ([]redis.ClusterSlot, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.BackendConnectTimeout+c.cfg.BackendReadTimeout)
+	defer cancel()
+	cl := c.controlClient(addr)
+	defer cl.Close()
+	return cl.ClusterSlots(ctx).Result()
+}
+
+// controlClient returns a go-redis client for control-plane queries to addr.
+func (c *cluster) controlClient(addr string) *redis.Client {
+	return redis.NewClient(&redis.Options{
+		Addr:            addr,
+		Username:        c.cfg.BackendUser,
+		Password:        c.cfg.BackendPassword,
+		DialTimeout:     c.cfg.BackendConnectTimeout,
+		ReadTimeout:     c.cfg.BackendReadTimeout,
+		WriteTimeout:    c.cfg.BackendReadTimeout,
+		PoolSize:        1,
+		MaxRetries:      -1,
+		DisableIdentity: true,
+		Protocol:        2,
+	})
+}
+
+// buildMap turns a CLUSTER SLOTS reply into a snapshot, rejecting one that does not cover
+// every slot.
+func (c *cluster) buildMap(slots []redis.ClusterSlot) (*slotMap, error) {
+	m := &slotMap{}
+	for i := range m.owner {
+		m.owner[i] = 0xffff
+	}
+	index := map[*node]int{}
+	covered := 0
+	for _, r := range slots {
+		if len(r.Nodes) == 0 || r.Start < 0 || r.End >= NumSlots || r.Start > r.End {
+			return nil, fmt.Errorf("bad slot range %d-%d", r.Start, r.End)
+		}
+		addr := r.Nodes[0].Addr
+		if h, _, err := net.SplitHostPort(addr); err == nil && h == "" {
+			return nil, fmt.Errorf("node for slots %d-%d has no address", r.Start, r.End)
+		}
+		mn := c.node(addr)
+		idx, ok := index[mn]
+		if !ok {
+			idx = len(m.masters)
+			index[mn] = idx
+			m.masters = append(m.masters, mn)
+			m.replicas = append(m.replicas, nil)
+			for _, rn := range r.Nodes[1:] {
+				if rn.Addr != "" {
+					m.replicas[idx] = append(m.replicas[idx], c.node(rn.Addr))
+				}
+			}
+		}
+		for s := r.Start; s <= r.End; s++ {
+			if m.owner[s] == 0xffff {
+				covered++
+			}
+			m.owner[s] = uint16(idx)
+		}
+	}
+	if covered != NumSlots {
+		return nil, fmt.Errorf("slot map covers %d of %d slots", covered, NumSlots)
+	}
+	return m, nil
+}
+
+// waitForMap blocks until a slot map is loaded or ctx ends.
+func (c *cluster) waitForMap(ctx context.Context) error {
+	for c.smap.Load() == nil {
+		if err := c.refresh(ctx, refreshStartup); err == nil {
+			break
+		} else {
+			c.log.Warn("waiting for the cluster", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// resolveAddr fills in the host of a redirection target that Redis sent as ":port".
+func resolveAddr(addr, from string) string {
+	if len(addr) > 1 && addr[0] == '?' {
+		host, _, _ := net.SplitHostPort(from)
+		return net.JoinHostPort(host, addr[2:])
+	}
+	return addr
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
