@@ -199,8 +199,8 @@ lmpop -4 0 0 0 wm
 blmpop -5 0 0 0 wbm
 zmpop -4 0 0 0 wm
 bzmpop -5 0 0 0 wbm
-sort -2 1 1 1 w
-sort_ro -2 1 1 1 r
+sort -2 1 1 1 wm
+sort_ro -2 1 1 1 rm
 wait 3 0 0 0 b
 `
 

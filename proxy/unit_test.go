@@ -1,0 +1,165 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"testing/iotest"
+)
+
+func TestKeySlotKnownValues(t *testing.T) {
+	for key, want := range map[string]int{
+		"":                      0,
+		"foo":                   12182,
+		"bar":                   5061,
+		"123456789":             0x31C3 & (NumSlots - 1),
+		"{user1000}.following":  KeySlot([]byte("user1000")),
+		"{}":                    KeySlot([]byte("{}")),
+		"{}foo":                 int(crc16([]byte("{}foo")) & (NumSlots - 1)),
+		"{a}{b}":                KeySlot([]byte("a")),
+		"}{a}":                  KeySlot([]byte("a")),
+		"foo{":                  int(crc16([]byte("foo{")) & (NumSlots - 1)),
+		"{{a}}":                 KeySlot([]byte("{a")),
+		"x{}{a}":                int(crc16([]byte("x{}{a}")) & (NumSlots - 1)),
+	} {
+		if got := KeySlot([]byte(key)); got != want {
+			t.Errorf("KeySlot(%q) = %d, want %d", key, got, want)
+		}
+	}
+}
+
+func TestReplyReaderFramesIncrementally(t *testing.T) {
+	replies := []string{
+		"+OK\r\n", "-ERR x\r\n", ":42\r\n", "$-1\r\n", "$0\r\n\r\n", "$5\r\nhello\r\n",
+		"*-1\r\n", "*0\r\n", "*2\r\n$1\r\na\r\n*1\r\n:1\r\n",
+		"$" + "70000\r\n" + strings.Repeat("x", 70000) + "\r\n",
+		"%1\r\n+k\r\n+v\r\n", "_\r\n",
+	}
+	all := strings.Join(replies, "")
+	// One byte per read: every reply is still framed exactly once and whole.
+	rr := newReplyReader(bufio.NewReaderSize(iotest.OneByteReader(strings.NewReader(all)), 16))
+	for i, want := range replies {
+		got, err := rr.next()
+		if err != nil || string(got) != want {
+			t.Fatalf("reply %d: got %.40q, %v; want %.40q", i, got, err, want)
+		}
+	}
+	if _, err := rr.next(); err != io.EOF {
+		t.Fatalf("after last reply: %v, want EOF", err)
+	}
+	for _, bad := range []string{"?x\r\n", "$5\r\nhelloXX", "*x\r\n", "+OK\n", "$-5\r\n"} {
+		rr := newReplyReader(bufio.NewReader(strings.NewReader(bad)))
+		if _, err := rr.next(); err == nil || !errors.Is(err, errBadReply) && err != io.ErrUnexpectedEOF && err != io.EOF {
+			t.Errorf("%q: err = %v, want a malformed-reply error", bad, err)
+		}
+	}
+}
+
+func TestParseRedirect(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		kind redirect
+		slot int
+		addr string
+	}{
+		{"-MOVED 3999 127.0.0.1:6381\r\n", redirMoved, 3999, "127.0.0.1:6381"},
+		{"-ASK 1 [::1]:7000\r\n", redirAsk, 1, "[::1]:7000"},
+		{"-MOVED 3999 :6381\r\n", redirMoved, 3999, "?:6381"},
+		{"-TRYAGAIN Multiple keys request during rehashing of slot\r\n", redirTryAgain, 0, ""},
+		{"-CLUSTERDOWN The cluster is down\r\n", redirClusterDown, 0, ""},
+		{"-ERR MOVED\r\n", redirNone, 0, ""},
+		{"+MOVED 1 a:1\r\n", redirNone, 0, ""},
+		{"-MOVED 99999 a:1\r\n", redirNone, 0, ""},
+	} {
+		k, s, a := parseRedirect([]byte(tc.in))
+		if k != tc.kind || s != tc.slot || a != tc.addr {
+			t.Errorf("parseRedirect(%q) = %v %d %q", tc.in, k, s, a)
+		}
+	}
+	if got := resolveAddr("?:6381", "10.0.0.1:7000"); got != "10.0.0.1:6381" {
+		t.Errorf("resolveAddr = %q", got)
+	}
+}
+
+func TestKeyIndexes(t *testing.T) {
+	tab := newBuiltinTable()
+	for _, tc := range []struct {
+		cmd  string
+		want []int
+		ok   bool
+	}{
+		{"GET k", []int{1}, true},
+		{"MSET a 1 b 2", []int{1, 3}, true},
+		{"BLPOP a b 0", []int{1, 2}, true},
+		{"EVAL s 2 k1 k2 a", []int{3, 4}, true},
+		{"EVAL s 0", nil, true},
+		{"EVAL s 5 k", nil, false},
+		{"XREAD COUNT 1 STREAMS s1 s2 0 0", []int{4, 5}, true},
+		{"XREAD STREAMS s1", nil, false},
+		{"ZUNIONSTORE d 2 a b", []int{1, 3, 4}, true},
+		{"SORT k BY x STORE d", []int{1, 5}, true},
+		{"BITOP AND d a b", []int{2, 3, 4}, true},
+		{"PING", nil, true},
+	} {
+		args := bytes.Fields([]byte(tc.cmd))
+		ci := tab.lookup(args[0])
+		var idx []int
+		ok := true
+		if ci != nil {
+			idx, ok = ci.keyIndexes(args, nil)
+		}
+		if ok != tc.ok || !equalInts(idx, tc.want) {
+			t.Errorf("%s: keys %v ok=%v; want %v ok=%v", tc.cmd, idx, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func newTestGuard(in string) *guard {
+	return &guard{r: strings.NewReader(in), maxBulk: 1024, maxArgs: 8, maxInline: 64, maxQuery: 3500}
+}
+
+func TestGuardLimits(t *testing.T) {
+	for _, tc := range []struct{ in, wantErr, wantPassed string }{
+		{"*1\r\n$4\r\nPING\r\n", "", "*1\r\n$4\r\nPING\r\n"},
+		{"*1\r\n$2000\r\n", "invalid bulk length", ""},
+		{"*1\r\n$4\r\nPING\r\n*1\r\n$2147483648\r\n", "invalid bulk length", "*1\r\n$4\r\nPING\r\n"},
+		{"*9\r\n", "invalid multibulk length", ""},
+		{"*1\r\n$-3\r\n", "invalid bulk length", ""},
+		{"*1\r\n:4\r\n", "expected '$', got ':'", ""},
+		{"*12345678901234567890123456\r\n", "invalid multibulk length", ""},
+		{strings.Repeat("A", 100), "too big inline request", ""},
+		{"PING\r\n" + strings.Repeat("A", 100), "too big inline request", "PING\r\n"},
+		{"*4\r\n$1000\r\n" + strings.Repeat("x", 1000) + "\r\n$1000\r\n" + strings.Repeat("x", 1000) + "\r\n$1000\r\n" + strings.Repeat("x", 1000) + "\r\n$1000\r\n", "client-query-buffer-limit", ""},
+		{"\x00\x01\x02\xff\r\n", "", "\x00\x01\x02\xff\r\n"},
+	} {
+		g := newTestGuard(tc.in)
+		got, err := io.ReadAll(g)
+		if tc.wantErr == "" {
+			if err != nil || string(got) != tc.wantPassed {
+				t.Errorf("%.30q: passed %q, err %v", tc.in, got, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+			t.Errorf("%.30q: err = %v, want %q", tc.in, err, tc.wantErr)
+		}
+		if !strings.HasPrefix(tc.in, string(got)) || !strings.HasPrefix(string(got), tc.wantPassed) || len(got) > len(tc.wantPassed)+3500 {
+			t.Errorf("%.30q: passed %q before the error, want %q", tc.in, got, tc.wantPassed)
+		}
+	}
+}
