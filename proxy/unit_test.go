@@ -12,18 +12,18 @@ import (
 
 func TestKeySlotKnownValues(t *testing.T) {
 	for key, want := range map[string]int{
-		"":                      0,
-		"foo":                   12182,
-		"bar":                   5061,
-		"123456789":             0x31C3 & (NumSlots - 1),
-		"{user1000}.following":  KeySlot([]byte("user1000")),
-		"{}":                    KeySlot([]byte("{}")),
-		"{}foo":                 int(crc16([]byte("{}foo")) & (NumSlots - 1)),
-		"{a}{b}":                KeySlot([]byte("a")),
-		"}{a}":                  KeySlot([]byte("a")),
-		"foo{":                  int(crc16([]byte("foo{")) & (NumSlots - 1)),
-		"{{a}}":                 KeySlot([]byte("{a")),
-		"x{}{a}":                int(crc16([]byte("x{}{a}")) & (NumSlots - 1)),
+		"":                     0,
+		"foo":                  12182,
+		"bar":                  5061,
+		"123456789":            0x31C3 & (NumSlots - 1),
+		"{user1000}.following": KeySlot([]byte("user1000")),
+		"{}":                   KeySlot([]byte("{}")),
+		"{}foo":                int(crc16([]byte("{}foo")) & (NumSlots - 1)),
+		"{a}{b}":               KeySlot([]byte("a")),
+		"}{a}":                 KeySlot([]byte("a")),
+		"foo{":                 int(crc16([]byte("foo{")) & (NumSlots - 1)),
+		"{{a}}":                KeySlot([]byte("{a")),
+		"x{}{a}":               int(crc16([]byte("x{}{a}")) & (NumSlots - 1)),
 	} {
 		if got := KeySlot([]byte(key)); got != want {
 			t.Errorf("KeySlot(%q) = %d, want %d", key, got, want)
