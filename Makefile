@@ -1,0 +1,40 @@
+# redis-carp-proxy — see README.md. `make demo` and `make test` are all a newcomer needs.
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X github.com/redis-carp-proxy/redis-carp-proxy/proxy.Version=$(VERSION)
+BIN      := build/redis-carp-proxy
+# Packages whose tests exercise concurrency run under the race detector.
+RACE_PKGS := ./proxy/... ./carp/... ./internal/...
+
+.PHONY: all build deps test test-short vet bench demo soak bench-conns clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/redis-carp-proxy
+
+deps:
+	@sh tools/install-deps.sh
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt needed'; exit 1; }
+	$(GO) vet ./...
+	GOOS=freebsd GOARCH=amd64 $(GO) vet ./...
+	GOOS=freebsd GOARCH=arm64 $(GO) vet ./...
+
+# The whole test suite: unit tests, integration tests against real Redis Cluster processes,
+# the netns CARP failover test (needs root; skips with a reason otherwise).
+test: deps vet
+	$(GO) test -race -count=1 -timeout 20m $(RACE_PKGS)
+	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v -e /proxy -e /carp -e /internal/)
+
+bench: deps build
+	$(GO) run ./internal/bench -proxy $(BIN)
+
+demo: deps build
+	$(GO) run ./internal/demo -proxy $(BIN)
+
+clean:
+	rm -rf build
+
+-include mk/*.mk
