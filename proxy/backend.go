@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,7 +20,18 @@ type request struct {
 	raw     []byte // RESP encoding of args
 	slot    int    // -1: no key
 	asking  bool   // send ASKING first (one-shot, after an ASK redirection)
-	barrier bool   // executed by the session writer on a dedicated connection, in order
+	barrier bool   // the reader waits until the writer has finished this request
+	direct  bool   // sent on a dedicated connection (blocking commands)
+	pinned  *node  // send to this node instead of the slot owner (fan-out)
+
+	// exec, when set, produces the reply in the session writer, in order (commands the
+	// proxy answers from several nodes or with session state).
+	exec func(ss *session, r *request) []byte
+	// parts are sub-requests (one per slot or node) whose replies merge combines.
+	parts  []*request
+	merge  func(replies [][]byte) []byte
+	local  bool  // reply was produced by the proxy when the command was read
+	keyPos []int // for a part: positions of its keys in the original command
 
 	reply []byte // complete reply, when err is nil
 	err   error  // transport-level failure
@@ -280,6 +292,7 @@ func (bc *backendConn) serve(ctx context.Context, conn net.Conn) {
 	bw := bufio.NewWriterSize(conn, 32<<10)
 	for {
 		var r *request
+		yielded := false
 		select {
 		case <-readerDone:
 			return
@@ -299,14 +312,26 @@ func (bc *backendConn) serve(ctx context.Context, conn net.Conn) {
 				bw.Write(r.raw)
 			}
 			r = nil
-			// Coalesce whatever else is queued into the same write.
+			// Coalesce whatever else is queued into the same write. When the queue is
+			// empty, yield once: clients woken by the same burst of replies usually
+			// queue their next command within microseconds, and one write for several
+			// commands saves a syscall per command.
 			if bw.Buffered() < 16<<10 {
 				select {
 				case r = <-bc.queue:
 				default:
+					if !yielded {
+						yielded = true
+						runtime.Gosched()
+						select {
+						case r = <-bc.queue:
+						default:
+						}
+					}
 				}
 			}
 		}
+		yielded = false
 		if err := bw.Flush(); err != nil {
 			conn.Close()
 			<-readerDone

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -37,6 +38,10 @@ type Server struct {
 	cancel  context.CancelFunc
 	started time.Time
 	direct  *directPool
+
+	// StateInfo, when set before Serve, adds fields to the INFO proxy section (the CARP
+	// state, for instance).
+	StateInfo func() [][2]string
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -221,3 +226,5 @@ func (s *Server) Close() {
 	s.direct.close()
 	s.cl.wg.Wait()
 }
+
+func goos() string { return runtime.GOOS }

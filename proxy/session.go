@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,6 +32,8 @@ type session struct {
 	closing atomic.Bool
 
 	keyIdx [16]int
+	csMu   sync.Mutex
+	cs     clientState
 }
 
 func newSession(s *Server, conn net.Conn) *session {
@@ -43,6 +46,7 @@ func newSession(s *Server, conn net.Conn) *session {
 		ctx:     ctx,
 		cancel:  cancel,
 		closed:  make(chan struct{}),
+		cs:      clientState{created: time.Now()},
 	}
 }
 
@@ -85,7 +89,7 @@ func (ss *session) readLoop() {
 			if msg, ok := isProtoError(err); ok {
 				ss.s.metrics.protoErrors.Inc()
 				ss.s.log.Debug("client protocol error", "client_id", ss.id, "err", msg)
-				ss.pending <- &request{reply: errorReply("ERR " + msg), done: closedDone(), slot: -2}
+				ss.pending <- &request{reply: errorReply("ERR " + msg), done: closedDone(), slot: -2, local: true}
 			}
 			return
 		}
@@ -152,43 +156,68 @@ func (ss *session) writeLoop() {
 }
 
 // newRequest builds the request for one command: answered locally, routed to a slot owner,
-// or deferred to the writer (barrier) when it needs a dedicated connection.
+// split into parts, or deferred to the writer (exec) when it needs more than one round trip
+// or session state.
 func (ss *session) newRequest(args [][]byte, raw []byte) *request {
 	r := &request{args: args, raw: raw, slot: -1, start: time.Now()}
 	if local := ss.local(r); local != nil {
-		r.reply = local
+		r.reply, r.local = local, true
 		r.done = closedDone()
 		return r
 	}
 	r.done = make(chan struct{}, 1)
 	cl := ss.s.cl
 	r.info = cl.cmds.lookup(args[0])
+	if raw[0] != '*' {
+		r.raw = appendCommand(nil, args...)
+	}
+	if h, ok := handlers[lowerName(args[0])]; ok {
+		if h(ss, r) {
+			return r
+		}
+	}
 	if r.info != nil {
 		idx, ok := r.info.keyIndexes(args, ss.keyIdx[:])
 		if ok && len(idx) > 0 {
 			r.slot = KeySlot(args[idx[0]])
 			for _, i := range idx[1:] {
 				if KeySlot(args[i]) != r.slot {
-					r.reply = []byte("-CROSSSLOT Keys in request don't hash to the same slot\r\n")
+					r.reply, r.local = []byte("-CROSSSLOT Keys in request don't hash to the same slot\r\n"), true
 					r.done <- struct{}{}
 					return r
 				}
 			}
 		}
 		if r.info.flags&flagBlocking != 0 {
-			r.barrier = true
+			r.barrier, r.direct = true, true
 			return r
 		}
-	}
-	if !strings.HasPrefix(string(raw[:1]), "*") {
-		r.raw = appendCommand(nil, args...)
 	}
 	ss.dispatch(r)
 	return r
 }
 
+// lowerName returns the lower-case command name; short names do not allocate when used
+// as a map key.
+func lowerName(name []byte) string {
+	var buf [24]byte
+	if len(name) > len(buf) {
+		return strings.ToLower(string(name))
+	}
+	for i, c := range name {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+	}
+	return string(buf[:len(name)])
+}
+
 // target returns the node that should serve r now.
 func (ss *session) target(r *request) (*node, error) {
+	if r.pinned != nil {
+		return r.pinned, nil
+	}
 	m := ss.s.cl.smap.Load()
 	if m == nil {
 		return nil, ErrNoSlotMap
@@ -209,20 +238,60 @@ func (ss *session) dispatch(r *request) {
 	n.send(ss.ctx, r, ss.id)
 }
 
-// execDirect runs a deferred request on a dedicated connection, synchronously.
+// execDirect runs r on a dedicated connection, synchronously.
 func (ss *session) execDirect(r *request, n *node) {
 	r.node = n
 	reply, err := ss.s.direct.do(ss.ctx, n, r)
 	r.reply, r.err = reply, err
 }
 
-// finish waits for r's reply, following redirections, and returns the bytes for the client.
+// finish produces the reply of r for the client, in order.
 func (ss *session) finish(r *request) []byte {
-	cfg := &ss.s.cfg
-	cl := ss.s.cl
-	m := ss.s.metrics
-	if r.barrier {
-		defer func() { r.done <- struct{}{} }()
+	var reply []byte
+	switch {
+	case r.local:
+		<-r.done
+		if r.info == nil {
+			return r.reply
+		}
+		reply = r.reply
+	case r.exec != nil:
+		reply = r.exec(ss, r)
+		if r.barrier {
+			r.done <- struct{}{}
+		}
+	case r.parts != nil:
+		replies := make([][]byte, len(r.parts))
+		for i, p := range r.parts {
+			replies[i] = ss.await(p)
+		}
+		reply = r.merge(replies)
+	case r.direct:
+		n, err := ss.target(r)
+		if err != nil {
+			r.err = err
+		} else {
+			ss.execDirect(r, n)
+		}
+		reply = ss.await(r)
+		r.done <- struct{}{}
+	default:
+		reply = ss.await(r)
+	}
+	result := "ok"
+	if len(reply) > 0 && reply[0] == '-' {
+		result = "error"
+	}
+	return ss.account(r, result, reply)
+}
+
+// call sends r (already dispatched or not) and returns its final reply: the writer-side
+// primitive for handlers that need several round trips.
+func (ss *session) call(r *request) []byte {
+	if r.done == nil {
+		r.done = make(chan struct{}, 1)
+	}
+	if r.direct {
 		n, err := ss.target(r)
 		if err != nil {
 			r.err = err
@@ -230,10 +299,20 @@ func (ss *session) finish(r *request) []byte {
 			ss.execDirect(r, n)
 		}
 	} else {
-		<-r.done
+		ss.dispatch(r)
 	}
-	if r.info == nil && r.reply != nil && r.err == nil && r.node == nil {
-		return r.reply // answered by the proxy
+	return ss.await(r)
+}
+
+// await waits for the reply of a dispatched request (a direct request has it already),
+// following MOVED/ASK, retrying TRYAGAIN, CLUSTERDOWN and unsent commands with backoff,
+// and returns the bytes for the client. It never re-sends a command whose fate is unknown.
+func (ss *session) await(r *request) []byte {
+	cfg := &ss.s.cfg
+	cl := ss.s.cl
+	m := ss.s.metrics
+	if !r.direct {
+		<-r.done
 	}
 	redirects, retries := 0, 0
 	backoff := cfg.TryagainBackoff
@@ -241,26 +320,23 @@ func (ss *session) finish(r *request) []byte {
 		var next *node
 		if r.err != nil {
 			if !errors.Is(r.err, ErrNotSent) && !errors.Is(r.err, ErrNoSlotMap) || retries >= cfg.TryagainRetries {
-				return ss.account(r, "error", errorReply("ERR proxy: "+r.err.Error()))
+				return errorReply("ERR proxy: " + r.err.Error())
 			}
 			retries++
 			cl.requestRefresh(refreshNoOwner)
 			if !ss.sleep(backoff) {
-				return ss.account(r, "error", errorReply("ERR proxy: "+r.err.Error()))
+				return errorReply("ERR proxy: " + r.err.Error())
 			}
 			backoff = min(2*backoff, 500*time.Millisecond)
 		} else {
 			kind, slot, addr := parseRedirect(r.reply)
 			switch kind {
 			case redirNone:
-				if r.reply[0] == '-' {
-					return ss.account(r, "error", r.reply)
-				}
-				return ss.account(r, "ok", r.reply)
+				return r.reply
 			case redirMoved, redirAsk:
 				redirects++
 				if redirects > cfg.MaxRedirects {
-					return ss.account(r, "error", errorReply("ERR proxy: "+ErrTooManyRedirects.Error()+": last was "+strings.TrimSpace(string(r.reply[1:]))))
+					return errorReply("ERR proxy: " + ErrTooManyRedirects.Error() + ": last was " + strings.TrimSpace(string(r.reply[1:])))
 				}
 				next = cl.node(resolveAddr(addr, r.node.addr))
 				if kind == redirMoved {
@@ -278,7 +354,7 @@ func (ss *session) finish(r *request) []byte {
 					cl.requestRefresh(refreshDown)
 				}
 				if retries >= cfg.TryagainRetries || !ss.sleep(backoff) {
-					return ss.account(r, "error", r.reply)
+					return r.reply
 				}
 				retries++
 				backoff = min(2*backoff, 500*time.Millisecond)
@@ -293,7 +369,7 @@ func (ss *session) finish(r *request) []byte {
 			}
 		}
 		r.reply, r.err = nil, nil
-		if r.barrier {
+		if r.direct {
 			ss.execDirect(r, next)
 		} else {
 			next.send(ss.ctx, r, ss.id)

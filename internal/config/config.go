@@ -31,6 +31,8 @@ type Config struct {
 	ProtoInlineMaxSize   int
 	QueryBufferLimit     int64
 	ShutdownTimeout      time.Duration
+	EnableFlushall       bool
+	AnnounceAddress      string
 
 	// Cluster and backends.
 	ClusterSeeds          []string
@@ -136,6 +138,14 @@ var keys = []key{
 		}
 		c.QueryBufferLimit = n
 		return nil
+	}},
+	{"enable-flushall", "no", "allow FLUSHALL and FLUSHDB through the proxy (they empty every master)", boolVar(func(c *Config) *bool { return &c.EnableFlushall })},
+	{"announce-address", "", "address the proxy reports in CLUSTER SLOTS/NODES/SHARDS as the one node owning every slot (empty: listen)", func(c *Config, v string) error {
+		if v == "" {
+			c.AnnounceAddress = ""
+			return nil
+		}
+		return addrVar(func(c *Config) *string { return &c.AnnounceAddress })(c, v)
 	}},
 	{"shutdown-timeout", "10s", "on SIGTERM, how long in-flight commands may take to finish", durVar(0, func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
 

@@ -1,0 +1,425 @@
+package proxy
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// keylessHandlers are commands without keys that the proxy answers from every master (or
+// from its own state) so that the cluster looks like one server.
+var keylessHandlers = map[string]func(ss *session, r *request) bool{
+	"dbsize":    fanout(mergeNodeSum),
+	"keys":      fanout(mergeNodeConcat),
+	"randomkey": execHandler(execRandomKey),
+	"flushall":  guarded(func(c *Config) bool { return c.EnableFlushall }, "enable-flushall", fanout(mergeNodeAllOK)),
+	"flushdb":   guarded(func(c *Config) bool { return c.EnableFlushall }, "enable-flushall", fanout(mergeNodeAllOK)),
+	"script":    subcommands(map[string]func(ss *session, r *request) bool{"load": fanout(mergeNodeSame), "exists": fanout(mergeNodeAnd), "flush": fanout(mergeNodeAllOK)}),
+	"function": subcommands(map[string]func(ss *session, r *request) bool{"load": fanout(mergeNodeSame), "delete": fanout(mergeNodeAllOK),
+		"flush": fanout(mergeNodeAllOK), "list": fanout(mergeNodeFirst), "restore": fanout(mergeNodeAllOK)}),
+	"scan":    execHandler(execScan),
+	"info":    execHandler(execInfo),
+	"cluster": localHandler(clusterCommand),
+	"client":  localHandler(clientCommand),
+}
+
+func execHandler(f func(ss *session, r *request) []byte) func(ss *session, r *request) bool {
+	return func(ss *session, r *request) bool {
+		r.exec, r.barrier = f, true
+		return true
+	}
+}
+
+func localHandler(f func(ss *session, r *request) []byte) func(ss *session, r *request) bool {
+	return func(ss *session, r *request) bool {
+		r.reply, r.local = f(ss, r), true
+		r.done <- struct{}{}
+		return true
+	}
+}
+
+func guarded(enabled func(*Config) bool, key string, h func(ss *session, r *request) bool) func(ss *session, r *request) bool {
+	return func(ss *session, r *request) bool {
+		if !enabled(&ss.s.cfg) {
+			return localHandler(func(ss *session, r *request) []byte {
+				return errorReply(fmt.Sprintf("ERR %s is disabled by the proxy (set %s yes)", strings.ToUpper(string(r.args[0])), key))
+			})(ss, r)
+		}
+		return h(ss, r)
+	}
+}
+
+func subcommands(m map[string]func(ss *session, r *request) bool) func(ss *session, r *request) bool {
+	return func(ss *session, r *request) bool {
+		if len(r.args) < 2 {
+			return false
+		}
+		if h, ok := m[lowerName(r.args[1])]; ok {
+			return h(ss, r)
+		}
+		return false
+	}
+}
+
+// fanout sends the command to every master in parallel and merges the replies. A node
+// that fails is named in the error.
+func fanout(merge func(parts []*request, replies [][]byte) []byte) func(ss *session, r *request) bool {
+	return func(ss *session, r *request) bool {
+		m := ss.s.cl.smap.Load()
+		if m == nil {
+			return false
+		}
+		parts := make([]*request, len(m.masters))
+		for i, n := range m.masters {
+			parts[i] = &request{info: r.info, args: r.args, raw: r.raw, slot: -1, pinned: n, done: make(chan struct{}, 1), start: r.start}
+			ss.dispatch(parts[i])
+		}
+		r.parts = parts
+		r.merge = func(replies [][]byte) []byte { return merge(parts, replies) }
+		return true
+	}
+}
+
+// nodeError returns the first error among replies, naming its node.
+func nodeError(parts []*request, replies [][]byte) []byte {
+	var failed []string
+	var first []byte
+	for i, rep := range replies {
+		if len(rep) > 0 && rep[0] == '-' {
+			failed = append(failed, parts[i].pinned.addr)
+			if first == nil {
+				first = rep
+			}
+		}
+	}
+	if first == nil {
+		return nil
+	}
+	msg := strings.TrimSpace(string(first[1:]))
+	if strings.HasPrefix(msg, "ERR proxy: ") {
+		msg = strings.TrimPrefix(msg, "ERR proxy: ")
+	}
+	return errorReply(fmt.Sprintf("ERR proxy: failed on %d of %d masters (%s): %s", len(failed), len(parts), strings.Join(failed, ", "), msg))
+}
+
+func mergeNodeSum(parts []*request, replies [][]byte) []byte {
+	if e := nodeError(parts, replies); e != nil {
+		return e
+	}
+	return mergeSum(nil, replies, 0)
+}
+
+func mergeNodeAllOK(parts []*request, replies [][]byte) []byte {
+	if e := nodeError(parts, replies); e != nil {
+		return e
+	}
+	return replyOK
+}
+
+// mergeNodeSame returns the common reply (e.g. the SHA of SCRIPT LOAD).
+func mergeNodeSame(parts []*request, replies [][]byte) []byte {
+	if e := nodeError(parts, replies); e != nil {
+		return e
+	}
+	for _, rep := range replies[1:] {
+		if !bytes.Equal(rep, replies[0]) {
+			return errorReply("ERR proxy: masters disagree")
+		}
+	}
+	return replies[0]
+}
+
+func mergeNodeFirst(parts []*request, replies [][]byte) []byte {
+	if e := nodeError(parts, replies); e != nil {
+		return e
+	}
+	return replies[0]
+}
+
+// mergeNodeConcat concatenates array replies (KEYS).
+func mergeNodeConcat(parts []*request, replies [][]byte) []byte {
+	if e := nodeError(parts, replies); e != nil {
+		return e
+	}
+	var all [][]byte
+	for _, rep := range replies {
+		elems, ok := splitArray(rep)
+		if !ok {
+			return errorReply("ERR proxy: unexpected reply from a cluster node")
+		}
+		all = append(all, elems...)
+	}
+	out := appendArrayHeader(nil, len(all))
+	for _, e := range all {
+		out = append(out, e...)
+	}
+	return out
+}
+
+// mergeNodeAnd combines SCRIPT EXISTS replies: a script exists only if every master has it.
+func mergeNodeAnd(parts []*request, replies [][]byte) []byte {
+	if e := nodeError(parts, replies); e != nil {
+		return e
+	}
+	var res []bool
+	for i, rep := range replies {
+		elems, ok := splitArray(rep)
+		if !ok || i > 0 && len(elems) != len(res) {
+			return errorReply("ERR proxy: unexpected reply from a cluster node")
+		}
+		if i == 0 {
+			res = make([]bool, len(elems))
+			for j := range res {
+				res[j] = true
+			}
+		}
+		for j, e := range elems {
+			res[j] = res[j] && string(e) == ":1\r\n"
+		}
+	}
+	out := appendArrayHeader(nil, len(res))
+	for _, v := range res {
+		if v {
+			out = appendInt(out, 1)
+		} else {
+			out = appendInt(out, 0)
+		}
+	}
+	return out
+}
+
+// callNode sends args to node n and waits for the final reply.
+func (ss *session) callNode(n *node, args ...[]byte) []byte {
+	r := &request{args: args, raw: appendCommand(nil, args...), slot: -1, pinned: n, start: time.Now()}
+	return ss.call(r)
+}
+
+func execRandomKey(ss *session, r *request) []byte {
+	m := ss.s.cl.smap.Load()
+	if m == nil {
+		return errorReply("ERR proxy: " + ErrNoSlotMap.Error())
+	}
+	start := int(time.Now().UnixNano() % int64(len(m.masters)))
+	for i := range m.masters {
+		rep := ss.callNode(m.masters[(start+i)%len(m.masters)], r.args...)
+		if !bytes.Equal(rep, replyNil) {
+			return rep
+		}
+	}
+	return replyNil
+}
+
+// scanOrder returns the masters sorted by the lowest slot they serve: a stable order that
+// survives failovers (a promoted replica serves the same slots).
+func scanOrder(m *slotMap) []*node {
+	low := make(map[*node]int, len(m.masters))
+	for s := NumSlots - 1; s >= 0; s-- {
+		low[m.master(s)] = s
+	}
+	out := make([]*node, 0, len(low))
+	for n := range low {
+		out = append(out, n)
+	}
+	sort.Slice(out, func(i, j int) bool { return low[out[i]] < low[out[j]] })
+	return out
+}
+
+// scanNodeBits is the number of low cursor bits that hold the master's position.
+const scanNodeBits = 10
+
+// execScan walks every master in turn with one cursor: the low bits hold the master's
+// position in scanOrder, the rest that master's own cursor. The cursor stays a plain
+// unsigned integer, as clients expect.
+func execScan(ss *session, r *request) []byte {
+	if len(r.args) < 2 {
+		return wrongArgs("scan")
+	}
+	cur, err := strconv.ParseUint(string(r.args[1]), 10, 64)
+	if err != nil {
+		return errorReply("ERR invalid cursor")
+	}
+	m := ss.s.cl.smap.Load()
+	if m == nil {
+		return errorReply("ERR proxy: " + ErrNoSlotMap.Error())
+	}
+	order := scanOrder(m)
+	pos := int(cur & (1<<scanNodeBits - 1))
+	nodeCur := cur >> scanNodeBits
+	if pos >= len(order) {
+		return errorReply("ERR invalid cursor")
+	}
+	args := append([][]byte{r.args[0], []byte(strconv.FormatUint(nodeCur, 10))}, r.args[2:]...)
+	rep := ss.callNode(order[pos], args...)
+	elems, ok := splitArray(rep)
+	if !ok || len(elems) != 2 {
+		if len(rep) > 0 && rep[0] == '-' {
+			return rep
+		}
+		return errorReply("ERR proxy: unexpected SCAN reply")
+	}
+	nextStr, ok := bulkValue(elems[0])
+	if !ok {
+		return errorReply("ERR proxy: unexpected SCAN reply")
+	}
+	next, err := strconv.ParseUint(nextStr, 10, 64)
+	if err != nil || next >= 1<<(64-scanNodeBits) {
+		return errorReply("ERR proxy: node cursor out of range")
+	}
+	var out uint64
+	switch {
+	case next != 0:
+		out = next<<scanNodeBits | uint64(pos)
+	case pos+1 < len(order):
+		out = uint64(pos + 1)
+	}
+	b := appendArrayHeader(nil, 2)
+	b = appendBulkString(b, strconv.FormatUint(out, 10))
+	return append(b, elems[1]...)
+}
+
+// bulkValue returns the string in a bulk string reply.
+func bulkValue(b []byte) (string, bool) {
+	if len(b) < 4 || b[0] != '$' {
+		return "", false
+	}
+	i := bytes.IndexByte(b, '\n')
+	return string(b[i+1 : len(b)-2]), true
+}
+
+// execInfo answers INFO for the cluster as one server: the proxy's own server and clients
+// sections, stats and keyspace summed over the masters, and a proxy section.
+func execInfo(ss *session, r *request) []byte {
+	want := map[string]bool{}
+	for _, a := range r.args[1:] {
+		want[strings.ToLower(string(a))] = true
+	}
+	all := len(want) == 0 || want["all"] || want["everything"] || want["default"]
+	show := func(s string) bool { return all || want[s] }
+	m := ss.s.cl.smap.Load()
+	var nodeInfos []map[string]string
+	version := ""
+	if m != nil && (show("stats") || show("keyspace") || show("server")) {
+		parts := make([]*request, len(m.masters))
+		for i, n := range m.masters {
+			parts[i] = &request{args: [][]byte{[]byte("INFO"), []byte("all")}, slot: -1, pinned: n, done: make(chan struct{}, 1), start: r.start}
+			parts[i].raw = appendCommand(nil, parts[i].args...)
+			ss.dispatch(parts[i])
+		}
+		for _, p := range parts {
+			rep := ss.await(p)
+			if v, ok := bulkValue(rep); ok {
+				kv := parseInfo(v)
+				nodeInfos = append(nodeInfos, kv)
+				if version == "" {
+					version = kv["redis_version"]
+				}
+			}
+		}
+	}
+	s := ss.s
+	var b strings.Builder
+	if show("server") {
+		fmt.Fprintf(&b, "# Server\r\nredis_version:%s\r\nredis_mode:standalone\r\nproxy:redis-carp-proxy\r\nproxy_version:%s\r\nos:%s\r\nprocess_id:%d\r\ntcp_port:%s\r\nuptime_in_seconds:%d\r\nuptime_in_days:%d\r\n\r\n",
+			version, Version, goos(), os.Getpid(), portOf(s.cfg.Listen), int(time.Since(s.started).Seconds()), int(time.Since(s.started).Hours()/24))
+	}
+	if show("clients") {
+		fmt.Fprintf(&b, "# Clients\r\nconnected_clients:%d\r\nmaxclients:%d\r\n\r\n", s.Clients(), s.cfg.MaxClients)
+	}
+	if show("stats") {
+		b.WriteString("# Stats\r\n")
+		for _, k := range []string{"total_connections_received", "total_commands_processed", "instantaneous_ops_per_sec", "total_net_input_bytes", "total_net_output_bytes",
+			"rejected_connections", "expired_keys", "evicted_keys", "keyspace_hits", "keyspace_misses", "pubsub_channels", "pubsub_patterns"} {
+			fmt.Fprintf(&b, "%s:%d\r\n", k, sumField(nodeInfos, k))
+		}
+		b.WriteString("\r\n")
+	}
+	if show("cluster") {
+		b.WriteString("# Cluster\r\ncluster_enabled:0\r\n\r\n")
+	}
+	if show("keyspace") {
+		b.WriteString("# Keyspace\r\n")
+		var keys, expires int64
+		for _, kv := range nodeInfos {
+			for _, f := range strings.Split(kv["db0"], ",") {
+				k, v, _ := strings.Cut(f, "=")
+				n, _ := strconv.ParseInt(v, 10, 64)
+				switch k {
+				case "keys":
+					keys += n
+				case "expires":
+					expires += n
+				}
+			}
+		}
+		if keys > 0 {
+			fmt.Fprintf(&b, "db0:keys=%d,expires=%d,avg_ttl=0\r\n", keys, expires)
+		}
+		b.WriteString("\r\n")
+	}
+	if show("proxy") {
+		b.WriteString(s.proxyInfo())
+	}
+	return appendBulkString(nil, strings.TrimSuffix(b.String(), "\r\n"))
+}
+
+// proxyInfo renders the proxy section of INFO.
+func (s *Server) proxyInfo() string {
+	var b strings.Builder
+	b.WriteString("# Proxy\r\n")
+	fmt.Fprintf(&b, "proxy_version:%s\r\nuptime_in_seconds:%d\r\n", Version, int(time.Since(s.started).Seconds()))
+	if s.StateInfo != nil {
+		for _, kv := range s.StateInfo() {
+			fmt.Fprintf(&b, "%s:%s\r\n", kv[0], kv[1])
+		}
+	}
+	m := s.cl.smap.Load()
+	if m == nil {
+		b.WriteString("slotmap_epoch:0\r\nslots_covered:0\r\n")
+	} else {
+		fmt.Fprintf(&b, "slotmap_epoch:%d\r\nslots_covered:%d\r\nslotmap_age_seconds:%.1f\r\nmasters:%d\r\n", m.epoch, NumSlots, time.Since(m.loaded).Seconds(), len(m.masters))
+		for i, n := range m.masters {
+			state := "up"
+			if n.down.Load() {
+				state = "down"
+			}
+			var reps []string
+			for _, r := range m.replicas[i] {
+				reps = append(reps, r.addr)
+			}
+			fmt.Fprintf(&b, "master%d:addr=%s,state=%s,replicas=%s\r\n", i, n.addr, state, strings.Join(reps, "|"))
+		}
+	}
+	b.WriteString("\r\n")
+	return b.String()
+}
+
+func parseInfo(s string) map[string]string {
+	kv := map[string]string{}
+	for _, line := range strings.Split(s, "\n") {
+		line = strings.TrimSpace(line)
+		if k, v, ok := strings.Cut(line, ":"); ok && !strings.HasPrefix(line, "#") {
+			kv[k] = v
+		}
+	}
+	return kv
+}
+
+func sumField(infos []map[string]string, k string) int64 {
+	var n int64
+	for _, kv := range infos {
+		v, _ := strconv.ParseInt(kv[k], 10, 64)
+		n += v
+	}
+	return n
+}
+
+func portOf(addr string) string {
+	if i := strings.LastIndexByte(addr, ':'); i >= 0 {
+		return addr[i+1:]
+	}
+	return addr
+}

@@ -1,0 +1,160 @@
+package proxy
+
+import (
+	"crypto/sha1"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The proxy presents itself to cluster-aware clients as a cluster of one node that owns
+// every slot, at the announce address (the VIP), so they keep talking to the proxy and
+// never learn the physical addresses.
+
+func (s *Server) announce() (host string, port int) {
+	addr := s.cfg.AnnounceAddress
+	if addr == "" {
+		addr = s.cfg.Listen
+	}
+	h, p, _ := net.SplitHostPort(addr)
+	port, _ = strconv.Atoi(p)
+	return h, port
+}
+
+// nodeID is the virtual node's 40-character id, stable for an announce address.
+func (s *Server) nodeID() string {
+	h, p := s.announce()
+	sum := sha1.Sum([]byte(net.JoinHostPort(h, strconv.Itoa(p))))
+	return hex.EncodeToString(sum[:])
+}
+
+func clusterCommand(ss *session, r *request) []byte {
+	s := ss.s
+	if len(r.args) < 2 {
+		return wrongArgs("cluster")
+	}
+	host, port := s.announce()
+	id := s.nodeID()
+	switch lowerName(r.args[1]) {
+	case "info":
+		state := "ok"
+		if s.cl.smap.Load() == nil {
+			state = "fail"
+		}
+		return appendBulkString(nil, fmt.Sprintf("cluster_enabled:1\r\ncluster_state:%s\r\ncluster_slots_assigned:16384\r\ncluster_slots_ok:16384\r\ncluster_slots_pfail:0\r\ncluster_slots_fail:0\r\ncluster_known_nodes:1\r\ncluster_size:1\r\ncluster_current_epoch:1\r\ncluster_my_epoch:1\r\n", state))
+	case "myid":
+		return appendBulkString(nil, id)
+	case "keyslot":
+		if len(r.args) != 3 {
+			return wrongArgs("cluster|keyslot")
+		}
+		return appendInt(nil, int64(KeySlot(r.args[2])))
+	case "slots":
+		b := appendArrayHeader(nil, 1)
+		b = appendArrayHeader(b, 3)
+		b = appendInt(b, 0)
+		b = appendInt(b, NumSlots-1)
+		b = appendArrayHeader(b, 3)
+		b = appendBulkString(b, host)
+		b = appendInt(b, int64(port))
+		return appendBulkString(b, id)
+	case "shards":
+		b := appendArrayHeader(nil, 1)
+		b = appendArrayHeader(b, 4)
+		b = appendBulkString(b, "slots")
+		b = appendArrayHeader(b, 2)
+		b = appendInt(b, 0)
+		b = appendInt(b, NumSlots-1)
+		b = appendBulkString(b, "nodes")
+		b = appendArrayHeader(b, 1)
+		b = appendArrayHeader(b, 14)
+		for _, kv := range [][2]string{{"id", id}, {"ip", host}, {"endpoint", host}, {"role", "master"}, {"health", "online"}} {
+			b = appendBulkString(b, kv[0])
+			b = appendBulkString(b, kv[1])
+		}
+		b = appendBulkString(b, "port")
+		b = appendInt(b, int64(port))
+		b = appendBulkString(b, "replication-offset")
+		return appendInt(b, 0)
+	case "nodes":
+		return appendBulkString(nil, fmt.Sprintf("%s %s:%d@0 myself,master - 0 0 1 connected 0-16383\n", id, host, port))
+	}
+	return errorReply(fmt.Sprintf("ERR CLUSTER %s is not supported by the proxy", strings.ToUpper(string(r.args[1]))))
+}
+
+// clientState is what CLIENT SETNAME/SETINFO record for a session.
+type clientState struct {
+	name, libName, libVer string
+	created               time.Time
+}
+
+func clientCommand(ss *session, r *request) []byte {
+	if len(r.args) < 2 {
+		return wrongArgs("client")
+	}
+	sub := lowerName(r.args[1])
+	switch sub {
+	case "setname":
+		if len(r.args) != 3 {
+			return wrongArgs("client|setname")
+		}
+		if strings.ContainsAny(string(r.args[2]), " \n") {
+			return errorReply("ERR Client names cannot contain spaces, newlines or special characters.")
+		}
+		ss.csMu.Lock()
+		ss.cs.name = string(r.args[2])
+		ss.csMu.Unlock()
+		return replyOK
+	case "getname":
+		if ss.cs.name == "" {
+			return replyNil
+		}
+		return appendBulkString(nil, ss.cs.name)
+	case "setinfo":
+		if len(r.args) != 4 {
+			return wrongArgs("client|setinfo")
+		}
+		ss.csMu.Lock()
+		defer ss.csMu.Unlock()
+		switch lowerName(r.args[2]) {
+		case "lib-name":
+			ss.cs.libName = string(r.args[3])
+		case "lib-ver":
+			ss.cs.libVer = string(r.args[3])
+		default:
+			return errorReply("ERR Unrecognized option '" + string(r.args[2]) + "'")
+		}
+		return replyOK
+	case "id":
+		return appendInt(nil, int64(ss.id))
+	case "info":
+		return appendBulkString(nil, ss.clientLine())
+	case "list":
+		ss.s.mu.Lock()
+		var lines []string
+		for o := range ss.s.sessions {
+			lines = append(lines, o.clientLine())
+		}
+		ss.s.mu.Unlock()
+		return appendBulkString(nil, strings.Join(lines, ""))
+	case "no-evict", "no-touch":
+		return replyOK
+	case "reply":
+		if len(r.args) == 3 && lowerName(r.args[2]) == "on" {
+			return replyOK
+		}
+		return errorReply("ERR CLIENT REPLY OFF/SKIP is not supported by the proxy")
+	}
+	return errorReply(fmt.Sprintf("ERR CLIENT %s is not supported by the proxy", strings.ToUpper(string(r.args[1]))))
+}
+
+// clientLine renders one CLIENT LIST line for the session.
+func (ss *session) clientLine() string {
+	ss.csMu.Lock()
+	defer ss.csMu.Unlock()
+	return fmt.Sprintf("id=%d addr=%s laddr=%s name=%s age=%d db=0 lib-name=%s lib-ver=%s\n",
+		ss.id, ss.conn.RemoteAddr(), ss.conn.LocalAddr(), ss.cs.name, int(time.Since(ss.cs.created).Seconds()), ss.cs.libName, ss.cs.libVer)
+}
