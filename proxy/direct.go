@@ -30,9 +30,9 @@ func newDirectPool(c *cluster, limit int) *directPool {
 	return &directPool{c: c, sem: make(chan struct{}, limit), idle: map[string][]*directConn{}}
 }
 
-// do sends r to n on a dedicated connection and waits for the reply, or until ctx ends
-// (the client went away): the connection is then closed, which also unblocks the node.
-func (p *directPool) do(ctx context.Context, n *node, r *request) ([]byte, error) {
+// acquire returns a dedicated connection to n, counting it against the limit until it is
+// released.
+func (p *directPool) acquire(ctx context.Context, n *node) (*directConn, error) {
 	select {
 	case p.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -40,39 +40,66 @@ func (p *directPool) do(ctx context.Context, n *node, r *request) ([]byte, error
 	default:
 		return nil, fmt.Errorf("%w: all %d blocking-connections are in use", ErrNotSent, cap(p.sem))
 	}
-	defer func() { <-p.sem }()
 	dc, err := p.get(ctx, n)
 	if err != nil {
+		<-p.sem
 		return nil, fmt.Errorf("%w: %s unreachable: %v", ErrNotSent, n.addr, err)
 	}
-	stop := context.AfterFunc(ctx, func() { dc.conn.SetDeadline(time.Now()) })
-	var buf []byte
-	if r.asking {
-		buf = append(buf, "*1\r\n$6\r\nASKING\r\n"...)
-	}
-	buf = append(buf, r.raw...)
-	if _, err := dc.conn.Write(buf); err != nil {
-		stop()
+	return dc, nil
+}
+
+// release gives a connection back; a connection in an unknown state (ok false) is closed.
+func (p *directPool) release(n *node, dc *directConn, ok bool) {
+	if ok {
+		p.put(n.addr, dc)
+	} else {
 		dc.conn.Close()
+	}
+	<-p.sem
+}
+
+// roundTrip writes cmd on dc and reads replies replies, giving up when ctx ends (the
+// connection is then unusable).
+func (dc *directConn) roundTrip(ctx context.Context, cmd []byte, replies int) ([][]byte, error) {
+	stop := context.AfterFunc(ctx, func() { dc.conn.SetDeadline(time.Now()) })
+	defer stop()
+	if _, err := dc.conn.Write(cmd); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrFateUnknown, err)
 	}
+	out := make([][]byte, 0, replies)
+	for i := 0; i < replies; i++ {
+		rep, err := dc.rr.next()
+		if err != nil {
+			return out, fmt.Errorf("%w: %v", ErrFateUnknown, err)
+		}
+		out = append(out, rep)
+	}
+	if ctx.Err() != nil {
+		return out, ErrFateUnknown
+	}
+	return out, nil
+}
+
+// do sends r to n on a dedicated connection and waits for the reply, or until ctx ends
+// (the client went away): the connection is then closed, which also unblocks the node.
+func (p *directPool) do(ctx context.Context, n *node, r *request) ([]byte, error) {
+	dc, err := p.acquire(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	var buf []byte
+	want := 1
 	if r.asking {
-		if _, err := dc.rr.next(); err != nil {
-			stop()
-			dc.conn.Close()
-			return nil, ErrFateUnknown
-		}
+		buf = append(buf, "*1\r\n$6\r\nASKING\r\n"...)
+		want = 2
 	}
-	reply, err := dc.rr.next()
-	if !stop() || err != nil {
-		dc.conn.Close()
-		if err == nil {
-			return reply, nil
-		}
-		return nil, ErrFateUnknown
+	buf = append(buf, r.raw...)
+	reps, err := dc.roundTrip(ctx, buf, want)
+	p.release(n, dc, err == nil)
+	if err != nil {
+		return nil, err
 	}
-	p.put(n.addr, dc)
-	return reply, nil
+	return reps[want-1], nil
 }
 
 func (p *directPool) get(ctx context.Context, n *node) (*directConn, error) {

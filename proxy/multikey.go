@@ -18,8 +18,10 @@ func init() {
 		"exists": splitKeys(1, mergeSum),
 		"touch":  splitKeys(1, mergeSum),
 	}
-	for name, h := range keylessHandlers {
-		handlers[name] = h
+	for _, m := range []map[string]func(ss *session, r *request) bool{keylessHandlers, txHandlers} {
+		for name, h := range m {
+			handlers[name] = h
+		}
 	}
 }
 

@@ -34,6 +34,7 @@ type session struct {
 	keyIdx [16]int
 	csMu   sync.Mutex
 	cs     clientState
+	tx     txState
 }
 
 func newSession(s *Server, conn net.Conn) *session {
@@ -153,6 +154,7 @@ func (ss *session) writeLoop() {
 	bw.Flush()
 	ss.conn.Close()
 	ss.cancel()
+	ss.releaseWatch(false)
 }
 
 // newRequest builds the request for one command: answered locally, routed to a slot owner,
@@ -160,6 +162,9 @@ func (ss *session) writeLoop() {
 // or session state.
 func (ss *session) newRequest(args [][]byte, raw []byte) *request {
 	r := &request{args: args, raw: raw, slot: -1, start: time.Now()}
+	if ss.queueInMulti(r) {
+		return r
+	}
 	if local := ss.local(r); local != nil {
 		r.reply, r.local = local, true
 		r.done = closedDone()

@@ -1,0 +1,238 @@
+package proxy
+
+import (
+	"bytes"
+	"fmt"
+)
+
+// txState is a client's MULTI/WATCH state. It is changed by the reader goroutine and by
+// exec functions of barrier requests, which run while the reader waits, so the two never
+// touch it at the same time.
+type txState struct {
+	inMulti bool
+	queued  [][][]byte
+	slot    int  // slot of the keys so far, -1 when none
+	aborted bool // an error while queuing: EXEC answers EXECABORT
+
+	watchNode *node
+	watchConn *directConn
+}
+
+var (
+	replyExecAbort = []byte("-EXECABORT Transaction discarded because of previous errors.\r\n")
+	errCrossSlot   = []byte("-CROSSSLOT Keys in request don't hash to the same slot\r\n")
+)
+
+// txHandlers are the transaction commands.
+var txHandlers = map[string]func(ss *session, r *request) bool{
+	"multi":   txMulti,
+	"exec":    txExec,
+	"discard": txDiscard,
+	"watch":   txWatch,
+	"unwatch": txUnwatch,
+}
+
+// queueInMulti queues a command while a transaction is open and reports whether it did.
+func (ss *session) queueInMulti(r *request) bool {
+	tx := &ss.tx
+	if !tx.inMulti {
+		return false
+	}
+	switch lowerName(r.args[0]) {
+	case "exec", "discard", "multi", "watch", "quit", "reset":
+		return false
+	}
+	r.local = true
+	r.done = closedDone()
+	info := ss.s.cl.cmds.lookup(r.args[0])
+	if info == nil {
+		tx.aborted = true
+		r.reply = errorReply(fmt.Sprintf("ERR unknown command '%s'", r.args[0]))
+		return true
+	}
+	idx, ok := info.keyIndexes(r.args, ss.keyIdx[:])
+	if ok {
+		for _, i := range idx {
+			s := KeySlot(r.args[i])
+			if tx.slot < 0 {
+				tx.slot = s
+			} else if s != tx.slot {
+				tx.aborted = true
+				r.reply = errCrossSlot
+				return true
+			}
+		}
+	}
+	args := make([][]byte, len(r.args))
+	copy(args, r.args)
+	tx.queued = append(tx.queued, args)
+	r.reply = replyQueued
+	return true
+}
+
+func txMulti(ss *session, r *request) bool {
+	return localHandler(func(ss *session, r *request) []byte {
+		if ss.tx.inMulti {
+			return errorReply("ERR MULTI calls can not be nested")
+		}
+		ss.tx.inMulti, ss.tx.queued, ss.tx.aborted = true, nil, false
+		if ss.tx.watchConn == nil {
+			ss.tx.slot = -1
+		}
+		return replyOK
+	})(ss, r)
+}
+
+func txDiscard(ss *session, r *request) bool {
+	if !ss.tx.inMulti {
+		return localHandler(func(*session, *request) []byte { return errorReply("ERR DISCARD without MULTI") })(ss, r)
+	}
+	ss.tx.inMulti, ss.tx.queued = false, nil
+	return execHandler(func(ss *session, r *request) []byte {
+		ss.releaseWatch(true)
+		return replyOK
+	})(ss, r)
+}
+
+func txUnwatch(ss *session, r *request) bool {
+	return execHandler(func(ss *session, r *request) []byte {
+		ss.releaseWatch(true)
+		return replyOK
+	})(ss, r)
+}
+
+// releaseWatch ends a WATCH: the dedicated connection goes back to the pool after UNWATCH.
+func (ss *session) releaseWatch(unwatch bool) {
+	tx := &ss.tx
+	if tx.watchConn == nil {
+		return
+	}
+	ok := true
+	if unwatch {
+		_, err := tx.watchConn.roundTrip(ss.ctx, []byte("*1\r\n$7\r\nUNWATCH\r\n"), 1)
+		ok = err == nil
+	}
+	ss.s.direct.release(tx.watchNode, tx.watchConn, ok)
+	tx.watchConn, tx.watchNode = nil, nil
+	tx.slot = -1
+}
+
+// txWatch pins a dedicated connection to the owner of the watched keys' slot; the
+// transaction that follows runs on it.
+func txWatch(ss *session, r *request) bool {
+	if ss.tx.inMulti {
+		return localHandler(func(*session, *request) []byte { return errorReply("ERR WATCH inside MULTI is not allowed") })(ss, r)
+	}
+	if len(r.args) < 2 {
+		return localHandler(func(*session, *request) []byte { return wrongArgs("watch") })(ss, r)
+	}
+	slot := KeySlot(r.args[1])
+	for _, k := range r.args[2:] {
+		if KeySlot(k) != slot {
+			return localHandler(func(*session, *request) []byte { return errCrossSlot })(ss, r)
+		}
+	}
+	if ss.tx.watchConn != nil && ss.tx.slot != slot {
+		return localHandler(func(*session, *request) []byte { return errCrossSlot })(ss, r)
+	}
+	return execHandler(func(ss *session, r *request) []byte {
+		tx := &ss.tx
+		if tx.watchConn == nil {
+			m := ss.s.cl.smap.Load()
+			if m == nil {
+				return errorReply("ERR proxy: " + ErrNoSlotMap.Error())
+			}
+			n := m.master(slot)
+			dc, err := ss.s.direct.acquire(ss.ctx, n)
+			if err != nil {
+				return errorReply("ERR proxy: " + err.Error())
+			}
+			tx.watchConn, tx.watchNode, tx.slot = dc, n, slot
+		}
+		reps, err := tx.watchConn.roundTrip(ss.ctx, r.raw, 1)
+		if err != nil {
+			ss.releaseWatch(false)
+			return errorReply("ERR proxy: " + err.Error())
+		}
+		if kind, _, _ := parseRedirect(reps[0]); kind != redirNone {
+			// The slot is moving: a watch there cannot be kept reliably.
+			ss.releaseWatch(true)
+			ss.s.cl.requestRefresh(refreshMoved)
+			return errorReply("TRYAGAIN slot is being migrated, retry the WATCH")
+		}
+		return reps[0]
+	})(ss, r)
+}
+
+// txExec runs the queued commands as MULTI … EXEC on one connection to the slot owner.
+func txExec(ss *session, r *request) bool {
+	tx := &ss.tx
+	if !tx.inMulti {
+		return localHandler(func(*session, *request) []byte { return errorReply("ERR EXEC without MULTI") })(ss, r)
+	}
+	queued, aborted, slot := tx.queued, tx.aborted, tx.slot
+	tx.inMulti, tx.queued, tx.aborted = false, nil, false
+	if aborted {
+		return execHandler(func(ss *session, r *request) []byte {
+			ss.releaseWatch(true)
+			return replyExecAbort
+		})(ss, r)
+	}
+	return execHandler(func(ss *session, r *request) []byte {
+		var cmd []byte
+		cmd = append(cmd, "*1\r\n$5\r\nMULTI\r\n"...)
+		for _, args := range queued {
+			cmd = appendCommand(cmd, args...)
+		}
+		cmd = append(cmd, "*1\r\n$4\r\nEXEC\r\n"...)
+		for attempt := 0; ; attempt++ {
+			dc, n, owned := tx.watchConn, tx.watchNode, false
+			if dc == nil {
+				m := ss.s.cl.smap.Load()
+				if m == nil {
+					return errorReply("ERR proxy: " + ErrNoSlotMap.Error())
+				}
+				if slot >= 0 {
+					n = m.master(slot)
+				} else {
+					n = m.masters[0]
+				}
+				var err error
+				if dc, err = ss.s.direct.acquire(ss.ctx, n); err != nil {
+					return errorReply("ERR proxy: " + err.Error())
+				}
+				owned = true
+			}
+			reps, err := dc.roundTrip(ss.ctx, cmd, len(queued)+2)
+			if owned {
+				ss.s.direct.release(n, dc, err == nil)
+			} else {
+				ss.s.direct.release(n, dc, err == nil) // EXEC ends the WATCH
+				tx.watchConn, tx.watchNode, tx.slot = nil, nil, -1
+			}
+			if err != nil {
+				return errorReply("ERR proxy: " + err.Error())
+			}
+			// A queued command redirected by the cluster aborted the transaction before
+			// anything ran: run it again on the new owner (not after a WATCH, whose
+			// guarantee would be lost).
+			moved := false
+			for _, rep := range reps[1 : len(reps)-1] {
+				if k, s, addr := parseRedirect(rep); k == redirMoved {
+					ss.s.cl.learnOwner(s, ss.s.cl.node(resolveAddr(addr, n.addr)))
+					moved = true
+				} else if k != redirNone {
+					moved = true
+				}
+			}
+			last := reps[len(reps)-1]
+			if moved && owned && attempt < ss.s.cfg.MaxRedirects && bytes.HasPrefix(last, []byte("-EXECABORT")) {
+				if !ss.sleep(ss.s.cfg.TryagainBackoff) {
+					return last
+				}
+				continue
+			}
+			return last
+		}
+	})(ss, r)
+}
