@@ -28,10 +28,11 @@ type request struct {
 	// proxy answers from several nodes or with session state).
 	exec func(ss *session, r *request) []byte
 	// parts are sub-requests (one per slot or node) whose replies merge combines.
-	parts  []*request
-	merge  func(replies [][]byte) []byte
-	local  bool  // reply was produced by the proxy when the command was read
-	keyPos []int // for a part: positions of its keys in the original command
+	parts   []*request
+	merge   func(replies [][]byte) []byte
+	local   bool  // reply was produced by the proxy when the command was read
+	keyPos  []int // for a part: positions of its keys in the original command
+	noReply bool  // nothing to write: the reply comes through the subscription relay
 
 	reply []byte // complete reply, when err is nil
 	err   error  // transport-level failure
@@ -222,6 +223,15 @@ func (bc *backendConn) dial(ctx context.Context) (net.Conn, error) {
 		if reply[0] == '-' {
 			conn.Close()
 			return nil, fmt.Errorf("auth: %s", reply[1:len(reply)-2])
+		}
+		conn.SetDeadline(time.Time{})
+	}
+	if cfg.ReadFrom != "master" {
+		// Lets replicas serve reads; harmless on masters.
+		conn.SetDeadline(time.Now().Add(cfg.BackendReadTimeout))
+		if _, err := roundTrip(conn, []byte("*1\r\n$8\r\nREADONLY\r\n")); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("readonly: %w", err)
 		}
 		conn.SetDeadline(time.Time{})
 	}

@@ -18,13 +18,23 @@ var keylessHandlers = map[string]func(ss *session, r *request) bool{
 	"randomkey": execHandler(execRandomKey),
 	"flushall":  guarded(func(c *Config) bool { return c.EnableFlushall }, "enable-flushall", fanout(mergeNodeAllOK)),
 	"flushdb":   guarded(func(c *Config) bool { return c.EnableFlushall }, "enable-flushall", fanout(mergeNodeAllOK)),
-	"script":    subcommands(map[string]func(ss *session, r *request) bool{"load": fanout(mergeNodeSame), "exists": fanout(mergeNodeAnd), "flush": fanout(mergeNodeAllOK)}),
+	"script":    subcommands(map[string]func(ss *session, r *request) bool{"load": rememberScript(fanout(mergeNodeSame)), "exists": fanout(mergeNodeAnd), "flush": fanout(mergeNodeAllOK)}),
 	"function": subcommands(map[string]func(ss *session, r *request) bool{"load": fanout(mergeNodeSame), "delete": fanout(mergeNodeAllOK),
 		"flush": fanout(mergeNodeAllOK), "list": fanout(mergeNodeFirst), "restore": fanout(mergeNodeAllOK)}),
 	"scan":    execHandler(execScan),
 	"info":    execHandler(execInfo),
 	"cluster": localHandler(clusterCommand),
 	"client":  localHandler(clientCommand),
+}
+
+// rememberScript records a SCRIPT LOAD body for NOSCRIPT recovery.
+func rememberScript(h func(ss *session, r *request) bool) func(ss *session, r *request) bool {
+	return func(ss *session, r *request) bool {
+		if len(r.args) == 3 {
+			ss.s.scripts.remember(r.args[2])
+		}
+		return h(ss, r)
+	}
 }
 
 func execHandler(f func(ss *session, r *request) []byte) func(ss *session, r *request) bool {

@@ -38,6 +38,7 @@ type Server struct {
 	cancel  context.CancelFunc
 	started time.Time
 	direct  *directPool
+	scripts scriptCache
 
 	// StateInfo, when set before Serve, adds fields to the INFO proxy section (the CARP
 	// state, for instance).

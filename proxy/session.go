@@ -35,6 +35,11 @@ type session struct {
 	csMu   sync.Mutex
 	cs     clientState
 	tx     txState
+	ps     *pubsubState // set by the writer (execSubscribe) while the reader waits
+	push   chan []byte  // messages from the subscription relay
+
+	authed   bool // reader goroutine only
+	readonly bool
 }
 
 func newSession(s *Server, conn net.Conn) *session {
@@ -48,6 +53,8 @@ func newSession(s *Server, conn net.Conn) *session {
 		cancel:  cancel,
 		closed:  make(chan struct{}),
 		cs:      clientState{created: time.Now()},
+		push:    make(chan []byte, 64),
+		authed:  !s.authRequired(),
 	}
 }
 
@@ -128,19 +135,40 @@ func closedDone() chan struct{} {
 func (ss *session) writeLoop() {
 	bw := bufio.NewWriterSize(ss.conn, 16<<10)
 	ok := true
-	for r := range ss.pending {
+	write := func(b []byte) {
+		ss.s.metrics.bytesOut.Add(float64(len(b)))
+		if _, err := bw.Write(b); err != nil {
+			ok = false
+		}
+		if len(ss.pending) == 0 && len(ss.push) == 0 || bw.Buffered() > 64<<10 {
+			if err := bw.Flush(); err != nil {
+				ok = false
+			}
+		}
+	}
+	for {
+		var r *request
+		select {
+		case msg := <-ss.push:
+			if ok {
+				write(msg)
+			}
+			continue
+		case r = <-ss.pending:
+			if r == nil {
+				bw.Flush()
+				ss.conn.Close()
+				ss.cancel()
+				ss.releaseWatch(false)
+				return
+			}
+		}
 		if !ok {
 			continue // the client is gone; just let the reader finish
 		}
 		reply := ss.finish(r)
-		ss.s.metrics.bytesOut.Add(float64(len(reply)))
-		if _, err := bw.Write(reply); err != nil {
-			ok = false
-		}
-		if len(ss.pending) == 0 || bw.Buffered() > 64<<10 {
-			if err := bw.Flush(); err != nil {
-				ok = false
-			}
+		if !r.noReply {
+			write(reply)
 		}
 		if ok && r.slot == -2 {
 			bw.Flush()
@@ -151,10 +179,6 @@ func (ss *session) writeLoop() {
 			ss.cancel()
 		}
 	}
-	bw.Flush()
-	ss.conn.Close()
-	ss.cancel()
-	ss.releaseWatch(false)
 }
 
 // newRequest builds the request for one command: answered locally, routed to a slot owner,
@@ -162,7 +186,11 @@ func (ss *session) writeLoop() {
 // or session state.
 func (ss *session) newRequest(args [][]byte, raw []byte) *request {
 	r := &request{args: args, raw: raw, slot: -1, start: time.Now()}
-	if ss.queueInMulti(r) {
+	if reply := ss.authGate(r); reply != nil {
+		r.reply, r.local, r.done = reply, true, closedDone()
+		return r
+	}
+	if ss.queueInMulti(r) || ss.pubsubRequest(r) {
 		return r
 	}
 	if local := ss.local(r); local != nil {
@@ -182,6 +210,9 @@ func (ss *session) newRequest(args [][]byte, raw []byte) *request {
 		}
 	}
 	if r.info != nil {
+		if (r.info.name == "eval" || r.info.name == "eval_ro") && len(args) > 1 {
+			ss.s.scripts.remember(args[1])
+		}
 		idx, ok := r.info.keyIndexes(args, ss.keyIdx[:])
 		if ok && len(idx) > 0 {
 			r.slot = KeySlot(args[idx[0]])
@@ -229,6 +260,14 @@ func (ss *session) target(r *request) (*node, error) {
 	}
 	if r.slot < 0 {
 		return m.masters[rand.IntN(len(m.masters))], nil
+	}
+	if ss.s.cfg.ReadFrom != "master" && r.info != nil && r.info.flags&(flagReadonly|flagWrite) == flagReadonly && !r.asking {
+		if reps := m.replicas[m.owner[r.slot]]; len(reps) > 0 {
+			n := reps[ss.id%uint64(len(reps))]
+			if !n.down.Load() {
+				return n, nil
+			}
+		}
 	}
 	return m.master(r.slot), nil
 }
@@ -320,6 +359,7 @@ func (ss *session) await(r *request) []byte {
 		<-r.done
 	}
 	redirects, retries := 0, 0
+	noscriptRetried := false
 	backoff := cfg.TryagainBackoff
 	for {
 		var next *node
@@ -337,6 +377,11 @@ func (ss *session) await(r *request) []byte {
 			kind, slot, addr := parseRedirect(r.reply)
 			switch kind {
 			case redirNone:
+				if bytes.HasPrefix(r.reply, []byte("-NOSCRIPT")) && !noscriptRetried && ss.recoverNoScript(r) {
+					noscriptRetried = true
+					next = r.node
+					break
+				}
 				return r.reply
 			case redirMoved, redirAsk:
 				redirects++
@@ -491,13 +536,30 @@ func (ss *session) hello(args [][]byte) []byte {
 		for i := 2; i < len(args); i++ {
 			switch strings.ToLower(string(args[i])) {
 			case "auth":
+				if i+2 >= len(args) {
+					return errorReply("ERR Syntax error in HELLO option 'auth'")
+				}
+				ro, ok := ss.s.checkAuth(string(args[i+1]), string(args[i+2]))
+				if !ok {
+					return replyWrongPass
+				}
+				ss.authed, ss.readonly = true, ro
 				i += 2
 			case "setname":
+				if i+1 >= len(args) {
+					return errorReply("ERR Syntax error in HELLO option 'setname'")
+				}
+				ss.csMu.Lock()
+				ss.cs.name = string(args[i+1])
+				ss.csMu.Unlock()
 				i++
 			default:
 				return errorReply("ERR Syntax error in HELLO option '" + string(args[i]) + "'")
 			}
 		}
+	}
+	if !ss.authed {
+		return errorReply("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
 	}
 	b := appendArrayHeader(nil, 14)
 	b = appendBulkString(b, "server")

@@ -32,6 +32,9 @@ type Config struct {
 	QueryBufferLimit     int64
 	ShutdownTimeout      time.Duration
 	EnableFlushall       bool
+	RequirePass          string
+	Users                []User
+	ReadFrom             string
 	AnnounceAddress      string
 
 	// Cluster and backends.
@@ -75,6 +78,13 @@ type Config struct {
 	PFLBNetwork         []string
 	RedisPorts          string
 	PFLog               bool
+}
+
+// User is a proxy-side user for AUTH.
+type User struct {
+	Name     string
+	Password string
+	ReadOnly bool
 }
 
 // Default returns the configuration used for every key that is not set.
@@ -139,6 +149,19 @@ var keys = []key{
 		c.QueryBufferLimit = n
 		return nil
 	}},
+	{"requirepass", "", "password clients must give with AUTH (empty: no authentication unless users are set)", strVar(func(c *Config) *string { return &c.RequirePass })},
+	{"users", "", "named proxy users, space-separated name:password[:readonly] entries (AUTH name password)", func(c *Config, v string) error {
+		c.Users = nil
+		for _, f := range strings.Fields(v) {
+			parts := strings.Split(f, ":")
+			if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" || len(parts) == 3 && parts[2] != "readonly" {
+				return fmt.Errorf("want name:password[:readonly], got %q", f)
+			}
+			c.Users = append(c.Users, User{Name: parts[0], Password: parts[1], ReadOnly: len(parts) == 3})
+		}
+		return nil
+	}},
+	{"read-from", "master", "where read-only commands go: master, replica or prefer-replica", enumVar(func(c *Config) *string { return &c.ReadFrom }, "master", "replica", "prefer-replica")},
 	{"enable-flushall", "no", "allow FLUSHALL and FLUSHDB through the proxy (they empty every master)", boolVar(func(c *Config) *bool { return &c.EnableFlushall })},
 	{"announce-address", "", "address the proxy reports in CLUSTER SLOTS/NODES/SHARDS as the one node owning every slot (empty: listen)", func(c *Config, v string) error {
 		if v == "" {

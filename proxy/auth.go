@@ -1,0 +1,70 @@
+package proxy
+
+import (
+	"crypto/subtle"
+	"fmt"
+)
+
+// authRequired reports whether clients must authenticate.
+func (s *Server) authRequired() bool {
+	return s.cfg.RequirePass != "" || len(s.cfg.Users) > 0
+}
+
+// checkAuth validates credentials; user "" or "default" means requirepass.
+func (s *Server) checkAuth(user, pass string) (readonly, ok bool) {
+	eq := func(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
+	if user == "" || user == "default" {
+		return false, s.cfg.RequirePass != "" && eq(pass, s.cfg.RequirePass)
+	}
+	for _, u := range s.cfg.Users {
+		if u.Name == user && eq(pass, u.Password) {
+			return u.ReadOnly, true
+		}
+	}
+	return false, false
+}
+
+var (
+	replyNoAuth    = []byte("-NOAUTH Authentication required.\r\n")
+	replyWrongPass = []byte("-WRONGPASS invalid username-password pair or user is disabled.\r\n")
+)
+
+// authGate answers AUTH and refuses everything but AUTH/HELLO/PING/QUIT until the client
+// is authenticated, and write commands for read-only users. It returns nil to go on.
+func (ss *session) authGate(r *request) []byte {
+	name := lowerName(r.args[0])
+	if name == "auth" {
+		var user, pass string
+		switch len(r.args) {
+		case 2:
+			pass = string(r.args[1])
+		case 3:
+			user, pass = string(r.args[1]), string(r.args[2])
+		default:
+			return wrongArgs("auth")
+		}
+		if !ss.s.authRequired() {
+			return errorReply("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
+		}
+		ro, ok := ss.s.checkAuth(user, pass)
+		if !ok {
+			ss.s.log.Info("client authentication failed", "client_id", ss.id, "user", user)
+			return replyWrongPass
+		}
+		ss.authed, ss.readonly = true, ro
+		return replyOK
+	}
+	if !ss.authed {
+		switch name {
+		case "hello", "ping", "quit":
+			return nil
+		}
+		return replyNoAuth
+	}
+	if ss.readonly {
+		if info := ss.s.cl.cmds.lookup(r.args[0]); info != nil && info.flags&flagWrite != 0 {
+			return errorReply(fmt.Sprintf("NOPERM User has no permissions to run the '%s' command", name))
+		}
+	}
+	return nil
+}
