@@ -1,0 +1,142 @@
+// Package gate opens the client listener while this host should serve (CARP MASTER) and
+// closes it, draining existing clients, when it should not. It knows nothing about how the
+// state is learned (package carp) or what is served (package proxy).
+package gate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+)
+
+// Server is what the gate controls: the proxy.
+type Server interface {
+	// Serve accepts on ln until ln is closed, then returns nil.
+	Serve(ln net.Listener) error
+	// CloseClients drains and closes the clients accepted so far.
+	CloseClients(grace time.Duration)
+}
+
+// Gate serves Addr only while active.
+type Gate struct {
+	Addr   string
+	Server Server
+	// Drain is how long clients may finish after the host stops being active.
+	Drain time.Duration
+	// Listen opens the listener; nil means Listen (with IP_FREEBIND/IP_BINDANY).
+	Listen  func(ctx context.Context, addr string) (net.Listener, error)
+	Log     *slog.Logger
+	Metrics *Metrics
+
+	mu       sync.Mutex
+	ln       net.Listener
+	serving  sync.WaitGroup
+	draining sync.WaitGroup
+}
+
+// Active reports whether the listener is open.
+func (g *Gate) Active() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.ln != nil
+}
+
+// Run follows states (true: serve) until ctx ends or states is closed, then closes the
+// listener and waits for the drains it started. Transitions are handled one at a time, so
+// there is never more than one listener, and a listener is never left closed while active.
+func (g *Gate) Run(ctx context.Context, states <-chan bool) error {
+	if g.Log == nil {
+		g.Log = slog.Default()
+	}
+	if g.Listen == nil {
+		g.Listen = Listen
+	}
+	defer func() {
+		g.deactivate(time.Now(), false)
+		g.serving.Wait()
+		g.draining.Wait()
+	}()
+	var retry <-chan time.Time
+	want := false
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case s, ok := <-states:
+			if !ok {
+				return nil
+			}
+			if s == want && (s == g.Active()) {
+				continue
+			}
+			want = s
+			retry = nil
+			now := time.Now()
+			if s {
+				if err := g.activate(ctx, now); err != nil {
+					g.Log.Error("cannot open the client listener; retrying", "addr", g.Addr, "err", err)
+					retry = time.After(200 * time.Millisecond)
+				}
+			} else {
+				g.deactivate(now, true)
+			}
+		case <-retry:
+			retry = nil
+			if want && !g.Active() {
+				if err := g.activate(ctx, time.Now()); err != nil {
+					retry = time.After(time.Second)
+				}
+			}
+		}
+	}
+}
+
+func (g *Gate) activate(ctx context.Context, since time.Time) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.ln != nil {
+		return nil
+	}
+	ln, err := g.Listen(ctx, g.Addr)
+	if err != nil {
+		return fmt.Errorf("gate: listen %s: %w", g.Addr, err)
+	}
+	g.ln = ln
+	g.serving.Add(1)
+	go func() {
+		defer g.serving.Done()
+		if err := g.Server.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
+			g.Log.Error("serving stopped", "addr", g.Addr, "err", err)
+		}
+	}()
+	d := time.Since(since)
+	g.Metrics.activated(d)
+	g.Log.Info("active: accepting clients", "addr", ln.Addr().String(), "activation", d)
+	return nil
+}
+
+// deactivate closes the listener at once and, if drain, drains existing clients in the
+// background.
+func (g *Gate) deactivate(since time.Time, drain bool) {
+	g.mu.Lock()
+	ln := g.ln
+	g.ln = nil
+	g.mu.Unlock()
+	if ln == nil {
+		return
+	}
+	ln.Close()
+	g.Metrics.deactivated()
+	g.Log.Info("inactive: listener closed, draining clients", "addr", g.Addr, "drain", g.Drain, "took", time.Since(since))
+	if drain {
+		g.draining.Add(1)
+		go func() {
+			defer g.draining.Done()
+			g.Server.CloseClients(g.Drain)
+		}()
+	}
+}

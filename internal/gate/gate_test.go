@@ -1,0 +1,185 @@
+package gate
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// echoServer accepts connections and answers each byte with the same byte until
+// CloseClients closes them.
+type echoServer struct {
+	mu       sync.Mutex
+	conns    map[net.Conn]bool
+	serves   atomic.Int32
+	drains   atomic.Int32
+	accepted atomic.Int32
+}
+
+func (s *echoServer) Serve(ln net.Listener) error {
+	s.serves.Add(1)
+	defer s.serves.Add(-1)
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return nil
+		}
+		s.accepted.Add(1)
+		s.mu.Lock()
+		s.conns[c] = true
+		s.mu.Unlock()
+		go io.Copy(c, c)
+	}
+}
+
+func (s *echoServer) CloseClients(grace time.Duration) {
+	s.drains.Add(1)
+	time.Sleep(grace)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.Close()
+		delete(s.conns, c)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func canDial(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func startGate(t *testing.T, drain time.Duration) (*Gate, *echoServer, chan bool, string) {
+	srv := &echoServer{conns: map[net.Conn]bool{}}
+	addr := freeAddr(t)
+	g := &Gate{Addr: addr, Server: srv, Drain: drain, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: NewMetrics(nil)}
+	states := make(chan bool)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx, states) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		if canDial(addr) {
+			t.Error("listener still open after Run returned")
+		}
+	})
+	return g, srv, states, addr
+}
+
+func TestGateListensOnlyWhileActive(t *testing.T) {
+	g, srv, states, addr := startGate(t, 50*time.Millisecond)
+	states <- false
+	if canDial(addr) || g.Active() {
+		t.Fatal("listener open while BACKUP")
+	}
+	start := time.Now()
+	states <- true
+	waitFor(t, "listener", func() bool { return canDial(addr) })
+	t.Logf("MASTER → accepting in %v", time.Since(start))
+
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	states <- false
+	if canDial(addr) {
+		t.Fatal("new connections accepted after BACKUP")
+	}
+	// The existing client is served during the drain period, then closed.
+	c.Write([]byte("x"))
+	b := make([]byte, 1)
+	c.SetReadDeadline(time.Now().Add(time.Second))
+	if _, err := io.ReadFull(c, b); err != nil {
+		t.Fatalf("client not served during drain: %v", err)
+	}
+	waitFor(t, "drain", func() bool {
+		c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+		_, err := c.Read(b)
+		return err == io.EOF
+	})
+	if srv.drains.Load() != 1 {
+		t.Fatalf("drains = %d", srv.drains.Load())
+	}
+}
+
+func TestGateFlapping(t *testing.T) {
+	g, srv, states, addr := startGate(t, 10*time.Millisecond)
+	for i := 0; i < 200; i++ {
+		want := i%2 == 0
+		states <- want
+		waitFor(t, "state applied", func() bool { return g.Active() == want })
+		if n := srv.serves.Load(); n > 2 {
+			// One Serve may still be returning from the previous listener.
+			t.Fatalf("step %d: %d Serve loops at once", i, n)
+		}
+	}
+	// Ends on BACKUP (i=199 odd): nothing listens.
+	if canDial(addr) {
+		t.Fatal("listening after flapping ended in BACKUP")
+	}
+	states <- true
+	states <- true // repeated MASTER: still exactly one listener
+	waitFor(t, "listener", func() bool { return canDial(addr) })
+	waitFor(t, "one Serve loop", func() bool { return srv.serves.Load() == 1 })
+}
+
+func TestGateRetriesListen(t *testing.T) {
+	srv := &echoServer{conns: map[net.Conn]bool{}}
+	addr := freeAddr(t)
+	var fail atomic.Int32
+	fail.Store(3)
+	g := &Gate{Addr: addr, Server: srv, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Listen: func(ctx context.Context, a string) (net.Listener, error) {
+			if fail.Add(-1) >= 0 {
+				return nil, &net.OpError{Op: "listen", Err: io.ErrUnexpectedEOF}
+			}
+			return Listen(ctx, a)
+		}}
+	states := make(chan bool, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go g.Run(ctx, states)
+	states <- true
+	waitFor(t, "listener after retries", func() bool { return canDial(addr) })
+}
+
+func TestListenFreeBind(t *testing.T) {
+	// 198.51.100.100 is not on any interface here: with IP_FREEBIND the bind succeeds.
+	ln, err := Listen(context.Background(), "198.51.100.100:0")
+	if err != nil {
+		t.Skipf("free bind not available here: %v", err)
+	}
+	ln.Close()
+}

@@ -1,0 +1,14 @@
+package gate
+
+import (
+	"context"
+	"net"
+)
+
+// Listen opens a TCP listener on addr. Where the OS allows it (freeBind), the socket may
+// bind an address that is not (yet) on any interface, so activation never races the VIP
+// appearing: IP_FREEBIND on Linux, IP_BINDANY on FreeBSD.
+func Listen(ctx context.Context, addr string) (net.Listener, error) {
+	lc := net.ListenConfig{Control: freeBind}
+	return lc.Listen(ctx, "tcp", addr)
+}
