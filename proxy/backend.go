@@ -28,11 +28,12 @@ type request struct {
 	// proxy answers from several nodes or with session state).
 	exec func(ss *session, r *request) []byte
 	// parts are sub-requests (one per slot or node) whose replies merge combines.
-	parts   []*request
-	merge   func(replies [][]byte) []byte
-	local   bool  // reply was produced by the proxy when the command was read
-	keyPos  []int // for a part: positions of its keys in the original command
-	noReply bool  // nothing to write: the reply comes through the subscription relay
+	parts      []*request
+	merge      func(replies [][]byte) []byte
+	local      bool  // reply was produced by the proxy when the command was read
+	keyPos     []int // for a part: positions of its keys in the original command
+	noReply    bool  // nothing to write: the reply comes through the subscription relay
+	redirected bool  // followed at least one MOVED or ASK
 
 	reply []byte // complete reply, when err is nil
 	err   error  // transport-level failure

@@ -25,6 +25,8 @@ var keylessHandlers = map[string]func(ss *session, r *request) bool{
 	"info":    execHandler(execInfo),
 	"cluster": localHandler(clusterCommand),
 	"client":  localHandler(clientCommand),
+	"slowlog": localHandler(slowlogCommand),
+	"proxy":   localHandler(proxyCommand),
 }
 
 // rememberScript records a SCRIPT LOAD body for NOSCRIPT recovery.

@@ -39,6 +39,8 @@ type Server struct {
 	started time.Time
 	direct  *directPool
 	scripts scriptCache
+	slow    slowlog
+	hot     *hotkeys
 
 	// StateInfo, when set before Serve, adds fields to the INFO proxy section (the CARP
 	// state, for instance).
@@ -69,6 +71,7 @@ func NewServer(cfg *Config, log *slog.Logger, reg prometheus.Registerer) *Server
 		sessions: map[*session]struct{}{},
 	}
 	s.cl = newCluster(ctx, s.cfg, log, m)
+	s.hot = newHotkeys(cfg.HotkeysSampleRate, cfg.HotkeysWindow)
 	s.direct = newDirectPool(s.cl, cfg.BlockingConnections)
 	return s
 }

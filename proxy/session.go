@@ -325,6 +325,8 @@ func (ss *session) finish(r *request) []byte {
 	result := "ok"
 	if len(reply) > 0 && reply[0] == '-' {
 		result = "error"
+	} else if r.redirected {
+		result = "redirected"
 	}
 	return ss.account(r, result, reply)
 }
@@ -389,6 +391,7 @@ func (ss *session) await(r *request) []byte {
 					return errorReply("ERR proxy: " + ErrTooManyRedirects.Error() + ": last was " + strings.TrimSpace(string(r.reply[1:])))
 				}
 				next = cl.node(resolveAddr(addr, r.node.addr))
+				r.redirected = true
 				if kind == redirMoved {
 					m.redirects.WithLabelValues("moved").Inc()
 					defer cl.learnOwner(slot, next)
@@ -441,15 +444,30 @@ func (ss *session) sleep(d time.Duration) bool {
 	}
 }
 
-// account records metrics for a finished command and returns its reply.
+// account records metrics, the slow log and the hot key sample for a finished command
+// and returns its reply.
 func (ss *session) account(r *request, result string, reply []byte) []byte {
 	name := "other"
 	if r.info != nil {
 		name = r.info.name
 	}
+	d := time.Since(r.start)
 	m := ss.s.metrics
 	m.commands.WithLabelValues(name, result).Inc()
-	m.cmdLatency.WithLabelValues(name).Observe(time.Since(r.start).Seconds())
+	m.cmdLatency.WithLabelValues(name).Observe(d.Seconds())
+	if cfg := &ss.s.cfg; d >= cfg.SlowlogSlowerThan && cfg.SlowlogMaxLen > 0 {
+		node := ""
+		if r.node != nil {
+			node = r.node.addr
+		}
+		ss.csMu.Lock()
+		cname := ss.cs.name
+		ss.csMu.Unlock()
+		ss.s.slow.add(cfg.SlowlogMaxLen, slowEntry{at: r.start, duration: d, args: r.args, client: ss.conn.RemoteAddr().String(), name: cname, node: node})
+	}
+	if r.slot >= 0 && r.info != nil && r.info.first > 0 && r.info.first < len(r.args) {
+		ss.s.hot.observe(r.args[r.info.first])
+	}
 	return reply
 }
 

@@ -54,6 +54,10 @@ type Config struct {
 	// Admin listener and logging.
 	AdminListen string
 	AdminPprof  bool
+	SlowlogSlowerThan time.Duration
+	SlowlogMaxLen     int
+	HotkeysSampleRate int
+	HotkeysWindow     time.Duration
 	LogLevel    string
 	LogFormat   string
 
@@ -192,6 +196,10 @@ var keys = []key{
 		return addrVar(func(c *Config) *string { return &c.AdminListen })(c, v)
 	}},
 	{"admin-pprof", "no", "serve /debug/pprof/ on the admin listener", boolVar(func(c *Config) *bool { return &c.AdminPprof })},
+	{"slowlog-log-slower-than", "10ms", "commands slower than this end to end are kept for SLOWLOG GET (0: every command; negative not allowed)", durVar(0, func(c *Config) *time.Duration { return &c.SlowlogSlowerThan })},
+	{"slowlog-max-len", "128", "entries kept for SLOWLOG GET", intVar(0, 100000, func(c *Config) *int { return &c.SlowlogMaxLen })},
+	{"hotkeys-sample-rate", "16", "count one in N keys for the hot key report (1: every key; 0: off)", intVar(0, 1<<20, func(c *Config) *int { return &c.HotkeysSampleRate })},
+	{"hotkeys-window", "60s", "the hot key report covers about this much recent time", durVar(time.Second, func(c *Config) *time.Duration { return &c.HotkeysWindow })},
 	{"log-level", "info", "debug, info, warn or error", enumVar(func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},
 	{"log-format", "text", "text or json", enumVar(func(c *Config) *string { return &c.LogFormat }, "text", "json")},
 

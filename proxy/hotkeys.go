@@ -1,0 +1,148 @@
+package proxy
+
+import (
+	"hash/maphash"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// hotkeys estimates the most requested keys over a sliding window with bounded memory: a
+// count-min sketch counts sampled keys, and a small candidate table keeps the keys with the
+// highest estimates. Two generations (current and previous window) are kept so the report
+// always covers between one and two windows. Keys never become metric labels.
+type hotkeys struct {
+	mu       sync.Mutex
+	rate     int // count one in rate keys
+	window   time.Duration
+	seed     maphash.Seed
+	tick     uint64
+	cur, old *hkGen
+	rotated  time.Time
+}
+
+const (
+	hkDepth      = 4
+	hkWidth      = 2048
+	hkCandidates = 64
+	hkMaxKeyLen  = 256
+)
+
+type hkGen struct {
+	sketch [hkDepth][hkWidth]uint32
+	cands  map[string]uint32
+}
+
+func newHKGen() *hkGen { return &hkGen{cands: make(map[string]uint32, hkCandidates)} }
+
+func newHotkeys(rate int, window time.Duration) *hotkeys {
+	return &hotkeys{rate: rate, window: window, seed: maphash.MakeSeed(), cur: newHKGen(), old: newHKGen(), rotated: time.Now()}
+}
+
+// observe counts one access to key (sampled).
+func (h *hotkeys) observe(key []byte) {
+	if h == nil || h.rate <= 0 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.tick++
+	if h.tick%uint64(h.rate) != 0 {
+		return
+	}
+	if time.Since(h.rotated) > h.window {
+		h.old, h.cur, h.rotated = h.cur, newHKGen(), time.Now()
+	}
+	if len(key) > hkMaxKeyLen {
+		key = key[:hkMaxKeyLen]
+	}
+	hv := maphash.Bytes(h.seed, key)
+	est := ^uint32(0)
+	g := h.cur
+	for d := 0; d < hkDepth; d++ {
+		i := (hv >> (16 * d)) % hkWidth
+		g.sketch[d][i]++
+		est = min(est, g.sketch[d][i])
+	}
+	if _, ok := g.cands[string(key)]; ok || len(g.cands) < hkCandidates {
+		g.cands[string(key)] = est
+		return
+	}
+	// Replace the weakest candidate if this key now beats it.
+	var weakest string
+	wv := ^uint32(0)
+	for k, v := range g.cands {
+		if v < wv {
+			weakest, wv = k, v
+		}
+	}
+	if est > wv {
+		delete(g.cands, weakest)
+		g.cands[string(key)] = est
+	}
+}
+
+// HotKey is one entry of the hot key report.
+type HotKey struct {
+	Key string
+	// PerSecond is the estimated request rate (samples scaled by the sample rate).
+	PerSecond float64
+}
+
+// top returns up to n keys by estimated rate.
+func (h *hotkeys) top(n int) []HotKey {
+	if h == nil || h.rate <= 0 {
+		return nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	span := time.Since(h.rotated) + h.window
+	counts := map[string]uint32{}
+	for _, g := range []*hkGen{h.old, h.cur} {
+		for k, v := range g.cands {
+			counts[k] += v
+		}
+	}
+	out := make([]HotKey, 0, len(counts))
+	for k, v := range counts {
+		out = append(out, HotKey{Key: k, PerSecond: float64(v) * float64(h.rate) / span.Seconds()})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].PerSecond > out[j].PerSecond })
+	if len(out) > n {
+		out = out[:n]
+	}
+	return out
+}
+
+// HotKeys returns the n hottest keys (the admin listener's /debug/hotkeys).
+func (s *Server) HotKeys(n int) []HotKey { return s.hot.top(n) }
+
+// proxyCommand answers PROXY HOTKEYS [count] and PROXY INFO: admin commands of the proxy
+// itself.
+func proxyCommand(ss *session, r *request) []byte {
+	if len(r.args) < 2 {
+		return wrongArgs("proxy")
+	}
+	switch lowerName(r.args[1]) {
+	case "hotkeys":
+		n := 10
+		if len(r.args) > 2 {
+			v, err := strconv.Atoi(string(r.args[2]))
+			if err != nil || v < 1 {
+				return errorReply("ERR count must be a positive integer")
+			}
+			n = v
+		}
+		top := ss.s.hot.top(n)
+		b := appendArrayHeader(nil, 2*len(top))
+		for _, hk := range top {
+			b = appendBulkString(b, hk.Key)
+			b = appendBulkString(b, strconv.FormatFloat(hk.PerSecond, 'f', 1, 64))
+		}
+		return b
+	case "info":
+		return appendBulkString(nil, ss.s.proxyInfo())
+	}
+	return errorReply("ERR unknown subcommand '" + string(r.args[1]) + "'. Try PROXY HOTKEYS or PROXY INFO.")
+}
