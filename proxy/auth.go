@@ -7,16 +7,16 @@ import (
 
 // authRequired reports whether clients must authenticate.
 func (s *Server) authRequired() bool {
-	return s.cfg.RequirePass != "" || len(s.cfg.Users) > 0
+	return s.conf().RequirePass != "" || len(s.conf().Users) > 0
 }
 
 // checkAuth validates credentials; user "" or "default" means requirepass.
 func (s *Server) checkAuth(user, pass string) (readonly, ok bool) {
 	eq := func(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
 	if user == "" || user == "default" {
-		return false, s.cfg.RequirePass != "" && eq(pass, s.cfg.RequirePass)
+		return false, s.conf().RequirePass != "" && eq(pass, s.conf().RequirePass)
 	}
-	for _, u := range s.cfg.Users {
+	for _, u := range s.conf().Users {
 		if u.Name == user && eq(pass, u.Password) {
 			return u.ReadOnly, true
 		}

@@ -61,7 +61,7 @@ type node struct {
 // cluster holds everything the proxy knows about the Redis Cluster: nodes, their
 // connections, the slot map and the command table.
 type cluster struct {
-	cfg     Config
+	cfgp    *atomic.Pointer[Config]
 	log     *slog.Logger
 	metrics *Metrics
 	ctx     context.Context
@@ -75,9 +75,9 @@ type cluster struct {
 	wg        sync.WaitGroup
 }
 
-func newCluster(ctx context.Context, cfg Config, log *slog.Logger, m *Metrics) *cluster {
+func newCluster(ctx context.Context, cfgp *atomic.Pointer[Config], log *slog.Logger, m *Metrics) *cluster {
 	return &cluster{
-		cfg:       cfg,
+		cfgp:      cfgp,
 		log:       log,
 		metrics:   m,
 		ctx:       ctx,
@@ -86,6 +86,8 @@ func newCluster(ctx context.Context, cfg Config, log *slog.Logger, m *Metrics) *
 		cmds:      newBuiltinTable(),
 	}
 }
+
+func (c *cluster) conf() *Config { return c.cfgp.Load() }
 
 func (c *cluster) lookupNode(addr string) *node {
 	c.nodesMu.Lock()
@@ -101,8 +103,8 @@ func (c *cluster) node(addr string) *node {
 		return n
 	}
 	n := &node{addr: addr, c: c}
-	for i := 0; i < c.cfg.BackendConnections; i++ {
-		bc := &backendConn{n: n, queue: make(chan *request, c.cfg.BackendQueueDepth)}
+	for i := 0; i < c.conf().BackendConnections; i++ {
+		bc := &backendConn{n: n, queue: make(chan *request, c.conf().BackendQueueDepth)}
 		n.conns = append(n.conns, bc)
 		c.wg.Add(1)
 		go func() {
@@ -202,7 +204,7 @@ func (bc *backendConn) failQueued(ctx context.Context, d time.Duration, err erro
 }
 
 func (bc *backendConn) dial(ctx context.Context) (net.Conn, error) {
-	cfg := &bc.n.c.cfg
+	cfg := bc.n.c.conf()
 	d := net.Dialer{Timeout: cfg.BackendConnectTimeout, KeepAlive: 30 * time.Second}
 	conn, err := d.DialContext(ctx, "tcp", bc.n.addr)
 	if err != nil {
@@ -403,7 +405,7 @@ func (bc *backendConn) readLoop(conn net.Conn) {
 // watchdog closes the connection when requests are pending and no reply has arrived for
 // backend-read-timeout: a stalled node must give errors, not hangs.
 func (bc *backendConn) watchdog(conn net.Conn, stop <-chan struct{}) {
-	timeout := bc.n.c.cfg.BackendReadTimeout
+	timeout := bc.n.c.conf().BackendReadTimeout
 	tick := max(timeout/10, 5*time.Millisecond)
 	t := time.NewTicker(tick)
 	defer t.Stop()

@@ -24,6 +24,8 @@ type guard struct {
 	maxQuery  int64
 
 	err      error
+	held     []byte // bytes read but not yet returned (after an inline cut)
+	heldErr  error  // the read error that came with held
 	state    uint8
 	hdr      [24]byte
 	hdrLen   int
@@ -46,7 +48,17 @@ func (g *guard) Read(p []byte) (int, error) {
 	if g.err != nil {
 		return 0, g.err
 	}
-	n, err := g.r.Read(p)
+	var n int
+	var err error
+	if len(g.held) > 0 {
+		n = copy(p, g.held)
+		g.held = g.held[n:]
+		if len(g.held) == 0 {
+			err, g.heldErr = g.heldErr, nil
+		}
+	} else {
+		n, err = g.r.Read(p)
+	}
 	ok := g.scan(p[:n])
 	if g.err != nil {
 		if ok == 0 {
@@ -54,19 +66,38 @@ func (g *guard) Read(p []byte) (int, error) {
 		}
 		return ok, nil
 	}
-	return n, err
+	if ok < n {
+		// Cut at an inline command boundary: keep the rest for the next Read.
+		g.held = append(append([]byte(nil), p[ok:n]...), g.held...)
+		if err != nil {
+			g.heldErr, err = err, nil
+		}
+	}
+	return ok, err
 }
 
 func (g *guard) fail(msg string) { g.err = &protoError{msg} }
 
-// scan advances the state machine over b and returns how many bytes are valid.
+// scan advances the state machine over b and returns how many bytes are valid. An inline
+// command is always cut out of the stream on its own (scan stops before and after it), so
+// that a malformed inline command, which the command reader rejects with everything read
+// together with it, never takes earlier commands with it.
 func (g *guard) scan(b []byte) int {
 	i := 0
 	for i < len(b) {
 		if g.state == gBulkBody {
-			k := min(int64(len(b)-i), g.bulkLeft)
-			g.bulkLeft -= k
-			i += int(k)
+			if g.bulkLeft > 2 { // payload
+				k := min(int64(len(b)-i), g.bulkLeft-2)
+				g.bulkLeft -= k
+				i += int(k)
+				continue
+			}
+			if c := b[i]; g.bulkLeft == 2 && c != '\r' || g.bulkLeft == 1 && c != '\n' {
+				g.fail("expected CRLF after bulk string")
+				return i
+			}
+			i++
+			g.bulkLeft--
 			if g.bulkLeft == 0 {
 				g.args--
 				g.state = gBulkStart
@@ -89,6 +120,8 @@ func (g *guard) scan(b []byte) int {
 			g.cmdBytes = 1
 			if c == '*' {
 				g.state, g.hdrLen = gArrayHdr, 0
+			} else if i > 1 {
+				return i - 1 // an inline command starts: cut before it
 			} else {
 				g.state, g.inline = gInline, 1
 				if c == '\n' {
@@ -98,7 +131,7 @@ func (g *guard) scan(b []byte) int {
 		case gInline:
 			if c == '\n' {
 				g.state = gStart
-				continue
+				return i // cut after the inline command
 			}
 			g.inline++
 			if g.inline > g.maxInline {

@@ -56,7 +56,7 @@ func localHandler(f func(ss *session, r *request) []byte) func(ss *session, r *r
 
 func guarded(enabled func(*Config) bool, key string, h func(ss *session, r *request) bool) func(ss *session, r *request) bool {
 	return func(ss *session, r *request) bool {
-		if !enabled(&ss.s.cfg) {
+		if !enabled(ss.s.conf()) {
 			return localHandler(func(ss *session, r *request) []byte {
 				return errorReply(fmt.Sprintf("ERR %s is disabled by the proxy (set %s yes)", strings.ToUpper(string(r.args[0])), key))
 			})(ss, r)
@@ -336,10 +336,10 @@ func execInfo(ss *session, r *request) []byte {
 	var b strings.Builder
 	if show("server") {
 		fmt.Fprintf(&b, "# Server\r\nredis_version:%s\r\nredis_mode:standalone\r\nproxy:redis-carp-proxy\r\nproxy_version:%s\r\nos:%s\r\nprocess_id:%d\r\ntcp_port:%s\r\nuptime_in_seconds:%d\r\nuptime_in_days:%d\r\n\r\n",
-			version, Version, goos(), os.Getpid(), portOf(s.cfg.Listen), int(time.Since(s.started).Seconds()), int(time.Since(s.started).Hours()/24))
+			version, Version, goos(), os.Getpid(), portOf(s.conf().Listen), int(time.Since(s.started).Seconds()), int(time.Since(s.started).Hours()/24))
 	}
 	if show("clients") {
-		fmt.Fprintf(&b, "# Clients\r\nconnected_clients:%d\r\nmaxclients:%d\r\n\r\n", s.Clients(), s.cfg.MaxClients)
+		fmt.Fprintf(&b, "# Clients\r\nconnected_clients:%d\r\nmaxclients:%d\r\n\r\n", s.Clients(), s.conf().MaxClients)
 	}
 	if show("stats") {
 		b.WriteString("# Stats\r\n")

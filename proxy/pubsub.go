@@ -205,7 +205,7 @@ func (ss *session) resubscribe(ps *pubsubState) bool {
 			if n == old && len(m.masters) > 1 {
 				n = m.masters[(indexOf(m.masters, n)+1)%len(m.masters)]
 			}
-			ctx, cancel := context.WithTimeout(ss.ctx, ss.s.cfg.BackendConnectTimeout)
+			ctx, cancel := context.WithTimeout(ss.ctx, ss.s.conf().BackendConnectTimeout)
 			dc, err := ss.s.direct.acquire(ctx, n)
 			cancel()
 			if err == nil {

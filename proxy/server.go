@@ -30,7 +30,7 @@ var Version = "0.1.0"
 // Server is the proxy. Create it with NewServer, call Start once, then Serve on one or more
 // listeners (and again after CloseClients, when CARP state flips back).
 type Server struct {
-	cfg     Config
+	cfgp    atomic.Pointer[Config]
 	log     *slog.Logger
 	metrics *Metrics
 	cl      *cluster
@@ -62,7 +62,6 @@ func NewServer(cfg *Config, log *slog.Logger, reg prometheus.Registerer) *Server
 	ctx, cancel := context.WithCancel(context.Background())
 	m := NewMetrics(reg)
 	s := &Server{
-		cfg:      *cfg,
 		log:      log,
 		metrics:  m,
 		ctx:      ctx,
@@ -70,7 +69,9 @@ func NewServer(cfg *Config, log *slog.Logger, reg prometheus.Registerer) *Server
 		started:  time.Now(),
 		sessions: map[*session]struct{}{},
 	}
-	s.cl = newCluster(ctx, s.cfg, log, m)
+	c := *cfg
+	s.cfgp.Store(&c)
+	s.cl = newCluster(ctx, &s.cfgp, log, m)
 	s.hot = newHotkeys(cfg.HotkeysSampleRate, cfg.HotkeysWindow)
 	s.direct = newDirectPool(s.cl, cfg.BlockingConnections)
 	return s
@@ -98,7 +99,7 @@ func (s *Server) loadCommandTable(ctx context.Context) {
 		return
 	}
 	for _, n := range m.masters {
-		cctx, cancel := context.WithTimeout(ctx, s.cfg.BackendConnectTimeout+s.cfg.BackendReadTimeout)
+		cctx, cancel := context.WithTimeout(ctx, s.conf().BackendConnectTimeout+s.conf().BackendReadTimeout)
 		cl := s.cl.controlClient(n.addr)
 		infos, err := cl.Command(cctx).Result()
 		cl.Close()
@@ -120,6 +121,9 @@ func (s *Server) loadCommandTable(ctx context.Context) {
 	}
 	s.log.Warn("no node answered COMMAND; using the built-in command table")
 }
+
+// conf returns the configuration in force (replaced as a whole by Reload).
+func (s *Server) conf() *Config { return s.cfgp.Load() }
 
 // Ready reports whether the proxy can serve: a slot map covering every slot is loaded.
 func (s *Server) Ready() (bool, string) {
@@ -155,7 +159,7 @@ func (s *Server) Serve(ln net.Listener) error {
 }
 
 func (s *Server) accept(conn net.Conn) {
-	if n := s.clients.Add(1); n > int64(s.cfg.MaxClients) {
+	if n := s.clients.Add(1); n > int64(s.conf().MaxClients) {
 		s.clients.Add(-1)
 		s.metrics.clientsRejected.WithLabelValues("maxclients").Inc()
 		conn.SetWriteDeadline(time.Now().Add(time.Second))
@@ -165,8 +169,8 @@ func (s *Server) accept(conn net.Conn) {
 	}
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
-		if s.cfg.TCPKeepalive > 0 {
-			tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: s.cfg.TCPKeepalive, Interval: s.cfg.TCPKeepalive / 3, Count: 3})
+		if s.conf().TCPKeepalive > 0 {
+			tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: s.conf().TCPKeepalive, Interval: s.conf().TCPKeepalive / 3, Count: 3})
 		} else {
 			tc.SetKeepAlive(false)
 		}
@@ -224,7 +228,7 @@ func (s *Server) CloseClients(grace time.Duration) {
 
 // Close closes every client (with the shutdown grace period) and every backend connection.
 func (s *Server) Close() {
-	s.CloseClients(s.cfg.ShutdownTimeout)
+	s.CloseClients(s.conf().ShutdownTimeout)
 	s.wg.Wait()
 	s.cancel()
 	s.direct.close()

@@ -48,7 +48,7 @@ func newSession(s *Server, conn net.Conn) *session {
 		s:       s,
 		conn:    conn,
 		id:      s.nextID.Add(1),
-		pending: make(chan *request, s.cfg.ClientPipelineDepth),
+		pending: make(chan *request, s.conf().ClientPipelineDepth),
 		ctx:     ctx,
 		cancel:  cancel,
 		closed:  make(chan struct{}),
@@ -84,7 +84,7 @@ func (cr countingReader) Read(p []byte) (int, error) {
 
 func (ss *session) readLoop() {
 	defer close(ss.pending)
-	cfg := &ss.s.cfg
+	cfg := ss.s.conf()
 	g := &guard{r: ss.conn, maxBulk: cfg.ProtoMaxBulkLen, maxArgs: int64(cfg.ProtoMaxMultibulkLen),
 		maxInline: cfg.ProtoInlineMaxSize, maxQuery: cfg.QueryBufferLimit}
 	rd := redcon.NewReader(g)
@@ -261,7 +261,7 @@ func (ss *session) target(r *request) (*node, error) {
 	if r.slot < 0 {
 		return m.masters[rand.IntN(len(m.masters))], nil
 	}
-	if ss.s.cfg.ReadFrom != "master" && r.info != nil && r.info.flags&(flagReadonly|flagWrite) == flagReadonly && !r.asking {
+	if ss.s.conf().ReadFrom != "master" && r.info != nil && r.info.flags&(flagReadonly|flagWrite) == flagReadonly && !r.asking {
 		if reps := m.replicas[m.owner[r.slot]]; len(reps) > 0 {
 			n := reps[ss.id%uint64(len(reps))]
 			if !n.down.Load() {
@@ -354,7 +354,7 @@ func (ss *session) call(r *request) []byte {
 // following MOVED/ASK, retrying TRYAGAIN, CLUSTERDOWN and unsent commands with backoff,
 // and returns the bytes for the client. It never re-sends a command whose fate is unknown.
 func (ss *session) await(r *request) []byte {
-	cfg := &ss.s.cfg
+	cfg := ss.s.conf()
 	cl := ss.s.cl
 	m := ss.s.metrics
 	if !r.direct {
@@ -455,7 +455,7 @@ func (ss *session) account(r *request, result string, reply []byte) []byte {
 	m := ss.s.metrics
 	m.commands.WithLabelValues(name, result).Inc()
 	m.cmdLatency.WithLabelValues(name).Observe(d.Seconds())
-	if cfg := &ss.s.cfg; d >= cfg.SlowlogSlowerThan && cfg.SlowlogMaxLen > 0 {
+	if cfg := ss.s.conf(); d >= cfg.SlowlogSlowerThan && cfg.SlowlogMaxLen > 0 {
 		node := ""
 		if r.node != nil {
 			node = r.node.addr

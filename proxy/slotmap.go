@@ -70,7 +70,7 @@ func (c *cluster) requestRefresh(why refreshReason) {
 
 // refresher keeps the slot map current until ctx ends.
 func (c *cluster) refresher(ctx context.Context) {
-	t := time.NewTicker(c.cfg.SlotmapRefresh)
+	t := time.NewTicker(c.conf().SlotmapRefresh)
 	defer t.Stop()
 	for {
 		var why refreshReason
@@ -169,20 +169,24 @@ func (c *cluster) refreshCandidates() []string {
 			}
 		}
 	}
-	for _, s := range c.cfg.ClusterSeeds {
+	for _, s := range c.conf().ClusterSeeds {
 		add(s)
 	}
 	c.nodesMu.Lock()
+	known := make([]string, 0, len(c.nodes))
 	for addr := range c.nodes {
-		add(addr)
+		known = append(known, addr)
 	}
 	c.nodesMu.Unlock()
+	for _, addr := range known { // add takes nodesMu itself
+		add(addr)
+	}
 	return append(good, bad...)
 }
 
 // fetchSlots asks one node for CLUSTER SLOTS.
 func (c *cluster) fetchSlots(ctx context.Context, addr string) ([]redis.ClusterSlot, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.BackendConnectTimeout+c.cfg.BackendReadTimeout)
+	ctx, cancel := context.WithTimeout(ctx, c.conf().BackendConnectTimeout+c.conf().BackendReadTimeout)
 	defer cancel()
 	cl := c.controlClient(addr)
 	defer cl.Close()
@@ -193,11 +197,11 @@ func (c *cluster) fetchSlots(ctx context.Context, addr string) ([]redis.ClusterS
 func (c *cluster) controlClient(addr string) *redis.Client {
 	return redis.NewClient(&redis.Options{
 		Addr:            addr,
-		Username:        c.cfg.BackendUser,
-		Password:        c.cfg.BackendPassword,
-		DialTimeout:     c.cfg.BackendConnectTimeout,
-		ReadTimeout:     c.cfg.BackendReadTimeout,
-		WriteTimeout:    c.cfg.BackendReadTimeout,
+		Username:        c.conf().BackendUser,
+		Password:        c.conf().BackendPassword,
+		DialTimeout:     c.conf().BackendConnectTimeout,
+		ReadTimeout:     c.conf().BackendReadTimeout,
+		WriteTimeout:    c.conf().BackendReadTimeout,
 		PoolSize:        1,
 		MaxRetries:      -1,
 		DisableIdentity: true,

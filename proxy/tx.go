@@ -226,8 +226,8 @@ func txExec(ss *session, r *request) bool {
 				}
 			}
 			last := reps[len(reps)-1]
-			if moved && owned && attempt < ss.s.cfg.MaxRedirects && bytes.HasPrefix(last, []byte("-EXECABORT")) {
-				if !ss.sleep(ss.s.cfg.TryagainBackoff) {
+			if moved && owned && attempt < ss.s.conf().MaxRedirects && bytes.HasPrefix(last, []byte("-EXECABORT")) {
+				if !ss.sleep(ss.s.conf().TryagainBackoff) {
 					return last
 				}
 				continue

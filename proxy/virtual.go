@@ -15,9 +15,9 @@ import (
 // never learn the physical addresses.
 
 func (s *Server) announce() (host string, port int) {
-	addr := s.cfg.AnnounceAddress
+	addr := s.conf().AnnounceAddress
 	if addr == "" {
-		addr = s.cfg.Listen
+		addr = s.conf().Listen
 	}
 	h, p, _ := net.SplitHostPort(addr)
 	port, _ = strconv.Atoi(p)

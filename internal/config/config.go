@@ -52,14 +52,14 @@ type Config struct {
 	BackendPassword       string
 
 	// Admin listener and logging.
-	AdminListen string
-	AdminPprof  bool
+	AdminListen       string
+	AdminPprof        bool
 	SlowlogSlowerThan time.Duration
 	SlowlogMaxLen     int
 	HotkeysSampleRate int
 	HotkeysWindow     time.Duration
-	LogLevel    string
-	LogFormat   string
+	LogLevel          string
+	LogFormat         string
 
 	// CARP.
 	CarpMode         string

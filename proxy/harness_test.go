@@ -1,0 +1,102 @@
+package proxy_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
+)
+
+var (
+	sharedOnce sync.Once
+	shared     *testcluster.Cluster
+	sharedErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared != nil {
+		shared.Close()
+	}
+	os.Exit(code)
+}
+
+// sharedCluster returns a cluster for tests that do not change its topology.
+func sharedCluster(t *testing.T) *testcluster.Cluster {
+	t.Helper()
+	sharedOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		shared, sharedErr = testcluster.Start(ctx, testcluster.Options{})
+	})
+	if sharedErr != nil {
+		t.Fatalf("start cluster: %v", sharedErr)
+	}
+	return shared
+}
+
+type testProxy struct {
+	addr string
+	srv  *proxy.Server
+	reg  *prometheus.Registry
+}
+
+// startProxy runs a proxy for c on a loopback port until the test ends.
+func startProxy(t testing.TB, c *testcluster.Cluster, mutate func(*config.Config)) *testProxy {
+	t.Helper()
+	cfg := config.Default()
+	cfg.ClusterSeeds = c.Seeds()[:1]
+	cfg.Listen = "127.0.0.1:0"
+	cfg.SlotmapRefresh = time.Second
+	if mutate != nil {
+		mutate(cfg)
+	}
+	var w io.Writer = io.Discard
+	if testing.Verbose() {
+		w = os.Stderr
+	}
+	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	reg := prometheus.NewRegistry()
+	srv := proxy.NewServer(cfg, log, reg)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ln.Close()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		srv.Close()
+	})
+	return &testProxy{addr: ln.Addr().String(), srv: srv, reg: reg}
+}
+
+// client returns a plain (non-cluster) go-redis client of the proxy.
+func (p *testProxy) client(t testing.TB, opts ...func(*redis.Options)) *redis.Client {
+	o := &redis.Options{Addr: p.addr, PoolSize: 8, MaxRetries: -1, ReadTimeout: 10 * time.Second, DisableIdentity: true}
+	for _, f := range opts {
+		f(o)
+	}
+	cl := redis.NewClient(o)
+	t.Cleanup(func() { cl.Close() })
+	return cl
+}
