@@ -54,6 +54,7 @@ func run() error {
 	}
 	proxy := exec.Command(*bin, args...)
 	proxy.Stderr = os.Stderr
+	proxy.SysProcAttr = testcluster.ChildProcAttr()
 	if err := proxy.Start(); err != nil {
 		return err
 	}
@@ -144,7 +145,12 @@ func benchmark(ctx context.Context, args []string) (result, error) {
 	if err != nil {
 		return result{}, fmt.Errorf("redis-benchmark: %w", err)
 	}
-	recs, err := csv.NewReader(strings.NewReader(string(out))).ReadAll()
+	// With --cluster, redis-benchmark prints the masters before the CSV header.
+	text := string(out)
+	if i := strings.Index(text, "\"test\","); i >= 0 {
+		text = text[i:]
+	}
+	recs, err := csv.NewReader(strings.NewReader(text)).ReadAll()
 	if err != nil || len(recs) < 2 || len(recs[1]) < 7 {
 		return result{}, fmt.Errorf("unexpected redis-benchmark output: %q", out)
 	}

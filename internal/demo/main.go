@@ -42,7 +42,12 @@ func run() error {
 
 	cmd := exec.Command(*bin, "--listen", *listen, "--cluster-seeds", strings.Join(c.Seeds(), ","), "--admin-listen", "127.0.0.1:9479")
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group: Ctrl-C reaches only the demo, which stops the proxy with
+	// SIGTERM (a graceful stop); the parent-death signal covers a killed demo.
+	cmd.SysProcAttr = testcluster.ChildProcAttr()
+	if cmd.SysProcAttr != nil {
+		cmd.SysProcAttr.Setpgid = true
+	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start proxy: %w", err)
 	}

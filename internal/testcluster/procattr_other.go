@@ -4,5 +4,5 @@ package testcluster
 
 import "syscall"
 
-// sysProcAttr has no parent-death signal here: Close is the only clean-up.
-func sysProcAttr() *syscall.SysProcAttr { return nil }
+// ChildProcAttr has no parent-death signal here: Close is the only clean-up.
+func ChildProcAttr() *syscall.SysProcAttr { return nil }

@@ -211,7 +211,7 @@ func (c *Cluster) writeConfig(n *Node) error {
 func (c *Cluster) startNode(ctx context.Context, n *Node) error {
 	cmd := exec.Command(c.opts.RedisServer, filepath.Join(n.Dir, "redis.conf"))
 	cmd.Dir = n.Dir
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = ChildProcAttr()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("testcluster: start %s: %w", n.Addr, err)
 	}
