@@ -1,0 +1,234 @@
+package redissetup
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+// fakeRunner records every command it is asked to run.
+type fakeRunner struct{ calls []string }
+
+func (f *fakeRunner) Run(_ context.Context, name string, args ...string) ([]byte, error) {
+	f.calls = append(f.calls, strings.Join(append([]string{name}, args...), " "))
+	return nil, nil
+}
+
+func noUser(string) (account, bool, error) { return account{}, false, nil }
+
+// someoneElse is a user that owns none of the directories the test creates.
+func someoneElse(string) (account, bool, error) {
+	return account{uid: os.Getuid() + 4242, gid: os.Getgid() + 4242}, true, nil
+}
+
+// tree renders every directory and file under root (modes and contents) as text.
+func tree(t *testing.T, root string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == root {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			fmt.Fprintf(&b, "d %04o /%s\n", info.Mode().Perm(), rel)
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "f %04o /%s\n", info.Mode().Perm(), rel)
+		for _, l := range strings.SplitAfter(string(data), "\n") {
+			if l != "" {
+				b.WriteString("  | " + l)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// golden compares got with testdata/name.golden (rewritten with -update).
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update once to create it)", err)
+	}
+	if got != string(want) {
+		t.Fatalf("%s differs (go test -update rewrites it):\n%s", path, unifiedDiff(path, "got", string(want), got))
+	}
+}
+
+func runInit(t *testing.T, o Options) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	o.Out = &out
+	err := Init(context.Background(), o)
+	return strings.ReplaceAll(out.String(), o.Root, "$ROOT"), err
+}
+
+func TestInitFreshRedisThenIdempotent(t *testing.T) {
+	root := t.TempDir()
+	r := &fakeRunner{}
+	o := Options{Ports: []int{7000, 7001}, Bind: "198.51.100.11", Root: root, runner: r, lookup: noUser}
+	out, err := runInit(t, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := tree(t, root)
+	golden(t, "init-fresh-redis", "### output\n"+out+"### tree\n"+first)
+	if len(r.calls) != 0 {
+		t.Fatalf("chown without the user: %q", r.calls)
+	}
+
+	// Again: nothing changes, no backup appears.
+	out, err = runInit(t, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "nothing to change") || strings.Contains(out, "created") || strings.Contains(out, "updated") {
+		t.Fatalf("second run changed something:\n%s", out)
+	}
+	if again := tree(t, root); again != first {
+		t.Fatalf("second run changed the tree:\n%s", unifiedDiff("first", "second", first, again))
+	}
+	// A dry run of the same is empty too.
+	o.DryRun = true
+	if out, err = runInit(t, o); err != nil || !strings.Contains(out, "nothing to change") || strings.Contains(out, "@@") {
+		t.Fatalf("dry run after init: %v\n%s", err, out)
+	}
+}
+
+func TestInitValkeyChownsThroughRunner(t *testing.T) {
+	root := t.TempDir()
+	r := &fakeRunner{}
+	o := Options{Ports: []int{7000, 7001, 7002}, Bind: "198.51.100.12", Root: root, Flavor: "valkey",
+		runner: r, lookup: someoneElse}
+	out, err := runInit(t, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "init-fresh-valkey", "### output\n"+out+"### tree\n"+tree(t, root))
+	want := strings.ReplaceAll(`chown valkey:valkey $ROOT/var/run/valkey
+chown valkey:valkey $ROOT/var/log/valkey
+chown valkey:valkey $ROOT/var/db/valkey/7000
+chown valkey:valkey $ROOT/var/db/valkey/7001
+chown valkey:valkey $ROOT/var/db/valkey/7002`, "$ROOT", root)
+	if got := strings.Join(r.calls, "\n"); got != want {
+		t.Fatalf("commands:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// existingHost is a host where the package is installed and an operator already started
+// by hand: the default config, an rc.conf.d file with other settings and an old profile,
+// and one instance config that differs.
+func existingHost(t *testing.T) string {
+	root := t.TempDir()
+	for path, content := range map[string]string{
+		"/usr/local/etc/redis.conf":          "bind 127.0.0.1 -::1\nport 6379\n",
+		"/etc/rc.conf.d/redis":               "# local settings\nredis_enable=\"NO\"\nredis_user=\"redis\"\nredis_profiles=\"6379 7000\"\n",
+		"/usr/local/etc/redis-7000.conf":     "port 7000\ncluster-enabled yes\nappendonly no\n",
+		"/usr/local/etc/redis-7000.conf.bak": "an older backup\n",
+	} {
+		p := filepath.Join(root, path)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+func TestInitExistingHost(t *testing.T) {
+	root := existingHost(t)
+	before := tree(t, root)
+	o := Options{Ports: []int{7000, 7001}, Bind: "198.51.100.13", Root: root, runner: &fakeRunner{}, lookup: noUser}
+
+	// The default config exists: the operator must choose; nothing is written.
+	if _, err := runInit(t, o); !errors.Is(err, ErrDefaultConfChoice) {
+		t.Fatalf("err %v, want ErrDefaultConfChoice", err)
+	}
+	if after := tree(t, root); after != before {
+		t.Fatalf("refused run changed the tree:\n%s", unifiedDiff("before", "after", before, after))
+	}
+
+	o.DefaultConf = "remove"
+	o.DryRun = true
+	out, err := runInit(t, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after := tree(t, root); after != before {
+		t.Fatalf("dry run changed the tree:\n%s", unifiedDiff("before", "after", before, after))
+	}
+	golden(t, "init-existing-dry-run", out)
+
+	o.DryRun = false
+	out, err = runInit(t, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "init-existing", "### output\n"+out+"### tree\n"+tree(t, root))
+
+	// keep leaves a (new) default config alone and says so.
+	os.WriteFile(filepath.Join(root, "usr/local/etc/redis.conf"), []byte("port 6379\n"), 0o644)
+	o.DefaultConf = "keep"
+	if out, err = runInit(t, o); err != nil || !strings.Contains(out, "keep /usr/local/etc/redis.conf") || !strings.Contains(out, "nothing to change") {
+		t.Fatalf("keep: %v\n%s", err, out)
+	}
+}
+
+func TestInitBadOptions(t *testing.T) {
+	for _, o := range []Options{
+		{Bind: "198.51.100.11"},
+		{Ports: []int{7000}},
+		{Ports: []int{7000}, Bind: "0.0.0.0"},
+		{Ports: []int{7000}, Bind: "not-an-ip"},
+		{Ports: []int{7000, 7000}, Bind: "198.51.100.11"},
+		{Ports: []int{7000, 17000}, Bind: "198.51.100.11"},
+		{Ports: []int{60000}, Bind: "198.51.100.11"},
+		{Ports: []int{0}, Bind: "198.51.100.11"},
+		{Ports: []int{7000}, Bind: "198.51.100.11", Flavor: "keydb"},
+		{Ports: []int{7000}, Bind: "198.51.100.11", DefaultConf: "delete"},
+	} {
+		o.Root = t.TempDir()
+		if _, err := runInit(t, o); !errors.Is(err, ErrBadOptions) {
+			t.Errorf("%+v: err %v, want ErrBadOptions", o, err)
+		}
+		if entries, _ := os.ReadDir(o.Root); len(entries) != 0 {
+			t.Errorf("%+v: wrote %v", o, entries)
+		}
+	}
+}
+
+func TestMain(m *testing.M) {
+	// The golden trees record modes: directories created with MkdirAll depend on the umask.
+	syscall.Umask(0o022)
+	os.Exit(m.Run())
+}
