@@ -66,6 +66,7 @@ type Options struct {
 
 	runner commandRunner                            // chown; default exec
 	lookup func(name string) (account, bool, error) // the server's user; default os/user
+	euid   func() int                               // default os.Geteuid
 }
 
 // fileChange is one file Init writes or removes.
@@ -196,6 +197,9 @@ func (o *Options) defaults() error {
 	if o.lookup == nil {
 		o.lookup = lookupAccount
 	}
+	if o.euid == nil {
+		o.euid = os.Geteuid
+	}
 	return nil
 }
 
@@ -317,7 +321,10 @@ func (o *Options) dirs(ctx context.Context, fl Flavor) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("redis init: look up user %s: %w", fl.Name, err)
 	}
-	if !found {
+	if found && o.euid() != 0 {
+		fmt.Fprintf(o.Out, "note: not running as root: directories are left owned by the current user, not %s:%s\n", fl.Name, fl.Name)
+		found = false
+	} else if !found {
 		fmt.Fprintf(o.Out, "note: user %s does not exist here: directories are left owned by the current user (install the %s package, which creates the user, and run redis init again)\n", fl.Name, fl.Name)
 	}
 	owner := fl.Name + ":" + fl.Name

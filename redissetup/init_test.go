@@ -129,7 +129,7 @@ func TestInitValkeyChownsThroughRunner(t *testing.T) {
 	root := t.TempDir()
 	r := &fakeRunner{}
 	o := Options{Ports: []int{7000, 7001, 7002}, Bind: "198.51.100.12", Root: root, Flavor: "valkey",
-		runner: r, lookup: someoneElse}
+		runner: r, lookup: someoneElse, euid: func() int { return 0 }}
 	out, err := runInit(t, o)
 	if err != nil {
 		t.Fatal(err)
@@ -201,6 +201,16 @@ func TestInitExistingHost(t *testing.T) {
 	o.DefaultConf = "keep"
 	if out, err = runInit(t, o); err != nil || !strings.Contains(out, "keep /usr/local/etc/redis.conf") || !strings.Contains(out, "nothing to change") {
 		t.Fatalf("keep: %v\n%s", err, out)
+	}
+}
+
+func TestInitNotRootSkipsChown(t *testing.T) {
+	r := &fakeRunner{}
+	o := Options{Ports: []int{7000}, Bind: "198.51.100.11", Root: t.TempDir(), runner: r, lookup: someoneElse,
+		euid: func() int { return 1000 }}
+	out, err := runInit(t, o)
+	if err != nil || len(r.calls) != 0 || !strings.Contains(out, "not running as root") {
+		t.Fatalf("err %v, calls %q, output:\n%s", err, r.calls, out)
 	}
 }
 

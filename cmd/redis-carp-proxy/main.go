@@ -17,6 +17,8 @@ import (
 // subcommands maps the first argument to its implementation; args exclude the subcommand.
 var subcommands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error{
 	"check-config": runCheckConfig,
+	"cluster":      runCluster,
+	"redis":        runRedis,
 	"version":      runVersion,
 }
 

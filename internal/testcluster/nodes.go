@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,9 +25,10 @@ type NodeSpec struct {
 	// Port is the node's port; 0 picks a free one (with its cluster bus port free too).
 	Port int
 	// Config, if set, is the configuration file the node starts with (for example one
-	// written by `redis init`); dir, logfile and pidfile are overridden on the command line
-	// to point into the node's temporary directory, and daemonize is turned off.
-	// Otherwise a cluster-enabled configuration like New's is written.
+	// written by `redis init`): it is copied with its dir, logfile and pidfile lines
+	// pointing into the node's temporary directory instead and daemonize turned off;
+	// every other line is kept. Otherwise a cluster-enabled configuration like New's is
+	// written.
 	Config string
 }
 
@@ -108,8 +110,8 @@ func StartNodes(ctx context.Context, opts Options, specs []NodeSpec) (*Cluster, 
 				fmt.Fprintf(f, "bind %s\nbind-source-addr %s\n", host, host)
 				f.Close()
 			}
-		} else {
-			n.config = s.Config
+		} else if err := copyConfig(s.Config, n); err != nil {
+			return nil, err
 		}
 		c.Nodes = append(c.Nodes, n)
 	}
@@ -121,6 +123,27 @@ func StartNodes(ctx context.Context, opts Options, specs []NodeSpec) (*Cluster, 
 	opts.Logf("started %d standalone cluster-enabled redis-server processes in %s", len(c.Nodes), dir)
 	ok = true
 	return c, nil
+}
+
+// copyConfig writes src to the node's redis.conf with its paths moved into the node's
+// directory (redis-server changes to dir while reading the file, so a command-line
+// override comes too late for a directory that does not exist here).
+func copyConfig(src string, n *Node) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return fmt.Errorf("testcluster: %w", err)
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		switch strings.ToLower(strings.SplitN(strings.TrimSpace(line), " ", 2)[0]) {
+		case "dir", "logfile", "pidfile", "daemonize":
+			line = "# testcluster: " + line
+		}
+		out = append(out, line)
+	}
+	out = append(out, "dir "+n.Dir, "logfile "+filepath.Join(n.Dir, "redis.log"),
+		"pidfile "+filepath.Join(n.Dir, "redis.pid"), "daemonize no")
+	return os.WriteFile(filepath.Join(n.Dir, "redis.conf"), []byte(strings.Join(out, "\n")+"\n"), 0o644)
 }
 
 // freePortOn picks a port p free on host whose bus port p+10000 is free too, and marks

@@ -46,8 +46,6 @@ type Node struct {
 	Port int
 	Dir  string
 
-	config string // an operator's config file (StartNodes); "" means Dir/redis.conf
-
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan struct{}
@@ -211,12 +209,7 @@ func (c *Cluster) writeConfig(n *Node) error {
 }
 
 func (c *Cluster) startNode(ctx context.Context, n *Node) error {
-	args := []string{filepath.Join(n.Dir, "redis.conf")}
-	if n.config != "" {
-		args = []string{n.config, "--dir", n.Dir, "--logfile", filepath.Join(n.Dir, "redis.log"),
-			"--pidfile", filepath.Join(n.Dir, "redis.pid"), "--daemonize", "no"}
-	}
-	cmd := exec.Command(c.opts.RedisServer, args...)
+	cmd := exec.Command(c.opts.RedisServer, filepath.Join(n.Dir, "redis.conf"))
 	cmd.Dir = n.Dir
 	cmd.SysProcAttr = ChildProcAttr()
 	if err := cmd.Start(); err != nil {

@@ -1,0 +1,401 @@
+package clusteradmin
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
+	"github.com/redis-carp-proxy/redis-carp-proxy/redissetup"
+)
+
+// hosts are the three appliance hosts, simulated by loopback addresses.
+var hosts = []string{"127.0.0.1", "127.0.0.2", "127.0.0.3"}
+
+// syncBuffer collects progress output written while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// freePair returns two ports free on every host, with their cluster bus ports.
+func freePair(t *testing.T) (int, int) {
+	t.Helper()
+	free := func(p int) bool {
+		for _, h := range hosts {
+			for _, q := range []int{p, p + 10000} {
+				ln, err := net.Listen("tcp", net.JoinHostPort(h, strconv.Itoa(q)))
+				if err != nil {
+					return false
+				}
+				ln.Close()
+			}
+		}
+		return true
+	}
+	for tries := 0; tries < 500; tries++ {
+		p := 20000 + rand.IntN(29000)
+		if free(p) && free(p+1) {
+			return p, p + 1
+		}
+	}
+	t.Fatal("no free port pair on the three loopback hosts")
+	return 0, 0
+}
+
+func checkOK(t *testing.T, ctx context.Context, seed string) string {
+	t.Helper()
+	var out bytes.Buffer
+	ps, err := Check(ctx, CheckOptions{Seed: seed, Out: &out})
+	if err != nil || len(ps) != 0 {
+		t.Fatalf("check: %v %v\n%s", err, ps, out.String())
+	}
+	return out.String()
+}
+
+// checkUntil runs Check until a problem containing want appears (the nodes learn some
+// changes through gossip), for at most 20s; it returns the problems and the output.
+func checkUntil(t *testing.T, ctx context.Context, seed, want string) ([]Problem, string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var out bytes.Buffer
+		ps, err := Check(ctx, CheckOptions{Seed: seed, Out: &out})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range ps {
+			if strings.Contains(p.What, want) {
+				return ps, out.String()
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("check never reported %q:\n%s", want, out.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// layoutOf reads the cluster as every node sees itself: node address → master address
+// ("" for a master).
+func layoutOf(t *testing.T, ctx context.Context, c *testcluster.Cluster) map[string]string {
+	t.Helper()
+	ids := map[string]string{}
+	masterOf := map[string]string{}
+	for _, n := range c.Nodes {
+		s, err := c.Client(n).ClusterNodes(ctx).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines, err := parseNodes(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		me, _ := myself(lines)
+		ids[me.ID] = n.Addr
+		masterOf[n.Addr] = me.MasterID
+	}
+	for a, m := range masterOf {
+		masterOf[a] = ids[m]
+	}
+	return masterOf
+}
+
+func TestInitStartCreateCheck(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Second)
+	defer cancel()
+	p1, p2 := freePair(t)
+	var specs []testcluster.NodeSpec
+	var addrs []string
+	for _, h := range hosts {
+		root := t.TempDir()
+		var out bytes.Buffer
+		err := redissetup.Init(ctx, redissetup.Options{Ports: []int{p1, p2}, Bind: h, Root: root,
+			NodeTimeout: 2 * time.Second, Out: &out})
+		if err != nil {
+			t.Fatalf("redis init on %s: %v\n%s", h, err, out.String())
+		}
+		for _, p := range []int{p1, p2} {
+			specs = append(specs, testcluster.NodeSpec{Host: h, Port: p,
+				Config: filepath.Join(root, "usr/local/etc", fmt.Sprintf("redis-%d.conf", p))})
+			addrs = append(addrs, net.JoinHostPort(h, strconv.Itoa(p)))
+		}
+	}
+	c := testcluster.NewNodes(t, testcluster.Options{}, specs)
+
+	out := &syncBuffer{}
+	start := time.Now()
+	if err := Create(ctx, CreateOptions{Nodes: addrs, Out: out}); err != nil {
+		t.Fatalf("create: %v\n%s", err, out.String())
+	}
+	t.Logf("create took %s:\n%s", time.Since(start).Round(time.Millisecond), out.String())
+	for _, want := range []string{"waiting until every node knows every other node", "done after", "cluster ok: 3 masters, 3 replicas"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("progress output lacks %q", want)
+		}
+	}
+
+	// The layout, read back from the nodes themselves: one master per host, every
+	// replica on another host than its master.
+	lay := layoutOf(t, ctx, c)
+	mastersPerHost := map[string]int{}
+	for a, m := range lay {
+		if m == "" {
+			mastersPerHost[hostOf(a)]++
+			continue
+		}
+		if hostOf(a) == hostOf(m) {
+			t.Errorf("replica %s on the host of its master %s", a, m)
+		}
+	}
+	for _, h := range hosts {
+		if mastersPerHost[h] != 1 {
+			t.Errorf("host %s has %d masters: %v", h, mastersPerHost[h], lay)
+		}
+	}
+	seed := addrs[0]
+	t.Logf("check:\n%s", checkOK(t, ctx, seed))
+
+	// The cluster serves.
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, DialTimeout: 2 * time.Second, ReadTimeout: 5 * time.Second})
+	defer cc.Close()
+	for i := 0; i < 50; i++ {
+		if err := cc.Set(ctx, fmt.Sprint("k", i), i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A fresh node cannot be created into a cluster again: every node is refused.
+	err := Create(ctx, CreateOptions{Nodes: addrs})
+	if !errors.Is(err, ErrNotEmpty) || !strings.Contains(err.Error(), "already in a cluster (knows 6 nodes)") {
+		t.Fatalf("create on a running cluster: %v", err)
+	}
+
+	client := func(addr string) *redis.Client {
+		for _, n := range c.Nodes {
+			if n.Addr == addr {
+				return c.Client(n)
+			}
+		}
+		t.Fatalf("no node %s", addr)
+		return nil
+	}
+	id := func(addr string) string {
+		s, err := client(addr).Do(ctx, "CLUSTER", "MYID").Text()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	var masters []string
+	for a, m := range lay {
+		if m == "" {
+			masters = append(masters, a)
+		}
+	}
+
+	// An open slot: a master importing a slot it does not own.
+	importer := masters[0]
+	slot, err := client(masters[1]).Do(ctx, "CLUSTER", "KEYSLOT", "x").Int()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var owner string
+	for _, m := range masters {
+		if n, _ := client(m).Do(ctx, "CLUSTER", "COUNTKEYSINSLOT", slot).Int(); n >= 0 {
+			if s, _ := client(m).ClusterNodes(ctx).Result(); strings.Contains(s, "myself") {
+				lines, _ := parseNodes(s)
+				me, _ := myself(lines)
+				for _, r := range me.Slots {
+					if slot >= r[0] && slot <= r[1] {
+						owner = m
+					}
+				}
+			}
+		}
+	}
+	if owner == importer {
+		importer = masters[1]
+	}
+	if err := client(importer).Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", id(owner)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	ps, text := checkUntil(t, ctx, seed, fmt.Sprintf("slot %d is open on %s: IMPORTING from %s", slot, importer, owner))
+	if len(ps) != 1 || !strings.Contains(ps[0].Fix, fmt.Sprintf("CLUSTER SETSLOT %d STABLE", slot)) {
+		t.Fatalf("open slot: %v\n%s", ps, text)
+	}
+	if err := client(importer).Do(ctx, "CLUSTER", "SETSLOT", slot, "STABLE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	checkOK(t, ctx, seed)
+
+	// A replica moved onto its new master's host: that master's old replica host is
+	// fine, but the replica shares a host and its old master has none left.
+	var moved, oldMaster, newMaster string
+	for a, m := range lay {
+		if m != "" {
+			moved, oldMaster = a, m
+			break
+		}
+	}
+	for _, m := range masters {
+		if hostOf(m) == hostOf(moved) {
+			newMaster = m
+		}
+	}
+	if err := client(moved).Do(ctx, "CLUSTER", "REPLICATE", id(newMaster)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	ps, text = checkUntil(t, ctx, seed, fmt.Sprintf("replica %s is on the same host as its master %s", moved, newMaster))
+	t.Logf("replica on its master's host:\n%s", text)
+	var orphan *Problem
+	for i, p := range ps {
+		if strings.Contains(p.What, fmt.Sprintf("master %s (", oldMaster)) && strings.Contains(p.What, "has no replica on another host") {
+			orphan = &ps[i]
+		}
+	}
+	wantFix := fmt.Sprintf("redis-cli -h %s -p %s CLUSTER REPLICATE %s", hostOf(moved), portOf(moved), id(oldMaster))
+	if orphan == nil || orphan.Fix != wantFix {
+		t.Fatalf("missing replica not reported with fix %q: %v\n%s", wantFix, ps, text)
+	}
+	// The suggested fix repairs it.
+	if err := client(moved).Do(ctx, "CLUSTER", "REPLICATE", id(oldMaster)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	checkOK(t, ctx, seed)
+
+	// A missing replica: its process dies.
+	if err := c.Kill(c.Nodes[1]); err != nil {
+		t.Fatal(err)
+	}
+	dead := c.Nodes[1].Addr
+	ps, text = checkUntil(t, ctx, seed, "has no replica on another host")
+	t.Logf("dead replica:\n%s", text)
+	found := false
+	for _, p := range ps {
+		if strings.Contains(p.What, dead+" (") && strings.Contains(p.What, "does not answer") {
+			found = true
+		}
+	}
+	if !found || !strings.Contains(text, "unreachable") {
+		t.Fatalf("dead replica %s not reported: %v\n%s", dead, ps, text)
+	}
+	// After cluster-node-timeout the others flag it pfail, then fail.
+	_, text = checkUntil(t, ctx, seed, dead+" is seen as failing by")
+	t.Logf("failing replica:\n%s", text)
+}
+
+func TestCreateInterruptedResetRecreate(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Second)
+	defer cancel()
+	var specs []testcluster.NodeSpec
+	for i := 0; i < 6; i++ {
+		specs = append(specs, testcluster.NodeSpec{Host: hosts[i%3]})
+	}
+	c := testcluster.NewNodes(t, testcluster.Options{NodeTimeout: 2 * time.Second}, specs)
+	addrs := c.Seeds()
+
+	// Interrupted right after the nodes were told to meet.
+	cctx, stop := context.WithCancel(ctx)
+	out := &syncBuffer{}
+	err := Create(cctx, CreateOptions{Nodes: addrs, Out: out, afterStep: func(step string) {
+		if step == "meet" {
+			stop()
+		}
+	}})
+	stop()
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "cluster reset "+strings.Join(addrs, " ")+" --yes") {
+		t.Fatalf("interrupted create: %v\n%s", err, out.String())
+	}
+
+	// The half-made nodes are refused, with the reason, and not touched.
+	err = Create(ctx, CreateOptions{Nodes: addrs})
+	if !errors.Is(err, ErrNotEmpty) || !strings.Contains(err.Error(), "already") {
+		t.Fatalf("create on half-made nodes: %v", err)
+	}
+	t.Logf("refused: %v", err)
+
+	// A key on one master: reset refuses every node without --force.
+	// (The half-made cluster may still report CLUSTERDOWN for a moment.)
+	var master *testcluster.Node
+	for deadline := time.Now().Add(15 * time.Second); master == nil && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		for _, n := range c.Nodes {
+			if err := c.Client(n).Set(ctx, "{a}k", "v", 0).Err(); err == nil {
+				master = n
+				break
+			}
+		}
+	}
+	if master == nil {
+		t.Fatal("no node accepted a key for the slot of {a}")
+	}
+	err = Reset(ctx, ResetOptions{Nodes: addrs, Yes: true})
+	if !errors.Is(err, ErrNotEmpty) || !strings.Contains(err.Error(), master.Addr+": master holding 1 keys") {
+		t.Fatalf("reset with a key: %v", err)
+	}
+	if n, _ := c.Client(master).DBSize(ctx).Result(); n != 1 {
+		t.Fatalf("refused reset changed the node: %d keys", n)
+	}
+	// Without --yes it only says what it would do.
+	var rout bytes.Buffer
+	if err := Reset(ctx, ResetOptions{Nodes: addrs, Force: true, Out: &rout}); !errors.Is(err, ErrNeedYes) {
+		t.Fatalf("reset without --yes: %v", err)
+	}
+	if n, _ := c.Client(master).DBSize(ctx).Result(); n != 1 {
+		t.Fatalf("reset without --yes changed the node: %d keys", n)
+	}
+	rout.Reset()
+	if err := Reset(ctx, ResetOptions{Nodes: addrs, Force: true, Yes: true, Out: &rout}); err != nil {
+		t.Fatalf("reset: %v\n%s", err, rout.String())
+	}
+	t.Logf("reset:\n%s", rout.String())
+
+	out = &syncBuffer{}
+	if err := Create(ctx, CreateOptions{Nodes: addrs, Out: out}); err != nil {
+		t.Fatalf("create after reset: %v\n%s", err, out.String())
+	}
+	checkOK(t, ctx, addrs[0])
+}
+
+func TestCreateBadArgs(t *testing.T) {
+	ctx := context.Background()
+	for _, nodes := range [][]string{
+		{"127.0.0.1:1", "127.0.0.1:1", "127.0.0.2:1"},
+		{"127.0.0.1"},
+		{":7000", "127.0.0.1:2", "127.0.0.1:3"},
+		{"127.0.0.1:70000", "127.0.0.1:2", "127.0.0.1:3"},
+	} {
+		if err := Create(ctx, CreateOptions{Nodes: nodes}); !errors.Is(err, ErrBadArgs) {
+			t.Errorf("%v: %v", nodes, err)
+		}
+	}
+	if err := Reset(ctx, ResetOptions{}); !errors.Is(err, ErrBadArgs) {
+		t.Errorf("reset without nodes: %v", err)
+	}
+	if _, err := Check(ctx, CheckOptions{Seed: "nohost"}); !errors.Is(err, ErrBadArgs) {
+		t.Errorf("check bad seed: %v", err)
+	}
+}
