@@ -178,12 +178,12 @@ func problems(seed string, nodes []*checkedNode, byID map[string]*checkedNode) [
 		}
 	}
 	for _, r := range slotRuns(owners, func(o []string) bool { return len(o) == 0 }) {
-		add(fixAll, "slots %s are not served by any master", r)
+		add(fixAll, "%s not served by any master", slotsAre(r))
 	}
 	for _, r := range slotRuns(owners, func(o []string) bool { return len(o) > 1 }) {
 		lo, _, _ := strings.Cut(r, "-")
 		s, _ := strconv.Atoi(lo)
-		add(fixAll, "slots %s are claimed by several masters: %s", r, strings.Join(owners[s], ", "))
+		add(fixAll, "%s claimed by several masters: %s", slotsAre(r), strings.Join(owners[s], ", "))
 	}
 
 	// Open slots.
@@ -297,6 +297,14 @@ func slotRuns(owners [][]string, match func([]string) bool) []string {
 		s = e
 	}
 	return runs
+}
+
+// slotsAre is "slot N is" or "slots A-B are".
+func slotsAre(r string) string {
+	if strings.Contains(r, "-") {
+		return "slots " + r + " are"
+	}
+	return "slot " + r + " is"
 }
 
 func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {

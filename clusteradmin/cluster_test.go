@@ -225,17 +225,20 @@ func TestInitStartCreateCheck(t *testing.T) {
 	}
 	var owner string
 	for _, m := range masters {
-		if n, _ := client(m).Do(ctx, "CLUSTER", "COUNTKEYSINSLOT", slot).Int(); n >= 0 {
-			if s, _ := client(m).ClusterNodes(ctx).Result(); strings.Contains(s, "myself") {
-				lines, _ := parseNodes(s)
-				me, _ := myself(lines)
-				for _, r := range me.Slots {
-					if slot >= r[0] && slot <= r[1] {
-						owner = m
-					}
-				}
+		s, err := client(m).ClusterNodes(ctx).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines, _ := parseNodes(s)
+		me, _ := myself(lines)
+		for _, r := range me.Slots {
+			if slot >= r[0] && slot <= r[1] {
+				owner = m
 			}
 		}
+	}
+	if owner == "" {
+		t.Fatalf("no master claims slot %d", slot)
 	}
 	if owner == importer {
 		importer = masters[1]
@@ -248,6 +251,19 @@ func TestInitStartCreateCheck(t *testing.T) {
 		t.Fatalf("open slot: %v\n%s", ps, text)
 	}
 	if err := client(importer).Do(ctx, "CLUSTER", "SETSLOT", slot, "STABLE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	checkOK(t, ctx, seed)
+
+	// An uncovered slot: its master stops claiming it.
+	if err := client(owner).Do(ctx, "CLUSTER", "DELSLOTS", slot).Err(); err != nil {
+		t.Fatal(err)
+	}
+	ps, text = checkUntil(t, ctx, seed, fmt.Sprintf("slot %d is not served by any master", slot))
+	if p := ps[len(ps)-1]; !strings.Contains(p.What, "not served") || p.Fix != "redis-cli --cluster fix "+seed {
+		t.Fatalf("uncovered slot: %v\n%s", ps, text)
+	}
+	if err := client(owner).Do(ctx, "CLUSTER", "ADDSLOTS", slot).Err(); err != nil {
 		t.Fatal(err)
 	}
 	checkOK(t, ctx, seed)
