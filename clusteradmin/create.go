@@ -235,7 +235,11 @@ func create(ctx context.Context, o CreateOptions, addrs []string, l layout, node
 	}
 	o.step("replicate")
 
-	want := expectedConfig(l, nodes)
+	epochOf := map[string]int{}
+	for i, a := range addrs {
+		epochOf[a] = i + 1
+	}
+	want := expectedConfig(l, nodes, epochOf)
 	err = wait(ctx, o, "every node reports cluster_state:ok and the same configuration", func(ctx context.Context) (string, error) {
 		return converged(ctx, addrs, nodes, want)
 	})
@@ -247,12 +251,12 @@ func create(ctx context.Context, o CreateOptions, addrs []string, l layout, node
 }
 
 // expectedConfig is the configuration signature every node must report: per node ID its
-// role, master and slots.
-func expectedConfig(l layout, nodes map[string]*node) string {
+// role, master, slots and (for a master) the config epoch it was given.
+func expectedConfig(l layout, nodes map[string]*node, epochOf map[string]int) string {
 	var sig []string
 	for _, m := range l.masters {
 		r := l.slots[m]
-		sig = append(sig, fmt.Sprintf("%s master - %d-%d", nodes[m].id, r[0], r[1]))
+		sig = append(sig, fmt.Sprintf("%s master epoch %d %d-%d", nodes[m].id, epochOf[m], r[0], r[1]))
 		for _, rep := range l.replicasOf[m] {
 			sig = append(sig, fmt.Sprintf("%s slave %s", nodes[rep].id, nodes[m].id))
 		}
@@ -270,7 +274,7 @@ func signature(lines []nodeLine) string {
 			for _, r := range ln.Slots {
 				rs = append(rs, fmt.Sprintf("%d-%d", r[0], r[1]))
 			}
-			sig = append(sig, fmt.Sprintf("%s master - %s", ln.ID, strings.Join(rs, " ")))
+			sig = append(sig, fmt.Sprintf("%s master epoch %d %s", ln.ID, ln.ConfigEpoch, strings.Join(rs, " ")))
 		} else {
 			sig = append(sig, fmt.Sprintf("%s slave %s", ln.ID, ln.MasterID))
 		}
@@ -280,11 +284,13 @@ func signature(lines []nodeLine) string {
 }
 
 // converged returns "" when every node has cluster_state:ok, sees the wanted
-// configuration without failing or handshaking nodes, sees unique config epochs, and
-// every replica's link to its master is up; otherwise what is still missing.
+// configuration (roles, slots and config epochs) without failing or handshaking nodes,
+// sees unique config epochs, all report the same current epoch, and every replica's link
+// to its master is up; otherwise what is still missing.
 func converged(ctx context.Context, addrs []string, nodes map[string]*node, want string) (string, error) {
 	var behind []string
 	ok := 0
+	currentEpochs := map[string]bool{}
 	for _, a := range addrs {
 		cl := nodes[a].cl
 		ci, err := cl.ClusterInfo(ctx).Result()
@@ -296,6 +302,7 @@ func converged(ctx context.Context, addrs []string, nodes map[string]*node, want
 			behind = append(behind, a+": cluster_state:"+st)
 			continue
 		}
+		currentEpochs[infoField(ci, "cluster_current_epoch")] = true
 		s, err := cl.ClusterNodes(ctx).Result()
 		if err != nil {
 			behind = append(behind, a+": "+err.Error())
@@ -340,6 +347,9 @@ func converged(ctx context.Context, addrs []string, nodes map[string]*node, want
 			}
 		}
 		ok++
+	}
+	if len(behind) == 0 && len(currentEpochs) > 1 {
+		return fmt.Sprintf("all nodes ready but their current epochs differ: %v", sortedKeys(currentEpochs)), nil
 	}
 	if len(behind) == 0 {
 		return "", nil

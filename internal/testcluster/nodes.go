@@ -26,8 +26,8 @@ type NodeSpec struct {
 	Port int
 	// Config, if set, is the configuration file the node starts with (for example one
 	// written by `redis init`): it is copied with its dir, logfile and pidfile lines
-	// pointing into the node's temporary directory instead and daemonize turned off;
-	// every other line is kept. Otherwise a cluster-enabled configuration like New's is
+	// pointing into the node's temporary directory instead, daemonize turned off and port
+	// set to Port; every other line is kept (its bind must be Host). Otherwise a cluster-enabled configuration like New's is
 	// written.
 	Config string
 }
@@ -136,13 +136,13 @@ func copyConfig(src string, n *Node) error {
 	var out []string
 	for _, line := range strings.Split(string(b), "\n") {
 		switch strings.ToLower(strings.SplitN(strings.TrimSpace(line), " ", 2)[0]) {
-		case "dir", "logfile", "pidfile", "daemonize":
+		case "dir", "logfile", "pidfile", "daemonize", "port":
 			line = "# testcluster: " + line
 		}
 		out = append(out, line)
 	}
 	out = append(out, "dir "+n.Dir, "logfile "+filepath.Join(n.Dir, "redis.log"),
-		"pidfile "+filepath.Join(n.Dir, "redis.pid"), "daemonize no")
+		"pidfile "+filepath.Join(n.Dir, "redis.pid"), "daemonize no", "port "+strconv.Itoa(n.Port))
 	return os.WriteFile(filepath.Join(n.Dir, "redis.conf"), []byte(strings.Join(out, "\n")+"\n"), 0o644)
 }
 
