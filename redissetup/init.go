@@ -95,7 +95,13 @@ func Init(ctx context.Context, o Options) error {
 		c.new = []byte(instanceConfig(fl, p, o.Bind, o.NodeTimeout))
 		changes = append(changes, c)
 	}
-	rc, err := o.load(fl.RCConfPath(), 0o644)
+	rcPath := fl.RCConfPath()
+	if st, err := os.Stat(o.real(rcPath)); err == nil && st.IsDir() {
+		// rc.subr also reads every file of a directory of that name.
+		rcPath += "/redis-carp-proxy"
+		fmt.Fprintf(o.Out, "note: %s is a directory: the settings go to %s (files there that set %s_profiles too may override it)\n", fl.RCConfPath(), rcPath, fl.Name)
+	}
+	rc, err := o.load(rcPath, 0o644)
 	if err != nil {
 		return err
 	}
@@ -252,20 +258,18 @@ func (o *Options) apply(c *fileChange) (int, error) {
 	if err := os.MkdirAll(filepath.Dir(real), 0o755); err != nil {
 		return 0, fmt.Errorf("redis init: %w", err)
 	}
-	verb := "created"
+	msg := "created " + c.target
 	if c.existed {
 		bak := o.backupName(c.target)
 		if err := writeFile(o.real(bak), c.old, c.mode); err != nil {
 			return 0, fmt.Errorf("redis init: back up %s: %w", real, err)
 		}
-		verb = "updated " + c.target + ", previous kept as " + bak
-		defer fmt.Fprintf(o.Out, "%s\n", verb)
-	} else {
-		defer fmt.Fprintf(o.Out, "created %s\n", c.target)
+		msg = "updated " + c.target + ", previous kept as " + bak
 	}
 	if err := writeFile(real, c.new, c.mode); err != nil {
 		return 0, fmt.Errorf("redis init: write %s: %w", real, err)
 	}
+	fmt.Fprintln(o.Out, msg)
 	return 1, nil
 }
 
@@ -322,7 +326,7 @@ func (o *Options) dirs(ctx context.Context, fl Flavor) (int, error) {
 		return 0, fmt.Errorf("redis init: look up user %s: %w", fl.Name, err)
 	}
 	if found && o.euid() != 0 {
-		fmt.Fprintf(o.Out, "note: not running as root: directories are left owned by the current user, not %s:%s\n", fl.Name, fl.Name)
+		fmt.Fprintf(o.Out, "note: not running as root: directory owners are not changed to %s:%s\n", fl.Name, fl.Name)
 		found = false
 	} else if !found {
 		fmt.Fprintf(o.Out, "note: user %s does not exist here: directories are left owned by the current user (install the %s package, which creates the user, and run redis init again)\n", fl.Name, fl.Name)

@@ -214,6 +214,20 @@ func TestInitNotRootSkipsChown(t *testing.T) {
 	}
 }
 
+func TestInitRCConfDirectory(t *testing.T) {
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "etc/rc.conf.d/redis"), 0o755)
+	o := Options{Ports: []int{7000}, Bind: "198.51.100.11", Root: root, runner: &fakeRunner{}, lookup: noUser}
+	out, err := runInit(t, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(root, "etc/rc.conf.d/redis/redis-carp-proxy"))
+	if err != nil || !strings.Contains(string(b), "redis_profiles=\"7000\"\n") || !strings.Contains(out, "is a directory") {
+		t.Fatalf("%v %q\n%s", err, b, out)
+	}
+}
+
 func TestInitBadOptions(t *testing.T) {
 	for _, o := range []Options{
 		{Bind: "198.51.100.11"},
