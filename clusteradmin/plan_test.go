@@ -1,10 +1,12 @@
 package clusteradmin
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 func describe(l layout) string {
@@ -115,5 +117,33 @@ e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0
 		if _, err := parseNodes(bad); err == nil {
 			t.Errorf("%q parsed", bad)
 		}
+	}
+}
+
+func TestWaitIsBoundedAndReports(t *testing.T) {
+	var out strings.Builder
+	o := CreateOptions{Timeout: 700 * time.Millisecond, Out: &out}
+	calls := 0
+	start := time.Now()
+	err := wait(context.Background(), o, "the impossible", func(context.Context) (string, error) {
+		calls++
+		return fmt.Sprintf("still %d", calls%2), nil
+	})
+	if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "waiting until the impossible; last status: still") {
+		t.Fatalf("err %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("wait took %s", d)
+	}
+	if !strings.Contains(out.String(), "waiting until the impossible (up to 700ms)") || strings.Count(out.String(), ": still ") < 2 {
+		t.Fatalf("progress:\n%s", out.String())
+	}
+
+	// Cancelled from outside: says so instead of claiming a timeout.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err = wait(ctx, CreateOptions{Timeout: time.Minute, Out: &out}, "x", func(context.Context) (string, error) { return "no", nil })
+	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrTimeout) {
+		t.Fatalf("cancelled: %v", err)
 	}
 }
