@@ -16,9 +16,12 @@ import (
 
 // subcommands maps the first argument to its implementation; args exclude the subcommand.
 var subcommands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error{
+	"allow":        runAllow,
 	"check-config": runCheckConfig,
 	"cluster":      runCluster,
 	"redis":        runRedis,
+	"pf":           runPF,
+	"setup":        runSetup,
 	"version":      runVersion,
 }
 

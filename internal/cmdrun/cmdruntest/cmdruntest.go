@@ -45,7 +45,7 @@ func (r *Recorder) Run(ctx context.Context, stdin []byte, name string, args ...s
 	if stdin != nil {
 		for _, l := range strings.SplitAfter(string(stdin), "\n") {
 			if l != "" {
-				r.log.WriteString("> " + strings.TrimSuffix(l, "\n") + "\n")
+				r.log.WriteString(strings.TrimRight("> "+strings.TrimSuffix(l, "\n"), " ") + "\n")
 			}
 		}
 	}

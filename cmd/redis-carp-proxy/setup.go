@@ -1,0 +1,44 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/hostsetup"
+)
+
+// geteuid is os.Geteuid; tests replace it.
+var geteuid = os.Geteuid
+
+// runSetup implements `setup [--dry-run] [--root DIR] [-c FILE]`.
+func runSetup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := subFlags("setup", stderr)
+	dryRun := fs.Bool("dry-run", false, "print the changes (diffs) and commands; change nothing")
+	root := fs.String("root", "/", "write the files under this `directory` instead of / (commands are then not run)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return errors.New("usage: redis-carp-proxy setup [--dry-run] [--root DIR] [-c FILE]")
+	}
+	cfg, file, err := loadConfig(fs)
+	if err != nil {
+		return err
+	}
+	r, err := filepath.Abs(*root)
+	if err != nil {
+		return err
+	}
+	live := r == "/"
+	if live && !*dryRun && geteuid() != 0 {
+		return hostsetup.ErrNotRoot
+	}
+	s := &hostsetup.Setup{
+		Config: cfg, ConfigFile: file, Root: r, DryRun: *dryRun, Live: live,
+		Runner: commandRunner, Out: stdout, Log: newLogger(cfg, stderr),
+	}
+	return s.Run(ctx)
+}

@@ -1,0 +1,291 @@
+// Package hostsetup prepares a FreeBSD host for redis-carp-proxy, idempotently: kernel
+// modules (now and at boot), pf/pfsync/pflog in rc.conf.d, net.inet.carp.preempt, the
+// anchor hook in /etc/pf.conf, the allowlist file, and finally the anchor and its table.
+// Files are replaced atomically with a backup; commands go through a cmdrun.Runner. With
+// Root set, every file is read and written under that directory, so the whole set-up is
+// tested on any OS against golden trees.
+package hostsetup
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/atomicfile"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
+	"github.com/redis-carp-proxy/redis-carp-proxy/pfctl"
+)
+
+// Paths of the files setup manages, relative to Root.
+const (
+	LoaderConf = "/boot/loader.conf.d/redis-carp-proxy.conf"
+	RCConfDir  = "/etc/rc.conf.d"
+	SysctlConf = "/etc/sysctl.conf"
+	PFConf     = "/etc/pf.conf"
+)
+
+const managed = "# Managed by `redis-carp-proxy setup`; rerun it after changing the configuration."
+
+// Setup is one run of the host set-up.
+type Setup struct {
+	Config     *config.Config
+	ConfigFile string
+	Root       string // "/" for the running system
+	DryRun     bool   // print diffs and commands, change nothing
+	// Live runs the commands that act on the running system (kldload, sysctl, service,
+	// pfctl); without it they are printed as skipped. The CLI sets it when Root is "/".
+	Live   bool
+	Runner cmdrun.Runner
+	Out    io.Writer
+	Log    *slog.Logger
+	Now    func() time.Time // for backup names
+}
+
+// Run performs every step, stopping at the first error.
+func (s *Setup) Run(ctx context.Context) error {
+	if s.Log == nil {
+		s.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s.Log = s.Log.With("component", "setup")
+	if s.Now == nil {
+		s.Now = time.Now
+	}
+	p, err := pfctl.FromConfig(s.Config, s.ConfigFile)
+	if err != nil {
+		return err
+	}
+	modules := []string{"carp", "pf", "pfsync"}
+	if p.Log {
+		modules = append(modules, "pflog")
+	}
+
+	// 1. Kernel modules at boot, then now.
+	var loader strings.Builder
+	loader.WriteString(managed + "\n")
+	for _, m := range modules {
+		fmt.Fprintf(&loader, "%s_load=\"YES\"\n", m)
+	}
+	if _, err := s.writeFile(LoaderConf, loader.String()); err != nil {
+		return err
+	}
+	for _, m := range modules {
+		if _, err := s.probe(ctx, "kldstat", "-q", "-m", m); err == nil {
+			s.say("module %s: loaded", m)
+			continue
+		}
+		if err := s.act(ctx, nil, "kldload", m); err != nil {
+			return err
+		}
+	}
+
+	// 2. rc.conf settings in rc.conf.d files (rc.subr reads /etc/rc.conf.d/NAME for
+	// service NAME after /etc/rc.conf, so these win).
+	if _, err := s.editFile(RCConfDir+"/pf", func(c string) string { return setVar(c, "pf_enable", "YES", true) }); err != nil {
+		return err
+	}
+	if p.Log {
+		if _, err := s.editFile(RCConfDir+"/pflog", func(c string) string { return setVar(c, "pflog_enable", "YES", true) }); err != nil {
+			return err
+		}
+	}
+	pfsyncChanged := false
+	if p.SyncIf != "" {
+		pfsyncChanged, err = s.editFile(RCConfDir+"/pfsync", func(c string) string {
+			c = setVar(c, "pfsync_enable", "YES", true)
+			c = setVar(c, "pfsync_syncdev", p.SyncIf, true)
+			if s.Config.PFSyncPeer != "" {
+				c = setVar(c, "pfsync_syncpeer", s.Config.PFSyncPeer, true)
+			}
+			return c
+		})
+		if err != nil {
+			return err
+		}
+	} else {
+		s.say("pfsync: not enabled (pfsync-interface is empty)")
+	}
+
+	// 3. The CARP address is the operator's: only suggest it.
+	s.suggestCarp()
+
+	// 4. Preemption, persistently and now.
+	if _, err := s.editFile(SysctlConf, func(c string) string { return setVar(c, "net.inet.carp.preempt", "1", false) }); err != nil {
+		return err
+	}
+	if out, err := s.probe(ctx, "sysctl", "-n", "net.inet.carp.preempt"); err == nil && strings.TrimSpace(string(out)) == "1" {
+		s.say("sysctl net.inet.carp.preempt: already 1")
+	} else if err := s.act(ctx, nil, "sysctl", "net.inet.carp.preempt=1"); err != nil {
+		return err
+	}
+
+	// 5. The anchor hook in pf.conf, and the allowlist file the anchor's table loads.
+	pfChanged, err := s.editFile(PFConf, func(c string) string {
+		if c == "" {
+			return managed + "\n# pf(4) had no rule set; this one passes everything except what the\n# redis-carp-proxy anchor blocks.\npass all\n" + hook(p.Anchor)
+		}
+		if hasAnchorHook(c, p.Anchor) {
+			return c
+		}
+		if !strings.HasSuffix(c, "\n") {
+			c += "\n"
+		}
+		return c + "\n" + hook(p.Anchor)
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(s.path(p.AllowFile)); os.IsNotExist(err) {
+		if _, err := s.writeFile(p.AllowFile, pfctl.AllowListHeader); err != nil {
+			return err
+		}
+	}
+
+	// 6. pf running with the new pf.conf, pfsync up, then the anchor and its table.
+	out, err := s.probe(ctx, "pfctl", "-s", "info")
+	switch {
+	case err != nil || !strings.Contains(string(out), "Status: Enabled"):
+		if err := s.act(ctx, nil, "service", "pf", "start"); err != nil {
+			return err
+		}
+	case pfChanged:
+		if err := s.act(ctx, nil, "pfctl", "-f", PFConf); err != nil {
+			return err
+		}
+	default:
+		s.say("pf: enabled, %s unchanged", PFConf)
+	}
+	if p.Log {
+		if _, err := s.probe(ctx, "service", "pflog", "status"); err == nil {
+			s.say("pflog: running")
+		} else if err := s.act(ctx, nil, "service", "pflog", "start"); err != nil {
+			return err
+		}
+	}
+	if pfsyncChanged {
+		if err := s.act(ctx, nil, "service", "pfsync", "start"); err != nil {
+			return err
+		}
+	}
+	rules, err := pfctl.Render(p)
+	if err != nil {
+		return err
+	}
+	if err := s.act(ctx, []byte(rules), "pfctl", "-a", p.Anchor, "-f", "-"); err != nil {
+		return err
+	}
+	return s.act(ctx, nil, "pfctl", "-a", p.Anchor, "-t", p.Table, "-T", "replace", "-f", p.AllowFile)
+}
+
+func hook(anchor string) string {
+	return fmt.Sprintf("# redis-carp-proxy allowlist (rules: redis-carp-proxy pf render)\nanchor %q\n", anchor)
+}
+
+// suggestCarp prints the rc.conf line for the VIP; the password and advskew are the
+// operator's to choose, so nothing is written.
+func (s *Setup) suggestCarp() {
+	vip, err := netip.ParseAddr(s.Config.VIP)
+	if err != nil {
+		s.say("carp: no vip configured; nothing to suggest")
+		return
+	}
+	ifname := s.Config.CarpInterface
+	if ifname == "" {
+		ifname = "IFACE"
+	}
+	vhid := s.Config.CarpVHID
+	if vhid == 0 {
+		vhid = 1
+	}
+	af, bits := "inet", 32
+	if vip.Is6() {
+		af, bits = "inet6", 128
+	}
+	s.say("carp: not configured by setup. Suggested, with your own password (the same on every host) and advskew (0, 100, 200):")
+	s.say("  sysrc ifconfig_%s_alias0=\"%s vhid %d advskew 0 pass PASSWORD alias %s/%d\"", ifname, af, vhid, vip, bits)
+	s.say("  service netif restart %s   # or: ifconfig %s %s vhid %d advskew 0 pass PASSWORD alias %s/%d", ifname, ifname, af, vhid, vip, bits)
+}
+
+func (s *Setup) say(format string, a ...any) {
+	fmt.Fprintf(s.Out, format+"\n", a...)
+}
+
+func (s *Setup) path(p string) string {
+	return filepath.Join(s.Root, filepath.FromSlash(p))
+}
+
+// editFile applies edit to the file's content ("" when missing) and writes the result.
+func (s *Setup) editFile(name string, edit func(string) string) (bool, error) {
+	old, err := os.ReadFile(s.path(name))
+	if err != nil && !os.IsNotExist(err) {
+		return false, fmt.Errorf("setup: %w", err)
+	}
+	return s.writeFile(name, edit(string(old)))
+}
+
+// writeFile makes name hold content: a diff in dry-run mode, else an atomic write with a
+// backup of a replaced file.
+func (s *Setup) writeFile(name, content string) (bool, error) {
+	full := s.path(name)
+	old, err := os.ReadFile(full)
+	exists := err == nil
+	if err != nil && !os.IsNotExist(err) {
+		return false, fmt.Errorf("setup: %w", err)
+	}
+	if exists && string(old) == content {
+		s.say("%s: unchanged", name)
+		return false, nil
+	}
+	if s.DryRun {
+		s.say("%s: would %s", name, map[bool]string{true: "update", false: "create"}[exists])
+		io.WriteString(s.Out, unifiedDiff(name, string(old), content))
+		return true, nil
+	}
+	suffix := ".bak-" + s.Now().UTC().Format("20060102T150405Z")
+	backup, _, err := atomicfile.WriteWithBackup(full, []byte(content), 0o644, suffix)
+	if err != nil {
+		return false, fmt.Errorf("setup: %s: %w", name, err)
+	}
+	if backup != "" {
+		s.say("%s: updated (previous version in %s%s)", name, name, suffix)
+	} else {
+		s.say("%s: created", name)
+	}
+	s.Log.Info("file written", "path", full, "backup", backup)
+	return true, nil
+}
+
+// probe runs a read-only query; it runs in dry-run mode too, never without Live.
+func (s *Setup) probe(ctx context.Context, name string, args ...string) ([]byte, error) {
+	if !s.Live {
+		return nil, fmt.Errorf("setup: %s not run: not live", name)
+	}
+	return s.Runner.Run(ctx, nil, name, args...)
+}
+
+// act runs a command that changes the running system, unless dry-run or not live.
+func (s *Setup) act(ctx context.Context, stdin []byte, name string, args ...string) error {
+	line := strings.Join(append([]string{name}, args...), " ")
+	if stdin != nil {
+		line += " < (generated rules)"
+	}
+	switch {
+	case s.DryRun:
+		s.say("would run: %s", line)
+		return nil
+	case !s.Live:
+		s.say("skipped (not the running system): %s", line)
+		return nil
+	}
+	s.say("run: %s", line)
+	if _, err := s.Runner.Run(ctx, stdin, name, args...); err != nil {
+		return fmt.Errorf("setup: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,245 @@
+package hostsetup
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun/cmdruntest"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden trees and outputs under testdata/")
+
+var fixedNow = func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
+
+// Replies recorded from FreeBSD 14.3: kldstat -q -m exits 1 for a missing module,
+// sysctl -n prints the value, pfctl -s info starts with the status line.
+var (
+	freshHost = map[string]cmdruntest.Reply{
+		"kldstat -q -m carp":              {Exit: 1},
+		"kldstat -q -m pfsync":            {Exit: 1},
+		"kldstat -q -m pflog":             {Exit: 1},
+		"sysctl -n net.inet.carp.preempt": {Stdout: "0\n"},
+		"pfctl -s info":                   {Stdout: "Status: Disabled                              Debug: Urgent\n"},
+		"service pflog status":            {Exit: 1, Stdout: "pflogd is not running.\n"},
+	}
+	readyHost = map[string]cmdruntest.Reply{
+		"sysctl -n net.inet.carp.preempt": {Stdout: "1\n"},
+		"pfctl -s info": {Stdout: "Status: Enabled for 12 days 03:04:05           Debug: Urgent\n\n" +
+			"Interface Stats for vtnet0            IPv4             IPv6\n"},
+	}
+)
+
+func loadConfig(t *testing.T, path string) *config.Config {
+	t.Helper()
+	c, err := config.LoadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// readTree returns every regular file under dir: relative path → content.
+func readTree(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	tree := map[string]string{}
+	if _, err := os.Stat(dir); os.IsNotExist(err) {
+		return tree
+	}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		rel, _ := filepath.Rel(dir, p)
+		tree[filepath.ToSlash(rel)] = string(b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tree
+}
+
+func writeTree(t *testing.T, dir string, tree map[string]string) {
+	t.Helper()
+	for rel, content := range tree {
+		p := filepath.Join(dir, filepath.FromSlash(rel))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func compareTrees(t *testing.T, got, want map[string]string, label string) {
+	t.Helper()
+	var names []string
+	for k := range got {
+		names = append(names, k)
+	}
+	for k := range want {
+		if _, ok := got[k]; !ok {
+			names = append(names, k)
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		g, gok := got[n]
+		w, wok := want[n]
+		switch {
+		case !gok:
+			t.Errorf("%s: %s missing", label, n)
+		case !wok:
+			t.Errorf("%s: unexpected file %s:\n%s", label, n, g)
+		case g != w:
+			t.Errorf("%s: %s differs:\n%s", label, n, unifiedDiff(n, w, g))
+		}
+	}
+}
+
+func golden(t *testing.T, path, got string) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test ./internal/hostsetup -update)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs (go test ./internal/hostsetup -update):\n%s", path, unifiedDiff(path, string(want), got))
+	}
+}
+
+type setupCase struct {
+	name    string
+	config  string
+	replies map[string]cmdruntest.Reply
+	dryRun  bool
+}
+
+func runCase(t *testing.T, tc setupCase, root string) (stdout, commands string) {
+	t.Helper()
+	var out bytes.Buffer
+	rec := cmdruntest.New(tc.replies)
+	s := &Setup{
+		Config: loadConfig(t, tc.config), ConfigFile: filepath.Base(tc.config),
+		Root: root, DryRun: tc.dryRun, Live: true, Runner: rec, Out: &out, Now: fixedNow,
+	}
+	if err := s.Run(context.Background()); err != nil {
+		t.Fatalf("setup: %v\noutput:\n%s", err, out.String())
+	}
+	return out.String(), rec.Log()
+}
+
+func TestSetupGoldenTrees(t *testing.T) {
+	for _, tc := range []setupCase{
+		{name: "fresh", config: "testdata/full.conf", replies: freshHost},
+		{name: "existing", config: "../../etc/redis-carp-proxy.conf.sample", replies: readyHost},
+		{name: "existing-dry-run", config: "../../etc/redis-carp-proxy.conf.sample", replies: readyHost, dryRun: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join("testdata", tc.name)
+			in := filepath.Join(dir, "in")
+			if tc.name == "existing-dry-run" {
+				in = filepath.Join("testdata", "existing", "in")
+			}
+			root := t.TempDir()
+			before := readTree(t, in)
+			writeTree(t, root, before)
+			stdout, commands := runCase(t, tc, root)
+			after := readTree(t, root)
+			golden(t, filepath.Join(dir, "stdout.txt"), stdout)
+			golden(t, filepath.Join(dir, "commands.txt"), commands)
+			if tc.dryRun {
+				compareTrees(t, after, before, "dry run must change nothing")
+				return
+			}
+			outDir := filepath.Join(dir, "out")
+			if *update {
+				os.RemoveAll(outDir)
+				writeTree(t, outDir, after)
+			}
+			compareTrees(t, after, readTree(t, outDir), "tree")
+		})
+	}
+}
+
+// A second run on a set-up host changes no file and loads only the anchor and table.
+func TestSetupIsIdempotent(t *testing.T) {
+	root := t.TempDir()
+	tc := setupCase{name: "fresh", config: "testdata/full.conf", replies: freshHost}
+	runCase(t, tc, root)
+	first := readTree(t, root)
+	// The host now has the modules, preemption, pf and pflog running.
+	tc.replies = map[string]cmdruntest.Reply{
+		"sysctl -n net.inet.carp.preempt": {Stdout: "1\n"},
+		"pfctl -s info":                   readyHost["pfctl -s info"],
+	}
+	stdout, commands := runCase(t, tc, root)
+	compareTrees(t, readTree(t, root), first, "second run")
+	if strings.Contains(stdout, "updated") || strings.Contains(stdout, "created") {
+		t.Errorf("second run changed files:\n%s", stdout)
+	}
+	wantCmds := `$ kldstat -q -m carp
+$ kldstat -q -m pf
+$ kldstat -q -m pfsync
+$ kldstat -q -m pflog
+$ sysctl -n net.inet.carp.preempt
+$ pfctl -s info
+$ service pflog status
+$ pfctl -a redis-carp-proxy -f -
+`
+	if !strings.HasPrefix(commands, wantCmds) || !strings.HasSuffix(commands, "$ pfctl -a redis-carp-proxy -t redis_allow -T replace -f /usr/local/etc/redis-carp-proxy/allow.list\n") {
+		t.Errorf("second run commands:\n%s", commands)
+	}
+}
+
+func TestSetupSurfacesCommandErrors(t *testing.T) {
+	replies := map[string]cmdruntest.Reply{}
+	for k, v := range freshHost {
+		replies[k] = v
+	}
+	replies["kldload carp"] = cmdruntest.Reply{Exit: 1, Stderr: "kldload: can't load carp: module already loaded or in kernel\n"}
+	var out bytes.Buffer
+	s := &Setup{Config: loadConfig(t, "testdata/full.conf"), Root: t.TempDir(), Live: true,
+		Runner: cmdruntest.New(replies), Out: &out, Now: fixedNow}
+	err := s.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "can't load carp") {
+		t.Fatalf("got %v, want kldload's stderr", err)
+	}
+}
+
+func TestSetVar(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"", "pf_enable=\"YES\"\n"},
+		{"# c\npf_enable=\"NO\"\nx=1\n", "# c\npf_enable=\"YES\"\nx=1\n"},
+		{"pf_enable=YES\n", "pf_enable=YES\n"},
+		{"pf_enable=\"YES\" # on\n", "pf_enable=\"YES\" # on\n"},
+		{"pf_enable=\"NO\"\npf_enable=\"NO\"\n", "pf_enable=\"NO\"\npf_enable=\"YES\"\n"},
+		{"other=1", "other=1\npf_enable=\"YES\"\n"},
+	} {
+		if got := setVar(tc.in, "pf_enable", "YES", true); got != tc.want {
+			t.Errorf("setVar(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	if !hasAnchorHook("pass\nanchor \"redis-carp-proxy\"\n", "redis-carp-proxy") ||
+		!hasAnchorHook("  anchor redis-carp-proxy/* in on em0\n", "redis-carp-proxy") ||
+		hasAnchorHook("anchor \"redis-carp-proxy-old\"\n", "redis-carp-proxy") ||
+		hasAnchorHook("# anchor \"redis-carp-proxy\"\n", "redis-carp-proxy") {
+		t.Error("hasAnchorHook misjudges")
+	}
+}
