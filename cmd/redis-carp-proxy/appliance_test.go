@@ -45,7 +45,7 @@ func TestPFRenderWithShippedSample(t *testing.T) {
 func TestPFApplyAndShow(t *testing.T) {
 	allow := filepath.Join(t.TempDir(), "allow.list")
 	rec := cmdruntest.New(map[string]cmdruntest.Reply{
-		"pfctl -a redis-carp-proxy -s rules": {Stdout: "pass in quick proto tcp from <redis_allow> to any port 7000:7100 flags S/SA keep state\n"},
+		"pfctl -a redis-carp-proxy -s rules":               {Stdout: "pass in quick proto tcp from <redis_allow> to any port 7000:7100 flags S/SA keep state\n"},
 		"pfctl -a redis-carp-proxy -t redis_allow -T show": {Stdout: "   198.51.100.1\n   198.51.100.0/24\n"},
 	})
 	out, err := runWith(t, rec, "pf", "apply", "-c", sampleConf, "-pf-allow-file", allow)
