@@ -321,3 +321,13 @@ func TestAllowListEditKeepsComments(t *testing.T) {
 		t.Fatalf("bad entry not reported with its line: %v", err)
 	}
 }
+
+func TestShippedAllowListSample(t *testing.T) {
+	got, err := os.ReadFile("../etc/redis-carp-proxy.allow.list.sample")
+	if err != nil || string(got) != AllowListHeader {
+		t.Fatalf("etc/redis-carp-proxy.allow.list.sample must equal AllowListHeader (%v)", err)
+	}
+	if l, err := ParseAllowList(got, "sample"); err != nil || len(l.Entries()) != 0 {
+		t.Fatalf("sample: %v %v", l, err)
+	}
+}

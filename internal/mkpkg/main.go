@@ -1,0 +1,240 @@
+// Command mkpkg builds a FreeBSD package (.pkg) from a staged install tree (make
+// install-files DESTDIR=stage), without pkg(8) or a ports tree: a gzip-compressed tar
+// whose first entries are +COMPACT_MANIFEST and +MANIFEST (JSON, which pkg's UCL parser
+// reads), followed by the files under their absolute paths. The metadata comes from the
+// port skeleton (port/Makefile COMMENT, pkg-descr, pkg-message, pkg-plist @sample lines).
+//
+// Usage: go run ./internal/mkpkg -stage build/stage-amd64 -arch amd64 -version 0.1.0 -port port -o out.pkg
+package main
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+)
+
+// abis maps GOARCH to pkg's machine architecture. The "*" version matches any FreeBSD
+// major release (pkg compares ABIs with fnmatch(3)): the binary is static and runs on
+// 13, 14 and 15.
+var abis = map[string]string{"amd64": "FreeBSD:*:amd64", "arm64": "FreeBSD:*:aarch64"}
+
+func main() {
+	stage := flag.String("stage", "", "staged install root (DESTDIR)")
+	prefix := flag.String("prefix", "/usr/local", "installation prefix inside the stage")
+	arch := flag.String("arch", "amd64", "GOARCH of the staged binary (amd64, arm64)")
+	version := flag.String("version", "", "package version")
+	port := flag.String("port", "port", "port skeleton directory with Makefile, pkg-descr, pkg-message, pkg-plist")
+	out := flag.String("o", "", "output .pkg file")
+	flag.Parse()
+	if *stage == "" || *version == "" || *out == "" {
+		fmt.Fprintln(os.Stderr, "mkpkg: -stage, -version and -o are required")
+		os.Exit(2)
+	}
+	if err := build(*stage, *prefix, *arch, *version, *port, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "mkpkg:", err)
+		os.Exit(1)
+	}
+	fmt.Println(*out)
+}
+
+func build(stage, prefix, arch, version, port, out string) error {
+	meta, err := readPort(port, prefix)
+	if err != nil {
+		return err
+	}
+	abi, ok := abis[arch]
+	if !ok {
+		return fmt.Errorf("unknown arch %q", arch)
+	}
+	meta.ABI, meta.Version, meta.Prefix = abi, version, prefix
+	files, err := stageFiles(stage)
+	if err != nil {
+		return err
+	}
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	if err := writePackage(f, meta, files); err != nil {
+		f.Close()
+		os.Remove(out)
+		return err
+	}
+	return f.Close()
+}
+
+// Meta is the package metadata that is not derived from the files.
+type Meta struct {
+	Name, Origin, Version, Comment, Maintainer, WWW, ABI, Prefix, Desc, Message string
+	Categories, Samples                                                         []string // Samples: plist @sample paths, relative to the prefix
+}
+
+var makeVarRe = regexp.MustCompile(`(?m)^([A-Z_]+)=\s*(.*)$`)
+
+// readPort reads the metadata from the port skeleton.
+func readPort(dir, prefix string) (Meta, error) {
+	var m Meta
+	mk, err := os.ReadFile(filepath.Join(dir, "Makefile"))
+	if err != nil {
+		return m, err
+	}
+	vars := map[string]string{}
+	for _, sm := range makeVarRe.FindAllStringSubmatch(string(mk), -1) {
+		vars[sm[1]] = strings.TrimSpace(sm[2])
+	}
+	m.Name, m.Comment, m.Maintainer, m.WWW = vars["PORTNAME"], vars["COMMENT"], vars["MAINTAINER"], vars["WWW"]
+	m.Categories = strings.Fields(vars["CATEGORIES"])
+	if len(m.Categories) > 0 {
+		m.Origin = m.Categories[0] + "/" + m.Name
+	}
+	desc, err := os.ReadFile(filepath.Join(dir, "pkg-descr"))
+	if err != nil {
+		return m, err
+	}
+	m.Desc = strings.TrimSpace(string(desc))
+	msg, err := os.ReadFile(filepath.Join(dir, "pkg-message"))
+	if err != nil {
+		return m, err
+	}
+	if _, body, ok := strings.Cut(string(msg), "<<EOM\n"); ok {
+		body, _, _ = strings.Cut(body, "\nEOM")
+		m.Message = strings.ReplaceAll(body, "%%PREFIX%%", prefix)
+	}
+	plist, err := os.ReadFile(filepath.Join(dir, "pkg-plist"))
+	if err != nil {
+		return m, err
+	}
+	for _, l := range strings.Split(string(plist), "\n") {
+		if s, ok := strings.CutPrefix(l, "@sample "); ok {
+			m.Samples = append(m.Samples, strings.TrimSuffix(strings.TrimSpace(s), ".sample"))
+		}
+	}
+	if m.Name == "" || m.Comment == "" || m.Origin == "" {
+		return m, fmt.Errorf("%s/Makefile lacks PORTNAME, COMMENT or CATEGORIES", dir)
+	}
+	return m, nil
+}
+
+// File is one staged file: its absolute installed path and where it is in the stage.
+type File struct {
+	Path, Src string
+	Mode     fs.FileMode
+	Size     int64
+	Sum      string // pkg's checksum: "1$" + hex SHA-256
+}
+
+func stageFiles(stage string) ([]File, error) {
+	var files []File
+	err := filepath.WalkDir(stage, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return fmt.Errorf("%s: only regular files are packaged", p)
+		}
+		st, err := d.Info()
+		if err != nil {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(stage, p)
+		sum := sha256.Sum256(b)
+		files = append(files, File{Path: "/" + filepath.ToSlash(rel), Src: p, Mode: st.Mode().Perm(), Size: st.Size(), Sum: "1$" + hex.EncodeToString(sum[:])})
+		return nil
+	})
+	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
+	return files, err
+}
+
+// manifests returns +COMPACT_MANIFEST and +MANIFEST.
+func manifests(m Meta, files []File) (compact, full []byte, err error) {
+	var flat int64
+	fileMap := map[string]string{}
+	for _, f := range files {
+		flat += f.Size
+		fileMap[f.Path] = f.Sum
+	}
+	base := map[string]any{
+		"name": m.Name, "origin": m.Origin, "version": m.Version, "comment": m.Comment,
+		"maintainer": m.Maintainer, "www": m.WWW, "abi": m.ABI, "prefix": m.Prefix,
+		"flatsize": flat, "desc": m.Desc, "licenselogic": "single", "licenses": []string{"BSD2CLAUSE"},
+		"categories": m.Categories,
+	}
+	if compact, err = json.Marshal(base); err != nil {
+		return nil, nil, err
+	}
+	base["files"] = fileMap
+	if m.Message != "" {
+		base["messages"] = []map[string]string{{"message": m.Message, "type": "install"}}
+	}
+	if len(m.Samples) > 0 {
+		var post, pre strings.Builder
+		for _, s := range m.Samples {
+			f := `"${PKG_PREFIX}/` + s + `"`
+			fmt.Fprintf(&post, "if [ ! -f %s ]; then cp -p %s %s; fi\n", f, strings.TrimSuffix(f, `"`)+`.sample"`, f)
+			fmt.Fprintf(&pre, "if cmp -s %s %s; then rm -f %s; fi\n", f, strings.TrimSuffix(f, `"`)+`.sample"`, f)
+		}
+		base["scripts"] = map[string]string{"post-install": post.String(), "pre-deinstall": pre.String()}
+	}
+	full, err = json.MarshalIndent(base, "", "  ")
+	return compact, full, err
+}
+
+// writePackage writes the .pkg: gzip(tar(+COMPACT_MANIFEST, +MANIFEST, files...)).
+func writePackage(w io.Writer, m Meta, files []File) error {
+	compact, full, err := manifests(m, files)
+	if err != nil {
+		return err
+	}
+	zw := gzip.NewWriter(w)
+	tw := tar.NewWriter(zw)
+	mtime := time.Unix(0, 0)
+	hdr := func(name string, mode fs.FileMode, size int64) *tar.Header {
+		return &tar.Header{Name: name, Mode: int64(mode), Size: size, ModTime: mtime, Uname: "root", Gname: "wheel", Typeflag: tar.TypeReg, Format: tar.FormatPAX}
+	}
+	for _, meta := range []struct {
+		name string
+		data []byte
+	}{{"+COMPACT_MANIFEST", compact}, {"+MANIFEST", full}} {
+		if err := tw.WriteHeader(hdr(meta.name, 0o644, int64(len(meta.data)))); err != nil {
+			return err
+		}
+		if _, err := tw.Write(meta.data); err != nil {
+			return err
+		}
+	}
+	for _, f := range files {
+		if err := tw.WriteHeader(hdr(f.Path, f.Mode, f.Size)); err != nil {
+			return err
+		}
+		src, err := os.Open(f.Src)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(tw, src)
+		src.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", path.Clean(f.Src), err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	return zw.Close()
+}
