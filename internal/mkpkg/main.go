@@ -131,9 +131,9 @@ func readPort(dir, prefix string) (Meta, error) {
 // File is one staged file: its absolute installed path and where it is in the stage.
 type File struct {
 	Path, Src string
-	Mode     fs.FileMode
-	Size     int64
-	Sum      string // pkg's checksum: "1$" + hex SHA-256
+	Mode      fs.FileMode
+	Size      int64
+	Sum       string // pkg's checksum: "1$" + hex SHA-256
 }
 
 func stageFiles(stage string) ([]File, error) {

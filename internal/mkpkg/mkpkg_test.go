@@ -126,10 +126,10 @@ func TestInstallMatchesPlistAndPackage(t *testing.T) {
 	}
 	var man struct {
 		Name, Origin, Version, Comment, Desc, Maintainer, WWW, ABI, Prefix string
-		Flatsize                                                         int64
-		Files                                                            map[string]string
-		Scripts                                                          map[string]string
-		Messages                                                         []map[string]string
+		Flatsize                                                           int64
+		Files                                                              map[string]string
+		Scripts                                                            map[string]string
+		Messages                                                           []map[string]string
 	}
 	if err := json.Unmarshal(contents["+MANIFEST"], &man); err != nil {
 		t.Fatal(err)
