@@ -101,6 +101,16 @@ func (p Params) Validate() error {
 	if p.AllowFile == "" || !strings.HasPrefix(p.AllowFile, "/") || strings.ContainsAny(p.AllowFile, "\"\\\n\r\t") {
 		return fmt.Errorf("pf-allow-file %q: %w (an absolute path without quotes or backslashes)", p.AllowFile, ErrBadPath)
 	}
+	if p.ProxyAddr.IsValid() && len(p.LBNetworks) > 0 {
+		same := false
+		for _, n := range p.LBNetworks {
+			same = same || n.Addr().Is4() == p.ProxyAddr.Is4()
+		}
+		if !same {
+			// pfctl would refuse the client rule: "rule expands to no valid combination".
+			return fmt.Errorf("pf-lb-network has no network of the VIP's address family (%s): %w", p.ProxyAddr, ErrBadAddress)
+		}
+	}
 	if p.PortLo < 1 || p.PortHi > 65535 || p.PortLo > p.PortHi {
 		return fmt.Errorf("redis-ports %d:%d: %w", p.PortLo, p.PortHi, ErrBadPorts)
 	}

@@ -181,6 +181,7 @@ func TestValidateRejectsUnsafeNames(t *testing.T) {
 		{"file quote", func(p *Params) { p.AllowFile = `/tmp/a"b` }, ErrBadPath},
 		{"file relative", func(p *Params) { p.AllowFile = "allow.list" }, ErrBadPath},
 		{"ports", func(p *Params) { p.PortLo, p.PortHi = 10, 5 }, ErrBadPorts},
+		{"lb family", func(p *Params) { p.LBNetworks = []netip.Prefix{netip.MustParsePrefix("2001:db8::/64")} }, ErrBadAddress},
 	} {
 		p := base
 		tc.mut(&p)
