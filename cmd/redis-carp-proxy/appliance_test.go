@@ -167,12 +167,21 @@ func TestSetupRootAndDryRun(t *testing.T) {
 	}
 }
 
+// The privilege check is tested on its own: a test must never run setup on this system.
 func TestSetupRefusesNonRoot(t *testing.T) {
-	old := geteuid
-	geteuid = func() int { return 1001 }
-	t.Cleanup(func() { geteuid = old })
-	_, err := runWith(t, cmdruntest.New(nil), "setup", "-c", sampleConf)
-	if err == nil || !strings.Contains(err.Error(), "needs root") {
-		t.Fatalf("got %v", err)
+	for _, tc := range []struct {
+		live, dry bool
+		euid      int
+		ok        bool
+	}{
+		{true, false, 1001, false},
+		{true, false, 0, true},
+		{true, true, 1001, true},
+		{false, false, 1001, true},
+	} {
+		err := checkSetupPrivileges(tc.live, tc.dry, tc.euid)
+		if (err == nil) != tc.ok || err != nil && !strings.Contains(err.Error(), "needs root") {
+			t.Errorf("live=%v dry=%v euid=%d: %v", tc.live, tc.dry, tc.euid, err)
+		}
 	}
 }

@@ -10,8 +10,13 @@ import (
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/hostsetup"
 )
 
-// geteuid is os.Geteuid; tests replace it.
-var geteuid = os.Geteuid
+// checkSetupPrivileges refuses to change the running system without root.
+func checkSetupPrivileges(live, dryRun bool, euid int) error {
+	if live && !dryRun && euid != 0 {
+		return hostsetup.ErrNotRoot
+	}
+	return nil
+}
 
 // runSetup implements `setup [--dry-run] [--root DIR] [-c FILE]`.
 func runSetup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -33,8 +38,8 @@ func runSetup(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	live := r == "/"
-	if live && !*dryRun && geteuid() != 0 {
-		return hostsetup.ErrNotRoot
+	if err := checkSetupPrivileges(live, *dryRun, os.Geteuid()); err != nil {
+		return err
 	}
 	s := &hostsetup.Setup{
 		Config: cfg, ConfigFile: file, Root: r, DryRun: *dryRun, Live: live,
