@@ -220,3 +220,32 @@ func readPkg(t *testing.T, path string) ([]string, map[string][]byte) {
 	}
 	return names, contents
 }
+
+// The rc script's contract with rc.subr and daemon(8), as documented in the README.
+func TestRCScriptContract(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repo, "rc.d/redis_carp_proxy.in"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	for _, want := range []string{
+		"# PROVIDE: redis_carp_proxy\n",
+		"# REQUIRE: NETWORKING pf pfsync",
+		"# KEYWORD: shutdown\n",
+		"rcvar=redis_carp_proxy_enable\n",
+		`: "${redis_carp_proxy_config:=%%PREFIX%%/etc/redis-carp-proxy.conf}"`,
+		`: "${redis_carp_proxy_user:=root}"`,
+		`command="/usr/sbin/daemon"`,
+		"-r -P ${pidfile} -p ${child_pidfile} -S",
+		"-T ${_tag}",
+		`redis_carp_proxy_flags=""`,
+		`extra_commands="configtest reload"`,
+		`check-config "${_config}"`,
+		`kill -HUP "$(cat "${child_pidfile}")"`,
+		"redis_carp_proxy_profiles",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("rc.d/redis_carp_proxy.in lacks %q", want)
+		}
+	}
+}
