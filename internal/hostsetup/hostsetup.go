@@ -61,6 +61,12 @@ func (s *Setup) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if peer := s.Config.PFSyncPeer; peer != "" {
+		// It goes into an rc.conf.d file that sh sources: only a plain address.
+		if _, err := netip.ParseAddr(peer); err != nil {
+			return fmt.Errorf("setup: pfsync-peer %q: %w", peer, ErrBadPeer)
+		}
+	}
 	modules := []string{"carp", "pf", "pfsync"}
 	if p.Log {
 		modules = append(modules, "pflog")

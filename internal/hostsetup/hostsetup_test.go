@@ -3,6 +3,7 @@ package hostsetup
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"io/fs"
 	"os"
@@ -241,5 +242,19 @@ func TestSetVar(t *testing.T) {
 		hasAnchorHook("anchor \"redis-carp-proxy-old\"\n", "redis-carp-proxy") ||
 		hasAnchorHook("# anchor \"redis-carp-proxy\"\n", "redis-carp-proxy") {
 		t.Error("hasAnchorHook misjudges")
+	}
+}
+
+func TestSetupRefusesUnsafePeer(t *testing.T) {
+	c := loadConfig(t, "testdata/full.conf")
+	c.PFSyncPeer = `198.51.100.12"; reboot; "`
+	root := t.TempDir()
+	var out bytes.Buffer
+	s := &Setup{Config: c, Root: root, Live: true, Runner: cmdruntest.New(nil), Out: &out, Now: fixedNow}
+	if err := s.Run(context.Background()); !errors.Is(err, ErrBadPeer) {
+		t.Fatalf("got %v, want ErrBadPeer", err)
+	}
+	if tree := readTree(t, root); len(tree) != 0 {
+		t.Fatalf("files written before validation: %v", tree)
 	}
 }
