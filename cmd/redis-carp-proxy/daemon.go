@@ -9,13 +9,17 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
 
+	"github.com/redis-carp-proxy/redis-carp-proxy/carp"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/gate"
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
 )
 
@@ -61,7 +65,6 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 		log.Warn("cluster not reachable yet; serving anyway and retrying in the background", "err", err)
 	}
 
-	errc := make(chan error, 2)
 	if cfg.AdminListen != "" {
 		adm, err := startAdmin(ctx, cfg, srv, reg, log)
 		if err != nil {
@@ -71,22 +74,102 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 		defer adm.Close()
 	}
 
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		srv.Close()
-		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
-	}
-	log.Info("serving", "listen", ln.Addr().String(), "seeds", cfg.ClusterSeeds)
-	go func() { errc <- srv.Serve(ln) }()
-
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down", "grace", cfg.ShutdownTimeout)
-	case err = <-errc:
-	}
-	ln.Close()
+	err = serveGated(ctx, cfg, srv, reg, log)
 	srv.Close()
 	return err
+}
+
+// serveGated serves the client listener only while the CARP watcher reports MASTER (always
+// in static mode), through internal/gate, until ctx ends. On BACKUP the proxy keeps its
+// slot map and backend connections warm, so taking over costs milliseconds.
+func serveGated(ctx context.Context, cfg *config.Config, srv *proxy.Server, reg prometheus.Registerer, log *slog.Logger) error {
+	cm := carp.NewMetrics(reg)
+	w, err := carp.New(carp.Config{Mode: cfg.CarpMode, Interface: cfg.CarpInterface, VHID: cfg.CarpVHID,
+		VIP: cfg.VIP, PollInterval: cfg.CarpPollInterval, Log: log, Metrics: cm})
+	if err != nil {
+		return err
+	}
+	g := &gate.Gate{Addr: cfg.Listen, Server: srv, Drain: cfg.DrainTimeout,
+		Log: log.With("component", "gate"), Metrics: gate.NewMetrics(reg)}
+	if cfg.CarpMode == "static" {
+		// Always MASTER: a listen error (address in use …) is fatal at once rather than
+		// retried forever.
+		ln, err := gate.Listen(ctx, cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+		}
+		first := ln
+		g.Listen = func(ctx context.Context, addr string) (net.Listener, error) {
+			if first != nil {
+				ln, first = first, nil
+				return ln, nil
+			}
+			return gate.Listen(ctx, addr)
+		}
+	}
+	log.Info("client listener follows the CARP state", "listen", cfg.Listen, "carp_mode", cfg.CarpMode, "vip", cfg.VIP, "seeds", cfg.ClusterSeeds)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	changes := make(chan carp.Change)
+	wants := make(chan gate.Want)
+	watchErr := make(chan error, 1)
+	go func() { watchErr <- w.Run(ctx, changes) }()
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case c := <-changes:
+				select {
+				case wants <- gate.Want{Active: c.State == carp.Master, At: c.At}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	if cfg.CarpDemote {
+		d, err := carp.NewDemoter(cfg.CarpMode, cfg.CarpHealthFile)
+		if err != nil {
+			return err
+		}
+		hm := &carp.HealthMonitor{Check: clusterHealth(cfg), After: cfg.CarpDemoteAfter,
+			Interval: time.Second, Demoter: d, Log: log, Metrics: cm}
+		done := make(chan struct{})
+		go func() { defer close(done); hm.Run(ctx) }()
+		// The demotion is undone before the process exits.
+		defer func() { cancel(); <-done }()
+	}
+	gateErr := g.Follow(ctx, wants)
+	cancel()
+	log.Info("shutting down", "grace", cfg.ShutdownTimeout)
+	if err := <-watchErr; err != nil {
+		return err
+	}
+	return gateErr
+}
+
+// clusterHealth returns a check that passes while some seed answers CLUSTER INFO with
+// cluster_state:ok: the proxy can serve only then.
+func clusterHealth(cfg *config.Config) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		var errs []error
+		for _, addr := range cfg.ClusterSeeds {
+			c := redis.NewClient(&redis.Options{Addr: addr, Username: cfg.BackendUser, Password: cfg.BackendPassword,
+				DialTimeout: cfg.BackendConnectTimeout, ReadTimeout: cfg.BackendReadTimeout, MaxRetries: -1, PoolSize: 1})
+			info, err := c.ClusterInfo(ctx).Result()
+			c.Close()
+			if err == nil && strings.Contains(info, "cluster_state:ok") {
+				return nil
+			}
+			if err == nil {
+				err = errors.New("cluster_state is not ok")
+			}
+			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+		}
+		return fmt.Errorf("no seed reports a healthy cluster: %w", errors.Join(errs...))
+	}
 }
 
 // startAdmin serves /metrics, /healthz and /readyz on cfg.AdminListen.

@@ -45,10 +45,26 @@ func (g *Gate) Active() bool {
 	return g.ln != nil
 }
 
+// Want is a requested state: Active (serve) or not, learned at At. Activation latency is
+// measured from At, so it includes the time the state took to reach the gate.
+type Want struct {
+	Active bool
+	At     time.Time
+}
+
 // Run follows states (true: serve) until ctx ends or states is closed, then closes the
 // listener and waits for the drains it started. Transitions are handled one at a time, so
 // there is never more than one listener, and a listener is never left closed while active.
 func (g *Gate) Run(ctx context.Context, states <-chan bool) error {
+	return g.run(ctx, states, nil)
+}
+
+// Follow is Run for states that carry the time they were learned.
+func (g *Gate) Follow(ctx context.Context, wants <-chan Want) error {
+	return g.run(ctx, nil, wants)
+}
+
+func (g *Gate) run(ctx context.Context, states <-chan bool, wants <-chan Want) error {
 	if g.Log == nil {
 		g.Log = slog.Default()
 	}
@@ -63,6 +79,7 @@ func (g *Gate) Run(ctx context.Context, states <-chan bool) error {
 	var retry <-chan time.Time
 	want := false
 	for {
+		var w Want
 		select {
 		case <-ctx.Done():
 			return nil
@@ -70,20 +87,12 @@ func (g *Gate) Run(ctx context.Context, states <-chan bool) error {
 			if !ok {
 				return nil
 			}
-			if s == want && (s == g.Active()) {
-				continue
+			w = Want{Active: s, At: time.Now()}
+		case x, ok := <-wants:
+			if !ok {
+				return nil
 			}
-			want = s
-			retry = nil
-			now := time.Now()
-			if s {
-				if err := g.activate(ctx, now); err != nil {
-					g.Log.Error("cannot open the client listener; retrying", "addr", g.Addr, "err", err)
-					retry = time.After(200 * time.Millisecond)
-				}
-			} else {
-				g.deactivate(now, true)
-			}
+			w = x
 		case <-retry:
 			retry = nil
 			if want && !g.Active() {
@@ -91,6 +100,20 @@ func (g *Gate) Run(ctx context.Context, states <-chan bool) error {
 					retry = time.After(time.Second)
 				}
 			}
+			continue
+		}
+		if w.Active == want && w.Active == g.Active() {
+			continue
+		}
+		want = w.Active
+		retry = nil
+		if w.Active {
+			if err := g.activate(ctx, w.At); err != nil {
+				g.Log.Error("cannot open the client listener; retrying", "addr", g.Addr, "err", err)
+				retry = time.After(200 * time.Millisecond)
+			}
+		} else {
+			g.deactivate(w.At, true)
 		}
 	}
 }

@@ -5,10 +5,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // echoServer accepts connections and answers each byte with the same byte until
@@ -182,4 +186,177 @@ func TestListenFreeBind(t *testing.T) {
 		t.Skipf("free bind not available here: %v", err)
 	}
 	ln.Close()
+}
+
+// countingListen opens real listeners and tracks how many are open at once.
+type countingListen struct {
+	open, maxOpen, opened atomic.Int32
+}
+
+type trackedListener struct {
+	net.Listener
+	c    *countingListen
+	once sync.Once
+}
+
+func (l *trackedListener) Close() error {
+	l.once.Do(func() { l.c.open.Add(-1) })
+	return l.Listener.Close()
+}
+
+func (c *countingListen) listen(ctx context.Context, addr string) (net.Listener, error) {
+	ln, err := Listen(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	c.opened.Add(1)
+	if n := c.open.Add(1); n > c.maxOpen.Load() {
+		c.maxOpen.Store(n)
+	}
+	return &trackedListener{Listener: ln, c: c}, nil
+}
+
+func TestGateNeverOpensOnBackup(t *testing.T) {
+	srv := &echoServer{conns: map[net.Conn]bool{}}
+	addr := freeAddr(t)
+	cl := &countingListen{}
+	g := &Gate{Addr: addr, Server: srv, Drain: 10 * time.Millisecond, Listen: cl.listen,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	wants := make(chan Want)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Follow(ctx, wants) }()
+
+	// A prober dials all the time while the scripted watcher reports BACKUP and INIT
+	// (both false) again and again: nothing may ever accept.
+	stop := make(chan struct{})
+	var connected atomic.Int32
+	var probes sync.WaitGroup
+	probes.Add(1)
+	go func() {
+		defer probes.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if canDial(addr) {
+				connected.Add(1)
+			}
+		}
+	}()
+	for i := 0; i < 500; i++ {
+		wants <- Want{Active: false, At: time.Now()}
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(stop)
+	probes.Wait()
+	cancel()
+	<-done
+	if n := connected.Load(); n != 0 {
+		t.Fatalf("%d connections accepted while BACKUP", n)
+	}
+	if n := cl.opened.Load(); n != 0 {
+		t.Fatalf("listener opened %d times while BACKUP", n)
+	}
+	if srv.accepted.Load() != 0 {
+		t.Fatal("server accepted a client while BACKUP")
+	}
+}
+
+func TestGateFlappingOneListener(t *testing.T) {
+	srv := &echoServer{conns: map[net.Conn]bool{}}
+	addr := freeAddr(t)
+	cl := &countingListen{}
+	g := &Gate{Addr: addr, Server: srv, Drain: time.Millisecond, Listen: cl.listen,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	wants := make(chan Want)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Follow(ctx, wants) }()
+	defer func() {
+		cancel()
+		<-done
+		if cl.open.Load() != 0 {
+			t.Error("listener left open after Follow returned")
+		}
+	}()
+	// MASTER→BACKUP→MASTER within microseconds, with repeats, no waiting in between.
+	script := []bool{true, false, true, true, false, false, true, false, true}
+	for i := 0; i < 100; i++ {
+		for _, s := range script {
+			wants <- Want{Active: s, At: time.Now()}
+		}
+	}
+	// The script ends on MASTER: the listener must be open (never left closed) ...
+	wants <- Want{Active: true, At: time.Now()}
+	waitFor(t, "listener open after flapping ended in MASTER", func() bool { return canDial(addr) })
+	if !g.Active() {
+		t.Fatal("gate inactive after flapping ended in MASTER")
+	}
+	// ... and there was never more than one at a time.
+	if n := cl.maxOpen.Load(); n != 1 {
+		t.Fatalf("max listeners open at once = %d, want 1", n)
+	}
+	if cl.open.Load() != 1 {
+		t.Fatalf("%d listeners open, want 1", cl.open.Load())
+	}
+}
+
+func TestGateActivationLatency(t *testing.T) {
+	srv := &echoServer{conns: map[net.Conn]bool{}}
+	addr := freeAddr(t)
+	reg := prometheus.NewRegistry()
+	var logBuf syncBuffer
+	g := &Gate{Addr: addr, Server: srv, Metrics: NewMetrics(reg), Log: slog.New(slog.NewTextHandler(&logBuf, nil))}
+	wants := make(chan Want)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Follow(ctx, wants) }()
+	defer func() { cancel(); <-done }()
+
+	// The state was learned 30ms before it reached the gate: that time counts.
+	learned := time.Now().Add(-30 * time.Millisecond)
+	wants <- Want{Active: true, At: learned}
+	waitFor(t, "listener", func() bool { return canDial(addr) })
+	elapsed := time.Since(learned)
+
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h *dto.Histogram
+	for _, mf := range mfs {
+		if mf.GetName() == "redis_carp_proxy_activation_duration_seconds" {
+			h = mf.GetMetric()[0].GetHistogram()
+		}
+	}
+	if h == nil || h.GetSampleCount() != 1 {
+		t.Fatalf("activation histogram: %v", h)
+	}
+	if got := h.GetSampleSum(); got < 0.030 || got > elapsed.Seconds() {
+		t.Fatalf("activation latency %.4fs, want between 0.030s and %.4fs", got, elapsed.Seconds())
+	}
+	t.Logf("activation latency %.3fms", h.GetSampleSum()*1000)
+	if !strings.Contains(logBuf.String(), "activation=") {
+		t.Fatalf("activation latency not logged: %s", logBuf.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

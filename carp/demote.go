@@ -1,0 +1,214 @@
+package carp
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// DemotionDelta is what this proxy adds to net.inet.carp.demotion while it cannot serve:
+// the kernel clamps advskew + demotion to 240, so any healthy host with preemption wins.
+const DemotionDelta = 240
+
+// commandRunner runs an external command (seam for tests: the fake records argv).
+type commandRunner interface {
+	run(ctx context.Context, argv []string, stdin []byte) ([]byte, error)
+}
+
+type execRunner struct{}
+
+func (execRunner) run(ctx context.Context, argv []string, stdin []byte) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return out, fmt.Errorf("%s: %w: %s", argv[0], err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	return out, nil
+}
+
+// Demoter lowers this host's CARP priority while the proxy cannot serve, and undoes it.
+// Both calls are idempotent.
+type Demoter interface {
+	Demote(ctx context.Context) error
+	Restore(ctx context.Context) error
+}
+
+// NewDemoter returns the demoter for a mode: freebsd adds DemotionDelta to the
+// net.inet.carp.demotion sysctl (and removes exactly that later); vip writes healthFile
+// ("0" healthy, DemotionDelta demoted) for keepalived's track_file.
+func NewDemoter(mode, healthFile string) (Demoter, error) {
+	switch mode {
+	case "freebsd":
+		return &sysctlDemoter{run: execRunner{}, delta: DemotionDelta}, nil
+	case "vip":
+		if healthFile == "" {
+			return nil, fmt.Errorf("carp: carp-demote in vip mode needs carp-health-file")
+		}
+		return &fileDemoter{path: healthFile}, nil
+	}
+	return nil, fmt.Errorf("carp: carp-demote is not possible in %s mode", mode)
+}
+
+// sysctlDemoter adds its delta to the kernel's shared demotion counter once and removes
+// exactly that delta again: writing N to net.inet.carp.demotion adds N.
+type sysctlDemoter struct {
+	run   commandRunner
+	delta int
+
+	mu      sync.Mutex
+	applied bool
+}
+
+func (d *sysctlDemoter) set(ctx context.Context, n int) error {
+	argv := []string{"/sbin/sysctl", "net.inet.carp.demotion=" + strconv.Itoa(n)}
+	if _, err := d.run.run(ctx, argv, nil); err != nil {
+		return fmt.Errorf("carp: add %d to net.inet.carp.demotion: %w", n, err)
+	}
+	return nil
+}
+
+func (d *sysctlDemoter) Demote(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.applied {
+		return nil
+	}
+	if err := d.set(ctx, d.delta); err != nil {
+		return err
+	}
+	d.applied = true
+	return nil
+}
+
+func (d *sysctlDemoter) Restore(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.applied {
+		return nil
+	}
+	if err := d.set(ctx, -d.delta); err != nil {
+		return err
+	}
+	d.applied = false
+	return nil
+}
+
+// fileDemoter writes the demotion weight to a file (atomically, by rename).
+type fileDemoter struct{ path string }
+
+func (d *fileDemoter) write(n int) error {
+	tmp, err := os.CreateTemp(filepath.Dir(d.path), ".carp-health-*")
+	if err != nil {
+		return fmt.Errorf("carp: write health file %s: %w", d.path, err)
+	}
+	_, err = fmt.Fprintf(tmp, "%d\n", n)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), d.path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("carp: write health file %s: %w", d.path, err)
+	}
+	return nil
+}
+
+func (d *fileDemoter) Demote(context.Context) error  { return d.write(DemotionDelta) }
+func (d *fileDemoter) Restore(context.Context) error { return d.write(0) }
+
+// HealthMonitor demotes through Demoter once Check has failed continuously for After, and
+// restores as soon as Check succeeds again, and when Run ends.
+type HealthMonitor struct {
+	// Check returns nil while the proxy can serve.
+	Check    func(ctx context.Context) error
+	After    time.Duration
+	Interval time.Duration
+	Demoter  Demoter
+	Log      *slog.Logger
+	Metrics  *Metrics
+}
+
+// Run checks every Interval until ctx ends, then restores (with a fresh 5 s context).
+func (h *HealthMonitor) Run(ctx context.Context) error {
+	log := h.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("component", "carp")
+	// Start from a known, undemoted state (also creates the health file).
+	if err := h.Demoter.Restore(ctx); err != nil {
+		log.Error("cannot reset the demotion", "err", err)
+	}
+	var badSince time.Time
+	demoted := false
+	t := time.NewTicker(h.Interval)
+	defer t.Stop()
+	defer func() {
+		if !demoted {
+			return
+		}
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := h.Demoter.Restore(rctx); err != nil {
+			log.Error("cannot undo the demotion on shutdown", "err", err)
+			return
+		}
+		h.Metrics.setDemoted(false)
+		log.Info("demotion undone on shutdown")
+	}()
+	for {
+		cctx, cancel := context.WithTimeout(ctx, h.Interval)
+		err := h.Check(cctx)
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		now := time.Now()
+		switch {
+		case err == nil:
+			badSince = time.Time{}
+			if demoted {
+				if rerr := h.Demoter.Restore(ctx); rerr != nil {
+					log.Error("cannot undo the demotion", "err", rerr)
+				} else {
+					demoted = false
+					h.Metrics.setDemoted(false)
+					log.Info("healthy again: demotion undone")
+				}
+			}
+		case badSince.IsZero():
+			badSince = now
+			log.Warn("proxy cannot serve", "err", err, "demote_after", h.After)
+		case !demoted && now.Sub(badSince) >= h.After:
+			if derr := h.Demoter.Demote(ctx); derr != nil {
+				log.Error("cannot demote", "err", derr)
+			} else {
+				demoted = true
+				h.Metrics.setDemoted(true)
+				log.Warn("proxy unable to serve: host demoted", "for", now.Sub(badSince), "err", err, "delta", DemotionDelta)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,445 @@
+package netnslab
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+var (
+	vip   = netip.MustParseAddr("198.51.100.100")
+	hosts = []string{"host1", "host2", "host3"}
+)
+
+func hostIP(i int) string { return fmt.Sprintf("198.51.100.%d", i+1) }
+
+// buildProxy builds the daemon binary into dir.
+func buildProxy(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "redis-carp-proxy")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/redis-carp-proxy/redis-carp-proxy/cmd/redis-carp-proxy")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// opResult is one iteration of the client loop.
+type opResult struct {
+	at  time.Time
+	ok  bool
+	err string
+}
+
+// client is the bounded read/write loop in the client namespace.
+type client struct {
+	rdb *redis.Client
+
+	mu    sync.Mutex
+	acked map[string]string // acknowledged SETs
+	ops   []opResult
+}
+
+func (c *client) run(ctx context.Context, maxOps int) {
+	for i := 0; i < maxOps && ctx.Err() == nil; i++ {
+		key := fmt.Sprintf("failover:{%d}", i)
+		val := fmt.Sprintf("v%d-%d", i, time.Now().UnixNano())
+		octx, cancel := context.WithTimeout(ctx, time.Second)
+		err := c.rdb.Set(octx, key, val, 0).Err()
+		var got string
+		if err == nil {
+			c.mu.Lock()
+			c.acked[key] = val
+			c.mu.Unlock()
+			got, err = c.rdb.Get(octx, key).Result()
+			if err == nil && got != val {
+				err = fmt.Errorf("GET %s = %q right after SET %q", key, got, val)
+			}
+		}
+		cancel()
+		r := opResult{at: time.Now(), ok: err == nil}
+		if err != nil {
+			r.err = err.Error()
+		}
+		c.mu.Lock()
+		c.ops = append(c.ops, r)
+		c.mu.Unlock()
+		if err != nil {
+			// Timeouts already pace the loop; back off a little on fast errors.
+			time.Sleep(20 * time.Millisecond)
+		} else {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+// firstOKAfter returns the time of the first answered iteration that started after t.
+func (c *client) firstOKAfter(t time.Time) (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range c.ops {
+		if r.ok && r.at.After(t) {
+			return r.at, true
+		}
+	}
+	return time.Time{}, false
+}
+
+func (c *client) counts() (ok, failed int, lastErr string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range c.ops {
+		if r.ok {
+			ok++
+		} else {
+			failed++
+			lastErr = r.err
+		}
+	}
+	return
+}
+
+// metric reads one unlabelled sample from a proxy's admin /metrics inside its namespace.
+func metric(t *testing.T, lab *Lab, host int, name string) float64 {
+	t.Helper()
+	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return lab.Dial(ctx, hosts[host], network, addr)
+		}}}
+	resp, err := hc.Get("http://" + hostIP(host) + ":9479/metrics")
+	if err != nil {
+		t.Fatalf("%s metrics: %v", hosts[host], err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s metrics: %v", hosts[host], err)
+	}
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("%s metrics: no %s", hosts[host], name)
+	}
+	v, err := strconv.ParseFloat(string(m[1]), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func accepted(t *testing.T, lab *Lab, host int) float64 {
+	return metric(t, lab, host, "redis_carp_proxy_client_connections_accepted_total")
+}
+
+// activationLine returns the proxy's last "accepting clients" log line (it carries the
+// activation latency: CARP state learned → listener open).
+func activationLine(log string) string {
+	last := "(no activation logged)"
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, "active: accepting clients") {
+			last = l
+		}
+	}
+	return last
+}
+
+// waitUntil polls cond every 25 ms for at most d and returns when it first held.
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) time.Time {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		if cond() {
+			return time.Now()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// TestFailoverUcarpVIP runs three hosts (network namespaces on one bridge), each with two
+// Redis Cluster instances, ucarp and the proxy in vip mode, and a client in a fourth
+// namespace running a bounded read/write loop against VIP:6379. It stops the master's
+// ucarp (its down script removes the VIP), then takes the new master's link down, and
+// checks that the client is served by each new master, no acknowledged write is lost, a
+// BACKUP host's proxy never accepts a connection, and teardown leaves nothing behind.
+func TestFailoverUcarpVIP(t *testing.T) {
+	if why := Unavailable("ucarp", "redis-server", "redis-cli", "go"); why != "" {
+		t.Skip("end-to-end CARP failover: " + why)
+	}
+	if testing.Short() {
+		t.Skip("end-to-end CARP failover: skipped in -short mode")
+	}
+	testStart := time.Now()
+	dir := t.TempDir()
+	bin := buildProxy(t, dir)
+	ipPath, _ := exec.LookPath("ip")
+	t.Logf("proxy built in %v", time.Since(testStart).Round(time.Millisecond))
+
+	lab := New(t)
+	lab.AddNS("lan", "host1", "host2", "host3", "client")
+	lab.Bridge("lan", map[string]string{
+		"host1": "198.51.100.1/24", "host2": "198.51.100.2/24", "host3": "198.51.100.3/24",
+		"client": "198.51.100.50/24",
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Second)
+	defer cancel()
+
+	// Redis Cluster: two instances per host, bound to the host address.
+	var nodes []string
+	for i, h := range hosts {
+		for _, port := range []string{"7000", "7001"} {
+			nd := filepath.Join(dir, h+"-"+port)
+			if err := os.MkdirAll(nd, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			lab.Start(h, "redis-"+h+"-"+port, "redis-server", "--bind", hostIP(i), "--port", port,
+				"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(nd, "nodes.conf"),
+				"--cluster-node-timeout", "2000", "--dir", nd, "--save", "", "--appendonly", "no",
+				"--protected-mode", "no", "--daemonize", "no")
+			nodes = append(nodes, hostIP(i)+":"+port)
+		}
+	}
+	for i, n := range nodes {
+		host, port, _ := net.SplitHostPort(n)
+		waitUntil(t, 10*time.Second, "redis "+n, func() bool {
+			out, err := lab.Exec(ctx, hosts[i/2], "redis-cli", "-h", host, "-p", port, "ping")
+			return err == nil && strings.Contains(out, "PONG")
+		})
+	}
+	// Masters on :7000, replicas on :7001 (redis-cli puts replicas on other hosts).
+	create := []string{"redis-cli", "--cluster", "create"}
+	for _, n := range nodes {
+		if strings.HasSuffix(n, ":7000") {
+			create = append(create, n)
+		}
+	}
+	for _, n := range nodes {
+		if strings.HasSuffix(n, ":7001") {
+			create = append(create, n)
+		}
+	}
+	create = append(create, "--cluster-replicas", "1", "--cluster-yes")
+	if out, err := lab.Exec(ctx, "host1", create...); err != nil {
+		t.Fatalf("cluster create: %v\n%s", err, out)
+	}
+	for i, n := range nodes {
+		host, port, _ := net.SplitHostPort(n)
+		waitUntil(t, 15*time.Second, "cluster_state:ok on "+n, func() bool {
+			out, err := lab.Exec(ctx, hosts[i/2], "redis-cli", "-h", host, "-p", port, "cluster", "info")
+			return err == nil && strings.Contains(out, "cluster_state:ok")
+		})
+	}
+	t.Logf("cluster ok at %v", time.Since(testStart).Round(time.Millisecond))
+
+	// The proxy in vip mode on every host; all start as BACKUP (nobody holds the VIP).
+	seeds := strings.Join([]string{hostIP(0) + ":7000", hostIP(1) + ":7000", hostIP(2) + ":7000"}, ",")
+	proxies := make([]*Proc, len(hosts))
+	for i, h := range hosts {
+		proxies[i] = lab.Start(h, "proxy-"+h, bin, "--listen", vip.String()+":6379", "--carp-mode", "vip",
+			"--vip", vip.String(), "--carp-poll-interval", "250ms", "--drain-timeout", "1s",
+			"--cluster-seeds", seeds, "--admin-listen", hostIP(i)+":9479",
+			"--backend-connect-timeout", "300ms", "--backend-read-timeout", "1s", "--slotmap-refresh-interval", "1s", "--shutdown-timeout", "1s")
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, p := range proxies {
+				t.Logf("proxy %s log:\n%s", hosts[i], p.Output())
+			}
+		}
+	})
+	for i := range hosts {
+		waitUntil(t, 15*time.Second, "proxy admin on "+hosts[i], func() bool {
+			hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+				DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+					return lab.Dial(ctx, hosts[i], network, addr)
+				}}}
+			resp, err := hc.Get("http://" + hostIP(i) + ":9479/readyz")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == 200
+		})
+	}
+
+	// ucarp: the intended master first, the others 2 s later (see netns-lab-notes).
+	up := filepath.Join(dir, "vip-up.sh")
+	down := filepath.Join(dir, "vip-down.sh")
+	os.WriteFile(up, []byte("#!/bin/sh\nexec "+ipPath+" addr add \"$2/24\" dev \"$1\"\n"), 0o755)
+	os.WriteFile(down, []byte("#!/bin/sh\nexec "+ipPath+" addr del \"$2/24\" dev \"$1\"\n"), 0o755)
+	ucarps := make([]*Proc, len(hosts))
+	startUcarp := func(i int) {
+		ucarps[i] = lab.Start(hosts[i], "ucarp-"+hosts[i], "ucarp", "-i", "eth0", "-s", hostIP(i), "-v", "10",
+			"-p", "rcpfailovertest", "-a", vip.String(), "-b", "1", "-k", strconv.Itoa(50*i), "-r", "3",
+			"-u", up, "-d", down, "-x", hosts[i], "-z", "-f", "none", "-P")
+	}
+	has := func(i int) bool {
+		ok, err := lab.HasAddr(hosts[i], vip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, p := range ucarps {
+				if p != nil {
+					t.Logf("ucarp %s log:\n%s", hosts[i], p.Output())
+				}
+			}
+		}
+	})
+	startUcarp(0)
+	waitUntil(t, 10*time.Second, "VIP on host1", func() bool { return has(0) })
+	time.Sleep(2 * time.Second)
+	startUcarp(1)
+	startUcarp(2)
+	t.Logf("ucarp master host1 at %v", time.Since(testStart).Round(time.Millisecond))
+
+	// The client: a bounded loop against VIP:6379 from its own namespace. No retries by
+	// the client library: an unanswered SET is never re-sent.
+	cl := &client{acked: map[string]string{}, rdb: redis.NewClient(&redis.Options{
+		Addr: vip.String() + ":6379", Protocol: 2, DisableIdentity: true, MaxRetries: -1, PoolSize: 1,
+		DialTimeout: 500 * time.Millisecond, ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond,
+		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return lab.Dial(ctx, "client", network, addr)
+		}})}
+	defer cl.rdb.Close()
+	loopCtx, stopLoop := context.WithCancel(ctx)
+	loopDone := make(chan struct{})
+	go func() { defer close(loopDone); cl.run(loopCtx, 20000) }()
+	defer func() { stopLoop(); <-loopDone }()
+
+	waitUntil(t, 10*time.Second, "client served through host1", func() bool {
+		_, ok := cl.firstOKAfter(time.Time{})
+		return ok
+	})
+	if n := accepted(t, lab, 0); n < 1 {
+		t.Fatalf("host1 (MASTER) proxy accepted %v connections", n)
+	}
+	for _, b := range []int{1, 2} {
+		if n := accepted(t, lab, b); n != 0 {
+			t.Fatalf("BACKUP %s proxy accepted %v connections", hosts[b], n)
+		}
+	}
+	time.Sleep(time.Second)
+
+	// Failover 1: graceful stop of host1's ucarp; its down script removes the VIP.
+	t1 := time.Now()
+	if err := ucarps[0].Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	gone1 := waitUntil(t, 10*time.Second, "VIP gone from host1", func() bool { return !has(0) })
+	moved1 := waitUntil(t, 15*time.Second, "VIP on host2", func() bool { return has(1) })
+	if has(2) {
+		t.Fatal("VIP on host3 as well")
+	}
+	var served1 time.Time
+	waitUntil(t, 15*time.Second, "client served by host2", func() bool {
+		var ok bool
+		served1, ok = cl.firstOKAfter(moved1)
+		return ok
+	})
+	if n := accepted(t, lab, 1); n < 1 {
+		t.Fatalf("host2 (new MASTER) proxy accepted %v connections", n)
+	}
+	t.Logf("host2 proxy: %s", activationLine(proxies[1].Output()))
+	t.Logf("failover 1 (SIGTERM ucarp on host1): VIP left host1 after %v, on host2 after %v; VIP moved → first answered command %v",
+		gone1.Sub(t1).Round(time.Millisecond), moved1.Sub(t1).Round(time.Millisecond), served1.Sub(moved1).Round(time.Millisecond))
+
+	// Let the old master's late gratuitous ARPs pass (see netns-lab-notes) and check that
+	// host1 closed its listener and accepts no more.
+	time.Sleep(3 * time.Second)
+	if a := metric(t, lab, 0, "redis_carp_proxy_active"); a != 0 {
+		t.Fatalf("host1 proxy still active after losing the VIP")
+	}
+	host1Accepted := accepted(t, lab, 0)
+	if n := accepted(t, lab, 2); n != 0 {
+		t.Fatalf("BACKUP host3 proxy accepted %v connections", n)
+	}
+
+	// Failover 2: host2 dies (link down).
+	t2 := time.Now()
+	if err := lab.IP("-n", lab.NS("lan"), "link", "set", "p-host2", "down"); err != nil {
+		t.Fatal(err)
+	}
+	moved2 := waitUntil(t, 20*time.Second, "VIP on host3", func() bool { return has(2) })
+	var served2 time.Time
+	waitUntil(t, 20*time.Second, "client served by host3", func() bool {
+		var ok bool
+		served2, ok = cl.firstOKAfter(moved2)
+		return ok
+	})
+	if n := accepted(t, lab, 2); n < 1 {
+		t.Fatalf("host3 (new MASTER) proxy accepted %v connections", n)
+	}
+	t.Logf("host3 proxy: %s", activationLine(proxies[2].Output()))
+	t.Logf("failover 2 (host2 link down): VIP on host3 after %v; VIP moved → first answered command %v",
+		moved2.Sub(t2).Round(time.Millisecond), served2.Sub(moved2).Round(time.Millisecond))
+	if n := accepted(t, lab, 0); n != host1Accepted {
+		t.Fatalf("host1 proxy (BACKUP, ucarp stopped) accepted %v more connections", n-host1Accepted)
+	}
+	if has(0) {
+		t.Fatal("VIP back on host1")
+	}
+
+	// Let the loop run on host3 a little (the cluster fails host2's master over), then stop.
+	waitUntil(t, 15*time.Second, "client served again after the Redis failover", func() bool {
+		_, ok := cl.firstOKAfter(time.Now().Add(-100 * time.Millisecond))
+		return ok
+	})
+	time.Sleep(time.Second)
+	stopLoop()
+	<-loopDone
+	ok, failed, lastErr := cl.counts()
+	t.Logf("client loop: %d answered, %d failed (last error: %s)", ok, failed, lastErr)
+
+	// No acknowledged write lost: read every acked key back through the VIP (host3). Errors
+	// (cluster still failing over) are retried; a missing or different value is a loss.
+	cl.mu.Lock()
+	acked := make(map[string]string, len(cl.acked))
+	for k, v := range cl.acked {
+		acked[k] = v
+	}
+	cl.mu.Unlock()
+	pending := acked
+	verifyDeadline := time.Now().Add(15 * time.Second)
+	for len(pending) > 0 {
+		next := map[string]string{}
+		for k, want := range pending {
+			got, err := cl.rdb.Get(ctx, k).Result()
+			switch {
+			case err == redis.Nil:
+				t.Errorf("acknowledged write lost: %s", k)
+			case err != nil:
+				next[k] = want
+			case got != want:
+				t.Errorf("acknowledged write %s = %q, want %q", k, got, want)
+			}
+		}
+		pending = next
+		if len(pending) > 0 {
+			if time.Now().After(verifyDeadline) {
+				t.Fatalf("%d acknowledged keys unreadable after the failovers", len(pending))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	t.Logf("all %d acknowledged writes read back; test body took %v", len(acked), time.Since(testStart).Round(time.Millisecond))
+}
