@@ -13,6 +13,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// afNetlink is AF_NETLINK.
+const afNetlink = unix.AF_NETLINK
+
 func newFreeBSDSource(Config, netip.Addr) (source, error) {
 	return nil, fmt.Errorf("carp: mode freebsd: %w (%s)", ErrNotSupported, runtime.GOOS)
 }

@@ -16,4 +16,8 @@ var (
 	ErrNetlink = errors.New("netlink protocol error")
 	// ErrBadEvent: a devd line that is not a CARP event.
 	ErrBadEvent = errors.New("not a devd CARP event")
+
+	// errUnavailable marks a kernel interface this system does not offer (netlink before
+	// 14, SIOCGVH after 15): the next way of reading the state is used.
+	errUnavailable = errors.New("not offered by this kernel")
 )

@@ -1,0 +1,92 @@
+package carp
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"runtime"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// afNetlink is AF_NETLINK on FreeBSD (x/sys/unix has no FreeBSD netlink constants).
+const afNetlink = 38
+
+// devdPipe is devd's SOCK_SEQPACKET client socket: one event per read.
+const devdPipe = "/var/run/devd.seqpacket.pipe"
+
+func newFreeBSDSource(cfg Config, vip netip.Addr) (source, error) {
+	if cfg.Interface != "" {
+		if _, ok := ifName(cfg.Interface); !ok {
+			return nil, fmt.Errorf("carp: bad interface name %q", cfg.Interface)
+		}
+	}
+	k := &kernelCarp{}
+	return &freebsdSource{vip: vip, run: execRunner{}, pipe: devdPipe, ifname: cfg.Interface, vhid: cfg.VHID,
+		readNetlink: k.readNetlink, readIoctl: readIoctl}, nil
+}
+
+func newVIPSource(Config, netip.Addr) (source, error) {
+	return nil, fmt.Errorf("carp: mode vip: %w (%s); use carp-mode freebsd", ErrNotSupported, runtime.GOOS)
+}
+
+// kernelCarp reads CARP state over generic netlink, remembering the family id.
+type kernelCarp struct {
+	family uint16 // generic netlink family id of "carp", once resolved
+}
+
+func (k *kernelCarp) readNetlink(ifname string, vhid int) (State, error) {
+	sock, err := openGenl(time.Second)
+	if err != nil {
+		if errors.Is(err, unix.EAFNOSUPPORT) || errors.Is(err, unix.EPROTONOSUPPORT) {
+			return Init, fmt.Errorf("%w: %w", errUnavailable, err)
+		}
+		return Init, err
+	}
+	defer sock.Close()
+	c := &genlClient{t: sock}
+	if k.family == 0 {
+		id, err := c.familyID(carpNLFamily)
+		if err != nil {
+			if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EPROTONOSUPPORT) {
+				return Init, fmt.Errorf("%w: %w", errUnavailable, err)
+			}
+			return Init, err
+		}
+		k.family = id
+	}
+	ci, err := c.carpGet(k.family, ifname, uint32(vhid))
+	if err != nil {
+		return Init, err
+	}
+	return ci.state, nil
+}
+
+func readIoctl(ifname string, vhid int) (State, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return Init, err
+	}
+	defer unix.Close(fd)
+	cr := &carpreq{Count: 1, VHID: int32(vhid)}
+	ifr := &ifreqCarp{Data: cr}
+	ifr.Name, _ = ifName(ifname)
+	_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), siocgvh, uintptr(unsafe.Pointer(ifr)))
+	runtime.KeepAlive(ifr)
+	runtime.KeepAlive(cr)
+	switch e {
+	case 0:
+	case unix.ENOTTY, unix.EOPNOTSUPP, unix.ENOSYS:
+		return Init, fmt.Errorf("%w: %w", errUnavailable, e)
+	case unix.ENOENT:
+		return Init, ErrNoVHID
+	default:
+		return Init, e
+	}
+	if cr.VHID != int32(vhid) {
+		return Init, ErrNoVHID
+	}
+	return State(cr.State), nil
+}

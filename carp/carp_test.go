@@ -1,0 +1,447 @@
+package carp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// fakeRunner records argv and answers from a table keyed by the joined argv.
+type fakeRunner struct {
+	mu      sync.Mutex
+	calls   []string
+	answers map[string]string
+	fail    map[string]error
+}
+
+func (f *fakeRunner) run(_ context.Context, argv []string, _ []byte) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	cmd := strings.Join(argv, " ")
+	f.calls = append(f.calls, cmd)
+	if err := f.fail[cmd]; err != nil {
+		return nil, err
+	}
+	return []byte(f.answers[cmd]), nil
+}
+
+func (f *fakeRunner) log() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return strings.Join(f.calls, "\n") + "\n"
+}
+
+// scripted is a source whose state the test sets; watch kicks on demand.
+type scripted struct {
+	mu      sync.Mutex
+	state   State
+	err     error
+	reads   int
+	kicks   chan struct{}
+	watchFn func(ctx context.Context, kick chan<- struct{}) error
+}
+
+func (s *scripted) set(st State, err error) {
+	s.mu.Lock()
+	s.state, s.err = st, err
+	s.mu.Unlock()
+}
+
+func (s *scripted) read(context.Context) (State, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reads++
+	return s.state, s.err
+}
+
+func (s *scripted) watch(ctx context.Context, kick chan<- struct{}) error {
+	if s.watchFn != nil {
+		return s.watchFn(ctx, kick)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.kicks:
+			kickNow(kick)
+		}
+	}
+}
+
+func recv(t *testing.T, ch <-chan Change, within time.Duration) Change {
+	t.Helper()
+	select {
+	case c := <-ch:
+		return c
+	case <-time.After(within):
+		t.Fatalf("no state change within %v", within)
+	}
+	return Change{}
+}
+
+func noChange(t *testing.T, ch <-chan Change, d time.Duration) {
+	t.Helper()
+	select {
+	case c := <-ch:
+		t.Fatalf("unexpected change to %v", c.State)
+	case <-time.After(d):
+	}
+}
+
+func runPoller(t *testing.T, src source, poll time.Duration) <-chan Change {
+	p := &poller{src: src, cfg: Config{PollInterval: poll, Log: quietLog(), Metrics: NewMetrics(nil)}, label: "test"}
+	ch := make(chan Change)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx, ch) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return ch
+}
+
+func TestPollerEventsAndDedup(t *testing.T) {
+	src := &scripted{state: Backup, kicks: make(chan struct{})}
+	ch := runPoller(t, src, time.Hour) // events only: no poll in this test
+	if c := recv(t, ch, time.Second); c.State != Backup || c.At.IsZero() {
+		t.Fatalf("initial %+v", c)
+	}
+	src.set(Master, nil)
+	start := time.Now()
+	src.kicks <- struct{}{}
+	if c := recv(t, ch, time.Second); c.State != Master {
+		t.Fatalf("after event: %v", c.State)
+	}
+	t.Logf("event → change in %v", time.Since(start))
+	// Same state again: no change reported.
+	src.kicks <- struct{}{}
+	noChange(t, ch, 50*time.Millisecond)
+	// A read error counts as INIT: never serve on a state we cannot read.
+	src.set(Master, errors.New("boom"))
+	src.kicks <- struct{}{}
+	if c := recv(t, ch, time.Second); c.State != Init {
+		t.Fatalf("after read error: %v", c.State)
+	}
+	src.set(Master, nil)
+	src.kicks <- struct{}{}
+	if c := recv(t, ch, time.Second); c.State != Master {
+		t.Fatalf("after recovery: %v", c.State)
+	}
+}
+
+func TestPollerSafetyNet(t *testing.T) {
+	// No events at all (devd gone): polling alone finds the change.
+	src := &scripted{state: Backup, watchFn: func(ctx context.Context, _ chan<- struct{}) error {
+		<-ctx.Done()
+		return nil
+	}}
+	ch := runPoller(t, src, 20*time.Millisecond)
+	recv(t, ch, time.Second)
+	src.set(Master, nil)
+	if c := recv(t, ch, time.Second); c.State != Master {
+		t.Fatalf("poll: %v", c.State)
+	}
+}
+
+func TestStaticWatcher(t *testing.T) {
+	w, err := New(Config{Mode: "static", Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan Change, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- w.Run(ctx, ch) }()
+	if c := recv(t, ch, time.Second); c.State != Master {
+		t.Fatalf("static: %v", c.State)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	if _, err := New(Config{Mode: "vip"}); !errors.Is(err, ErrNoVIP) {
+		t.Errorf("vip without address: %v", err)
+	}
+	if _, err := New(Config{Mode: "freebsd", VHID: 0}); !errors.Is(err, ErrNoVIP) {
+		t.Errorf("freebsd without vip or vhid: %v", err)
+	}
+	if _, err := New(Config{Mode: "carp"}); err == nil {
+		t.Error("unknown mode accepted")
+	}
+	if _, err := New(Config{Mode: "vip", VIP: "not-an-ip"}); err == nil {
+		t.Error("bad vip accepted")
+	}
+}
+
+// listenDevd is a stand-in devd: a real SOCK_SEQPACKET socket (Linux has them too).
+func listenDevd(t *testing.T) (string, *net.UnixListener) {
+	path := filepath.Join(t.TempDir(), "devd.seqpacket.pipe")
+	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
+	if err != nil {
+		t.Skipf("no SOCK_SEQPACKET here: %v", err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return path, ln
+}
+
+func TestFreeBSDSourceDevdAndFallbacks(t *testing.T) {
+	path, ln := listenDevd(t)
+	fr := &fakeRunner{answers: map[string]string{
+		"/sbin/ifconfig -a": golden(t, "ifconfig-a-14.txt"),
+	}}
+	var kernelState State = Backup
+	var mu sync.Mutex
+	unavailable := func(string, int) (State, error) { return Init, fmt.Errorf("%w: ENOTTY", errUnavailable) }
+	src := &freebsdSource{vip: netip.MustParseAddr("198.51.100.100"), run: fr, pipe: path,
+		readNetlink: func(ifname string, vhid int) (State, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if ifname != "em1" || vhid != 10 {
+				return Init, fmt.Errorf("asked for %s vhid %d", ifname, vhid)
+			}
+			return kernelState, nil
+		},
+		readIoctl: unavailable}
+	ch := runPoller(t, src, time.Hour)
+	if c := recv(t, ch, 2*time.Second); c.State != Backup {
+		t.Fatalf("initial %v", c.State)
+	}
+	conn, err := ln.AcceptUnix()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	kernelState = Master
+	mu.Unlock()
+	// Other devd records and other vhids do not trigger a read; ours does.
+	conn.Write([]byte("!system=IFNET subsystem=em1 type=LINK_UP\n"))
+	conn.Write([]byte("!system=CARP subsystem=20@em1 type=MASTER\n"))
+	noChange(t, ch, 100*time.Millisecond)
+	start := time.Now()
+	conn.Write([]byte("!system=CARP subsystem=10@em1 type=MASTER\n"))
+	if c := recv(t, ch, time.Second); c.State != Master {
+		t.Fatalf("after devd event: %v", c.State)
+	}
+	t.Logf("devd event → MASTER in %v", time.Since(start))
+
+	// devd restarts: the state changed while it was gone; after reconnecting the watcher
+	// re-reads it without any event.
+	conn.Close()
+	mu.Lock()
+	kernelState = Backup
+	mu.Unlock()
+	conn2, err := ln.AcceptUnix() // the reconnect (after watchRetry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn2.Close()
+	if c := recv(t, ch, 2*watchRetry); c.State != Backup {
+		t.Fatalf("after reconnect: %v", c.State)
+	}
+	// The vhid was found once from the VIP with ifconfig -a, and nothing else ran.
+	if got, want := fr.log(), "/sbin/ifconfig -a\n"; got != want {
+		t.Fatalf("commands:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestFreeBSDSourceFallbackToIfconfig(t *testing.T) {
+	fr := &fakeRunner{answers: map[string]string{"/sbin/ifconfig em0": golden(t, "ifconfig-14.txt")}}
+	unavailable := func(string, int) (State, error) { return Init, fmt.Errorf("%w: EAFNOSUPPORT", errUnavailable) }
+	src := &freebsdSource{vip: netip.MustParseAddr("2001:db8::100"), run: fr, ifname: "em0",
+		readNetlink: unavailable, readIoctl: unavailable}
+	for i := 0; i < 2; i++ {
+		st, err := src.read(context.Background())
+		if err != nil || st != Master {
+			t.Fatalf("read %d: %v %v", i, st, err)
+		}
+	}
+	if !src.noNetlink || !src.noIoctl {
+		t.Fatal("unavailable methods not remembered")
+	}
+	want := "/sbin/ifconfig em0\n/sbin/ifconfig em0\n/sbin/ifconfig em0\n"
+	if got := fr.log(); got != want {
+		t.Fatalf("commands:\n%s\nwant:\n%s", got, want)
+	}
+
+	// A real kernel error (not "unavailable") is reported, as INIT, without falling back.
+	src = &freebsdSource{ifname: "em0", vhid: 10, run: fr,
+		readNetlink: func(string, int) (State, error) { return Init, ErrNoVHID },
+		readIoctl:   unavailable}
+	if st, err := src.read(context.Background()); st != Init || !errors.Is(err, ErrNoVHID) ||
+		!strings.Contains(err.Error(), "read em0 vhid 10") {
+		t.Fatalf("kernel error: %v %v", st, err)
+	}
+	// FreeBSD 13 output, vhid found from the VIP on the configured interface.
+	src = &freebsdSource{vip: netip.MustParseAddr("198.51.100.100"), ifname: "em0", run: fr,
+		readNetlink: unavailable, readIoctl: unavailable}
+	fr.answers["/sbin/ifconfig em0"] = golden(t, "ifconfig-13.txt")
+	if st, err := src.read(context.Background()); err != nil || st != Master || src.vhid != 10 {
+		t.Fatalf("13: %v %v vhid %d", st, err, src.vhid)
+	}
+	// Configured vhid that disagrees with the VIP's: an error, not a guess.
+	fr.answers["/sbin/ifconfig -a"] = golden(t, "ifconfig-13.txt")
+	src2 := &freebsdSource{vip: netip.MustParseAddr("198.51.100.100"), run: fr, vhid: 20,
+		readNetlink: unavailable, readIoctl: unavailable}
+	if _, err := src2.read(context.Background()); err == nil || !strings.Contains(err.Error(), "configured carp-vhid is 20") {
+		t.Fatalf("vhid mismatch: %v", err)
+	}
+}
+
+func TestWatchDevdEnds(t *testing.T) {
+	path, ln := listenDevd(t)
+	kick := make(chan struct{}, 1)
+	done := make(chan error, 1)
+	go func() { done <- watchDevd(context.Background(), path, func(devdEvent) bool { return true }, kick) }()
+	conn, err := ln.AcceptUnix()
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-kick // the kick right after connecting
+	conn.Write([]byte("!system=CARP subsystem=1@em0 type=BACKUP\n"))
+	select {
+	case <-kick:
+	case <-time.After(time.Second):
+		t.Fatal("no kick for a CARP event")
+	}
+	conn.Close()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("watchDevd returned nil after devd closed")
+		}
+	case <-time.After(time.Second):
+		t.Fatal("watchDevd did not return after devd closed")
+	}
+	// devd not running: a connect error.
+	os.Remove(path)
+	if err := watchDevd(context.Background(), path, nil, kick); !errors.Is(err, syscall.ENOENT) {
+		t.Fatalf("no devd: %v", err)
+	}
+}
+
+func TestSysctlDemoter(t *testing.T) {
+	fr := &fakeRunner{}
+	d := &sysctlDemoter{run: fr, delta: DemotionDelta}
+	ctx := context.Background()
+	d.Restore(ctx) // nothing applied: nothing to undo
+	d.Demote(ctx)
+	d.Demote(ctx) // already applied: the delta is added once
+	d.Restore(ctx)
+	d.Restore(ctx)
+	want := "/sbin/sysctl net.inet.carp.demotion=240\n/sbin/sysctl net.inet.carp.demotion=-240\n"
+	if got := fr.log(); got != want {
+		t.Fatalf("commands:\n%s\nwant:\n%s", got, want)
+	}
+	// A failed sysctl leaves the demoter undemoted, so the delta is never removed twice.
+	fr = &fakeRunner{fail: map[string]error{"/sbin/sysctl net.inet.carp.demotion=240": errors.New("permission denied")}}
+	d = &sysctlDemoter{run: fr, delta: DemotionDelta}
+	if err := d.Demote(ctx); err == nil || !strings.Contains(err.Error(), "net.inet.carp.demotion") {
+		t.Fatalf("failed demote: %v", err)
+	}
+	d.Restore(ctx)
+	if got, want := fr.log(), "/sbin/sysctl net.inet.carp.demotion=240\n"; got != want {
+		t.Fatalf("commands:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestHealthMonitor(t *testing.T) {
+	fr := &fakeRunner{}
+	var healthy sync.Mutex
+	ok := true
+	setOK := func(v bool) { healthy.Lock(); ok = v; healthy.Unlock() }
+	check := func(context.Context) error {
+		healthy.Lock()
+		defer healthy.Unlock()
+		if !ok {
+			return errors.New("no seed reachable")
+		}
+		return nil
+	}
+	m := NewMetrics(nil)
+	h := &HealthMonitor{Check: check, After: 100 * time.Millisecond, Interval: 10 * time.Millisecond,
+		Demoter: &sysctlDemoter{run: fr, delta: DemotionDelta}, Log: quietLog(), Metrics: m}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- h.Run(ctx) }()
+	waitCalls := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(3 * time.Second)
+		for {
+			fr.mu.Lock()
+			got := len(fr.calls)
+			fr.mu.Unlock()
+			if got >= n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("want %d commands, have:\n%s", n, fr.log())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	// Short unhealthiness (shorter than After) does not demote.
+	setOK(false)
+	time.Sleep(30 * time.Millisecond)
+	setOK(true)
+	time.Sleep(150 * time.Millisecond)
+	if got := fr.log(); got != "\n" {
+		t.Fatalf("demoted on a short blip:\n%s", got)
+	}
+	setOK(false)
+	waitCalls(1)
+	setOK(true)
+	waitCalls(2)
+	setOK(false)
+	waitCalls(3)
+	cancel() // shutdown while demoted: the delta is removed
+	<-done
+	want := strings.Repeat("/sbin/sysctl net.inet.carp.demotion=240\n/sbin/sysctl net.inet.carp.demotion=-240\n", 2)
+	if got := fr.log(); got != want {
+		t.Fatalf("commands:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestFileDemoter(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "health")
+	d, err := NewDemoter("vip", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func() string { b, _ := os.ReadFile(path); return string(b) }
+	d.Restore(context.Background())
+	if read() != "0\n" {
+		t.Fatalf("healthy file %q", read())
+	}
+	d.Demote(context.Background())
+	if read() != "240\n" {
+		t.Fatalf("demoted file %q", read())
+	}
+	if _, err := NewDemoter("vip", ""); err == nil {
+		t.Fatal("vip demotion without a health file accepted")
+	}
+	if _, err := NewDemoter("static", ""); err == nil {
+		t.Fatal("static demotion accepted")
+	}
+	if err := (&fileDemoter{path: "/nonexistent-dir/health"}).Demote(context.Background()); err == nil {
+		t.Fatal("unwritable health file: no error")
+	}
+}

@@ -1,0 +1,137 @@
+package carp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+)
+
+// freebsdSource reads the kernel's CARP state of one vhid: netlink (14+), else the
+// SIOCGVH ioctl (13, removed in 16), else `ifconfig IFNAME`. It learns the interface and
+// vhid from the VIP (ifconfig's address lines) when they are not configured.
+type freebsdSource struct {
+	vip  netip.Addr
+	run  commandRunner
+	pipe string
+	// The kernel readers (carp_freebsd.go); errUnavailable makes the next one be used.
+	readNetlink, readIoctl func(ifname string, vhid int) (State, error)
+
+	mu        sync.Mutex
+	ifname    string
+	vhid      int
+	noNetlink bool // netlink (or its carp family) is absent: skip it
+	noIoctl   bool // SIOCGVH is refused: skip it
+}
+
+// resolve finds the interface and vhid of the VIP if they are not known yet.
+func (s *freebsdSource) resolve(ctx context.Context) error {
+	if s.ifname != "" && s.vhid != 0 {
+		return nil
+	}
+	argv := []string{"/sbin/ifconfig", "-a"}
+	if s.ifname != "" {
+		argv = []string{"/sbin/ifconfig", s.ifname}
+	}
+	out, err := s.run.run(ctx, argv, nil)
+	if err != nil {
+		return fmt.Errorf("carp: find the vhid of %s: %w", s.vip, err)
+	}
+	ifname, vhid, err := findVHID(string(out), s.vip)
+	if err != nil {
+		return fmt.Errorf("carp: find the vhid of %s: %w", s.vip, err)
+	}
+	if s.vhid != 0 && s.vhid != vhid {
+		return fmt.Errorf("carp: %s has vhid %d on %s, configured carp-vhid is %d", s.vip, vhid, ifname, s.vhid)
+	}
+	s.ifname, s.vhid = ifname, vhid
+	return nil
+}
+
+func (s *freebsdSource) read(ctx context.Context) (State, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.resolve(ctx); err != nil {
+		return Init, err
+	}
+	if !s.noNetlink {
+		st, err := s.readNetlink(s.ifname, s.vhid)
+		if err == nil {
+			return st, nil
+		}
+		if !errors.Is(err, errUnavailable) {
+			return Init, fmt.Errorf("carp: read %s vhid %d (netlink): %w", s.ifname, s.vhid, err)
+		}
+		s.noNetlink = true
+	}
+	if !s.noIoctl {
+		st, err := s.readIoctl(s.ifname, s.vhid)
+		if err == nil {
+			return st, nil
+		}
+		if !errors.Is(err, errUnavailable) {
+			return Init, fmt.Errorf("carp: read %s vhid %d (SIOCGVH): %w", s.ifname, s.vhid, err)
+		}
+		s.noIoctl = true
+	}
+	out, err := s.run.run(ctx, []string{"/sbin/ifconfig", s.ifname}, nil)
+	if err != nil {
+		return Init, fmt.Errorf("carp: read %s vhid %d (ifconfig): %w", s.ifname, s.vhid, err)
+	}
+	c, err := parseIfconfigCarp(string(out), s.vhid)
+	if err != nil {
+		return Init, fmt.Errorf("carp: read %s vhid %d: %w", s.ifname, s.vhid, err)
+	}
+	return c.state, nil
+}
+
+// watch follows devd's CARP events for our vhid; it returns when devd goes away (the
+// poller reconnects later and re-reads the state).
+func (s *freebsdSource) watch(ctx context.Context, kick chan<- struct{}) error {
+	return watchDevd(ctx, s.pipe, func(ev devdEvent) bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.vhid == 0 || ev.vhid == s.vhid && ev.ifname == s.ifname
+	}, kick)
+}
+
+// watchDevd reads devd's SOCK_SEQPACKET socket at path (one record per read) and kicks
+// on every CARP event that match accepts, and once right after connecting (events may
+// have been missed before). It returns when the connection ends.
+func watchDevd(ctx context.Context, path string, match func(devdEvent) bool, kick chan<- struct{}) error {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unixpacket", path)
+	if err != nil {
+		return fmt.Errorf("carp: connect to devd: %w", err)
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-stop:
+		}
+		conn.Close()
+	}()
+	// Events may have been missed before this connection existed.
+	kickNow(kick)
+	buf := make([]byte, 8192)
+	for {
+		n, err := conn.Read(buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("carp: devd connection: %w", err)
+		}
+		ev, err := parseDevdEvent(string(buf[:n]))
+		if err != nil {
+			continue
+		}
+		if match(ev) {
+			kickNow(kick)
+		}
+	}
+}
