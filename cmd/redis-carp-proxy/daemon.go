@@ -52,6 +52,11 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// CARP configuration errors are reported before anything starts.
+	cw, err := newCarp(cfg, log, reg)
+	if err != nil {
+		return err
+	}
 	srv := proxy.NewServer(cfg, log, reg)
 
 	startCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -74,7 +79,7 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 		defer adm.Close()
 	}
 
-	err = serveGated(ctx, cfg, srv, reg, log)
+	err = serveGated(ctx, cfg, cw, srv, reg, log)
 	srv.Close()
 	return err
 }
@@ -82,13 +87,7 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 // serveGated serves the client listener only while the CARP watcher reports MASTER (always
 // in static mode), through internal/gate, until ctx ends. On BACKUP the proxy keeps its
 // slot map and backend connections warm, so taking over costs milliseconds.
-func serveGated(ctx context.Context, cfg *config.Config, srv *proxy.Server, reg prometheus.Registerer, log *slog.Logger) error {
-	cm := carp.NewMetrics(reg)
-	w, err := carp.New(carp.Config{Mode: cfg.CarpMode, Interface: cfg.CarpInterface, VHID: cfg.CarpVHID,
-		VIP: cfg.VIP, PollInterval: cfg.CarpPollInterval, Log: log, Metrics: cm})
-	if err != nil {
-		return err
-	}
+func serveGated(ctx context.Context, cfg *config.Config, cw *carpParts, srv *proxy.Server, reg prometheus.Registerer, log *slog.Logger) error {
 	g := &gate.Gate{Addr: cfg.Listen, Server: srv, Drain: cfg.DrainTimeout,
 		Log: log.With("component", "gate"), Metrics: gate.NewMetrics(reg)}
 	if cfg.CarpMode == "static" {
@@ -99,6 +98,11 @@ func serveGated(ctx context.Context, cfg *config.Config, srv *proxy.Server, reg 
 			return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 		}
 		first := ln
+		defer func() {
+			if first != nil { // never handed to the gate (stopped before the first state)
+				first.Close()
+			}
+		}()
 		g.Listen = func(ctx context.Context, addr string) (net.Listener, error) {
 			if first != nil {
 				ln, first = first, nil
@@ -114,7 +118,7 @@ func serveGated(ctx context.Context, cfg *config.Config, srv *proxy.Server, reg 
 	changes := make(chan carp.Change)
 	wants := make(chan gate.Want)
 	watchErr := make(chan error, 1)
-	go func() { watchErr <- w.Run(ctx, changes) }()
+	go func() { watchErr <- cw.watcher.Run(ctx, changes) }()
 	go func() {
 		for {
 			select {
@@ -129,13 +133,9 @@ func serveGated(ctx context.Context, cfg *config.Config, srv *proxy.Server, reg 
 			}
 		}
 	}()
-	if cfg.CarpDemote {
-		d, err := carp.NewDemoter(cfg.CarpMode, cfg.CarpHealthFile)
-		if err != nil {
-			return err
-		}
+	if cw.demoter != nil {
 		hm := &carp.HealthMonitor{Check: clusterHealth(cfg), After: cfg.CarpDemoteAfter,
-			Interval: time.Second, Demoter: d, Log: log, Metrics: cm}
+			Interval: time.Second, Demoter: cw.demoter, Log: log, Metrics: cw.metrics}
 		done := make(chan struct{})
 		go func() { defer close(done); hm.Run(ctx) }()
 		// The demotion is undone before the process exits.
@@ -148,6 +148,34 @@ func serveGated(ctx context.Context, cfg *config.Config, srv *proxy.Server, reg 
 		return err
 	}
 	return gateErr
+}
+
+// carpParts are the CARP watcher and, with carp-demote, the demoter.
+type carpParts struct {
+	watcher carp.Watcher
+	demoter carp.Demoter
+	metrics *carp.Metrics
+}
+
+func newCarp(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*carpParts, error) {
+	cm := carp.NewMetrics(reg)
+	w, err := carp.New(carp.Config{Mode: cfg.CarpMode, Interface: cfg.CarpInterface, VHID: cfg.CarpVHID,
+		VIP: cfg.VIP, PollInterval: cfg.CarpPollInterval, Log: log, Metrics: cm})
+	if err != nil {
+		return nil, err
+	}
+	cw := &carpParts{watcher: w, metrics: cm}
+	if cfg.CarpDemote {
+		if cw.demoter, err = carp.NewDemoter(cfg.CarpMode, cfg.CarpHealthFile); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.CarpMode != "static" && cfg.VIP != "" {
+		if host, _, err := net.SplitHostPort(cfg.Listen); err == nil && host != cfg.VIP {
+			log.Warn("listen is not on the VIP: clients reaching the VIP will not find the proxy", "listen", cfg.Listen, "vip", cfg.VIP)
+		}
+	}
+	return cw, nil
 }
 
 // clusterHealth returns a check that passes while some seed answers CLUSTER INFO with

@@ -81,7 +81,7 @@ func (c *client) run(ctx context.Context, maxOps int) {
 		c.mu.Unlock()
 		if err != nil {
 			// Timeouts already pace the loop; back off a little on fast errors.
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(10 * time.Millisecond)
 		} else {
 			time.Sleep(5 * time.Millisecond)
 		}
@@ -145,16 +145,29 @@ func accepted(t *testing.T, lab *Lab, host int) float64 {
 	return metric(t, lab, host, "redis_carp_proxy_client_connections_accepted_total")
 }
 
-// activationLine returns the proxy's last "accepting clients" log line (it carries the
-// activation latency: CARP state learned → listener open).
-func activationLine(log string) string {
-	last := "(no activation logged)"
+// logActivation logs the proxy's last "accepting clients" line: its activation latency
+// (CARP state learned → listener open) and when it opened relative to the test seeing
+// the VIP arrive (negative: before; the test polls every 25 ms).
+func logActivation(t *testing.T, host, log string, vipSeen time.Time) {
+	t.Helper()
+	var last string
 	for _, l := range strings.Split(log, "\n") {
 		if strings.Contains(l, "active: accepting clients") {
 			last = l
 		}
 	}
-	return last
+	m := regexp.MustCompile(`^time=(\S+) .* activation=(\S+)`).FindStringSubmatch(last)
+	if m == nil {
+		t.Errorf("%s proxy logged no activation", host)
+		return
+	}
+	at, err := time.Parse(time.RFC3339Nano, m[1])
+	if err != nil {
+		t.Errorf("%s proxy log time %q: %v", host, m[1], err)
+		return
+	}
+	t.Logf("%s proxy: activation latency %s; listener open %v after the test saw the VIP arrive",
+		host, m[2], at.Sub(vipSeen).Round(time.Millisecond))
 }
 
 // waitUntil polls cond every 25 ms for at most d and returns when it first held.
@@ -316,7 +329,7 @@ func TestFailoverUcarpVIP(t *testing.T) {
 	// the client library: an unanswered SET is never re-sent.
 	cl := &client{acked: map[string]string{}, rdb: redis.NewClient(&redis.Options{
 		Addr: vip.String() + ":6379", Protocol: 2, DisableIdentity: true, MaxRetries: -1, PoolSize: 1,
-		DialTimeout: 500 * time.Millisecond, ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond,
+		DialTimeout: 250 * time.Millisecond, DialerRetries: 1, ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond,
 		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			return lab.Dial(ctx, "client", network, addr)
 		}})}
@@ -359,7 +372,7 @@ func TestFailoverUcarpVIP(t *testing.T) {
 	if n := accepted(t, lab, 1); n < 1 {
 		t.Fatalf("host2 (new MASTER) proxy accepted %v connections", n)
 	}
-	t.Logf("host2 proxy: %s", activationLine(proxies[1].Output()))
+	logActivation(t, "host2", proxies[1].Output(), moved1)
 	t.Logf("failover 1 (SIGTERM ucarp on host1): VIP left host1 after %v, on host2 after %v; VIP moved → first answered command %v",
 		gone1.Sub(t1).Round(time.Millisecond), moved1.Sub(t1).Round(time.Millisecond), served1.Sub(moved1).Round(time.Millisecond))
 
@@ -389,7 +402,7 @@ func TestFailoverUcarpVIP(t *testing.T) {
 	if n := accepted(t, lab, 2); n < 1 {
 		t.Fatalf("host3 (new MASTER) proxy accepted %v connections", n)
 	}
-	t.Logf("host3 proxy: %s", activationLine(proxies[2].Output()))
+	logActivation(t, "host3", proxies[2].Output(), moved2)
 	t.Logf("failover 2 (host2 link down): VIP on host3 after %v; VIP moved → first answered command %v",
 		moved2.Sub(t2).Round(time.Millisecond), served2.Sub(moved2).Round(time.Millisecond))
 	if n := accepted(t, lab, 0); n != host1Accepted {
