@@ -170,6 +170,34 @@ func logActivation(t *testing.T, host, log string, vipSeen time.Time) {
 		host, m[2], at.Sub(vipSeen).Round(time.Millisecond))
 }
 
+// probe dials VIP:6379 afresh from the client namespace every 10 ms and sends PING until a
+// +PONG comes back (at most d): the time the VIP is served again, without a client
+// library's reconnect backoff in the way.
+func probe(t *testing.T, lab *Lab, d time.Duration) time.Time {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		c, err := lab.Dial(ctx, "client", "tcp", vip.String()+":6379")
+		cancel()
+		if err == nil {
+			c.SetDeadline(time.Now().Add(200 * time.Millisecond))
+			buf := make([]byte, 7)
+			_, err = c.Write([]byte("PING\r\n"))
+			if err == nil {
+				_, err = io.ReadFull(c, buf)
+			}
+			c.Close()
+			if err == nil && string(buf) == "+PONG\r\n" {
+				return time.Now()
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("VIP not served within %v", d)
+	return time.Time{}
+}
+
 // waitUntil polls cond every 25 ms for at most d and returns when it first held.
 func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) time.Time {
 	t.Helper()
@@ -224,7 +252,7 @@ func TestFailoverUcarpVIP(t *testing.T) {
 			lab.Start(h, "redis-"+h+"-"+port, "redis-server", "--bind", hostIP(i), "--port", port,
 				"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(nd, "nodes.conf"),
 				"--cluster-node-timeout", "2000", "--dir", nd, "--save", "", "--appendonly", "no",
-				"--protected-mode", "no", "--daemonize", "no")
+				"--protected-mode", "no", "--daemonize", "no", "--shutdown-timeout", "0")
 			nodes = append(nodes, hostIP(i)+":"+port)
 		}
 	}
@@ -296,10 +324,14 @@ func TestFailoverUcarpVIP(t *testing.T) {
 	down := filepath.Join(dir, "vip-down.sh")
 	os.WriteFile(up, []byte("#!/bin/sh\nexec "+ipPath+" addr add \"$2/24\" dev \"$1\"\n"), 0o755)
 	os.WriteFile(down, []byte("#!/bin/sh\nexec "+ipPath+" addr del \"$2/24\" dev \"$1\"\n"), 0o755)
+	// advskew 0/50/200: host2 declares itself master after 3*(1+50/256) = 3.6 s without
+	// adverts, host3 only after 5.3 s, so host3 sees host2's adverts first even when
+	// libpcap hands them over late.
+	advskew := []int{0, 50, 200}
 	ucarps := make([]*Proc, len(hosts))
 	startUcarp := func(i int) {
 		ucarps[i] = lab.Start(hosts[i], "ucarp-"+hosts[i], "ucarp", "-i", "eth0", "-s", hostIP(i), "-v", "10",
-			"-p", "rcpfailovertest", "-a", vip.String(), "-b", "1", "-k", strconv.Itoa(50*i), "-r", "3",
+			"-p", "rcpfailovertest", "-a", vip.String(), "-b", "1", "-k", strconv.Itoa(advskew[i]), "-r", "3",
 			"-u", up, "-d", down, "-x", hosts[i], "-z", "-f", "none", "-P")
 	}
 	has := func(i int) bool {
@@ -350,6 +382,9 @@ func TestFailoverUcarpVIP(t *testing.T) {
 		if n := accepted(t, lab, b); n != 0 {
 			t.Fatalf("BACKUP %s proxy accepted %v connections", hosts[b], n)
 		}
+		if strings.Contains(proxies[b].Output(), "active: accepting clients") {
+			t.Fatalf("BACKUP %s proxy opened its listener", hosts[b])
+		}
 	}
 	time.Sleep(time.Second)
 
@@ -363,6 +398,7 @@ func TestFailoverUcarpVIP(t *testing.T) {
 	if has(2) {
 		t.Fatal("VIP on host3 as well")
 	}
+	pong1 := probe(t, lab, 10*time.Second)
 	var served1 time.Time
 	waitUntil(t, 15*time.Second, "client served by host2", func() bool {
 		var ok bool
@@ -373,8 +409,9 @@ func TestFailoverUcarpVIP(t *testing.T) {
 		t.Fatalf("host2 (new MASTER) proxy accepted %v connections", n)
 	}
 	logActivation(t, "host2", proxies[1].Output(), moved1)
-	t.Logf("failover 1 (SIGTERM ucarp on host1): VIP left host1 after %v, on host2 after %v; VIP moved → first answered command %v",
-		gone1.Sub(t1).Round(time.Millisecond), moved1.Sub(t1).Round(time.Millisecond), served1.Sub(moved1).Round(time.Millisecond))
+	t.Logf("failover 1 (SIGTERM ucarp on host1): VIP left host1 after %v, on host2 after %v; VIP moved → first answered command: fresh-connection probe %v, client loop %v",
+		gone1.Sub(t1).Round(time.Millisecond), moved1.Sub(t1).Round(time.Millisecond),
+		pong1.Sub(moved1).Round(time.Millisecond), served1.Sub(moved1).Round(time.Millisecond))
 
 	// Let the old master's late gratuitous ARPs pass (see netns-lab-notes) and check that
 	// host1 closed its listener and accepts no more.
@@ -387,12 +424,17 @@ func TestFailoverUcarpVIP(t *testing.T) {
 		t.Fatalf("BACKUP host3 proxy accepted %v connections", n)
 	}
 
+	if strings.Contains(proxies[2].Output(), "active: accepting clients") {
+		t.Fatal("BACKUP host3 proxy opened its listener")
+	}
+
 	// Failover 2: host2 dies (link down).
 	t2 := time.Now()
 	if err := lab.IP("-n", lab.NS("lan"), "link", "set", "p-host2", "down"); err != nil {
 		t.Fatal(err)
 	}
 	moved2 := waitUntil(t, 20*time.Second, "VIP on host3", func() bool { return has(2) })
+	pong2 := probe(t, lab, 10*time.Second)
 	var served2 time.Time
 	waitUntil(t, 20*time.Second, "client served by host3", func() bool {
 		var ok bool
@@ -403,8 +445,8 @@ func TestFailoverUcarpVIP(t *testing.T) {
 		t.Fatalf("host3 (new MASTER) proxy accepted %v connections", n)
 	}
 	logActivation(t, "host3", proxies[2].Output(), moved2)
-	t.Logf("failover 2 (host2 link down): VIP on host3 after %v; VIP moved → first answered command %v",
-		moved2.Sub(t2).Round(time.Millisecond), served2.Sub(moved2).Round(time.Millisecond))
+	t.Logf("failover 2 (host2 link down): VIP on host3 after %v; VIP moved → first answered command: fresh-connection probe %v, client loop %v",
+		moved2.Sub(t2).Round(time.Millisecond), pong2.Sub(moved2).Round(time.Millisecond), served2.Sub(moved2).Round(time.Millisecond))
 	if n := accepted(t, lab, 0); n != host1Accepted {
 		t.Fatalf("host1 proxy (BACKUP, ucarp stopped) accepted %v more connections", n-host1Accepted)
 	}

@@ -192,16 +192,18 @@ func (p *Proc) Signal(sig syscall.Signal) error {
 	return p.cmd.Process.Signal(sig)
 }
 
-// Stop sends SIGTERM and waits up to grace, then SIGKILLs; it returns when reaped.
-func (p *Proc) Stop(grace time.Duration) {
+// Stop sends SIGTERM and waits up to grace, then SIGKILLs; it returns when reaped and
+// reports whether SIGKILL was needed.
+func (p *Proc) Stop(grace time.Duration) (killed bool) {
 	p.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
-		return
+		return false
 	case <-time.After(grace):
 	}
 	p.Signal(syscall.SIGKILL)
 	<-p.done
+	return true
 }
 
 // Wait waits until the process has ended, at most d.
@@ -349,7 +351,12 @@ func (l *Lab) teardown() {
 	var wg sync.WaitGroup
 	for i := len(procs) - 1; i >= 0; i-- {
 		wg.Add(1)
-		go func(p *Proc) { defer wg.Done(); p.Stop(3 * time.Second) }(procs[i])
+		go func(p *Proc) {
+			defer wg.Done()
+			if p.Stop(2 * time.Second) {
+				l.t.Logf("teardown: %s needed SIGKILL", p.Name)
+			}
+		}(procs[i])
 	}
 	wg.Wait()
 	close(l.spawn)
