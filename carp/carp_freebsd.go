@@ -9,6 +9,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun"
 )
 
 // afNetlink is AF_NETLINK on FreeBSD (x/sys/unix has no FreeBSD netlink constants).
@@ -24,7 +26,7 @@ func newFreeBSDSource(cfg Config, vip netip.Addr) (source, error) {
 		}
 	}
 	k := &kernelCarp{}
-	return &freebsdSource{vip: vip, run: execRunner{}, pipe: devdPipe, ifname: cfg.Interface, vhid: cfg.VHID,
+	return &freebsdSource{vip: vip, run: cmdrun.Exec{}, pipe: devdPipe, ifname: cfg.Interface, vhid: cfg.VHID,
 		readNetlink: k.readNetlink, readIoctl: readIoctl}, nil
 }
 

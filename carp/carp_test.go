@@ -15,34 +15,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun/cmdruntest"
 )
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
-// fakeRunner records argv and answers from a table keyed by the joined argv.
-type fakeRunner struct {
-	mu      sync.Mutex
-	calls   []string
-	answers map[string]string
-	fail    map[string]error
-}
-
-func (f *fakeRunner) run(_ context.Context, argv []string, _ []byte) ([]byte, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	cmd := strings.Join(argv, " ")
-	f.calls = append(f.calls, cmd)
-	if err := f.fail[cmd]; err != nil {
-		return nil, err
-	}
-	return []byte(f.answers[cmd]), nil
-}
-
-func (f *fakeRunner) log() string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return strings.Join(f.calls, "\n") + "\n"
-}
 
 // scripted is a source whose state the test sets; watch kicks on demand.
 type scripted struct {
@@ -205,9 +182,9 @@ func listenDevd(t *testing.T) (string, *net.UnixListener) {
 
 func TestFreeBSDSourceDevdAndFallbacks(t *testing.T) {
 	path, ln := listenDevd(t)
-	fr := &fakeRunner{answers: map[string]string{
-		"/sbin/ifconfig -a": golden(t, "ifconfig-a-14.txt"),
-	}}
+	fr := cmdruntest.New(map[string]cmdruntest.Reply{
+		"/sbin/ifconfig -a": {Stdout: golden(t, "ifconfig-a-14.txt")},
+	})
 	var kernelState State = Backup
 	var mu sync.Mutex
 	unavailable := func(string, int) (State, error) { return Init, fmt.Errorf("%w: ENOTTY", errUnavailable) }
@@ -258,13 +235,13 @@ func TestFreeBSDSourceDevdAndFallbacks(t *testing.T) {
 		t.Fatalf("after reconnect: %v", c.State)
 	}
 	// The vhid was found once from the VIP with ifconfig -a, and nothing else ran.
-	if got, want := fr.log(), "/sbin/ifconfig -a\n"; got != want {
+	if got, want := fr.Log(), "$ /sbin/ifconfig -a\n"; got != want {
 		t.Fatalf("commands:\n%s\nwant:\n%s", got, want)
 	}
 }
 
 func TestFreeBSDSourceFallbackToIfconfig(t *testing.T) {
-	fr := &fakeRunner{answers: map[string]string{"/sbin/ifconfig em0": golden(t, "ifconfig-14.txt")}}
+	fr := cmdruntest.New(map[string]cmdruntest.Reply{"/sbin/ifconfig em0": {Stdout: golden(t, "ifconfig-14.txt")}})
 	unavailable := func(string, int) (State, error) { return Init, fmt.Errorf("%w: EAFNOSUPPORT", errUnavailable) }
 	src := &freebsdSource{vip: netip.MustParseAddr("2001:db8::100"), run: fr, ifname: "em0",
 		readNetlink: unavailable, readIoctl: unavailable}
@@ -277,8 +254,11 @@ func TestFreeBSDSourceFallbackToIfconfig(t *testing.T) {
 	if !src.noNetlink || !src.noIoctl {
 		t.Fatal("unavailable methods not remembered")
 	}
-	want := "/sbin/ifconfig em0\n/sbin/ifconfig em0\n/sbin/ifconfig em0\n"
-	if got := fr.log(); got != want {
+	want := `$ /sbin/ifconfig em0
+$ /sbin/ifconfig em0
+$ /sbin/ifconfig em0
+`
+	if got := fr.Log(); got != want {
 		t.Fatalf("commands:\n%s\nwant:\n%s", got, want)
 	}
 
@@ -293,12 +273,12 @@ func TestFreeBSDSourceFallbackToIfconfig(t *testing.T) {
 	// FreeBSD 13 output, vhid found from the VIP on the configured interface.
 	src = &freebsdSource{vip: netip.MustParseAddr("198.51.100.100"), ifname: "em0", run: fr,
 		readNetlink: unavailable, readIoctl: unavailable}
-	fr.answers["/sbin/ifconfig em0"] = golden(t, "ifconfig-13.txt")
+	fr.Replies["/sbin/ifconfig em0"] = cmdruntest.Reply{Stdout: golden(t, "ifconfig-13.txt")}
 	if st, err := src.read(context.Background()); err != nil || st != Master || src.vhid != 10 {
 		t.Fatalf("13: %v %v vhid %d", st, err, src.vhid)
 	}
 	// Configured vhid that disagrees with the VIP's: an error, not a guess.
-	fr.answers["/sbin/ifconfig -a"] = golden(t, "ifconfig-13.txt")
+	fr.Replies["/sbin/ifconfig -a"] = cmdruntest.Reply{Stdout: golden(t, "ifconfig-13.txt")}
 	src2 := &freebsdSource{vip: netip.MustParseAddr("198.51.100.100"), run: fr, vhid: 20,
 		readNetlink: unavailable, readIoctl: unavailable}
 	if _, err := src2.read(context.Background()); err == nil || !strings.Contains(err.Error(), "configured carp-vhid is 20") {
@@ -339,7 +319,7 @@ func TestWatchDevdEnds(t *testing.T) {
 }
 
 func TestSysctlDemoter(t *testing.T) {
-	fr := &fakeRunner{}
+	fr := cmdruntest.New(nil)
 	d := &sysctlDemoter{run: fr, delta: DemotionDelta}
 	ctx := context.Background()
 	d.Restore(ctx) // nothing applied: nothing to undo
@@ -347,24 +327,27 @@ func TestSysctlDemoter(t *testing.T) {
 	d.Demote(ctx) // already applied: the delta is added once
 	d.Restore(ctx)
 	d.Restore(ctx)
-	want := "/sbin/sysctl net.inet.carp.demotion=240\n/sbin/sysctl net.inet.carp.demotion=-240\n"
-	if got := fr.log(); got != want {
+	want := `$ /sbin/sysctl net.inet.carp.demotion=240
+$ /sbin/sysctl net.inet.carp.demotion=-240
+`
+	if got := fr.Log(); got != want {
 		t.Fatalf("commands:\n%s\nwant:\n%s", got, want)
 	}
 	// A failed sysctl leaves the demoter undemoted, so the delta is never removed twice.
-	fr = &fakeRunner{fail: map[string]error{"/sbin/sysctl net.inet.carp.demotion=240": errors.New("permission denied")}}
+	fr = cmdruntest.New(map[string]cmdruntest.Reply{"/sbin/sysctl net.inet.carp.demotion=240": {Exit: 1,
+		Stderr: "sysctl: net.inet.carp.demotion=240: Operation not permitted\n"}})
 	d = &sysctlDemoter{run: fr, delta: DemotionDelta}
-	if err := d.Demote(ctx); err == nil || !strings.Contains(err.Error(), "net.inet.carp.demotion") {
+	if err := d.Demote(ctx); err == nil || !strings.Contains(err.Error(), "Operation not permitted") {
 		t.Fatalf("failed demote: %v", err)
 	}
 	d.Restore(ctx)
-	if got, want := fr.log(), "/sbin/sysctl net.inet.carp.demotion=240\n"; got != want {
+	if got, want := fr.Log(), "$ /sbin/sysctl net.inet.carp.demotion=240\n"; got != want {
 		t.Fatalf("commands:\n%s\nwant:\n%s", got, want)
 	}
 }
 
 func TestHealthMonitor(t *testing.T) {
-	fr := &fakeRunner{}
+	fr := cmdruntest.New(nil)
 	var healthy sync.Mutex
 	ok := true
 	setOK := func(v bool) { healthy.Lock(); ok = v; healthy.Unlock() }
@@ -386,14 +369,11 @@ func TestHealthMonitor(t *testing.T) {
 		t.Helper()
 		deadline := time.Now().Add(3 * time.Second)
 		for {
-			fr.mu.Lock()
-			got := len(fr.calls)
-			fr.mu.Unlock()
-			if got >= n {
+			if got := strings.Count(fr.Log(), "$ "); got >= n {
 				return
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("want %d commands, have:\n%s", n, fr.log())
+				t.Fatalf("want %d commands, have:\n%s", n, fr.Log())
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
@@ -403,7 +383,7 @@ func TestHealthMonitor(t *testing.T) {
 	time.Sleep(30 * time.Millisecond)
 	setOK(true)
 	time.Sleep(150 * time.Millisecond)
-	if got := fr.log(); got != "\n" {
+	if got := fr.Log(); got != "" {
 		t.Fatalf("demoted on a short blip:\n%s", got)
 	}
 	setOK(false)
@@ -414,8 +394,12 @@ func TestHealthMonitor(t *testing.T) {
 	waitCalls(3)
 	cancel() // shutdown while demoted: the delta is removed
 	<-done
-	want := strings.Repeat("/sbin/sysctl net.inet.carp.demotion=240\n/sbin/sysctl net.inet.carp.demotion=-240\n", 2)
-	if got := fr.log(); got != want {
+	want := `$ /sbin/sysctl net.inet.carp.demotion=240
+$ /sbin/sysctl net.inet.carp.demotion=-240
+$ /sbin/sysctl net.inet.carp.demotion=240
+$ /sbin/sysctl net.inet.carp.demotion=-240
+`
+	if got := fr.Log(); got != want {
 		t.Fatalf("commands:\n%s\nwant:\n%s", got, want)
 	}
 }
@@ -441,7 +425,8 @@ func TestFileDemoter(t *testing.T) {
 	if _, err := NewDemoter("static", ""); err == nil {
 		t.Fatal("static demotion accepted")
 	}
-	if err := (&fileDemoter{path: "/nonexistent-dir/health"}).Demote(context.Background()); err == nil {
+	// A path under a regular file cannot be written.
+	if err := (&fileDemoter{path: filepath.Join(path, "health")}).Demote(context.Background()); err == nil {
 		t.Fatal("unwritable health file: no error")
 	}
 }

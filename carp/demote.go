@@ -1,42 +1,20 @@
 package carp
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/atomicfile"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun"
 )
 
 // DemotionDelta is what this proxy adds to net.inet.carp.demotion while it cannot serve:
 // the kernel clamps advskew + demotion to 240, so any healthy host with preemption wins.
 const DemotionDelta = 240
-
-// commandRunner runs an external command (seam for tests: the fake records argv).
-type commandRunner interface {
-	run(ctx context.Context, argv []string, stdin []byte) ([]byte, error)
-}
-
-type execRunner struct{}
-
-func (execRunner) run(ctx context.Context, argv []string, stdin []byte) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return out, fmt.Errorf("%s: %w: %s", argv[0], err, bytes.TrimSpace(stderr.Bytes()))
-	}
-	return out, nil
-}
 
 // Demoter lowers this host's CARP priority while the proxy cannot serve, and undoes it.
 // Both calls are idempotent.
@@ -51,7 +29,7 @@ type Demoter interface {
 func NewDemoter(mode, healthFile string) (Demoter, error) {
 	switch mode {
 	case "freebsd":
-		return &sysctlDemoter{run: execRunner{}, delta: DemotionDelta}, nil
+		return &sysctlDemoter{run: cmdrun.Exec{}, delta: DemotionDelta}, nil
 	case "vip":
 		if healthFile == "" {
 			return nil, fmt.Errorf("carp: carp-demote in vip mode needs carp-health-file")
@@ -64,7 +42,7 @@ func NewDemoter(mode, healthFile string) (Demoter, error) {
 // sysctlDemoter adds its delta to the kernel's shared demotion counter once and removes
 // exactly that delta again: writing N to net.inet.carp.demotion adds N.
 type sysctlDemoter struct {
-	run   commandRunner
+	run   cmdrun.Runner
 	delta int
 
 	mu      sync.Mutex
@@ -72,8 +50,7 @@ type sysctlDemoter struct {
 }
 
 func (d *sysctlDemoter) set(ctx context.Context, n int) error {
-	argv := []string{"/sbin/sysctl", "net.inet.carp.demotion=" + strconv.Itoa(n)}
-	if _, err := d.run.run(ctx, argv, nil); err != nil {
+	if _, err := d.run.Run(ctx, nil, "/sbin/sysctl", "net.inet.carp.demotion="+strconv.Itoa(n)); err != nil {
 		return fmt.Errorf("carp: add %d to net.inet.carp.demotion: %w", n, err)
 	}
 	return nil
@@ -109,22 +86,7 @@ func (d *sysctlDemoter) Restore(ctx context.Context) error {
 type fileDemoter struct{ path string }
 
 func (d *fileDemoter) write(n int) error {
-	tmp, err := os.CreateTemp(filepath.Dir(d.path), ".carp-health-*")
-	if err != nil {
-		return fmt.Errorf("carp: write health file %s: %w", d.path, err)
-	}
-	_, err = fmt.Fprintf(tmp, "%d\n", n)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), d.path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
+	if err := atomicfile.Write(d.path, []byte(strconv.Itoa(n)+"\n"), 0o644); err != nil {
 		return fmt.Errorf("carp: write health file %s: %w", d.path, err)
 	}
 	return nil

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun"
 )
 
 // freebsdSource reads the kernel's CARP state of one vhid: netlink (14+), else the
@@ -14,7 +16,7 @@ import (
 // vhid from the VIP (ifconfig's address lines) when they are not configured.
 type freebsdSource struct {
 	vip  netip.Addr
-	run  commandRunner
+	run  cmdrun.Runner
 	pipe string
 	// The kernel readers (carp_freebsd.go); errUnavailable makes the next one be used.
 	readNetlink, readIoctl func(ifname string, vhid int) (State, error)
@@ -31,11 +33,11 @@ func (s *freebsdSource) resolve(ctx context.Context) error {
 	if s.ifname != "" && s.vhid != 0 {
 		return nil
 	}
-	argv := []string{"/sbin/ifconfig", "-a"}
+	arg := "-a"
 	if s.ifname != "" {
-		argv = []string{"/sbin/ifconfig", s.ifname}
+		arg = s.ifname
 	}
-	out, err := s.run.run(ctx, argv, nil)
+	out, err := s.run.Run(ctx, nil, "/sbin/ifconfig", arg)
 	if err != nil {
 		return fmt.Errorf("carp: find the vhid of %s: %w", s.vip, err)
 	}
@@ -76,7 +78,7 @@ func (s *freebsdSource) read(ctx context.Context) (State, error) {
 		}
 		s.noIoctl = true
 	}
-	out, err := s.run.run(ctx, []string{"/sbin/ifconfig", s.ifname}, nil)
+	out, err := s.run.Run(ctx, nil, "/sbin/ifconfig", s.ifname)
 	if err != nil {
 		return Init, fmt.Errorf("carp: read %s vhid %d (ifconfig): %w", s.ifname, s.vhid, err)
 	}
