@@ -50,7 +50,7 @@ type Lab struct {
 
 	// spawn runs functions on one OS thread that lives as long as the lab: processes are
 	// started there, because Pdeathsig fires when the *thread* that forked them ends, and
-	// threads do end here (inNS never unlocks its thread).
+	// a thread can end here (InNS keeps one it could not switch back).
 	spawn chan func()
 }
 
@@ -231,25 +231,39 @@ func pidInNS(pid int, ns string) bool {
 	return err1 == nil && err2 == nil && a == b
 }
 
-// inNS runs f on an OS thread switched into namespace ns. The thread is never unlocked, so
-// it ends with the goroutine and is never reused in the wrong namespace. Sockets created by
-// f stay in ns.
-func (l *Lab) inNS(ns string, f func()) error {
+// InNS runs f on an OS thread switched into namespace ns (the lab's short name), then
+// switches the thread back. Sockets created by f stay in ns. If the thread cannot be
+// switched back it stays locked, so Go ends it rather than reuse it in the wrong namespace.
+func (l *Lab) InNS(ns string, f func()) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
+		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("open own namespace: %w", err)
+			return
+		}
+		defer unix.Close(orig)
 		fd, err := unix.Open("/run/netns/"+l.NS(ns), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("open namespace %s: %w", ns, err)
 			return
 		}
 		err = unix.Setns(fd, unix.CLONE_NEWNET)
 		unix.Close(fd)
 		if err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("enter namespace %s: %w", ns, err)
 			return
 		}
 		f()
+		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("leave namespace %s: %w", ns, err) // thread stays locked
+			return
+		}
+		runtime.UnlockOSThread()
 		errc <- nil
 	}()
 	return <-errc
@@ -259,7 +273,7 @@ func (l *Lab) inNS(ns string, f func()) error {
 func (l *Lab) Dial(ctx context.Context, ns, network, addr string) (net.Conn, error) {
 	var c net.Conn
 	var derr error
-	if err := l.inNS(ns, func() {
+	if err := l.InNS(ns, func() {
 		var d net.Dialer
 		c, derr = d.DialContext(ctx, network, addr)
 	}); err != nil {
@@ -272,7 +286,7 @@ func (l *Lab) Dial(ctx context.Context, ns, network, addr string) (net.Conn, err
 func (l *Lab) HasAddr(ns string, addr netip.Addr) (bool, error) {
 	var found bool
 	var aerr error
-	if err := l.inNS(ns, func() {
+	if err := l.InNS(ns, func() {
 		var addrs []net.Addr
 		addrs, aerr = net.InterfaceAddrs()
 		for _, a := range addrs {
@@ -366,7 +380,7 @@ func (l *Lab) teardown() {
 		for {
 			var alive []int
 			for _, pid := range nsPIDs(ns) {
-				if procAlive(pid) {
+				if pid != os.Getpid() && procAlive(pid) {
 					alive = append(alive, pid)
 				}
 			}
