@@ -95,7 +95,8 @@ func New(cfg Config) (Watcher, error) {
 	case "static", "":
 		return &poller{src: staticSource{}, cfg: cfg, label: "static"}, nil
 	case "freebsd", "vip":
-		if cfg.VIP == "" && (cfg.Mode == "vip" || cfg.VHID == 0) {
+		// freebsd mode may do without the VIP only when both interface and vhid are given.
+		if cfg.VIP == "" && (cfg.Mode == "vip" || cfg.VHID == 0 || cfg.Interface == "") {
 			return nil, fmt.Errorf("carp: %s mode: %w", cfg.Mode, ErrNoVIP)
 		}
 		var vip netip.Addr

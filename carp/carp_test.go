@@ -161,6 +161,9 @@ func TestNewErrors(t *testing.T) {
 	if _, err := New(Config{Mode: "freebsd", VHID: 0}); !errors.Is(err, ErrNoVIP) {
 		t.Errorf("freebsd without vip or vhid: %v", err)
 	}
+	if _, err := New(Config{Mode: "freebsd", VHID: 10}); !errors.Is(err, ErrNoVIP) {
+		t.Errorf("freebsd with a vhid but neither vip nor interface: %v", err)
+	}
 	if _, err := New(Config{Mode: "carp"}); err == nil {
 		t.Error("unknown mode accepted")
 	}
