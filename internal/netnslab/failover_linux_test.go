@@ -405,8 +405,9 @@ func TestFailoverUcarpVIP(t *testing.T) {
 		served1, ok = cl.firstOKAfter(moved1)
 		return ok
 	})
-	if n := accepted(t, lab, 1); n < 1 {
-		t.Fatalf("host2 (new MASTER) proxy accepted %v connections", n)
+	// The probe's connection and the client loop's.
+	if n := accepted(t, lab, 1); n < 2 {
+		t.Fatalf("host2 (new MASTER) proxy accepted %v connections, want the probe's and the client's", n)
 	}
 	logActivation(t, "host2", proxies[1].Output(), moved1)
 	t.Logf("failover 1 (SIGTERM ucarp on host1): VIP left host1 after %v, on host2 after %v; VIP moved → first answered command: fresh-connection probe %v, client loop %v",
@@ -418,6 +419,9 @@ func TestFailoverUcarpVIP(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	if a := metric(t, lab, 0, "redis_carp_proxy_active"); a != 0 {
 		t.Fatalf("host1 proxy still active after losing the VIP")
+	}
+	if !strings.Contains(proxies[0].Output(), "inactive: listener closed, draining clients") {
+		t.Fatal("host1 proxy did not close its listener and drain when it lost the VIP")
 	}
 	host1Accepted := accepted(t, lab, 0)
 	if n := accepted(t, lab, 2); n != 0 {
@@ -441,8 +445,8 @@ func TestFailoverUcarpVIP(t *testing.T) {
 		served2, ok = cl.firstOKAfter(moved2)
 		return ok
 	})
-	if n := accepted(t, lab, 2); n < 1 {
-		t.Fatalf("host3 (new MASTER) proxy accepted %v connections", n)
+	if n := accepted(t, lab, 2); n < 2 {
+		t.Fatalf("host3 (new MASTER) proxy accepted %v connections, want the probe's and the client's", n)
 	}
 	logActivation(t, "host3", proxies[2].Output(), moved2)
 	t.Logf("failover 2 (host2 link down): VIP on host3 after %v; VIP moved → first answered command: fresh-connection probe %v, client loop %v",
