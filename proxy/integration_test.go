@@ -513,7 +513,7 @@ func TestReshardingUnderLoad(t *testing.T) {
 	verifyAcked(t, p.client(t), res)
 }
 
-func TestCoordinatedFailoverUnderLoad(t *testing.T) {
+func TestCoordinatedPromotionUnderLoad(t *testing.T) {
 	c := testcluster.New(t, testcluster.Options{})
 	p := startProxy(t, c, nil)
 	ctx := context.Background()

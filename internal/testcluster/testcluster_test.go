@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-func TestStartMoveFailoverKillRestart(t *testing.T) {
+func TestHarnessLifecycle(t *testing.T) {
 	c := New(t, Options{NodeTimeout: 2 * time.Second})
 	ctx := context.Background()
 	if len(c.Nodes) != 6 {
