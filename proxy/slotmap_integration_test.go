@@ -112,3 +112,88 @@ func TestIncompleteSlotMapKeepsLastGood(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// A slot caught half-way through a migration: keys already moved are answered by the target
+// through ASK (ASKING + the command on the same connection), keys not yet moved by the
+// source, new keys are created on the target; the proxy's slot map is not changed by ASK.
+func TestAskRedirection(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{})
+	p := startProxy(t, c, nil)
+	ctx := context.Background()
+	cl := p.client(t)
+
+	const movedKey, stayingKey, newKey = "{ask}moved", "{ask}staying", "{ask}new"
+	slot := proxy.KeySlot([]byte(movedKey))
+	for _, k := range []string{movedKey, stayingKey} {
+		if err := cl.Set(ctx, k, "v-"+k, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	from, err := c.OwnerOf(ctx, slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	masters, err := c.Masters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := masters[0]
+	if to == from {
+		to = masters[1]
+	}
+	id := func(n *testcluster.Node) string {
+		v, err := c.Client(n).Do(ctx, "CLUSTER", "MYID").Text()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	fromID, toID := id(from), id(to)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(c.Client(to).Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", fromID).Err())
+	must(c.Client(from).Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", toID).Err())
+	must(c.Client(from).Do(ctx, "MIGRATE", "127.0.0.1", to.Port, "", 0, 5000, "KEYS", movedKey).Err())
+	epoch := metricSum(t, p.reg, "redis_carp_proxy_slotmap_epoch", nil)
+	asks := func() float64 {
+		return metricSum(t, p.reg, "redis_carp_proxy_redirections_total", map[string]string{"type": "ask"})
+	}
+
+	for _, k := range []string{movedKey, stayingKey} {
+		before := asks()
+		v, err := cl.Get(ctx, k).Result()
+		if err != nil || v != "v-"+k {
+			t.Fatalf("GET %s mid-migration = %q, %v", k, v, err)
+		}
+		if k == movedKey && asks() != before+1 {
+			t.Fatalf("GET %s: %v ASK redirections followed, want 1", k, asks()-before)
+		}
+		if k == stayingKey && asks() != before {
+			t.Fatalf("GET %s (not moved yet) followed an ASK", k)
+		}
+	}
+	must(cl.Set(ctx, newKey, "n", 0).Err())
+	if n, err := c.Client(to).Do(ctx, "CLUSTER", "COUNTKEYSINSLOT", slot).Int(); err != nil || n != 2 {
+		t.Fatalf("target holds %d keys of slot %d (%v); want the moved one and the new one", n, slot, err)
+	}
+	if got := metricSum(t, p.reg, "redis_carp_proxy_slotmap_epoch", nil); got != epoch {
+		t.Logf("slot map refreshed meanwhile (periodic): epoch %v -> %v", epoch, got)
+	}
+	if got := metricSum(t, p.reg, "redis_carp_proxy_redirections_total", map[string]string{"type": "moved"}); got != 0 {
+		t.Fatalf("%v MOVED redirections during an ASK-only migration", got)
+	}
+
+	// Finish the move: now MOVED, and everything still reads back.
+	must(c.Client(from).Do(ctx, "MIGRATE", "127.0.0.1", to.Port, "", 0, 5000, "KEYS", stayingKey).Err())
+	must(c.Client(to).Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", toID).Err())
+	must(c.Client(from).Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", toID).Err())
+	for _, k := range []string{movedKey, stayingKey} {
+		if v, err := cl.Get(ctx, k).Result(); err != nil || v != "v-"+k {
+			t.Fatalf("GET %s after the move = %q, %v", k, v, err)
+		}
+	}
+}
