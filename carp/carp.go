@@ -159,7 +159,9 @@ func (p *poller) Run(ctx context.Context, ch chan<- Change) error {
 	log := p.cfg.Log.With("vip", p.label)
 	kick := make(chan struct{}, 1)
 	watchDone := make(chan error, 1)
+	watching := false // a watch goroutine is running and will send on watchDone
 	startWatch := func() {
+		watching = true
 		go func() { watchDone <- p.src.watch(ctx, kick) }()
 	}
 	startWatch()
@@ -204,13 +206,16 @@ func (p *poller) Run(ctx context.Context, ch chan<- Change) error {
 	for {
 		select {
 		case <-ctx.Done():
-			<-watchDone
+			if watching {
+				<-watchDone
+			}
 			return nil
 		case <-kick:
 			check("event")
 		case <-tick.C:
 			check("poll")
 		case err := <-watchDone:
+			watching = false
 			if ctx.Err() != nil {
 				return nil
 			}

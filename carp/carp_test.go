@@ -189,6 +189,7 @@ func TestFreeBSDSourceDevdAndFallbacks(t *testing.T) {
 		"/sbin/ifconfig -a": {Stdout: golden(t, "ifconfig-a-14.txt")},
 	})
 	var kernelState State = Backup
+	var reads int
 	var mu sync.Mutex
 	unavailable := func(string, int) (State, error) { return Init, fmt.Errorf("%w: ENOTTY", errUnavailable) }
 	src := &freebsdSource{vip: netip.MustParseAddr("198.51.100.100"), run: fr, pipe: path,
@@ -198,6 +199,7 @@ func TestFreeBSDSourceDevdAndFallbacks(t *testing.T) {
 			if ifname != "em1" || vhid != 10 {
 				return Init, fmt.Errorf("asked for %s vhid %d", ifname, vhid)
 			}
+			reads++
 			return kernelState, nil
 		},
 		readIoctl: unavailable}
@@ -208,6 +210,19 @@ func TestFreeBSDSourceDevdAndFallbacks(t *testing.T) {
 	conn, err := ln.AcceptUnix()
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The watcher re-reads the state once connected (events may have been missed before):
+	// let that read happen before the kernel state changes.
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(time.Millisecond) {
+		mu.Lock()
+		n := reads
+		mu.Unlock()
+		if n >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no re-read after the devd connection (%d reads)", n)
+		}
 	}
 	mu.Lock()
 	kernelState = Master
