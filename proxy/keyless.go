@@ -417,6 +417,9 @@ func bulkValue(b []byte) (string, bool) {
 		return "", false
 	}
 	i := bytes.IndexByte(b, '\n')
+	if i < 0 || i+1 > len(b)-2 {
+		return "", false // nil bulk
+	}
 	return string(b[i+1 : len(b)-2]), true
 }
 

@@ -69,16 +69,11 @@ func (ss *session) pubsubRequest(r *request) bool {
 		r.exec, r.barrier, r.done = execSubscribe, true, make(chan struct{}, 1)
 		return true
 	case "unsubscribe", "punsubscribe", "sunsubscribe":
-		ps := ss.ps
-		if ps == nil {
-			ps = newPubsubState()
+		if ss.ps == nil {
+			r.reply, r.local, r.done = newPubsubState().unsubscribe(name, r.args[1:]), true, closedDone()
+			return true
 		}
-		if reply := ps.unsubscribe(ss, name, r.args[1:]); reply != nil {
-			r.reply = reply
-		} else {
-			r.noReply = true
-		}
-		r.local, r.done = true, closedDone()
+		r.exec, r.barrier, r.done = execUnsubscribe, true, make(chan struct{}, 1)
 		return true
 	}
 	if ss.ps == nil || !ss.ps.subscribed() {
@@ -90,11 +85,7 @@ func (ss *session) pubsubRequest(r *request) bool {
 			r.reply, r.local, r.done = wrongArgs("ping"), true, closedDone()
 			return true
 		}
-		if err := ss.ps.ping(r.args); err != nil {
-			r.reply = errorReply("ERR proxy: " + err.Error())
-		}
-		r.local, r.done = true, closedDone() // the node's reply arrives through the relay
-		r.noReply = r.reply == nil
+		r.exec, r.barrier, r.done = execPing, true, make(chan struct{}, 1)
 		return true
 	case "quit", "reset":
 		return false
@@ -112,6 +103,62 @@ func (sc *subConn) write(args [][]byte) error {
 	sc.dc.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	_, err := sc.dc.conn.Write(appendCommand(nil, args...))
 	return err
+}
+
+// execPing forwards PING in subscribed mode; the node answers with a pong message.
+func execPing(ss *session, r *request) []byte {
+	ps := ss.ps
+	target := ps.pending()
+	if err := ps.ping(r.args); err != nil {
+		return errorReply("ERR proxy: " + err.Error())
+	}
+	return ss.collect(ps, target)
+}
+
+// execUnsubscribe forwards an unsubscribe command and returns the confirmations.
+func execUnsubscribe(ss *session, r *request) []byte {
+	ps := ss.ps
+	target := ps.pending()
+	local := ps.unsubscribe(lowerName(r.args[0]), r.args[1:])
+	return append(ss.collect(ps, target), local...)
+}
+
+// pending returns the number of replies still expected from the nodes.
+func (ps *pubsubState) pending() int {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return ps.expect
+}
+
+// collect runs in the writer after a subscribe-family command was forwarded: it takes the
+// messages the relays pass on until the command's confirmations are in (expect is back
+// to target), so that they reach the client before the reply to any later command.
+func (ss *session) collect(ps *pubsubState, target int) []byte {
+	var out []byte
+	t := time.NewTimer(ss.s.conf().BackendReadTimeout)
+	defer t.Stop()
+	for {
+		if ps.pending() <= target {
+			// A relay pushes before it counts a confirmation: whatever it counted is
+			// already queued.
+			for {
+				select {
+				case m := <-ss.push:
+					out = append(out, m...)
+				default:
+					return out
+				}
+			}
+		}
+		select {
+		case m := <-ss.push:
+			out = append(out, m...)
+		case <-t.C:
+			return out // late confirmations follow through the relay
+		case <-ss.ctx.Done():
+			return out
+		}
+	}
 }
 
 func (ps *pubsubState) ping(args [][]byte) error {
@@ -146,7 +193,7 @@ func confirmation(kind string, name []byte, count int) []byte {
 // unsubscribe forwards UNSUBSCRIBE/PUNSUBSCRIBE/SUNSUBSCRIBE to the connections holding
 // the subscriptions. Confirmations for names not subscribed are produced here (returned,
 // in order); the others arrive through the relays.
-func (ps *pubsubState) unsubscribe(ss *session, kind string, names [][]byte) []byte {
+func (ps *pubsubState) unsubscribe(kind string, names [][]byte) []byte {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	total := func() int {
@@ -210,15 +257,9 @@ func (ps *pubsubState) unsubscribe(ss *session, kind string, names [][]byte) []b
 			ps.expect--
 		}
 	}
-	if local != nil {
-		// Sent after the confirmations already forwarded would be more exact; Redis
-		// clients match confirmations by name, not by position.
-		select {
-		case ss.push <- local:
-		case <-ss.ctx.Done():
-		}
-	}
-	return nil
+	// Confirmations of names not subscribed follow the forwarded ones; Redis clients
+	// match confirmations by name, not by position.
+	return local
 }
 
 // execSubscribe runs in the writer: it opens the subscription connection the command
@@ -262,6 +303,7 @@ func execSubscribe(ss *session, r *request) []byte {
 		go ss.relay(ps, sc)
 	}
 	ps.mu.Lock()
+	target := ps.expect
 	ps.expect += len(r.args) - 1
 	err := sc.write(r.args)
 	if err != nil {
@@ -271,8 +313,7 @@ func execSubscribe(ss *session, r *request) []byte {
 	if err != nil {
 		return errorReply("ERR proxy: " + err.Error())
 	}
-	r.noReply = true
-	return nil
+	return ss.collect(ps, target)
 }
 
 // closePubsub ends every subscription (RESET, disconnect).
@@ -344,14 +385,20 @@ func (ss *session) relay(ps *pubsubState, sc *subConn) {
 			}
 			continue
 		}
-		out, show := ps.account(sc, rep)
-		if !show {
-			continue
+		out, show, confirm := ps.account(sc, rep)
+		if show {
+			select {
+			case ss.push <- out:
+			case <-ss.ctx.Done():
+				return
+			}
 		}
-		select {
-		case ss.push <- out:
-		case <-ss.ctx.Done():
-			return
+		if confirm {
+			ps.mu.Lock()
+			if ps.expect > 0 {
+				ps.expect--
+			}
+			ps.mu.Unlock()
 		}
 	}
 }
@@ -380,10 +427,10 @@ func (ss *session) endShard(ps *pubsubState, sc *subConn) {
 
 // account updates the subscription state from one reply on sc and returns what the
 // client should see (shard confirmations carry the count over all shard connections).
-func (ps *pubsubState) account(sc *subConn, rep []byte) ([]byte, bool) {
+func (ps *pubsubState) account(sc *subConn, rep []byte) (out []byte, show, confirm bool) {
 	elems, ok := splitArray(rep)
 	if !ok || len(elems) < 2 {
-		return rep, true
+		return rep, true, false
 	}
 	kind, _ := bulkValue(elems[0])
 	ps.mu.Lock()
@@ -409,10 +456,7 @@ func (ps *pubsubState) account(sc *subConn, rep []byte) ([]byte, bool) {
 		}
 		if sc.suppress > 0 && kind != "pong" {
 			sc.suppress--
-			return nil, false
-		}
-		if ps.expect > 0 {
-			ps.expect--
+			return nil, false, false
 		}
 		if kind == "ssubscribe" || kind == "sunsubscribe" {
 			if len(elems) == 3 {
@@ -420,11 +464,12 @@ func (ps *pubsubState) account(sc *subConn, rep []byte) ([]byte, bool) {
 				if string(elems[1]) != string(replyNil) {
 					nm = []byte(name)
 				}
-				return confirmation(kind, nm, len(ps.schannels)), true
+				return confirmation(kind, nm, len(ps.schannels)), true, true
 			}
 		}
+		return rep, true, true
 	}
-	return rep, true
+	return rep, true, false
 }
 
 // resubscribe moves the main subscription to a reachable master; it reports false when

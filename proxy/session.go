@@ -242,6 +242,9 @@ func (ss *session) writeLoop() {
 func (ss *session) newRequest(args [][]byte, raw []byte) *request {
 	r := &request{args: args, raw: raw, slot: -1, start: time.Now()}
 	if reply := ss.authGate(r); reply != nil {
+		if ss.tx.inMulti && reply[0] == '-' {
+			ss.tx.aborted = true // as Redis: a command refused while queuing aborts EXEC
+		}
 		r.reply, r.local, r.done = reply, true, closedDone()
 		return r
 	}

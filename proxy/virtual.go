@@ -132,6 +132,12 @@ func clientCommand(ss *session, r *request) []byte {
 		ss.cs.name = string(r.args[2])
 		ss.csMu.Unlock()
 		return replyOK
+	case "getname", "id", "info":
+		if len(r.args) != 2 {
+			return wrongArgs("client|" + sub)
+		}
+	}
+	switch sub {
 	case "getname":
 		if ss.cs.name == "" {
 			return replyNil
