@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -443,5 +444,57 @@ func TestReadsLandOnReplicas(t *testing.T) {
 				t.Errorf("replicas refused %d writes", rerr)
 			}
 		})
+	}
+}
+
+// TestPhpredisCompatibility drives the proxy with phpredis (Debian php-cli + php-redis),
+// a client from another ecosystem: strings, hashes, lists, pipelines, MULTI, WATCH,
+// scripting, SCAN and Pub/Sub.
+func TestPhpredisCompatibility(t *testing.T) {
+	php, err := exec.LookPath("php")
+	if err != nil {
+		t.Skip("php not installed (tools/install-deps.sh installs php-cli and php-redis)")
+	}
+	if out, err := exec.Command(php, "-r", `exit(extension_loaded("redis") ? 0 : 1);`).CombinedOutput(); err != nil {
+		t.Skipf("php has no redis extension (install php-redis): %v %s", err, out)
+	}
+	c := sharedCluster(t)
+	tp := startProxy(t, c, nil)
+	p := tp.client(t)
+	ctx := context.Background()
+	prefix := fmt.Sprintf("php%d", rand.Int())
+	out := p.Subscribe(ctx, prefix+":out")
+	defer out.Close()
+	if _, err := out.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := net.SplitHostPort(tp.addr)
+	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(cctx, php, "testdata/phpredis_compat.php", host, port, prefix)
+	var stdout strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	// Publish until the PHP subscriber has received one (it subscribes near its end).
+	var werr error
+	for done := false; !done; {
+		select {
+		case werr = <-exited:
+			done = true
+		case <-time.After(50 * time.Millisecond):
+			p.Publish(ctx, prefix+":in", "from go")
+		}
+	}
+	t.Logf("php output:\n%s", stdout.String())
+	if werr != nil || !strings.Contains(stdout.String(), "ALL OK") {
+		t.Fatalf("phpredis script failed: %v", werr)
+	}
+	msg := receive(t, out)
+	if msg.Payload != "from php" {
+		t.Errorf("message from php = %+v", msg)
 	}
 }
