@@ -391,7 +391,7 @@ func TestBackendCredentials(t *testing.T) {
 	cfg.ClusterSeeds = c.Seeds()[:1]
 	cfg.BackendUser, cfg.BackendPassword = user, "wrong"
 	srv := proxy.NewServer(cfg, nil, nil)
-	sctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	sctx, cancel := context.WithTimeout(ctx, 700*time.Millisecond)
 	defer cancel()
 	if err := srv.Start(sctx); err == nil {
 		t.Error("Start succeeded with a wrong backend password")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -227,6 +228,30 @@ func TestCommandsDuringTopologyChanges(t *testing.T) {
 	})
 
 	t.Run("subscription moves when its node dies", func(t *testing.T) {
+		// Let the proxy's map catch up with the failover above: subscriptions go to a
+		// master of that map.
+		var info string
+		var owners []string
+		defer func() {
+			if t.Failed() {
+				t.Logf("slot owners %v; INFO proxy:\n%s", owners, info)
+			}
+		}()
+		addrRe := regexp.MustCompile(`addr=([^,]+),`)
+		waitFor(t, 10*time.Second, "the proxy's map to list the current masters", func() bool {
+			owners = owners[:0]
+			for _, a := range slotOwners(t, c) {
+				if !slices.Contains(owners, a) {
+					owners = append(owners, a)
+				}
+			}
+			info, _ = p.Info(ctx, "proxy").Result()
+			var listed []string
+			for _, m := range addrRe.FindAllStringSubmatch(info, -1) {
+				listed = append(listed, m[1])
+			}
+			return equalSets(owners, listed)
+		})
 		ch := fmt.Sprintf("dies%d", rand.Int())
 		ps := p.Subscribe(ctx, ch)
 		defer ps.Close()

@@ -442,7 +442,9 @@ func (ss *session) awaitReply(r *request) []byte {
 	for {
 		var next *node
 		if r.err != nil {
-			if !errors.Is(r.err, ErrNotSent) && !errors.Is(r.err, ErrNoSlotMap) || retries >= cfg.TryagainRetries {
+			// A command for one given node (fan-out) is not retried: waiting for a dead
+			// node to come back would only delay the error that names it.
+			if !errors.Is(r.err, ErrNotSent) && !errors.Is(r.err, ErrNoSlotMap) || retries >= cfg.TryagainRetries || r.pinned != nil {
 				return errorReply("ERR proxy: " + r.err.Error())
 			}
 			retries++
