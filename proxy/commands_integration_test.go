@@ -404,7 +404,7 @@ func TestTransactions(t *testing.T) {
 
 func TestBlockingCommandsReleasedByPush(t *testing.T) {
 	c := sharedCluster(t)
-	tp := startProxy(t, c, func(cfg *config.Config) { cfg.BlockingConnections = 4 })
+	tp := startProxy(t, c, func(cfg *config.Config) { cfg.BlockingConnections = 4; cfg.TryagainRetries = 1 })
 	p := tp.client(t, func(o *redis.Options) { o.PoolSize = 16 })
 	ctx := context.Background()
 	keys := spreadKeys(t, c, 24)
@@ -473,6 +473,25 @@ func TestBlockingCommandsReleasedByPush(t *testing.T) {
 		}
 		if err := conn.Do(ctx, "WAIT", 1, -1).Err(); err == nil || err.Error() != "ERR timeout is negative" {
 			t.Errorf("WAIT 1 -1: %v", err)
+		}
+	})
+	t.Run("blocking-connections limit", func(t *testing.T) {
+		res := make(chan error, 4)
+		for i := 0; i < 4; i++ {
+			go func() { res <- p.Do(ctx, "BLPOP", k(13), 0).Err() }()
+		}
+		waitBlocked(t, c, 4)
+		err := p.Do(ctx, "BLPOP", k(14), 0).Err()
+		if err == nil || !strings.Contains(err.Error(), "all 4 blocking-connections are in use") {
+			t.Errorf("5th blocking command: %v", err)
+		}
+		if err := p.Do(ctx, "RPUSH", k(13), 1, 2, 3, 4).Err(); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 4; i++ {
+			if err := <-res; err != nil {
+				t.Error(err)
+			}
 		}
 	})
 	t.Run("disconnect frees the connection", func(t *testing.T) {
