@@ -641,6 +641,9 @@ func (ss *session) hello(args [][]byte) []byte {
 					return errorReply("ERR Syntax error in HELLO option 'auth'")
 				}
 				ro, ok := ss.s.checkAuth(string(args[i+1]), string(args[i+2]))
+				if !ss.s.authRequired() && string(args[i+1]) == "default" {
+					ro, ok = false, true // as Redis's passwordless default user
+				}
 				if !ok {
 					return replyWrongPass
 				}

@@ -110,7 +110,18 @@ func resetCommand(ss *session, r *request) bool {
 	r.exec, r.barrier = func(ss *session, r *request) []byte {
 		ss.releaseWatch(true)
 		ss.closePubsub()
-		return []byte("+RESET\r\n")
+		// Messages the relays queued before the reset go out before its reply.
+		var out []byte
+		for {
+			select {
+			case m := <-ss.push:
+				out = append(out, m...)
+				continue
+			default:
+			}
+			break
+		}
+		return append(out, "+RESET\r\n"...)
 	}, true
 	return true
 }
