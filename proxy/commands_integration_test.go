@@ -60,6 +60,13 @@ func TestMultiKeyCommandsMatchStandalone(t *testing.T) {
 	// MGET of a hash key returns nil for it, as Redis.
 	same(t, p, ref, "HSET", keys[37], "f", "v")
 	same(t, p, ref, "MGET", keys[37], keys[6], keys[7])
+	// Container commands whose key follows the subcommand, on every master.
+	for _, k := range keys[6:15] {
+		same(t, p, ref, "OBJECT", "ENCODING", k)
+		same(t, p, ref, "XADD", k+"x", "1-1", "f", "v")
+		same(t, p, ref, "XGROUP", "CREATE", k+"x", "g", "0")
+		same(t, p, ref, "XINFO", "GROUPS", k+"x")
+	}
 }
 
 func TestSameSlotCommandsCrossSlotWithoutBackend(t *testing.T) {
@@ -239,6 +246,7 @@ func TestKeylessCommandsFanOut(t *testing.T) {
 		for _, k := range keys[:9] {
 			same(t, p, ref, "EVALSHA", sha, 1, k)
 		}
+		same(t, p, ref, "SCRIPT", "KILL")
 		same(t, p, ref, "SCRIPT", "FLUSH")
 		same(t, p, ref, "SCRIPT", "EXISTS", sha)
 		same(t, p, ref, "EVALSHA", sha, 1, keys[1])

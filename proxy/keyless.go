@@ -18,9 +18,9 @@ var keylessHandlers = map[string]func(ss *session, r *request) bool{
 	"randomkey": execHandler(execRandomKey),
 	"flushall":  guarded(func(c *Config) bool { return c.EnableFlushall }, "enable-flushall", fanout(mergeNodeAllOK)),
 	"flushdb":   guarded(func(c *Config) bool { return c.EnableFlushall }, "enable-flushall", fanout(mergeNodeAllOK)),
-	"script":    subcommands(map[string]func(ss *session, r *request) bool{"load": rememberScript(fanout(mergeNodeSame)), "exists": fanout(mergeNodeAnd), "flush": forgetScripts(fanout(mergeNodeAllOK))}),
+	"script":    subcommands(map[string]func(ss *session, r *request) bool{"load": rememberScript(fanout(mergeNodeSame)), "exists": fanout(mergeNodeAnd), "flush": forgetScripts(fanout(mergeNodeAllOK)), "kill": fanout(mergeKill)}),
 	"function": subcommands(map[string]func(ss *session, r *request) bool{"load": fanout(mergeNodeSame), "delete": fanout(mergeNodeAllOK),
-		"flush": fanout(mergeNodeAllOK), "list": fanout(mergeNodeFirst), "restore": fanout(mergeNodeAllOK)}),
+		"flush": fanout(mergeNodeAllOK), "list": fanout(mergeNodeFirst), "restore": fanout(mergeNodeAllOK), "kill": fanout(mergeKill)}),
 	"scan":    execHandler(execScan),
 	"info":    execHandler(execInfo),
 	"cluster": localHandler(clusterCommand),
@@ -160,6 +160,22 @@ func mergeNodeSame(parts []*request, replies [][]byte) []byte {
 	for _, rep := range replies[1:] {
 		if !bytes.Equal(rep, replies[0]) {
 			return errorReply("ERR proxy: masters disagree")
+		}
+	}
+	return replies[0]
+}
+
+// mergeKill combines SCRIPT KILL / FUNCTION KILL: the script runs on one master; OK if
+// one of them killed it, else a node's error (NOTBUSY when none runs one).
+func mergeKill(_ []*request, replies [][]byte) []byte {
+	for _, rep := range replies {
+		if bytes.Equal(rep, replyOK) {
+			return rep
+		}
+	}
+	for _, rep := range replies {
+		if !bytes.HasPrefix(rep, []byte("-NOTBUSY")) {
+			return rep // e.g. UNKILLABLE
 		}
 	}
 	return replies[0]
