@@ -530,3 +530,25 @@ func waitBlocked(t *testing.T, c *testcluster.Cluster, n int) {
 		return total == n
 	})
 }
+
+// Like Redis, client-idle-timeout closes idle clients but not blocked or subscribed ones.
+func TestIdleTimeoutSparesBlockedAndSubscribed(t *testing.T) {
+	c := sharedCluster(t)
+	tp := startProxy(t, c, func(cfg *config.Config) { cfg.ClientIdleTimeout = 300 * time.Millisecond })
+	ch := fmt.Sprintf("idle%d", rand.Int())
+	blocked, sub, idle := dialRaw(t, tp.addr), dialRaw(t, tp.addr), dialRaw(t, tp.addr)
+	exchange(t, sub, "SUBSCRIBE "+ch+"\r\n", 6)
+	blocked.send("BLPOP " + ch + "list 1.2\r\n")
+	if got := blocked.line(); got != "*-1" {
+		t.Errorf("BLPOP with a timeout longer than client-idle-timeout: %q", got)
+	}
+	idle.expectClosed()
+	if err := c.Client(c.Nodes[0]).Publish(context.Background(), ch, "still here").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := exchange(t, sub, "", 7); got[6] != "still here" {
+		t.Errorf("subscriber after %v idle: %q", 1200*time.Millisecond, got)
+	}
+	// Once the blocking command is answered, the idle timeout applies again.
+	blocked.expectClosed()
+}

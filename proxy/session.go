@@ -118,7 +118,8 @@ func (ss *session) readLoop() {
 		}
 		cmds, err := rd.ReadCommands()
 		if err != nil {
-			if barrier != nil {
+			msg, proto := isProtoError(err)
+			if barrier != nil && !proto {
 				select {
 				case <-barrier.done:
 				default:
@@ -132,7 +133,7 @@ func (ss *session) readLoop() {
 					return
 				}
 			}
-			if msg, ok := isProtoError(err); ok {
+			if proto {
 				ss.s.metrics.protoErrors.Inc()
 				ss.s.log.Debug("client protocol error", "client_id", ss.id, "err", msg)
 				ss.pending <- &request{reply: errorReply("ERR " + msg), done: closedDone(), slot: -2, local: true}
