@@ -22,8 +22,9 @@ type pubsubState struct {
 	channels  map[string]bool
 	patterns  map[string]bool
 	schannels map[string]*subConn
-	expect    int  // replies still expected for forwarded commands
-	closed    bool // RESET or disconnect: relays stop
+	expect    int           // replies still expected for forwarded commands
+	counted   chan struct{} // signalled when expect drops
+	closed    bool          // RESET or disconnect: relays stop
 }
 
 // subConn is one dedicated subscription connection.
@@ -35,7 +36,8 @@ type subConn struct {
 }
 
 func newPubsubState() *pubsubState {
-	return &pubsubState{shards: map[*node]*subConn{}, channels: map[string]bool{}, patterns: map[string]bool{}, schannels: map[string]*subConn{}}
+	return &pubsubState{shards: map[*node]*subConn{}, channels: map[string]bool{}, patterns: map[string]bool{}, schannels: map[string]*subConn{},
+		counted: make(chan struct{}, 1)}
 }
 
 // subscribed reports whether the session is in RESP2 subscribed mode.
@@ -153,7 +155,9 @@ func (ss *session) collect(ps *pubsubState, target int) []byte {
 		select {
 		case m := <-ss.push:
 			out = append(out, m...)
+		case <-ps.counted:
 		case <-t.C:
+			ss.s.log.Warn("subscription confirmations late; going on", "client_id", ss.id, "expected", ps.pending()-target)
 			return out // late confirmations follow through the relay
 		case <-ss.ctx.Done():
 			return out
@@ -399,6 +403,10 @@ func (ss *session) relay(ps *pubsubState, sc *subConn) {
 				ps.expect--
 			}
 			ps.mu.Unlock()
+			select {
+			case ps.counted <- struct{}{}:
+			default:
+			}
 		}
 	}
 }
