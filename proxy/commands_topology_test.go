@@ -250,8 +250,27 @@ func TestCommandsDuringTopologyChanges(t *testing.T) {
 		if host == nil {
 			t.Fatal("subscription not found on any node")
 		}
+		// A shard channel served by the same node.
+		own := slotOwners(t, c)
+		sch := ch + "s"
+		for own[proxy.KeySlot([]byte(sch))] != host.Addr {
+			sch += "x"
+		}
+		sps := p.SSubscribe(ctx, sch)
+		defer sps.Close()
+		if _, err := sps.Receive(ctx); err != nil {
+			t.Fatal(err)
+		}
 		if err := c.Kill(host); err != nil {
 			t.Fatal(err)
+		}
+		// Its shard subscription ends with a sunsubscribe, as when a slot moves away.
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if m, err := sps.Receive(rctx); err != nil {
+			t.Errorf("no sunsubscribe after the shard channel's node died: %v", err)
+		} else if sub, ok := m.(*redis.Subscription); !ok || sub.Kind != "sunsubscribe" || sub.Channel != sch || sub.Count != 0 {
+			t.Errorf("after the shard channel's node died: %#v", m)
 		}
 		// Fan-out commands name the master that failed.
 		if err := p.ScriptLoad(ctx, "return 1").Err(); err == nil || !strings.Contains(err.Error(), host.Addr) {
