@@ -24,6 +24,10 @@ func (s *Server) checkAuth(user, pass string) (readonly, ok bool) {
 	return false, false
 }
 
+// readonlyDenied are commands that may write although their flags do not say so (scripts
+// decide at run time); read-only users use the _RO variants.
+var readonlyDenied = map[string]bool{"eval": true, "evalsha": true, "fcall": true}
+
 var (
 	replyNoAuth    = []byte("-NOAUTH Authentication required.\r\n")
 	replyWrongPass = []byte("-WRONGPASS invalid username-password pair or user is disabled.\r\n")
@@ -56,13 +60,19 @@ func (ss *session) authGate(r *request) []byte {
 	}
 	if !ss.authed {
 		switch name {
-		case "hello", "ping", "quit":
+		case "hello", "ping", "quit", "reset":
 			return nil
 		}
 		return replyNoAuth
 	}
 	if ss.readonly {
-		if info := ss.s.cl.cmds.lookup(r.args[0]); info != nil && info.flags&flagWrite != 0 {
+		deny := readonlyDenied[name]
+		if !deny && len(r.args) > 1 && (name == "script" || name == "function") {
+			sub := lowerName(r.args[1])
+			deny = sub != "exists" && sub != "list" && sub != "stats" && sub != "dump" && sub != "help"
+			name += "|" + sub
+		}
+		if info := ss.s.cl.cmds.lookup(r.args[0]); deny || info != nil && info.flags&flagWrite != 0 {
 			return errorReply(fmt.Sprintf("NOPERM User has no permissions to run the '%s' command", name))
 		}
 	}

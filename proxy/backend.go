@@ -34,6 +34,7 @@ type request struct {
 	keyPos     []int // for a part: positions of its keys in the original command
 	noReply    bool  // nothing to write: the reply comes through the subscription relay
 	redirected bool  // followed at least one MOVED or ASK
+	replyMode  int8  // CLIENT REPLY ON/OFF/SKIP: changes which replies are written
 
 	reply []byte // complete reply, when err is nil
 	err   error  // transport-level failure

@@ -281,11 +281,22 @@ func (t *cmdTable) mergeSpecs(specs []commandSpec) {
 	}
 }
 
+// containerKeyAt2 are container commands whose subcommands (except HELP, and for MEMORY
+// all but USAGE) take the key right after the subcommand name.
+var containerKeyAt2 = map[string]bool{"object": true, "xinfo": true, "xgroup": true, "memory": true}
+
 // keyIndexes returns the positions of the keys in args (args[0] is the command name). ok is
 // false when the arguments are malformed for a command with movable keys; the node then
 // gives the proper error.
 func (ci *cmdInfo) keyIndexes(args [][]byte, dst []int) (idx []int, ok bool) {
 	idx = dst[:0]
+	if ci.first == 0 && len(args) > 2 && containerKeyAt2[ci.name] {
+		// OBJECT ENCODING key, XINFO STREAM key …: the key follows the subcommand.
+		if sub := lowerName(args[1]); sub != "help" && !(ci.name == "memory" && sub != "usage") {
+			return append(idx, 2), true
+		}
+		return idx, true
+	}
 	if ci.flags&flagMovableKeys != 0 {
 		return movableKeys(ci.name, args, idx)
 	}
@@ -330,11 +341,12 @@ func movableKeys(name string, args [][]byte, idx []int) ([]int, bool) {
 		return idx, true
 	}
 	switch name {
-	case "eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro",
-		"zunion", "zinter", "zdiff", "sintercard", "lmpop", "zmpop":
+	case "eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro", "blmpop", "bzmpop":
+		// CMD script|function|timeout numkeys key …
 		return numkeysAt(2, 3)
-	case "blmpop", "bzmpop":
-		return numkeysAt(2, 3)
+	case "zunion", "zinter", "zdiff", "zintercard", "sintercard", "lmpop", "zmpop":
+		// CMD numkeys key …
+		return numkeysAt(1, 2)
 	case "zunionstore", "zinterstore", "zdiffstore":
 		idx = append(idx, 1)
 		return numkeysAt(2, 3)

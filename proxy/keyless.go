@@ -3,8 +3,8 @@ package proxy
 import (
 	"bytes"
 	"fmt"
+	"hash/fnv"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -18,15 +18,17 @@ var keylessHandlers = map[string]func(ss *session, r *request) bool{
 	"randomkey": execHandler(execRandomKey),
 	"flushall":  guarded(func(c *Config) bool { return c.EnableFlushall }, "enable-flushall", fanout(mergeNodeAllOK)),
 	"flushdb":   guarded(func(c *Config) bool { return c.EnableFlushall }, "enable-flushall", fanout(mergeNodeAllOK)),
-	"script":    subcommands(map[string]func(ss *session, r *request) bool{"load": rememberScript(fanout(mergeNodeSame)), "exists": fanout(mergeNodeAnd), "flush": fanout(mergeNodeAllOK)}),
+	"script":    subcommands(map[string]func(ss *session, r *request) bool{"load": rememberScript(fanout(mergeNodeSame)), "exists": fanout(mergeNodeAnd), "flush": forgetScripts(fanout(mergeNodeAllOK)), "kill": fanout(mergeKill)}),
 	"function": subcommands(map[string]func(ss *session, r *request) bool{"load": fanout(mergeNodeSame), "delete": fanout(mergeNodeAllOK),
-		"flush": fanout(mergeNodeAllOK), "list": fanout(mergeNodeFirst), "restore": fanout(mergeNodeAllOK)}),
+		"flush": fanout(mergeNodeAllOK), "list": fanout(mergeNodeFirst), "restore": fanout(mergeNodeAllOK), "kill": fanout(mergeKill)}),
 	"scan":    execHandler(execScan),
 	"info":    execHandler(execInfo),
 	"cluster": localHandler(clusterCommand),
 	"client":  localHandler(clientCommand),
 	"slowlog": localHandler(slowlogCommand),
 	"proxy":   localHandler(proxyCommand),
+	"reset":   resetCommand,
+	"wait":    execHandler(execWait),
 }
 
 // rememberScript records a SCRIPT LOAD body for NOSCRIPT recovery.
@@ -35,6 +37,15 @@ func rememberScript(h func(ss *session, r *request) bool) func(ss *session, r *r
 		if len(r.args) == 3 {
 			ss.s.scripts.remember(r.args[2])
 		}
+		return h(ss, r)
+	}
+}
+
+// forgetScripts clears the proxy's script memory on SCRIPT FLUSH: a flushed script must
+// give NOSCRIPT, not be reloaded behind the client's back.
+func forgetScripts(h func(ss *session, r *request) bool) func(ss *session, r *request) bool {
+	return func(ss *session, r *request) bool {
+		ss.s.scripts.flush()
 		return h(ss, r)
 	}
 }
@@ -111,6 +122,15 @@ func nodeError(parts []*request, replies [][]byte) []byte {
 	if first == nil {
 		return nil
 	}
+	if len(failed) == len(parts) {
+		all := true
+		for _, rep := range replies {
+			all = all && bytes.Equal(rep, first)
+		}
+		if all { // every master gave the same answer: it is the answer
+			return first
+		}
+	}
 	msg := strings.TrimSpace(string(first[1:]))
 	if strings.HasPrefix(msg, "ERR proxy: ") {
 		msg = strings.TrimPrefix(msg, "ERR proxy: ")
@@ -140,6 +160,22 @@ func mergeNodeSame(parts []*request, replies [][]byte) []byte {
 	for _, rep := range replies[1:] {
 		if !bytes.Equal(rep, replies[0]) {
 			return errorReply("ERR proxy: masters disagree")
+		}
+	}
+	return replies[0]
+}
+
+// mergeKill combines SCRIPT KILL / FUNCTION KILL: the script runs on one master; OK if
+// one of them killed it, else a node's error (NOTBUSY when none runs one).
+func mergeKill(_ []*request, replies [][]byte) []byte {
+	for _, rep := range replies {
+		if bytes.Equal(rep, replyOK) {
+			return rep
+		}
+	}
+	for _, rep := range replies {
+		if !bytes.HasPrefix(rep, []byte("-NOTBUSY")) {
+			return rep // e.g. UNKILLABLE
 		}
 	}
 	return replies[0]
@@ -225,27 +261,91 @@ func execRandomKey(ss *session, r *request) []byte {
 	return replyNil
 }
 
-// scanOrder returns the masters sorted by the lowest slot they serve: a stable order that
-// survives failovers (a promoted replica serves the same slots).
-func scanOrder(m *slotMap) []*node {
-	low := make(map[*node]int, len(m.masters))
-	for s := NumSlots - 1; s >= 0; s-- {
-		low[m.master(s)] = s
-	}
-	out := make([]*node, 0, len(low))
-	for n := range low {
-		out = append(out, n)
-	}
-	sort.Slice(out, func(i, j int) bool { return low[out[i]] < low[out[j]] })
-	return out
+// SCAN walks the cluster by slot with one cursor that stays a plain unsigned integer, as
+// clients expect. The cursor holds a slot boundary S (every slot below S is done), the
+// cursor of the node N that owns S, and a hash of the slots N owned when its scan began.
+// When N's own scan ends, the boundary moves past the run of slots from S on that N still
+// owns, with no migration open, and owned throughout (same hash): keys there existed on N
+// for its whole scan, so Redis's SCAN guarantee covers them. Otherwise (a slot moved in or
+// out, the map was stale) N is scanned again. Keys may be returned more than once, never
+// skipped; a master whose slots are not contiguous is scanned once per run.
+const (
+	scanSlotBits = 15 // S+1 (cursor 0 starts at slot 0)
+	scanHashBits = 17
+	scanNodeBits = 64 - scanSlotBits - scanHashBits
+)
+
+// nodeSlots is a node's own view of the slots it serves (from CLUSTER NODES, myself line).
+type nodeSlots struct {
+	owns   [NumSlots]bool
+	moving [NumSlots]bool // migrating out or importing in
+	hash   uint64
 }
 
-// scanNodeBits is the number of low cursor bits that hold the master's position.
-const scanNodeBits = 10
+func parseMyself(text string) (*nodeSlots, bool) {
+	for _, line := range strings.Split(text, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 8 || !strings.Contains(f[2], "myself") {
+			continue
+		}
+		ns := &nodeSlots{}
+		h := fnv.New64a()
+		for _, tok := range f[8:] {
+			h.Write([]byte(tok))
+			h.Write([]byte{' '})
+			if strings.HasPrefix(tok, "[") {
+				n, _, _ := strings.Cut(strings.TrimPrefix(tok, "["), "-")
+				if s, err := strconv.Atoi(n); err == nil && s >= 0 && s < NumSlots {
+					ns.moving[s] = true
+				}
+				continue
+			}
+			lo, hi, rng := strings.Cut(tok, "-")
+			a, err1 := strconv.Atoi(lo)
+			b := a
+			var err2 error
+			if rng {
+				b, err2 = strconv.Atoi(hi)
+			}
+			if err1 != nil || err2 != nil || a < 0 || b >= NumSlots || a > b {
+				return nil, false
+			}
+			for s := a; s <= b; s++ {
+				ns.owns[s] = true
+			}
+		}
+		ns.hash = h.Sum64() & (1<<scanHashBits - 1)
+		return ns, true
+	}
+	return nil, false
+}
 
-// execScan walks every master in turn with one cursor: the low bits hold the master's
-// position in scanOrder, the rest that master's own cursor. The cursor stays a plain
-// unsigned integer, as clients expect.
+// nodeView asks n for its own slots.
+func (ss *session) nodeView(n *node) (*nodeSlots, []byte) {
+	rep := ss.callNode(n, []byte("CLUSTER"), []byte("NODES"))
+	text, ok := bulkValue(rep)
+	if !ok {
+		if len(rep) > 0 && rep[0] == '-' {
+			return nil, rep
+		}
+		return nil, errorReply("ERR proxy: unexpected CLUSTER NODES reply from " + n.addr)
+	}
+	ns, ok := parseMyself(text)
+	if !ok {
+		return nil, errorReply("ERR proxy: cannot parse CLUSTER NODES from " + n.addr)
+	}
+	return ns, nil
+}
+
+func scanReply(cursor uint64, elems []byte) []byte {
+	b := appendArrayHeader(nil, 2)
+	b = appendBulkString(b, strconv.FormatUint(cursor, 10))
+	if elems == nil {
+		return appendArrayHeader(b, 0)
+	}
+	return append(b, elems...)
+}
+
 func execScan(ss *session, r *request) []byte {
 	if len(r.args) < 2 {
 		return wrongArgs("scan")
@@ -254,18 +354,37 @@ func execScan(ss *session, r *request) []byte {
 	if err != nil {
 		return errorReply("ERR invalid cursor")
 	}
+	slot, hash, nodeCur := 0, uint64(0), uint64(0)
+	if cur != 0 {
+		f := int(cur & (1<<scanSlotBits - 1))
+		if f == 0 || f > NumSlots {
+			return errorReply("ERR invalid cursor")
+		}
+		slot = f - 1
+		hash = (cur >> scanSlotBits) & (1<<scanHashBits - 1)
+		nodeCur = cur >> (scanSlotBits + scanHashBits)
+	}
 	m := ss.s.cl.smap.Load()
 	if m == nil {
 		return errorReply("ERR proxy: " + ErrNoSlotMap.Error())
 	}
-	order := scanOrder(m)
-	pos := int(cur & (1<<scanNodeBits - 1))
-	nodeCur := cur >> scanNodeBits
-	if pos >= len(order) {
-		return errorReply("ERR invalid cursor")
+	n := m.master(slot)
+	same := uint64(slot + 1) // this slot again, from the start of its owner's scan
+	if nodeCur == 0 {
+		ns, e := ss.nodeView(n)
+		if e != nil {
+			return e
+		}
+		if !ns.owns[slot] {
+			// Stale map: nothing scanned; come back when it is refreshed.
+			ss.s.cl.requestRefresh(refreshMoved)
+			ss.sleep(ss.s.conf().TryagainBackoff)
+			return scanReply(same, nil)
+		}
+		hash = ns.hash
 	}
 	args := append([][]byte{r.args[0], []byte(strconv.FormatUint(nodeCur, 10))}, r.args[2:]...)
-	rep := ss.callNode(order[pos], args...)
+	rep := ss.callNode(n, args...)
 	elems, ok := splitArray(rep)
 	if !ok || len(elems) != 2 {
 		if len(rep) > 0 && rep[0] == '-' {
@@ -278,19 +397,34 @@ func execScan(ss *session, r *request) []byte {
 		return errorReply("ERR proxy: unexpected SCAN reply")
 	}
 	next, err := strconv.ParseUint(nextStr, 10, 64)
-	if err != nil || next >= 1<<(64-scanNodeBits) {
+	if err != nil || next >= 1<<scanNodeBits {
 		return errorReply("ERR proxy: node cursor out of range")
 	}
-	var out uint64
-	switch {
-	case next != 0:
-		out = next<<scanNodeBits | uint64(pos)
-	case pos+1 < len(order):
-		out = uint64(pos + 1)
+	if next != 0 {
+		return scanReply(next<<(scanSlotBits+scanHashBits)|hash<<scanSlotBits|uint64(slot+1), elems[1])
 	}
-	b := appendArrayHeader(nil, 2)
-	b = appendBulkString(b, strconv.FormatUint(out, 10))
-	return append(b, elems[1]...)
+	// n's scan is complete: move the boundary past what it owned throughout.
+	ns, e := ss.nodeView(n)
+	if e != nil {
+		return e
+	}
+	if ns.hash != hash {
+		ss.s.cl.requestRefresh(refreshMoved)
+		return scanReply(same, elems[1])
+	}
+	end := slot
+	for end < NumSlots && ns.owns[end] && !ns.moving[end] {
+		end++
+	}
+	switch {
+	case end == NumSlots:
+		return scanReply(0, elems[1])
+	case end == slot:
+		// slot itself is migrating: its keys may be on either side; scan again.
+		ss.sleep(ss.s.conf().TryagainBackoff)
+		return scanReply(same, elems[1])
+	}
+	return scanReply(uint64(end+1), elems[1])
 }
 
 // bulkValue returns the string in a bulk string reply.
@@ -299,6 +433,9 @@ func bulkValue(b []byte) (string, bool) {
 		return "", false
 	}
 	i := bytes.IndexByte(b, '\n')
+	if i < 0 || i+1 > len(b)-2 {
+		return "", false // nil bulk
+	}
 	return string(b[i+1 : len(b)-2]), true
 }
 

@@ -8,165 +8,443 @@ import (
 	"time"
 )
 
-// pubsubState is a client's subscription: one dedicated connection to a master (a cluster
-// delivers PUBLISH to every node), a relay goroutine that forwards what the node sends,
-// and the channels and patterns subscribed, so that the subscription can be re-made on
-// another node when that one dies.
+// pubsubState is a client's subscriptions. SUBSCRIBE and PSUBSCRIBE use one dedicated
+// connection to a master (a cluster delivers PUBLISH to every node); SSUBSCRIBE uses one
+// dedicated connection per master that owns a subscribed shard channel's slot. A relay
+// goroutine per connection forwards what the node sends. The channels and patterns are
+// remembered so that the main subscription can be re-made on another node when that one
+// dies; shard channels whose node dies are ended with a sunsubscribe message, as Redis
+// does when a slot moves away, so the client subscribes again.
 type pubsubState struct {
-	mu       sync.Mutex
+	mu        sync.Mutex
+	main      *subConn
+	shards    map[*node]*subConn
+	channels  map[string]bool
+	patterns  map[string]bool
+	schannels map[string]*subConn
+	expect    int           // replies still expected for forwarded commands
+	counted   chan struct{} // signalled when expect drops
+	closed    bool          // RESET or disconnect: relays stop
+}
+
+// subConn is one dedicated subscription connection.
+type subConn struct {
 	node     *node
 	dc       *directConn
-	channels map[string]bool
-	patterns map[string]bool
-	expect   int // replies still expected for forwarded commands
+	sharded  bool
 	suppress int // confirmations of a re-subscription, not shown to the client
+}
+
+func newPubsubState() *pubsubState {
+	return &pubsubState{shards: map[*node]*subConn{}, channels: map[string]bool{}, patterns: map[string]bool{}, schannels: map[string]*subConn{},
+		counted: make(chan struct{}, 1)}
 }
 
 // subscribed reports whether the session is in RESP2 subscribed mode.
 func (ps *pubsubState) subscribed() bool {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	return len(ps.channels)+len(ps.patterns) > 0 || ps.expect > 0
+	return len(ps.channels)+len(ps.patterns)+len(ps.schannels) > 0 || ps.expect > 0
 }
-
-var pubsubCommands = map[string]bool{"subscribe": true, "psubscribe": true, "unsubscribe": true, "punsubscribe": true, "ping": true}
 
 // pubsubRequest handles the subscribe family; in subscribed mode it also rejects what
-// RESP2 does not allow there.
+// RESP2 does not allow there. It runs in the reader goroutine.
 func (ss *session) pubsubRequest(r *request) bool {
 	name := lowerName(r.args[0])
-	if ss.ps == nil {
-		switch name {
-		case "subscribe", "psubscribe":
-			if len(r.args) < 2 {
-				r.reply, r.local, r.done = wrongArgs(name), true, closedDone()
-				return true
-			}
-			r.exec, r.barrier, r.done = execSubscribe, true, make(chan struct{}, 1)
-			return true
-		case "unsubscribe", "punsubscribe":
-			// Not subscribed: Redis confirms with a nil channel and count 0.
-			b := appendArrayHeader(nil, 3)
-			b = appendBulkString(b, name)
-			b = append(b, replyNil...)
-			r.reply, r.local, r.done = appendInt(b, 0), true, closedDone()
+	switch name {
+	case "subscribe", "psubscribe", "ssubscribe":
+		if len(r.args) < 2 {
+			r.reply, r.local, r.done = wrongArgs(name), true, closedDone()
 			return true
 		}
+		if name == "ssubscribe" {
+			slot := KeySlot(r.args[1])
+			for _, ch := range r.args[2:] {
+				if KeySlot(ch) != slot {
+					r.reply, r.local, r.done = errCrossSlot, true, closedDone()
+					return true
+				}
+			}
+		}
+		// The writer opens connections as needed (it owns the dedicated pool use); the
+		// reader waits, so that the next command sees the subscribed state.
+		r.exec, r.barrier, r.done = execSubscribe, true, make(chan struct{}, 1)
+		return true
+	case "unsubscribe", "punsubscribe", "sunsubscribe":
+		if ss.ps == nil {
+			r.reply, r.local, r.done = newPubsubState().unsubscribe(name, r.args[1:]), true, closedDone()
+			return true
+		}
+		r.exec, r.barrier, r.done = execUnsubscribe, true, make(chan struct{}, 1)
+		return true
+	}
+	if ss.ps == nil || !ss.ps.subscribed() {
 		return false
 	}
-	if pubsubCommands[name] {
-		if err := ss.ps.forward(r.args); err != nil {
-			r.reply = errorReply("ERR proxy: " + err.Error())
+	switch name {
+	case "ping":
+		if len(r.args) > 2 {
+			r.reply, r.local, r.done = wrongArgs("ping"), true, closedDone()
+			return true
 		}
-		r.local, r.done = true, closedDone() // the node's reply arrives through the relay
-		r.noReply = r.reply == nil
+		r.exec, r.barrier, r.done = execPing, true, make(chan struct{}, 1)
 		return true
+	case "quit", "reset":
+		return false
 	}
-	if ss.ps.subscribed() && name != "quit" && name != "reset" {
-		r.reply = errorReply(fmt.Sprintf("ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context", name))
-		r.local, r.done = true, closedDone()
-		return true
-	}
-	return false
+	r.reply = errorReply(fmt.Sprintf("ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context", name))
+	r.local, r.done = true, closedDone()
+	return true
 }
 
-// forward sends a subscribe-family command on the subscription's connection.
-func (ps *pubsubState) forward(args [][]byte) error {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	n := len(args) - 1
-	switch lowerName(args[0]) {
-	case "ping":
-		n = 1
-	case "unsubscribe":
-		if n == 0 {
-			n = max(1, len(ps.channels))
-		}
-	case "punsubscribe":
-		if n == 0 {
-			n = max(1, len(ps.patterns))
-		}
+// write sends a command on a subscription connection; ps.mu is held.
+func (sc *subConn) write(args [][]byte) error {
+	if sc.dc == nil {
+		return fmt.Errorf("subscription to %s is being re-established", sc.node.addr)
 	}
-	ps.expect += n
-	if ps.dc == nil {
-		return fmt.Errorf("subscription is being re-established")
-	}
-	ps.dc.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	_, err := ps.dc.conn.Write(appendCommand(nil, args...))
+	sc.dc.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_, err := sc.dc.conn.Write(appendCommand(nil, args...))
 	return err
 }
 
-// execSubscribe opens the subscription connection, starts the relay and forwards the
-// first SUBSCRIBE or PSUBSCRIBE; its confirmations come through the relay.
+// execPing forwards PING in subscribed mode; the node answers with a pong message.
+func execPing(ss *session, r *request) []byte {
+	ps := ss.ps
+	target := ps.pending()
+	if err := ps.ping(r.args); err != nil {
+		return errorReply("ERR proxy: " + err.Error())
+	}
+	return ss.collect(ps, target)
+}
+
+// execUnsubscribe forwards an unsubscribe command and returns the confirmations.
+func execUnsubscribe(ss *session, r *request) []byte {
+	ps := ss.ps
+	target := ps.pending()
+	local := ps.unsubscribe(lowerName(r.args[0]), r.args[1:])
+	return append(ss.collect(ps, target), local...)
+}
+
+// pending returns the number of replies still expected from the nodes.
+func (ps *pubsubState) pending() int {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return ps.expect
+}
+
+// collect runs in the writer after a subscribe-family command was forwarded: it takes the
+// messages the relays pass on until the command's confirmations are in (expect is back
+// to target), so that they reach the client before the reply to any later command.
+func (ss *session) collect(ps *pubsubState, target int) []byte {
+	var out []byte
+	t := time.NewTimer(ss.s.conf().BackendReadTimeout)
+	defer t.Stop()
+	for {
+		if ps.pending() <= target {
+			// A relay pushes before it counts a confirmation: whatever it counted is
+			// already queued.
+			for {
+				select {
+				case m := <-ss.push:
+					out = append(out, m...)
+				default:
+					return out
+				}
+			}
+		}
+		select {
+		case m := <-ss.push:
+			out = append(out, m...)
+		case <-ps.counted:
+		case <-t.C:
+			ss.s.log.Warn("subscription confirmations late; going on", "client_id", ss.id, "expected", ps.pending()-target)
+			return out // late confirmations follow through the relay
+		case <-ss.ctx.Done():
+			return out
+		}
+	}
+}
+
+func (ps *pubsubState) ping(args [][]byte) error {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	sc := ps.main
+	if sc == nil {
+		for _, x := range ps.shards {
+			sc = x
+			break
+		}
+	}
+	if sc == nil {
+		return fmt.Errorf("no subscription connection")
+	}
+	ps.expect++
+	return sc.write(args)
+}
+
+// confirmation is the reply Redis gives to an (un)subscribe of name with count left.
+func confirmation(kind string, name []byte, count int) []byte {
+	b := appendArrayHeader(nil, 3)
+	b = appendBulkString(b, kind)
+	if name == nil {
+		b = append(b, replyNil...)
+	} else {
+		b = appendBulk(b, name)
+	}
+	return appendInt(b, int64(count))
+}
+
+// unsubscribe forwards UNSUBSCRIBE/PUNSUBSCRIBE/SUNSUBSCRIBE to the connections holding
+// the subscriptions. Confirmations for names not subscribed are produced here (returned,
+// in order); the others arrive through the relays.
+func (ps *pubsubState) unsubscribe(kind string, names [][]byte) []byte {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	total := func() int {
+		if kind == "sunsubscribe" {
+			return len(ps.schannels)
+		}
+		return len(ps.channels) + len(ps.patterns)
+	}
+	if kind != "sunsubscribe" {
+		if ps.main == nil {
+			if len(names) == 0 {
+				return confirmation(kind, nil, 0)
+			}
+			var out []byte
+			for _, n := range names {
+				out = append(out, confirmation(kind, n, 0)...)
+			}
+			return out
+		}
+		n := len(names)
+		if n == 0 {
+			n = len(ps.channels)
+			if kind == "punsubscribe" {
+				n = len(ps.patterns)
+			}
+			n = max(n, 1)
+		}
+		ps.expect += n
+		if err := ps.main.write(append([][]byte{[]byte(kind)}, names...)); err != nil {
+			ps.expect -= n
+			return errorReply("ERR proxy: " + err.Error())
+		}
+		return nil
+	}
+	// Shard channels: group by connection.
+	if len(names) == 0 {
+		if len(ps.schannels) == 0 {
+			return confirmation(kind, nil, 0)
+		}
+		per := map[*subConn]int{}
+		for _, sc := range ps.schannels {
+			per[sc]++
+		}
+		for sc, n := range per {
+			ps.expect += n
+			if err := sc.write([][]byte{[]byte(kind)}); err != nil {
+				ps.expect -= n
+			}
+		}
+		return nil
+	}
+	var local []byte
+	for _, n := range names {
+		sc, ok := ps.schannels[string(n)]
+		if !ok {
+			local = append(local, confirmation(kind, n, total())...)
+			continue
+		}
+		ps.expect++
+		if err := sc.write([][]byte{[]byte(kind), n}); err != nil {
+			ps.expect--
+		}
+	}
+	// Confirmations of names not subscribed follow the forwarded ones; Redis clients
+	// match confirmations by name, not by position.
+	return local
+}
+
+// execSubscribe runs in the writer: it opens the subscription connection the command
+// needs, starts its relay and forwards the command; the confirmations come through the
+// relay.
 func execSubscribe(ss *session, r *request) []byte {
 	m := ss.s.cl.smap.Load()
 	if m == nil {
 		return errorReply("ERR proxy: " + ErrNoSlotMap.Error())
 	}
-	n := m.masters[rand.IntN(len(m.masters))]
-	dc, err := ss.s.direct.acquire(ss.ctx, n)
+	if ss.ps == nil {
+		ss.ps = newPubsubState()
+	}
+	ps := ss.ps
+	sharded := lowerName(r.args[0]) == "ssubscribe"
+	ps.mu.Lock()
+	var sc *subConn
+	if sharded {
+		sc = ps.shards[m.master(KeySlot(r.args[1]))]
+	} else {
+		sc = ps.main
+	}
+	ps.mu.Unlock()
+	if sc == nil {
+		n := m.masters[rand.IntN(len(m.masters))]
+		if sharded {
+			n = m.master(KeySlot(r.args[1]))
+		}
+		dc, err := ss.s.direct.acquire(ss.ctx, n)
+		if err != nil {
+			return errorReply("ERR proxy: " + err.Error())
+		}
+		sc = &subConn{node: n, dc: dc, sharded: sharded}
+		ps.mu.Lock()
+		if sharded {
+			ps.shards[n] = sc
+		} else {
+			ps.main = sc
+		}
+		ps.mu.Unlock()
+		go ss.relay(ps, sc)
+	}
+	ps.mu.Lock()
+	target := ps.expect
+	ps.expect += len(r.args) - 1
+	err := sc.write(r.args)
+	if err != nil {
+		ps.expect -= len(r.args) - 1
+	}
+	ps.mu.Unlock()
 	if err != nil {
 		return errorReply("ERR proxy: " + err.Error())
 	}
-	ps := &pubsubState{node: n, dc: dc, channels: map[string]bool{}, patterns: map[string]bool{}}
-	ss.ps = ps
-	if err := ps.forward(r.args); err != nil {
-		return errorReply("ERR proxy: " + err.Error())
-	}
-	go ss.relay(ps)
-	r.noReply = true
-	return nil
+	return ss.collect(ps, target)
 }
 
-// relay forwards messages and confirmations from the subscription connection to the
-// client, and re-subscribes on another master when the connection fails.
-func (ss *session) relay(ps *pubsubState) {
-	defer func() {
+// closePubsub ends every subscription (RESET, disconnect).
+func (ss *session) closePubsub() {
+	ps := ss.ps
+	if ps == nil {
+		return
+	}
+	ps.mu.Lock()
+	ps.closed = true
+	conns := make([]*subConn, 0, len(ps.shards)+1)
+	if ps.main != nil {
+		conns = append(conns, ps.main)
+	}
+	for _, sc := range ps.shards {
+		conns = append(conns, sc)
+	}
+	ps.mu.Unlock()
+	for _, sc := range conns {
 		ps.mu.Lock()
-		if ps.dc != nil {
-			ss.s.direct.release(ps.node, ps.dc, false)
-			ps.dc = nil
+		if sc.dc != nil {
+			sc.dc.conn.Close() // the relay sees the error and releases the connection
 		}
 		ps.mu.Unlock()
-	}()
+	}
+	ss.ps = nil
+}
+
+// relay forwards messages and confirmations from one subscription connection to the
+// client, and handles the loss of the connection.
+func (ss *session) relay(ps *pubsubState, sc *subConn) {
+	stop := context.AfterFunc(ss.ctx, func() {
+		ps.mu.Lock()
+		if sc.dc != nil {
+			sc.dc.conn.Close()
+		}
+		ps.mu.Unlock()
+	})
+	defer stop()
+	release := func() {
+		ps.mu.Lock()
+		if sc.dc != nil {
+			ss.s.direct.release(sc.node, sc.dc, false)
+			sc.dc = nil
+		}
+		ps.mu.Unlock()
+	}
+	defer release()
 	for {
 		ps.mu.Lock()
-		dc := ps.dc
+		dc := sc.dc
 		ps.mu.Unlock()
 		rep, err := dc.rr.next()
 		if err != nil {
-			if ss.ctx.Err() != nil {
+			ps.mu.Lock()
+			closed := ps.closed
+			ps.mu.Unlock()
+			if closed || ss.ctx.Err() != nil {
 				return
 			}
-			ss.s.log.Warn("subscription connection lost; re-subscribing", "node", ps.node.addr, "err", err)
-			if !ss.resubscribe(ps) {
+			ss.s.log.Warn("subscription connection lost", "node", sc.node.addr, "sharded", sc.sharded, "err", err)
+			if sc.sharded {
+				release()
+				ss.endShard(ps, sc)
+				return
+			}
+			if !ss.resubscribe(ps, sc) {
 				return
 			}
 			continue
 		}
-		if !ps.account(rep) {
-			continue
+		out, show, confirm := ps.account(sc, rep)
+		if show {
+			select {
+			case ss.push <- out:
+			case <-ss.ctx.Done():
+				return
+			}
 		}
-		select {
-		case ss.push <- rep:
-		case <-ss.ctx.Done():
-			return
+		if confirm {
+			ps.mu.Lock()
+			if ps.expect > 0 {
+				ps.expect--
+			}
+			ps.mu.Unlock()
+			select {
+			case ps.counted <- struct{}{}:
+			default:
+			}
 		}
 	}
 }
 
-// account updates the subscription state from one reply and reports whether the client
-// should see it.
-func (ps *pubsubState) account(rep []byte) bool {
+// endShard tells the client its shard channels on a lost connection are unsubscribed.
+func (ss *session) endShard(ps *pubsubState, sc *subConn) {
+	ss.s.cl.requestRefresh(refreshConnLoss)
+	ps.mu.Lock()
+	var out []byte
+	for ch, x := range ps.schannels {
+		if x == sc {
+			delete(ps.schannels, ch)
+			out = append(out, confirmation("sunsubscribe", []byte(ch), len(ps.schannels))...)
+		}
+	}
+	delete(ps.shards, sc.node)
+	ps.expect = 0 // what was pending on the lost connection will not come
+	ps.mu.Unlock()
+	if out != nil {
+		select {
+		case ss.push <- out:
+		case <-ss.ctx.Done():
+		}
+	}
+}
+
+// account updates the subscription state from one reply on sc and returns what the
+// client should see (shard confirmations carry the count over all shard connections).
+func (ps *pubsubState) account(sc *subConn, rep []byte) (out []byte, show, confirm bool) {
 	elems, ok := splitArray(rep)
 	if !ok || len(elems) < 2 {
-		return true
+		return rep, true, false
 	}
 	kind, _ := bulkValue(elems[0])
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	switch kind {
-	case "subscribe", "unsubscribe", "psubscribe", "punsubscribe", "pong":
+	case "subscribe", "unsubscribe", "psubscribe", "punsubscribe", "ssubscribe", "sunsubscribe", "pong":
 		name, _ := bulkValue(elems[1])
 		switch kind {
 		case "subscribe":
@@ -177,25 +455,38 @@ func (ps *pubsubState) account(rep []byte) bool {
 			ps.patterns[name] = true
 		case "punsubscribe":
 			delete(ps.patterns, name)
+		case "ssubscribe":
+			ps.schannels[name] = sc
+		case "sunsubscribe":
+			if len(elems[1]) > 0 && elems[1][0] == '$' && string(elems[1]) != string(replyNil) {
+				delete(ps.schannels, name)
+			}
 		}
-		if ps.suppress > 0 && kind != "pong" {
-			ps.suppress--
-			return false
+		if sc.suppress > 0 && kind != "pong" {
+			sc.suppress--
+			return nil, false, false
 		}
-		if ps.expect > 0 {
-			ps.expect--
+		if kind == "ssubscribe" || kind == "sunsubscribe" {
+			if len(elems) == 3 {
+				var nm []byte
+				if string(elems[1]) != string(replyNil) {
+					nm = []byte(name)
+				}
+				return confirmation(kind, nm, len(ps.schannels)), true, true
+			}
 		}
+		return rep, true, true
 	}
-	return true
+	return rep, true, false
 }
 
-// resubscribe moves the subscription to a reachable master; it reports false when the
-// session ended first.
-func (ss *session) resubscribe(ps *pubsubState) bool {
+// resubscribe moves the main subscription to a reachable master; it reports false when
+// the session or the subscription ended first.
+func (ss *session) resubscribe(ps *pubsubState, sc *subConn) bool {
 	ps.mu.Lock()
-	old := ps.node
-	ss.s.direct.release(ps.node, ps.dc, false)
-	ps.dc = nil
+	old := sc.node
+	ss.s.direct.release(sc.node, sc.dc, false)
+	sc.dc = nil
 	ps.mu.Unlock()
 	ss.s.cl.requestRefresh(refreshConnLoss)
 	backoff := 50 * time.Millisecond
@@ -210,6 +501,11 @@ func (ss *session) resubscribe(ps *pubsubState) bool {
 			cancel()
 			if err == nil {
 				ps.mu.Lock()
+				if ps.closed {
+					ps.mu.Unlock()
+					ss.s.direct.release(n, dc, false)
+					return false
+				}
 				var cmd []byte
 				if len(ps.channels) > 0 {
 					cmd = appendCommand(cmd, append([][]byte{[]byte("SUBSCRIBE")}, keysOf(ps.channels)...)...)
@@ -217,14 +513,22 @@ func (ss *session) resubscribe(ps *pubsubState) bool {
 				if len(ps.patterns) > 0 {
 					cmd = appendCommand(cmd, append([][]byte{[]byte("PSUBSCRIBE")}, keysOf(ps.patterns)...)...)
 				}
-				ps.suppress = len(ps.channels) + len(ps.patterns)
-				ps.node, ps.dc = n, dc
-				_, err = dc.conn.Write(cmd)
+				sc.suppress = len(ps.channels) + len(ps.patterns)
+				ps.expect = 0 // replies pending on the lost connection will not come
+				sc.node, sc.dc = n, dc
+				if cmd != nil {
+					dc.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+					_, err = dc.conn.Write(cmd)
+				}
 				ps.mu.Unlock()
 				if err == nil {
-					ss.s.log.Info("re-subscribed", "node", n.addr)
+					ss.s.log.Info("re-subscribed", "node", n.addr, "channels", len(ps.channels), "patterns", len(ps.patterns))
 					return true
 				}
+				ps.mu.Lock()
+				ss.s.direct.release(n, dc, false)
+				sc.dc = nil
+				ps.mu.Unlock()
 			}
 		}
 		if !ss.sleep(backoff) {

@@ -38,6 +38,12 @@ func (sc *scriptCache) remember(body []byte) {
 	sc.bodies[sha] = bytes.Clone(body)
 }
 
+func (sc *scriptCache) flush() {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	sc.bodies = nil
+}
+
 func (sc *scriptCache) lookup(sha []byte) ([]byte, bool) {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()

@@ -40,6 +40,8 @@ type session struct {
 
 	authed   bool // reader goroutine only
 	readonly bool
+
+	written map[*node]bool // masters this session wrote to (writer goroutine only), for WAIT
 }
 
 func newSession(s *Server, conn net.Conn) *session {
@@ -88,13 +90,50 @@ func (ss *session) readLoop() {
 	g := &guard{r: ss.conn, maxBulk: cfg.ProtoMaxBulkLen, maxArgs: int64(cfg.ProtoMaxMultibulkLen),
 		maxInline: cfg.ProtoInlineMaxSize, maxQuery: cfg.QueryBufferLimit}
 	rd := redcon.NewReader(g)
+	// barrier is the last request that later commands must not overtake (a blocking
+	// command, EXEC, SUBSCRIBE …). The reader keeps reading the socket while it runs, so
+	// that a client that disconnects while blocked is noticed at once, but waits for it
+	// before handling the next command.
+	var barrier *request
+	waitBarrier := func() bool {
+		if barrier == nil {
+			return true
+		}
+		select {
+		case <-barrier.done:
+			barrier = nil
+			return true
+		case <-ss.ctx.Done():
+			return false
+		}
+	}
 	for {
+		// Like Redis, blocked and subscribed clients are not subject to the idle timeout.
 		if cfg.ClientIdleTimeout > 0 && !ss.closing.Load() {
-			ss.conn.SetReadDeadline(time.Now().Add(cfg.ClientIdleTimeout))
+			if barrier == nil && (ss.ps == nil || !ss.ps.subscribed()) {
+				ss.conn.SetReadDeadline(time.Now().Add(cfg.ClientIdleTimeout))
+			} else {
+				ss.conn.SetReadDeadline(time.Time{})
+			}
 		}
 		cmds, err := rd.ReadCommands()
 		if err != nil {
-			if msg, ok := isProtoError(err); ok {
+			msg, proto := isProtoError(err)
+			if barrier != nil && !proto {
+				select {
+				case <-barrier.done:
+				default:
+					// The client went away while a blocking command runs: cancel it, which
+					// closes its dedicated connection (Redis drops a closed client's
+					// replies too).
+					var ne net.Error
+					if !(errors.As(err, &ne) && ne.Timeout()) {
+						ss.cancel()
+					}
+					return
+				}
+			}
+			if proto {
 				ss.s.metrics.protoErrors.Inc()
 				ss.s.log.Debug("client protocol error", "client_id", ss.id, "err", msg)
 				ss.pending <- &request{reply: errorReply("ERR " + msg), done: closedDone(), slot: -2, local: true}
@@ -103,6 +142,9 @@ func (ss *session) readLoop() {
 		}
 		ss.s.metrics.pipeline.Observe(float64(len(cmds)))
 		for i := range cmds {
+			if !waitBarrier() {
+				return
+			}
 			r := ss.newRequest(cmds[i].Args, cmds[i].Raw)
 			ss.s.metrics.bytesIn.Add(float64(len(cmds[i].Raw)))
 			select {
@@ -114,13 +156,7 @@ func (ss *session) readLoop() {
 				return
 			}
 			if r.barrier {
-				// Commands after this one must not overtake it: wait until the writer
-				// has executed it.
-				select {
-				case <-r.done:
-				case <-ss.ctx.Done():
-					return
-				}
+				barrier = r
 			}
 		}
 	}
@@ -135,6 +171,7 @@ func closedDone() chan struct{} {
 func (ss *session) writeLoop() {
 	bw := bufio.NewWriterSize(ss.conn, 16<<10)
 	ok := true
+	replyOff, skipNext := false, false
 	write := func(b []byte) {
 		ss.s.metrics.bytesOut.Add(float64(len(b)))
 		if _, err := bw.Write(b); err != nil {
@@ -160,6 +197,7 @@ func (ss *session) writeLoop() {
 				ss.conn.Close()
 				ss.cancel()
 				ss.releaseWatch(false)
+				ss.closePubsub()
 				return
 			}
 		}
@@ -167,6 +205,24 @@ func (ss *session) writeLoop() {
 			continue // the client is gone; just let the reader finish
 		}
 		reply := ss.finish(r)
+		if r.barrier && !ss.closing.Load() {
+			if idle := ss.s.conf().ClientIdleTimeout; idle > 0 && (ss.ps == nil || !ss.ps.subscribed()) {
+				ss.conn.SetReadDeadline(time.Now().Add(idle)) // the reader may be waiting without one
+			}
+		}
+		// CLIENT REPLY ON|OFF|SKIP, applied in order.
+		switch r.replyMode {
+		case replyModeOn:
+			replyOff, skipNext = false, false
+		case replyModeOff:
+			replyOff, r.noReply = true, true
+		case replyModeSkip:
+			skipNext, r.noReply = true, true
+		default:
+			if replyOff || skipNext {
+				r.noReply, skipNext = true, false
+			}
+		}
 		if !r.noReply {
 			write(reply)
 		}
@@ -187,6 +243,9 @@ func (ss *session) writeLoop() {
 func (ss *session) newRequest(args [][]byte, raw []byte) *request {
 	r := &request{args: args, raw: raw, slot: -1, start: time.Now()}
 	if reply := ss.authGate(r); reply != nil {
+		if ss.tx.inMulti && reply[0] == '-' {
+			ss.tx.aborted = true // as Redis: a command refused while queuing aborts EXEC
+		}
 		r.reply, r.local, r.done = reply, true, closedDone()
 		return r
 	}
@@ -261,12 +320,15 @@ func (ss *session) target(r *request) (*node, error) {
 	if r.slot < 0 {
 		return m.masters[rand.IntN(len(m.masters))], nil
 	}
-	if ss.s.conf().ReadFrom != "master" && r.info != nil && r.info.flags&(flagReadonly|flagWrite) == flagReadonly && !r.asking {
-		if reps := m.replicas[m.owner[r.slot]]; len(reps) > 0 {
-			n := reps[ss.id%uint64(len(reps))]
-			if !n.down.Load() {
+	if rf := ss.s.conf().ReadFrom; rf != "master" && r.info != nil && r.info.flags&(flagReadonly|flagWrite) == flagReadonly && !r.asking {
+		reps := m.replicas[m.owner[r.slot]]
+		for i := range reps {
+			if n := reps[(ss.id+uint64(i))%uint64(len(reps))]; !n.down.Load() {
 				return n, nil
 			}
+		}
+		if rf == "replica" {
+			return nil, fmt.Errorf("%w: no reachable replica serves slot %d (read-from replica)", ErrNotSent, r.slot)
 		}
 	}
 	return m.master(r.slot), nil
@@ -354,6 +416,21 @@ func (ss *session) call(r *request) []byte {
 // following MOVED/ASK, retrying TRYAGAIN, CLUSTERDOWN and unsent commands with backoff,
 // and returns the bytes for the client. It never re-sends a command whose fate is unknown.
 func (ss *session) await(r *request) []byte {
+	reply := ss.awaitReply(r)
+	if r.info != nil && (r.info.flags&flagWrite != 0 || readonlyDenied[r.info.name]) && r.node != nil {
+		ss.wrote(r.node)
+	}
+	return reply
+}
+
+func (ss *session) wrote(n *node) {
+	if ss.written == nil {
+		ss.written = map[*node]bool{}
+	}
+	ss.written[n] = true
+}
+
+func (ss *session) awaitReply(r *request) []byte {
 	cfg := ss.s.conf()
 	cl := ss.s.cl
 	m := ss.s.metrics
@@ -366,7 +443,9 @@ func (ss *session) await(r *request) []byte {
 	for {
 		var next *node
 		if r.err != nil {
-			if !errors.Is(r.err, ErrNotSent) && !errors.Is(r.err, ErrNoSlotMap) || retries >= cfg.TryagainRetries {
+			// A command for one given node (fan-out) is not retried: waiting for a dead
+			// node to come back would only delay the error that names it.
+			if !errors.Is(r.err, ErrNotSent) && !errors.Is(r.err, ErrNoSlotMap) || retries >= cfg.TryagainRetries || r.pinned != nil {
 				return errorReply("ERR proxy: " + r.err.Error())
 			}
 			retries++
@@ -472,11 +551,12 @@ func (ss *session) account(r *request, result string, reply []byte) []byte {
 }
 
 // learnOwner records that slot moved to n (from a MOVED reply) and asks for a full refresh.
+// A MOVED that agrees with the map (a command sent to an arbitrary node) changes nothing.
 func (c *cluster) learnOwner(slot int, n *node) {
 	for {
 		old := c.smap.Load()
 		if old == nil || old.master(slot) == n {
-			break
+			return
 		}
 		if c.smap.CompareAndSwap(old, old.withOwner(slot, n)) {
 			break
@@ -526,8 +606,12 @@ func (ss *session) local(r *request) []byte {
 		return replyOK
 	case "hello":
 		return ss.hello(args)
+	case "readonly", "readwrite", "asking":
+		// Cluster clients send these; the proxy routes reads by its read-from setting and
+		// never sends ASK to clients, so they change nothing.
+		return replyOK
 	case "shutdown", "slaveof", "replicaof", "debug", "monitor", "sync", "psync", "migrate", "failover",
-		"bgsave", "bgrewriteaof", "save", "swapdb", "move", "acl", "module", "readwrite", "readonly":
+		"bgsave", "bgrewriteaof", "save", "swapdb", "move", "acl", "module":
 		return errorReply(fmt.Sprintf("ERR %s is not supported by the proxy", strings.ToUpper(string(name))))
 	case "config":
 		if len(args) > 1 && !bytes.EqualFold(args[1], []byte("get")) && !bytes.EqualFold(args[1], []byte("help")) {
@@ -558,6 +642,9 @@ func (ss *session) hello(args [][]byte) []byte {
 					return errorReply("ERR Syntax error in HELLO option 'auth'")
 				}
 				ro, ok := ss.s.checkAuth(string(args[i+1]), string(args[i+2]))
+				if !ss.s.authRequired() && string(args[i+1]) == "default" {
+					ro, ok = false, true // as Redis's passwordless default user
+				}
 				if !ok {
 					return replyWrongPass
 				}

@@ -42,7 +42,22 @@ func (m *slotMap) withOwner(slot int, n *node) *slotMap {
 		nm.masters = append(nm.masters, n)
 		nm.replicas = append(nm.replicas, nil)
 	}
+	old := nm.owner[slot]
 	nm.owner[slot] = uint16(idx)
+	// A master left without slots (its replica took over) is no master any more: fan-out
+	// commands must not reach it.
+	for s := range nm.owner {
+		if nm.owner[s] == old {
+			return &nm
+		}
+	}
+	nm.masters = append(nm.masters[:old:old], nm.masters[old+1:]...)
+	nm.replicas = append(nm.replicas[:old:old], nm.replicas[old+1:]...)
+	for s := range nm.owner {
+		if nm.owner[s] > old {
+			nm.owner[s]--
+		}
+	}
 	return &nm
 }
 

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"fmt"
+	"strings"
 )
 
 // txState is a client's MULTI/WATCH state. It is changed by the reader goroutine and by
@@ -47,7 +48,19 @@ func (ss *session) queueInMulti(r *request) bool {
 	info := ss.s.cl.cmds.lookup(r.args[0])
 	if info == nil {
 		tx.aborted = true
-		r.reply = errorReply(fmt.Sprintf("ERR unknown command '%s'", r.args[0]))
+		var b strings.Builder
+		for _, a := range r.args[1:] {
+			if b.Len() > 128 {
+				break
+			}
+			fmt.Fprintf(&b, "'%s' ", a)
+		}
+		r.reply = errorReply(fmt.Sprintf("ERR unknown command '%s', with args beginning with: %s", r.args[0], b.String()))
+		return true
+	}
+	if argc := len(r.args); info.arity > 0 && argc != info.arity || argc < -info.arity {
+		tx.aborted = true
+		r.reply = wrongArgs(info.name)
 		return true
 	}
 	idx, ok := info.keyIndexes(r.args, ss.keyIdx[:])
@@ -213,6 +226,7 @@ func txExec(ss *session, r *request) bool {
 			if err != nil {
 				return errorReply("ERR proxy: " + err.Error())
 			}
+			ss.wrote(n)
 			// A queued command redirected by the cluster aborted the transaction before
 			// anything ran: run it again on the new owner (not after a WATCH, whose
 			// guarantee would be lost).

@@ -103,6 +103,15 @@ func TestKeyIndexes(t *testing.T) {
 		{"SORT k BY x STORE d", []int{1, 5}, true},
 		{"BITOP AND d a b", []int{2, 3, 4}, true},
 		{"PING", nil, true},
+		{"SINTERCARD 2 a b LIMIT 1", []int{2, 3}, true},
+		{"ZUNION 2 a b WITHSCORES", []int{2, 3}, true},
+		{"LMPOP 2 a b LEFT", []int{2, 3}, true},
+		{"ZMPOP 1 a MIN", []int{2}, true},
+		{"BLMPOP 0 2 a b LEFT", []int{3, 4}, true},
+		{"BZMPOP 0 1 a MAX", []int{3}, true},
+		{"FCALL f 1 k a", []int{3}, true},
+		{"XGROUP CREATE s g $", []int{2}, true},
+		{"XGROUP HELP", nil, true},
 	} {
 		args := bytes.Fields([]byte(tc.cmd))
 		ci := tab.lookup(args[0])
@@ -160,6 +169,56 @@ func TestGuardLimits(t *testing.T) {
 		}
 		if !strings.HasPrefix(tc.in, string(got)) || !strings.HasPrefix(string(got), tc.wantPassed) || len(got) > len(tc.wantPassed)+3500 {
 			t.Errorf("%.30q: passed %q before the error, want %q", tc.in, got, tc.wantPassed)
+		}
+	}
+}
+
+func TestParseMyself(t *testing.T) {
+	// Recorded from redis-server 7.0 during a slot move.
+	text := "07c37dfeb235213a872192d90877d0cd55635b91 127.0.0.1:30004@40004 slave e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 0 1426238317239 4 connected\n" +
+		"e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460 5465 [5461->-292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f] [93-<-292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f]\n"
+	ns, ok := parseMyself(text)
+	if !ok {
+		t.Fatal("not parsed")
+	}
+	for s, want := range map[int]bool{0: true, 5460: true, 5461: false, 5465: true, 5466: false, 93: true} {
+		if ns.owns[s] != want {
+			t.Errorf("owns[%d] = %v", s, ns.owns[s])
+		}
+	}
+	if !ns.moving[5461] || !ns.moving[93] || ns.moving[0] {
+		t.Error("migrating/importing slots not marked")
+	}
+	other, _ := parseMyself(strings.Replace(text, " 5465 ", " ", 1))
+	if other.hash == ns.hash {
+		t.Error("hash ignores a lost slot")
+	}
+	if _, ok := parseMyself("garbage"); ok {
+		t.Error("garbage parsed")
+	}
+}
+
+func TestWithOwnerDropsEmptyMaster(t *testing.T) {
+	a, b, c := &node{addr: "a"}, &node{addr: "b"}, &node{addr: "c"}
+	m := &slotMap{masters: []*node{a, b}, replicas: [][]*node{{c}, nil}}
+	for s := range m.owner {
+		m.owner[s] = uint16(s % 2)
+	}
+	m.owner[1] = 0 // a serves all even slots and slot 1
+	for s := 0; s < NumSlots; s += 2 {
+		m = m.withOwner(s, c)
+	}
+	m = m.withOwner(1, c)
+	if len(m.masters) != 2 || m.masters[0] != b || m.masters[1] != c {
+		t.Fatalf("masters = %v", m.masters)
+	}
+	for s := 0; s < NumSlots; s++ {
+		want := c
+		if s%2 == 1 && s != 1 {
+			want = b
+		}
+		if m.master(s) != want {
+			t.Fatalf("slot %d on %s", s, m.master(s).addr)
 		}
 	}
 }

@@ -91,6 +91,41 @@ type clientState struct {
 	created               time.Time
 }
 
+// CLIENT REPLY modes carried by a request to the session writer.
+const (
+	replyModeOn int8 = iota + 1
+	replyModeOff
+	replyModeSkip
+)
+
+// resetCommand answers RESET: the reader-side state is reset at once; the dedicated
+// connections (WATCH, subscriptions) are released by the writer, in order.
+func resetCommand(ss *session, r *request) bool {
+	ss.tx.inMulti, ss.tx.queued, ss.tx.aborted = false, nil, false
+	ss.authed, ss.readonly = !ss.s.authRequired(), false
+	ss.csMu.Lock()
+	ss.cs.name = ""
+	ss.csMu.Unlock()
+	r.replyMode = replyModeOn
+	r.exec, r.barrier = func(ss *session, r *request) []byte {
+		ss.releaseWatch(true)
+		ss.closePubsub()
+		// Messages the relays queued before the reset go out before its reply.
+		var out []byte
+		for {
+			select {
+			case m := <-ss.push:
+				out = append(out, m...)
+				continue
+			default:
+			}
+			break
+		}
+		return append(out, "+RESET\r\n"...)
+	}, true
+	return true
+}
+
 func clientCommand(ss *session, r *request) []byte {
 	if len(r.args) < 2 {
 		return wrongArgs("client")
@@ -108,6 +143,12 @@ func clientCommand(ss *session, r *request) []byte {
 		ss.cs.name = string(r.args[2])
 		ss.csMu.Unlock()
 		return replyOK
+	case "getname", "id", "info":
+		if len(r.args) != 2 {
+			return wrongArgs("client|" + sub)
+		}
+	}
+	switch sub {
 	case "getname":
 		if ss.cs.name == "" {
 			return replyNil
@@ -141,12 +182,29 @@ func clientCommand(ss *session, r *request) []byte {
 		ss.s.mu.Unlock()
 		return appendBulkString(nil, strings.Join(lines, ""))
 	case "no-evict", "no-touch":
+		if len(r.args) != 3 {
+			return wrongArgs("client|" + sub)
+		}
+		if m := lowerName(r.args[2]); m != "on" && m != "off" {
+			return errorReply("ERR syntax error")
+		}
 		return replyOK
 	case "reply":
-		if len(r.args) == 3 && lowerName(r.args[2]) == "on" {
+		if len(r.args) != 3 {
+			return wrongArgs("client|reply")
+		}
+		switch lowerName(r.args[2]) {
+		case "on":
+			r.replyMode = replyModeOn
+			return replyOK
+		case "off":
+			r.replyMode = replyModeOff
+			return replyOK
+		case "skip":
+			r.replyMode = replyModeSkip
 			return replyOK
 		}
-		return errorReply("ERR CLIENT REPLY OFF/SKIP is not supported by the proxy")
+		return errorReply("ERR syntax error")
 	}
 	return errorReply(fmt.Sprintf("ERR CLIENT %s is not supported by the proxy", strings.ToUpper(string(r.args[1]))))
 }
