@@ -7,14 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/http/pprof"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/carp"
@@ -198,38 +195,6 @@ func clusterHealth(cfg *config.Config) func(ctx context.Context) error {
 		}
 		return fmt.Errorf("no seed reports a healthy cluster: %w", errors.Join(errs...))
 	}
-}
-
-// startAdmin serves /metrics, /healthz and /readyz on cfg.AdminListen.
-func startAdmin(ctx context.Context, cfg *config.Config, srv *proxy.Server, reg *prometheus.Registry, log *slog.Logger) (*http.Server, error) {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		ok, why := srv.Ready()
-		if !ok {
-			w.WriteHeader(http.StatusServiceUnavailable)
-		}
-		io.WriteString(w, why+"\n")
-	})
-	if cfg.AdminPprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	}
-	ln, err := net.Listen("tcp", cfg.AdminListen)
-	if err != nil {
-		return nil, fmt.Errorf("admin listen %s: %w", cfg.AdminListen, err)
-	}
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("admin listener failed", "err", err)
-		}
-	}()
-	return hs, nil
 }
 
 // runCheckConfig validates a configuration file: check-config FILE.
