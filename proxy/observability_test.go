@@ -220,4 +220,3 @@ func TestCommandLabelsBounded(t *testing.T) {
 		}
 	}
 }
-
