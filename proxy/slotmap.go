@@ -227,6 +227,7 @@ func (c *cluster) controlClient(addr string) *redis.Client {
 		Username:        c.conf().BackendUser,
 		Password:        c.conf().BackendPassword,
 		DialTimeout:     c.conf().BackendConnectTimeout,
+		DialerRetries:   1, // a dead node must not hold up a refresh: the next candidate is asked
 		ReadTimeout:     c.conf().BackendReadTimeout,
 		WriteTimeout:    c.conf().BackendReadTimeout,
 		PoolSize:        1,
