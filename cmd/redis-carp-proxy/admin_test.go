@@ -543,7 +543,8 @@ func TestAdminEndToEnd(t *testing.T) {
 		t.Fatal(r)
 	}
 	before, _ = scrape(t, admin.URL)
-	if err := c.Pause(ctx, C, 3*time.Second); err != nil {
+	const pause = 2500 * time.Millisecond // longer than backend-read-timeout plus the watchdog's tick
+	if err := c.Pause(ctx, C, pause); err != nil {
 		t.Fatal(err)
 	}
 	paused := time.Now()
@@ -565,6 +566,8 @@ func TestAdminEndToEnd(t *testing.T) {
 		{"commands_total", []string{"command", "get", "result", "error"}, 1},
 		{"backend_pending_requests", nil, 0},
 	})
+	// Only after the pause: a command sent during it could time out too.
+	time.Sleep(time.Until(paused.Add(pause + 200*time.Millisecond)))
 	waitUntil(t, "the paused node to answer again", 10*time.Second, func() bool { return rc.do("GET", kt) == "t" })
 
 	// Phase 5: the cluster stops serving a slot: CLUSTERDOWN, coverage and /readyz.
