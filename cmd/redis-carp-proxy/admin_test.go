@@ -704,3 +704,47 @@ func TestAdminPprofOnlyWhenEnabled(t *testing.T) {
 		t.Errorf("/readyz before any slot map: %d %q", code, body)
 	}
 }
+
+// TestDaemonAdminReportsHostState runs the daemon in static mode and checks that its admin
+// listener and INFO see the gate's state: /readyz, INFO proxy and the active metric.
+func TestDaemonAdminReportsHostState(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{Replicas: -1})
+	addr, admin := freeAddr(t), freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- runDaemon(ctx, []string{"--listen", addr, "--cluster-seeds", strings.Join(c.Seeds(), ","),
+			"--admin-listen", admin, "--shutdown-timeout", "1s"}, io.Discard)
+	}()
+	defer func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Error("daemon did not stop")
+		}
+	}()
+	var code int
+	var body string
+	waitUntil(t, "the daemon to be ready", 15*time.Second, func() bool {
+		resp, err := http.Get("http://" + admin + "/readyz")
+		if err != nil {
+			return false
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		code, body = resp.StatusCode, string(b)
+		return code == 200
+	})
+	if !strings.HasPrefix(body, "active (CARP state static), slot map epoch ") {
+		t.Errorf("/readyz: %q", body)
+	}
+	rc := dialRESP(t, addr)
+	if info := rc.do("INFO", "proxy"); !strings.Contains(info, "carp_state:static\r\nactive:1\r\n") {
+		t.Errorf("INFO proxy of the daemon:\n%s", info)
+	}
+	m, _ := scrape(t, "http://"+admin)
+	if m.sum("active") != 1 || m.sum("carp_state") != 2 {
+		t.Errorf("active = %v, carp_state = %v; want 1 and 2 (MASTER)", m.sum("active"), m.sum("carp_state"))
+	}
+}

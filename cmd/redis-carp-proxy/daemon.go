@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -88,6 +89,15 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 func serveGated(ctx context.Context, cfg *config.Config, cw *carpParts, srv *proxy.Server, reg prometheus.Registerer, log *slog.Logger) error {
 	g := &gate.Gate{Addr: cfg.Listen, Server: srv, Drain: cfg.DrainTimeout,
 		Log: log.With("component", "gate"), Metrics: gate.NewMetrics(reg)}
+	// INFO proxy and /readyz report the CARP state and whether the listener is open.
+	var carpState atomic.Int32 // a carp.State, from the watcher's changes
+	srv.SetHostState(func() proxy.HostState {
+		hs := proxy.HostState{CARP: carp.State(carpState.Load()).String(), Active: g.Active()}
+		if cfg.CarpMode == "static" {
+			hs.CARP = "static"
+		}
+		return hs
+	})
 	if cfg.CarpMode == "static" {
 		// Always MASTER: a listen error (address in use …) is fatal at once rather than
 		// retried forever.
@@ -123,6 +133,7 @@ func serveGated(ctx context.Context, cfg *config.Config, cw *carpParts, srv *pro
 			case <-ctx.Done():
 				return
 			case c := <-changes:
+				carpState.Store(int32(c.State))
 				select {
 				case wants <- gate.Want{Active: c.State == carp.Master, At: c.At}:
 				case <-ctx.Done():

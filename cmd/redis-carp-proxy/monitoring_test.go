@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/redis-carp-proxy/redis-carp-proxy/carp"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/gate"
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
@@ -29,14 +30,14 @@ func (r *recorder) Unregister(prometheus.Collector) bool    { return false }
 
 var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
 
-// exportedMetrics returns the names of every metric the daemon registers (except the
-// carp package's, which is wired separately), with their types' suffixes resolved later.
+// exportedMetrics returns the names of every metric the daemon registers.
 func exportedMetrics(t *testing.T) map[string]bool {
 	t.Helper()
 	rec := &recorder{}
 	rec.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	proxy.NewServer(config.Default(), slog.New(slog.NewTextHandler(io.Discard, nil)), rec)
 	gate.NewMetrics(rec)
+	carp.NewMetrics(rec)
 	names := map[string]bool{"up": true}
 	for _, c := range rec.cs {
 		ch := make(chan *prometheus.Desc, 256)
@@ -148,8 +149,8 @@ func TestAlertsAndDashboardUseExportedMetrics(t *testing.T) {
 	}
 }
 
-// TestReadmeListsEveryMetric checks the README's Metrics table names every metric of the
-// proxy and gate packages.
+// TestReadmeListsEveryMetric checks the README's Metrics table names every metric the
+// daemon exports.
 func TestReadmeListsEveryMetric(t *testing.T) {
 	readme, err := os.ReadFile("../../README.md")
 	if err != nil {
