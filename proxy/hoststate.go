@@ -38,21 +38,24 @@ func (s *Server) HostState() HostState {
 	return staticHostState
 }
 
-// Ready reports whether this proxy should receive traffic, with a short reason: it is
-// active and the cluster's slot map covers all 16384 slots.
+// Ready reports whether this proxy should receive traffic: it is active and the cluster's
+// slot map covers all 16384 slots. The reason names both, so a standby proxy's answer
+// also tells whether it is warm: "not active (CARP state BACKUP), slot map epoch 3 covers
+// all 16384 slots (3 masters)".
 func (s *Server) Ready() (bool, string) {
 	hs := s.HostState()
+	state := fmt.Sprintf("active (CARP state %s)", hs.CARP)
 	if !hs.Active {
-		return false, fmt.Sprintf("not active (CARP state %s)", hs.CARP)
+		state = "not " + state
 	}
 	m := s.cl.smap.Load()
 	if m == nil {
-		return false, "no slot map loaded: cluster not reachable yet"
+		return false, state + ", no slot map loaded: cluster not reachable yet"
 	}
 	if n := s.cl.covered.Load(); n != NumSlots {
-		return false, fmt.Sprintf("slot map incomplete: the cluster serves %d of %d slots (last complete map: epoch %d)", n, NumSlots, m.epoch)
+		return false, fmt.Sprintf("%s, slot map incomplete: the cluster serves %d of %d slots (last complete map: epoch %d)", state, n, NumSlots, m.epoch)
 	}
-	return true, fmt.Sprintf("active (CARP state %s), slot map epoch %d covers all %d slots (%d masters)", hs.CARP, m.epoch, NumSlots, len(m.masters))
+	return hs.Active, fmt.Sprintf("%s, slot map epoch %d covers all %d slots (%d masters)", state, m.epoch, NumSlots, len(m.masters))
 }
 
 // proxyInfo renders the proxy section of INFO: version, uptime, CARP state and active

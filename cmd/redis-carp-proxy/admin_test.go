@@ -347,7 +347,7 @@ func TestAdminEndToEnd(t *testing.T) {
 	var hs sync.Mutex
 	state := proxy.HostState{CARP: "BACKUP", Active: false}
 	srv.SetHostState(func() proxy.HostState { hs.Lock(); defer hs.Unlock(); return state })
-	if code, body := httpGet(t, admin.URL+"/readyz"); code != 503 || body != "not active (CARP state BACKUP)\n" {
+	if code, body := httpGet(t, admin.URL+"/readyz"); code != 503 || !strings.HasPrefix(body, "not active (CARP state BACKUP), slot map epoch ") || !strings.Contains(body, "covers all 16384 slots") {
 		t.Fatalf("/readyz while BACKUP: %d %q", code, body)
 	}
 	hs.Lock()
@@ -700,7 +700,7 @@ func TestAdminPprofOnlyWhenEnabled(t *testing.T) {
 	}
 	h := httptest.NewServer(adminHandler(cfg, srv, reg, slog.New(slog.NewTextHandler(io.Discard, nil))))
 	defer h.Close()
-	if code, body := httpGet(t, h.URL+"/readyz"); code != 503 || body != "no slot map loaded: cluster not reachable yet\n" {
+	if code, body := httpGet(t, h.URL+"/readyz"); code != 503 || body != "active (CARP state static), no slot map loaded: cluster not reachable yet\n" {
 		t.Errorf("/readyz before any slot map: %d %q", code, body)
 	}
 }
