@@ -252,6 +252,21 @@ func (bc *backendConn) dial(ctx context.Context) (net.Conn, error) {
 		}
 		conn.SetDeadline(time.Time{})
 	}
+	if cfg.BackendPassword == "" && cfg.ReadFrom == "master" {
+		// The node counts as reachable only once it answers: a connection accepted by a
+		// process that is being killed would otherwise count as a recovery.
+		conn.SetDeadline(time.Now().Add(cfg.BackendReadTimeout))
+		reply, err := roundTrip(conn, []byte("*1\r\n$4\r\nPING\r\n"))
+		if err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("ping: %w", err)
+		}
+		if reply[0] == '-' {
+			conn.Close()
+			return nil, fmt.Errorf("ping: %s", reply[1:len(reply)-2])
+		}
+		conn.SetDeadline(time.Time{})
+	}
 	return conn, nil
 }
 
