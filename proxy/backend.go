@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // request is one command on its way to a cluster node and back.
@@ -41,6 +43,7 @@ type request struct {
 	node  *node  // node that answered (or failed)
 	done  chan struct{}
 	start time.Time
+	sent  time.Time // last written to a shared backend connection
 }
 
 func (r *request) complete(reply []byte, err error) {
@@ -56,7 +59,17 @@ type node struct {
 	addr  string
 	c     *cluster
 	conns []*backendConn
-	down  atomic.Bool // last dial failed
+	down  atomic.Bool         // last dial failed
+	rtt   prometheus.Observer // backend_request_duration_seconds{node}
+}
+
+// pending returns the commands queued for or awaiting a reply on n's connections.
+func (n *node) pending() int {
+	p := 0
+	for _, bc := range n.conns {
+		p += len(bc.queue) + int(bc.pending.Load())
+	}
+	return p
 }
 
 // cluster holds everything the proxy knows about the Redis Cluster: nodes, their
@@ -71,6 +84,7 @@ type cluster struct {
 	nodes   map[string]*node
 
 	smap      atomic.Pointer[slotMap]
+	covered   atomic.Int32 // slots served according to the last refresh
 	refreshCh chan refreshReason
 	cmds      *cmdTable
 	wg        sync.WaitGroup
@@ -103,7 +117,7 @@ func (c *cluster) node(addr string) *node {
 	if n, ok := c.nodes[addr]; ok {
 		return n
 	}
-	n := &node{addr: addr, c: c}
+	n := &node{addr: addr, c: c, rtt: c.metrics.backendRTT.WithLabelValues(addr)}
 	for i := 0; i < c.conf().BackendConnections; i++ {
 		bc := &backendConn{n: n, queue: make(chan *request, c.conf().BackendQueueDepth)}
 		n.conns = append(n.conns, bc)
@@ -239,6 +253,21 @@ func (bc *backendConn) dial(ctx context.Context) (net.Conn, error) {
 		}
 		conn.SetDeadline(time.Time{})
 	}
+	if cfg.BackendPassword == "" && cfg.ReadFrom == "master" {
+		// The node counts as reachable only once it answers: a connection accepted by a
+		// process that is being killed would otherwise count as a recovery.
+		conn.SetDeadline(time.Now().Add(cfg.BackendReadTimeout))
+		reply, err := roundTrip(conn, []byte("*1\r\n$4\r\nPING\r\n"))
+		if err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("ping: %w", err)
+		}
+		if reply[0] == '-' {
+			conn.Close()
+			return nil, fmt.Errorf("ping: %s", reply[1:len(reply)-2])
+		}
+		conn.SetDeadline(time.Time{})
+	}
 	return conn, nil
 }
 
@@ -262,8 +291,9 @@ func (bc *backendConn) push(r *request) bool {
 		bc.inflight = append(bc.inflight, discard)
 	}
 	bc.inflight = append(bc.inflight, r)
+	r.sent = time.Now()
 	if bc.pending.Add(1) == 1 {
-		bc.lastProgress.Store(time.Now().UnixNano())
+		bc.lastProgress.Store(r.sent.UnixNano())
 	}
 	return true
 }
@@ -370,8 +400,10 @@ func (bc *backendConn) readLoop(conn net.Conn) {
 			err = errors.New("reply without a request")
 			break
 		}
-		bc.lastProgress.Store(time.Now().UnixNano())
+		now := time.Now()
+		bc.lastProgress.Store(now.UnixNano())
 		if r != discard {
+			bc.n.rtt.Observe(now.Sub(r.sent).Seconds())
 			r.complete(reply, nil)
 		}
 	}

@@ -515,37 +515,6 @@ func execInfo(ss *session, r *request) []byte {
 	return appendBulkString(nil, strings.TrimSuffix(b.String(), "\r\n"))
 }
 
-// proxyInfo renders the proxy section of INFO.
-func (s *Server) proxyInfo() string {
-	var b strings.Builder
-	b.WriteString("# Proxy\r\n")
-	fmt.Fprintf(&b, "proxy_version:%s\r\nuptime_in_seconds:%d\r\n", Version, int(time.Since(s.started).Seconds()))
-	if s.StateInfo != nil {
-		for _, kv := range s.StateInfo() {
-			fmt.Fprintf(&b, "%s:%s\r\n", kv[0], kv[1])
-		}
-	}
-	m := s.cl.smap.Load()
-	if m == nil {
-		b.WriteString("slotmap_epoch:0\r\nslots_covered:0\r\n")
-	} else {
-		fmt.Fprintf(&b, "slotmap_epoch:%d\r\nslots_covered:%d\r\nslotmap_age_seconds:%.1f\r\nmasters:%d\r\n", m.epoch, NumSlots, time.Since(m.loaded).Seconds(), len(m.masters))
-		for i, n := range m.masters {
-			state := "up"
-			if n.down.Load() {
-				state = "down"
-			}
-			var reps []string
-			for _, r := range m.replicas[i] {
-				reps = append(reps, r.addr)
-			}
-			fmt.Fprintf(&b, "master%d:addr=%s,state=%s,replicas=%s\r\n", i, n.addr, state, strings.Join(reps, "|"))
-		}
-	}
-	b.WriteString("\r\n")
-	return b.String()
-}
-
 func parseInfo(s string) map[string]string {
 	kv := map[string]string{}
 	for _, line := range strings.Split(s, "\n") {

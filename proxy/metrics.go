@@ -9,7 +9,8 @@ import (
 const namespace = "redis_carp_proxy"
 
 // Metrics are the proxy's Prometheus metrics. Label values are bounded: command names come
-// from the command table (anything else is "other"), nodes are cluster members.
+// from the command table (anything else is "other"), nodes are cluster members. Keys and
+// client addresses are never label values.
 type Metrics struct {
 	clientsCurrent  prometheus.Gauge
 	clientsAccepted prometheus.Counter
@@ -26,13 +27,19 @@ type Metrics struct {
 
 	backendErrors *prometheus.CounterVec
 	backendConns  *prometheus.GaugeVec
+	backendRTT    *prometheus.HistogramVec
 
-	refreshes    *prometheus.CounterVec
-	lastRefresh  prometheus.Gauge
-	slotsCovered prometheus.Gauge
-	slotmapEpoch prometheus.Gauge
-	nodesKnown   prometheus.Gauge
+	refreshes       *prometheus.CounterVec
+	refreshDuration prometheus.Histogram
+	lastRefresh     prometheus.Gauge
+	slotsCovered    prometheus.Gauge
+	slotmapEpoch    prometheus.Gauge
+	nodesKnown      prometheus.Gauge
+	buildInfo       *prometheus.GaugeVec
 }
+
+// latencyBuckets cover 100 µs to 2.5 s: a proxied command on a LAN takes a few hundred µs.
+var latencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
 
 // NewMetrics creates the proxy metrics and registers them on reg (nil: not registered).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -41,37 +48,94 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		clientsAccepted: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "client_connections_accepted_total", Help: "Client connections accepted."}),
 		clientsRejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "client_connections_rejected_total", Help: "Client connections refused, by reason."}, []string{"reason"}),
 		clientsClosed:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "client_connections_closed_total", Help: "Client connections closed."}),
-		commands:        prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "commands_total", Help: "Commands answered, by command and result (ok, error, redirected)."}, []string{"command", "result"}),
-		cmdLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "command_duration_seconds", Help: "End-to-end command latency as seen by the proxy.",
-			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}}, []string{"command"}),
-		redirects:     prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "redirections_total", Help: "Cluster redirections and transient errors handled, by type (moved, ask, tryagain, clusterdown)."}, []string{"type"}),
+		commands:        prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "commands_total", Help: "Commands answered, by command (known commands, else other) and result (ok, error, redirected)."}, []string{"command", "result"}),
+		cmdLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "command_duration_seconds", Help: "End-to-end command latency as seen by the proxy, by command (known commands, else other).",
+			Buckets: latencyBuckets}, []string{"command"}),
+		redirects:     prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "redirections_total", Help: "Cluster redirections and transient errors handled, by type (moved, ask, tryagain, clusterdown) and the node that sent them."}, []string{"type", "node"}),
 		bytesIn:       prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "client_received_bytes_total", Help: "Bytes received from clients."}),
-		bytesOut:      prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "client_sent_bytes_total", Help: "Bytes sent to clients."}),
+		bytesOut:      prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "client_sent_bytes_total", Help: "Bytes of replies sent to clients."}),
 		pipeline:      prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "client_pipeline_depth", Help: "Commands read from a client in one batch.", Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512}}),
 		protoErrors:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "client_protocol_errors_total", Help: "Client connections closed for a protocol error or exceeded limit."}),
 		backendErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "backend_errors_total", Help: "Backend connection failures by node and kind (connect, timeout, connection_lost)."}, []string{"node", "kind"}),
 		backendConns:  prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "backend_connections", Help: "Open shared connections per cluster node."}, []string{"node"}),
-		refreshes:     prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "slotmap_refreshes_total", Help: "Slot map refreshes by trigger and result."}, []string{"trigger", "result"}),
-		lastRefresh:   prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "slotmap_last_refresh_timestamp_seconds", Help: "Unix time of the last accepted slot map."}),
-		slotsCovered:  prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "slotmap_slots_covered", Help: "Slots covered by the current slot map (16384 when complete)."}),
-		slotmapEpoch:  prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "slotmap_epoch", Help: "Generation of the current slot map; increases with every accepted refresh."}),
-		nodesKnown:    prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "backend_nodes", Help: "Cluster nodes known to the proxy."}),
+		backendRTT: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "backend_request_duration_seconds", Help: "Round trip of a command on a shared backend connection, from its write to its reply, by node.",
+			Buckets: latencyBuckets}, []string{"node"}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "slotmap_refreshes_total", Help: "Slot map refreshes by trigger and result."}, []string{"trigger", "result"}),
+		refreshDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "slotmap_refresh_duration_seconds", Help: "Time to load an accepted slot map.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 8)}),
+		lastRefresh:  prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "slotmap_last_refresh_timestamp_seconds", Help: "Unix time of the last accepted slot map."}),
+		slotsCovered: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "slotmap_slots_covered", Help: "Slots the cluster reported served in the last refresh (16384 when complete; an incomplete map is never used)."}),
+		slotmapEpoch: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "slotmap_epoch", Help: "Generation of the current slot map; increases with every accepted refresh."}),
+		nodesKnown:   prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "backend_nodes", Help: "Cluster nodes known to the proxy."}),
+		buildInfo:    prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "build_info", Help: "Always 1; the version label is the proxy's version."}, []string{"version"}),
 	}
+	m.buildInfo.WithLabelValues(Version).Set(1)
 	if reg != nil {
 		reg.MustRegister(m.clientsCurrent, m.clientsAccepted, m.clientsRejected, m.clientsClosed,
 			m.commands, m.cmdLatency, m.redirects, m.bytesIn, m.bytesOut, m.pipeline, m.protoErrors,
-			m.backendErrors, m.backendConns, m.refreshes, m.lastRefresh, m.slotsCovered, m.slotmapEpoch, m.nodesKnown)
+			m.backendErrors, m.backendConns, m.backendRTT, m.refreshes, m.refreshDuration, m.lastRefresh,
+			m.slotsCovered, m.slotmapEpoch, m.nodesKnown, m.buildInfo)
 	}
 	return m
 }
 
-func (m *Metrics) refreshed(trigger string, sm *slotMap, _ time.Duration) {
+func (m *Metrics) refreshed(trigger string, sm *slotMap, d time.Duration) {
 	m.refreshes.WithLabelValues(trigger, "ok").Inc()
+	m.refreshDuration.Observe(d.Seconds())
 	m.lastRefresh.Set(float64(sm.loaded.UnixNano()) / 1e9)
 	m.slotsCovered.Set(NumSlots)
 	m.slotmapEpoch.Set(float64(sm.epoch))
 }
 
-func (m *Metrics) refreshFailed(trigger string) {
+func (m *Metrics) refreshFailed(trigger string, covered int) {
 	m.refreshes.WithLabelValues(trigger, "error").Inc()
+	if covered >= 0 {
+		m.slotsCovered.Set(float64(covered))
+	}
+}
+
+// pendingDesc describes backend_pending_requests, computed when scraped.
+var pendingDesc = prometheus.NewDesc(namespace+"_backend_pending_requests",
+	"Commands queued for or awaiting a reply on the shared connections of a cluster node.", []string{"node"}, nil)
+
+// pendingCollector reports the pending requests of every known node at scrape time, so
+// the hot path only touches counters it needs anyway.
+type pendingCollector struct{ c *cluster }
+
+func (pc pendingCollector) Describe(ch chan<- *prometheus.Desc) { ch <- pendingDesc }
+
+func (pc pendingCollector) Collect(ch chan<- prometheus.Metric) {
+	pc.c.nodesMu.Lock()
+	nodes := make([]*node, 0, len(pc.c.nodes))
+	for _, n := range pc.c.nodes {
+		nodes = append(nodes, n)
+	}
+	pc.c.nodesMu.Unlock()
+	for _, n := range nodes {
+		ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(n.pending()), n.addr)
+	}
+}
+
+// proxyCommands are the commands the proxy answers itself that no Redis command table has.
+var proxyCommands = map[string]string{"proxy": "proxy"}
+
+// commandLabel returns the command label of r: a command of the command table (which comes
+// from the cluster's COMMAND reply and the built-in table, so it is bounded), a proxy
+// command, or "other". A client sending random command names cannot add label values.
+func commandLabel(t *cmdTable, r *request) string {
+	if r.info != nil {
+		return r.info.name
+	}
+	if len(r.args) == 0 {
+		return "other"
+	}
+	if info := t.lookup(r.args[0]); info != nil {
+		return info.name
+	}
+	if len(r.args[0]) <= 8 {
+		if name, ok := proxyCommands[lowerName(r.args[0])]; ok {
+			return name
+		}
+	}
+	return "other"
 }

@@ -42,9 +42,10 @@ type Server struct {
 	slow    slowlog
 	hot     *hotkeys
 
-	// StateInfo, when set before Serve, adds fields to the INFO proxy section (the CARP
-	// state, for instance).
+	// StateInfo, when set before Serve, adds fields to the INFO proxy section (the VIP
+	// and vhid, for instance).
 	StateInfo func() [][2]string
+	hostState atomic.Pointer[func() HostState]
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -72,6 +73,9 @@ func NewServer(cfg *Config, log *slog.Logger, reg prometheus.Registerer) *Server
 	c := *cfg
 	s.cfgp.Store(&c)
 	s.cl = newCluster(ctx, &s.cfgp, log, m)
+	if reg != nil {
+		reg.MustRegister(pendingCollector{s.cl})
+	}
 	s.hot = newHotkeys(cfg.HotkeysSampleRate, cfg.HotkeysWindow)
 	s.direct = newDirectPool(s.cl, cfg.BlockingConnections)
 	return s
@@ -124,15 +128,6 @@ func (s *Server) loadCommandTable(ctx context.Context) {
 
 // conf returns the configuration in force (replaced as a whole by Reload).
 func (s *Server) conf() *Config { return s.cfgp.Load() }
-
-// Ready reports whether the proxy can serve: a slot map covering every slot is loaded.
-func (s *Server) Ready() (bool, string) {
-	m := s.cl.smap.Load()
-	if m == nil {
-		return false, "no slot map loaded"
-	}
-	return true, fmt.Sprintf("slot map epoch %d covers all %d slots (%d masters)", m.epoch, NumSlots, len(m.masters))
-}
 
 // Serve accepts clients on ln until ln is closed; a closed listener is a clean stop and
 // returns nil. Connections already accepted keep running.

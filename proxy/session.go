@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tidwall/redcon"
 )
 
@@ -75,19 +76,21 @@ func (ss *session) run() {
 // countingReader counts bytes received from the client.
 type countingReader struct {
 	r io.Reader
-	n *atomic.Int64
+	n prometheus.Counter
 }
 
 func (cr countingReader) Read(p []byte) (int, error) {
 	n, err := cr.r.Read(p)
-	cr.n.Add(int64(n))
+	if n > 0 {
+		cr.n.Add(float64(n))
+	}
 	return n, err
 }
 
 func (ss *session) readLoop() {
 	defer close(ss.pending)
 	cfg := ss.s.conf()
-	g := &guard{r: ss.conn, maxBulk: cfg.ProtoMaxBulkLen, maxArgs: int64(cfg.ProtoMaxMultibulkLen),
+	g := &guard{r: countingReader{ss.conn, ss.s.metrics.bytesIn}, maxBulk: cfg.ProtoMaxBulkLen, maxArgs: int64(cfg.ProtoMaxMultibulkLen),
 		maxInline: cfg.ProtoInlineMaxSize, maxQuery: cfg.QueryBufferLimit}
 	rd := redcon.NewReader(g)
 	// barrier is the last request that later commands must not overtake (a blocking
@@ -146,7 +149,6 @@ func (ss *session) readLoop() {
 				return
 			}
 			r := ss.newRequest(cmds[i].Args, cmds[i].Raw)
-			ss.s.metrics.bytesIn.Add(float64(len(cmds[i].Raw)))
 			select {
 			case ss.pending <- r:
 			case <-ss.ctx.Done():
@@ -357,7 +359,7 @@ func (ss *session) finish(r *request) []byte {
 	switch {
 	case r.local:
 		<-r.done
-		if r.info == nil {
+		if len(r.args) == 0 { // a protocol error: no command to account
 			return r.reply
 		}
 		reply = r.reply
@@ -472,17 +474,17 @@ func (ss *session) awaitReply(r *request) []byte {
 				next = cl.node(resolveAddr(addr, r.node.addr))
 				r.redirected = true
 				if kind == redirMoved {
-					m.redirects.WithLabelValues("moved").Inc()
+					m.redirects.WithLabelValues("moved", r.node.addr).Inc()
 					defer cl.learnOwner(slot, next)
 				} else {
-					m.redirects.WithLabelValues("ask").Inc()
+					m.redirects.WithLabelValues("ask", r.node.addr).Inc()
 					r.asking = true
 				}
 			case redirTryAgain, redirClusterDown:
 				if kind == redirTryAgain {
-					m.redirects.WithLabelValues("tryagain").Inc()
+					m.redirects.WithLabelValues("tryagain", r.node.addr).Inc()
 				} else {
-					m.redirects.WithLabelValues("clusterdown").Inc()
+					m.redirects.WithLabelValues("clusterdown", r.node.addr).Inc()
 					cl.requestRefresh(refreshDown)
 				}
 				if retries >= cfg.TryagainRetries || !ss.sleep(backoff) {
@@ -526,10 +528,7 @@ func (ss *session) sleep(d time.Duration) bool {
 // account records metrics, the slow log and the hot key sample for a finished command
 // and returns its reply.
 func (ss *session) account(r *request, result string, reply []byte) []byte {
-	name := "other"
-	if r.info != nil {
-		name = r.info.name
-	}
+	name := commandLabel(ss.s.cl.cmds, r)
 	d := time.Since(r.start)
 	m := ss.s.metrics
 	m.commands.WithLabelValues(name, result).Inc()

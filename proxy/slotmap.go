@@ -72,6 +72,7 @@ const (
 	refreshConnLoss  refreshReason = "connection_loss"
 	refreshNoOwner   refreshReason = "unreachable"
 	refreshRequested refreshReason = "requested"
+	refreshRetry     refreshReason = "retry" // after a failed refresh
 )
 
 // requestRefresh asks the refresher for a new slot map. Bursts are coalesced: at most one
@@ -83,10 +84,14 @@ func (c *cluster) requestRefresh(why refreshReason) {
 	}
 }
 
-// refresher keeps the slot map current until ctx ends.
+// refresher keeps the slot map current until ctx ends. After a failed refresh it tries
+// again within a second (or the refresh interval, if shorter), and it logs the change from
+// working to failing and back once each, not every failed attempt.
 func (c *cluster) refresher(ctx context.Context) {
 	t := time.NewTicker(c.conf().SlotmapRefresh)
 	defer t.Stop()
+	var retry <-chan time.Time
+	failures := 0
 	for {
 		var why refreshReason
 		select {
@@ -94,10 +99,26 @@ func (c *cluster) refresher(ctx context.Context) {
 			return
 		case <-t.C:
 			why = refreshPeriodic
+		case <-retry:
+			why = refreshRetry
 		case why = <-c.refreshCh:
 		}
-		if err := c.refresh(ctx, why); err != nil && ctx.Err() == nil {
-			c.log.Warn("slot map refresh failed; keeping the last good map", "trigger", why, "err", err)
+		retry = nil
+		err := c.refresh(ctx, why)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			if failures == 0 {
+				c.log.Warn("slot map refresh failed; keeping the last good map", "trigger", why, "err", err)
+			} else {
+				c.log.Debug("slot map refresh failed again", "trigger", why, "failures", failures+1, "err", err)
+			}
+			failures++
+			retry = time.After(min(c.conf().SlotmapRefresh, time.Second))
+		case failures > 0:
+			c.log.Info("slot map refresh works again", "trigger", why, "failed_attempts", failures)
+			failures = 0
 		}
 		// Space refreshes out a little so a storm of MOVED replies does not hammer the
 		// cluster; requests that arrived meanwhile are served by one more refresh.
@@ -113,13 +134,15 @@ func (c *cluster) refresher(ctx context.Context) {
 func (c *cluster) refresh(ctx context.Context, why refreshReason) error {
 	start := time.Now()
 	var errs []error
+	covered := -1 // most slots any node reported, when no node reported all
 	for _, addr := range c.refreshCandidates() {
 		slots, err := c.fetchSlots(ctx, addr)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
 			continue
 		}
-		m, err := c.buildMap(slots)
+		m, n, err := c.buildMap(slots)
+		covered = max(covered, n)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
 			continue
@@ -132,13 +155,17 @@ func (c *cluster) refresh(ctx context.Context, why refreshReason) error {
 		}
 		m.loaded = time.Now()
 		c.smap.Store(m)
+		c.covered.Store(NumSlots)
 		c.metrics.refreshed(string(why), m, time.Since(start))
 		if old == nil || !sameOwners(old, m) {
 			c.log.Info("slot map updated", "trigger", why, "from", addr, "masters", len(m.masters), "epoch", m.epoch)
 		}
 		return nil
 	}
-	c.metrics.refreshFailed(string(why))
+	if covered >= 0 {
+		c.covered.Store(int32(covered))
+	}
+	c.metrics.refreshFailed(string(why), covered)
 	if len(errs) == 0 {
 		return errors.New("no cluster node known")
 	}
@@ -215,6 +242,7 @@ func (c *cluster) controlClient(addr string) *redis.Client {
 		Username:        c.conf().BackendUser,
 		Password:        c.conf().BackendPassword,
 		DialTimeout:     c.conf().BackendConnectTimeout,
+		DialerRetries:   1, // a dead node must not hold up a refresh: the next candidate is asked
 		ReadTimeout:     c.conf().BackendReadTimeout,
 		WriteTimeout:    c.conf().BackendReadTimeout,
 		PoolSize:        1,
@@ -225,8 +253,8 @@ func (c *cluster) controlClient(addr string) *redis.Client {
 }
 
 // buildMap turns a CLUSTER SLOTS reply into a snapshot, rejecting one that does not cover
-// every slot.
-func (c *cluster) buildMap(slots []redis.ClusterSlot) (*slotMap, error) {
+// every slot. It also returns how many slots the reply covers (-1 if it is malformed).
+func (c *cluster) buildMap(slots []redis.ClusterSlot) (*slotMap, int, error) {
 	m := &slotMap{}
 	for i := range m.owner {
 		m.owner[i] = 0xffff
@@ -235,11 +263,11 @@ func (c *cluster) buildMap(slots []redis.ClusterSlot) (*slotMap, error) {
 	covered := 0
 	for _, r := range slots {
 		if len(r.Nodes) == 0 || r.Start < 0 || r.End >= NumSlots || r.Start > r.End {
-			return nil, fmt.Errorf("bad slot range %d-%d", r.Start, r.End)
+			return nil, -1, fmt.Errorf("bad slot range %d-%d", r.Start, r.End)
 		}
 		addr := r.Nodes[0].Addr
 		if h, _, err := net.SplitHostPort(addr); err == nil && h == "" {
-			return nil, fmt.Errorf("node for slots %d-%d has no address", r.Start, r.End)
+			return nil, -1, fmt.Errorf("node for slots %d-%d has no address", r.Start, r.End)
 		}
 		mn := c.node(addr)
 		idx, ok := index[mn]
@@ -262,18 +290,20 @@ func (c *cluster) buildMap(slots []redis.ClusterSlot) (*slotMap, error) {
 		}
 	}
 	if covered != NumSlots {
-		return nil, fmt.Errorf("slot map covers %d of %d slots", covered, NumSlots)
+		return nil, covered, fmt.Errorf("slot map covers %d of %d slots", covered, NumSlots)
 	}
-	return m, nil
+	return m, covered, nil
 }
 
 // waitForMap blocks until a slot map is loaded or ctx ends.
 func (c *cluster) waitForMap(ctx context.Context) error {
-	for c.smap.Load() == nil {
+	for attempt := 0; c.smap.Load() == nil; attempt++ {
 		if err := c.refresh(ctx, refreshStartup); err == nil {
 			break
-		} else {
+		} else if attempt == 0 {
 			c.log.Warn("waiting for the cluster", "err", err)
+		} else {
+			c.log.Debug("still waiting for the cluster", "attempt", attempt+1, "err", err)
 		}
 		select {
 		case <-ctx.Done():

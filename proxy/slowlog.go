@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -37,8 +38,12 @@ func (sl *slowlog) add(maxLen int, e slowEntry) {
 	// Copy (and trim, as Redis does) the arguments: they live in the client's buffer.
 	n := min(len(e.args), slowlogMaxArgs)
 	args := make([][]byte, n)
+	secret := secretArgs(e.args)
 	for i := 0; i < n; i++ {
 		a := e.args[i]
+		if secret[i] {
+			a = redacted
+		}
 		if i == slowlogMaxArgs-1 && len(e.args) > slowlogMaxArgs {
 			a = []byte("... (" + strconv.Itoa(len(e.args)-slowlogMaxArgs+1) + " more arguments)")
 		} else if len(a) > slowlogMaxArgLen {
@@ -57,6 +62,45 @@ func (sl *slowlog) add(maxLen int, e slowEntry) {
 	if len(sl.entries) > maxLen {
 		sl.entries = append(sl.entries[:0], sl.entries[len(sl.entries)-maxLen:]...)
 	}
+}
+
+// redacted replaces secret arguments in the slow log, as Redis does.
+var redacted = []byte("(redacted)")
+
+// secretArgs marks the arguments of args that are passwords: everything after AUTH, the
+// user and password after HELLO's AUTH and MIGRATE's AUTH/AUTH2, and the values of
+// CONFIG SET.
+func secretArgs(args [][]byte) map[int]bool {
+	if len(args) < 2 {
+		return nil
+	}
+	m := map[int]bool{}
+	switch lowerName(args[0]) {
+	case "auth":
+		for i := 1; i < len(args); i++ {
+			m[i] = true
+		}
+	case "hello", "migrate":
+		hello := lowerName(args[0]) == "hello"
+		for i := 1; i < len(args); i++ {
+			switch strings.ToLower(string(args[i])) {
+			case "auth":
+				m[i+1] = true
+				if hello { // HELLO AUTH user pass; MIGRATE AUTH pass
+					m[i+2] = true
+				}
+			case "auth2": // MIGRATE AUTH2 user pass
+				m[i+1], m[i+2] = true, true
+			}
+		}
+	case "config":
+		if strings.EqualFold(string(args[1]), "set") {
+			for i := 3; i < len(args); i += 2 {
+				m[i] = true
+			}
+		}
+	}
+	return m
 }
 
 // slowlogCommand answers SLOWLOG GET [count] / LEN / RESET with the proxy's own entries.

@@ -7,14 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/http/pprof"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/carp"
@@ -49,6 +47,7 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(cfg, stderr)
+	redis.SetLogger(goRedisLogger{log.With("component", "go-redis")})
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -90,6 +89,15 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 func serveGated(ctx context.Context, cfg *config.Config, cw *carpParts, srv *proxy.Server, reg prometheus.Registerer, log *slog.Logger) error {
 	g := &gate.Gate{Addr: cfg.Listen, Server: srv, Drain: cfg.DrainTimeout,
 		Log: log.With("component", "gate"), Metrics: gate.NewMetrics(reg)}
+	// INFO proxy and /readyz report the CARP state and whether the listener is open.
+	var carpState atomic.Int32 // a carp.State, from the watcher's changes
+	srv.SetHostState(func() proxy.HostState {
+		hs := proxy.HostState{CARP: carp.State(carpState.Load()).String(), Active: g.Active()}
+		if cfg.CarpMode == "static" {
+			hs.CARP = "static"
+		}
+		return hs
+	})
 	if cfg.CarpMode == "static" {
 		// Always MASTER: a listen error (address in use …) is fatal at once rather than
 		// retried forever.
@@ -125,6 +133,7 @@ func serveGated(ctx context.Context, cfg *config.Config, cw *carpParts, srv *pro
 			case <-ctx.Done():
 				return
 			case c := <-changes:
+				carpState.Store(int32(c.State))
 				select {
 				case wants <- gate.Want{Active: c.State == carp.Master, At: c.At}:
 				case <-ctx.Done():
@@ -198,38 +207,6 @@ func clusterHealth(cfg *config.Config) func(ctx context.Context) error {
 		}
 		return fmt.Errorf("no seed reports a healthy cluster: %w", errors.Join(errs...))
 	}
-}
-
-// startAdmin serves /metrics, /healthz and /readyz on cfg.AdminListen.
-func startAdmin(ctx context.Context, cfg *config.Config, srv *proxy.Server, reg *prometheus.Registry, log *slog.Logger) (*http.Server, error) {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		ok, why := srv.Ready()
-		if !ok {
-			w.WriteHeader(http.StatusServiceUnavailable)
-		}
-		io.WriteString(w, why+"\n")
-	})
-	if cfg.AdminPprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	}
-	ln, err := net.Listen("tcp", cfg.AdminListen)
-	if err != nil {
-		return nil, fmt.Errorf("admin listen %s: %w", cfg.AdminListen, err)
-	}
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("admin listener failed", "err", err)
-		}
-	}()
-	return hs, nil
 }
 
 // runCheckConfig validates a configuration file: check-config FILE.

@@ -188,7 +188,7 @@ var keys = []key{
 	{"backend-user", "", "ACL user for the cluster nodes (empty: default user)", strVar(func(c *Config) *string { return &c.BackendUser })},
 	{"backend-password", "", "password for the cluster nodes (empty: no AUTH)", strVar(func(c *Config) *string { return &c.BackendPassword })},
 
-	{"admin-listen", "127.0.0.1:9479", "admin HTTP listener for /metrics, /healthz, /readyz (never the VIP; empty: off)", func(c *Config, v string) error {
+	{"admin-listen", "127.0.0.1:9479", "admin HTTP listener for /metrics, /healthz, /readyz, /debug/hotkeys (never the VIP; empty: off)", func(c *Config, v string) error {
 		if v == "" {
 			c.AdminListen = ""
 			return nil

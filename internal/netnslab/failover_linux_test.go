@@ -314,8 +314,10 @@ func TestFailoverUcarpVIP(t *testing.T) {
 			if err != nil {
 				return false
 			}
+			// A BACKUP proxy answers 503 (not active), with a warm, complete slot map.
+			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			return resp.StatusCode == 200
+			return strings.Contains(string(b), "covers all 16384 slots")
 		})
 	}
 

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
+)
+
+// maxHotKeys bounds the n parameter of /debug/hotkeys.
+const maxHotKeys = 1000
+
+// adminHandler serves the admin listener: /metrics (Prometheus), /healthz (the process
+// answers), /readyz (200 only while active and the slot map covers every slot, with the
+// reason as plain text), /debug/hotkeys (the hottest keys; never metric labels) and, with
+// admin-pprof yes, /debug/pprof/.
+func adminHandler(cfg *config.Config, srv *proxy.Server, reg *prometheus.Registry, log *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		ok, why := srv.Ready()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		io.WriteString(w, why+"\n")
+	})
+	mux.HandleFunc("/debug/hotkeys", func(w http.ResponseWriter, r *http.Request) {
+		n := 20
+		if v := r.URL.Query().Get("n"); v != "" {
+			var err error
+			if n, err = strconv.Atoi(v); err != nil || n < 1 || n > maxHotKeys {
+				http.Error(w, fmt.Sprintf("n must be an integer from 1 to %d", maxHotKeys), http.StatusBadRequest)
+				return
+			}
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		top := srv.HotKeys(n)
+		if len(top) == 0 {
+			io.WriteString(w, "# no hot keys sampled (hotkeys-sample-rate 0, or no keyed traffic yet)\n")
+			return
+		}
+		io.WriteString(w, "# requests/s (estimated) key (Go-quoted)\n")
+		for _, hk := range top {
+			fmt.Fprintf(w, "%.1f %s\n", hk.PerSecond, strconv.Quote(hk.Key))
+		}
+	})
+	if cfg.AdminPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	return mux
+}
+
+// startAdmin serves adminHandler on cfg.AdminListen until the returned server is closed.
+func startAdmin(ctx context.Context, cfg *config.Config, srv *proxy.Server, reg *prometheus.Registry, log *slog.Logger) (*http.Server, error) {
+	log = log.With("component", "admin")
+	ln, err := net.Listen("tcp", cfg.AdminListen)
+	if err != nil {
+		return nil, fmt.Errorf("admin listen %s: %w", cfg.AdminListen, err)
+	}
+	hs := &http.Server{Handler: adminHandler(cfg, srv, reg, log), ReadHeaderTimeout: 5 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
+	log.Info("admin listener up", "addr", ln.Addr().String(), "pprof", cfg.AdminPprof)
+	go func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("admin listener failed", "addr", cfg.AdminListen, "err", err)
+		}
+	}()
+	return hs, nil
+}
