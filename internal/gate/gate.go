@@ -145,14 +145,17 @@ func (g *Gate) activate(ctx context.Context, since time.Time) error {
 // deactivate closes the listener at once and, if drain, drains existing clients in the
 // background.
 func (g *Gate) deactivate(since time.Time, drain bool) {
+	// Closed under the lock: once Active reports false, nothing accepts any more.
 	g.mu.Lock()
 	ln := g.ln
 	g.ln = nil
+	if ln != nil {
+		ln.Close()
+	}
 	g.mu.Unlock()
 	if ln == nil {
 		return
 	}
-	ln.Close()
 	g.Metrics.deactivated()
 	g.Log.Info("inactive: listener closed, draining clients", "addr", g.Addr, "drain", g.Drain, "took", time.Since(since))
 	if drain {

@@ -104,7 +104,8 @@ func startGate(t *testing.T, drain time.Duration) (*Gate, *echoServer, chan bool
 func TestGateListensOnlyWhileActive(t *testing.T) {
 	g, srv, states, addr := startGate(t, 50*time.Millisecond)
 	states <- false
-	if canDial(addr) || g.Active() {
+	waitFor(t, "BACKUP applied", func() bool { return !g.Active() })
+	if canDial(addr) {
 		t.Fatal("listener open while BACKUP")
 	}
 	start := time.Now()
@@ -118,6 +119,7 @@ func TestGateListensOnlyWhileActive(t *testing.T) {
 	}
 	defer c.Close()
 	states <- false
+	waitFor(t, "inactive", func() bool { return !g.Active() })
 	if canDial(addr) {
 		t.Fatal("new connections accepted after BACKUP")
 	}
