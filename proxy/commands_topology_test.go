@@ -220,7 +220,7 @@ func TestCommandsDuringTopologyChanges(t *testing.T) {
 				t.Logf("slot owners %v; INFO proxy:\n%s", owners, info)
 			}
 		}()
-		addrRe := regexp.MustCompile(`addr=([^,]+),`)
+		addrRe := regexp.MustCompile(`addr=([^,]+),role=master`)
 		waitFor(t, 10*time.Second, "the proxy's map to list the current masters", func() bool {
 			owners = owners[:0]
 			for _, a := range slotOwners(t, c) {

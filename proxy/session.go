@@ -307,7 +307,24 @@ func lowerName(name []byte) string {
 		}
 		buf[i] = c
 	}
+	// Known names come back interned: no allocation on the hot path.
+	if s, ok := knownNames[string(buf[:len(name)])]; ok {
+		return s
+	}
 	return string(buf[:len(name)])
+}
+
+// knownNames interns the lower-case names of the built-in command table and the
+// subcommands the proxy compares against.
+var knownNames = map[string]string{}
+
+func init() {
+	for name := range newBuiltinTable().m {
+		knownNames[name] = name
+	}
+	for name := range handlers {
+		knownNames[name] = name
+	}
 }
 
 // target returns the node that should serve r now.
@@ -530,9 +547,7 @@ func (ss *session) sleep(d time.Duration) bool {
 func (ss *session) account(r *request, result string, reply []byte) []byte {
 	name := commandLabel(ss.s.cl.cmds, r)
 	d := time.Since(r.start)
-	m := ss.s.metrics
-	m.commands.WithLabelValues(name, result).Inc()
-	m.cmdLatency.WithLabelValues(name).Observe(d.Seconds())
+	ss.s.metrics.commandDone(name, result, d)
 	if cfg := ss.s.conf(); d >= cfg.SlowlogSlowerThan && cfg.SlowlogMaxLen > 0 {
 		node := ""
 		if r.node != nil {
