@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,14 +41,22 @@ type request struct {
 
 	reply []byte // complete reply, when err is nil
 	err   error  // transport-level failure
-	node  *node  // node that answered (or failed)
-	done  chan struct{}
-	start time.Time
-	sent  time.Time // last written to a shared backend connection
+	// owner is the session whose output buffer accounts for reply; counted is how many
+	// bytes of it are accounted (released when the reply is written or replaced).
+	owner   *session
+	counted int64
+	node    *node // node that answered (or failed)
+	done    chan struct{}
+	start   time.Time
+	sent    time.Time // last written to a shared backend connection
 }
 
 func (r *request) complete(reply []byte, err error) {
 	r.reply, r.err = reply, err
+	if r.owner != nil && len(reply) > 0 {
+		r.counted += int64(len(reply))
+		r.owner.addOut(int64(len(reply)))
+	}
 	r.done <- struct{}{}
 }
 
@@ -86,12 +95,14 @@ type cluster struct {
 	smap      atomic.Pointer[slotMap]
 	covered   atomic.Int32 // slots served according to the last refresh
 	refreshCh chan refreshReason
+	tls       *tls.Config // nil: plain TCP to the nodes
+	tlsErr    error
 	cmds      *cmdTable
 	wg        sync.WaitGroup
 }
 
 func newCluster(ctx context.Context, cfgp *atomic.Pointer[Config], log *slog.Logger, m *Metrics) *cluster {
-	return &cluster{
+	c := &cluster{
 		cfgp:      cfgp,
 		log:       log,
 		metrics:   m,
@@ -100,6 +111,33 @@ func newCluster(ctx context.Context, cfgp *atomic.Pointer[Config], log *slog.Log
 		refreshCh: make(chan refreshReason, 1),
 		cmds:      newBuiltinTable(),
 	}
+	c.tls, c.tlsErr = backendTLSConfig(cfgp.Load())
+	return c
+}
+
+// dialNode connects to a cluster node, with TLS when tls-cluster is on.
+func (c *cluster) dialNode(ctx context.Context, addr string) (net.Conn, error) {
+	if c.tlsErr != nil {
+		return nil, c.tlsErr
+	}
+	cfg := c.conf()
+	d := net.Dialer{Timeout: cfg.BackendConnectTimeout, KeepAlive: 30 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil || c.tls == nil {
+		return conn, err
+	}
+	tc := c.tls.Clone()
+	if host, _, err := net.SplitHostPort(addr); err == nil && tc.ServerName == "" {
+		tc.ServerName = host
+	}
+	tconn := tls.Client(conn, tc)
+	hctx, cancel := context.WithTimeout(ctx, cfg.BackendConnectTimeout)
+	defer cancel()
+	if err := tconn.HandshakeContext(hctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("tls handshake: %w", err)
+	}
+	return tconn, nil
 }
 
 func (c *cluster) conf() *Config { return c.cfgp.Load() }
@@ -220,8 +258,7 @@ func (bc *backendConn) failQueued(ctx context.Context, d time.Duration, err erro
 
 func (bc *backendConn) dial(ctx context.Context) (net.Conn, error) {
 	cfg := bc.n.c.conf()
-	d := net.Dialer{Timeout: cfg.BackendConnectTimeout, KeepAlive: 30 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", bc.n.addr)
+	conn, err := bc.n.c.dialNode(ctx, bc.n.addr)
 	if err != nil {
 		return nil, err
 	}
@@ -447,6 +484,11 @@ func (bc *backendConn) watchdog(conn net.Conn, stop <-chan struct{}) {
 		case <-stop:
 			return
 		case <-t.C:
+			if nt := bc.n.c.conf().BackendReadTimeout; nt != timeout { // reloaded
+				timeout = nt
+				tick = max(timeout/10, 5*time.Millisecond)
+				t.Reset(tick)
+			}
 			if bc.pending.Load() > 0 && time.Since(time.Unix(0, bc.lastProgress.Load())) > timeout {
 				bc.timedOut.Store(true)
 				conn.Close()

@@ -298,7 +298,11 @@ func (ci *cmdInfo) keyIndexes(args [][]byte, dst []int) (idx []int, ok bool) {
 		return idx, true
 	}
 	if ci.flags&flagMovableKeys != 0 {
-		return movableKeys(ci.name, args, idx)
+		idx, ok = movableKeys(ci.name, args, idx)
+		if !ok {
+			idx = idx[:0] // malformed: no positions, never a partial list
+		}
+		return idx, ok
 	}
 	if ci.first <= 0 || ci.first >= len(args) {
 		return idx, true

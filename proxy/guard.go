@@ -159,7 +159,7 @@ func (g *guard) scan(b []byte) int {
 			}
 			v, err := strconv.ParseInt(string(h[:len(h)-1]), 10, 64)
 			if g.state == gArrayHdr {
-				if err != nil || v > g.maxArgs {
+				if err != nil || v > g.maxArgs || v < 0 {
 					g.fail("invalid multibulk length")
 					return i - 1
 				}

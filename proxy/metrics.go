@@ -26,6 +26,10 @@ type Metrics struct {
 	pipeline    prometheus.Histogram
 	protoErrors prometheus.Counter
 
+	outputLimitClosed *prometheus.CounterVec
+	denied            prometheus.Counter
+	reloads           *prometheus.CounterVec
+
 	backendErrors *prometheus.CounterVec
 	backendConns  *prometheus.GaugeVec
 	backendRTT    *prometheus.HistogramVec
@@ -86,16 +90,20 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "slotmap_refreshes_total", Help: "Slot map refreshes by trigger and result."}, []string{"trigger", "result"}),
 		refreshDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "slotmap_refresh_duration_seconds", Help: "Time to load an accepted slot map.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 8)}),
-		lastRefresh:  prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "slotmap_last_refresh_timestamp_seconds", Help: "Unix time of the last accepted slot map."}),
-		slotsCovered: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "slotmap_slots_covered", Help: "Slots the cluster reported served in the last refresh (16384 when complete; an incomplete map is never used)."}),
-		slotmapEpoch: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "slotmap_epoch", Help: "Generation of the current slot map; increases with every accepted refresh."}),
-		nodesKnown:   prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "backend_nodes", Help: "Cluster nodes known to the proxy."}),
-		buildInfo:    prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "build_info", Help: "Always 1; the version label is the proxy's version."}, []string{"version"}),
+		lastRefresh:       prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "slotmap_last_refresh_timestamp_seconds", Help: "Unix time of the last accepted slot map."}),
+		slotsCovered:      prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "slotmap_slots_covered", Help: "Slots the cluster reported served in the last refresh (16384 when complete; an incomplete map is never used)."}),
+		slotmapEpoch:      prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "slotmap_epoch", Help: "Generation of the current slot map; increases with every accepted refresh."}),
+		nodesKnown:        prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "backend_nodes", Help: "Cluster nodes known to the proxy."}),
+		buildInfo:         prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "build_info", Help: "Always 1; the version label is the proxy's version."}, []string{"version"}),
+		outputLimitClosed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "client_output_limit_closed_total", Help: "Clients disconnected for exceeding the output buffer limit, by class (normal, pubsub)."}, []string{"class"}),
+		denied:            prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "commands_denied_total", Help: "Commands refused by deny-commands."}),
+		reloads:           prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "config_reloads_total", Help: "Configuration reloads by result (ok, error)."}, []string{"result"}),
 	}
 	m.buildInfo.WithLabelValues(Version).Set(1)
 	if reg != nil {
 		reg.MustRegister(m.clientsCurrent, m.clientsAccepted, m.clientsRejected, m.clientsClosed,
 			m.commands, m.cmdLatency, m.redirects, m.bytesIn, m.bytesOut, m.pipeline, m.protoErrors,
+			m.outputLimitClosed, m.denied, m.reloads,
 			m.backendErrors, m.backendConns, m.backendRTT, m.refreshes, m.refreshDuration, m.lastRefresh,
 			m.slotsCovered, m.slotmapEpoch, m.nodesKnown, m.buildInfo)
 	}

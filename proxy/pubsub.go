@@ -137,24 +137,24 @@ func (ps *pubsubState) pending() int {
 // to target), so that they reach the client before the reply to any later command.
 func (ss *session) collect(ps *pubsubState, target int) []byte {
 	var out []byte
+	take := func() {
+		for _, m := range ss.pending.takeMsgs() {
+			out = append(out, m...)
+			ss.releaseOut(int64(len(m)))
+		}
+	}
 	t := time.NewTimer(ss.s.conf().BackendReadTimeout)
 	defer t.Stop()
 	for {
+		take()
 		if ps.pending() <= target {
 			// A relay pushes before it counts a confirmation: whatever it counted is
 			// already queued.
-			for {
-				select {
-				case m := <-ss.push:
-					out = append(out, m...)
-				default:
-					return out
-				}
-			}
+			take()
+			return out
 		}
 		select {
-		case m := <-ss.push:
-			out = append(out, m...)
+		case <-ss.pending.pushed:
 		case <-ps.counted:
 		case <-t.C:
 			ss.s.log.Warn("subscription confirmations late; going on", "client_id", ss.id, "expected", ps.pending()-target)
@@ -276,6 +276,7 @@ func execSubscribe(ss *session, r *request) []byte {
 	}
 	if ss.ps == nil {
 		ss.ps = newPubsubState()
+		ss.inPubSub.Store(true)
 	}
 	ps := ss.ps
 	sharded := lowerName(r.args[0]) == "ssubscribe"
@@ -390,12 +391,8 @@ func (ss *session) relay(ps *pubsubState, sc *subConn) {
 			continue
 		}
 		out, show, confirm := ps.account(sc, rep)
-		if show {
-			select {
-			case ss.push <- out:
-			case <-ss.ctx.Done():
-				return
-			}
+		if show && !ss.pushMsg(out) {
+			return
 		}
 		if confirm {
 			ps.mu.Lock()
@@ -426,10 +423,7 @@ func (ss *session) endShard(ps *pubsubState, sc *subConn) {
 	ps.expect = 0 // what was pending on the lost connection will not come
 	ps.mu.Unlock()
 	if out != nil {
-		select {
-		case ss.push <- out:
-		case <-ss.ctx.Done():
-		}
+		ss.pushMsg(out)
 	}
 }
 

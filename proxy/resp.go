@@ -71,13 +71,16 @@ func (r *replyReader) value(dst []byte, depth int) ([]byte, error) {
 		if n < 0 {
 			return dst, nil
 		}
-		off := len(dst)
-		need := int(n) + 2
-		dst = grow(dst, need)
-		if _, err := readFull(r.br, dst[off:off+need]); err != nil {
-			return dst, err
+		// Grow with the bytes actually read, so a (broken) header announcing a huge bulk
+		// does not allocate it before a single byte of it arrived.
+		for need := int(n) + 2; need > 0; {
+			chunk := min(need, 1<<20)
+			dst = grow(dst, chunk)
+			if _, err := readFull(r.br, dst[len(dst)-chunk:]); err != nil {
+				return dst, err
+			}
+			need -= chunk
 		}
-		dst = dst[:off+need]
 		if dst[len(dst)-2] != '\r' || dst[len(dst)-1] != '\n' {
 			return dst, fmt.Errorf("%w: bulk not terminated", errBadReply)
 		}

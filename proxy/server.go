@@ -31,6 +31,7 @@ var Version = "0.1.0"
 // listeners (and again after CloseClients, when CARP state flips back).
 type Server struct {
 	cfgp    atomic.Pointer[Config]
+	deny    atomic.Pointer[map[string]bool]
 	log     *slog.Logger
 	metrics *Metrics
 	cl      *cluster
@@ -72,6 +73,7 @@ func NewServer(cfg *Config, log *slog.Logger, reg prometheus.Registerer) *Server
 	}
 	c := *cfg
 	s.cfgp.Store(&c)
+	s.setDeny(c.DenyCommands)
 	s.cl = newCluster(ctx, &s.cfgp, log, m)
 	if reg != nil {
 		reg.MustRegister(pendingCollector{s.cl})
@@ -84,6 +86,9 @@ func NewServer(cfg *Config, log *slog.Logger, reg prometheus.Registerer) *Server
 // Start begins keeping the slot map current and waits until the first complete map is
 // loaded or ctx ends. The server keeps refreshing in the background either way.
 func (s *Server) Start(ctx context.Context) error {
+	if s.cl.tlsErr != nil {
+		return s.cl.tlsErr
+	}
 	s.cl.wg.Add(1)
 	go func() {
 		defer s.cl.wg.Done()
@@ -126,6 +131,9 @@ func (s *Server) loadCommandTable(ctx context.Context) {
 	s.log.Warn("no node answered COMMAND; using the built-in command table")
 }
 
+// Config returns the configuration in force; callers must not modify it.
+func (s *Server) Config() *Config { return s.conf() }
+
 // conf returns the configuration in force (replaced as a whole by Reload).
 func (s *Server) conf() *Config { return s.cfgp.Load() }
 
@@ -162,7 +170,11 @@ func (s *Server) accept(conn net.Conn) {
 		conn.Close()
 		return
 	}
-	if tc, ok := conn.(*net.TCPConn); ok {
+	raw := conn
+	if nc, ok := conn.(interface{ NetConn() net.Conn }); ok { // TLS
+		raw = nc.NetConn()
+	}
+	if tc, ok := raw.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 		if s.conf().TCPKeepalive > 0 {
 			tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: s.conf().TCPKeepalive, Interval: s.conf().TCPKeepalive / 3, Count: 3})
@@ -216,6 +228,7 @@ func (s *Server) CloseClients(grace time.Duration) {
 	case <-time.After(grace):
 		for _, ss := range list {
 			ss.conn.Close()
+			ss.cancel() // also ends commands waiting on a dedicated connection (BLPOP …)
 		}
 		<-done
 	}

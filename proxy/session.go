@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -19,14 +18,15 @@ import (
 )
 
 // session is one client connection. A reader goroutine parses commands and dispatches them
-// to the backends at once (pipelining); the writer goroutine (run) waits for the replies in
+// to the backends at once (pipelining); the writer goroutine (writeRun, running only while
+// there is something to write) waits for the replies in
 // order, follows redirections, executes commands that need a dedicated connection, and
 // writes the replies back, flushing when nothing more is ready.
 type session struct {
 	s       *Server
 	conn    net.Conn
 	id      uint64
-	pending chan *request
+	pending *reqQueue
 	ctx     context.Context // ends when the client is gone or the session is closed
 	cancel  context.CancelFunc
 	closed  chan struct{}
@@ -37,7 +37,15 @@ type session struct {
 	cs     clientState
 	tx     txState
 	ps     *pubsubState // set by the writer (execSubscribe) while the reader waits
-	push   chan []byte  // messages from the subscription relay
+
+	// Writer state, handed from one writer goroutine to the next through pending's lock.
+	bw                 lazyWriter
+	writeOK            bool // false once a write to the client failed
+	replyOff, skipNext bool // CLIENT REPLY OFF / SKIP
+
+	out      outBuffer
+	inPubSub atomic.Bool
+	first    [1]byte // the idle reader's one-byte buffer
 
 	authed   bool // reader goroutine only
 	readonly bool
@@ -47,18 +55,20 @@ type session struct {
 
 func newSession(s *Server, conn net.Conn) *session {
 	ctx, cancel := context.WithCancel(s.ctx)
-	return &session{
+	ss := &session{
 		s:       s,
 		conn:    conn,
 		id:      s.nextID.Add(1),
-		pending: make(chan *request, s.conf().ClientPipelineDepth),
 		ctx:     ctx,
 		cancel:  cancel,
 		closed:  make(chan struct{}),
 		cs:      clientState{created: time.Now()},
-		push:    make(chan []byte, 64),
 		authed:  !s.authRequired(),
+		writeOK: true,
 	}
+	ss.bw.conn = conn
+	ss.pending = newReqQueue(s.conf().ClientPipelineDepth, func() { go ss.writeRun() })
+	return ss
 }
 
 // drain makes the session stop reading; pending replies are still written.
@@ -67,10 +77,11 @@ func (ss *session) drain() {
 	ss.conn.SetReadDeadline(time.Now())
 }
 
+// run reads the client until it is done and returns once the session is closed (the writer
+// goroutine, started on demand, closes ss.closed after the last reply).
 func (ss *session) run() {
-	defer close(ss.closed)
-	go ss.readLoop()
-	ss.writeLoop()
+	ss.readLoop()
+	<-ss.closed
 }
 
 // countingReader counts bytes received from the client.
@@ -88,11 +99,10 @@ func (cr countingReader) Read(p []byte) (int, error) {
 }
 
 func (ss *session) readLoop() {
-	defer close(ss.pending)
-	cfg := ss.s.conf()
-	g := &guard{r: countingReader{ss.conn, ss.s.metrics.bytesIn}, maxBulk: cfg.ProtoMaxBulkLen, maxArgs: int64(cfg.ProtoMaxMultibulkLen),
-		maxInline: cfg.ProtoInlineMaxSize, maxQuery: cfg.QueryBufferLimit}
-	rd := redcon.NewReader(g)
+	defer ss.pending.close()
+	g := &guard{r: countingReader{ss.conn, ss.s.metrics.bytesIn}}
+	var cr *cmdReader // nil while the client is idle: no read buffers held
+	lastActive := time.Now()
 	// barrier is the last request that later commands must not overtake (a blocking
 	// command, EXEC, SUBSCRIBE …). The reader keeps reading the socket while it runs, so
 	// that a client that disconnects while blocked is noticed at once, but waits for it
@@ -111,16 +121,56 @@ func (ss *session) readLoop() {
 		}
 	}
 	for {
-		// Like Redis, blocked and subscribed clients are not subject to the idle timeout.
-		if cfg.ClientIdleTimeout > 0 && !ss.closing.Load() {
-			if barrier == nil && (ss.ps == nil || !ss.ps.subscribed()) {
-				ss.conn.SetReadDeadline(time.Now().Add(cfg.ClientIdleTimeout))
-			} else {
-				ss.conn.SetReadDeadline(time.Time{})
+		cfg := ss.s.conf() // limits apply to open connections after a reload
+		g.maxBulk, g.maxArgs, g.maxInline, g.maxQuery = cfg.ProtoMaxBulkLen, int64(cfg.ProtoMaxMultibulkLen), cfg.ProtoInlineMaxSize, cfg.QueryBufferLimit
+		if !ss.closing.Load() {
+			// Like Redis, blocked and subscribed clients are not subject to the idle timeout.
+			var dl time.Time
+			if cfg.ClientIdleTimeout > 0 && barrier == nil && (ss.ps == nil || !ss.ps.subscribed()) {
+				dl = lastActive.Add(cfg.ClientIdleTimeout)
+			}
+			if cr != nil && (dl.IsZero() || time.Until(dl) > readRelease) {
+				dl = time.Now().Add(readRelease)
+			}
+			ss.conn.SetReadDeadline(dl)
+			if ss.closing.Load() { // drain raced with the line above
+				ss.conn.SetReadDeadline(time.Now())
 			}
 		}
-		cmds, err := rd.ReadCommands()
+		var cmds []redcon.Command
+		var err error
+		if cr == nil {
+			// Idle: wait for the next byte without holding read buffers.
+			var n int
+			n, err = ss.conn.Read(ss.first[:])
+			if n > 0 {
+				ss.s.metrics.bytesIn.Add(float64(n))
+				g.held = ss.first[:n]
+				cr = newCmdReader(g)
+				continue
+			}
+		} else {
+			cmds, err = cr.rd.ReadCommands()
+		}
 		if err != nil {
+			var ne net.Error
+			timeout := errors.As(err, &ne) && ne.Timeout()
+			if timeout && !ss.closing.Load() && g.err == nil {
+				if barrier != nil {
+					select {
+					case <-barrier.done:
+						barrier, lastActive = nil, time.Now()
+					default:
+					}
+				}
+				exempt := barrier != nil || ss.ps != nil && ss.ps.subscribed()
+				if to := cfg.ClientIdleTimeout; to == 0 || exempt || time.Since(lastActive) < to {
+					if cr != nil && g.idle() && cr.br.Buffered() == 0 {
+						cr = nil // quiet for readRelease: drop the read buffers
+					}
+					continue
+				}
+			}
 			msg, proto := isProtoError(err)
 			if barrier != nil && !proto {
 				select {
@@ -129,8 +179,7 @@ func (ss *session) readLoop() {
 					// The client went away while a blocking command runs: cancel it, which
 					// closes its dedicated connection (Redis drops a closed client's
 					// replies too).
-					var ne net.Error
-					if !(errors.As(err, &ne) && ne.Timeout()) {
+					if !timeout {
 						ss.cancel()
 					}
 					return
@@ -139,19 +188,18 @@ func (ss *session) readLoop() {
 			if proto {
 				ss.s.metrics.protoErrors.Inc()
 				ss.s.log.Debug("client protocol error", "client_id", ss.id, "err", msg)
-				ss.pending <- &request{reply: errorReply("ERR " + msg), done: closedDone(), slot: -2, local: true}
+				ss.pending.put(ss.ctx, &request{reply: errorReply("ERR " + msg), done: closedDone(), slot: -2, local: true})
 			}
 			return
 		}
+		lastActive = time.Now()
 		ss.s.metrics.pipeline.Observe(float64(len(cmds)))
 		for i := range cmds {
 			if !waitBarrier() {
 				return
 			}
 			r := ss.newRequest(cmds[i].Args, cmds[i].Raw)
-			select {
-			case ss.pending <- r:
-			case <-ss.ctx.Done():
+			if !ss.pending.put(ss.ctx, r) {
 				return
 			}
 			if r.slot == -2 { // QUIT or a fatal error: stop reading
@@ -170,40 +218,55 @@ func closedDone() chan struct{} {
 	return ch
 }
 
-func (ss *session) writeLoop() {
-	bw := bufio.NewWriterSize(ss.conn, 16<<10)
-	ok := true
-	replyOff, skipNext := false, false
+// writeRun is the writer: it answers the queued commands in order and writes Pub/Sub
+// messages, flushing when nothing more is ready, and exits when nothing is left (it is
+// started again by the next command). After the reader is done it closes the session.
+func (ss *session) writeRun() {
+	bw := &ss.bw
 	write := func(b []byte) {
 		ss.s.metrics.bytesOut.Add(float64(len(b)))
 		if _, err := bw.Write(b); err != nil {
-			ok = false
+			ss.writeOK = false
 		}
-		if len(ss.pending) == 0 && len(ss.push) == 0 || bw.Buffered() > 64<<10 {
-			if err := bw.Flush(); err != nil {
-				ok = false
+		if idle := ss.pending.idle(); idle || bw.Buffered() > 64<<10 {
+			if err := bw.Flush(idle); err != nil {
+				ss.writeOK = false
 			}
 		}
 	}
 	for {
-		var r *request
-		select {
-		case msg := <-ss.push:
-			if ok {
-				write(msg)
+		r, msgs, closed := ss.pending.next()
+		if closed {
+			bw.Flush(true)
+			ss.conn.Close()
+			ss.cancel()
+			ss.releaseWatch(false)
+			ss.closePubsub()
+			close(ss.closed)
+			return
+		}
+		if msgs != nil {
+			for _, msg := range msgs {
+				if ss.writeOK {
+					write(msg)
+				}
+				ss.releaseOut(int64(len(msg)))
 			}
 			continue
-		case r = <-ss.pending:
-			if r == nil {
-				bw.Flush()
-				ss.conn.Close()
-				ss.cancel()
-				ss.releaseWatch(false)
-				ss.closePubsub()
+		}
+		if r == nil {
+			if bw.Buffered() > 0 {
+				if err := bw.Flush(true); err != nil {
+					ss.writeOK = false
+				}
+				continue
+			}
+			if ss.pending.stop() {
 				return
 			}
+			continue
 		}
-		if !ok {
+		if !ss.writeOK {
 			continue // the client is gone; just let the reader finish
 		}
 		reply := ss.finish(r)
@@ -215,24 +278,25 @@ func (ss *session) writeLoop() {
 		// CLIENT REPLY ON|OFF|SKIP, applied in order.
 		switch r.replyMode {
 		case replyModeOn:
-			replyOff, skipNext = false, false
+			ss.replyOff, ss.skipNext = false, false
 		case replyModeOff:
-			replyOff, r.noReply = true, true
+			ss.replyOff, r.noReply = true, true
 		case replyModeSkip:
-			skipNext, r.noReply = true, true
+			ss.skipNext, r.noReply = true, true
 		default:
-			if replyOff || skipNext {
-				r.noReply, skipNext = true, false
+			if ss.replyOff || ss.skipNext {
+				r.noReply, ss.skipNext = true, false
 			}
 		}
 		if !r.noReply {
 			write(reply)
 		}
-		if ok && r.slot == -2 {
-			bw.Flush()
-			ok = false
+		ss.releaseReq(r)
+		if ss.writeOK && r.slot == -2 {
+			bw.Flush(false)
+			ss.writeOK = false
 		}
-		if !ok {
+		if !ss.writeOK {
 			ss.conn.Close()
 			ss.cancel()
 		}
@@ -247,6 +311,13 @@ func (ss *session) newRequest(args [][]byte, raw []byte) *request {
 	if reply := ss.authGate(r); reply != nil {
 		if ss.tx.inMulti && reply[0] == '-' {
 			ss.tx.aborted = true // as Redis: a command refused while queuing aborts EXEC
+		}
+		r.reply, r.local, r.done = reply, true, closedDone()
+		return r
+	}
+	if reply := ss.s.denied(args[0]); reply != nil {
+		if ss.tx.inMulti {
+			ss.tx.aborted = true // a command refused while queuing aborts EXEC
 		}
 		r.reply, r.local, r.done = reply, true, closedDone()
 		return r
@@ -360,6 +431,7 @@ func (ss *session) dispatch(r *request) {
 		r.complete(nil, err)
 		return
 	}
+	r.owner = ss
 	n.send(ss.ctx, r, ss.id)
 }
 
@@ -519,10 +591,12 @@ func (ss *session) awaitReply(r *request) []byte {
 				continue
 			}
 		}
+		ss.releaseReq(r)
 		r.reply, r.err = nil, nil
 		if r.direct {
 			ss.execDirect(r, next)
 		} else {
+			r.owner = ss
 			next.send(ss.ctx, r, ss.id)
 			<-r.done
 		}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -235,6 +236,18 @@ func (c *cluster) fetchSlots(ctx context.Context, addr string) ([]redis.ClusterS
 	return cl.ClusterSlots(ctx).Result()
 }
 
+// tlsFor returns the TLS configuration for a control connection to addr (nil: plain).
+func (c *cluster) tlsFor(addr string) *tls.Config {
+	if c.tls == nil {
+		return nil
+	}
+	tc := c.tls.Clone()
+	if host, _, err := net.SplitHostPort(addr); err == nil && tc.ServerName == "" {
+		tc.ServerName = host
+	}
+	return tc
+}
+
 // controlClient returns a go-redis client for control-plane queries to addr.
 func (c *cluster) controlClient(addr string) *redis.Client {
 	return redis.NewClient(&redis.Options{
@@ -249,6 +262,7 @@ func (c *cluster) controlClient(addr string) *redis.Client {
 		MaxRetries:      -1,
 		DisableIdentity: true,
 		Protocol:        2,
+		TLSConfig:       c.tlsFor(addr),
 	})
 }
 

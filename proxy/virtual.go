@@ -112,15 +112,11 @@ func resetCommand(ss *session, r *request) bool {
 		ss.closePubsub()
 		// Messages the relays queued before the reset go out before its reply.
 		var out []byte
-		for {
-			select {
-			case m := <-ss.push:
-				out = append(out, m...)
-				continue
-			default:
-			}
-			break
+		for _, m := range ss.pending.takeMsgs() {
+			out = append(out, m...)
+			ss.releaseOut(int64(len(m)))
 		}
+		ss.inPubSub.Store(false)
 		return append(out, "+RESET\r\n"...)
 	}, true
 	return true

@@ -23,7 +23,11 @@ import (
 
 // newLogger returns the process logger for cfg.
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
-	var level slog.Level
+	return newLevelLogger(cfg, new(slog.LevelVar), w)
+}
+
+// newLevelLogger is newLogger with a level that can be changed later (SIGHUP reload).
+func newLevelLogger(cfg *config.Config, level *slog.LevelVar, w io.Writer) *slog.Logger {
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.LogFormat == "json" {
@@ -46,7 +50,8 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg, stderr)
+	level := new(slog.LevelVar)
+	log := newLevelLogger(cfg, level, stderr)
 	redis.SetLogger(goRedisLogger{log.With("component", "go-redis")})
 
 	reg := prometheus.NewRegistry()
@@ -78,6 +83,8 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 		defer adm.Close()
 	}
 
+	stopHUP := reloadOnHUP(fs, srv, level, log)
+	defer stopHUP()
 	err = serveGated(ctx, cfg, cw, srv, reg, log)
 	srv.Close()
 	return err
@@ -120,11 +127,27 @@ func serveGated(ctx context.Context, cfg *config.Config, cw *carpParts, srv *pro
 		}
 	}
 	log.Info("client listener follows the CARP state", "listen", cfg.Listen, "carp_mode", cfg.CarpMode, "vip", cfg.VIP, "seeds", cfg.ClusterSeeds)
+	// The TLS listener (tls-port) follows the same state through a gate of its own.
+	var tg *gate.Gate
+	if cfg.TLSPort != 0 {
+		var err error
+		if tg, err = tlsGate(cfg, srv, log); err != nil {
+			return err
+		}
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	changes := make(chan carp.Change)
 	wants := make(chan gate.Want)
+	var twants chan gate.Want
+	tlsErr := make(chan error, 1)
+	if tg != nil {
+		twants = make(chan gate.Want)
+		go func() { tlsErr <- tg.Follow(ctx, twants) }()
+	} else {
+		tlsErr <- nil
+	}
 	watchErr := make(chan error, 1)
 	go func() { watchErr <- cw.watcher.Run(ctx, changes) }()
 	go func() {
@@ -134,10 +157,16 @@ func serveGated(ctx context.Context, cfg *config.Config, cw *carpParts, srv *pro
 				return
 			case c := <-changes:
 				carpState.Store(int32(c.State))
-				select {
-				case wants <- gate.Want{Active: c.State == carp.Master, At: c.At}:
-				case <-ctx.Done():
-					return
+				w := gate.Want{Active: c.State == carp.Master, At: c.At}
+				for _, ch := range []chan gate.Want{wants, twants} {
+					if ch == nil {
+						continue
+					}
+					select {
+					case ch <- w:
+					case <-ctx.Done():
+						return
+					}
 				}
 			}
 		}
@@ -152,6 +181,9 @@ func serveGated(ctx context.Context, cfg *config.Config, cw *carpParts, srv *pro
 	}
 	gateErr := g.Follow(ctx, wants)
 	cancel()
+	if err := <-tlsErr; err != nil && gateErr == nil {
+		gateErr = err
+	}
 	log.Info("shutting down", "grace", cfg.ShutdownTimeout)
 	if err := <-watchErr; err != nil {
 		return err

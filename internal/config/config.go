@@ -37,6 +37,16 @@ type Config struct {
 	ReadFrom             string
 	AnnounceAddress      string
 
+	// Hardening: output buffer limits, command deny-list, client-side TLS.
+	OutputLimit       OutputLimit
+	OutputLimitPubSub OutputLimit
+	DenyCommands      []string
+	TLSPort           int
+	TLSCertFile       string
+	TLSKeyFile        string
+	TLSCACertFile     string
+	TLSAuthClients    bool
+
 	// Cluster and backends.
 	ClusterSeeds          []string
 	BackendConnections    int
@@ -50,6 +60,10 @@ type Config struct {
 	TryagainBackoff       time.Duration
 	BackendUser           string
 	BackendPassword       string
+	TLSCluster            bool
+	BackendTLSCertFile    string
+	BackendTLSKeyFile     string
+	BackendTLSCACertFile  string
 
 	// Admin listener and logging.
 	AdminListen       string
@@ -82,6 +96,16 @@ type Config struct {
 	PFLBNetwork         []string
 	RedisPorts          string
 	PFLog               bool
+}
+
+// OutputLimit bounds the reply bytes the proxy holds for one client (received from the
+// cluster, not yet written to the client's socket), as Redis's client-output-buffer-limit:
+// a client over Hard, or over Soft for longer than SoftFor, is disconnected. Zero disables
+// a limit.
+type OutputLimit struct {
+	Hard    int64
+	Soft    int64
+	SoftFor time.Duration
 }
 
 // User is a proxy-side user for AUTH.
@@ -175,6 +199,20 @@ var keys = []key{
 		return addrVar(func(c *Config) *string { return &c.AnnounceAddress })(c, v)
 	}},
 	{"shutdown-timeout", "10s", "on SIGTERM, how long in-flight commands may take to finish", durVar(0, func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
+	{"client-output-buffer-limit", "256mb 64mb 60s", "reply bytes held for one client not reading them: hard limit, soft limit, soft duration (0: off); over it the client is disconnected", outputLimitVar(func(c *Config) *OutputLimit { return &c.OutputLimit })},
+	{"client-output-buffer-limit-pubsub", "32mb 8mb 60s", "the same for clients in Pub/Sub mode (messages not yet written to a subscriber)", outputLimitVar(func(c *Config) *OutputLimit { return &c.OutputLimitPubSub })},
+	{"deny-commands", "", "space-separated commands the proxy refuses with an error (e.g. FLUSHALL KEYS DEBUG)", func(c *Config, v string) error {
+		c.DenyCommands = nil
+		for _, f := range splitList(v) {
+			c.DenyCommands = append(c.DenyCommands, strings.ToLower(f))
+		}
+		return nil
+	}},
+	{"tls-port", "0", "TLS client listener port on the host of listen (0: no TLS listener)", intVar(0, 65535, func(c *Config) *int { return &c.TLSPort })},
+	{"tls-cert-file", "", "certificate (PEM) of the TLS client listener", strVar(func(c *Config) *string { return &c.TLSCertFile })},
+	{"tls-key-file", "", "private key (PEM) of the TLS client listener", strVar(func(c *Config) *string { return &c.TLSKeyFile })},
+	{"tls-ca-cert-file", "", "CA certificates (PEM) client certificates are checked against (with tls-auth-clients)", strVar(func(c *Config) *string { return &c.TLSCACertFile })},
+	{"tls-auth-clients", "no", "require TLS clients to present a certificate signed by tls-ca-cert-file", boolVar(func(c *Config) *bool { return &c.TLSAuthClients })},
 
 	{"backend-connections", "2", "pipelined connections per cluster node, shared by all clients", intVar(1, 64, func(c *Config) *int { return &c.BackendConnections })},
 	{"backend-connect-timeout", "1s", "timeout for connecting to a cluster node", durVar(time.Millisecond, func(c *Config) *time.Duration { return &c.BackendConnectTimeout })},
@@ -187,6 +225,10 @@ var keys = []key{
 	{"tryagain-backoff", "25ms", "pause before such a retry", durVar(0, func(c *Config) *time.Duration { return &c.TryagainBackoff })},
 	{"backend-user", "", "ACL user for the cluster nodes (empty: default user)", strVar(func(c *Config) *string { return &c.BackendUser })},
 	{"backend-password", "", "password for the cluster nodes (empty: no AUTH)", strVar(func(c *Config) *string { return &c.BackendPassword })},
+	{"tls-cluster", "no", "connect to the cluster nodes with TLS (clusters started with tls-port and tls-cluster yes)", boolVar(func(c *Config) *bool { return &c.TLSCluster })},
+	{"backend-tls-cert-file", "", "client certificate (PEM) presented to TLS cluster nodes (needed when they use tls-auth-clients yes)", strVar(func(c *Config) *string { return &c.BackendTLSCertFile })},
+	{"backend-tls-key-file", "", "private key (PEM) of backend-tls-cert-file", strVar(func(c *Config) *string { return &c.BackendTLSKeyFile })},
+	{"backend-tls-ca-cert-file", "", "CA certificates (PEM) the cluster nodes' certificates are checked against (empty: system roots)", strVar(func(c *Config) *string { return &c.BackendTLSCACertFile })},
 
 	{"admin-listen", "127.0.0.1:9479", "admin HTTP listener for /metrics, /healthz, /readyz, /debug/hotkeys (never the VIP; empty: off)", func(c *Config, v string) error {
 		if v == "" {
@@ -401,6 +443,15 @@ func (c *Config) Validate() error {
 	if len(c.ClusterSeeds) == 0 {
 		errs = append(errs, errors.New("cluster-seeds: at least one seed is required"))
 	}
+	if c.TLSPort != 0 && (c.TLSCertFile == "" || c.TLSKeyFile == "") {
+		errs = append(errs, errors.New("tls-port needs tls-cert-file and tls-key-file"))
+	}
+	if c.TLSAuthClients && c.TLSCACertFile == "" {
+		errs = append(errs, errors.New("tls-auth-clients yes needs tls-ca-cert-file"))
+	}
+	if (c.BackendTLSCertFile == "") != (c.BackendTLSKeyFile == "") {
+		errs = append(errs, errors.New("backend-tls-cert-file and backend-tls-key-file go together"))
+	}
 	switch c.CarpMode {
 	case "freebsd":
 		if c.CarpInterface == "" && c.VIP == "" {
@@ -493,6 +544,35 @@ func durVar(min time.Duration, f func(*Config) *time.Duration) func(*Config, str
 			return fmt.Errorf("%v is below the minimum %v", d, min)
 		}
 		*f(c) = d
+		return nil
+	}
+}
+
+func outputLimitVar(f func(*Config) *OutputLimit) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		p := strings.Fields(v)
+		if len(p) != 3 {
+			return fmt.Errorf("want <hard> <soft> <soft-duration> like 256mb 64mb 60s, got %q", v)
+		}
+		hard, err := ParseSize(p[0])
+		if err != nil {
+			return err
+		}
+		soft, err := ParseSize(p[1])
+		if err != nil {
+			return err
+		}
+		d, err := time.ParseDuration(p[2])
+		if p[2] == "0" {
+			d, err = 0, nil
+		}
+		if err != nil || d < 0 {
+			return fmt.Errorf("want a duration like 60s, got %q", p[2])
+		}
+		if hard != 0 && soft > hard {
+			return fmt.Errorf("soft limit %d above hard limit %d", soft, hard)
+		}
+		*f(c) = OutputLimit{Hard: hard, Soft: soft, SoftFor: d}
 		return nil
 	}
 }

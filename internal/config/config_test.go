@@ -125,3 +125,43 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
+
+func TestEveryKeyHasAField(t *testing.T) {
+	c := Default()
+	for _, k := range keys {
+		if _, ok := field(c, k.name); !ok {
+			t.Errorf("key %s: no Config field (add it to fieldOverrides in diff.go)", k.name)
+		}
+	}
+	if d := Diff(Default(), Default()); len(d) != 0 {
+		t.Errorf("Diff of two defaults: %v", d)
+	}
+}
+
+func TestDiffAndCopyKey(t *testing.T) {
+	a := Default()
+	b := Default()
+	for _, kv := range [][2]string{{"maxclients", "7"}, {"deny-commands", "KEYS flushall"}, {"client-output-buffer-limit", "1mb 0 0"}, {"listen", "127.0.0.1:1"}} {
+		if err := lookup(kv[0]).set(b, kv[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := strings.Join(Diff(a, b), " ")
+	if want := "listen maxclients client-output-buffer-limit deny-commands"; got != want {
+		t.Fatalf("Diff = %q, want %q", got, want)
+	}
+	if err := CopyKey(a, b, "deny-commands"); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(a.DenyCommands, ",") != "keys,flushall" || a.MaxClients == 7 {
+		t.Fatalf("CopyKey copied wrong: %+v %d", a.DenyCommands, a.MaxClients)
+	}
+	if b.OutputLimit != (OutputLimit{Hard: 1 << 20}) {
+		t.Fatalf("output limit parsed as %+v", b.OutputLimit)
+	}
+	for _, bad := range []string{"1mb", "1mb 2mb 1s", "x 0 0", "1mb 0 -1s"} {
+		if err := lookup("client-output-buffer-limit").set(Default(), bad); err == nil {
+			t.Errorf("client-output-buffer-limit %q accepted", bad)
+		}
+	}
+}

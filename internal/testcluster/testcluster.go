@@ -38,6 +38,10 @@ type Options struct {
 	Logf func(format string, args ...any)
 	// RedisServer and RedisCLI name the binaries; default from $PATH.
 	RedisServer, RedisCLI string
+	// TLS, when set, starts the nodes with TLS only (tls-port, port 0, tls-cluster and
+	// tls-replication yes) using these files; see WriteTLSFiles. Node.Addr is then the TLS
+	// port and Client connects with TLS.
+	TLS *TLSFiles
 }
 
 // Node is one redis-server process.
@@ -106,6 +110,11 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if opts.Logf == nil {
 		opts.Logf = func(string, ...any) {}
 	}
+	if opts.TLS != nil {
+		if _, err := opts.TLS.Config(); err != nil {
+			return nil, err
+		}
+	}
 	for _, bin := range []string{opts.RedisServer, opts.RedisCLI} {
 		if _, err := exec.LookPath(bin); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrNoRedis, err)
@@ -148,6 +157,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	args := []string{"--cluster", "create"}
 	args = append(args, c.Seeds()...)
 	args = append(args, "--cluster-replicas", strconv.Itoa(opts.Replicas), "--cluster-yes")
+	if opts.TLS != nil {
+		args = append(args, "--tls", "--cert", opts.TLS.CertFile, "--key", opts.TLS.KeyFile, "--cacert", opts.TLS.CACertFile)
+	}
 	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	out, err := exec.CommandContext(cctx, opts.RedisCLI, args...).CombinedOutput()
 	cancel()
@@ -191,8 +203,13 @@ func portFree(p int) bool {
 }
 
 func (c *Cluster) writeConfig(n *Node) error {
+	port := "port " + strconv.Itoa(n.Port)
+	if t := c.opts.TLS; t != nil {
+		port = "port 0\ntls-port " + strconv.Itoa(n.Port) + "\ntls-cluster yes\ntls-replication yes\n" +
+			"tls-cert-file " + t.CertFile + "\ntls-key-file " + t.KeyFile + "\ntls-ca-cert-file " + t.CACertFile
+	}
 	lines := []string{
-		"port " + strconv.Itoa(n.Port),
+		port,
 		"bind 127.0.0.1",
 		"protected-mode no",
 		"daemonize no",
@@ -267,10 +284,14 @@ func (c *Cluster) Client(n *Node) *redis.Client {
 	if cl, ok := c.clients[n.Addr]; ok {
 		return cl
 	}
-	cl := redis.NewClient(&redis.Options{
+	o := &redis.Options{
 		Addr: n.Addr, DialTimeout: 2 * time.Second, ReadTimeout: 10 * time.Second,
 		MaxRetries: -1, PoolSize: 4, DisableIdentity: true,
-	})
+	}
+	if c.opts.TLS != nil {
+		o.TLSConfig, _ = c.opts.TLS.Config() // the files were usable when the cluster started
+	}
+	cl := redis.NewClient(o)
 	c.clients[n.Addr] = cl
 	return cl
 }

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/gate"
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
+)
+
+// reloadOnHUP re-reads the configuration (file, then flags) on every SIGHUP and applies
+// it to srv; a configuration that does not load keeps the running one. It returns a
+// function that stops listening for SIGHUP.
+func reloadOnHUP(fs *config.FlagSet, srv *proxy.Server, level *slog.LevelVar, log *slog.Logger) func() {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-hup:
+			}
+			log.Info("SIGHUP: reloading configuration", "file", fs.File())
+			cfg, err := fs.Load()
+			if err != nil {
+				srv.ReloadFailed(err)
+				continue
+			}
+			applied, restart := srv.Reload(cfg)
+			for _, k := range applied {
+				if k == "log-level" {
+					_ = level.UnmarshalText([]byte(cfg.LogLevel))
+				}
+			}
+			if len(restart) > 0 {
+				log.Warn("changed settings need a restart to take effect", "keys", restart)
+			}
+		}
+	}()
+	return func() { signal.Stop(hup); close(done) }
+}
+
+// tlsGate returns the gate of the TLS client listener on the host of listen and tls-port.
+func tlsGate(cfg *config.Config, srv *proxy.Server, log *slog.Logger) (*gate.Gate, error) {
+	tc, err := proxy.ClientTLSConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	host, _, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen %q: %w", cfg.Listen, err)
+	}
+	return &gate.Gate{Addr: net.JoinHostPort(host, strconv.Itoa(cfg.TLSPort)), Server: srv, Drain: cfg.DrainTimeout,
+		Log: log.With("component", "gate", "listener", "tls"),
+		Listen: func(ctx context.Context, addr string) (net.Listener, error) {
+			ln, err := gate.Listen(ctx, addr)
+			if err != nil {
+				return nil, err
+			}
+			return tls.NewListener(ln, tc), nil
+		}}, nil
+}

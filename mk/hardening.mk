@@ -1,0 +1,29 @@
+# Hardening targets (issue 6): fuzzing, soak and idle-connection benchmark.
+FUZZTIME ?= 30s
+DURATION ?= 10m
+CONNS    ?= 10000
+FUZZ_TARGETS := FuzzClientRequest FuzzReplyFramer
+
+.PHONY: fuzz fuzz-ci
+
+# `make test` also fuzzes each target briefly (the seed corpus runs in every go test).
+test: fuzz-ci
+fuzz-ci:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=10s
+
+# Runs each fuzz target for FUZZTIME (the seed corpora in proxy/testdata/fuzz run in every
+# `go test`). New crashers are written to proxy/testdata/fuzz/<target>/.
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $$t for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./proxy/ || exit 1; \
+	done
+
+# Steady pipelined load plus a master kill, a replica failover, a slot migration and a
+# stalled backend on a schedule; prints a report. Not part of `make test`.
+soak: deps build
+	$(GO) run ./internal/soak -proxy $(BIN) -duration $(DURATION)
+
+# CONNS idle client connections; reports the proxy's RSS per connection.
+bench-conns: deps build
+	$(GO) run ./internal/benchconns -proxy $(BIN) -conns $(CONNS)
