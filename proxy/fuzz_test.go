@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -49,6 +50,16 @@ func FuzzClientRequest(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// A hang is a bug too: crash the worker so the fuzzer keeps the input.
+		finished := make(chan struct{})
+		defer close(finished)
+		go func() {
+			select {
+			case <-finished:
+			case <-time.After(5 * time.Second):
+				panic(fmt.Sprintf("FuzzClientRequest: input still running after 5s: %q", data))
+			}
+		}()
 		const maxBulk, maxArgs, maxQuery = 4096, 64, 16384
 		g := &guard{r: bytes.NewReader(data), maxBulk: maxBulk, maxArgs: maxArgs, maxInline: 1024, maxQuery: maxQuery}
 		cr := &countReader{r: g}
