@@ -8,11 +8,14 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/gate"
+	"github.com/redis-carp-proxy/redis-carp-proxy/pfctl"
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
 )
 
@@ -37,6 +40,13 @@ func reloadOnHUP(fs *config.FlagSet, srv *proxy.Server, level *slog.LevelVar, lo
 				continue
 			}
 			applied, restart := srv.Reload(cfg)
+			if reloadPF {
+				if n, err := reloadAllowlist(context.Background(), cfg, fs.File()); err != nil {
+					log.Error("allowlist not reloaded; pf keeps the previous table", "err", err)
+				} else {
+					log.Info("allowlist reloaded into pf", "table", cfg.PFTable, "entries", n)
+				}
+			}
 			for _, k := range applied {
 				if k == "log-level" {
 					_ = level.UnmarshalText([]byte(cfg.LogLevel))
@@ -48,6 +58,29 @@ func reloadOnHUP(fs *config.FlagSet, srv *proxy.Server, level *slog.LevelVar, lo
 		}
 	}()
 	return func() { signal.Stop(hup); close(done) }
+}
+
+// reloadPF reports whether SIGHUP also re-applies the pf allowlist table: where pf is.
+var reloadPF = runtime.GOOS == "freebsd"
+
+// reloadAllowlist validates pf-allow-file and replaces the pf table with it (pfctl -T
+// replace, atomic in the kernel); a file with a bad line changes nothing. It returns the
+// number of entries loaded.
+func reloadAllowlist(ctx context.Context, cfg *config.Config, file string) (int, error) {
+	p, err := pfctl.FromConfig(cfg, file)
+	if err != nil {
+		return 0, err
+	}
+	l, err := pfctl.ReadAllowFile(p.AllowFile)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := newPF(p).ReplaceTable(ctx, p.AllowFile); err != nil {
+		return 0, err
+	}
+	return len(l.Entries()), nil
 }
 
 // tlsGate returns the gate of the TLS client listener on the host of listen and tls-port.
