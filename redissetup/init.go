@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/textdiff"
 )
 
 // Flavor is the server package an appliance runs: the redis or the valkey port. They
@@ -240,10 +242,10 @@ func (o *Options) apply(c *fileChange) (int, error) {
 			fmt.Fprintf(o.Out, "would remove %s (moved to %s)\n", c.target, o.backupName(c.target))
 		case c.existed:
 			fmt.Fprintf(o.Out, "would update %s (previous kept as %s)\n", c.target, o.backupName(c.target))
-			io.WriteString(o.Out, unifiedDiff(c.target, c.target+" (new)", string(c.old), string(c.new)))
+			io.WriteString(o.Out, textdiff.Unified(c.target, c.target+" (new)", string(c.old), string(c.new)))
 		default:
 			fmt.Fprintf(o.Out, "would create %s\n", c.target)
-			io.WriteString(o.Out, unifiedDiff("/dev/null", c.target, "", string(c.new)))
+			io.WriteString(o.Out, textdiff.Unified("/dev/null", c.target, "", string(c.new)))
 		}
 		return 1, nil
 	}

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/textdiff"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
@@ -81,7 +83,7 @@ func golden(t *testing.T, name, got string) {
 		t.Fatalf("%v (run go test -update once to create it)", err)
 	}
 	if got != string(want) {
-		t.Fatalf("%s differs (go test -update rewrites it):\n%s", path, unifiedDiff(path, "got", string(want), got))
+		t.Fatalf("%s differs (go test -update rewrites it):\n%s", path, textdiff.Unified(path, "got", string(want), got))
 	}
 }
 
@@ -116,7 +118,7 @@ func TestInitFreshRedisThenIdempotent(t *testing.T) {
 		t.Fatalf("second run changed something:\n%s", out)
 	}
 	if again := tree(t, root); again != first {
-		t.Fatalf("second run changed the tree:\n%s", unifiedDiff("first", "second", first, again))
+		t.Fatalf("second run changed the tree:\n%s", textdiff.Unified("first", "second", first, again))
 	}
 	// A dry run of the same is empty too.
 	o.DryRun = true
@@ -175,7 +177,7 @@ func TestInitExistingHost(t *testing.T) {
 		t.Fatalf("err %v, want ErrDefaultConfChoice", err)
 	}
 	if after := tree(t, root); after != before {
-		t.Fatalf("refused run changed the tree:\n%s", unifiedDiff("before", "after", before, after))
+		t.Fatalf("refused run changed the tree:\n%s", textdiff.Unified("before", "after", before, after))
 	}
 
 	o.DefaultConf = "remove"
@@ -185,7 +187,7 @@ func TestInitExistingHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	if after := tree(t, root); after != before {
-		t.Fatalf("dry run changed the tree:\n%s", unifiedDiff("before", "after", before, after))
+		t.Fatalf("dry run changed the tree:\n%s", textdiff.Unified("before", "after", before, after))
 	}
 	golden(t, "init-existing-dry-run", out)
 

@@ -21,6 +21,8 @@ import (
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
 	"github.com/redis-carp-proxy/redis-carp-proxy/pfctl"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/textdiff"
 )
 
 // Paths of the files setup manages, relative to Root.
@@ -250,7 +252,11 @@ func (s *Setup) writeFile(name, content string) (bool, error) {
 	}
 	if s.DryRun {
 		s.say("%s: would %s", name, map[bool]string{true: "update", false: "create"}[exists])
-		io.WriteString(s.Out, unifiedDiff(name, string(old), content))
+		from := name
+		if len(old) == 0 {
+			from = "/dev/null"
+		}
+		io.WriteString(s.Out, textdiff.Unified(from, name, string(old), content))
 		return true, nil
 	}
 	suffix := ".bak-" + s.Now().UTC().Format("20060102T150405Z")

@@ -15,6 +15,8 @@ import (
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun/cmdruntest"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/textdiff"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden trees and outputs under testdata/")
@@ -104,7 +106,7 @@ func compareTrees(t *testing.T, got, want map[string]string, label string) {
 		case !wok:
 			t.Errorf("%s: unexpected file %s:\n%s", label, n, g)
 		case g != w:
-			t.Errorf("%s: %s differs:\n%s", label, n, unifiedDiff(n, w, g))
+			t.Errorf("%s: %s differs:\n%s", label, n, textdiff.Unified(n, n, w, g))
 		}
 	}
 }
@@ -121,7 +123,7 @@ func golden(t *testing.T, path, got string) {
 		t.Fatalf("%v (go test ./internal/hostsetup -update)", err)
 	}
 	if got != string(want) {
-		t.Errorf("%s differs (go test ./internal/hostsetup -update):\n%s", path, unifiedDiff(path, string(want), got))
+		t.Errorf("%s differs (go test ./internal/hostsetup -update):\n%s", path, textdiff.Unified(path, path, string(want), got))
 	}
 }
 

@@ -48,3 +48,11 @@ func hasAnchorHook(pfconf, anchor string) bool {
 	re := regexp.MustCompile(`(?m)^\s*anchor\s+"?` + regexp.QuoteMeta(anchor) + `(/\*)?"?(\s|$)`)
 	return re.MatchString(pfconf)
 }
+
+// splitLines splits s into lines without their newlines; "" has none.
+func splitLines(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+}

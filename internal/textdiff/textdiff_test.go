@@ -1,4 +1,4 @@
-package redissetup
+package textdiff
 
 import (
 	"os"
@@ -11,7 +11,7 @@ import (
 func TestUnifiedDiff(t *testing.T) {
 	a := "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\n12\n13\n14\n15\n"
 	b := "1\n2\nthree\n4\n5\n6\n7\n8\n9\n10\n11\n12\n13\n14\n15\nsixteen\n"
-	got := unifiedDiff("a", "b", a, b)
+	got := Unified("a", "b", a, b)
 	want := `--- a
 +++ b
 @@ -1,6 +1,6 @@
@@ -31,10 +31,10 @@ func TestUnifiedDiff(t *testing.T) {
 	if got != want {
 		t.Fatalf("got\n%s\nwant\n%s", got, want)
 	}
-	if d := unifiedDiff("a", "b", a, a); d != "" {
+	if d := Unified("a", "b", a, a); d != "" {
 		t.Fatalf("equal inputs: %q", d)
 	}
-	if d := unifiedDiff("/dev/null", "b", "", "x\n"); d != "--- /dev/null\n+++ b\n@@ -0,0 +1 @@\n+x\n" {
+	if d := Unified("/dev/null", "b", "", "x\n"); d != "--- /dev/null\n+++ b\n@@ -0,0 +1 @@\n+x\n" {
 		t.Fatalf("new file: %q", d)
 	}
 }
@@ -56,7 +56,7 @@ func TestUnifiedDiffApplies(t *testing.T) {
 		dir := t.TempDir()
 		f := filepath.Join(dir, "f")
 		os.WriteFile(f, []byte(c[0]), 0o644)
-		d := unifiedDiff("f", "f", c[0], c[1])
+		d := Unified("f", "f", c[0], c[1])
 		cmd := exec.Command("patch", "-s", "-p0", "f")
 		cmd.Dir = dir
 		cmd.Stdin = strings.NewReader(d)
@@ -67,5 +67,36 @@ func TestUnifiedDiffApplies(t *testing.T) {
 		if string(got) != c[1] {
 			t.Fatalf("case %d: patched %q, want %q\n%s", i, got, c[1], d)
 		}
+	}
+}
+
+func TestUnifiedDiffTwoHunks(t *testing.T) {
+	old := "a\nb\nc\nd\ne\nf\ng\nh\ni\nj\nl\n"
+	new := "a\nb\nc\nD\ne\nf\ng\nh\ni\nj\nl\nk\n"
+	want := `--- f
++++ f
+@@ -1,7 +1,7 @@
+ a
+ b
+ c
+-d
++D
+ e
+ f
+ g
+@@ -9,3 +9,4 @@
+ i
+ j
+ l
++k
+`
+	if got := Unified("f", "f", old, new); got != want {
+		t.Fatalf("got:\n%s\nwant:\n%s", got, want)
+	}
+	if got := Unified("/dev/null", "f", "", "x\n"); got != "--- /dev/null\n+++ f\n@@ -0,0 +1 @@\n+x\n" {
+		t.Fatalf("new file diff:\n%s", got)
+	}
+	if Unified("f", "f", "same\n", "same\n") != "" {
+		t.Fatal("equal inputs must give no diff")
 	}
 }

@@ -1,17 +1,18 @@
-package redissetup
+// Package textdiff renders unified diffs for the --dry-run output of the set-up commands.
+package textdiff
 
 import (
 	"fmt"
 	"strings"
 )
 
-// maxDiffLines bounds the size of the files unifiedDiff compares line by line (its table
+// maxDiffLines bounds the size of the files Unified compares line by line (its table
 // is quadratic); larger files are reported as differing without the lines.
 const maxDiffLines = 4000
 
-// unifiedDiff returns a unified diff (3 lines of context) turning a into b, labelled
+// Unified returns a unified diff (3 lines of context) turning a into b, labelled
 // with from and to, or "" when they are equal.
-func unifiedDiff(from, to, a, b string) string {
+func Unified(from, to, a, b string) string {
 	if a == b {
 		return ""
 	}
