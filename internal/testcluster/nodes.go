@@ -7,14 +7,11 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // NodeSpec describes one standalone node for StartNodes.
@@ -53,23 +50,11 @@ func NewNodes(t testing.TB, opts Options, specs []NodeSpec) *Cluster {
 // nodes are cluster-enabled but not joined: each knows only itself and owns no slot.
 // The returned Cluster's Client, Kill, Restart, WaitHealthy and Close work on them.
 func StartNodes(ctx context.Context, opts Options, specs []NodeSpec) (*Cluster, error) {
-	if opts.NodeTimeout == 0 {
-		opts.NodeTimeout = 5 * time.Second
-	}
-	if opts.RedisServer == "" {
-		opts.RedisServer = "redis-server"
-	}
-	if opts.Logf == nil {
-		opts.Logf = func(string, ...any) {}
-	}
-	if _, err := exec.LookPath(opts.RedisServer); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNoRedis, err)
-	}
-	dir, err := os.MkdirTemp("", "testnodes-")
+	c, err := newCluster(opts, "testnodes-", false)
 	if err != nil {
-		return nil, fmt.Errorf("testcluster: %w", err)
+		return nil, err
 	}
-	c := &Cluster{opts: opts, dir: dir, clients: map[string]*redis.Client{}}
+	opts = c.opts
 	ok := false
 	defer func() {
 		if !ok {
@@ -94,7 +79,7 @@ func StartNodes(ctx context.Context, opts Options, specs []NodeSpec) (*Cluster, 
 			}
 		}
 		n := &Node{Addr: net.JoinHostPort(host, strconv.Itoa(port)), Port: port,
-			Dir: filepath.Join(dir, fmt.Sprintf("%d-%s-%d", i, host, port))}
+			Dir: filepath.Join(c.dir, fmt.Sprintf("%d-%s-%d", i, host, port))}
 		if err := os.MkdirAll(n.Dir, 0o755); err != nil {
 			return nil, fmt.Errorf("testcluster: %w", err)
 		}
@@ -120,7 +105,7 @@ func StartNodes(ctx context.Context, opts Options, specs []NodeSpec) (*Cluster, 
 			return nil, err
 		}
 	}
-	opts.Logf("started %d standalone cluster-enabled redis-server processes in %s", len(c.Nodes), dir)
+	opts.Logf("started %d standalone cluster-enabled redis-server processes in %s", len(c.Nodes), c.dir)
 	ok = true
 	return c, nil
 }

@@ -98,33 +98,11 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	} else if opts.Replicas < 0 {
 		opts.Replicas = 0
 	}
-	if opts.NodeTimeout == 0 {
-		opts.NodeTimeout = 5 * time.Second
-	}
-	if opts.RedisServer == "" {
-		opts.RedisServer = "redis-server"
-	}
-	if opts.RedisCLI == "" {
-		opts.RedisCLI = "redis-cli"
-	}
-	if opts.Logf == nil {
-		opts.Logf = func(string, ...any) {}
-	}
-	if opts.TLS != nil {
-		if _, err := opts.TLS.Config(); err != nil {
-			return nil, err
-		}
-	}
-	for _, bin := range []string{opts.RedisServer, opts.RedisCLI} {
-		if _, err := exec.LookPath(bin); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrNoRedis, err)
-		}
-	}
-	dir, err := os.MkdirTemp("", "testcluster-")
+	c, err := newCluster(opts, "testcluster-", true)
 	if err != nil {
-		return nil, fmt.Errorf("testcluster: %w", err)
+		return nil, err
 	}
-	c := &Cluster{opts: opts, dir: dir, clients: map[string]*redis.Client{}}
+	opts = c.opts
 	ok := false
 	defer func() {
 		if !ok {
@@ -138,7 +116,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	for _, p := range ports {
-		n := &Node{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(p)), Port: p, Dir: filepath.Join(dir, strconv.Itoa(p))}
+		n := &Node{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(p)), Port: p, Dir: filepath.Join(c.dir, strconv.Itoa(p))}
 		if err := os.MkdirAll(n.Dir, 0o755); err != nil {
 			return nil, fmt.Errorf("testcluster: %w", err)
 		}
@@ -152,7 +130,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	opts.Logf("started %d redis-server processes in %s", total, dir)
+	opts.Logf("started %d redis-server processes in %s", total, c.dir)
 
 	args := []string{"--cluster", "create"}
 	args = append(args, c.Seeds()...)
@@ -172,6 +150,42 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	opts.Logf("cluster ok: %d masters, %d replicas each", opts.Masters, opts.Replicas)
 	ok = true
 	return c, nil
+}
+
+// newCluster fills in the defaults of opts, checks that redis-server (and redis-cli when
+// needCLI) is installed and makes the cluster's temporary directory.
+func newCluster(opts Options, dirPrefix string, needCLI bool) (*Cluster, error) {
+	if opts.NodeTimeout == 0 {
+		opts.NodeTimeout = 5 * time.Second
+	}
+	if opts.RedisServer == "" {
+		opts.RedisServer = "redis-server"
+	}
+	if opts.RedisCLI == "" {
+		opts.RedisCLI = "redis-cli"
+	}
+	if opts.Logf == nil {
+		opts.Logf = func(string, ...any) {}
+	}
+	if opts.TLS != nil {
+		if _, err := opts.TLS.Config(); err != nil {
+			return nil, err
+		}
+	}
+	bins := []string{opts.RedisServer}
+	if needCLI {
+		bins = append(bins, opts.RedisCLI)
+	}
+	for _, bin := range bins {
+		if _, err := exec.LookPath(bin); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrNoRedis, err)
+		}
+	}
+	dir, err := os.MkdirTemp("", dirPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("testcluster: %w", err)
+	}
+	return &Cluster{opts: opts, dir: dir, clients: map[string]*redis.Client{}}, nil
 }
 
 // freePorts picks n loopback ports p whose cluster bus port p+10000 is free too.
