@@ -322,19 +322,24 @@ func TestGateActivationLatency(t *testing.T) {
 	learned := time.Now().Add(-30 * time.Millisecond)
 	wants <- Want{Active: true, At: learned}
 	waitFor(t, "listener", func() bool { return canDial(addr) })
-	elapsed := time.Since(learned)
 
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The observation is recorded right after the listener opens: wait for it, then
+	// bound it by the time elapsed since the state was learned.
 	var h *dto.Histogram
-	for _, mf := range mfs {
-		if mf.GetName() == "redis_carp_proxy_activation_duration_seconds" {
-			h = mf.GetMetric()[0].GetHistogram()
+	waitFor(t, "activation observed", func() bool {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if h == nil || h.GetSampleCount() != 1 {
+		for _, mf := range mfs {
+			if mf.GetName() == "redis_carp_proxy_activation_duration_seconds" {
+				h = mf.GetMetric()[0].GetHistogram()
+			}
+		}
+		return h != nil && h.GetSampleCount() >= 1
+	})
+	elapsed := time.Since(learned)
+	if h.GetSampleCount() != 1 {
 		t.Fatalf("activation histogram: %v", h)
 	}
 	if got := h.GetSampleSum(); got < 0.030 || got > elapsed.Seconds() {
