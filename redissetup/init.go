@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/atomicfile"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/textdiff"
 )
 
@@ -66,7 +68,7 @@ type Options struct {
 	NodeTimeout time.Duration // cluster-node-timeout; default 5s
 	Out         io.Writer     // progress and diffs; default io.Discard
 
-	runner commandRunner                            // chown; default exec
+	runner cmdrun.Runner                            // chown; default cmdrun.Exec
 	lookup func(name string) (account, bool, error) // the server's user; default os/user
 	euid   func() int                               // default os.Geteuid
 }
@@ -200,7 +202,7 @@ func (o *Options) defaults() error {
 		o.Out = io.Discard
 	}
 	if o.runner == nil {
-		o.runner = execRunner{}
+		o.runner = cmdrun.Exec{}
 	}
 	if o.lookup == nil {
 		o.lookup = lookupAccount
@@ -263,12 +265,12 @@ func (o *Options) apply(c *fileChange) (int, error) {
 	msg := "created " + c.target
 	if c.existed {
 		bak := o.backupName(c.target)
-		if err := writeFile(o.real(bak), c.old, c.mode); err != nil {
+		if err := atomicfile.Write(o.real(bak), c.old, c.mode); err != nil {
 			return 0, fmt.Errorf("redis init: back up %s: %w", real, err)
 		}
 		msg = "updated " + c.target + ", previous kept as " + bak
 	}
-	if err := writeFile(real, c.new, c.mode); err != nil {
+	if err := atomicfile.Write(real, c.new, c.mode); err != nil {
 		return 0, fmt.Errorf("redis init: write %s: %w", real, err)
 	}
 	fmt.Fprintln(o.Out, msg)
@@ -285,31 +287,6 @@ func (o *Options) backupName(target string) string {
 		}
 		name = fmt.Sprintf("%s.bak.%d", target, i)
 	}
-}
-
-// writeFile replaces path atomically (temporary file, then rename) with mode.
-func writeFile(path string, b []byte, mode fs.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
 
 // dirs creates the data, pid and log directories owned by the server's user; it returns
@@ -369,7 +346,7 @@ func (o *Options) dirs(ctx context.Context, fl Flavor) (int, error) {
 			fmt.Fprintf(o.Out, "would chown %s %s\n", owner, d.target)
 			continue
 		}
-		if _, err := o.runner.Run(ctx, "chown", owner, real); err != nil {
+		if _, err := o.runner.Run(ctx, nil, "chown", owner, real); err != nil {
 			return changed, fmt.Errorf("redis init: chown %s %s: %w", owner, real, err)
 		}
 		fmt.Fprintf(o.Out, "chown %s %s\n", owner, d.target)

@@ -13,18 +13,11 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun/cmdruntest"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/textdiff"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
-
-// fakeRunner records every command it is asked to run.
-type fakeRunner struct{ calls []string }
-
-func (f *fakeRunner) Run(_ context.Context, name string, args ...string) ([]byte, error) {
-	f.calls = append(f.calls, strings.Join(append([]string{name}, args...), " "))
-	return nil, nil
-}
 
 func noUser(string) (account, bool, error) { return account{}, false, nil }
 
@@ -97,7 +90,7 @@ func runInit(t *testing.T, o Options) (string, error) {
 
 func TestInitFreshRedisThenIdempotent(t *testing.T) {
 	root := t.TempDir()
-	r := &fakeRunner{}
+	r := cmdruntest.New(nil)
 	o := Options{Ports: []int{7000, 7001}, Bind: "198.51.100.11", Root: root, runner: r, lookup: noUser}
 	out, err := runInit(t, o)
 	if err != nil {
@@ -105,8 +98,8 @@ func TestInitFreshRedisThenIdempotent(t *testing.T) {
 	}
 	first := tree(t, root)
 	golden(t, "init-fresh-redis", "### output\n"+out+"### tree\n"+first)
-	if len(r.calls) != 0 {
-		t.Fatalf("chown without the user: %q", r.calls)
+	if got := r.Log(); got != "" {
+		t.Fatalf("chown without the user:\n%s", got)
 	}
 
 	// Again: nothing changes, no backup appears.
@@ -129,7 +122,7 @@ func TestInitFreshRedisThenIdempotent(t *testing.T) {
 
 func TestInitValkeyChownsThroughRunner(t *testing.T) {
 	root := t.TempDir()
-	r := &fakeRunner{}
+	r := cmdruntest.New(nil)
 	o := Options{Ports: []int{7000, 7001, 7002}, Bind: "198.51.100.12", Root: root, Flavor: "valkey",
 		runner: r, lookup: someoneElse, euid: func() int { return 0 }}
 	out, err := runInit(t, o)
@@ -137,12 +130,13 @@ func TestInitValkeyChownsThroughRunner(t *testing.T) {
 		t.Fatal(err)
 	}
 	golden(t, "init-fresh-valkey", "### output\n"+out+"### tree\n"+tree(t, root))
-	want := strings.ReplaceAll(`chown valkey:valkey $ROOT/var/run/valkey
-chown valkey:valkey $ROOT/var/log/valkey
-chown valkey:valkey $ROOT/var/db/valkey/7000
-chown valkey:valkey $ROOT/var/db/valkey/7001
-chown valkey:valkey $ROOT/var/db/valkey/7002`, "$ROOT", root)
-	if got := strings.Join(r.calls, "\n"); got != want {
+	want := strings.ReplaceAll(`$ chown valkey:valkey ROOT/var/run/valkey
+$ chown valkey:valkey ROOT/var/log/valkey
+$ chown valkey:valkey ROOT/var/db/valkey/7000
+$ chown valkey:valkey ROOT/var/db/valkey/7001
+$ chown valkey:valkey ROOT/var/db/valkey/7002
+`, "ROOT", root)
+	if got := r.Log(); got != want {
 		t.Fatalf("commands:\n%s\nwant:\n%s", got, want)
 	}
 }
@@ -170,7 +164,7 @@ func existingHost(t *testing.T) string {
 func TestInitExistingHost(t *testing.T) {
 	root := existingHost(t)
 	before := tree(t, root)
-	o := Options{Ports: []int{7000, 7001}, Bind: "198.51.100.13", Root: root, runner: &fakeRunner{}, lookup: noUser}
+	o := Options{Ports: []int{7000, 7001}, Bind: "198.51.100.13", Root: root, runner: cmdruntest.New(nil), lookup: noUser}
 
 	// The default config exists: the operator must choose; nothing is written.
 	if _, err := runInit(t, o); !errors.Is(err, ErrDefaultConfChoice) {
@@ -207,19 +201,19 @@ func TestInitExistingHost(t *testing.T) {
 }
 
 func TestInitNotRootSkipsChown(t *testing.T) {
-	r := &fakeRunner{}
+	r := cmdruntest.New(nil)
 	o := Options{Ports: []int{7000}, Bind: "198.51.100.11", Root: t.TempDir(), runner: r, lookup: someoneElse,
 		euid: func() int { return 1000 }}
 	out, err := runInit(t, o)
-	if err != nil || len(r.calls) != 0 || !strings.Contains(out, "not running as root") {
-		t.Fatalf("err %v, calls %q, output:\n%s", err, r.calls, out)
+	if err != nil || r.Log() != "" || !strings.Contains(out, "not running as root") {
+		t.Fatalf("err %v, commands %q, output:\n%s", err, r.Log(), out)
 	}
 }
 
 func TestInitRCConfDirectory(t *testing.T) {
 	root := t.TempDir()
 	os.MkdirAll(filepath.Join(root, "etc/rc.conf.d/redis"), 0o755)
-	o := Options{Ports: []int{7000}, Bind: "198.51.100.11", Root: root, runner: &fakeRunner{}, lookup: noUser}
+	o := Options{Ports: []int{7000}, Bind: "198.51.100.11", Root: root, runner: cmdruntest.New(nil), lookup: noUser}
 	out, err := runInit(t, o)
 	if err != nil {
 		t.Fatal(err)

@@ -1,5 +1,5 @@
 // Package cmdrun is the seam through which redis-carp-proxy runs external FreeBSD tools
-// (pfctl, kldstat, kldload, sysctl, service): production code uses Exec, tests a recorder
+// (pfctl, kldstat, kldload, sysctl, service, chown): production code uses Exec, tests a recorder
 // (package cmdruntest) that sees the exact argv and stdin.
 package cmdrun
 

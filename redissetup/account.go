@@ -1,27 +1,10 @@
 package redissetup
 
 import (
-	"context"
 	"fmt"
-	"os/exec"
 	"os/user"
 	"strconv"
 )
-
-// commandRunner runs an external command (chown) and returns its combined output.
-type commandRunner interface {
-	Run(ctx context.Context, name string, args ...string) ([]byte, error)
-}
-
-type execRunner struct{}
-
-func (execRunner) Run(ctx context.Context, name string, args ...string) ([]byte, error) {
-	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
-	if err != nil {
-		return out, fmt.Errorf("%s: %w: %s", name, err, out)
-	}
-	return out, nil
-}
 
 // account is a user and its primary group as the running system knows them.
 type account struct {
