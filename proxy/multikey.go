@@ -23,6 +23,13 @@ func init() {
 			handlers[name] = h
 		}
 	}
+	// Intern the command names lowerName meets most (here, after handlers is complete).
+	for name := range newBuiltinTable().m {
+		knownNames[name] = name
+	}
+	for name := range handlers {
+		knownNames[name] = name
+	}
 }
 
 // splitKeys handles commands of the form CMD key [arg…] key [arg…] … (group arguments per

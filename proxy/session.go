@@ -385,18 +385,9 @@ func lowerName(name []byte) string {
 	return string(buf[:len(name)])
 }
 
-// knownNames interns the lower-case names of the built-in command table and the
-// subcommands the proxy compares against.
+// knownNames interns the lower-case names of the built-in command table and of the
+// commands with handlers; filled by the init that builds handlers.
 var knownNames = map[string]string{}
-
-func init() {
-	for name := range newBuiltinTable().m {
-		knownNames[name] = name
-	}
-	for name := range handlers {
-		knownNames[name] = name
-	}
-}
 
 // target returns the node that should serve r now.
 func (ss *session) target(r *request) (*node, error) {
