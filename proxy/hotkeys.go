@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,7 +18,7 @@ type hotkeys struct {
 	rate     int // count one in rate keys
 	window   time.Duration
 	seed     maphash.Seed
-	tick     uint64
+	tick     atomic.Uint64 // keys seen; only every rate-th takes mu
 	cur, old *hkGen
 	rotated  time.Time
 }
@@ -45,12 +46,11 @@ func (h *hotkeys) observe(key []byte) {
 	if h == nil || h.rate <= 0 {
 		return
 	}
+	if h.tick.Add(1)%uint64(h.rate) != 0 {
+		return // not sampled: no lock on the per-command path
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.tick++
-	if h.tick%uint64(h.rate) != 0 {
-		return
-	}
 	if time.Since(h.rotated) > h.window {
 		h.old, h.cur, h.rotated = h.cur, newHKGen(), time.Now()
 	}
