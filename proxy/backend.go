@@ -12,8 +12,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // request is one command on its way to a cluster node and back.
@@ -68,13 +66,16 @@ type node struct {
 	addr  string
 	c     *cluster
 	conns []*backendConn
-	down  atomic.Bool         // last dial failed
-	rtt   prometheus.Observer // backend_request_duration_seconds{node}
+	down  atomic.Bool // last dial failed
+
+	// loopPending counts the commands queued for or awaiting a reply on the event loops'
+	// connections to the node.
+	loopPending atomic.Int64
 }
 
 // pending returns the commands queued for or awaiting a reply on n's connections.
 func (n *node) pending() int {
-	p := 0
+	p := int(n.loopPending.Load())
 	for _, bc := range n.conns {
 		p += len(bc.queue) + int(bc.pending.Load())
 	}
@@ -155,7 +156,7 @@ func (c *cluster) node(addr string) *node {
 	if n, ok := c.nodes[addr]; ok {
 		return n
 	}
-	n := &node{addr: addr, c: c, rtt: c.metrics.backendRTT.WithLabelValues(addr)}
+	n := &node{addr: addr, c: c}
 	for i := 0; i < c.conf().BackendConnections; i++ {
 		bc := &backendConn{n: n, queue: make(chan *request, c.conf().BackendQueueDepth)}
 		n.conns = append(n.conns, bc)
@@ -257,8 +258,15 @@ func (bc *backendConn) failQueued(ctx context.Context, d time.Duration, err erro
 }
 
 func (bc *backendConn) dial(ctx context.Context) (net.Conn, error) {
-	cfg := bc.n.c.conf()
-	conn, err := bc.n.c.dialNode(ctx, bc.n.addr)
+	return bc.n.c.dialReady(ctx, bc.n.addr)
+}
+
+// dialReady connects to a node and prepares the connection for shared use: AUTH with the
+// backend credentials, READONLY when reads may go to replicas, and a PING otherwise, so
+// that a connection counts only once the node answers.
+func (c *cluster) dialReady(ctx context.Context, addr string) (net.Conn, error) {
+	cfg := c.conf()
+	conn, err := c.dialNode(ctx, addr)
 	if err != nil {
 		return nil, err
 	}
@@ -440,7 +448,7 @@ func (bc *backendConn) readLoop(conn net.Conn) {
 		now := time.Now()
 		bc.lastProgress.Store(now.UnixNano())
 		if r != discard {
-			bc.n.rtt.Observe(now.Sub(r.sent).Seconds())
+			c.metrics.shared.backendRTT(bc.n.addr, now.Sub(r.sent))
 			r.complete(reply, nil)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -473,7 +474,7 @@ func execInfo(ss *session, r *request) []byte {
 	var b strings.Builder
 	if show("server") {
 		fmt.Fprintf(&b, "# Server\r\nredis_version:%s\r\nredis_mode:standalone\r\nproxy:redis-carp-proxy\r\nproxy_version:%s\r\nos:%s\r\nprocess_id:%d\r\ntcp_port:%s\r\nuptime_in_seconds:%d\r\nuptime_in_days:%d\r\n\r\n",
-			version, Version, goos(), os.Getpid(), portOf(s.conf().Listen), int(time.Since(s.started).Seconds()), int(time.Since(s.started).Hours()/24))
+			version, Version, runtime.GOOS, os.Getpid(), portOf(s.conf().Listen), int(time.Since(s.started).Seconds()), int(time.Since(s.started).Hours()/24))
 	}
 	if show("clients") {
 		fmt.Fprintf(&b, "# Clients\r\nconnected_clients:%d\r\nmaxclients:%d\r\n\r\n", s.Clients(), s.conf().MaxClients)

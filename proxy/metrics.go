@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,12 +17,7 @@ type Metrics struct {
 	clientsRejected *prometheus.CounterVec
 	clientsClosed   prometheus.Counter
 
-	commands    *prometheus.CounterVec
-	cmdLatency  *prometheus.HistogramVec
 	redirects   *prometheus.CounterVec
-	bytesIn     prometheus.Counter
-	bytesOut    prometheus.Counter
-	pipeline    prometheus.Histogram
 	protoErrors prometheus.Counter
 
 	outputLimitClosed *prometheus.CounterVec
@@ -32,7 +26,6 @@ type Metrics struct {
 
 	backendErrors *prometheus.CounterVec
 	backendConns  *prometheus.GaugeVec
-	backendRTT    *prometheus.HistogramVec
 
 	refreshes       *prometheus.CounterVec
 	refreshDuration prometheus.Histogram
@@ -42,27 +35,15 @@ type Metrics struct {
 	nodesKnown      prometheus.Gauge
 	buildInfo       *prometheus.GaugeVec
 
-	// Children of commands and cmdLatency resolved once per label set: WithLabelValues
-	// hashes, validates and locks on every call, which showed in CPU profiles.
-	cmdCounters  sync.Map // cmdResult -> prometheus.Counter
-	cmdObservers sync.Map // command label -> prometheus.Observer
+	// shared holds the request-path counters (commands, latencies, client bytes, pipeline
+	// depth, backend round trips) of the goroutine sessions and the slow path; the event
+	// loops keep their own, and statsCollector exports the sum (stats.go).
+	shared *sharedStats
 }
-
-type cmdResult struct{ command, result string }
 
 // commandDone counts one answered command and its latency.
 func (m *Metrics) commandDone(command, result string, d time.Duration) {
-	k := cmdResult{command, result}
-	c, ok := m.cmdCounters.Load(k)
-	if !ok {
-		c, _ = m.cmdCounters.LoadOrStore(k, m.commands.WithLabelValues(command, result))
-	}
-	c.(prometheus.Counter).Inc()
-	o, ok := m.cmdObservers.Load(command)
-	if !ok {
-		o, _ = m.cmdObservers.LoadOrStore(command, m.cmdLatency.WithLabelValues(command))
-	}
-	o.(prometheus.Observer).Observe(d.Seconds())
+	m.shared.command(command, result, d)
 }
 
 // latencyBuckets cover 100 µs to 2.5 s: a proxied command on a LAN takes a few hundred µs.
@@ -75,19 +56,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		clientsAccepted: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "client_connections_accepted_total", Help: "Client connections accepted."}),
 		clientsRejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "client_connections_rejected_total", Help: "Client connections refused, by reason."}, []string{"reason"}),
 		clientsClosed:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "client_connections_closed_total", Help: "Client connections closed."}),
-		commands:        prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "commands_total", Help: "Commands answered, by command (known commands, else other) and result (ok, error, redirected)."}, []string{"command", "result"}),
-		cmdLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "command_duration_seconds", Help: "End-to-end command latency as seen by the proxy, by command (known commands, else other).",
-			Buckets: latencyBuckets}, []string{"command"}),
-		redirects:     prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "redirections_total", Help: "Cluster redirections and transient errors handled, by type (moved, ask, tryagain, clusterdown) and the node that sent them."}, []string{"type", "node"}),
-		bytesIn:       prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "client_received_bytes_total", Help: "Bytes received from clients."}),
-		bytesOut:      prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "client_sent_bytes_total", Help: "Bytes of replies sent to clients."}),
-		pipeline:      prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "client_pipeline_depth", Help: "Commands read from a client in one batch.", Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512}}),
-		protoErrors:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "client_protocol_errors_total", Help: "Client connections closed for a protocol error or exceeded limit."}),
-		backendErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "backend_errors_total", Help: "Backend connection failures by node and kind (connect, timeout, connection_lost)."}, []string{"node", "kind"}),
-		backendConns:  prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "backend_connections", Help: "Open shared connections per cluster node."}, []string{"node"}),
-		backendRTT: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "backend_request_duration_seconds", Help: "Round trip of a command on a shared backend connection, from its write to its reply, by node.",
-			Buckets: latencyBuckets}, []string{"node"}),
-		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "slotmap_refreshes_total", Help: "Slot map refreshes by trigger and result."}, []string{"trigger", "result"}),
+		redirects:       prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "redirections_total", Help: "Cluster redirections and transient errors handled, by type (moved, ask, tryagain, clusterdown) and the node that sent them."}, []string{"type", "node"}),
+		protoErrors:     prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "client_protocol_errors_total", Help: "Client connections closed for a protocol error or exceeded limit."}),
+		backendErrors:   prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "backend_errors_total", Help: "Backend connection failures by node and kind (connect, timeout, connection_lost)."}, []string{"node", "kind"}),
+		backendConns:    prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "backend_connections", Help: "Open shared connections per cluster node."}, []string{"node"}),
+		refreshes:       prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "slotmap_refreshes_total", Help: "Slot map refreshes by trigger and result."}, []string{"trigger", "result"}),
 		refreshDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "slotmap_refresh_duration_seconds", Help: "Time to load an accepted slot map.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 8)}),
 		lastRefresh:       prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "slotmap_last_refresh_timestamp_seconds", Help: "Unix time of the last accepted slot map."}),
@@ -102,9 +75,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.buildInfo.WithLabelValues(Version).Set(1)
 	if reg != nil {
 		reg.MustRegister(m.clientsCurrent, m.clientsAccepted, m.clientsRejected, m.clientsClosed,
-			m.commands, m.cmdLatency, m.redirects, m.bytesIn, m.bytesOut, m.pipeline, m.protoErrors,
+			m.redirects, m.protoErrors,
 			m.outputLimitClosed, m.denied, m.reloads,
-			m.backendErrors, m.backendConns, m.backendRTT, m.refreshes, m.refreshDuration, m.lastRefresh,
+			m.backendErrors, m.backendConns, m.refreshes, m.refreshDuration, m.lastRefresh,
 			m.slotsCovered, m.slotmapEpoch, m.nodesKnown, m.buildInfo)
 	}
 	return m

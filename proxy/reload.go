@@ -68,10 +68,15 @@ func (s *Server) setDeny(names []string) {
 
 // denied returns the error reply for a command on the deny-list, or nil.
 func (s *Server) denied(name []byte) []byte {
-	m := *s.deny.Load()
-	if len(m) == 0 || !m[lowerName(name)] {
+	if !s.isDenied(name) {
 		return nil
 	}
 	s.metrics.denied.Inc()
 	return errorReply("ERR command '" + lowerName(name) + "' is denied by the proxy configuration (deny-commands)")
+}
+
+// isDenied reports whether deny-commands lists the command.
+func (s *Server) isDenied(name []byte) bool {
+	m := *s.deny.Load()
+	return len(m) > 0 && m[lowerName(name)]
 }

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -48,6 +47,13 @@ type Server struct {
 	StateInfo func() [][2]string
 	hostState atomic.Pointer[func() HostState]
 
+	// The event loops serving plain TCP clients (none: every client gets goroutines), the
+	// fast table they route by, and the request-path counters of everything else.
+	loops    []*loop
+	nextLoop atomic.Uint32
+	fast     atomic.Pointer[map[string]*fastCmd]
+	stats    sharedStats
+
 	mu       sync.Mutex
 	sessions map[*session]struct{}
 	clients  atomic.Int64
@@ -64,6 +70,7 @@ func NewServer(cfg *Config, log *slog.Logger, reg prometheus.Registerer) *Server
 	ctx, cancel := context.WithCancel(context.Background())
 	m := NewMetrics(reg)
 	s := &Server{
+		stats:    sharedStats{st: newStatSet()},
 		log:      log,
 		metrics:  m,
 		ctx:      ctx,
@@ -74,9 +81,13 @@ func NewServer(cfg *Config, log *slog.Logger, reg prometheus.Registerer) *Server
 	c := *cfg
 	s.cfgp.Store(&c)
 	s.setDeny(c.DenyCommands)
+	m.shared = &s.stats
 	s.cl = newCluster(ctx, &s.cfgp, log, m)
+	ft := buildFastTable(s.cl.cmds)
+	s.fast.Store(&ft)
+	s.startLoops()
 	if reg != nil {
-		reg.MustRegister(pendingCollector{s.cl})
+		reg.MustRegister(pendingCollector{s.cl}, statsCollector{s})
 	}
 	s.hot = newHotkeys(cfg.HotkeysSampleRate, cfg.HotkeysWindow)
 	s.direct = newDirectPool(s.cl, cfg.BlockingConnections)
@@ -125,6 +136,8 @@ func (s *Server) loadCommandTable(ctx context.Context) {
 		t := newBuiltinTable()
 		t.mergeSpecs(specs)
 		s.cl.cmds = t
+		ft := buildFastTable(t)
+		s.fast.Store(&ft)
 		s.log.Debug("command table loaded", "node", n.addr, "commands", len(t.m))
 		return
 	}
@@ -157,6 +170,10 @@ func (s *Server) Serve(ln net.Listener) error {
 			return fmt.Errorf("proxy: accept on %s: %w", ln.Addr(), err)
 		}
 		tempDelay = 0
+		if _, plain := ln.(*net.TCPListener); plain && len(s.loops) > 0 {
+			s.acceptLoop(conn)
+			continue
+		}
 		s.accept(conn)
 	}
 }
@@ -239,8 +256,9 @@ func (s *Server) Close() {
 	s.CloseClients(s.conf().ShutdownTimeout)
 	s.wg.Wait()
 	s.cancel()
+	for _, l := range s.loops {
+		l.stop()
+	}
 	s.direct.close()
 	s.cl.wg.Wait()
 }
-
-func goos() string { return runtime.GOOS }

@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tidwall/redcon"
 )
 
@@ -86,21 +85,21 @@ func (ss *session) run() {
 
 // countingReader counts bytes received from the client.
 type countingReader struct {
-	r io.Reader
-	n prometheus.Counter
+	r     io.Reader
+	stats *sharedStats
 }
 
 func (cr countingReader) Read(p []byte) (int, error) {
 	n, err := cr.r.Read(p)
 	if n > 0 {
-		cr.n.Add(float64(n))
+		cr.stats.bytes(n, 0)
 	}
 	return n, err
 }
 
 func (ss *session) readLoop() {
 	defer ss.pending.close()
-	g := &guard{r: countingReader{ss.conn, ss.s.metrics.bytesIn}}
+	g := &guard{r: countingReader{ss.conn, &ss.s.stats}}
 	var cr *cmdReader // nil while the client is idle: no read buffers held
 	lastActive := time.Now()
 	// barrier is the last request that later commands must not overtake (a blocking
@@ -144,7 +143,7 @@ func (ss *session) readLoop() {
 			var n int
 			n, err = ss.conn.Read(ss.first[:])
 			if n > 0 {
-				ss.s.metrics.bytesIn.Add(float64(n))
+				ss.s.stats.bytes(n, 0)
 				g.held = ss.first[:n]
 				cr = newCmdReader(g)
 				continue
@@ -193,7 +192,7 @@ func (ss *session) readLoop() {
 			return
 		}
 		lastActive = time.Now()
-		ss.s.metrics.pipeline.Observe(float64(len(cmds)))
+		ss.s.stats.pipelineDepth(len(cmds))
 		for i := range cmds {
 			if !waitBarrier() {
 				return
@@ -224,7 +223,7 @@ func closedDone() chan struct{} {
 func (ss *session) writeRun() {
 	bw := &ss.bw
 	write := func(b []byte) {
-		ss.s.metrics.bytesOut.Add(float64(len(b)))
+		ss.s.stats.bytes(0, len(b))
 		if _, err := bw.Write(b); err != nil {
 			ss.writeOK = false
 		}
@@ -275,20 +274,7 @@ func (ss *session) writeRun() {
 				ss.conn.SetReadDeadline(time.Now().Add(idle)) // the reader may be waiting without one
 			}
 		}
-		// CLIENT REPLY ON|OFF|SKIP, applied in order.
-		switch r.replyMode {
-		case replyModeOn:
-			ss.replyOff, ss.skipNext = false, false
-		case replyModeOff:
-			ss.replyOff, r.noReply = true, true
-		case replyModeSkip:
-			ss.skipNext, r.noReply = true, true
-		default:
-			if ss.replyOff || ss.skipNext {
-				r.noReply, ss.skipNext = true, false
-			}
-		}
-		if !r.noReply {
+		if !ss.applyReplyMode(r) {
 			write(reply)
 		}
 		ss.releaseReq(r)
@@ -505,7 +491,28 @@ func (ss *session) await(r *request) []byte {
 	return reply
 }
 
+// applyReplyMode applies CLIENT REPLY ON|OFF|SKIP in order and reports whether r's reply
+// is not to be written.
+func (ss *session) applyReplyMode(r *request) bool {
+	switch r.replyMode {
+	case replyModeOn:
+		ss.replyOff, ss.skipNext = false, false
+	case replyModeOff:
+		ss.replyOff, r.noReply = true, true
+	case replyModeSkip:
+		ss.skipNext, r.noReply = true, true
+	default:
+		if ss.replyOff || ss.skipNext {
+			r.noReply, ss.skipNext = true, false
+		}
+	}
+	return r.noReply
+}
+
+// wrote records that the session wrote to n (for WAIT).
 func (ss *session) wrote(n *node) {
+	ss.csMu.Lock()
+	defer ss.csMu.Unlock()
 	if ss.written == nil {
 		ss.written = map[*node]bool{}
 	}

@@ -112,6 +112,18 @@ func (q *reqQueue) next() (r *request, msgs [][]byte, closed bool) {
 	return r, nil, false
 }
 
+// takeAll returns and removes the queued Pub/Sub messages and marks the queue as not
+// being written, so that the next push starts the writer (for a loop client: asks the loop
+// to write) again.
+func (q *reqQueue) takeAll() [][]byte {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	m := q.msgs
+	q.msgs = nil
+	q.running = false
+	return m
+}
+
 // idle reports whether nothing is waiting for the writer.
 func (q *reqQueue) idle() bool {
 	q.mu.Lock()

@@ -53,11 +53,13 @@ func execWait(ss *session, r *request) []byte {
 		first[m.master(s)] = s
 	}
 	var targets []*node
+	ss.csMu.Lock()
 	for n := range ss.written {
 		if _, ok := first[n]; ok {
 			targets = append(targets, n)
 		}
 	}
+	ss.csMu.Unlock()
 	if len(targets) == 0 {
 		targets = m.masters[:1]
 	}

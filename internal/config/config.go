@@ -50,6 +50,7 @@ type Config struct {
 	// Cluster and backends.
 	ClusterSeeds          []string
 	BackendConnections    int
+	EventLoops            int
 	BackendConnectTimeout time.Duration
 	BackendReadTimeout    time.Duration
 	BackendQueueDepth     int
@@ -214,6 +215,7 @@ var keys = []key{
 	{"tls-ca-cert-file", "", "CA certificates (PEM) client certificates are checked against (with tls-auth-clients)", strVar(func(c *Config) *string { return &c.TLSCACertFile })},
 	{"tls-auth-clients", "no", "require TLS clients to present a certificate signed by tls-ca-cert-file", boolVar(func(c *Config) *bool { return &c.TLSAuthClients })},
 
+	{"event-loops", "0", "event loops serving plain TCP clients, each with its own connection to every node (0: one per two cores, at most 8)", intVar(0, 256, func(c *Config) *int { return &c.EventLoops })},
 	{"backend-connections", "2", "pipelined connections per cluster node, shared by all clients", intVar(1, 64, func(c *Config) *int { return &c.BackendConnections })},
 	{"backend-connect-timeout", "1s", "timeout for connecting to a cluster node", durVar(time.Millisecond, func(c *Config) *time.Duration { return &c.BackendConnectTimeout })},
 	{"backend-read-timeout", "3s", "a node that sends no reply for this long while commands are pending is timed out", durVar(time.Millisecond, func(c *Config) *time.Duration { return &c.BackendReadTimeout })},

@@ -1,0 +1,350 @@
+package proxy
+
+import "bytes"
+
+// fastKind says how the loop serves a command without the slow path.
+type fastKind uint8
+
+const (
+	fkSlow  fastKind = iota // the slow path (session machinery)
+	fkKeyed                 // routed to the owner of its keys' slot
+	fkPing
+	fkEcho
+	fkSum   // multi-key, integer replies summed (DEL, UNLINK, EXISTS, TOUCH)
+	fkAllOK // multi-key, +OK when every part is (MSET)
+	fkMGET  // multi-key, values in key order
+)
+
+// fastCmd is an entry of the fast table.
+type fastCmd struct {
+	kind  fastKind
+	info  *cmdInfo
+	label string
+	group int // multi-key: arguments per key
+}
+
+// slowOnly are commands with keys that still need the slow path: answered or refused by
+// the proxy (see session.local), session state, Pub/Sub, script recovery, or key positions
+// found by parsing.
+var slowOnly = map[string]bool{
+	"shutdown": true, "slaveof": true, "replicaof": true, "debug": true, "monitor": true, "sync": true,
+	"psync": true, "failover": true, "bgsave": true, "bgrewriteaof": true, "save": true, "swapdb": true,
+	"move": true, "acl": true, "module": true, "config": true, "select": true, "hello": true, "quit": true,
+	"readonly": true, "readwrite": true, "asking": true,
+	"eval": true, "evalsha": true, "eval_ro": true, "evalsha_ro": true, "fcall": true, "fcall_ro": true,
+	"subscribe": true, "psubscribe": true, "ssubscribe": true, "unsubscribe": true, "punsubscribe": true,
+	"sunsubscribe": true, "migrate": true, "object": true, "xinfo": true, "xgroup": true, "memory": true,
+}
+
+// buildFastTable derives the fast table from the command table.
+func buildFastTable(t *cmdTable) map[string]*fastCmd {
+	m := map[string]*fastCmd{}
+	for name, info := range t.m {
+		if _, h := handlers[name]; h || slowOnly[name] {
+			continue
+		}
+		if info.flags&(flagBlocking|flagMovableKeys) != 0 || info.first <= 0 {
+			continue
+		}
+		m[name] = &fastCmd{kind: fkKeyed, info: info, label: info.name}
+	}
+	for name, k := range map[string]struct {
+		kind  fastKind
+		group int
+	}{"mget": {fkMGET, 1}, "mset": {fkAllOK, 2}, "del": {fkSum, 1}, "unlink": {fkSum, 1}, "exists": {fkSum, 1}, "touch": {fkSum, 1}} {
+		if info := t.m[name]; info != nil {
+			m[name] = &fastCmd{kind: k.kind, info: info, label: info.name, group: k.group}
+		}
+	}
+	for name, kind := range map[string]fastKind{"ping": fkPing, "echo": fkEcho} {
+		fc := &fastCmd{kind: kind, label: "other"}
+		if info := t.m[name]; info != nil {
+			fc.info, fc.label = info, info.name
+		}
+		m[name] = fc
+	}
+	return m
+}
+
+// fastLookup finds the fast-table entry of a command name, case-insensitively, without
+// allocating.
+func (s *Server) fastLookup(name []byte) *fastCmd {
+	var buf [24]byte
+	if len(name) > len(buf) {
+		return nil
+	}
+	for i, c := range name {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+	}
+	return (*s.fast.Load())[string(buf[:len(name)])]
+}
+
+// dispatch serves one command of a loop client.
+func (c *lclient) dispatch(args [][]byte, raw []byte) {
+	if debugLoop {
+		println("dispatch", string(bytes.Join(args, []byte(" "))), raw != nil, c.simple)
+	}
+	l := c.l
+	s := l.s
+	var fc *fastCmd
+	if c.simple && raw != nil {
+		fc = s.fastLookup(args[0])
+	}
+	if fc == nil || len(*s.deny.Load()) > 0 && s.isDenied(args[0]) {
+		c.runSlow(args, raw)
+		return
+	}
+	switch fc.kind {
+	case fkPing:
+		switch len(args) {
+		case 1:
+			c.localReply(fc, replyPong)
+		case 2:
+			l.scratch = appendBulk(l.scratch[:0], args[1])
+			c.localReply(fc, l.scratch)
+		default:
+			c.runSlow(args, raw)
+		}
+	case fkEcho:
+		if len(args) != 2 {
+			c.runSlow(args, raw)
+			return
+		}
+		l.scratch = appendBulk(l.scratch[:0], args[1])
+		c.localReply(fc, l.scratch)
+	case fkKeyed:
+		c.sendKeyed(fc, args, raw)
+	default:
+		c.sendMulti(fc, args, raw)
+	}
+}
+
+// localReply answers a command on the loop.
+func (c *lclient) localReply(fc *fastCmd, rep []byte) {
+	r := c.l.getReq(c)
+	r.label = fc.label
+	c.fifo.push(r)
+	c.account(r, rep)
+	c.deliver(r, rep)
+}
+
+// target returns the node that serves slot for info now (nil: let the slow path decide).
+func (c *lclient) target(slot int, info *cmdInfo) *node {
+	m := c.l.s.cl.smap.Load()
+	if m == nil {
+		return nil
+	}
+	if rf := c.l.s.conf().ReadFrom; rf != "master" && info.flags&(flagReadonly|flagWrite) == flagReadonly {
+		reps := m.replicas[m.owner[slot]]
+		for i := range reps {
+			if n := reps[(c.ss.id+uint64(i))%uint64(len(reps))]; !n.down.Load() {
+				return n
+			}
+		}
+		if rf == "replica" {
+			return nil
+		}
+	}
+	return m.master(slot)
+}
+
+func (c *lclient) sendKeyed(fc *fastCmd, args [][]byte, raw []byte) {
+	l := c.l
+	info := fc.info
+	idx, _ := info.keyIndexes(args, l.keyIdx[:])
+	if len(idx) == 0 {
+		c.runSlow(args, raw)
+		return
+	}
+	slot := KeySlot(args[idx[0]])
+	for _, i := range idx[1:] {
+		if KeySlot(args[i]) != slot {
+			c.localReply(fc, errCrossSlot)
+			return
+		}
+	}
+	n := c.target(slot, info)
+	if n == nil {
+		c.runSlow(args, raw)
+		return
+	}
+	l.s.hot.observe(args[info.first])
+	r := l.getReq(c)
+	r.info, r.label, r.slot = info, fc.label, slot
+	r.raw = append(r.raw[:0], raw...)
+	c.fifo.push(r)
+	c.send(r, n)
+}
+
+// send queues r (or a part) for n.
+func (c *lclient) send(r *lreq, n *node) {
+	if r.info.flags&flagWrite != 0 && n != c.lastWrote {
+		c.lastWrote = n
+		c.ss.wrote(n)
+	}
+	c.l.backend(n).enqueue(r)
+}
+
+// sendMulti splits a multi-key command by slot: one part per slot, sent in parallel,
+// merged in key order when the last part is answered.
+func (c *lclient) sendMulti(fc *fastCmd, args [][]byte, raw []byte) {
+	l := c.l
+	group := fc.group
+	if len(args) < 1+group || (len(args)-1)%group != 0 {
+		c.runSlow(args, raw) // wrong arity: a node answers
+		return
+	}
+	nkeys := (len(args) - 1) / group
+	slots := l.slotBuf[:0]
+	same := true
+	for k := 0; k < nkeys; k++ {
+		slots = append(slots, KeySlot(args[1+k*group]))
+		if slots[k] != slots[0] {
+			same = false
+		}
+	}
+	l.slotBuf = slots
+	if same {
+		n := c.target(slots[0], fc.info)
+		if n == nil {
+			c.runSlow(args, raw)
+			return
+		}
+		l.s.hot.observe(args[1])
+		r := l.getReq(c)
+		r.info, r.label, r.slot = fc.info, fc.label, slots[0]
+		r.raw = append(r.raw[:0], raw...)
+		c.fifo.push(r)
+		c.send(r, n)
+		return
+	}
+	m := l.s.cl.smap.Load()
+	if m == nil {
+		c.runSlow(args, raw)
+		return
+	}
+	parent := l.getReq(c)
+	parent.info, parent.label, parent.kind, parent.nkeys, parent.slot = fc.info, fc.label, fc.kind, nkeys, -1
+	if fc.kind == fkMGET {
+		for k := 0; k < nkeys; k++ {
+			parent.vals = append(parent.vals, [2]int{})
+		}
+	}
+	c.fifo.push(parent)
+	// Parts in order of first appearance; a key joins the part of its slot.
+	var parts []*lreq
+	for k := 0; k < nkeys; k++ {
+		var p *lreq
+		for _, q := range parts {
+			if q.slot == slots[k] {
+				p = q
+				break
+			}
+		}
+		if p == nil {
+			p = l.getReq(c)
+			p.parent, p.info, p.slot = parent, fc.info, slots[k]
+			parts = append(parts, p)
+		}
+		p.keyPos = append(p.keyPos, int32(k))
+	}
+	parent.pending = len(parts)
+	for _, p := range parts {
+		p.raw = appendArrayHeader(p.raw[:0], 1+len(p.keyPos)*group)
+		p.raw = appendBulk(p.raw, args[0])
+		for _, k := range p.keyPos {
+			for j := 0; j < group; j++ {
+				p.raw = appendBulk(p.raw, args[1+int(k)*group+j])
+			}
+		}
+	}
+	for _, p := range parts {
+		n := c.target(p.slot, fc.info)
+		if n == nil {
+			n = m.master(p.slot)
+		}
+		c.send(p, n)
+	}
+}
+
+var errUnexpectedReply = []byte("-ERR proxy: unexpected reply from a cluster node\r\n")
+
+// partDone folds the reply of one part into its command; the last part completes it.
+func (c *lclient) partDone(p *lreq, rep []byte) {
+	parent := p.parent
+	l := c.l
+	parent.redirected = parent.redirected || p.redirected
+	switch {
+	case len(rep) > 0 && rep[0] == '-':
+		if parent.errRep == nil {
+			parent.errRep = append([]byte(nil), rep...)
+		}
+	case parent.kind == fkSum:
+		v, ok := parseIntReply(rep)
+		if !ok && parent.errRep == nil {
+			parent.errRep = errUnexpectedReply
+		}
+		parent.sum += v
+	case parent.kind == fkMGET:
+		if !c.storeValues(parent, p, rep) && parent.errRep == nil {
+			parent.errRep = errUnexpectedReply
+		}
+	}
+	l.release(p)
+	parent.pending--
+	if parent.pending > 0 {
+		return
+	}
+	switch {
+	case parent.errRep != nil:
+		c.complete(parent, parent.errRep)
+	case parent.kind == fkAllOK:
+		c.complete(parent, replyOK)
+	case parent.kind == fkSum:
+		l.scratch = appendInt(l.scratch[:0], parent.sum)
+		c.complete(parent, l.scratch)
+	default:
+		out := appendArrayHeader(l.scratch[:0], parent.nkeys)
+		for _, v := range parent.vals {
+			out = append(out, parent.reply[v[0]:v[0]+v[1]]...)
+		}
+		parent.reply = parent.reply[:0]
+		l.scratch = out
+		c.complete(parent, out)
+	}
+}
+
+// storeValues copies the values of an MGET part into the command's reply buffer.
+func (c *lclient) storeValues(parent, p *lreq, rep []byte) bool {
+	if len(rep) < 4 || rep[0] != '*' {
+		return false
+	}
+	i := bytes.IndexByte(rep, '\n')
+	n, ok := parseLen(rep[1 : i-1])
+	if !ok || int(n) != len(p.keyPos) {
+		return false
+	}
+	pos := i + 1
+	for _, k := range p.keyPos {
+		end, _, err := frameValue(rep, pos, 1)
+		if err != nil || end == 0 {
+			return false
+		}
+		parent.vals[k] = [2]int{len(parent.reply), end - pos}
+		parent.reply = append(parent.reply, rep[pos:end]...)
+		pos = end
+	}
+	return true
+}
+
+func parseIntReply(rep []byte) (int64, bool) {
+	if len(rep) < 4 || rep[0] != ':' {
+		return 0, false
+	}
+	return parseLen(rep[1 : len(rep)-2])
+}
+
+var debugLoop = false

@@ -1,0 +1,377 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// lreq is a command served by a loop: a client's command (in its reply queue) or one part
+// of a multi-key command. It is pooled by its loop and released once its reply (or
+// failure) has been handled.
+type lreq struct {
+	c      *lclient
+	parent *lreq // for a part: the command it belongs to
+	info   *cmdInfo
+	label  string // metrics label
+	raw    []byte // the RESP command (owned, reused)
+	slot   int
+	node   *node
+	start  int64 // coarse nanoseconds when read
+	sent   int64 // coarse nanoseconds when queued to the node
+	// sendOff is where the command starts in its backend connection's byte stream: it was
+	// written (fate unknown when the connection breaks) iff the connection wrote past it.
+	sendOff int64
+
+	done       bool   // reply is complete and waits for the replies before it
+	reply      []byte // held reply (owned, reused)
+	redirected bool
+	slowEntry  bool // produced by the slow path: not pooled
+
+	// multi-key commands: the parent merges its parts' replies.
+	kind    fastKind
+	pending int
+	nkeys   int
+	sum     int64
+	errRep  []byte
+	keyPos  []int32  // part: positions of its keys in the command
+	vals    [][2]int // parent (MGET): offset and length in reply of each key's value
+}
+
+func (l *loop) getReq(c *lclient) *lreq {
+	var r *lreq
+	if n := len(l.free); n > 0 {
+		r = l.free[n-1]
+		l.free = l.free[:n-1]
+	} else {
+		r = &lreq{}
+	}
+	r.c = c
+	r.start = l.nowNano
+	return r
+}
+
+// release returns r to the pool.
+func (l *loop) release(r *lreq) {
+	if r.slowEntry {
+		return
+	}
+	raw, reply, keyPos, vals := r.raw[:0], r.reply[:0], r.keyPos[:0], r.vals[:0]
+	if cap(raw) > 4<<10 {
+		raw = nil
+	}
+	if cap(reply) > 16<<10 {
+		reply = nil
+	}
+	*r = lreq{raw: raw, reply: reply, keyPos: keyPos, vals: vals}
+	if len(l.free) < 4096 {
+		l.free = append(l.free, r)
+	}
+}
+
+// reqRing is a FIFO of requests.
+type reqRing struct {
+	buf  []*lreq
+	head int
+	n    int
+}
+
+func (q *reqRing) len() int { return q.n }
+
+func (q *reqRing) push(r *lreq) {
+	if q.n == len(q.buf) {
+		nb := make([]*lreq, max(8, 2*len(q.buf)))
+		for i := 0; i < q.n; i++ {
+			nb[i] = q.buf[(q.head+i)%len(q.buf)]
+		}
+		q.buf, q.head = nb, 0
+	}
+	q.buf[(q.head+q.n)%len(q.buf)] = r
+	q.n++
+}
+
+func (q *reqRing) peek() *lreq {
+	if q.n == 0 {
+		return nil
+	}
+	return q.buf[q.head]
+}
+
+func (q *reqRing) pop() *lreq {
+	if q.n == 0 {
+		return nil
+	}
+	r := q.buf[q.head]
+	q.buf[q.head] = nil
+	q.head = (q.head + 1) % len(q.buf)
+	q.n--
+	if q.n == 0 {
+		q.head = 0
+		if len(q.buf) > 64 {
+			q.buf = nil // give a burst's array back
+		}
+	}
+	return r
+}
+
+// lbackend is a loop's pipelined connection to one cluster node.
+type lbackend struct {
+	l  *loop
+	n  *node
+	fd int // -1: not connected
+
+	dialing  bool
+	nextDial int64 // no new dial before (backoff after a failure)
+	backoff  time.Duration
+
+	out       []byte
+	outOff    int
+	queuedOff int64 // bytes ever queued on this connection
+	written   int64 // bytes ever written
+	inflight  reqRing
+
+	rbuf []byte
+	rlen int
+	need int
+
+	lastProgress int64
+	wantWrite    bool
+	dirty        bool
+	rtt          *histo
+}
+
+// enqueue queues r's command for the node.
+func (b *lbackend) enqueue(r *lreq) {
+	l := b.l
+	r.node = b.n
+	if b.fd < 0 && !b.dialing {
+		if l.nowNano < b.nextDial {
+			b.l.failReq(r, fmt.Errorf("%w: %s unreachable (reconnecting)", ErrNotSent, b.n.addr))
+			return
+		}
+		b.dial()
+	}
+	r.sendOff = b.queuedOff
+	r.sent = l.nowNano
+	b.out = append(b.out, r.raw...)
+	b.queuedOff += int64(len(r.raw))
+	if b.inflight.len() == 0 {
+		b.lastProgress = l.nowNano
+	}
+	b.inflight.push(r)
+	b.n.loopPending.Add(1)
+	b.markDirty()
+}
+
+func (b *lbackend) markDirty() {
+	if !b.dirty && b.fd >= 0 {
+		b.dirty = true
+		b.l.dirtyB = append(b.l.dirtyB, b)
+	}
+}
+
+// dial connects in a goroutine (with the same hand-shake as the shared connections) and
+// hands the descriptor to the loop.
+func (b *lbackend) dial() {
+	b.dialing = true
+	l, c, addr := b.l, b.n.c, b.n.addr
+	go func() {
+		ctx, cancel := context.WithTimeout(c.ctx, 2*c.conf().BackendConnectTimeout+c.conf().BackendReadTimeout)
+		defer cancel()
+		fd := -1
+		conn, err := c.dialReady(ctx, addr)
+		if err == nil {
+			fd, err = takeFD(conn)
+		}
+		l.post(func() { b.dialed(fd, err) })
+	}()
+}
+
+func (b *lbackend) dialed(fd int, err error) {
+	b.dialing = false
+	l, n := b.l, b.n
+	if err == nil && l.stopping {
+		unix.Close(fd)
+		err = ErrShuttingDown
+	}
+	if err != nil {
+		if !n.down.Swap(true) {
+			n.c.log.Warn("cluster node unreachable", "node", n.addr, "err", err)
+			n.c.requestRefresh(refreshConnLoss)
+		}
+		n.c.metrics.backendErrors.WithLabelValues(n.addr, "connect").Inc()
+		b.backoff = min(max(2*b.backoff, 50*time.Millisecond), 2*time.Second)
+		b.nextDial = l.nowNano + int64(b.backoff)
+		b.failAll(fmt.Errorf("%w: %s unreachable: %v", ErrNotSent, n.addr, err), nil, "")
+		return
+	}
+	if n.down.Swap(false) {
+		n.c.log.Info("cluster node reachable again", "node", n.addr)
+	}
+	b.backoff = 0
+	if err := l.register(fd, b, false); err != nil {
+		unix.Close(fd)
+		b.failAll(fmt.Errorf("%w: %s: %v", ErrNotSent, n.addr, err), nil, "")
+		return
+	}
+	b.fd = fd
+	n.c.metrics.backendConns.WithLabelValues(n.addr).Inc()
+	b.markDirty()
+}
+
+// flush writes the queued commands.
+func (b *lbackend) flush() {
+	if b.fd < 0 || b.outOff == len(b.out) {
+		return
+	}
+	n, err := unix.Write(b.fd, b.out[b.outOff:])
+	if n > 0 {
+		b.outOff += n
+		b.written += int64(n)
+	}
+	if b.outOff == len(b.out) {
+		b.outOff = 0
+		if cap(b.out) > 1<<20 {
+			b.out = nil
+		} else {
+			b.out = b.out[:0]
+		}
+		if b.wantWrite {
+			b.wantWrite = false
+			b.l.p.Set(b.fd, true, false)
+		}
+		return
+	}
+	if err != nil && err != unix.EAGAIN && err != unix.EINTR {
+		b.failAll(ErrFateUnknown, err, "connection_lost")
+		return
+	}
+	if !b.wantWrite {
+		b.wantWrite = true
+		b.l.p.Set(b.fd, true, true)
+	}
+}
+
+func (b *lbackend) writable() { b.flush() }
+
+// readable reads replies and hands each to the oldest request in flight.
+func (b *lbackend) readable() {
+	if b.fd < 0 {
+		return
+	}
+	if cap(b.rbuf)-b.rlen < 4<<10 || b.need > cap(b.rbuf) {
+		nb := make([]byte, max(2*cap(b.rbuf), b.need, loopReadBuffer))
+		copy(nb, b.rbuf[:b.rlen])
+		b.rbuf = nb
+	}
+	b.rbuf = b.rbuf[:cap(b.rbuf)]
+	n, err := unix.Read(b.fd, b.rbuf[b.rlen:])
+	if n <= 0 {
+		if err == unix.EAGAIN || err == unix.EINTR {
+			return
+		}
+		if err == nil {
+			err = fmt.Errorf("connection closed by %s", b.n.addr)
+		}
+		b.failAll(ErrFateUnknown, err, "connection_lost")
+		return
+	}
+	b.rlen += n
+	if b.rlen < b.need {
+		return
+	}
+	b.need = 0
+	l := b.l
+	off := 0
+	for off < b.rlen {
+		end, need, err := frameReply(b.rbuf[off:b.rlen])
+		if err != nil {
+			b.failAll(ErrFateUnknown, err, "connection_lost")
+			return
+		}
+		if end == 0 {
+			b.need = need
+			break
+		}
+		rep := b.rbuf[off : off+end]
+		off += end
+		r := b.inflight.pop()
+		if r == nil {
+			b.failAll(ErrFateUnknown, fmt.Errorf("reply without a request from %s", b.n.addr), "connection_lost")
+			return
+		}
+		b.n.loopPending.Add(-1)
+		b.lastProgress = l.nowNano
+		if b.rtt == nil {
+			b.rtt = l.stats.rtt[b.n.addr]
+			if b.rtt == nil {
+				b.rtt = &histo{}
+				l.stats.rtt[b.n.addr] = b.rtt
+			}
+		}
+		b.rtt.observe(latencyBuckets, float64(l.nowNano-r.sent)/1e9)
+		r.c.backendReply(r, rep)
+		if b.fd < 0 { // failed meanwhile (cannot happen today: replies do not touch b)
+			return
+		}
+	}
+	if off > 0 {
+		b.rlen = copy(b.rbuf, b.rbuf[off:b.rlen])
+	}
+	if b.rlen == 0 && cap(b.rbuf) > 4*loopReadBuffer {
+		b.rbuf = nil
+	}
+}
+
+// checkTimeout fails the connection when commands wait longer than timeout for a reply.
+func (b *lbackend) checkTimeout(timeout time.Duration) {
+	if b.fd >= 0 && b.inflight.len() > 0 && b.l.nowNano-b.lastProgress > int64(timeout) {
+		b.failAll(ErrBackendTimeout, fmt.Errorf("no reply within %v", timeout), "timeout")
+	}
+}
+
+// failAll closes the connection and fails every queued command: with ErrNotSent if its
+// bytes were never written, else with sentErr (its fate is unknown). reason, when set, is
+// the backend_errors_total kind.
+func (b *lbackend) failAll(sentErr, cause error, reason string) {
+	n := b.n
+	if b.fd >= 0 {
+		b.l.unregister(b.fd)
+		b.fd = -1
+		n.c.metrics.backendConns.WithLabelValues(n.addr).Dec()
+	}
+	b.wantWrite, b.dirty = false, false
+	notSent := fmt.Errorf("%w: connection to %s lost", ErrNotSent, n.addr)
+	failed := 0
+	for b.inflight.len() > 0 {
+		r := b.inflight.pop()
+		n.loopPending.Add(-1)
+		err := notSent
+		if r.sendOff < b.written {
+			err = sentErr
+			failed++
+		}
+		if errors.Is(sentErr, ErrNotSent) {
+			err = sentErr
+		}
+		b.l.failReq(r, err)
+	}
+	b.out, b.outOff, b.queuedOff, b.written = b.out[:0], 0, 0, 0
+	b.rlen, b.need = 0, 0
+	if reason == "" {
+		return
+	}
+	n.c.metrics.backendErrors.WithLabelValues(n.addr, reason).Inc()
+	if failed > 0 || reason == "timeout" {
+		n.c.log.Warn("backend connection failed", "node", n.addr, "reason", reason, "in_flight_failed", failed, "err", cause)
+	} else {
+		n.c.log.Debug("backend connection closed", "node", n.addr, "err", cause)
+	}
+	if b.l.stopping {
+		return
+	}
+	n.c.requestRefresh(refreshConnLoss)
+}

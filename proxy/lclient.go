@@ -1,0 +1,645 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"time"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
+	"github.com/tidwall/redcon"
+	"golang.org/x/sys/unix"
+)
+
+// lclient is a client connection served by a loop. Its commands are read from the loop's
+// shared read buffer (only an incomplete command is kept, in in), routed on the fast path
+// (fast.go) or run on the slow path, and answered strictly in order through fifo.
+type lclient struct {
+	l  *loop
+	fd int
+	ss *session // identity and state shared with the slow path
+
+	in      []byte // bytes read but not yet parsed (an incomplete command)
+	g       guard  // request limits, checked as bytes arrive
+	protoEr string // a protocol error after the bytes in in: answered after them
+	fifo    reqRing
+	out     []byte
+	outOff  int
+	held    int64 // bytes of completed replies waiting for earlier ones
+
+	simple     bool // the session state allows the fast path
+	busy       bool // a slow-path command is running: nothing after it is started
+	resolving  int  // redirections being followed by the slow path
+	lastActive int64
+	softSince  int64
+	lastWrote  *node
+
+	processing bool // in process: replies delivered meanwhile must not start it again
+	paused     bool // process stopped at client-pipeline-depth
+
+	reading, wantWrite bool
+	dirty              bool
+	draining           bool // stop reading, close once everything is answered
+	eof                bool // the client closed its side
+	quitting           bool // QUIT or a protocol error: close once written
+	closed             bool
+}
+
+// backlogLimit is how many unparsed bytes a client may have before the loop stops reading
+// it (a slow-path command is running, or the pipeline depth is reached).
+const backlogLimit = 256 << 10
+
+// outPause is how many written but unsent reply bytes make the loop stop reading the
+// client's commands until the client reads: a reply written counts against the pipeline
+// like one still awaited.
+const outPause = 256 << 10
+
+// accept registers a new client on the loop (run on the loop).
+func (l *loop) accept(c *lclient) {
+	c.lastActive = l.nowNano
+	c.reading = true
+	c.refreshSimple()
+	if err := l.register(c.fd, c, false); err != nil {
+		l.s.log.Warn("event loop: register client", "err", err)
+		unix.Close(c.fd)
+		c.closed = true
+		c.ss.cancel()
+		go c.ss.finalize(c)
+		return
+	}
+	l.clients[c] = struct{}{}
+}
+
+// refreshSimple recomputes whether the fast path may serve the next command: not while a
+// transaction, WATCH, Pub/Sub or CLIENT REPLY OFF/SKIP is in effect, before AUTH, or for
+// read-only users (their commands are checked one by one).
+func (c *lclient) refreshSimple() {
+	ss := c.ss
+	c.simple = ss.authed && !ss.readonly && !ss.tx.inMulti && ss.tx.watchConn == nil &&
+		(ss.ps == nil || !ss.ps.subscribed()) && !ss.replyOff && !ss.skipNext
+}
+
+func (c *lclient) markDirty() {
+	if !c.dirty && !c.closed {
+		c.dirty = true
+		c.l.dirtyC = append(c.l.dirtyC, c)
+	}
+}
+
+func (c *lclient) readable() {
+	if c.closed || !c.reading {
+		return
+	}
+	l := c.l
+	buf := l.rbuf
+	n, err := unix.Read(c.fd, buf)
+	if n <= 0 {
+		if err == unix.EAGAIN || err == unix.EINTR {
+			return
+		}
+		c.peerClosed()
+		return
+	}
+	l.stats.bytesIn += uint64(n)
+	c.lastActive = l.nowNano
+	cfg := l.s.conf()
+	g := &c.g
+	g.maxBulk, g.maxArgs, g.maxInline, g.maxQuery = cfg.ProtoMaxBulkLen, int64(cfg.ProtoMaxMultibulkLen), cfg.ProtoInlineMaxSize, cfg.QueryBufferLimit
+	data := buf[:n]
+	for off := 0; off < n; {
+		k := g.scan(data[off:])
+		off += k
+		if g.err != nil {
+			data = data[:off]
+			c.protoEr = g.err.Error()
+			c.reading = false
+			c.updateInterest()
+			break
+		}
+	}
+	if len(c.in) > 0 {
+		c.in = append(c.in, data...)
+		data = c.in
+	}
+	c.process(data)
+}
+
+// process handles the complete commands in data (the read buffer or c.in) and keeps the
+// rest in c.in.
+func (c *lclient) process(data []byte) {
+	depth := c.l.s.conf().ClientPipelineDepth
+	cmds := 0
+	starved := false // everything complete in data was handled
+	c.processing = true
+	for !c.busy && !c.draining && !c.quitting && !c.closed {
+		if c.fifo.len() >= depth || len(c.out)-c.outOff > outPause {
+			c.paused = true
+			break
+		}
+		if len(data) == 0 {
+			starved = true
+			break
+		}
+		var args [][]byte
+		var raw []byte
+		if data[0] == '*' {
+			complete, a, _, left, err := redcon.ReadNextCommand(data, c.l.argsBuf[:0])
+			if err != nil {
+				c.protoEr = protoErrorText(err)
+				data, starved = nil, true
+				break
+			}
+			if !complete {
+				starved = true
+				break
+			}
+			if len(a) == 0 { // "*0", "*-1": refused as the command reader always did
+				c.protoEr = "Protocol error: invalid multibulk length"
+				data, starved = nil, true
+				break
+			}
+			c.l.argsBuf = a[:0]
+			args, raw = a, data[:len(data)-len(left)]
+			data = left
+		} else {
+			i := bytes.IndexByte(data, '\n')
+			if i < 0 {
+				starved = true
+				break
+			}
+			line := data[:i+1]
+			data = data[i+1:]
+			if len(bytes.TrimSpace(line)) == 0 {
+				continue
+			}
+			cmd, err := redcon.Parse(line)
+			if err != nil {
+				c.protoEr = protoErrorText(err)
+				data, starved = nil, true
+				break
+			}
+			args, raw = cmd.Args, nil
+		}
+		if len(args) == 0 {
+			continue
+		}
+		cmds++
+		c.dispatch(args, raw)
+	}
+	c.processing = false
+	if cmds > 0 {
+		c.l.stats.pipeline.observe(pipelineBuckets, float64(cmds))
+	}
+	if starved && c.protoEr != "" && !c.closed {
+		// Every command before the violation is handled: answer the error after them and
+		// close. The rest of the bad command is dropped.
+		data = nil
+		c.l.s.metrics.protoErrors.Inc()
+		c.l.s.log.Debug("client protocol error", "client_id", c.ss.id, "err", c.protoEr)
+		r := c.l.getReq(c)
+		r.slowEntry = true
+		c.fifo.push(r)
+		c.deliver(r, errorReply("ERR "+c.protoEr))
+		c.protoEr = ""
+		c.quitting = true
+	}
+	// Keep what is left (owned: data may be the loop's read buffer).
+	switch {
+	case len(data) == 0:
+		c.in = nil
+	case len(c.in) > 0 && &data[0] == &c.in[len(c.in)-len(data)]:
+		c.in = c.in[:copy(c.in, data)]
+	default:
+		c.in = append(c.in[:0:0], data...)
+	}
+	c.updateInterest()
+}
+
+// resume handles commands kept while the client was paused.
+func (c *lclient) resume() {
+	if len(c.in) > 0 || c.protoEr != "" {
+		c.process(c.in)
+	} else {
+		c.updateInterest()
+	}
+}
+
+// updateInterest reads the client only while it may send more, and waits for
+// writability only while replies are pending.
+func (c *lclient) updateInterest() {
+	if c.closed {
+		return
+	}
+	// A command still incomplete is always read on (the guard bounds its size); complete
+	// commands waiting behind a slow one are bounded by backlogLimit; at the pipeline depth
+	// nothing more is read until replies are written.
+	read := !c.draining && !c.quitting && !c.eof && c.protoEr == "" && !c.paused &&
+		(!c.busy || len(c.in) < backlogLimit)
+	write := c.outOff < len(c.out)
+	if read != c.reading || write != c.wantWrite {
+		c.reading, c.wantWrite = read, write
+		c.l.p.Set(c.fd, read, write)
+	}
+}
+
+func (c *lclient) peerClosed() {
+	c.eof = true
+	if c.busy {
+		// The client went away while a blocking command (or another slow one) runs:
+		// cancel it, which also closes its dedicated connection.
+		c.ss.cancel()
+	}
+	if c.fifo.len() == 0 && c.outOff == len(c.out) {
+		c.close()
+		return
+	}
+	c.updateInterest()
+}
+
+// write appends reply bytes for the client.
+func (c *lclient) write(b []byte) {
+	if c.out == nil {
+		c.out = c.l.outBuf()
+	}
+	c.out = append(c.out, b...)
+	c.l.stats.bytesOut += uint64(len(b))
+	c.markDirty()
+}
+
+func (l *loop) outBuf() []byte {
+	if n := len(l.outBufs); n > 0 {
+		b := l.outBufs[n-1]
+		l.outBufs = l.outBufs[:n-1]
+		return b
+	}
+	return make([]byte, 0, 16<<10)
+}
+
+// deliver hands r's reply to the client in order and releases r.
+func (c *lclient) deliver(r *lreq, rep []byte) {
+	if c.closed {
+		c.l.release(r)
+		return
+	}
+	if c.fifo.peek() == r {
+		c.fifo.pop()
+		c.write(rep)
+		c.l.release(r)
+		c.advance()
+	} else {
+		r.reply = append(r.reply[:0], rep...)
+		r.done = true
+		c.held += int64(len(rep))
+	}
+	c.checkOutputHard()
+}
+
+// advance writes the completed replies at the head of the queue.
+func (c *lclient) advance() {
+	for {
+		r := c.fifo.peek()
+		if r == nil || !r.done {
+			break
+		}
+		c.fifo.pop()
+		c.write(r.reply)
+		c.held -= int64(len(r.reply))
+		c.l.release(r)
+	}
+	c.maybeResume()
+}
+
+// maybeResume continues a client paused at the pipeline depth or by unsent replies.
+func (c *lclient) maybeResume() {
+	if c.paused && !c.processing && c.fifo.len() < c.l.s.conf().ClientPipelineDepth && len(c.out)-c.outOff <= outPause {
+		c.paused = false
+		if !c.busy {
+			c.resume()
+		}
+	}
+}
+
+// flush writes the pending replies (end of a pass, or writable).
+func (c *lclient) flush() {
+	if c.closed {
+		return
+	}
+	if c.outOff < len(c.out) {
+		n, err := unix.Write(c.fd, c.out[c.outOff:])
+		if n > 0 {
+			c.outOff += n
+		}
+		if err != nil && err != unix.EAGAIN && err != unix.EINTR {
+			c.close()
+			return
+		}
+	}
+	if c.outOff == len(c.out) && c.out != nil {
+		if cap(c.out) <= 64<<10 && len(c.l.outBufs) < 1024 {
+			c.l.outBufs = append(c.l.outBufs, c.out[:0])
+		}
+		c.out, c.outOff = nil, 0
+		c.softSince = 0
+	}
+	c.maybeResume()
+	if c.fifo.len() == 0 && c.out == nil && !c.busy && (c.quitting || c.eof || c.draining) {
+		c.close()
+		return
+	}
+	c.updateInterest()
+}
+
+func (c *lclient) writable() { c.flush() }
+
+// pendingOut is what the proxy holds for the client.
+func (c *lclient) pendingOut() int64 { return int64(len(c.out)-c.outOff) + c.held }
+
+func (c *lclient) outputLimit() (lim config.OutputLimit, class string) {
+	cfg := c.l.s.conf()
+	if c.ss.inPubSub.Load() {
+		return cfg.OutputLimitPubSub, "pubsub"
+	}
+	return cfg.OutputLimit, "normal"
+}
+
+func (c *lclient) checkOutputHard() {
+	lim, class := c.outputLimit()
+	v := c.pendingOut()
+	if lim.Hard > 0 && v > lim.Hard {
+		c.overflow(class, "hard", v)
+		return
+	}
+	if lim.Soft > 0 && v > lim.Soft && c.softSince == 0 {
+		c.softSince = c.l.nowNano
+	}
+}
+
+// checkOutputSoft enforces the soft output limit (on the loop's tick).
+func (c *lclient) checkOutputSoft() {
+	if c.softSince == 0 {
+		return
+	}
+	lim, class := c.outputLimit()
+	v := c.pendingOut()
+	if lim.Soft <= 0 || v <= lim.Soft {
+		c.softSince = 0
+		return
+	}
+	if c.l.nowNano-c.softSince >= int64(lim.SoftFor) {
+		c.overflow(class, "soft", v)
+	}
+}
+
+func (c *lclient) overflow(class, why string, held int64) {
+	s := c.l.s
+	s.metrics.outputLimitClosed.WithLabelValues(class).Inc()
+	s.log.Warn("client output buffer limit reached; closing the client", "client_id", c.ss.id,
+		"addr", c.ss.conn.RemoteAddr().String(), "class", class, "limit", why, "held_bytes", held)
+	c.close()
+}
+
+// checkIdle closes a client idle for longer than timeout; blocked and subscribed clients
+// are exempt, as in Redis.
+func (c *lclient) checkIdle(timeout time.Duration) {
+	if c.busy || c.fifo.len() > 0 || c.l.nowNano-c.lastActive < int64(timeout) {
+		return
+	}
+	if ps := c.ss.ps; ps != nil && ps.subscribed() {
+		return
+	}
+	c.close()
+}
+
+// drain stops reading; the client is closed once its commands are answered.
+func (c *lclient) drain() {
+	if c.closed {
+		return
+	}
+	c.draining = true
+	c.flush()
+}
+
+// close closes the connection at once; replies still to come are dropped.
+func (c *lclient) close() {
+	if c.closed {
+		return
+	}
+	c.closed = true
+	l := c.l
+	l.unregister(c.fd)
+	delete(l.clients, c)
+	for c.fifo.len() > 0 {
+		r := c.fifo.pop()
+		if r.done {
+			l.release(r)
+		}
+		// Others are still referenced by a backend or the slow path, which release them.
+	}
+	c.out, c.in = nil, nil
+	c.ss.cancel()
+	if !c.busy {
+		go c.ss.finalize(c)
+	}
+}
+
+// runSlow runs one command on the slow path: a goroutine executes it with the session
+// machinery (the same code that serves TLS clients) and posts the reply back. Nothing
+// after it is started until it is done, so the session state it changes is seen by the
+// next command.
+func (c *lclient) runSlow(args [][]byte, raw []byte) {
+	r := &lreq{c: c, slowEntry: true, start: c.l.nowNano}
+	c.fifo.push(r)
+	c.busy = true
+	args2 := make([][]byte, len(args))
+	for i, a := range args {
+		args2[i] = append([]byte{}, a...)
+	}
+	raw2 := appendCommand(nil, args2...)
+	if raw != nil && raw[0] == '*' {
+		raw2 = append(raw2[:0], raw...)
+	}
+	ss, l := c.ss, c.l
+	go func() {
+		or := ss.newRequest(args2, raw2)
+		reply := ss.finish(or)
+		noReply := ss.applyReplyMode(or)
+		ss.releaseReq(or)
+		quit := or.slot == -2
+		l.post(func() { c.slowDone(r, reply, noReply, quit) })
+	}()
+}
+
+func (c *lclient) slowDone(r *lreq, reply []byte, noReply, quit bool) {
+	c.busy = false
+	if c.closed {
+		go c.ss.finalize(c)
+		return
+	}
+	if noReply {
+		reply = nil
+	}
+	c.deliver(r, reply)
+	if quit {
+		c.quitting = true
+	}
+	c.refreshSimple()
+	c.pullMsgs()
+	c.resume()
+	c.markDirty()
+}
+
+// pullMsgs writes the Pub/Sub messages queued by the subscription relays (not while a
+// slow command runs: it may be collecting subscription confirmations from the same queue).
+func (c *lclient) pullMsgs() {
+	if c.closed || c.busy {
+		return
+	}
+	msgs := c.ss.pending.takeAll()
+	for _, m := range msgs {
+		c.write(m)
+		c.ss.releaseOut(int64(len(m)))
+	}
+	if len(msgs) > 0 {
+		c.checkOutputHard()
+	}
+}
+
+// resolveSlow follows a redirection (or retries a command that was not sent) on the slow
+// path; the client goes on meanwhile, and the reply takes its place in order.
+func (c *lclient) resolveSlow(r *lreq, rep []byte, err error) {
+	raw := append([]byte(nil), r.raw...)
+	cmd, perr := redcon.Parse(raw)
+	if perr != nil {
+		c.complete(r, errorReply("ERR proxy: "+perr.Error()))
+		return
+	}
+	or := &request{info: r.info, args: cmd.Args, raw: raw, slot: r.slot, node: r.node, err: err,
+		done: closedDone(), start: time.Unix(0, r.start)}
+	if rep != nil {
+		or.reply = append([]byte(nil), rep...)
+	}
+	ss, l := c.ss, c.l
+	c.resolving++
+	go func() {
+		out := ss.await(or)
+		ss.releaseReq(or)
+		redirected := or.redirected
+		l.post(func() {
+			c.resolving--
+			r.redirected = r.redirected || redirected
+			c.complete(r, out)
+		})
+	}()
+}
+
+// backendReply handles the reply of r from its node.
+func (c *lclient) backendReply(r *lreq, rep []byte) {
+	if rep[0] == '-' && isRedirection(rep) {
+		c.resolveSlow(r, rep, nil)
+		return
+	}
+	c.complete(r, rep)
+}
+
+// backendFailed handles a command that got no reply.
+func (l *loop) failReq(r *lreq, err error) {
+	if errors.Is(err, ErrNotSent) && !r.c.closed && !l.stopping {
+		r.c.resolveSlow(r, nil, err) // never written: safe to send again
+		return
+	}
+	r.c.complete(r, errorReply("ERR proxy: "+err.Error()))
+}
+
+// complete finishes r (a command or a part of one) with its final reply.
+func (c *lclient) complete(r *lreq, rep []byte) {
+	if r.parent != nil {
+		c.partDone(r, rep)
+		return
+	}
+	c.account(r, rep)
+	c.deliver(r, rep)
+}
+
+func isRedirection(rep []byte) bool {
+	return bytes.HasPrefix(rep, []byte("-MOVED ")) || bytes.HasPrefix(rep, []byte("-ASK ")) ||
+		bytes.HasPrefix(rep, []byte("-TRYAGAIN")) || bytes.HasPrefix(rep, []byte("-CLUSTERDOWN"))
+}
+
+// account counts a command answered on the fast path and logs it if slow.
+func (c *lclient) account(r *lreq, rep []byte) {
+	l := c.l
+	d := time.Duration(l.nowNano - r.start)
+	result := "ok"
+	if len(rep) > 0 && rep[0] == '-' {
+		result = "error"
+	} else if r.redirected {
+		result = "redirected"
+	}
+	l.stats.command(r.label, result, d)
+	if cfg := l.s.conf(); cfg.SlowlogMaxLen > 0 && d >= cfg.SlowlogSlowerThan {
+		cmd, err := redcon.Parse(r.raw)
+		if err != nil {
+			return
+		}
+		node := ""
+		if r.node != nil {
+			node = r.node.addr
+		}
+		ss := c.ss
+		ss.csMu.Lock()
+		cname := ss.cs.name
+		ss.csMu.Unlock()
+		l.s.slow.add(cfg.SlowlogMaxLen, slowEntry{at: time.Unix(0, r.start), duration: d, args: cmd.Args,
+			client: ss.conn.RemoteAddr().String(), name: cname, node: node})
+	}
+}
+
+// loopConn is the session's view of a loop client's connection: addresses, and Close and
+// SetReadDeadline (drain) forwarded to the loop. The loop does the I/O.
+type loopConn struct {
+	c            *lclient
+	local, remot net.Addr
+}
+
+var errLoopConn = errors.New("proxy: connection is served by an event loop")
+
+func (lc *loopConn) Read([]byte) (int, error)         { return 0, errLoopConn }
+func (lc *loopConn) Write([]byte) (int, error)        { return 0, errLoopConn }
+func (lc *loopConn) LocalAddr() net.Addr              { return lc.local }
+func (lc *loopConn) RemoteAddr() net.Addr             { return lc.remot }
+func (lc *loopConn) SetDeadline(time.Time) error      { return nil }
+func (lc *loopConn) SetWriteDeadline(time.Time) error { return nil }
+
+// Close closes the client (from any goroutine).
+func (lc *loopConn) Close() error {
+	c := lc.c
+	c.l.post(func() { c.close() })
+	return nil
+}
+
+// SetReadDeadline with a time in the past drains the client (CloseClients).
+func (lc *loopConn) SetReadDeadline(t time.Time) error {
+	if !t.IsZero() && !t.After(time.Now()) {
+		c := lc.c
+		c.l.post(func() { c.drain() })
+	}
+	return nil
+}
+
+// newLoopClient makes the session and the loop client for an accepted connection.
+func (s *Server) newLoopClient(l *loop, fd int, local, remote net.Addr) *lclient {
+	c := &lclient{l: l, fd: fd}
+	lc := &loopConn{c: c, local: local, remot: remote}
+	ss := newSession(s, lc)
+	ss.pending.start = func() { l.post(func() { c.pullMsgs() }) }
+	c.ss = ss
+	return c
+}
+
+// protoErrorText is the text after "-ERR " for a parser error.
+func protoErrorText(err error) string {
+	if msg, ok := isProtoError(err); ok {
+		return msg
+	}
+	return "Protocol error: " + err.Error()
+}

@@ -1,0 +1,358 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/netpoll"
+)
+
+// loop is one event loop. It owns the client connections assigned to it and one pipelined
+// connection to every cluster node it has sent to, and serves all of them from one
+// goroutine: a command is read, routed, written to its node, and its reply framed and
+// written back to the client without crossing a goroutine, a channel or a lock. What is to
+// be written is collected during a pass over the ready descriptors and written at the end
+// of the pass, so one write to a node carries the commands of every client that was ready
+// (and one write to a client every reply it can have).
+//
+// Commands that need more than one round trip or session state (MULTI, blocking commands,
+// Pub/Sub, SCAN, INFO, redirections …) run on the slow path: a goroutine executes them with
+// the session machinery shared with TLS clients, and the loop only waits for the reply
+// (see lclient.runSlow).
+type loop struct {
+	s   *Server
+	id  int
+	p   *netpoll.Poller
+	fds []fdHandler // by descriptor
+	evs []netpoll.Event
+
+	mu    sync.Mutex
+	tasks []func()
+	spare []func()
+
+	// Owned by the loop goroutine.
+	now      time.Time // the coarse clock: read once per pass
+	nowNano  int64
+	rbuf     []byte // the read buffer every connection reads into
+	scratch  []byte // reply assembly (multi-key merges)
+	free     []*lreq
+	outBufs  [][]byte // client output buffers not in use
+	keyIdx   [16]int
+	argsBuf  [][]byte
+	slotBuf  []int
+	dirtyB   []*lbackend
+	dirtyC   []*lclient
+	backends map[*node]*lbackend
+	clients  map[*lclient]struct{}
+	stats    *statSet
+	lastTick int64
+	stopping bool
+	done     chan struct{}
+}
+
+// fdHandler is a connection served by a loop.
+type fdHandler interface {
+	readable()
+	writable()
+}
+
+const (
+	loopReadBuffer = 64 << 10
+	loopTick       = 100 * time.Millisecond
+)
+
+func newLoop(s *Server, id int) (*loop, error) {
+	p, err := netpoll.New(256)
+	if err != nil {
+		return nil, err
+	}
+	return &loop{s: s, id: id, p: p, rbuf: make([]byte, loopReadBuffer), backends: map[*node]*lbackend{},
+		clients: map[*lclient]struct{}{}, stats: newStatSet(), done: make(chan struct{})}, nil
+}
+
+// post runs f on the loop goroutine, between two passes.
+func (l *loop) post(f func()) {
+	l.mu.Lock()
+	l.tasks = append(l.tasks, f)
+	first := len(l.tasks) == 1
+	l.mu.Unlock()
+	if first {
+		l.p.Wake()
+	}
+}
+
+// call runs f on the loop and waits for it, at most timeout; it reports whether f ran.
+func (l *loop) call(f func(), timeout time.Duration) bool {
+	done := make(chan struct{})
+	l.post(func() { f(); close(done) })
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-l.done:
+		return false
+	case <-t.C:
+		return false
+	}
+}
+
+func (l *loop) runTasks() {
+	l.mu.Lock()
+	tasks := l.tasks
+	l.tasks = l.spare[:0]
+	l.mu.Unlock()
+	for i, f := range tasks {
+		f()
+		tasks[i] = nil
+	}
+	l.spare = tasks
+}
+
+func (l *loop) register(fd int, h fdHandler, write bool) error {
+	for fd >= len(l.fds) {
+		l.fds = append(l.fds, make([]fdHandler, len(l.fds)+64)...)
+	}
+	if err := l.p.Add(fd, write); err != nil {
+		return err
+	}
+	l.fds[fd] = h
+	return nil
+}
+
+// unregister removes and closes fd.
+func (l *loop) unregister(fd int) {
+	l.p.Remove(fd)
+	l.fds[fd] = nil
+	unix.Close(fd)
+}
+
+func (l *loop) clock() {
+	l.now = time.Now()
+	l.nowNano = l.now.UnixNano()
+}
+
+// run serves until stop.
+func (l *loop) run() {
+	// The loop keeps its thread while it runs. It gives it back when it ends: a thread that
+	// ends locked is destroyed, and children started from it (Pdeathsig) would be killed.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	defer close(l.done)
+	l.clock()
+	l.lastTick = l.nowNano
+	for {
+		evs, _, err := l.p.Wait(l.evs[:0], int(loopTick/time.Millisecond))
+		l.evs = evs
+		if err != nil {
+			l.s.log.Error("event loop wait failed", "loop", l.id, "err", err)
+			time.Sleep(10 * time.Millisecond)
+		}
+		l.clock()
+		for _, e := range evs {
+			if e.Fd >= len(l.fds) {
+				continue
+			}
+			h := l.fds[e.Fd]
+			if h == nil {
+				continue
+			}
+			if e.Writable {
+				h.writable()
+			}
+			if e.Readable && l.fds[e.Fd] == h {
+				h.readable()
+			}
+		}
+		l.runTasks()
+		l.flush()
+		if l.nowNano-l.lastTick >= int64(loopTick) {
+			l.lastTick = l.nowNano
+			l.tick()
+		}
+		if l.stopping {
+			l.shutdown()
+			return
+		}
+	}
+}
+
+// flush writes what the pass produced: commands to the nodes first, then replies.
+func (l *loop) flush() {
+	for i := 0; i < len(l.dirtyB); i++ { // a failing backend may fail requests: clients get dirty
+		b := l.dirtyB[i]
+		b.dirty = false
+		b.flush()
+		l.dirtyB[i] = nil
+	}
+	l.dirtyB = l.dirtyB[:0]
+	for i := 0; i < len(l.dirtyC); i++ {
+		c := l.dirtyC[i]
+		c.dirty = false
+		c.flush()
+		l.dirtyC[i] = nil
+	}
+	l.dirtyC = l.dirtyC[:0]
+}
+
+// tick enforces timeouts: backends that stopped answering, idle clients.
+func (l *loop) tick() {
+	cfg := l.s.conf()
+	for _, b := range l.backends {
+		b.checkTimeout(cfg.BackendReadTimeout)
+	}
+	if cfg.ClientIdleTimeout > 0 {
+		for c := range l.clients {
+			c.checkIdle(cfg.ClientIdleTimeout)
+		}
+	}
+	for c := range l.clients {
+		c.checkOutputSoft()
+	}
+}
+
+// stop makes the loop close every connection and return.
+func (l *loop) stop() {
+	l.post(func() { l.stopping = true })
+	<-l.done
+}
+
+func (l *loop) shutdown() {
+	for c := range l.clients {
+		c.close()
+	}
+	for _, b := range l.backends {
+		b.failAll(ErrShuttingDown, nil, "")
+	}
+	l.flush()
+	l.p.Close()
+}
+
+// backend returns the loop's connection to n.
+func (l *loop) backend(n *node) *lbackend {
+	b := l.backends[n]
+	if b == nil {
+		b = &lbackend{l: l, n: n, fd: -1}
+		l.backends[n] = b
+	}
+	return b
+}
+
+// takeFD detaches the descriptor of a TCP connection from Go's poller: it returns a
+// non-blocking duplicate and closes conn.
+func takeFD(conn net.Conn) (int, error) {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		conn.Close()
+		return -1, errors.New("not a socket")
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		conn.Close()
+		return -1, err
+	}
+	nfd := -1
+	var derr error
+	cerr := rc.Control(func(fd uintptr) {
+		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	})
+	conn.Close()
+	if cerr != nil {
+		return -1, cerr
+	}
+	if derr != nil {
+		return -1, fmt.Errorf("dup: %w", derr)
+	}
+	if err := unix.SetNonblock(nfd, true); err != nil {
+		unix.Close(nfd)
+		return -1, err
+	}
+	return nfd, nil
+}
+
+// startLoops starts the event loops (event-loops; 0: one per two cores, at most 8). With
+// tls-cluster, or where the system has no poller, there are none and every client is
+// served by goroutines.
+func (s *Server) startLoops() {
+	cfg := s.conf()
+	n := cfg.EventLoops
+	if n == 0 {
+		n = min(max(runtime.NumCPU()/2, 1), 8)
+	}
+	if cfg.TLSCluster {
+		return
+	}
+	for i := 0; i < n; i++ {
+		l, err := newLoop(s, i)
+		if err != nil {
+			s.log.Info("event loops not available; serving clients with goroutines", "err", err)
+			for _, l := range s.loops {
+				l.p.Close()
+			}
+			s.loops = nil
+			return
+		}
+		s.loops = append(s.loops, l)
+	}
+	for _, l := range s.loops {
+		go l.run()
+	}
+}
+
+// acceptLoop hands an accepted plain TCP connection to an event loop.
+func (s *Server) acceptLoop(conn net.Conn) {
+	if n := s.clients.Add(1); n > int64(s.conf().MaxClients) {
+		s.clients.Add(-1)
+		s.metrics.clientsRejected.WithLabelValues("maxclients").Inc()
+		conn.SetWriteDeadline(time.Now().Add(time.Second))
+		conn.Write([]byte("-ERR max number of clients reached\r\n"))
+		conn.Close()
+		return
+	}
+	tc := conn.(*net.TCPConn)
+	tc.SetNoDelay(true)
+	if ka := s.conf().TCPKeepalive; ka > 0 {
+		tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: ka, Interval: ka / 3, Count: 3})
+	} else {
+		tc.SetKeepAlive(false)
+	}
+	local, remote := conn.LocalAddr(), conn.RemoteAddr()
+	fd, err := takeFD(conn)
+	if err != nil {
+		s.clients.Add(-1)
+		s.log.Warn("event loop: take client connection", "err", err)
+		return
+	}
+	s.metrics.clientsAccepted.Inc()
+	s.metrics.clientsCurrent.Inc()
+	l := s.loops[int(s.nextLoop.Add(1))%len(s.loops)]
+	c := s.newLoopClient(l, fd, local, remote)
+	s.mu.Lock()
+	s.sessions[c.ss] = struct{}{}
+	s.mu.Unlock()
+	s.wg.Add(1)
+	l.post(func() { l.accept(c) })
+}
+
+// finalize ends a loop client's session once nothing runs for it any more: its
+// WATCH and subscription connections are released, and the server forgets it.
+func (ss *session) finalize(c *lclient) {
+	ss.releaseWatch(false)
+	ss.closePubsub()
+	close(ss.closed)
+	s := ss.s
+	s.mu.Lock()
+	delete(s.sessions, ss)
+	s.mu.Unlock()
+	s.clients.Add(-1)
+	s.metrics.clientsCurrent.Dec()
+	s.metrics.clientsClosed.Inc()
+	s.wg.Done()
+}
