@@ -20,6 +20,7 @@ import (
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/atomicfile"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/rcconf"
 	"github.com/redis-carp-proxy/redis-carp-proxy/pfctl"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/textdiff"
@@ -95,21 +96,21 @@ func (s *Setup) Run(ctx context.Context) error {
 
 	// 2. rc.conf settings in rc.conf.d files (rc.subr reads /etc/rc.conf.d/NAME for
 	// service NAME after /etc/rc.conf, so these win).
-	if _, err := s.editFile(RCConfDir+"/pf", func(c string) string { return setVar(c, "pf_enable", "YES", true) }); err != nil {
+	if _, err := s.editFile(RCConfDir+"/pf", func(c string) string { return s.setVar(c, "pf_enable", "YES", rcconf.Quoted) }); err != nil {
 		return err
 	}
 	if p.Log {
-		if _, err := s.editFile(RCConfDir+"/pflog", func(c string) string { return setVar(c, "pflog_enable", "YES", true) }); err != nil {
+		if _, err := s.editFile(RCConfDir+"/pflog", func(c string) string { return s.setVar(c, "pflog_enable", "YES", rcconf.Quoted) }); err != nil {
 			return err
 		}
 	}
 	pfsyncChanged := false
 	if p.SyncIf != "" {
 		pfsyncChanged, err = s.editFile(RCConfDir+"/pfsync", func(c string) string {
-			c = setVar(c, "pfsync_enable", "YES", true)
-			c = setVar(c, "pfsync_syncdev", p.SyncIf, true)
+			c = s.setVar(c, "pfsync_enable", "YES", rcconf.Quoted)
+			c = s.setVar(c, "pfsync_syncdev", p.SyncIf, rcconf.Quoted)
 			if s.Config.PFSyncPeer != "" {
-				c = setVar(c, "pfsync_syncpeer", s.Config.PFSyncPeer, true)
+				c = s.setVar(c, "pfsync_syncpeer", s.Config.PFSyncPeer, rcconf.Quoted)
 			}
 			return c
 		})
@@ -124,7 +125,7 @@ func (s *Setup) Run(ctx context.Context) error {
 	s.suggestCarp()
 
 	// 4. Preemption, persistently and now.
-	if _, err := s.editFile(SysctlConf, func(c string) string { return setVar(c, "net.inet.carp.preempt", "1", false) }); err != nil {
+	if _, err := s.editFile(SysctlConf, func(c string) string { return s.setVar(c, "net.inet.carp.preempt", "1", rcconf.Bare) }); err != nil {
 		return err
 	}
 	if out, err := s.probe(ctx, "sysctl", "-n", "net.inet.carp.preempt"); err == nil && strings.TrimSpace(string(out)) == "1" {
@@ -218,6 +219,16 @@ func (s *Setup) suggestCarp() {
 	s.say("carp: not configured by setup. Suggested, with your own password (the same on every host) and advskew (0, 100, 200):")
 	s.say("  sysrc ifconfig_%s_alias0=\"%s vhid %d advskew 0 pass PASSWORD alias %s/%d\"", ifname, af, vhid, vip, bits)
 	s.say("  service netif restart %s   # or: ifconfig %s %s vhid %d advskew 0 pass PASSWORD alias %s/%d", ifname, ifname, af, vhid, vip, bits)
+}
+
+// setVar sets name in an rc.conf.d or sysctl.conf file under rcconf's rule and reports
+// the earlier assignments it removed.
+func (s *Setup) setVar(content, name, value string, style rcconf.Style) string {
+	out, notes := rcconf.Set(content, name, value, style)
+	for _, n := range notes {
+		s.say("note: %s", n)
+	}
+	return out
 }
 
 func (s *Setup) say(format string, a ...any) {

@@ -226,19 +226,7 @@ func TestSetupSurfacesCommandErrors(t *testing.T) {
 	}
 }
 
-func TestSetVar(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"", "pf_enable=\"YES\"\n"},
-		{"# c\npf_enable=\"NO\"\nx=1\n", "# c\npf_enable=\"YES\"\nx=1\n"},
-		{"pf_enable=YES\n", "pf_enable=YES\n"},
-		{"pf_enable=\"YES\" # on\n", "pf_enable=\"YES\" # on\n"},
-		{"pf_enable=\"NO\"\npf_enable=\"NO\"\n", "pf_enable=\"NO\"\npf_enable=\"YES\"\n"},
-		{"other=1", "other=1\npf_enable=\"YES\"\n"},
-	} {
-		if got := setVar(tc.in, "pf_enable", "YES", true); got != tc.want {
-			t.Errorf("setVar(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
+func TestHasAnchorHook(t *testing.T) {
 	if !hasAnchorHook("pass\nanchor \"redis-carp-proxy\"\n", "redis-carp-proxy") ||
 		!hasAnchorHook("  anchor redis-carp-proxy/* in on em0\n", "redis-carp-proxy") ||
 		hasAnchorHook("anchor \"redis-carp-proxy-old\"\n", "redis-carp-proxy") ||
