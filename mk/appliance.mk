@@ -4,6 +4,8 @@ DESTDIR     ?=
 # pkg(8) needs a version it can compare: 0.1.0.N where N counts the commits.
 PKG_VERSION ?= 0.1.0.$(shell git rev-list --count HEAD 2>/dev/null || echo 0)
 CROSS       := freebsd/amd64 freebsd/arm64 linux/amd64
+# The binary looks for its configuration and pf files under PREFIX.
+LDFLAGS     += -X github.com/redis-carp-proxy/redis-carp-proxy/internal/config.Prefix=$(PREFIX)
 
 .PHONY: cross install install-files package
 
