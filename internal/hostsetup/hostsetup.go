@@ -134,26 +134,34 @@ func (s *Setup) Run(ctx context.Context) error {
 		return err
 	}
 
-	// 5. The anchor hook in pf.conf, and the allowlist file the anchor's table loads.
-	pfChanged, err := s.editFile(PFConf, func(c string) string {
-		if c == "" {
-			return managed + "\n# pf(4) had no rule set; this one passes everything except what the\n# redis-carp-proxy anchor blocks.\npass all\n" + hook(p.Anchor)
-		}
-		if hasAnchorHook(c, p.Anchor) {
-			return c
-		}
-		if !strings.HasSuffix(c, "\n") {
-			c += "\n"
-		}
-		return c + "\n" + hook(p.Anchor)
-	})
+	// 5. The anchor's rules in the file pf.conf loads them from at boot, the hook in
+	// pf.conf before its first filter rule, and the allowlist file the anchor's table
+	// loads (pfctl refuses a table whose file is missing).
+	rules, err := pfctl.Render(p)
 	if err != nil {
+		return err
+	}
+	if _, err := s.writeFile(p.AnchorFile, rules); err != nil {
 		return err
 	}
 	if _, err := os.Stat(s.path(p.AllowFile)); os.IsNotExist(err) {
 		if _, err := s.writeFile(p.AllowFile, pfctl.AllowListHeader); err != nil {
 			return err
 		}
+	}
+	pfChanged, err := s.editFile(PFConf, func(c string) string {
+		if c == "" {
+			c = managed + "\n" + strings.Join(hookLines(p.Anchor, p.AnchorFile), "\n") +
+				"\n\n# pf(4) had no rule set; this one passes everything the anchor does not block.\npass all\n"
+		}
+		c, note := placeHook(c, p.Anchor, p.AnchorFile)
+		if note != "" {
+			s.say("%s: %s", PFConf, note)
+		}
+		return c
+	})
+	if err != nil {
+		return err
 	}
 
 	// 6. pf running with the new pf.conf, pfsync up, then the anchor and its table.
@@ -182,18 +190,10 @@ func (s *Setup) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	rules, err := pfctl.Render(p)
-	if err != nil {
-		return err
-	}
 	if err := s.act(ctx, []byte(rules), "pfctl", "-a", p.Anchor, "-f", "-"); err != nil {
 		return err
 	}
 	return s.act(ctx, nil, "pfctl", "-a", p.Anchor, "-t", p.Table, "-T", "replace", "-f", p.AllowFile)
-}
-
-func hook(anchor string) string {
-	return fmt.Sprintf("# redis-carp-proxy allowlist (rules: redis-carp-proxy pf render)\nanchor %q\n", anchor)
 }
 
 // suggestCarp prints the rc.conf line for the VIP; the password and advskew are the
