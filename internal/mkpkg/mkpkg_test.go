@@ -17,6 +17,10 @@ import (
 
 const repo = "../.."
 
+// rcScript is the one rc script in the tree (the port's USE_RC_SUBR file; make
+// install-files installs the same).
+const rcScript = "port/files/redis_carp_proxy.in"
+
 // needTool skips when a lint tool is missing locally; CI (CI=true) installs it through
 // tools/install-deps.sh, so there a missing tool fails.
 func needTool(t *testing.T, name, debPkg string) string {
@@ -33,9 +37,9 @@ func needTool(t *testing.T, name, debPkg string) string {
 
 func TestShellcheckRCScript(t *testing.T) {
 	sc := needTool(t, "shellcheck", "shellcheck")
-	out, err := exec.Command(sc, "-s", "sh", filepath.Join(repo, "rc.d/redis_carp_proxy.in")).CombinedOutput()
+	out, err := exec.Command(sc, "-s", "sh", filepath.Join(repo, rcScript)).CombinedOutput()
 	if err != nil {
-		t.Fatalf("shellcheck -s sh rc.d/redis_carp_proxy.in: %v\n%s", err, out)
+		t.Fatalf("shellcheck -s sh %s: %v\n%s", rcScript, err, out)
 	}
 }
 
@@ -44,14 +48,6 @@ func TestManPageLint(t *testing.T) {
 	out, err := exec.Command(mandoc, "-T", "lint", "-W", "warning", filepath.Join(repo, "man/redis-carp-proxy.8")).CombinedOutput()
 	if err != nil || len(out) > 0 {
 		t.Fatalf("mandoc -T lint -W warning man/redis-carp-proxy.8: %v\n%s", err, out)
-	}
-}
-
-func TestPortRCScriptIsTheSame(t *testing.T) {
-	a, err1 := os.ReadFile(filepath.Join(repo, "rc.d/redis_carp_proxy.in"))
-	b, err2 := os.ReadFile(filepath.Join(repo, "port/files/redis_carp_proxy.in"))
-	if err1 != nil || err2 != nil || string(a) != string(b) {
-		t.Fatalf("port/files/redis_carp_proxy.in must be a copy of rc.d/redis_carp_proxy.in (%v, %v)", err1, err2)
 	}
 }
 
@@ -223,14 +219,14 @@ func readPkg(t *testing.T, path string) ([]string, map[string][]byte) {
 
 // The rc script's contract with rc.subr and daemon(8), as documented in the README.
 func TestRCScriptContract(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(repo, "rc.d/redis_carp_proxy.in"))
+	b, err := os.ReadFile(filepath.Join(repo, rcScript))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := string(b)
 	for _, want := range []string{
 		"# PROVIDE: redis_carp_proxy\n",
-		"# REQUIRE: NETWORKING pf pfsync",
+		"# REQUIRE: LOGIN pf pfsync\n",
 		"# KEYWORD: shutdown\n",
 		"rcvar=redis_carp_proxy_enable\n",
 		`: "${redis_carp_proxy_config:=%%PREFIX%%/etc/redis-carp-proxy.conf}"`,
@@ -245,7 +241,91 @@ func TestRCScriptContract(t *testing.T) {
 		"redis_carp_proxy_profiles",
 	} {
 		if !strings.Contains(s, want) {
-			t.Errorf("rc.d/redis_carp_proxy.in lacks %q", want)
+			t.Errorf("%s lacks %q", rcScript, want)
 		}
+	}
+}
+
+// At boot /etc/rc does not execute rc scripts, it sources them (libexec/rc/rc.subr,
+// run_rc_script: `( set $_arg; . $_file )`), so "$0" is /etc/rc. This runs the installed
+// script the same way, from a stand-in /etc/rc with a stub rc.subr, and checks that each
+// profile is started once through the script's installed path and /etc/rc never runs
+// again (re-running it would boot the system a second time).
+func TestRCScriptProfilesAtBoot(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh")
+	}
+	for _, tc := range []struct {
+		name, rcconf, want string
+	}{
+		{"profiles", `redis_carp_proxy_profiles="a b"` + "\nredis_carp_proxy_b_config=/etc/b.conf\n",
+			"rc faststart\n" +
+				"run_rc_command faststart config=PREFIX/etc/redis-carp-proxy-a.conf pidfile=/var/run/redis_carp_proxy/a.pid tag=redis-carp-proxy-a\n" +
+				"run_rc_command faststart config=/etc/b.conf pidfile=/var/run/redis_carp_proxy/b.pid tag=redis-carp-proxy-b\n"},
+		{"single instance", "",
+			"rc faststart\n" +
+				"run_rc_command faststart config=PREFIX/etc/redis-carp-proxy.conf pidfile=/var/run/redis_carp_proxy/redis_carp_proxy.pid tag=redis-carp-proxy\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			prefix := filepath.Join(dir, "usr", "local")
+			log := filepath.Join(dir, "log")
+			rcconf := filepath.Join(dir, "rc.conf")
+			subr := filepath.Join(dir, "rc.subr")
+			if err := os.WriteFile(rcconf, []byte(tc.rcconf), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// The stub rc.subr: load_rc_config reads the test's rc.conf, run_rc_command
+			// records what it would start.
+			stub := `load_rc_config() { . "` + rcconf + `"; }
+run_rc_command() {
+	echo "run_rc_command $1 config=${_config} pidfile=${pidfile} tag=${_tag}" >> "` + log + `"
+}
+`
+			if err := os.WriteFile(subr, []byte(stub), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// Install the script as make install-files does, with the stub rc.subr.
+			src, err := os.ReadFile(filepath.Join(repo, rcScript))
+			if err != nil {
+				t.Fatal(err)
+			}
+			script := strings.ReplaceAll(string(src), "%%PREFIX%%", prefix)
+			if !strings.Contains(script, ". /etc/rc.subr\n") {
+				t.Fatal("the script does not source /etc/rc.subr")
+			}
+			script = strings.Replace(script, ". /etc/rc.subr\n", ". "+subr+"\n", 1)
+			installed := filepath.Join(prefix, "etc", "rc.d", "redis_carp_proxy")
+			if err := os.MkdirAll(filepath.Dir(installed), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(installed, []byte(script), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			// The stand-in /etc/rc: logs each run (a second one is the bug) and sources
+			// the script as run_rc_script does; RC_DEPTH stops a runaway recursion.
+			rc := filepath.Join(dir, "rc")
+			rcBody := `#!/bin/sh
+echo "rc $*" >> "` + log + `"
+RC_DEPTH=$((${RC_DEPTH:-0} + 1)); export RC_DEPTH
+[ "$RC_DEPTH" -gt 2 ] && exit 1
+_file="` + installed + `"
+_arg=faststart
+( set $_arg; . $_file )
+`
+			if err := os.WriteFile(rc, []byte(rcBody), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command(sh, rc, "faststart").CombinedOutput()
+			if err != nil {
+				t.Fatalf("boot: %v\n%s", err, out)
+			}
+			got, _ := os.ReadFile(log)
+			want := strings.ReplaceAll(tc.want, "PREFIX", prefix)
+			if string(got) != want {
+				t.Fatalf("boot ran:\n%s\nwant:\n%s\noutput:\n%s", got, want, out)
+			}
+		})
 	}
 }
