@@ -133,7 +133,7 @@ type File struct {
 	Path, Src string
 	Mode      fs.FileMode
 	Size      int64
-	Sum       string // pkg's checksum: "1$" + hex SHA-256
+	Sum       string // hex SHA-256
 }
 
 func stageFiles(stage string) ([]File, error) {
@@ -155,20 +155,31 @@ func stageFiles(stage string) ([]File, error) {
 		}
 		rel, _ := filepath.Rel(stage, p)
 		sum := sha256.Sum256(b)
-		files = append(files, File{Path: "/" + filepath.ToSlash(rel), Src: p, Mode: st.Mode().Perm(), Size: st.Size(), Sum: "1$" + hex.EncodeToString(sum[:])})
+		files = append(files, File{Path: "/" + filepath.ToSlash(rel), Src: p, Mode: st.Mode().Perm(), Size: st.Size(), Sum: hex.EncodeToString(sum[:])})
 		return nil
 	})
 	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
 	return files, err
 }
 
+// manifestFile is a +MANIFEST files entry in pkg's object form (libpkg/pkg_manifest.c,
+// pkg_set_files_from_object): without uname, gname and perm pkg registers the file with
+// mode 0000. The object form takes the sum as the bare 64-digit SHA-256, which pkg
+// validates as SHA-256 hex (pkg_checksum_validate_fileat).
+type manifestFile struct {
+	Sum   string `json:"sum"`
+	Uname string `json:"uname"`
+	Gname string `json:"gname"`
+	Perm  string `json:"perm"`
+}
+
 // manifests returns +COMPACT_MANIFEST and +MANIFEST.
 func manifests(m Meta, files []File) (compact, full []byte, err error) {
 	var flat int64
-	fileMap := map[string]string{}
+	fileMap := map[string]manifestFile{}
 	for _, f := range files {
 		flat += f.Size
-		fileMap[f.Path] = f.Sum
+		fileMap[f.Path] = manifestFile{Sum: f.Sum, Uname: "root", Gname: "wheel", Perm: fmt.Sprintf("%04o", f.Mode.Perm())}
 	}
 	base := map[string]any{
 		"name": m.Name, "origin": m.Origin, "version": m.Version, "comment": m.Comment,
@@ -186,7 +197,9 @@ func manifests(m Meta, files []File) (compact, full []byte, err error) {
 	if len(m.Samples) > 0 {
 		var post, pre strings.Builder
 		for _, s := range m.Samples {
-			f := `"${PKG_PREFIX}/` + s + `"`
+			// pkg -r ROOT runs the scripts outside ROOT (without a chroot): every path is
+			// below PKG_ROOTDIR ("/" otherwise), as the ports' @sample Lua scripts do.
+			f := `"${PKG_ROOTDIR}${PKG_PREFIX}/` + s + `"`
 			fmt.Fprintf(&post, "if [ ! -f %s ]; then cp -p %s %s; fi\n", f, strings.TrimSuffix(f, `"`)+`.sample"`, f)
 			fmt.Fprintf(&pre, "if cmp -s %s %s; then rm -f %s; fi\n", f, strings.TrimSuffix(f, `"`)+`.sample"`, f)
 		}

@@ -123,7 +123,7 @@ func TestInstallMatchesPlistAndPackage(t *testing.T) {
 	var man struct {
 		Name, Origin, Version, Comment, Desc, Maintainer, WWW, ABI, Prefix string
 		Flatsize                                                           int64
-		Files                                                              map[string]string
+		Files                                                              map[string]manifestFile
 		Scripts                                                            map[string]string
 		Messages                                                           []map[string]string
 	}
@@ -137,7 +137,7 @@ func TestInstallMatchesPlistAndPackage(t *testing.T) {
 	}
 	var manFiles, pkgFiles []string
 	var flat int64
-	for p, sum := range man.Files {
+	for p, mf := range man.Files {
 		manFiles = append(manFiles, strings.TrimPrefix(p, "/usr/local/"))
 		data, ok := contents[p]
 		if !ok {
@@ -145,8 +145,16 @@ func TestInstallMatchesPlistAndPackage(t *testing.T) {
 			continue
 		}
 		h := sha256.Sum256(data)
-		if sum != "1$"+hex.EncodeToString(h[:]) {
-			t.Errorf("%s: checksum %s does not match the content", p, sum)
+		if mf.Sum != hex.EncodeToString(h[:]) {
+			t.Errorf("%s: checksum %s does not match the content", p, mf.Sum)
+		}
+		// pkg registers what the manifest says: without perm the file is mode 0000.
+		wantPerm := "0644"
+		if strings.HasSuffix(p, "/sbin/redis-carp-proxy") || strings.Contains(p, "/rc.d/") {
+			wantPerm = "0755"
+		}
+		if mf.Perm != wantPerm || mf.Uname != "root" || mf.Gname != "wheel" {
+			t.Errorf("%s: manifest attributes %+v, want perm %s root:wheel", p, mf, wantPerm)
 		}
 		flat += int64(len(data))
 	}
@@ -164,9 +172,7 @@ func TestInstallMatchesPlistAndPackage(t *testing.T) {
 	if err := json.Unmarshal(contents["+COMPACT_MANIFEST"], &compact); err != nil || compact["files"] != nil || compact["name"] != "redis-carp-proxy" {
 		t.Fatalf("+COMPACT_MANIFEST: %v %v", compact, err)
 	}
-	if !strings.Contains(man.Scripts["post-install"], `cp -p "${PKG_PREFIX}/etc/redis-carp-proxy.conf.sample" "${PKG_PREFIX}/etc/redis-carp-proxy.conf"`) {
-		t.Fatalf("post-install does not install the sample config:\n%s", man.Scripts["post-install"])
-	}
+	runPackageScripts(t, man.Scripts)
 	if len(man.Messages) != 1 || !strings.Contains(man.Messages[0]["message"], "sysrc redis_carp_proxy_enable=YES") ||
 		strings.Contains(man.Messages[0]["message"], "%%PREFIX%%") {
 		t.Fatalf("pkg-message: %v", man.Messages)
@@ -327,5 +333,51 @@ _arg=faststart
 				t.Fatalf("boot ran:\n%s\nwant:\n%s\noutput:\n%s", got, want, out)
 			}
 		})
+	}
+}
+
+// runPackageScripts runs the post-install and pre-deinstall scripts the way pkg -r ROOT
+// does (libpkg/scripts.c: no chroot, PKG_ROOTDIR=ROOT, PKG_PREFIX from the manifest) with
+// a prefix that does not exist on this machine, so a script that ignores PKG_ROOTDIR
+// fails instead of touching the host's files.
+func runPackageScripts(t *testing.T, scripts map[string]string) {
+	t.Helper()
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh")
+	}
+	const prefix = "/nonexistent-redis-carp-proxy-prefix"
+	root := t.TempDir()
+	etc := filepath.Join(root, prefix, "etc")
+	if err := os.MkdirAll(filepath.Join(etc, "redis-carp-proxy"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"redis-carp-proxy.conf.sample", "redis-carp-proxy/allow.list.sample"} {
+		if err := os.WriteFile(filepath.Join(etc, f), []byte("# "+f+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(name string) {
+		t.Helper()
+		c := exec.Command(sh, "-e", "-c", scripts[name])
+		c.Env = append(os.Environ(), "PKG_ROOTDIR="+root, "PKG_PREFIX="+prefix, "PKG_NAME=redis-carp-proxy")
+		if out, err := c.CombinedOutput(); err != nil {
+			t.Fatalf("%s script under PKG_ROOTDIR: %v\n%s\n%s", name, err, out, scripts[name])
+		}
+	}
+	run("post-install")
+	for _, f := range []string{"redis-carp-proxy.conf", "redis-carp-proxy/allow.list"} {
+		if b, err := os.ReadFile(filepath.Join(etc, f)); err != nil || string(b) != "# "+f+".sample\n" {
+			t.Fatalf("post-install did not copy %s.sample below PKG_ROOTDIR: %v %q", f, err, b)
+		}
+	}
+	// An edited configuration stays; an untouched copy of the sample goes.
+	os.WriteFile(filepath.Join(etc, "redis-carp-proxy.conf"), []byte("listen 198.51.100.100:6379\n"), 0o644)
+	run("pre-deinstall")
+	if _, err := os.Stat(filepath.Join(etc, "redis-carp-proxy.conf")); err != nil {
+		t.Fatalf("pre-deinstall removed the edited configuration: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(etc, "redis-carp-proxy/allow.list")); !os.IsNotExist(err) {
+		t.Fatalf("pre-deinstall left the unchanged allow.list: %v", err)
 	}
 }
