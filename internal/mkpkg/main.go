@@ -2,7 +2,8 @@
 // install-files DESTDIR=stage), without pkg(8) or a ports tree: a gzip-compressed tar
 // whose first entries are +COMPACT_MANIFEST and +MANIFEST (JSON, which pkg's UCL parser
 // reads), followed by the files under their absolute paths. The metadata comes from the
-// port skeleton (port/Makefile COMMENT, pkg-descr, pkg-message, pkg-plist @sample lines).
+// port skeleton (port/Makefile COMMENT, pkg-descr, files/pkg-message.in, pkg-plist
+// @sample lines).
 //
 // Usage: go run ./internal/mkpkg -stage build/stage-amd64 -arch amd64 -version 0.1.0 -port port -o out.pkg
 package main
@@ -36,7 +37,7 @@ func main() {
 	prefix := flag.String("prefix", "/usr/local", "installation prefix inside the stage")
 	arch := flag.String("arch", "amd64", "GOARCH of the staged binary (amd64, arm64)")
 	version := flag.String("version", "", "package version")
-	port := flag.String("port", "port", "port skeleton directory with Makefile, pkg-descr, pkg-message, pkg-plist")
+	port := flag.String("port", "port", "port skeleton directory with Makefile, pkg-descr, pkg-plist, files/pkg-message.in")
 	out := flag.String("o", "", "output .pkg file")
 	flag.Parse()
 	if *stage == "" || *version == "" || *out == "" {
@@ -105,19 +106,19 @@ func readPort(dir, prefix string) (Meta, error) {
 		return m, err
 	}
 	m.Desc = strings.TrimSpace(string(desc))
-	msg, err := os.ReadFile(filepath.Join(dir, "pkg-message"))
+	msg, err := os.ReadFile(filepath.Join(dir, "files", "pkg-message.in"))
 	if err != nil {
 		return m, err
 	}
 	if _, body, ok := strings.Cut(string(msg), "<<EOM\n"); ok {
 		body, _, _ = strings.Cut(body, "\nEOM")
-		m.Message = strings.ReplaceAll(body, "%%PREFIX%%", prefix)
+		m.Message = filesSub(m.Name, prefix).Replace(body)
 	}
 	plist, err := os.ReadFile(filepath.Join(dir, "pkg-plist"))
 	if err != nil {
 		return m, err
 	}
-	for _, l := range strings.Split(string(plist), "\n") {
+	for _, l := range strings.Split(plistSub(m.Name).Replace(string(plist)), "\n") {
 		if s, ok := strings.CutPrefix(l, "@sample "); ok {
 			m.Samples = append(m.Samples, strings.TrimSuffix(strings.TrimSpace(s), ".sample"))
 		}
@@ -126,6 +127,19 @@ func readPort(dir, prefix string) (Meta, error) {
 		return m, fmt.Errorf("%s/Makefile lacks PORTNAME, COMMENT or CATEGORIES", dir)
 	}
 	return m, nil
+}
+
+// plistSub and filesSub replace the ports framework's substitutions as bsd.port.mk
+// defines them for PORTNAME name: in pkg-plist relative to the prefix (ETCDIR etc/NAME,
+// EXAMPLESDIR share/examples/NAME, PORTEXAMPLES empty: the EXAMPLES option on), in
+// files/*.in (SUB_FILES) as absolute paths.
+func plistSub(name string) *strings.Replacer {
+	return strings.NewReplacer("%%ETCDIR%%", "etc/"+name, "%%EXAMPLESDIR%%", "share/examples/"+name, "%%PORTEXAMPLES%%", "")
+}
+
+func filesSub(name, prefix string) *strings.Replacer {
+	return strings.NewReplacer("%%PREFIX%%", prefix, "%%ETCDIR%%", prefix+"/etc/"+name,
+		"%%EXAMPLESDIR%%", prefix+"/share/examples/"+name)
 }
 
 // File is one staged file: its absolute installed path and where it is in the stage.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -60,7 +61,7 @@ func plistFiles(t *testing.T) []string {
 		t.Fatal(err)
 	}
 	files := []string{"etc/rc.d/redis_carp_proxy"}
-	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+	for _, l := range strings.Split(strings.TrimSpace(plistSub("redis-carp-proxy").Replace(string(b))), "\n") {
 		l = strings.TrimPrefix(l, "@sample ")
 		if strings.HasPrefix(l, "@") {
 			t.Fatalf("unexpected plist keyword in %q", l)
@@ -174,7 +175,8 @@ func TestInstallMatchesPlistAndPackage(t *testing.T) {
 	}
 	runPackageScripts(t, man.Scripts)
 	if len(man.Messages) != 1 || !strings.Contains(man.Messages[0]["message"], "sysrc redis_carp_proxy_enable=YES") ||
-		strings.Contains(man.Messages[0]["message"], "%%PREFIX%%") {
+		strings.Contains(man.Messages[0]["message"], "%%") ||
+		!strings.Contains(man.Messages[0]["message"], "/usr/local/share/examples/redis-carp-proxy/pf.anchor") {
 		t.Fatalf("pkg-message: %v", man.Messages)
 	}
 	if sc, err := exec.LookPath("shellcheck"); err == nil {
@@ -379,5 +381,115 @@ func runPackageScripts(t *testing.T, scripts map[string]string) {
 	}
 	if _, err := os.Stat(filepath.Join(etc, "redis-carp-proxy/allow.list")); !os.IsNotExist(err) {
 		t.Fatalf("pre-deinstall left the unchanged allow.list: %v", err)
+	}
+}
+
+// portlint cannot run without a FreeBSD ports tree; these are the checks it (2.23, -AC)
+// and a ports committer apply that the port got wrong before, from the Porter's
+// Handbook and Mk/Uses/go.mk.
+func TestPortConventions(t *testing.T) {
+	read := func(name string) string {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(repo, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	mk := read("port/Makefile")
+	lines := strings.Split(mk, "\n")
+	if !strings.HasPrefix(lines[0], "PORTNAME=") {
+		t.Errorf("port/Makefile must start with PORTNAME (no comments before it): %q", lines[0])
+	}
+	vars := map[string]string{}
+	for i := 0; i < len(lines); i++ {
+		name, v, ok := strings.Cut(lines[i], "=")
+		if !ok || strings.ContainsAny(name, " \t$") {
+			continue
+		}
+		for strings.HasSuffix(v, "\\") && i+1 < len(lines) {
+			i++
+			v = strings.TrimSuffix(v, "\\") + " " + strings.TrimSpace(lines[i])
+		}
+		vars[name] = strings.Join(strings.Fields(v), " ")
+	}
+	if m := vars["MAINTAINER"]; !regexp.MustCompile(`^[a-z0-9._-]+@[a-z0-9.-]+\.[a-z]+$`).MatchString(m) ||
+		regexp.MustCompile(`example\.(org|com|net)$|\.invalid$|\.test$|\.localhost$`).MatchString(m) {
+		t.Errorf("MAINTAINER %q is a placeholder", m)
+	}
+	if !regexp.MustCompile(`(^| )go:1\.[0-9]+\+,modules( |$)`).MatchString(vars["USES"]) {
+		t.Errorf("USES %q: want go:1.NN+,modules (a minimum, not one exact version)", vars["USES"])
+	}
+	for i, l := range lines {
+		if strings.HasPrefix(l, "USE_RC_SUBR=") && !strings.HasPrefix(lines[i-1], "USES=") {
+			t.Errorf("USE_RC_SUBR belongs in the USES block, after USES")
+		}
+	}
+	if _, ok := vars["GO_LDFLAGS"]; ok {
+		t.Error("GO_LDFLAGS is no go.mk variable: the version would never be stamped")
+	}
+	bf := vars["GO_BUILDFLAGS"]
+	for _, want := range []string{`-ldflags "${STRIP}`, "-X ${GO_MODULE}/proxy.Version=${DISTVERSION}", "-X ${GO_MODULE}/internal/config.Prefix=${PREFIX}"} {
+		if !strings.Contains(bf, want) {
+			t.Errorf("GO_BUILDFLAGS %q lacks %q", bf, want)
+		}
+	}
+	// The -X targets exist as string variables.
+	proxySrc, _ := filepath.Glob(filepath.Join(repo, "proxy", "*.go"))
+	var all strings.Builder
+	for _, f := range proxySrc {
+		b, _ := os.ReadFile(f)
+		all.Write(b)
+	}
+	if !regexp.MustCompile(`(?m)^var Version = "`).MatchString(all.String()) ||
+		!regexp.MustCompile(`(?m)^var Prefix = "`).MatchString(read("internal/config/config.go")) {
+		t.Error("proxy.Version or config.Prefix is not a string variable -X can set")
+	}
+	if mod := strings.Fields(strings.SplitN(read("go.mod"), "\n", 2)[0]); len(mod) != 2 || vars["GO_MODULE"] != mod[1] {
+		t.Errorf("GO_MODULE %q, go.mod says %v", vars["GO_MODULE"], mod)
+	}
+	if vars["LICENSE"] != "BSD2CLAUSE" || vars["LICENSE_FILE"] != "${WRKSRC}/LICENSE" {
+		t.Errorf("LICENSE %q, LICENSE_FILE %q", vars["LICENSE"], vars["LICENSE_FILE"])
+	}
+	if l := read("LICENSE"); !strings.Contains(l, "BSD 2-Clause License") || !strings.Contains(l, "The redis-carp-proxy authors") {
+		t.Error("LICENSE is not the BSD-2-Clause text of the redis-carp-proxy authors")
+	}
+	// pkg-message with substitutions: files/pkg-message.in through SUB_FILES.
+	if _, err := os.Stat(filepath.Join(repo, "port/pkg-message")); err == nil {
+		t.Error("port/pkg-message is shown as is (%%PREFIX%% literally): use files/pkg-message.in")
+	}
+	if !strings.Contains(" "+vars["SUB_FILES"]+" ", " pkg-message ") || !strings.Contains(read("port/files/pkg-message.in"), "%%PREFIX%%") {
+		t.Errorf("SUB_FILES %q must list pkg-message", vars["SUB_FILES"])
+	}
+	// The plist names ETCDIR as %%ETCDIR%% and installs every .sample with @sample.
+	for _, l := range strings.Split(strings.TrimSpace(read("port/pkg-plist")), "\n") {
+		if strings.Contains(l, "etc/redis-carp-proxy/") {
+			t.Errorf("pkg-plist %q: use %%%%ETCDIR%%%%", l)
+		}
+		if strings.HasSuffix(l, ".sample") && !strings.HasPrefix(l, "@sample ") {
+			t.Errorf("pkg-plist %q: a .sample file is installed with @sample", l)
+		}
+	}
+	// Lines of at most 80 columns (tabs to the next multiple of 8).
+	files, _ := filepath.Glob(filepath.Join(repo, "port", "*"))
+	more, _ := filepath.Glob(filepath.Join(repo, "port", "files", "*"))
+	for _, f := range append(files, more...) {
+		if st, err := os.Stat(f); err != nil || st.IsDir() {
+			continue
+		}
+		b, _ := os.ReadFile(f)
+		for n, l := range strings.Split(string(b), "\n") {
+			col := 0
+			for _, r := range l {
+				if r == '\t' {
+					col = col/8*8 + 8
+				} else {
+					col++
+				}
+			}
+			if col > 80 {
+				t.Errorf("%s:%d: %d columns", strings.TrimPrefix(f, repo+"/"), n+1, col)
+			}
+		}
 	}
 }
