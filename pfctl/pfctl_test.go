@@ -66,7 +66,7 @@ func TestRenderGolden(t *testing.T) {
 	}
 }
 
-// The shipped anchor sample (installed as etc/redis-carp-proxy/pf.anchor.sample) is the
+// The shipped anchor sample (installed as share/examples/redis-carp-proxy/pf.anchor) is the
 // rendering of the shipped configuration sample.
 func TestShippedAnchorSample(t *testing.T) {
 	const shipped = "../etc/redis-carp-proxy.pf.anchor.sample"
