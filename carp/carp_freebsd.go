@@ -1,7 +1,6 @@
 package carp
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 	"runtime"
@@ -42,20 +41,14 @@ type kernelCarp struct {
 func (k *kernelCarp) readNetlink(ifname string, vhid int) (State, error) {
 	sock, err := openGenl(time.Second)
 	if err != nil {
-		if errors.Is(err, unix.EAFNOSUPPORT) || errors.Is(err, unix.EPROTONOSUPPORT) {
-			return Init, fmt.Errorf("%w: %w", errUnavailable, err)
-		}
-		return Init, err
+		return Init, netlinkError(err)
 	}
 	defer sock.Close()
 	c := &genlClient{t: sock}
 	if k.family == 0 {
 		id, err := c.familyID(carpNLFamily)
 		if err != nil {
-			if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EPROTONOSUPPORT) {
-				return Init, fmt.Errorf("%w: %w", errUnavailable, err)
-			}
-			return Init, err
+			return Init, netlinkError(err)
 		}
 		k.family = id
 	}
@@ -78,14 +71,8 @@ func readIoctl(ifname string, vhid int) (State, error) {
 	_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), siocgvh, uintptr(unsafe.Pointer(ifr)))
 	runtime.KeepAlive(ifr)
 	runtime.KeepAlive(cr)
-	switch e {
-	case 0:
-	case unix.ENOTTY, unix.EOPNOTSUPP, unix.ENOSYS:
-		return Init, fmt.Errorf("%w: %w", errUnavailable, e)
-	case unix.ENOENT:
-		return Init, ErrNoVHID
-	default:
-		return Init, e
+	if e != 0 {
+		return Init, ioctlError(e)
 	}
 	if cr.VHID != int32(vhid) {
 		return Init, ErrNoVHID

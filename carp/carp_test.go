@@ -338,7 +338,8 @@ func TestWatchDevdEnds(t *testing.T) {
 
 func TestSysctlDemoter(t *testing.T) {
 	fr := cmdruntest.New(nil)
-	d := &sysctlDemoter{run: fr, delta: DemotionDelta}
+	state := filepath.Join(t.TempDir(), "demotion")
+	d := &sysctlDemoter{run: fr, delta: DemotionDelta, state: state}
 	ctx := context.Background()
 	d.Restore(ctx) // nothing applied: nothing to undo
 	d.Demote(ctx)
@@ -354,13 +355,60 @@ $ /sbin/sysctl net.inet.carp.demotion=-240
 	// A failed sysctl leaves the demoter undemoted, so the delta is never removed twice.
 	fr = cmdruntest.New(map[string]cmdruntest.Reply{"/sbin/sysctl net.inet.carp.demotion=240": {Exit: 1,
 		Stderr: "sysctl: net.inet.carp.demotion=240: Operation not permitted\n"}})
-	d = &sysctlDemoter{run: fr, delta: DemotionDelta}
+	d = &sysctlDemoter{run: fr, delta: DemotionDelta, state: filepath.Join(t.TempDir(), "demotion")}
 	if err := d.Demote(ctx); err == nil || !strings.Contains(err.Error(), "Operation not permitted") {
 		t.Fatalf("failed demote: %v", err)
 	}
 	d.Restore(ctx)
 	if got, want := fr.Log(), "$ /sbin/sysctl net.inet.carp.demotion=240\n"; got != want {
 		t.Fatalf("commands:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// net.inet.carp.demotion outlives the process: a proxy killed while demoting (SIGKILL,
+// panic; daemon(8) restarts it) must undo the old delta when it starts again, and never
+// add a second one on top.
+func TestDemotionSurvivesACrash(t *testing.T) {
+	ctx := context.Background()
+	state := filepath.Join(t.TempDir(), "demotion")
+	fr := cmdruntest.New(nil)
+	crashed := &sysctlDemoter{run: fr, delta: DemotionDelta, state: state}
+	if err := crashed.Demote(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The process dies here without Restore. Its successor starts as HealthMonitor.Run
+	// does: Restore first.
+	next := &sysctlDemoter{run: fr, delta: DemotionDelta, state: state}
+	if err := next.Restore(ctx); err != nil {
+		t.Fatal(err)
+	}
+	next.Demote(ctx)
+	next.Demote(ctx)
+	next.Restore(ctx)
+	want := `$ /sbin/sysctl net.inet.carp.demotion=240
+$ /sbin/sysctl net.inet.carp.demotion=-240
+$ /sbin/sysctl net.inet.carp.demotion=240
+$ /sbin/sysctl net.inet.carp.demotion=-240
+`
+	if got := fr.Log(); got != want {
+		t.Fatalf("commands:\n%s\nwant:\n%s", got, want)
+	}
+	if b, _ := os.ReadFile(state); string(b) != "0\n" {
+		t.Fatalf("state after restore: %q", b)
+	}
+	// The record is written before the sysctl: a failed sysctl puts it back.
+	fr = cmdruntest.New(map[string]cmdruntest.Reply{"/sbin/sysctl net.inet.carp.demotion=240": {Exit: 1}})
+	d := &sysctlDemoter{run: fr, delta: DemotionDelta, state: state}
+	if err := d.Demote(ctx); err == nil {
+		t.Fatal("demote with a failing sysctl succeeded")
+	}
+	if b, _ := os.ReadFile(state); string(b) != "0\n" {
+		t.Fatalf("state after a failed demote: %q", b)
+	}
+	// A state file that is not a demotion is an error, never a guess.
+	os.WriteFile(state, []byte("garbage\n"), 0o644)
+	if err := d.Restore(ctx); err == nil {
+		t.Fatal("restore from a garbled state file succeeded")
 	}
 }
 
@@ -379,7 +427,7 @@ func TestHealthMonitor(t *testing.T) {
 	}
 	m := NewMetrics(nil)
 	h := &HealthMonitor{Check: check, After: 100 * time.Millisecond, Interval: 10 * time.Millisecond,
-		Demoter: &sysctlDemoter{run: fr, delta: DemotionDelta}, Log: quietLog(), Metrics: m}
+		Demoter: &sysctlDemoter{run: fr, delta: DemotionDelta, state: filepath.Join(t.TempDir(), "demotion")}, Log: quietLog(), Metrics: m}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- h.Run(ctx) }()
@@ -442,6 +490,13 @@ func TestFileDemoter(t *testing.T) {
 	}
 	if _, err := NewDemoter("static", ""); err == nil {
 		t.Fatal("static demotion accepted")
+	}
+	// freebsd mode records its demotion in carp-health-file, by default under /var/run.
+	for file, want := range map[string]string{"": DefaultDemotionStateFile, path: path} {
+		fd, err := NewDemoter("freebsd", file)
+		if sd, ok := fd.(*sysctlDemoter); err != nil || !ok || sd.state != want {
+			t.Fatalf("freebsd demoter for %q: %+v, %v", file, fd, err)
+		}
 	}
 	// A path under a regular file cannot be written.
 	if err := (&fileDemoter{path: filepath.Join(path, "health")}).Demote(context.Background()); err == nil {

@@ -2,9 +2,13 @@ package carp
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,30 +27,44 @@ type Demoter interface {
 	Restore(ctx context.Context) error
 }
 
+// DefaultDemotionStateFile records the demotion the proxy applied to the kernel in
+// freebsd mode when carp-health-file is not set. /var/run is emptied at boot
+// (rc.d/cleanvar), as the kernel's counter is reset, so the record lives exactly as long
+// as what it records.
+const DefaultDemotionStateFile = "/var/run/redis-carp-proxy.demotion"
+
 // NewDemoter returns the demoter for a mode: freebsd adds DemotionDelta to the
-// net.inet.carp.demotion sysctl (and removes exactly that later); vip writes healthFile
-// ("0" healthy, DemotionDelta demoted) for keepalived's track_file.
-func NewDemoter(mode, healthFile string) (Demoter, error) {
+// net.inet.carp.demotion sysctl (and removes exactly that later), recording what it
+// applied in stateFile ("" = DefaultDemotionStateFile); vip writes stateFile ("0"
+// healthy, DemotionDelta demoted) for keepalived's track_file.
+func NewDemoter(mode, stateFile string) (Demoter, error) {
 	switch mode {
 	case "freebsd":
-		return &sysctlDemoter{run: cmdrun.Exec{}, delta: DemotionDelta}, nil
+		if stateFile == "" {
+			stateFile = DefaultDemotionStateFile
+		}
+		return &sysctlDemoter{run: cmdrun.Exec{}, delta: DemotionDelta, state: stateFile}, nil
 	case "vip":
-		if healthFile == "" {
+		if stateFile == "" {
 			return nil, fmt.Errorf("carp: carp-demote in vip mode needs carp-health-file")
 		}
-		return &fileDemoter{path: healthFile}, nil
+		return &fileDemoter{path: stateFile}, nil
 	}
 	return nil, fmt.Errorf("carp: carp-demote is not possible in %s mode", mode)
 }
 
 // sysctlDemoter adds its delta to the kernel's shared demotion counter once and removes
-// exactly that delta again: writing N to net.inet.carp.demotion adds N.
+// exactly that delta again: writing N to net.inet.carp.demotion adds N. The counter is
+// kernel-wide and outlives the process, so what was added is recorded in a state file
+// before the sysctl is written; Restore (which HealthMonitor runs at start) removes what
+// the file records, so a proxy restarted after SIGKILL or a panic undoes the demotion it
+// left behind instead of leaving the host demoted for good (and adding more).
 type sysctlDemoter struct {
 	run   cmdrun.Runner
 	delta int
+	state string
 
-	mu      sync.Mutex
-	applied bool
+	mu sync.Mutex
 }
 
 func (d *sysctlDemoter) set(ctx context.Context, n int) error {
@@ -56,30 +74,62 @@ func (d *sysctlDemoter) set(ctx context.Context, n int) error {
 	return nil
 }
 
+// applied returns the delta the state file records (0 when it does not exist).
+func (d *sysctlDemoter) applied() (int, error) {
+	b, err := os.ReadFile(d.state)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("carp: demotion state: %w", err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || n < -DemotionDelta || n > DemotionDelta {
+		return 0, fmt.Errorf("carp: demotion state %s: %q is not a demotion", d.state, strings.TrimSpace(string(b)))
+	}
+	return n, nil
+}
+
+func (d *sysctlDemoter) record(n int) error {
+	if err := atomicfile.Write(d.state, []byte(strconv.Itoa(n)+"\n"), 0o644); err != nil {
+		return fmt.Errorf("carp: record the demotion: %w", err)
+	}
+	return nil
+}
+
 func (d *sysctlDemoter) Demote(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.applied {
-		return nil
-	}
-	if err := d.set(ctx, d.delta); err != nil {
+	cur, err := d.applied()
+	if err != nil {
 		return err
 	}
-	d.applied = true
+	if cur == d.delta {
+		return nil
+	}
+	if err := d.record(d.delta); err != nil {
+		return err
+	}
+	if err := d.set(ctx, d.delta-cur); err != nil {
+		if rerr := d.record(cur); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+		return err
+	}
 	return nil
 }
 
 func (d *sysctlDemoter) Restore(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.applied {
-		return nil
-	}
-	if err := d.set(ctx, -d.delta); err != nil {
+	cur, err := d.applied()
+	if err != nil || cur == 0 {
 		return err
 	}
-	d.applied = false
-	return nil
+	if err := d.set(ctx, -cur); err != nil {
+		return err
+	}
+	return d.record(0)
 }
 
 // fileDemoter writes the demotion weight to a file (atomically, by rename).

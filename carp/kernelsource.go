@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun"
 )
@@ -26,6 +27,30 @@ type freebsdSource struct {
 	vhid      int
 	noNetlink bool // netlink (or its carp family) is absent: skip it
 	noIoctl   bool // SIOCGVH is refused: skip it
+}
+
+// netlinkError classifies an error of the generic netlink reader: no netlink at all
+// (FreeBSD 13: the socket fails with EAFNOSUPPORT or EPROTONOSUPPORT) or no "carp"
+// family (carp.ko without netlink support: nlctrl answers ENOENT) make the next reader
+// be used; anything else is a failed read.
+func netlinkError(err error) error {
+	if errors.Is(err, syscall.EAFNOSUPPORT) || errors.Is(err, syscall.EPROTONOSUPPORT) || errors.Is(err, syscall.ENOENT) {
+		return fmt.Errorf("%w: %w", errUnavailable, err)
+	}
+	return err
+}
+
+// ioctlError classifies the errno of SIOCGVH: the ioctl missing (ENOTTY, EOPNOTSUPP,
+// ENOSYS; EPROTONOSUPPORT is what sys/net/if.c answers when carp.ko is not loaded) makes
+// the ifconfig reader be used; ENOENT is no such vhid on the interface.
+func ioctlError(e syscall.Errno) error {
+	switch e {
+	case syscall.ENOTTY, syscall.EOPNOTSUPP, syscall.ENOSYS, syscall.EPROTONOSUPPORT:
+		return fmt.Errorf("%w: %w", errUnavailable, e)
+	case syscall.ENOENT:
+		return fmt.Errorf("%w: %w", ErrNoVHID, e)
+	}
+	return e
 }
 
 // resolve finds the interface and vhid of the VIP if they are not known yet.

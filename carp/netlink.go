@@ -2,6 +2,7 @@ package carp
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"syscall"
 )
@@ -19,8 +20,6 @@ const (
 	nlmsgDone  = 3
 
 	nlmFRequest = 0x1
-	nlmFMulti   = 0x2
-	nlmFAck     = 0x4
 	nlmFDump    = 0x300 // NLM_F_ROOT | NLM_F_MATCH
 
 	netlinkGeneric = 16 // NETLINK_GENERIC, on Linux and FreeBSD
@@ -128,13 +127,21 @@ func parseMessages(b []byte) ([]nlMsg, error) {
 	return msgs, nil
 }
 
-// nlError decodes an NLMSG_ERROR payload: 0 is an acknowledgement.
+// nlError decodes the errno at the start of an NLMSG_ERROR payload (struct nlmsgerr) or
+// of an NLMSG_DONE payload (a dump's result): 0 is success. Linux sends a negative errno;
+// FreeBSD a positive one (sys/netlink/netlink_message_writer.c, nlmsg_ack and
+// nlmsg_end_dump: `error`, not `-error`; only its Linux compat layer negates it). Both
+// are accepted.
 func nlError(m nlMsg) error {
 	if len(m.payload) < 4 {
-		return fmt.Errorf("%w: short NLMSG_ERROR", ErrNetlink)
+		return fmt.Errorf("%w: short netlink error/done message", ErrNetlink)
 	}
-	if e := int32(nle.Uint32(m.payload)); e != 0 {
-		return syscall.Errno(-e)
+	e := int32(nle.Uint32(m.payload))
+	if e < 0 {
+		e = -e
+	}
+	if e != 0 {
+		return syscall.Errno(e)
 	}
 	return nil
 }
@@ -192,6 +199,13 @@ func (c *genlClient) roundTrip(req []byte, seq uint32, dump bool) ([]nlMsg, erro
 					return out, nil
 				}
 			case nlmsgDone:
+				// A dump that failed part-way reports why here (FreeBSD's
+				// nlmsg_end_dump); Linux sends 0 or nothing.
+				if len(m.payload) >= 4 {
+					if err := nlError(m); err != nil {
+						return nil, err
+					}
+				}
 				return out, nil
 			default:
 				// Copy: the buffer is reused by the next recv.
@@ -278,10 +292,14 @@ func parseCarpInfo(m nlMsg) (carpInfo, error) {
 	return ci, nil
 }
 
-// carpGet asks the kernel's "carp" family for vhid on ifname.
+// carpGet asks the kernel's "carp" family for vhid on ifname. ENOENT (the interface has
+// no CARP, or not this vhid: carp_ioctl_get) is ErrNoVHID; any other error is returned.
 func (c *genlClient) carpGet(family uint16, ifname string, vhid uint32) (carpInfo, error) {
 	seq := c.nextSeq()
 	msgs, err := c.roundTrip(carpGetRequest(family, seq, ifname, vhid), seq, true)
+	if errors.Is(err, syscall.ENOENT) {
+		return carpInfo{}, fmt.Errorf("%w: %w", ErrNoVHID, err)
+	}
 	if err != nil {
 		return carpInfo{}, err
 	}

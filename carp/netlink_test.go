@@ -3,7 +3,9 @@ package carp
 import (
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -113,5 +115,70 @@ func TestCarpGetDump(t *testing.T) {
 	c = &genlClient{t: &fakeTransport{replies: [][]byte{r1, done}}}
 	if _, err := c.carpGet(0x1a, "em0", 10); !errors.Is(err, ErrNoVHID) {
 		t.Fatalf("missing vhid: %v", err)
+	}
+}
+
+// FreeBSD's NLMSG_ERROR and NLMSG_DONE carry a positive errno (netlink_message_writer.c:
+// nlmsg_ack and nlmsg_end_dump store `error`), Linux's a negative one. Both must decode to
+// the same errno, or the ENOENT checks never match on FreeBSD.
+func TestNetlinkErrorBothSigns(t *testing.T) {
+	for name, errno := range map[string]string{"FreeBSD +ENOENT": "02000000", "Linux -ENOENT": "feffffff"} {
+		// NLMSG_ERROR, seq 1: errno, then the request's header.
+		raw, _ := hex.DecodeString("24000000" + "02000000" + "01000000" + "00000000" + errno + "00000000000000000000000000000000")
+		msgs, err := parseMessages(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := nlError(msgs[0]); !errors.Is(err, syscall.ENOENT) {
+			t.Errorf("%s: nlError = %v, want ENOENT", name, err)
+		}
+		// The carp family missing (nlctrl answers ENOENT) makes the next reader be used.
+		c := &genlClient{t: &fakeTransport{replies: [][]byte{raw}}}
+		if _, err := c.familyID(carpNLFamily); !errors.Is(netlinkError(err), errUnavailable) {
+			t.Errorf("%s: family lookup error %v is not 'unavailable'", name, err)
+		}
+		// A vhid lookup answered ENOENT is ErrNoVHID.
+		c = &genlClient{t: &fakeTransport{replies: [][]byte{raw}}}
+		if _, err := c.carpGet(0x1a, "em0", 10); !errors.Is(err, ErrNoVHID) || !errors.Is(err, syscall.ENOENT) {
+			t.Errorf("%s: carpGet = %v, want ErrNoVHID (ENOENT)", name, err)
+		}
+	}
+}
+
+// carp_nl_get reports a failure inside the dump in the NLMSG_DONE payload
+// (nlmsg_end_dump(npt->nw, error, hdr)): that error, not "no such vhid".
+func TestCarpGetDoneCarriesTheError(t *testing.T) {
+	done := func(errno string) []byte {
+		b, _ := hex.DecodeString("14000000" + "03000200" + "01000000" + "00000000" + errno)
+		return b
+	}
+	c := &genlClient{t: &fakeTransport{replies: [][]byte{done("16000000")}}} // EINVAL, FreeBSD sign
+	if _, err := c.carpGet(0x1a, "em0", 10); !errors.Is(err, syscall.EINVAL) || errors.Is(err, ErrNoVHID) {
+		t.Fatalf("DONE with EINVAL: %v", err)
+	}
+	c = &genlClient{t: &fakeTransport{replies: [][]byte{done("02000000")}}} // ENOENT: no such vhid
+	if _, err := c.carpGet(0x1a, "em0", 10); !errors.Is(err, ErrNoVHID) {
+		t.Fatalf("DONE with ENOENT: %v", err)
+	}
+}
+
+// SIOCGVH without carp.ko answers EPROTONOSUPPORT (sys/net/if.c: carp_ioctl_p == NULL):
+// the ifconfig reader must take over, as for a kernel without the ioctl.
+func TestIoctlErrors(t *testing.T) {
+	for _, e := range []syscall.Errno{syscall.EPROTONOSUPPORT, syscall.ENOTTY, syscall.EOPNOTSUPP, syscall.ENOSYS} {
+		if err := ioctlError(e); !errors.Is(err, errUnavailable) {
+			t.Errorf("%v: %v, want unavailable", e, err)
+		}
+	}
+	if err := ioctlError(syscall.ENOENT); !errors.Is(err, ErrNoVHID) {
+		t.Errorf("ENOENT: %v", err)
+	}
+	if err := ioctlError(syscall.EPERM); errors.Is(err, errUnavailable) || errors.Is(err, ErrNoVHID) {
+		t.Errorf("EPERM: %v", err)
+	}
+	for _, e := range []syscall.Errno{syscall.EAFNOSUPPORT, syscall.EPROTONOSUPPORT} {
+		if err := netlinkError(fmt.Errorf("carp: generic netlink socket: %w", e)); !errors.Is(err, errUnavailable) {
+			t.Errorf("netlink socket %v: %v", e, err)
+		}
 	}
 }

@@ -99,7 +99,7 @@ func preflight(ctx context.Context, addrs []string, nodes map[string]*node, out 
 		n := nodes[a]
 		why, err := nodeProblem(ctx, n)
 		if err != nil {
-			why = "unreachable: " + err.Error()
+			why = "unreachable: " + err.Error() + deniedHint(err)
 		}
 		if why == "" {
 			if other, dup := ids[n.id]; dup {
@@ -132,6 +132,13 @@ func nodeProblem(ctx context.Context, n *node) (string, error) {
 		if major, _ := strconv.Atoi(strings.SplitN(v, ".", 2)[0]); major < 7 {
 			return fmt.Sprintf("redis_version %s: 7.0 or newer is needed", v), nil
 		}
+	}
+	cfg, err := readNodeConfig(ctx, n.cl)
+	if err != nil {
+		return "", err
+	}
+	if why := configProblem(cfg); why != "" {
+		return why, nil
 	}
 	ci, err := n.cl.ClusterInfo(ctx).Result()
 	if err != nil {
@@ -213,7 +220,11 @@ func create(ctx context.Context, o CreateOptions, addrs []string, l layout, node
 				}
 			}
 			if known < len(addrs) {
-				behind = append(behind, fmt.Sprintf("%s knows %d", a, known))
+				status := fmt.Sprintf("%s knows %d", a, known)
+				if st := strangers(lines, addrs); len(st) > 0 {
+					status += fmt.Sprintf(" and sees %s, which is none of the nodes (a node connecting from another address: bind-source-addr not set?)", strings.Join(st, " "))
+				}
+				behind = append(behind, status)
 			}
 		}
 		if len(behind) == 0 {
@@ -342,7 +353,15 @@ func converged(ctx context.Context, addrs []string, nodes map[string]*node, want
 				continue
 			}
 			if infoField(repl, "master_link_status") != "up" {
-				behind = append(behind, a+": replication link not up yet")
+				masterProblem := ""
+				for _, n := range nodes {
+					if n.id == me.MasterID {
+						if cfg, err := readNodeConfig(ctx, n.cl); err == nil {
+							masterProblem = configProblem(cfg)
+						}
+					}
+				}
+				behind = append(behind, a+": "+replicationStatus(repl, masterProblem))
 				continue
 			}
 		}

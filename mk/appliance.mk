@@ -4,6 +4,10 @@ DESTDIR     ?=
 # pkg(8) needs a version it can compare: 0.1.0.N where N counts the commits.
 PKG_VERSION ?= 0.1.0.$(shell git rev-list --count HEAD 2>/dev/null || echo 0)
 CROSS       := freebsd/amd64 freebsd/arm64 linux/amd64
+# The one rc script: the port installs it with USE_RC_SUBR, install-files likewise.
+RC_SCRIPT   := port/files/redis_carp_proxy.in
+# The binary looks for its configuration and pf files under PREFIX.
+LDFLAGS     += -X github.com/redis-carp-proxy/redis-carp-proxy/internal/config.Prefix=$(PREFIX)
 
 .PHONY: cross install install-files package
 
@@ -21,13 +25,14 @@ install: build install-files
 
 install-files:
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/etc/rc.d \
-		$(DESTDIR)$(PREFIX)/etc/redis-carp-proxy $(DESTDIR)$(PREFIX)/share/man/man8
+		$(DESTDIR)$(PREFIX)/etc/redis-carp-proxy $(DESTDIR)$(PREFIX)/share/man/man8 \
+		$(DESTDIR)$(PREFIX)/share/examples/redis-carp-proxy
 	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/sbin/redis-carp-proxy
-	sed 's|%%PREFIX%%|$(PREFIX)|g' rc.d/redis_carp_proxy.in > $(DESTDIR)$(PREFIX)/etc/rc.d/redis_carp_proxy
+	sed 's|%%PREFIX%%|$(PREFIX)|g' $(RC_SCRIPT) > $(DESTDIR)$(PREFIX)/etc/rc.d/redis_carp_proxy
 	chmod 0755 $(DESTDIR)$(PREFIX)/etc/rc.d/redis_carp_proxy
 	install -m 0644 etc/redis-carp-proxy.conf.sample $(DESTDIR)$(PREFIX)/etc/redis-carp-proxy.conf.sample
 	install -m 0644 etc/redis-carp-proxy.allow.list.sample $(DESTDIR)$(PREFIX)/etc/redis-carp-proxy/allow.list.sample
-	install -m 0644 etc/redis-carp-proxy.pf.anchor.sample $(DESTDIR)$(PREFIX)/etc/redis-carp-proxy/pf.anchor.sample
+	install -m 0644 etc/redis-carp-proxy.pf.anchor.sample $(DESTDIR)$(PREFIX)/share/examples/redis-carp-proxy/pf.anchor
 	gzip -9nc man/redis-carp-proxy.8 > $(DESTDIR)$(PREFIX)/share/man/man8/redis-carp-proxy.8.gz
 	chmod 0644 $(DESTDIR)$(PREFIX)/share/man/man8/redis-carp-proxy.8.gz
 

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/atomicfile"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun"
 )
 
@@ -59,12 +60,16 @@ func (pf *PF) TableEntries(ctx context.Context) ([]TableEntry, error) {
 	return ParseTableShow(string(out))
 }
 
-// Apply loads the rendered anchor, then replaces the table from its file, so that a
+// Apply writes the rendered anchor to p.AnchorFile (what pf.conf loads at boot, so the
+// rules survive a reboot), loads it, then replaces the table from its file, so that a
 // table already loaded with other contents is brought in line with the file.
 func (pf *PF) Apply(ctx context.Context, p Params) error {
 	rules, err := Render(p)
 	if err != nil {
 		return err
+	}
+	if err := atomicfile.Write(p.AnchorFile, []byte(rules), 0o644); err != nil {
+		return fmt.Errorf("pfctl: write the anchor file: %w", err)
 	}
 	if err := pf.LoadAnchor(ctx, rules); err != nil {
 		return err

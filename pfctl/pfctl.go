@@ -24,6 +24,7 @@ type Params struct {
 	Anchor     string // anchor name (pf-anchor)
 	Table      string // allowlist table (pf-table)
 	AllowFile  string // file the table is loaded from (pf-allow-file)
+	AnchorFile string // the rendered anchor, loaded by pf.conf at boot (pf-anchor-file)
 	InternalIf string // interface of the Redis/cluster traffic; "" = any
 	CarpIf     string // interface carrying CARP; "" = any
 	SyncIf     string // pfsync interface; "" = no pfsync rule
@@ -46,7 +47,7 @@ var (
 // FromConfig derives Params from the proxy configuration; source names the file.
 func FromConfig(c *config.Config, source string) (Params, error) {
 	p := Params{
-		Anchor: c.PFAnchor, Table: c.PFTable, AllowFile: c.PFAllowFile,
+		Anchor: c.PFAnchor, Table: c.PFTable, AllowFile: c.PFAllowFile, AnchorFile: c.PFAnchorFile,
 		InternalIf: c.PFInternalInterface, CarpIf: c.CarpInterface, SyncIf: c.PFSyncInterface,
 		Log: c.PFLog, Source: source,
 	}
@@ -98,8 +99,10 @@ func (p Params) Validate() error {
 			return fmt.Errorf("%s %q: %w (an interface name like em0)", f.key, f.v, ErrBadName)
 		}
 	}
-	if p.AllowFile == "" || !strings.HasPrefix(p.AllowFile, "/") || strings.ContainsAny(p.AllowFile, "\"\\\n\r\t") {
-		return fmt.Errorf("pf-allow-file %q: %w (an absolute path without quotes or backslashes)", p.AllowFile, ErrBadPath)
+	for _, f := range []struct{ key, v string }{{"pf-allow-file", p.AllowFile}, {"pf-anchor-file", p.AnchorFile}} {
+		if f.v == "" || !strings.HasPrefix(f.v, "/") || strings.ContainsAny(f.v, "\"\\\n\r\t") {
+			return fmt.Errorf("%s %q: %w (an absolute path without quotes or backslashes)", f.key, f.v, ErrBadPath)
+		}
 	}
 	if p.ProxyAddr.IsValid() && len(p.LBNetworks) > 0 {
 		same := false

@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/atomicfile"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/rcconf"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/textdiff"
 )
 
@@ -393,58 +393,36 @@ func titleCase(s string) string {
 	return strings.ToUpper(s[:1]) + s[1:]
 }
 
-var rcLine = regexp.MustCompile(`^\s*([A-Za-z_][A-Za-z0-9_]*)=(.*)$`)
-
 // rcConf returns old (an rc.conf.d file) with NAME_enable="YES" and NAME_profiles set to
-// ports, other lines untouched, and notes on what was replaced.
+// ports under rcconf's rule (other lines untouched), and notes on what was replaced.
 func rcConf(fl Flavor, old []byte, ports []int) ([]byte, []string) {
 	ps := make([]string, len(ports))
 	for i, p := range ports {
 		ps[i] = strconv.Itoa(p)
 	}
-	want := []struct{ name, value string }{
-		{fl.Name + "_enable", "YES"},
-		{fl.Name + "_profiles", strings.Join(ps, " ")},
-	}
-	var lines []string
-	if len(old) == 0 {
-		lines = []string{"# Written by redis-carp-proxy redis init: one " + fl.Name + " profile per cluster instance."}
-	} else {
-		lines = strings.Split(strings.TrimSuffix(string(old), "\n"), "\n")
+	content := string(old)
+	if content == "" {
+		content = "# Written by redis-carp-proxy redis init: one " + fl.Name + " profile per cluster instance.\n"
 	}
 	var notes []string
-	for _, w := range want {
-		line := fmt.Sprintf("%s=%q", w.name, w.value)
-		found := false
-		for i := 0; i < len(lines); i++ {
-			m := rcLine.FindStringSubmatch(lines[i])
-			if m == nil || m[1] != w.name {
-				continue
+	if prev, ok := rcconf.Get(content, fl.Name+"_profiles"); ok {
+		var dropped []string
+		for _, p := range strings.Fields(prev) {
+			if !slices.Contains(ps, p) {
+				dropped = append(dropped, p)
 			}
-			if found {
-				notes = append(notes, fmt.Sprintf("removed a second %s line: %s", w.name, lines[i]))
-				lines = slices.Delete(lines, i, i+1)
-				i--
-				continue
-			}
-			found = true
-			if w.name == fl.Name+"_profiles" {
-				prev := strings.Fields(strings.Trim(strings.TrimSpace(m[2]), `"'`))
-				var dropped []string
-				for _, p := range prev {
-					if !slices.Contains(ps, p) {
-						dropped = append(dropped, p)
-					}
-				}
-				if len(dropped) > 0 {
-					notes = append(notes, fmt.Sprintf("profiles %s are no longer started by the rc script (their files are left in place)", strings.Join(dropped, " ")))
-				}
-			}
-			lines[i] = line
 		}
-		if !found {
-			lines = append(lines, line)
+		if len(dropped) > 0 {
+			notes = append(notes, fmt.Sprintf("profiles %s are no longer started by the rc script (their files are left in place)", strings.Join(dropped, " ")))
 		}
 	}
-	return []byte(strings.Join(lines, "\n") + "\n"), notes
+	for _, w := range []struct{ name, value string }{
+		{fl.Name + "_enable", "YES"},
+		{fl.Name + "_profiles", strings.Join(ps, " ")},
+	} {
+		var n []string
+		content, n = rcconf.Set(content, w.name, w.value, rcconf.Quoted)
+		notes = append(notes, n...)
+	}
+	return []byte(content), notes
 }

@@ -252,3 +252,18 @@ func TestMain(m *testing.M) {
 	syscall.Umask(0o022)
 	os.Exit(m.Run())
 }
+
+// rcConf follows rcconf's rule: the assignment in effect (the last) takes the value in
+// its place, earlier ones are removed and reported.
+func TestRCConfDuplicateProfiles(t *testing.T) {
+	old := "redis_profiles=\"6379\"\n# mine\nredis_profiles=\"7000 7002\"\nredis_user=\"redis\"\n"
+	got, notes := rcConf(Flavors["redis"], []byte(old), []int{7000, 7001})
+	want := "# mine\nredis_profiles=\"7000 7001\"\nredis_user=\"redis\"\nredis_enable=\"YES\"\n"
+	if string(got) != want {
+		t.Fatalf("rcConf:\n%s\nwant:\n%s", got, want)
+	}
+	joined := strings.Join(notes, "\n")
+	if !strings.Contains(joined, "profiles 7002 are no longer started") || !strings.Contains(joined, `redis_profiles="6379"`) {
+		t.Fatalf("notes: %q", notes)
+	}
+}

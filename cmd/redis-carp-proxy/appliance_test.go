@@ -48,9 +48,13 @@ func TestPFApplyAndShow(t *testing.T) {
 		"pfctl -a redis-carp-proxy -s rules":               {Stdout: "pass in quick proto tcp from <redis_allow> to any port 7000:7100 flags S/SA keep state\n"},
 		"pfctl -a redis-carp-proxy -t redis_allow -T show": {Stdout: "   198.51.100.1\n   198.51.100.0/24\n"},
 	})
-	out, err := runWith(t, rec, "pf", "apply", "-c", sampleConf, "-pf-allow-file", allow)
+	anchorFile := filepath.Join(t.TempDir(), "pf.anchor")
+	out, err := runWith(t, rec, "pf", "apply", "-c", sampleConf, "-pf-allow-file", allow, "-pf-anchor-file", anchorFile)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
+	}
+	if b, err := os.ReadFile(anchorFile); err != nil || !strings.Contains(string(b), "table <redis_allow> persist file \""+allow+"\"") {
+		t.Fatalf("anchor file for boot: %v\n%s", err, b)
 	}
 	if !strings.Contains(out, "created "+allow) || !strings.Contains(out, `loaded anchor "redis-carp-proxy"`) {
 		t.Fatalf("apply output:\n%s", out)
@@ -81,7 +85,7 @@ func TestPFApplySurfacesPfctlStderr(t *testing.T) {
 	rec := cmdruntest.New(map[string]cmdruntest.Reply{
 		"pfctl -a redis-carp-proxy -f -": {Exit: 1, Stderr: "pfctl: /dev/pf: Permission denied\n"},
 	})
-	_, err := runWith(t, rec, "pf", "apply", "-c", sampleConf, "-pf-allow-file", allow)
+	_, err := runWith(t, rec, "pf", "apply", "-c", sampleConf, "-pf-allow-file", allow, "-pf-anchor-file", filepath.Join(t.TempDir(), "pf.anchor"))
 	if err == nil || !strings.Contains(err.Error(), "/dev/pf: Permission denied") {
 		t.Fatalf("got %v", err)
 	}

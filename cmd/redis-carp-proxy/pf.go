@@ -14,8 +14,8 @@ import (
 )
 
 // defaultConfigPath is the configuration the subcommands read without -c (where the
-// package installs it).
-const defaultConfigPath = "/usr/local/etc/redis-carp-proxy.conf"
+// package installs it, under config.Prefix).
+var defaultConfigPath = config.DefaultFile()
 
 // commandRunner runs pfctl, kldload, sysctl and service for the subcommands; tests
 // replace it with a recorder.

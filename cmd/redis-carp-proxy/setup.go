@@ -10,10 +10,13 @@ import (
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/hostsetup"
 )
 
+// errNotRoot is returned when setup would change the running system without root.
+var errNotRoot = errors.New("setup needs root to change the running system (or use --dry-run / --root DIR)")
+
 // checkSetupPrivileges refuses to change the running system without root.
 func checkSetupPrivileges(live, dryRun bool, euid int) error {
 	if live && !dryRun && euid != 0 {
-		return hostsetup.ErrNotRoot
+		return errNotRoot
 	}
 	return nil
 }

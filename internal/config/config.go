@@ -91,6 +91,7 @@ type Config struct {
 	PFAnchor            string
 	PFTable             string
 	PFAllowFile         string
+	PFAnchorFile        string
 	PFInternalInterface string
 	PFSyncInterface     string
 	PFSyncPeer          string
@@ -116,11 +117,21 @@ type User struct {
 	ReadOnly bool
 }
 
+// Prefix is the installation prefix (the ports' PREFIX) below which the package
+// installs its files; the defaults of file keys and DefaultFile are under it. A build
+// for another prefix sets it with -ldflags "-X <module>/internal/config.Prefix=DIR" (the
+// Makefile and the port do).
+var Prefix = "/usr/local"
+
+// DefaultFile is the configuration file the package installs and the subcommands read
+// without -c: Prefix/etc/redis-carp-proxy.conf.
+func DefaultFile() string { return Prefix + "/etc/redis-carp-proxy.conf" }
+
 // Default returns the configuration used for every key that is not set.
 func Default() *Config {
 	c := &Config{}
 	for _, k := range keys {
-		if err := k.set(c, k.def); err != nil {
+		if err := k.set(c, k.defValue()); err != nil {
 			panic(fmt.Sprintf("config: default of %s: %v", k.name, err))
 		}
 	}
@@ -135,6 +146,9 @@ type key struct {
 	doc  string
 	set  func(c *Config, v string) error
 }
+
+// defValue is the key's default with ${PREFIX} replaced by Prefix.
+func (k key) defValue() string { return strings.ReplaceAll(k.def, "${PREFIX}", Prefix) }
 
 // keys lists every configuration key. The sample config documents the same set; a test
 // checks that the two agree.
@@ -265,11 +279,12 @@ var keys = []key{
 	{"drain-timeout", "3s", "after losing MASTER, how long existing clients may finish before they are closed", durVar(0, func(c *Config) *time.Duration { return &c.DrainTimeout })},
 	{"carp-demote", "no", "demote this host's CARP when the proxy cannot serve (needs net.inet.carp.preempt=1)", boolVar(func(c *Config) *bool { return &c.CarpDemote })},
 	{"carp-demote-after", "10s", "how long the proxy must be unable to serve before it demotes", durVar(0, func(c *Config) *time.Duration { return &c.CarpDemoteAfter })},
-	{"carp-health-file", "", "vip mode: file written with the demotion weight for keepalived track_file (empty: off)", strVar(func(c *Config) *string { return &c.CarpHealthFile })},
+	{"carp-health-file", "", "file holding the demotion this proxy applies (0 or 240); vip mode: keepalived's track_file (empty: off); freebsd mode: read at start to undo a demotion a crash left (empty: /var/run/redis-carp-proxy.demotion)", strVar(func(c *Config) *string { return &c.CarpHealthFile })},
 
 	{"pf-anchor", "redis-carp-proxy", "pf anchor holding the allowlist rules", strVar(func(c *Config) *string { return &c.PFAnchor })},
 	{"pf-table", "redis_allow", "pf table of addresses allowed to reach Redis and the admin port", strVar(func(c *Config) *string { return &c.PFTable })},
-	{"pf-allow-file", "/usr/local/etc/redis-carp-proxy/allow.list", "file with one allowed address or CIDR per line", strVar(func(c *Config) *string { return &c.PFAllowFile })},
+	{"pf-allow-file", "${PREFIX}/etc/redis-carp-proxy/allow.list", "file with one allowed address or CIDR per line", strVar(func(c *Config) *string { return &c.PFAllowFile })},
+	{"pf-anchor-file", "${PREFIX}/etc/redis-carp-proxy/pf.anchor", "the rendered anchor, written by setup and pf apply; pf.conf loads it at boot (load anchor)", strVar(func(c *Config) *string { return &c.PFAnchorFile })},
 	{"pf-internal-interface", "", "interface the Redis cluster nodes talk on (empty: any)", strVar(func(c *Config) *string { return &c.PFInternalInterface })},
 	{"pfsync-interface", "", "interface pfsync runs on (empty: no pfsync rule)", strVar(func(c *Config) *string { return &c.PFSyncInterface })},
 	{"pfsync-peer", "", "pfsync peer address (empty: multicast)", strVar(func(c *Config) *string { return &c.PFSyncPeer })},
@@ -314,7 +329,7 @@ func Keys() []string {
 func Describe(name string) (def, doc string, ok bool) {
 	for _, k := range keys {
 		if k.name == name {
-			return k.def, k.doc, true
+			return k.defValue(), k.doc, true
 		}
 	}
 	return "", "", false
@@ -402,7 +417,7 @@ func NewFlagSet(name string) *FlagSet {
 	fs.StringVar(&fs.file, "c", "", "configuration `file`")
 	for _, k := range keys {
 		k := k
-		fs.Func(k.name, fmt.Sprintf("%s (default %q)", k.doc, k.def), func(v string) error {
+		fs.Func(k.name, fmt.Sprintf("%s (default %q)", k.doc, k.defValue()), func(v string) error {
 			if err := k.set(Default(), v); err != nil {
 				return err
 			}

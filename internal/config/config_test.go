@@ -31,7 +31,7 @@ func renderSample() string {
 	b.WriteString(sampleHeader)
 	for _, k := range keys {
 		b.WriteString("\n# " + k.doc + "\n")
-		def := k.def
+		def := k.defValue()
 		if def == "" {
 			def = `""`
 		}
@@ -163,5 +163,23 @@ func TestDiffAndCopyKey(t *testing.T) {
 		if err := lookup("client-output-buffer-limit").set(Default(), bad); err == nil {
 			t.Errorf("client-output-buffer-limit %q accepted", bad)
 		}
+	}
+}
+
+// File defaults follow Prefix, so a build for another PREFIX (the port's -X) finds its
+// files there.
+func TestDefaultsFollowPrefix(t *testing.T) {
+	old := Prefix
+	t.Cleanup(func() { Prefix = old })
+	Prefix = "/opt/local"
+	c := Default()
+	if c.PFAllowFile != "/opt/local/etc/redis-carp-proxy/allow.list" || c.PFAnchorFile != "/opt/local/etc/redis-carp-proxy/pf.anchor" {
+		t.Fatalf("defaults under %s: %q, %q", Prefix, c.PFAllowFile, c.PFAnchorFile)
+	}
+	if DefaultFile() != "/opt/local/etc/redis-carp-proxy.conf" {
+		t.Fatalf("DefaultFile = %q", DefaultFile())
+	}
+	if def, _, _ := Describe("pf-allow-file"); def != c.PFAllowFile {
+		t.Fatalf("Describe: %q", def)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/atomicfile"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/rcconf"
 	"github.com/redis-carp-proxy/redis-carp-proxy/pfctl"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/textdiff"
@@ -95,21 +96,21 @@ func (s *Setup) Run(ctx context.Context) error {
 
 	// 2. rc.conf settings in rc.conf.d files (rc.subr reads /etc/rc.conf.d/NAME for
 	// service NAME after /etc/rc.conf, so these win).
-	if _, err := s.editFile(RCConfDir+"/pf", func(c string) string { return setVar(c, "pf_enable", "YES", true) }); err != nil {
+	if _, err := s.editFile(RCConfDir+"/pf", func(c string) string { return s.setVar(c, "pf_enable", "YES", rcconf.Quoted) }); err != nil {
 		return err
 	}
 	if p.Log {
-		if _, err := s.editFile(RCConfDir+"/pflog", func(c string) string { return setVar(c, "pflog_enable", "YES", true) }); err != nil {
+		if _, err := s.editFile(RCConfDir+"/pflog", func(c string) string { return s.setVar(c, "pflog_enable", "YES", rcconf.Quoted) }); err != nil {
 			return err
 		}
 	}
 	pfsyncChanged := false
 	if p.SyncIf != "" {
 		pfsyncChanged, err = s.editFile(RCConfDir+"/pfsync", func(c string) string {
-			c = setVar(c, "pfsync_enable", "YES", true)
-			c = setVar(c, "pfsync_syncdev", p.SyncIf, true)
+			c = s.setVar(c, "pfsync_enable", "YES", rcconf.Quoted)
+			c = s.setVar(c, "pfsync_syncdev", p.SyncIf, rcconf.Quoted)
 			if s.Config.PFSyncPeer != "" {
-				c = setVar(c, "pfsync_syncpeer", s.Config.PFSyncPeer, true)
+				c = s.setVar(c, "pfsync_syncpeer", s.Config.PFSyncPeer, rcconf.Quoted)
 			}
 			return c
 		})
@@ -124,7 +125,7 @@ func (s *Setup) Run(ctx context.Context) error {
 	s.suggestCarp()
 
 	// 4. Preemption, persistently and now.
-	if _, err := s.editFile(SysctlConf, func(c string) string { return setVar(c, "net.inet.carp.preempt", "1", false) }); err != nil {
+	if _, err := s.editFile(SysctlConf, func(c string) string { return s.setVar(c, "net.inet.carp.preempt", "1", rcconf.Bare) }); err != nil {
 		return err
 	}
 	if out, err := s.probe(ctx, "sysctl", "-n", "net.inet.carp.preempt"); err == nil && strings.TrimSpace(string(out)) == "1" {
@@ -133,26 +134,34 @@ func (s *Setup) Run(ctx context.Context) error {
 		return err
 	}
 
-	// 5. The anchor hook in pf.conf, and the allowlist file the anchor's table loads.
-	pfChanged, err := s.editFile(PFConf, func(c string) string {
-		if c == "" {
-			return managed + "\n# pf(4) had no rule set; this one passes everything except what the\n# redis-carp-proxy anchor blocks.\npass all\n" + hook(p.Anchor)
-		}
-		if hasAnchorHook(c, p.Anchor) {
-			return c
-		}
-		if !strings.HasSuffix(c, "\n") {
-			c += "\n"
-		}
-		return c + "\n" + hook(p.Anchor)
-	})
+	// 5. The anchor's rules in the file pf.conf loads them from at boot, the hook in
+	// pf.conf before its first filter rule, and the allowlist file the anchor's table
+	// loads (pfctl refuses a table whose file is missing).
+	rules, err := pfctl.Render(p)
 	if err != nil {
+		return err
+	}
+	if _, err := s.writeFile(p.AnchorFile, rules); err != nil {
 		return err
 	}
 	if _, err := os.Stat(s.path(p.AllowFile)); os.IsNotExist(err) {
 		if _, err := s.writeFile(p.AllowFile, pfctl.AllowListHeader); err != nil {
 			return err
 		}
+	}
+	pfChanged, err := s.editFile(PFConf, func(c string) string {
+		if c == "" {
+			c = managed + "\n" + strings.Join(hookLines(p.Anchor, p.AnchorFile), "\n") +
+				"\n\n# pf(4) had no rule set; this one passes everything the anchor does not block.\npass all\n"
+		}
+		c, note := placeHook(c, p.Anchor, p.AnchorFile)
+		if note != "" {
+			s.say("%s: %s", PFConf, note)
+		}
+		return c
+	})
+	if err != nil {
+		return err
 	}
 
 	// 6. pf running with the new pf.conf, pfsync up, then the anchor and its table.
@@ -181,18 +190,10 @@ func (s *Setup) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	rules, err := pfctl.Render(p)
-	if err != nil {
-		return err
-	}
 	if err := s.act(ctx, []byte(rules), "pfctl", "-a", p.Anchor, "-f", "-"); err != nil {
 		return err
 	}
 	return s.act(ctx, nil, "pfctl", "-a", p.Anchor, "-t", p.Table, "-T", "replace", "-f", p.AllowFile)
-}
-
-func hook(anchor string) string {
-	return fmt.Sprintf("# redis-carp-proxy allowlist (rules: redis-carp-proxy pf render)\nanchor %q\n", anchor)
 }
 
 // suggestCarp prints the rc.conf line for the VIP; the password and advskew are the
@@ -218,6 +219,16 @@ func (s *Setup) suggestCarp() {
 	s.say("carp: not configured by setup. Suggested, with your own password (the same on every host) and advskew (0, 100, 200):")
 	s.say("  sysrc ifconfig_%s_alias0=\"%s vhid %d advskew 0 pass PASSWORD alias %s/%d\"", ifname, af, vhid, vip, bits)
 	s.say("  service netif restart %s   # or: ifconfig %s %s vhid %d advskew 0 pass PASSWORD alias %s/%d", ifname, ifname, af, vhid, vip, bits)
+}
+
+// setVar sets name in an rc.conf.d or sysctl.conf file under rcconf's rule and reports
+// the earlier assignments it removed.
+func (s *Setup) setVar(content, name, value string, style rcconf.Style) string {
+	out, notes := rcconf.Set(content, name, value, style)
+	for _, n := range notes {
+		s.say("note: %s", n)
+	}
+	return out
 }
 
 func (s *Setup) say(format string, a ...any) {

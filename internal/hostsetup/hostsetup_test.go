@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun/cmdruntest"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
+	"github.com/redis-carp-proxy/redis-carp-proxy/pfctl"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/textdiff"
 )
@@ -226,27 +227,6 @@ func TestSetupSurfacesCommandErrors(t *testing.T) {
 	}
 }
 
-func TestSetVar(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"", "pf_enable=\"YES\"\n"},
-		{"# c\npf_enable=\"NO\"\nx=1\n", "# c\npf_enable=\"YES\"\nx=1\n"},
-		{"pf_enable=YES\n", "pf_enable=YES\n"},
-		{"pf_enable=\"YES\" # on\n", "pf_enable=\"YES\" # on\n"},
-		{"pf_enable=\"NO\"\npf_enable=\"NO\"\n", "pf_enable=\"NO\"\npf_enable=\"YES\"\n"},
-		{"other=1", "other=1\npf_enable=\"YES\"\n"},
-	} {
-		if got := setVar(tc.in, "pf_enable", "YES", true); got != tc.want {
-			t.Errorf("setVar(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-	if !hasAnchorHook("pass\nanchor \"redis-carp-proxy\"\n", "redis-carp-proxy") ||
-		!hasAnchorHook("  anchor redis-carp-proxy/* in on em0\n", "redis-carp-proxy") ||
-		hasAnchorHook("anchor \"redis-carp-proxy-old\"\n", "redis-carp-proxy") ||
-		hasAnchorHook("# anchor \"redis-carp-proxy\"\n", "redis-carp-proxy") {
-		t.Error("hasAnchorHook misjudges")
-	}
-}
-
 func TestSetupRefusesUnsafePeer(t *testing.T) {
 	c := loadConfig(t, "testdata/full.conf")
 	c.PFSyncPeer = `198.51.100.12"; reboot; "`
@@ -258,5 +238,50 @@ func TestSetupRefusesUnsafePeer(t *testing.T) {
 	}
 	if tree := readTree(t, root); len(tree) != 0 {
 		t.Fatalf("files written before validation: %v", tree)
+	}
+}
+
+// After setup, a reboot must bring the anchor back before anything else filters: rc.d/pf
+// (REQUIRE: FILESYSTEMS, so /usr/local is mounted; the proxy's rc script REQUIRE: pf)
+// runs `pfctl -f /etc/pf.conf`, which loads every `load anchor` file. This replays that
+// on the trees setup wrote: the hook is pf.conf's first filter rule, and what pf.conf
+// loads is the rendered anchor, whose table file exists.
+func TestBootLoadsTheAnchor(t *testing.T) {
+	for _, tc := range []setupCase{
+		{name: "fresh", config: "testdata/full.conf", replies: freshHost},
+		{name: "existing", config: "../../etc/redis-carp-proxy.conf.sample", replies: readyHost},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			writeTree(t, root, readTree(t, filepath.Join("testdata", tc.name, "in")))
+			runCase(t, tc, root)
+			p, err := pfctl.FromConfig(loadConfig(t, tc.config), filepath.Base(tc.config))
+			if err != nil {
+				t.Fatal(err)
+			}
+			pfconf, err := os.ReadFile(filepath.Join(root, PFConf))
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkPFOrder(t, string(pfconf))
+			hookIsFirstFilterRule(t, string(pfconf), p.Anchor, p.AnchorFile)
+			for _, s := range pfStatements(splitLines(string(pfconf))) {
+				file, ok := s.isLoad(p.Anchor)
+				if !ok {
+					continue
+				}
+				got, err := os.ReadFile(filepath.Join(root, file))
+				if err != nil {
+					t.Fatalf("pf.conf loads %s at boot: %v", file, err)
+				}
+				want, _ := pfctl.Render(p)
+				if string(got) != want {
+					t.Fatalf("%s is not the rendered anchor:\n%s", file, got)
+				}
+				if _, err := os.Stat(filepath.Join(root, p.AllowFile)); err != nil {
+					t.Fatalf("the anchor's table file: %v", err)
+				}
+			}
+		})
 	}
 }

@@ -2,7 +2,8 @@
 // install-files DESTDIR=stage), without pkg(8) or a ports tree: a gzip-compressed tar
 // whose first entries are +COMPACT_MANIFEST and +MANIFEST (JSON, which pkg's UCL parser
 // reads), followed by the files under their absolute paths. The metadata comes from the
-// port skeleton (port/Makefile COMMENT, pkg-descr, pkg-message, pkg-plist @sample lines).
+// port skeleton (port/Makefile COMMENT, pkg-descr, files/pkg-message.in, pkg-plist
+// @sample lines).
 //
 // Usage: go run ./internal/mkpkg -stage build/stage-amd64 -arch amd64 -version 0.1.0 -port port -o out.pkg
 package main
@@ -36,7 +37,7 @@ func main() {
 	prefix := flag.String("prefix", "/usr/local", "installation prefix inside the stage")
 	arch := flag.String("arch", "amd64", "GOARCH of the staged binary (amd64, arm64)")
 	version := flag.String("version", "", "package version")
-	port := flag.String("port", "port", "port skeleton directory with Makefile, pkg-descr, pkg-message, pkg-plist")
+	port := flag.String("port", "port", "port skeleton directory with Makefile, pkg-descr, pkg-plist, files/pkg-message.in")
 	out := flag.String("o", "", "output .pkg file")
 	flag.Parse()
 	if *stage == "" || *version == "" || *out == "" {
@@ -105,19 +106,19 @@ func readPort(dir, prefix string) (Meta, error) {
 		return m, err
 	}
 	m.Desc = strings.TrimSpace(string(desc))
-	msg, err := os.ReadFile(filepath.Join(dir, "pkg-message"))
+	msg, err := os.ReadFile(filepath.Join(dir, "files", "pkg-message.in"))
 	if err != nil {
 		return m, err
 	}
 	if _, body, ok := strings.Cut(string(msg), "<<EOM\n"); ok {
 		body, _, _ = strings.Cut(body, "\nEOM")
-		m.Message = strings.ReplaceAll(body, "%%PREFIX%%", prefix)
+		m.Message = filesSub(m.Name, prefix).Replace(body)
 	}
 	plist, err := os.ReadFile(filepath.Join(dir, "pkg-plist"))
 	if err != nil {
 		return m, err
 	}
-	for _, l := range strings.Split(string(plist), "\n") {
+	for _, l := range strings.Split(plistSub(m.Name).Replace(string(plist)), "\n") {
 		if s, ok := strings.CutPrefix(l, "@sample "); ok {
 			m.Samples = append(m.Samples, strings.TrimSuffix(strings.TrimSpace(s), ".sample"))
 		}
@@ -128,12 +129,25 @@ func readPort(dir, prefix string) (Meta, error) {
 	return m, nil
 }
 
+// plistSub and filesSub replace the ports framework's substitutions as bsd.port.mk
+// defines them for PORTNAME name: in pkg-plist relative to the prefix (ETCDIR etc/NAME,
+// EXAMPLESDIR share/examples/NAME, PORTEXAMPLES empty: the EXAMPLES option on), in
+// files/*.in (SUB_FILES) as absolute paths.
+func plistSub(name string) *strings.Replacer {
+	return strings.NewReplacer("%%ETCDIR%%", "etc/"+name, "%%EXAMPLESDIR%%", "share/examples/"+name, "%%PORTEXAMPLES%%", "")
+}
+
+func filesSub(name, prefix string) *strings.Replacer {
+	return strings.NewReplacer("%%PREFIX%%", prefix, "%%ETCDIR%%", prefix+"/etc/"+name,
+		"%%EXAMPLESDIR%%", prefix+"/share/examples/"+name)
+}
+
 // File is one staged file: its absolute installed path and where it is in the stage.
 type File struct {
 	Path, Src string
 	Mode      fs.FileMode
 	Size      int64
-	Sum       string // pkg's checksum: "1$" + hex SHA-256
+	Sum       string // hex SHA-256
 }
 
 func stageFiles(stage string) ([]File, error) {
@@ -155,20 +169,31 @@ func stageFiles(stage string) ([]File, error) {
 		}
 		rel, _ := filepath.Rel(stage, p)
 		sum := sha256.Sum256(b)
-		files = append(files, File{Path: "/" + filepath.ToSlash(rel), Src: p, Mode: st.Mode().Perm(), Size: st.Size(), Sum: "1$" + hex.EncodeToString(sum[:])})
+		files = append(files, File{Path: "/" + filepath.ToSlash(rel), Src: p, Mode: st.Mode().Perm(), Size: st.Size(), Sum: hex.EncodeToString(sum[:])})
 		return nil
 	})
 	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
 	return files, err
 }
 
+// manifestFile is a +MANIFEST files entry in pkg's object form (libpkg/pkg_manifest.c,
+// pkg_set_files_from_object): without uname, gname and perm pkg registers the file with
+// mode 0000. The object form takes the sum as the bare 64-digit SHA-256, which pkg
+// validates as SHA-256 hex (pkg_checksum_validate_fileat).
+type manifestFile struct {
+	Sum   string `json:"sum"`
+	Uname string `json:"uname"`
+	Gname string `json:"gname"`
+	Perm  string `json:"perm"`
+}
+
 // manifests returns +COMPACT_MANIFEST and +MANIFEST.
 func manifests(m Meta, files []File) (compact, full []byte, err error) {
 	var flat int64
-	fileMap := map[string]string{}
+	fileMap := map[string]manifestFile{}
 	for _, f := range files {
 		flat += f.Size
-		fileMap[f.Path] = f.Sum
+		fileMap[f.Path] = manifestFile{Sum: f.Sum, Uname: "root", Gname: "wheel", Perm: fmt.Sprintf("%04o", f.Mode.Perm())}
 	}
 	base := map[string]any{
 		"name": m.Name, "origin": m.Origin, "version": m.Version, "comment": m.Comment,
@@ -186,7 +211,9 @@ func manifests(m Meta, files []File) (compact, full []byte, err error) {
 	if len(m.Samples) > 0 {
 		var post, pre strings.Builder
 		for _, s := range m.Samples {
-			f := `"${PKG_PREFIX}/` + s + `"`
+			// pkg -r ROOT runs the scripts outside ROOT (without a chroot): every path is
+			// below PKG_ROOTDIR ("/" otherwise), as the ports' @sample Lua scripts do.
+			f := `"${PKG_ROOTDIR}${PKG_PREFIX}/` + s + `"`
 			fmt.Fprintf(&post, "if [ ! -f %s ]; then cp -p %s %s; fi\n", f, strings.TrimSuffix(f, `"`)+`.sample"`, f)
 			fmt.Fprintf(&pre, "if cmp -s %s %s; then rm -f %s; fi\n", f, strings.TrimSuffix(f, `"`)+`.sample"`, f)
 		}

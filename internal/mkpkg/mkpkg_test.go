@@ -10,12 +10,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
 )
 
 const repo = "../.."
+
+// rcScript is the one rc script in the tree (the port's USE_RC_SUBR file; make
+// install-files installs the same).
+const rcScript = "port/files/redis_carp_proxy.in"
 
 // needTool skips when a lint tool is missing locally; CI (CI=true) installs it through
 // tools/install-deps.sh, so there a missing tool fails.
@@ -33,9 +38,9 @@ func needTool(t *testing.T, name, debPkg string) string {
 
 func TestShellcheckRCScript(t *testing.T) {
 	sc := needTool(t, "shellcheck", "shellcheck")
-	out, err := exec.Command(sc, "-s", "sh", filepath.Join(repo, "rc.d/redis_carp_proxy.in")).CombinedOutput()
+	out, err := exec.Command(sc, "-s", "sh", filepath.Join(repo, rcScript)).CombinedOutput()
 	if err != nil {
-		t.Fatalf("shellcheck -s sh rc.d/redis_carp_proxy.in: %v\n%s", err, out)
+		t.Fatalf("shellcheck -s sh %s: %v\n%s", rcScript, err, out)
 	}
 }
 
@@ -44,14 +49,6 @@ func TestManPageLint(t *testing.T) {
 	out, err := exec.Command(mandoc, "-T", "lint", "-W", "warning", filepath.Join(repo, "man/redis-carp-proxy.8")).CombinedOutput()
 	if err != nil || len(out) > 0 {
 		t.Fatalf("mandoc -T lint -W warning man/redis-carp-proxy.8: %v\n%s", err, out)
-	}
-}
-
-func TestPortRCScriptIsTheSame(t *testing.T) {
-	a, err1 := os.ReadFile(filepath.Join(repo, "rc.d/redis_carp_proxy.in"))
-	b, err2 := os.ReadFile(filepath.Join(repo, "port/files/redis_carp_proxy.in"))
-	if err1 != nil || err2 != nil || string(a) != string(b) {
-		t.Fatalf("port/files/redis_carp_proxy.in must be a copy of rc.d/redis_carp_proxy.in (%v, %v)", err1, err2)
 	}
 }
 
@@ -64,7 +61,7 @@ func plistFiles(t *testing.T) []string {
 		t.Fatal(err)
 	}
 	files := []string{"etc/rc.d/redis_carp_proxy"}
-	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+	for _, l := range strings.Split(strings.TrimSpace(plistSub("redis-carp-proxy").Replace(string(b))), "\n") {
 		l = strings.TrimPrefix(l, "@sample ")
 		if strings.HasPrefix(l, "@") {
 			t.Fatalf("unexpected plist keyword in %q", l)
@@ -127,7 +124,7 @@ func TestInstallMatchesPlistAndPackage(t *testing.T) {
 	var man struct {
 		Name, Origin, Version, Comment, Desc, Maintainer, WWW, ABI, Prefix string
 		Flatsize                                                           int64
-		Files                                                              map[string]string
+		Files                                                              map[string]manifestFile
 		Scripts                                                            map[string]string
 		Messages                                                           []map[string]string
 	}
@@ -141,7 +138,7 @@ func TestInstallMatchesPlistAndPackage(t *testing.T) {
 	}
 	var manFiles, pkgFiles []string
 	var flat int64
-	for p, sum := range man.Files {
+	for p, mf := range man.Files {
 		manFiles = append(manFiles, strings.TrimPrefix(p, "/usr/local/"))
 		data, ok := contents[p]
 		if !ok {
@@ -149,8 +146,16 @@ func TestInstallMatchesPlistAndPackage(t *testing.T) {
 			continue
 		}
 		h := sha256.Sum256(data)
-		if sum != "1$"+hex.EncodeToString(h[:]) {
-			t.Errorf("%s: checksum %s does not match the content", p, sum)
+		if mf.Sum != hex.EncodeToString(h[:]) {
+			t.Errorf("%s: checksum %s does not match the content", p, mf.Sum)
+		}
+		// pkg registers what the manifest says: without perm the file is mode 0000.
+		wantPerm := "0644"
+		if strings.HasSuffix(p, "/sbin/redis-carp-proxy") || strings.Contains(p, "/rc.d/") {
+			wantPerm = "0755"
+		}
+		if mf.Perm != wantPerm || mf.Uname != "root" || mf.Gname != "wheel" {
+			t.Errorf("%s: manifest attributes %+v, want perm %s root:wheel", p, mf, wantPerm)
 		}
 		flat += int64(len(data))
 	}
@@ -168,11 +173,10 @@ func TestInstallMatchesPlistAndPackage(t *testing.T) {
 	if err := json.Unmarshal(contents["+COMPACT_MANIFEST"], &compact); err != nil || compact["files"] != nil || compact["name"] != "redis-carp-proxy" {
 		t.Fatalf("+COMPACT_MANIFEST: %v %v", compact, err)
 	}
-	if !strings.Contains(man.Scripts["post-install"], `cp -p "${PKG_PREFIX}/etc/redis-carp-proxy.conf.sample" "${PKG_PREFIX}/etc/redis-carp-proxy.conf"`) {
-		t.Fatalf("post-install does not install the sample config:\n%s", man.Scripts["post-install"])
-	}
+	runPackageScripts(t, man.Scripts)
 	if len(man.Messages) != 1 || !strings.Contains(man.Messages[0]["message"], "sysrc redis_carp_proxy_enable=YES") ||
-		strings.Contains(man.Messages[0]["message"], "%%PREFIX%%") {
+		strings.Contains(man.Messages[0]["message"], "%%") ||
+		!strings.Contains(man.Messages[0]["message"], "/usr/local/share/examples/redis-carp-proxy/pf.anchor") {
 		t.Fatalf("pkg-message: %v", man.Messages)
 	}
 	if sc, err := exec.LookPath("shellcheck"); err == nil {
@@ -223,14 +227,14 @@ func readPkg(t *testing.T, path string) ([]string, map[string][]byte) {
 
 // The rc script's contract with rc.subr and daemon(8), as documented in the README.
 func TestRCScriptContract(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(repo, "rc.d/redis_carp_proxy.in"))
+	b, err := os.ReadFile(filepath.Join(repo, rcScript))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := string(b)
 	for _, want := range []string{
 		"# PROVIDE: redis_carp_proxy\n",
-		"# REQUIRE: NETWORKING pf pfsync",
+		"# REQUIRE: LOGIN pf pfsync\n",
 		"# KEYWORD: shutdown\n",
 		"rcvar=redis_carp_proxy_enable\n",
 		`: "${redis_carp_proxy_config:=%%PREFIX%%/etc/redis-carp-proxy.conf}"`,
@@ -245,7 +249,247 @@ func TestRCScriptContract(t *testing.T) {
 		"redis_carp_proxy_profiles",
 	} {
 		if !strings.Contains(s, want) {
-			t.Errorf("rc.d/redis_carp_proxy.in lacks %q", want)
+			t.Errorf("%s lacks %q", rcScript, want)
+		}
+	}
+}
+
+// At boot /etc/rc does not execute rc scripts, it sources them (libexec/rc/rc.subr,
+// run_rc_script: `( set $_arg; . $_file )`), so "$0" is /etc/rc. This runs the installed
+// script the same way, from a stand-in /etc/rc with a stub rc.subr, and checks that each
+// profile is started once through the script's installed path and /etc/rc never runs
+// again (re-running it would boot the system a second time).
+func TestRCScriptProfilesAtBoot(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh")
+	}
+	for _, tc := range []struct {
+		name, rcconf, want string
+	}{
+		{"profiles", `redis_carp_proxy_profiles="a b"` + "\nredis_carp_proxy_b_config=/etc/b.conf\n",
+			"rc faststart\n" +
+				"run_rc_command faststart config=PREFIX/etc/redis-carp-proxy-a.conf pidfile=/var/run/redis_carp_proxy/a.pid tag=redis-carp-proxy-a\n" +
+				"run_rc_command faststart config=/etc/b.conf pidfile=/var/run/redis_carp_proxy/b.pid tag=redis-carp-proxy-b\n"},
+		{"single instance", "",
+			"rc faststart\n" +
+				"run_rc_command faststart config=PREFIX/etc/redis-carp-proxy.conf pidfile=/var/run/redis_carp_proxy/redis_carp_proxy.pid tag=redis-carp-proxy\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			prefix := filepath.Join(dir, "usr", "local")
+			log := filepath.Join(dir, "log")
+			rcconf := filepath.Join(dir, "rc.conf")
+			subr := filepath.Join(dir, "rc.subr")
+			if err := os.WriteFile(rcconf, []byte(tc.rcconf), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// The stub rc.subr: load_rc_config reads the test's rc.conf, run_rc_command
+			// records what it would start.
+			stub := `load_rc_config() { . "` + rcconf + `"; }
+run_rc_command() {
+	echo "run_rc_command $1 config=${_config} pidfile=${pidfile} tag=${_tag}" >> "` + log + `"
+}
+`
+			if err := os.WriteFile(subr, []byte(stub), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// Install the script as make install-files does, with the stub rc.subr.
+			src, err := os.ReadFile(filepath.Join(repo, rcScript))
+			if err != nil {
+				t.Fatal(err)
+			}
+			script := strings.ReplaceAll(string(src), "%%PREFIX%%", prefix)
+			if !strings.Contains(script, ". /etc/rc.subr\n") {
+				t.Fatal("the script does not source /etc/rc.subr")
+			}
+			script = strings.Replace(script, ". /etc/rc.subr\n", ". "+subr+"\n", 1)
+			installed := filepath.Join(prefix, "etc", "rc.d", "redis_carp_proxy")
+			if err := os.MkdirAll(filepath.Dir(installed), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(installed, []byte(script), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			// The stand-in /etc/rc: logs each run (a second one is the bug) and sources
+			// the script as run_rc_script does; RC_DEPTH stops a runaway recursion.
+			rc := filepath.Join(dir, "rc")
+			rcBody := `#!/bin/sh
+echo "rc $*" >> "` + log + `"
+RC_DEPTH=$((${RC_DEPTH:-0} + 1)); export RC_DEPTH
+[ "$RC_DEPTH" -gt 2 ] && exit 1
+_file="` + installed + `"
+_arg=faststart
+( set $_arg; . $_file )
+`
+			if err := os.WriteFile(rc, []byte(rcBody), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command(sh, rc, "faststart").CombinedOutput()
+			if err != nil {
+				t.Fatalf("boot: %v\n%s", err, out)
+			}
+			got, _ := os.ReadFile(log)
+			want := strings.ReplaceAll(tc.want, "PREFIX", prefix)
+			if string(got) != want {
+				t.Fatalf("boot ran:\n%s\nwant:\n%s\noutput:\n%s", got, want, out)
+			}
+		})
+	}
+}
+
+// runPackageScripts runs the post-install and pre-deinstall scripts the way pkg -r ROOT
+// does (libpkg/scripts.c: no chroot, PKG_ROOTDIR=ROOT, PKG_PREFIX from the manifest) with
+// a prefix that does not exist on this machine, so a script that ignores PKG_ROOTDIR
+// fails instead of touching the host's files.
+func runPackageScripts(t *testing.T, scripts map[string]string) {
+	t.Helper()
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh")
+	}
+	const prefix = "/nonexistent-redis-carp-proxy-prefix"
+	root := t.TempDir()
+	etc := filepath.Join(root, prefix, "etc")
+	if err := os.MkdirAll(filepath.Join(etc, "redis-carp-proxy"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"redis-carp-proxy.conf.sample", "redis-carp-proxy/allow.list.sample"} {
+		if err := os.WriteFile(filepath.Join(etc, f), []byte("# "+f+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(name string) {
+		t.Helper()
+		c := exec.Command(sh, "-e", "-c", scripts[name])
+		c.Env = append(os.Environ(), "PKG_ROOTDIR="+root, "PKG_PREFIX="+prefix, "PKG_NAME=redis-carp-proxy")
+		if out, err := c.CombinedOutput(); err != nil {
+			t.Fatalf("%s script under PKG_ROOTDIR: %v\n%s\n%s", name, err, out, scripts[name])
+		}
+	}
+	run("post-install")
+	for _, f := range []string{"redis-carp-proxy.conf", "redis-carp-proxy/allow.list"} {
+		if b, err := os.ReadFile(filepath.Join(etc, f)); err != nil || string(b) != "# "+f+".sample\n" {
+			t.Fatalf("post-install did not copy %s.sample below PKG_ROOTDIR: %v %q", f, err, b)
+		}
+	}
+	// An edited configuration stays; an untouched copy of the sample goes.
+	os.WriteFile(filepath.Join(etc, "redis-carp-proxy.conf"), []byte("listen 198.51.100.100:6379\n"), 0o644)
+	run("pre-deinstall")
+	if _, err := os.Stat(filepath.Join(etc, "redis-carp-proxy.conf")); err != nil {
+		t.Fatalf("pre-deinstall removed the edited configuration: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(etc, "redis-carp-proxy/allow.list")); !os.IsNotExist(err) {
+		t.Fatalf("pre-deinstall left the unchanged allow.list: %v", err)
+	}
+}
+
+// portlint cannot run without a FreeBSD ports tree; these are the checks it (2.23, -AC)
+// and a ports committer apply that the port got wrong before, from the Porter's
+// Handbook and Mk/Uses/go.mk.
+func TestPortConventions(t *testing.T) {
+	read := func(name string) string {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(repo, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	mk := read("port/Makefile")
+	lines := strings.Split(mk, "\n")
+	if !strings.HasPrefix(lines[0], "PORTNAME=") {
+		t.Errorf("port/Makefile must start with PORTNAME (no comments before it): %q", lines[0])
+	}
+	vars := map[string]string{}
+	for i := 0; i < len(lines); i++ {
+		name, v, ok := strings.Cut(lines[i], "=")
+		if !ok || strings.ContainsAny(name, " \t$") {
+			continue
+		}
+		for strings.HasSuffix(v, "\\") && i+1 < len(lines) {
+			i++
+			v = strings.TrimSuffix(v, "\\") + " " + strings.TrimSpace(lines[i])
+		}
+		vars[name] = strings.Join(strings.Fields(v), " ")
+	}
+	if m := vars["MAINTAINER"]; !regexp.MustCompile(`^[a-z0-9._-]+@[a-z0-9.-]+\.[a-z]+$`).MatchString(m) ||
+		regexp.MustCompile(`example\.(org|com|net)$|\.invalid$|\.test$|\.localhost$`).MatchString(m) {
+		t.Errorf("MAINTAINER %q is a placeholder", m)
+	}
+	if !regexp.MustCompile(`(^| )go:1\.[0-9]+\+,modules( |$)`).MatchString(vars["USES"]) {
+		t.Errorf("USES %q: want go:1.NN+,modules (a minimum, not one exact version)", vars["USES"])
+	}
+	for i, l := range lines {
+		if strings.HasPrefix(l, "USE_RC_SUBR=") && !strings.HasPrefix(lines[i-1], "USES=") {
+			t.Errorf("USE_RC_SUBR belongs in the USES block, after USES")
+		}
+	}
+	if _, ok := vars["GO_LDFLAGS"]; ok {
+		t.Error("GO_LDFLAGS is no go.mk variable: the version would never be stamped")
+	}
+	bf := vars["GO_BUILDFLAGS"]
+	for _, want := range []string{`-ldflags "${STRIP}`, "-X ${GO_MODULE}/proxy.Version=${DISTVERSION}", "-X ${GO_MODULE}/internal/config.Prefix=${PREFIX}"} {
+		if !strings.Contains(bf, want) {
+			t.Errorf("GO_BUILDFLAGS %q lacks %q", bf, want)
+		}
+	}
+	// The -X targets exist as string variables.
+	proxySrc, _ := filepath.Glob(filepath.Join(repo, "proxy", "*.go"))
+	var all strings.Builder
+	for _, f := range proxySrc {
+		b, _ := os.ReadFile(f)
+		all.Write(b)
+	}
+	if !regexp.MustCompile(`(?m)^var Version = "`).MatchString(all.String()) ||
+		!regexp.MustCompile(`(?m)^var Prefix = "`).MatchString(read("internal/config/config.go")) {
+		t.Error("proxy.Version or config.Prefix is not a string variable -X can set")
+	}
+	if mod := strings.Fields(strings.SplitN(read("go.mod"), "\n", 2)[0]); len(mod) != 2 || vars["GO_MODULE"] != mod[1] {
+		t.Errorf("GO_MODULE %q, go.mod says %v", vars["GO_MODULE"], mod)
+	}
+	if vars["LICENSE"] != "BSD2CLAUSE" || vars["LICENSE_FILE"] != "${WRKSRC}/LICENSE" {
+		t.Errorf("LICENSE %q, LICENSE_FILE %q", vars["LICENSE"], vars["LICENSE_FILE"])
+	}
+	if l := read("LICENSE"); !strings.Contains(l, "BSD 2-Clause License") || !strings.Contains(l, "The redis-carp-proxy authors") {
+		t.Error("LICENSE is not the BSD-2-Clause text of the redis-carp-proxy authors")
+	}
+	// pkg-message with substitutions: files/pkg-message.in through SUB_FILES.
+	if _, err := os.Stat(filepath.Join(repo, "port/pkg-message")); err == nil {
+		t.Error("port/pkg-message is shown as is (%%PREFIX%% literally): use files/pkg-message.in")
+	}
+	if !strings.Contains(" "+vars["SUB_FILES"]+" ", " pkg-message ") || !strings.Contains(read("port/files/pkg-message.in"), "%%PREFIX%%") {
+		t.Errorf("SUB_FILES %q must list pkg-message", vars["SUB_FILES"])
+	}
+	// The plist names ETCDIR as %%ETCDIR%% and installs every .sample with @sample.
+	for _, l := range strings.Split(strings.TrimSpace(read("port/pkg-plist")), "\n") {
+		if strings.Contains(l, "etc/redis-carp-proxy/") {
+			t.Errorf("pkg-plist %q: use %%%%ETCDIR%%%%", l)
+		}
+		if strings.HasSuffix(l, ".sample") && !strings.HasPrefix(l, "@sample ") {
+			t.Errorf("pkg-plist %q: a .sample file is installed with @sample", l)
+		}
+	}
+	// Lines of at most 80 columns (tabs to the next multiple of 8).
+	files, _ := filepath.Glob(filepath.Join(repo, "port", "*"))
+	more, _ := filepath.Glob(filepath.Join(repo, "port", "files", "*"))
+	for _, f := range append(files, more...) {
+		if st, err := os.Stat(f); err != nil || st.IsDir() {
+			continue
+		}
+		b, _ := os.ReadFile(f)
+		for n, l := range strings.Split(string(b), "\n") {
+			col := 0
+			for _, r := range l {
+				if r == '\t' {
+					col = col/8*8 + 8
+				} else {
+					col++
+				}
+			}
+			if col > 80 {
+				t.Errorf("%s:%d: %d columns", strings.TrimPrefix(f, repo+"/"), n+1, col)
+			}
 		}
 	}
 }
