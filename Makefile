@@ -29,10 +29,10 @@ test: deps vet
 	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v -e /proxy -e /carp -e /internal/)
 
 bench: deps build
-	$(GO) run ./internal/bench -proxy $(BIN)
+	$(GO) run ./tools/bench -proxy $(BIN)
 
 demo: deps build
-	$(GO) run ./internal/demo -proxy $(BIN)
+	$(GO) run ./tools/demo -proxy $(BIN)
 
 clean:
 	rm -rf build

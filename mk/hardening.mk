@@ -22,8 +22,8 @@ fuzz:
 # Steady pipelined load plus a master kill, a replica failover, a slot migration and a
 # stalled backend on a schedule; prints a report. Not part of `make test`.
 soak: deps build
-	$(GO) run ./internal/soak -proxy $(BIN) -duration $(DURATION)
+	$(GO) run ./tools/soak -proxy $(BIN) -duration $(DURATION)
 
 # CONNS idle client connections; reports the proxy's RSS per connection.
 bench-conns: deps build
-	$(GO) run ./internal/benchconns -proxy $(BIN) -conns $(CONNS)
+	$(GO) run ./tools/benchconns -proxy $(BIN) -conns $(CONNS)

@@ -4,7 +4,7 @@
 // reads), followed by the files under their absolute paths. The metadata comes from the
 // port skeleton (port/Makefile COMMENT, pkg-descr, pkg-message, pkg-plist @sample lines).
 //
-// Usage: go run ./internal/mkpkg -stage build/stage-amd64 -arch amd64 -version 0.1.0 -port port -o out.pkg
+// Usage: go run ./tools/mkpkg -stage build/stage-amd64 -arch amd64 -version 0.1.0 -port port -o out.pkg
 package main
 
 import (
