@@ -15,11 +15,8 @@ const sampleConf = "../../etc/redis-carp-proxy.conf.sample"
 // runWith runs the CLI with a recording command runner.
 func runWith(t *testing.T, rec *cmdruntest.Recorder, args ...string) (string, error) {
 	t.Helper()
-	old := commandRunner
-	commandRunner = rec
-	t.Cleanup(func() { commandRunner = old })
 	var out, errb bytes.Buffer
-	err := run(args, &out, &errb)
+	err := run(args, &out, &errb, rec)
 	return out.String() + errb.String(), err
 }
 
