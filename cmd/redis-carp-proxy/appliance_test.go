@@ -25,7 +25,7 @@ func TestPFRenderWithShippedSample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden, err := os.ReadFile("../../pfctl/testdata/sample.anchor")
+	golden, err := os.ReadFile("../../internal/pfctl/testdata/sample.anchor")
 	if err != nil {
 		t.Fatal(err)
 	}

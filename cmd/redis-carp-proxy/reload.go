@@ -16,7 +16,7 @@ import (
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/gate"
-	"github.com/redis-carp-proxy/redis-carp-proxy/pfctl"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/pfctl"
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
 )
 

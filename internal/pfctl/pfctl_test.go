@@ -19,7 +19,7 @@ var update = flag.Bool("update", false, "rewrite the golden files under testdata
 
 // goldenConfigs maps a golden file to the configuration it is rendered from.
 var goldenConfigs = map[string]string{
-	"sample.anchor":       "../etc/redis-carp-proxy.conf.sample",
+	"sample.anchor":       "../../etc/redis-carp-proxy.conf.sample",
 	"full.anchor":         "testdata/configs/full.conf",
 	"custom-ports.anchor": "testdata/configs/custom-ports.conf",
 	"ipv6.anchor":         "testdata/configs/ipv6.conf",
@@ -53,10 +53,10 @@ func TestRenderGolden(t *testing.T) {
 			}
 			want, err := os.ReadFile(path)
 			if err != nil {
-				t.Fatalf("%v (run go test ./pfctl -update)", err)
+				t.Fatalf("%v (run go test ./internal/pfctl -update)", err)
 			}
 			if got != string(want) {
-				t.Fatalf("%s differs from the rendering (go test ./pfctl -update):\n%s", path, got)
+				t.Fatalf("%s differs from the rendering (go test ./internal/pfctl -update):\n%s", path, got)
 			}
 			checkGrammar(t, got)
 			if strings.Contains(got, "rdr") {
@@ -69,8 +69,8 @@ func TestRenderGolden(t *testing.T) {
 // The shipped anchor sample (installed as etc/redis-carp-proxy/pf.anchor.sample) is the
 // rendering of the shipped configuration sample.
 func TestShippedAnchorSample(t *testing.T) {
-	const shipped = "../etc/redis-carp-proxy.pf.anchor.sample"
-	want, err := Render(loadParams(t, "../etc/redis-carp-proxy.conf.sample"))
+	const shipped = "../../etc/redis-carp-proxy.pf.anchor.sample"
+	want, err := Render(loadParams(t, "../../etc/redis-carp-proxy.conf.sample"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func TestShippedAnchorSample(t *testing.T) {
 		t.Fatal(err)
 	}
 	if string(got) != want {
-		t.Fatalf("%s is stale; run go test ./pfctl -update", shipped)
+		t.Fatalf("%s is stale; run go test ./internal/pfctl -update", shipped)
 	}
 }
 
@@ -324,7 +324,7 @@ func TestAllowListEditKeepsComments(t *testing.T) {
 }
 
 func TestShippedAllowListSample(t *testing.T) {
-	got, err := os.ReadFile("../etc/redis-carp-proxy.allow.list.sample")
+	got, err := os.ReadFile("../../etc/redis-carp-proxy.allow.list.sample")
 	if err != nil || string(got) != AllowListHeader {
 		t.Fatalf("etc/redis-carp-proxy.allow.list.sample must equal AllowListHeader (%v)", err)
 	}
