@@ -22,9 +22,11 @@ vet:
 	GOOS=freebsd GOARCH=amd64 $(GO) vet ./...
 	GOOS=freebsd GOARCH=arm64 $(GO) vet ./...
 
-# The whole test suite: unit tests, integration tests against real Redis Cluster processes,
-# the netns CARP failover test (needs root; skips with a reason otherwise).
-test: deps vet
+# The whole test suite, in this order: install what the tests need (deps), gofmt and vet
+# (vet), fuzz each fuzz target for 10s (fuzz-ci, in mk/hardening.mk), then every package's
+# tests: unit tests, integration tests against real Redis Cluster processes, the netns
+# CARP failover test (needs root; skips with a reason otherwise).
+test: deps vet fuzz-ci
 	$(GO) test -race -count=1 -timeout 20m $(RACE_PKGS)
 	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v -e /proxy -e /carp -e /internal/)
 

@@ -49,7 +49,7 @@ func TestIncompleteSlotMapKeepsLastGood(t *testing.T) {
 		t.Fatalf("slot map epoch moved from %v to %v: an incomplete map was accepted", epoch, got)
 	}
 	// The proxy serves on with the last good map, but reports the cluster's coverage and is
-	// not ready (issue 5: /readyz is 200 only while the cluster covers every slot).
+	// not ready (/readyz is 200 only while the cluster covers every slot).
 	if ok, why := p.srv.Ready(); ok || !strings.Contains(why, "the cluster serves 16383 of 16384 slots") {
 		t.Fatalf("Ready with 16383 slots served = %v, %q; want not ready, naming the coverage", ok, why)
 	}
