@@ -3,6 +3,7 @@ GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X github.com/redis-carp-proxy/redis-carp-proxy/proxy.Version=$(VERSION)
 BIN      := build/redis-carp-proxy
+TESTREPORT := build/testreport
 # Packages whose tests exercise concurrency run under the race detector.
 RACE_PKGS := ./proxy/... ./carp/... ./internal/...
 
@@ -22,17 +23,23 @@ vet:
 	GOOS=freebsd GOARCH=amd64 $(GO) vet ./...
 	GOOS=freebsd GOARCH=arm64 $(GO) vet ./...
 
-# The whole test suite: unit tests, integration tests against real Redis Cluster processes,
-# the netns CARP failover test (needs root; skips with a reason otherwise).
-test: deps vet
-	$(GO) test -race -count=1 -timeout 20m $(RACE_PKGS)
-	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v -e /proxy -e /carp -e /internal/)
+# The whole test suite, in this order: install what the tests need (deps), gofmt and vet
+# (vet), fuzz each fuzz target for 10s (fuzz-ci, in mk/hardening.mk), then every package's
+# tests: unit tests, integration tests against real Redis Cluster processes, the netns
+# CARP failover test (needs root; skips with a reason otherwise). tools/testreport prints
+# go test's usual output, then every skipped test with its reason, then the packages'
+# ok/FAIL lines again; it exits with go test's status.
+test: deps vet fuzz-ci
+	$(GO) build -o $(TESTREPORT) ./tools/testreport
+	$(TESTREPORT) $(GO) test -json -race -count=1 -timeout 20m $(RACE_PKGS)
+	$(TESTREPORT) $(GO) test -json -count=1 -timeout 20m $$($(GO) list ./... | grep -v -e /proxy -e /carp -e /internal/)
 
+# PEER=host:port PEER_CMD='…' adds a peer proxy column (tools/bench/predixy.sh starts predixy).
 bench: deps build
-	$(GO) run ./internal/bench -proxy $(BIN)
+	$(GO) run ./tools/bench -proxy $(BIN) $(if $(PEER),-peer '$(PEER)') $(if $(PEER_CMD),-peer-cmd '$(PEER_CMD)')
 
 demo: deps build
-	$(GO) run ./internal/demo -proxy $(BIN)
+	$(GO) run ./tools/demo -proxy $(BIN)
 
 clean:
 	rm -rf build

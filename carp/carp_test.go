@@ -186,7 +186,7 @@ func listenDevd(t *testing.T) (string, *net.UnixListener) {
 func TestFreeBSDSourceDevdAndFallbacks(t *testing.T) {
 	path, ln := listenDevd(t)
 	fr := cmdruntest.New(map[string]cmdruntest.Reply{
-		"/sbin/ifconfig -a": {Stdout: golden(t, "ifconfig-a-14.txt")},
+		"/sbin/ifconfig -a": {Stdout: readTestdata(t, "ifconfig-a-14.txt")},
 	})
 	var kernelState State = Backup
 	var reads int
@@ -259,7 +259,7 @@ func TestFreeBSDSourceDevdAndFallbacks(t *testing.T) {
 }
 
 func TestFreeBSDSourceFallbackToIfconfig(t *testing.T) {
-	fr := cmdruntest.New(map[string]cmdruntest.Reply{"/sbin/ifconfig em0": {Stdout: golden(t, "ifconfig-14.txt")}})
+	fr := cmdruntest.New(map[string]cmdruntest.Reply{"/sbin/ifconfig em0": {Stdout: readTestdata(t, "ifconfig-14.txt")}})
 	unavailable := func(string, int) (State, error) { return Init, fmt.Errorf("%w: EAFNOSUPPORT", errUnavailable) }
 	src := &freebsdSource{vip: netip.MustParseAddr("2001:db8::100"), run: fr, ifname: "em0",
 		readNetlink: unavailable, readIoctl: unavailable}
@@ -291,12 +291,12 @@ $ /sbin/ifconfig em0
 	// FreeBSD 13 output, vhid found from the VIP on the configured interface.
 	src = &freebsdSource{vip: netip.MustParseAddr("198.51.100.100"), ifname: "em0", run: fr,
 		readNetlink: unavailable, readIoctl: unavailable}
-	fr.Replies["/sbin/ifconfig em0"] = cmdruntest.Reply{Stdout: golden(t, "ifconfig-13.txt")}
+	fr.Replies["/sbin/ifconfig em0"] = cmdruntest.Reply{Stdout: readTestdata(t, "ifconfig-13.txt")}
 	if st, err := src.read(context.Background()); err != nil || st != Master || src.vhid != 10 {
 		t.Fatalf("13: %v %v vhid %d", st, err, src.vhid)
 	}
 	// Configured vhid that disagrees with the VIP's: an error, not a guess.
-	fr.Replies["/sbin/ifconfig -a"] = cmdruntest.Reply{Stdout: golden(t, "ifconfig-13.txt")}
+	fr.Replies["/sbin/ifconfig -a"] = cmdruntest.Reply{Stdout: readTestdata(t, "ifconfig-13.txt")}
 	src2 := &freebsdSource{vip: netip.MustParseAddr("198.51.100.100"), run: fr, vhid: 20,
 		readNetlink: unavailable, readIoctl: unavailable}
 	if _, err := src2.read(context.Background()); err == nil || !strings.Contains(err.Error(), "configured carp-vhid is 20") {

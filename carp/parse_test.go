@@ -8,7 +8,8 @@ import (
 	"unsafe"
 )
 
-func golden(t *testing.T, name string) string {
+// readTestdata returns testdata/name: output recorded from the real tools.
+func readTestdata(t *testing.T, name string) string {
 	t.Helper()
 	b, err := os.ReadFile("testdata/" + name)
 	if err != nil {
@@ -32,7 +33,7 @@ func TestParseIfconfig(t *testing.T) {
 		{"ifconfig-15.txt", 30, Master, 0, 0},
 		{"ifconfig-a-14.txt", 10, Master, 1, 50},
 	} {
-		c, err := parseIfconfigCarp(golden(t, tc.file), tc.vhid)
+		c, err := parseIfconfigCarp(readTestdata(t, tc.file), tc.vhid)
 		if err != nil {
 			t.Errorf("%s vhid %d: %v", tc.file, tc.vhid, err)
 			continue
@@ -41,7 +42,7 @@ func TestParseIfconfig(t *testing.T) {
 			t.Errorf("%s vhid %d: got %+v", tc.file, tc.vhid, c)
 		}
 	}
-	if _, err := parseIfconfigCarp(golden(t, "ifconfig-14.txt"), 99); !errors.Is(err, ErrNoVHID) {
+	if _, err := parseIfconfigCarp(readTestdata(t, "ifconfig-14.txt"), 99); !errors.Is(err, ErrNoVHID) {
 		t.Errorf("missing vhid: %v", err)
 	}
 	if _, err := parseIfconfigCarp("\tcarp: WEIRD vhid 10 advbase 1 advskew 0\n", 10); !errors.Is(err, ErrBadState) {
@@ -60,14 +61,14 @@ func TestFindVHID(t *testing.T) {
 		{"ifconfig-15.txt", "198.51.100.110", "vtnet0", 30},
 		{"ifconfig-a-14.txt", "198.51.100.100", "em1", 10},
 	} {
-		ifname, vhid, err := findVHID(golden(t, tc.file), netip.MustParseAddr(tc.vip))
+		ifname, vhid, err := findVHID(readTestdata(t, tc.file), netip.MustParseAddr(tc.vip))
 		if err != nil || ifname != tc.ifname || vhid != tc.vhid {
 			t.Errorf("%s %s: %s vhid %d, %v", tc.file, tc.vip, ifname, vhid, err)
 		}
 	}
 	// A plain (non-CARP) address and an absent one are errors, not vhid 0.
 	for _, vip := range []string{"198.51.100.2", "198.51.100.200"} {
-		if _, _, err := findVHID(golden(t, "ifconfig-a-14.txt"), netip.MustParseAddr(vip)); !errors.Is(err, ErrNoVHID) {
+		if _, _, err := findVHID(readTestdata(t, "ifconfig-a-14.txt"), netip.MustParseAddr(vip)); !errors.Is(err, ErrNoVHID) {
 			t.Errorf("%s: %v", vip, err)
 		}
 	}

@@ -10,36 +10,18 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
 	"github.com/redis-carp-proxy/redis-carp-proxy/redissetup"
 )
 
 // hosts are the three appliance hosts, simulated by loopback addresses.
 var hosts = []string{"127.0.0.1", "127.0.0.2", "127.0.0.3"}
-
-// syncBuffer collects progress output written while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // freePair returns two ports free on every host, with their cluster bus ports.
 func freePair(t *testing.T) (int, int) {
@@ -146,7 +128,7 @@ func TestInitStartCreateCheck(t *testing.T) {
 	}
 	c := testcluster.NewNodes(t, testcluster.Options{}, specs)
 
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	start := time.Now()
 	if err := Create(ctx, CreateOptions{Nodes: addrs, Out: out}); err != nil {
 		t.Fatalf("create: %v\n%s", err, out.String())
@@ -336,7 +318,7 @@ func TestCreateInterruptedResetRecreate(t *testing.T) {
 
 	// Interrupted right after the nodes were told to meet.
 	cctx, stop := context.WithCancel(ctx)
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	err := Create(cctx, CreateOptions{Nodes: addrs, Out: out, afterStep: func(step string) {
 		if step == "meet" {
 			stop()
@@ -389,7 +371,7 @@ func TestCreateInterruptedResetRecreate(t *testing.T) {
 	}
 	t.Logf("reset:\n%s", rout.String())
 
-	out = &syncBuffer{}
+	out = &testutil.SyncBuffer{}
 	if err := Create(ctx, CreateOptions{Nodes: addrs, Out: out}); err != nil {
 		t.Fatalf("create after reset: %v\n%s", err, out.String())
 	}

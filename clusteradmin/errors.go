@@ -14,8 +14,6 @@ var (
 	ErrNoLayout = errors.New("cluster: no layout with every replica on another host than its master")
 	// ErrTimeout is returned when the cluster does not converge in time.
 	ErrTimeout = errors.New("cluster: timed out")
-	// ErrUnhealthy is returned by Check when it found problems.
-	ErrUnhealthy = errors.New("cluster: check found problems")
 	// ErrNeedYes is returned by Reset without Yes: it only says what it would do.
 	ErrNeedYes = errors.New("cluster reset: refusing without --yes")
 )

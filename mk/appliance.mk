@@ -42,6 +42,6 @@ package: cross
 	@set -e; for arch in amd64 arm64; do \
 		stage=build/stage-$$arch; rm -rf $$stage; \
 		$(MAKE) --no-print-directory install-files DESTDIR=$$stage PREFIX=/usr/local BIN=build/freebsd-$$arch/redis-carp-proxy >/dev/null; \
-		$(GO) run ./internal/mkpkg -stage $$stage -prefix /usr/local -arch $$arch -version $(PKG_VERSION) \
+		$(GO) run ./tools/mkpkg -stage $$stage -prefix /usr/local -arch $$arch -version $(PKG_VERSION) \
 			-port port -o build/redis-carp-proxy-$(PKG_VERSION)-freebsd-$$arch.pkg; \
 	done

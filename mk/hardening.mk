@@ -1,4 +1,4 @@
-# Hardening targets (issue 6): fuzzing, soak and idle-connection benchmark.
+# Hardening targets: fuzzing, soak and idle-connection benchmark. Included by Makefile.
 FUZZTIME ?= 30s
 DURATION ?= 10m
 CONNS    ?= 10000
@@ -6,8 +6,8 @@ FUZZ_TARGETS := FuzzClientRequest FuzzReplyFramer
 
 .PHONY: fuzz fuzz-ci
 
-# `make test` also fuzzes each target briefly (the seed corpus runs in every go test).
-test: fuzz-ci
+# The brief fuzzing of each target that `make test` runs (the seed corpora run in every
+# go test anyway).
 fuzz-ci:
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=10s
 
@@ -22,8 +22,8 @@ fuzz:
 # Steady pipelined load plus a master kill, a replica failover, a slot migration and a
 # stalled backend on a schedule; prints a report. Not part of `make test`.
 soak: deps build
-	$(GO) run ./internal/soak -proxy $(BIN) -duration $(DURATION)
+	$(GO) run ./tools/soak -proxy $(BIN) -duration $(DURATION)
 
 # CONNS idle client connections; reports the proxy's RSS per connection.
 bench-conns: deps build
-	$(GO) run ./internal/benchconns -proxy $(BIN) -conns $(CONNS)
+	$(GO) run ./tools/benchconns -proxy $(BIN) -conns $(CONNS)

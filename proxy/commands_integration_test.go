@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
 )
 
@@ -519,7 +520,7 @@ func TestBlockingCommandsReleasedByPush(t *testing.T) {
 // waitBlocked waits until the cluster's nodes have n blocked clients in total.
 func waitBlocked(t *testing.T, c *testcluster.Cluster, n int) {
 	t.Helper()
-	waitFor(t, 10*time.Second, fmt.Sprintf("%d blocked clients", n), func() bool {
+	testutil.WaitFor(t, 10*time.Second, fmt.Sprintf("%d blocked clients", n), func() bool {
 		total := 0
 		for _, node := range c.Nodes {
 			v := nodeInfo(t, c, node, "clients")["blocked_clients"]

@@ -16,6 +16,7 @@ import (
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
 )
 
@@ -151,11 +152,11 @@ func TestPubSubAcrossNodes(t *testing.T) {
 			}
 			return n
 		}
-		waitFor(t, 5*time.Second, "RESET to unsubscribe on the node", func() bool { return count() == 0 })
+		testutil.WaitFor(t, 5*time.Second, "RESET to unsubscribe on the node", func() bool { return count() == 0 })
 		exchange(t, r, "SUBSCRIBE "+ch+"r\r\n", 3)
-		waitFor(t, 5*time.Second, "subscription", func() bool { return count() == 1 })
+		testutil.WaitFor(t, 5*time.Second, "subscription", func() bool { return count() == 1 })
 		r.c.Close()
-		waitFor(t, 5*time.Second, "disconnect to unsubscribe on the node", func() bool { return count() == 0 })
+		testutil.WaitFor(t, 5*time.Second, "disconnect to unsubscribe on the node", func() bool { return count() == 0 })
 	})
 }
 
@@ -413,7 +414,7 @@ func TestReadsLandOnReplicas(t *testing.T) {
 			p := startProxy(t, c, func(cfg *config.Config) { cfg.ReadFrom = mode }).client(t)
 			// Masters learn of their replicas by gossip, a moment after a cluster starts;
 			// until the proxy's map lists them, reads go to masters (prefer-replica).
-			waitFor(t, 10*time.Second, "the proxy to know every replica", func() bool {
+			testutil.WaitFor(t, 10*time.Second, "the proxy to know every replica", func() bool {
 				info, _ := p.Info(ctx, "proxy").Result()
 				return strings.Count(info, ",role=replica,") == len(masters)
 			})

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
 )
 
@@ -48,7 +49,7 @@ func TestCommandsDuringTopologyChanges(t *testing.T) {
 		moving := slotsWithKeys(keys, own, masters[0].Addr, 8)
 		moveErr := make(chan error, 1)
 		go func() { moveErr <- c.MoveSlots(ctx, moving, masters[1]) }()
-		redirects0 := metricSum(t, tp.reg, "redis_carp_proxy_redirections_total", nil)
+		redirects0 := testutil.MetricSum(t, tp.reg, "redis_carp_proxy_redirections_total")
 		deadline := time.Now().Add(30 * time.Second)
 		done := false
 		for round := 0; !done || round < 5; round++ {
@@ -93,7 +94,7 @@ func TestCommandsDuringTopologyChanges(t *testing.T) {
 				t.Fatalf("round %d UNLINK = %d, %v", round, n, err)
 			}
 		}
-		if r := metricSum(t, tp.reg, "redis_carp_proxy_redirections_total", nil) - redirects0; r == 0 {
+		if r := testutil.MetricSum(t, tp.reg, "redis_carp_proxy_redirections_total") - redirects0; r == 0 {
 			t.Error("no MOVED/ASK followed: the commands did not run during the moves")
 		}
 	})
@@ -221,7 +222,7 @@ func TestCommandsDuringTopologyChanges(t *testing.T) {
 			}
 		}()
 		addrRe := regexp.MustCompile(`addr=([^,]+),role=master`)
-		waitFor(t, 10*time.Second, "the proxy's map to list the current masters", func() bool {
+		testutil.WaitFor(t, 10*time.Second, "the proxy's map to list the current masters", func() bool {
 			owners = owners[:0]
 			for _, a := range slotOwners(t, c) {
 				if !slices.Contains(owners, a) {

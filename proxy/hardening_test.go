@@ -16,58 +16,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
 )
-
-// metricValue returns the value of a counter or gauge with the given labels (0 if absent).
-func metricValue(t testing.TB, reg *prometheus.Registry, name string, labels ...string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "redis_carp_proxy_"+name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
-						found = true
-					}
-				}
-				if !found {
-					continue next
-				}
-			}
-			if c := m.GetCounter(); c != nil {
-				return c.GetValue()
-			}
-			return m.GetGauge().GetValue()
-		}
-	}
-	return 0
-}
-
-// waitFor polls cond for up to 10s.
-func waitUntil(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 func TestMaxClients(t *testing.T) {
 	c := sharedCluster(t)
@@ -84,11 +39,11 @@ func TestMaxClients(t *testing.T) {
 		t.Fatalf("third client got %q", got)
 	}
 	x.expectClosed()
-	if v := metricValue(t, p.reg, "client_connections_rejected_total", "reason", "maxclients"); v != 1 {
+	if v := testutil.MetricSum(t, p.reg, "redis_carp_proxy_client_connections_rejected_total", "reason", "maxclients"); v != 1 {
 		t.Fatalf("rejected metric = %v", v)
 	}
 	a.c.Close()
-	waitUntil(t, "the closed client to be released", func() bool { return p.srv.Clients() == 1 })
+	testutil.WaitFor(t, 10*time.Second, "the closed client to be released", func() bool { return p.srv.Clients() == 1 })
 	y := dialRaw(t, p.addr)
 	y.send("PING\r\n")
 	if got := y.line(); got != "+PONG" {
@@ -160,7 +115,7 @@ func TestBadInputRejectedBeforeBuffering(t *testing.T) {
 	if err := other.Ping(context.Background()).Err(); err != nil {
 		t.Fatalf("other client affected: %v", err)
 	}
-	if v := metricValue(t, p.reg, "client_protocol_errors_total"); v < 10 {
+	if v := testutil.MetricSum(t, p.reg, "redis_carp_proxy_client_protocol_errors_total"); v < 10 {
 		t.Fatalf("protocol error metric = %v, want >= 10", v)
 	}
 }
@@ -256,8 +211,8 @@ func TestOutputBufferLimit(t *testing.T) {
 	if err == nil {
 		t.Fatal("2 MiB reply delivered despite a 1 MiB output limit")
 	}
-	waitUntil(t, "normal overflow counted", func() bool {
-		return metricValue(t, p.reg, "client_output_limit_closed_total", "class", "normal") == 1
+	testutil.WaitFor(t, 10*time.Second, "normal overflow counted", func() bool {
+		return testutil.MetricSum(t, p.reg, "redis_carp_proxy_client_output_limit_closed_total", "class", "normal") == 1
 	})
 
 	// A pipelining client that does not read.
@@ -269,8 +224,8 @@ func TestOutputBufferLimit(t *testing.T) {
 	}
 	r.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	r.c.Write([]byte(cmds.String())) // may fail once the proxy closes the connection
-	waitUntil(t, "slow consumer disconnected", func() bool {
-		return metricValue(t, p.reg, "client_output_limit_closed_total", "class", "normal") == 2
+	testutil.WaitFor(t, 10*time.Second, "slow consumer disconnected", func() bool {
+		return testutil.MetricSum(t, p.reg, "redis_carp_proxy_client_output_limit_closed_total", "class", "normal") == 2
 	})
 	r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	n, err := io.Copy(io.Discard, r.br)
@@ -292,7 +247,7 @@ func TestOutputBufferLimit(t *testing.T) {
 	}
 	msg := strings.Repeat("m", 64<<10)
 	deadline := time.Now().Add(20 * time.Second)
-	for metricValue(t, p.reg, "client_output_limit_closed_total", "class", "pubsub") == 0 {
+	for testutil.MetricSum(t, p.reg, "redis_carp_proxy_client_output_limit_closed_total", "class", "pubsub") == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("subscriber that does not read was never disconnected")
 		}
@@ -358,7 +313,7 @@ func TestDenyCommandsAndReload(t *testing.T) {
 			t.Fatalf("got %q, want %q", got, want)
 		}
 	}
-	if v := metricValue(t, p.reg, "commands_denied_total"); v != 3 {
+	if v := testutil.MetricSum(t, p.reg, "redis_carp_proxy_commands_denied_total"); v != 3 {
 		t.Fatalf("denied metric = %v", v)
 	}
 	// Reload: KEYS allowed, GET denied; the open connection sees the change.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
 )
 
@@ -506,8 +507,8 @@ func TestReshardingUnderLoad(t *testing.T) {
 	// The clients never saw them, but the proxy must have followed them. (ASK needs a
 	// command to land inside a slot's short migration window; TestAskRedirection makes
 	// that deterministic.)
-	moved := metricSum(t, p.reg, "redis_carp_proxy_redirections_total", map[string]string{"type": "moved"})
-	ask := metricSum(t, p.reg, "redis_carp_proxy_redirections_total", map[string]string{"type": "ask"})
+	moved := testutil.MetricSum(t, p.reg, "redis_carp_proxy_redirections_total", "type", "moved")
+	ask := testutil.MetricSum(t, p.reg, "redis_carp_proxy_redirections_total", "type", "ask")
 	t.Logf("redirections followed: %v MOVED, %v ASK", moved, ask)
 	if moved == 0 {
 		t.Errorf("resharding under load caused no MOVED redirection")

@@ -7,46 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
 )
-
-// metricSum returns the sum of every sample of a metric family whose labels include want.
-func metricSum(t *testing.T, reg *prometheus.Registry, name string, want map[string]string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metric:
-		for _, m := range mf.GetMetric() {
-			have := map[string]string{}
-			for _, l := range m.GetLabel() {
-				have[l.GetName()] = l.GetValue()
-			}
-			for k, v := range want {
-				if have[k] != v {
-					continue metric
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				sum += m.GetCounter().GetValue()
-			case m.Gauge != nil:
-				sum += m.GetGauge().GetValue()
-			}
-		}
-	}
-	return sum
-}
 
 // An incomplete slot map from the cluster never replaces the last complete one: the proxy
 // keeps serving every other slot, and picks the full map up again once the cluster has it.
@@ -65,8 +30,8 @@ func TestIncompleteSlotMapKeepsLastGood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	epoch := metricSum(t, p.reg, "redis_carp_proxy_slotmap_epoch", nil)
-	failedBefore := metricSum(t, p.reg, "redis_carp_proxy_slotmap_refreshes_total", map[string]string{"result": "error"})
+	epoch := testutil.MetricSum(t, p.reg, "redis_carp_proxy_slotmap_epoch")
+	failedBefore := testutil.MetricSum(t, p.reg, "redis_carp_proxy_slotmap_refreshes_total", "result", "error")
 	for _, n := range c.Nodes {
 		if err := c.Client(n).Do(ctx, "CLUSTER", "DELSLOTS", lost).Err(); err != nil {
 			t.Fatalf("DELSLOTS on %s: %v", n.Addr, err)
@@ -74,21 +39,21 @@ func TestIncompleteSlotMapKeepsLastGood(t *testing.T) {
 	}
 	// Several periodic refreshes now see 16383 slots and must all be refused.
 	deadline := time.Now().Add(10 * time.Second)
-	for metricSum(t, p.reg, "redis_carp_proxy_slotmap_refreshes_total", map[string]string{"result": "error"}) < failedBefore+3 {
+	for testutil.MetricSum(t, p.reg, "redis_carp_proxy_slotmap_refreshes_total", "result", "error") < failedBefore+3 {
 		if time.Now().After(deadline) {
 			t.Fatal("no refused refresh within 10s")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if got := metricSum(t, p.reg, "redis_carp_proxy_slotmap_epoch", nil); got != epoch {
+	if got := testutil.MetricSum(t, p.reg, "redis_carp_proxy_slotmap_epoch"); got != epoch {
 		t.Fatalf("slot map epoch moved from %v to %v: an incomplete map was accepted", epoch, got)
 	}
 	// The proxy serves on with the last good map, but reports the cluster's coverage and is
-	// not ready (issue 5: /readyz is 200 only while the cluster covers every slot).
+	// not ready (/readyz is 200 only while the cluster covers every slot).
 	if ok, why := p.srv.Ready(); ok || !strings.Contains(why, "the cluster serves 16383 of 16384 slots") {
 		t.Fatalf("Ready with 16383 slots served = %v, %q; want not ready, naming the coverage", ok, why)
 	}
-	if got := metricSum(t, p.reg, "redis_carp_proxy_slotmap_slots_covered", nil); got != 16383 {
+	if got := testutil.MetricSum(t, p.reg, "redis_carp_proxy_slotmap_slots_covered"); got != 16383 {
 		t.Fatalf("slotmap_slots_covered = %v, want 16383", got)
 	}
 	for i := 0; i < 200; i++ {
@@ -111,7 +76,7 @@ func TestIncompleteSlotMapKeepsLastGood(t *testing.T) {
 		}
 	}
 	deadline = time.Now().Add(10 * time.Second)
-	for metricSum(t, p.reg, "redis_carp_proxy_slotmap_epoch", nil) == epoch {
+	for testutil.MetricSum(t, p.reg, "redis_carp_proxy_slotmap_epoch") == epoch {
 		if time.Now().After(deadline) {
 			t.Fatal("complete map not accepted again within 10s")
 		}
@@ -167,9 +132,9 @@ func TestAskRedirection(t *testing.T) {
 	must(c.Client(to).Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", fromID).Err())
 	must(c.Client(from).Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", toID).Err())
 	must(c.Client(from).Do(ctx, "MIGRATE", "127.0.0.1", to.Port, "", 0, 5000, "KEYS", movedKey).Err())
-	epoch := metricSum(t, p.reg, "redis_carp_proxy_slotmap_epoch", nil)
+	epoch := testutil.MetricSum(t, p.reg, "redis_carp_proxy_slotmap_epoch")
 	asks := func() float64 {
-		return metricSum(t, p.reg, "redis_carp_proxy_redirections_total", map[string]string{"type": "ask"})
+		return testutil.MetricSum(t, p.reg, "redis_carp_proxy_redirections_total", "type", "ask")
 	}
 
 	for _, k := range []string{movedKey, stayingKey} {
@@ -189,10 +154,10 @@ func TestAskRedirection(t *testing.T) {
 	if n, err := c.Client(to).Do(ctx, "CLUSTER", "COUNTKEYSINSLOT", slot).Int(); err != nil || n != 2 {
 		t.Fatalf("target holds %d keys of slot %d (%v); want the moved one and the new one", n, slot, err)
 	}
-	if got := metricSum(t, p.reg, "redis_carp_proxy_slotmap_epoch", nil); got != epoch {
+	if got := testutil.MetricSum(t, p.reg, "redis_carp_proxy_slotmap_epoch"); got != epoch {
 		t.Logf("slot map refreshed meanwhile (periodic): epoch %v -> %v", epoch, got)
 	}
-	if got := metricSum(t, p.reg, "redis_carp_proxy_redirections_total", map[string]string{"type": "moved"}); got != 0 {
+	if got := testutil.MetricSum(t, p.reg, "redis_carp_proxy_redirections_total", "type", "moved"); got != 0 {
 		t.Fatalf("%v MOVED redirections during an ASK-only migration", got)
 	}
 

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io/fs"
 	"os"
@@ -14,10 +13,9 @@ import (
 	"testing"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun/cmdruntest"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/textdiff"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
 func noUser(string) (account, bool, error) { return account{}, false, nil }
 
@@ -61,25 +59,6 @@ func tree(t *testing.T, root string) string {
 	return b.String()
 }
 
-// golden compares got with testdata/name.golden (rewritten with -update).
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update once to create it)", err)
-	}
-	if got != string(want) {
-		t.Fatalf("%s differs (go test -update rewrites it):\n%s", path, textdiff.Unified(path, "got", string(want), got))
-	}
-}
-
 func runInit(t *testing.T, o Options) (string, error) {
 	t.Helper()
 	var out bytes.Buffer
@@ -97,7 +76,7 @@ func TestInitFreshRedisThenIdempotent(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := tree(t, root)
-	golden(t, "init-fresh-redis", "### output\n"+out+"### tree\n"+first)
+	testutil.Golden(t, "testdata/init-fresh-redis.golden", "### output\n"+out+"### tree\n"+first)
 	if got := r.Log(); got != "" {
 		t.Fatalf("chown without the user:\n%s", got)
 	}
@@ -129,7 +108,7 @@ func TestInitValkeyChownsThroughRunner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "init-fresh-valkey", "### output\n"+out+"### tree\n"+tree(t, root))
+	testutil.Golden(t, "testdata/init-fresh-valkey.golden", "### output\n"+out+"### tree\n"+tree(t, root))
 	want := strings.ReplaceAll(`$ chown valkey:valkey ROOT/var/run/valkey
 $ chown valkey:valkey ROOT/var/log/valkey
 $ chown valkey:valkey ROOT/var/db/valkey/7000
@@ -183,14 +162,14 @@ func TestInitExistingHost(t *testing.T) {
 	if after := tree(t, root); after != before {
 		t.Fatalf("dry run changed the tree:\n%s", textdiff.Unified("before", "after", before, after))
 	}
-	golden(t, "init-existing-dry-run", out)
+	testutil.Golden(t, "testdata/init-existing-dry-run.golden", out)
 
 	o.DryRun = false
 	out, err = runInit(t, o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "init-existing", "### output\n"+out+"### tree\n"+tree(t, root))
+	testutil.Golden(t, "testdata/init-existing.golden", "### output\n"+out+"### tree\n"+tree(t, root))
 
 	// keep leaves a (new) default config alone and says so.
 	os.WriteFile(filepath.Join(root, "usr/local/etc/redis.conf"), []byte("port 6379\n"), 0o644)

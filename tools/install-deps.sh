@@ -18,8 +18,12 @@ if [ -f /etc/debian_version ]; then
 	have shellcheck || need="$need shellcheck"
 	have mandoc || need="$need mandoc"
 	have promtool || need="$need prometheus"
-	have php || need="$need php-cli"
-	if have php && ! php -m 2>/dev/null | grep -qi '^redis$'; then need="$need php-redis"; fi
+	# php-cli and its redis extension in one pass (the phpredis compatibility test).
+	if ! have php; then
+		need="$need php-cli php-redis"
+	elif ! php -m 2>/dev/null | grep -qi '^redis$'; then
+		need="$need php-redis"
+	fi
 	if [ -n "$need" ]; then
 		echo "install-deps: apt-get install$need"
 		$SUDO apt-get update -qq

@@ -26,26 +26,9 @@ import (
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/gate"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
 )
-
-// lockedBuffer collects log output from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // respConn is a raw RESP client that counts the bytes it sends and receives, so byte
 // counters can be checked exactly.
@@ -170,44 +153,10 @@ func scrape(t *testing.T, base string) (metrics, []byte) {
 	return metrics(mfs), body
 }
 
-// match reports whether m has every label pair of want (name, value, name, value …).
-func match(m *dto.Metric, want []string) bool {
-	for i := 0; i+1 < len(want); i += 2 {
-		found := false
-		for _, lp := range m.GetLabel() {
-			if lp.GetName() == want[i] && lp.GetValue() == want[i+1] {
-				found = true
-			}
-		}
-		if !found {
-			return false
-		}
-	}
-	return true
-}
-
 // sum adds the values (counter, gauge) or observation counts (histogram) of the series
 // of name that have the given labels.
 func (ms metrics) sum(name string, labels ...string) float64 {
-	mf := ms["redis_carp_proxy_"+name]
-	if mf == nil {
-		return 0
-	}
-	var v float64
-	for _, m := range mf.GetMetric() {
-		if !match(m, labels) {
-			continue
-		}
-		switch {
-		case m.Counter != nil:
-			v += m.GetCounter().GetValue()
-		case m.Gauge != nil:
-			v += m.GetGauge().GetValue()
-		case m.Histogram != nil:
-			v += float64(m.GetHistogram().GetSampleCount())
-		}
-	}
-	return v
+	return testutil.SeriesSum(ms["redis_carp_proxy_"+name], labels...)
 }
 
 // histSum adds the sums of the histogram series of name with the given labels.
@@ -218,7 +167,7 @@ func (ms metrics) histSum(name string, labels ...string) float64 {
 	}
 	var v float64
 	for _, m := range mf.GetMetric() {
-		if match(m, labels) && m.Histogram != nil {
+		if testutil.HasLabels(m, labels...) && m.Histogram != nil {
 			v += m.GetHistogram().GetSampleSum()
 		}
 	}
@@ -250,17 +199,6 @@ func httpGet(t *testing.T, url string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
-}
-
-func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // keyOn returns a key (with prefix) whose slot node serves, and its slot.
@@ -311,7 +249,7 @@ func TestAdminEndToEnd(t *testing.T) {
 	cfg.TryagainBackoff = 10 * time.Millisecond
 	cfg.RequirePass = testPassword
 	cfg.HotkeysSampleRate = 1
-	logs := &lockedBuffer{}
+	logs := &testutil.SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -486,7 +424,7 @@ func TestAdminEndToEnd(t *testing.T) {
 	if r := rc.do("GET", km); r != "m" {
 		t.Fatalf("GET after the slot moved: %q", r)
 	}
-	waitUntil(t, "the refresh triggered by MOVED", 10*time.Second, func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the refresh triggered by MOVED", func() bool {
 		m, _ := scrape(t, admin.URL)
 		return m.sum("slotmap_refreshes_total", "trigger", "moved") > before.sum("slotmap_refreshes_total", "trigger", "moved")
 	})
@@ -573,7 +511,7 @@ func TestAdminEndToEnd(t *testing.T) {
 	})
 	// Only after the pause: a command sent during it could time out too.
 	time.Sleep(time.Until(paused.Add(pause + 200*time.Millisecond)))
-	waitUntil(t, "the paused node to answer again", 10*time.Second, func() bool { return rc.do("GET", kt) == "t" })
+	testutil.WaitFor(t, 10*time.Second, "the paused node to answer again", func() bool { return rc.do("GET", kt) == "t" })
 
 	// Phase 5: the cluster stops serving a slot: CLUSTERDOWN, coverage and /readyz.
 	kd, sd := keyOn(t, c, A, keyPrefix+"down-", used)
@@ -586,7 +524,7 @@ func TestAdminEndToEnd(t *testing.T) {
 	if r := rc.do("GET", kd); !strings.HasPrefix(r, "-CLUSTERDOWN") {
 		t.Fatalf("GET on an unserved slot: %q", r)
 	}
-	waitUntil(t, "/readyz to report the incomplete slot map", 10*time.Second, func() bool {
+	testutil.WaitFor(t, 10*time.Second, "/readyz to report the incomplete slot map", func() bool {
 		code, body := httpGet(t, admin.URL+"/readyz")
 		return code == 503 && strings.Contains(body, "slot map incomplete: the cluster serves 16383 of 16384 slots")
 	})
@@ -613,7 +551,7 @@ func TestAdminEndToEnd(t *testing.T) {
 	if err := c.WaitHealthy(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "/readyz to recover", 10*time.Second, func() bool {
+	testutil.WaitFor(t, 10*time.Second, "/readyz to recover", func() bool {
 		code, _ := httpGet(t, admin.URL+"/readyz")
 		return code == 200
 	})
@@ -638,14 +576,14 @@ func TestAdminEndToEnd(t *testing.T) {
 	}
 	// Requests made while one is pending are coalesced into it, so the refresh counts under
 	// whichever came first: the lost connections or the retries of the commands not sent.
-	waitUntil(t, "a refresh triggered by the connection loss", 10*time.Second, func() bool {
+	testutil.WaitFor(t, 10*time.Second, "a refresh triggered by the connection loss", func() bool {
 		m, _ := scrape(t, admin.URL)
 		grew := func(trigger string) bool {
 			return m.sum("slotmap_refreshes_total", "trigger", trigger) > before.sum("slotmap_refreshes_total", "trigger", trigger)
 		}
 		return grew("connection_loss") || grew("unreachable")
 	})
-	waitUntil(t, "INFO proxy to show the killed node down", 5*time.Second, func() bool {
+	testutil.WaitFor(t, 5*time.Second, "INFO proxy to show the killed node down", func() bool {
 		return strings.Contains(rc.do("INFO", "proxy"), "addr="+C.Addr+",role=master,state=down")
 	})
 
@@ -736,7 +674,7 @@ func TestDaemonAdminReportsHostState(t *testing.T) {
 	}()
 	var code int
 	var body string
-	waitUntil(t, "the daemon to be ready", 15*time.Second, func() bool {
+	testutil.WaitFor(t, 15*time.Second, "the daemon to be ready", func() bool {
 		resp, err := http.Get("http://" + admin + "/readyz")
 		if err != nil {
 			return false

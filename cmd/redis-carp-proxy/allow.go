@@ -7,14 +7,14 @@ import (
 	"io"
 	"net/netip"
 
-	"github.com/redis-carp-proxy/redis-carp-proxy/pfctl"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/pfctl"
 )
 
 const allowUsage = "usage: redis-carp-proxy allow add|del|list [-c FILE] [-no-apply] [ADDR|CIDR ...]"
 
 // runAllow implements `allow add|del|list`: it edits pf-allow-file atomically, keeping
 // its comments, then replaces the pf table from it.
-func runAllow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func (h hostCommands) runAllow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := subFlags("allow", stderr)
 	noApply := fs.Bool("no-apply", false, "only edit the file; do not replace the pf table")
 	verb, addrs, cfg, file, err := parseVerb(fs, args)
@@ -78,7 +78,7 @@ func runAllow(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := ensureAllowFile(p.AllowFile, stdout); err != nil {
 		return err
 	}
-	if err := newPF(p).ReplaceTable(ctx, p.AllowFile); err != nil {
+	if err := newPF(h.runner, p).ReplaceTable(ctx, p.AllowFile); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "table <%s> in anchor %q now matches %s (%d entries)\n", p.Table, p.Anchor, p.AllowFile, len(list.Entries()))

@@ -12,21 +12,12 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun"
 )
 
-// subcommands maps the first argument to its implementation; args exclude the subcommand.
-var subcommands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error{
-	"allow":        runAllow,
-	"check-config": runCheckConfig,
-	"cluster":      runCluster,
-	"redis":        runRedis,
-	"pf":           runPF,
-	"setup":        runSetup,
-	"version":      runVersion,
-}
-
 func main() {
-	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr, cmdrun.Exec{}); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "redis-carp-proxy:", err)
 		}
@@ -34,11 +25,13 @@ func main() {
 	}
 }
 
-func run(args []string, stdout, stderr io.Writer) error {
+// run runs the subcommand named by args[0], or the daemon. runner runs the external tools
+// of the subcommands that change the host.
+func run(args []string, stdout, stderr io.Writer, runner cmdrun.Runner) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if len(args) > 0 {
-		if f, ok := subcommands[args[0]]; ok {
+		if f, ok := subcommands(runner)[args[0]]; ok {
 			return f(ctx, args[1:], stdout, stderr)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/clusteradmin"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun/cmdruntest"
 	"github.com/redis-carp-proxy/redis-carp-proxy/redissetup"
 )
 
@@ -16,7 +17,7 @@ func TestRedisInitCommand(t *testing.T) {
 	root := t.TempDir()
 	var out, errb bytes.Buffer
 	args := []string{"redis", "init", "--ports", "7000, 7001", "--bind", "198.51.100.11", "--root", root, "--flavor", "valkey", "--dry-run"}
-	if err := run(args, &out, &errb); err != nil {
+	if err := run(args, &out, &errb, cmdruntest.New(nil)); err != nil {
 		t.Fatalf("%v\n%s", err, errb.String())
 	}
 	if !strings.Contains(out.String(), "would create /usr/local/etc/valkey-7001.conf") || !strings.Contains(out.String(), "+valkey_profiles=\"7000 7001\"") {
@@ -26,7 +27,7 @@ func TestRedisInitCommand(t *testing.T) {
 		t.Fatalf("dry run wrote %v", entries)
 	}
 	out.Reset()
-	if err := run(args[:len(args)-1], &out, &errb); err != nil {
+	if err := run(args[:len(args)-1], &out, &errb, cmdruntest.New(nil)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(root, "etc/rc.conf.d/valkey")); err != nil {
@@ -39,11 +40,11 @@ func TestRedisInitCommand(t *testing.T) {
 		{"redis", "init", "--ports", "70x0", "--bind", "198.51.100.11"},
 		{"redis", "init", "--ports", "7000", "--bind", "198.51.100.11", "extra"},
 	} {
-		if err := run(bad, &out, &errb); err == nil {
+		if err := run(bad, &out, &errb, cmdruntest.New(nil)); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
 	}
-	if err := run([]string{"redis", "init", "--bind", "198.51.100.11", "--root", root}, &out, &errb); !errors.Is(err, redissetup.ErrBadOptions) {
+	if err := run([]string{"redis", "init", "--bind", "198.51.100.11", "--root", root}, &out, &errb, cmdruntest.New(nil)); !errors.Is(err, redissetup.ErrBadOptions) {
 		t.Errorf("no ports: %v", err)
 	}
 }
@@ -58,12 +59,12 @@ func TestClusterCommandArgs(t *testing.T) {
 		{[]string{"cluster", "reset", "--yes", "nohostport"}, clusteradmin.ErrBadArgs},
 		{[]string{"cluster", "check", "nohostport"}, clusteradmin.ErrBadArgs},
 	} {
-		if err := run(c.args, &out, &errb); !errors.Is(err, c.want) {
+		if err := run(c.args, &out, &errb, cmdruntest.New(nil)); !errors.Is(err, c.want) {
 			t.Errorf("%q: %v, want %v", c.args, err, c.want)
 		}
 	}
 	for _, bad := range [][]string{{"cluster"}, {"cluster", "fix"}, {"cluster", "check"}, {"cluster", "check", "a:1", "b:2"}, {"cluster", "create", "--bogus"}} {
-		if err := run(bad, &out, &errb); err == nil {
+		if err := run(bad, &out, &errb, cmdruntest.New(nil)); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
 	}

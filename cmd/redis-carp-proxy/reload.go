@@ -13,9 +13,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/gate"
-	"github.com/redis-carp-proxy/redis-carp-proxy/pfctl"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/pfctl"
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
 )
 
@@ -41,7 +42,7 @@ func reloadOnHUP(fs *config.FlagSet, srv *proxy.Server, level *slog.LevelVar, lo
 			}
 			applied, restart := srv.Reload(cfg)
 			if reloadPF {
-				if n, err := reloadAllowlist(context.Background(), cfg, fs.File()); err != nil {
+				if n, err := reloadAllowlist(context.Background(), cmdrun.Exec{}, cfg, fs.File()); err != nil {
 					log.Error("allowlist not reloaded; pf keeps the previous table", "err", err)
 				} else {
 					log.Info("allowlist reloaded into pf", "table", cfg.PFTable, "entries", n)
@@ -64,9 +65,9 @@ func reloadOnHUP(fs *config.FlagSet, srv *proxy.Server, level *slog.LevelVar, lo
 var reloadPF = runtime.GOOS == "freebsd"
 
 // reloadAllowlist validates pf-allow-file and replaces the pf table with it (pfctl -T
-// replace, atomic in the kernel); a file with a bad line changes nothing. It returns the
-// number of entries loaded.
-func reloadAllowlist(ctx context.Context, cfg *config.Config, file string) (int, error) {
+// replace through runner, atomic in the kernel); a file with a bad line changes nothing.
+// It returns the number of entries loaded.
+func reloadAllowlist(ctx context.Context, runner cmdrun.Runner, cfg *config.Config, file string) (int, error) {
 	p, err := pfctl.FromConfig(cfg, file)
 	if err != nil {
 		return 0, err
@@ -77,7 +78,7 @@ func reloadAllowlist(ctx context.Context, cfg *config.Config, file string) (int,
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := newPF(p).ReplaceTable(ctx, p.AllowFile); err != nil {
+	if err := newPF(runner, p).ReplaceTable(ctx, p.AllowFile); err != nil {
 		return 0, err
 	}
 	return len(l.Entries()), nil

@@ -15,9 +15,6 @@ import (
 // bad line runs no pfctl at all, so the kernel keeps the previous table.
 func TestReloadAllowlist(t *testing.T) {
 	rec := cmdruntest.New(nil)
-	old := commandRunner
-	commandRunner = rec
-	t.Cleanup(func() { commandRunner = old })
 
 	allow := filepath.Join(t.TempDir(), "allow.list")
 	if err := os.WriteFile(allow, []byte("# web tier\n198.51.100.10\n198.51.100.64/26 # lb\n"), 0o644); err != nil {
@@ -25,7 +22,7 @@ func TestReloadAllowlist(t *testing.T) {
 	}
 	cfg := config.Default()
 	cfg.PFAllowFile = allow
-	n, err := reloadAllowlist(context.Background(), cfg, "test.conf")
+	n, err := reloadAllowlist(context.Background(), rec, cfg, "test.conf")
 	if err != nil || n != 2 {
 		t.Fatalf("reloadAllowlist = %d, %v", n, err)
 	}
@@ -37,7 +34,7 @@ func TestReloadAllowlist(t *testing.T) {
 	if err := os.WriteFile(allow, []byte("198.51.100.10\nnot-an-address\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := reloadAllowlist(context.Background(), cfg, "test.conf"); err == nil || !strings.Contains(err.Error(), allow+":2:") {
+	if _, err := reloadAllowlist(context.Background(), rec, cfg, "test.conf"); err == nil || !strings.Contains(err.Error(), allow+":2:") {
 		t.Fatalf("bad file: %v, want an error naming line 2", err)
 	}
 	if got := rec.Log(); got != want {

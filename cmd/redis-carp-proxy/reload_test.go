@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
 )
 
 var (
@@ -70,24 +70,6 @@ func TestCheckConfigBinary(t *testing.T) {
 	}
 }
 
-// syncBuffer collects the daemon's log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type conn struct {
 	t  *testing.T
 	c  net.Conn
@@ -123,7 +105,7 @@ func TestSIGHUPReloadBinary(t *testing.T) {
 		}
 	}
 	write("deny-commands KEYS\n")
-	var logb syncBuffer
+	var logb testutil.SyncBuffer
 	cmd := exec.Command(bin, "-c", conf)
 	cmd.Stdout, cmd.Stderr = &logb, &logb
 	if err := cmd.Start(); err != nil {
@@ -229,7 +211,7 @@ func TestTLSListenerBinary(t *testing.T) {
 	cmd := exec.Command(bin, "--listen", addr, "--cluster-seeds", c.Seeds()[0], "--admin-listen", "",
 		"--tls-port", tport, "--tls-cert-file", files.CertFile, "--tls-key-file", files.KeyFile,
 		"--tls-ca-cert-file", files.CACertFile, "--tls-auth-clients", "yes")
-	var logb syncBuffer
+	var logb testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &logb, &logb
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -22,7 +22,7 @@ func checkSetupPrivileges(live, dryRun bool, euid int) error {
 }
 
 // runSetup implements `setup [--dry-run] [--root DIR] [-c FILE]`.
-func runSetup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func (h hostCommands) runSetup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := subFlags("setup", stderr)
 	dryRun := fs.Bool("dry-run", false, "print the changes (diffs) and commands; change nothing")
 	root := fs.String("root", "/", "write the files under this `directory` instead of / (commands are then not run)")
@@ -46,7 +46,7 @@ func runSetup(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	s := &hostsetup.Setup{
 		Config: cfg, ConfigFile: file, Root: r, DryRun: *dryRun, Live: live,
-		Runner: commandRunner, Out: stdout, Log: newLogger(cfg, stderr),
+		Runner: h.runner, Out: stdout, Log: newLogger(cfg, stderr),
 	}
 	return s.Run(ctx)
 }

@@ -230,7 +230,7 @@ var keys = []key{
 	{"tls-auth-clients", "no", "require TLS clients to present a certificate signed by tls-ca-cert-file", boolVar(func(c *Config) *bool { return &c.TLSAuthClients })},
 
 	{"event-loops", "0", "event loops serving plain TCP clients, each with its own connection to every node (0: one per two cores, at most 8)", intVar(0, 256, func(c *Config) *int { return &c.EventLoops })},
-	{"backend-connections", "2", "pipelined connections per cluster node, shared by all clients", intVar(1, 64, func(c *Config) *int { return &c.BackendConnections })},
+	{"backend-connections", "2", "shared pipelined connections per cluster node for TLS clients and the slow path (the event loops have their own)", intVar(1, 64, func(c *Config) *int { return &c.BackendConnections })},
 	{"backend-connect-timeout", "1s", "timeout for connecting to a cluster node", durVar(time.Millisecond, func(c *Config) *time.Duration { return &c.BackendConnectTimeout })},
 	{"backend-read-timeout", "3s", "a node that sends no reply for this long while commands are pending is timed out", durVar(time.Millisecond, func(c *Config) *time.Duration { return &c.BackendReadTimeout })},
 	{"backend-queue-depth", "4096", "commands queued per backend connection before senders wait", intVar(1, 1<<20, func(c *Config) *int { return &c.BackendQueueDepth })},

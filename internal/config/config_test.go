@@ -2,15 +2,14 @@ package config
 
 import (
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-)
 
-var update = flag.Bool("update", false, "rewrite the sample config")
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
+)
 
 const sampleHeader = `# redis-carp-proxy configuration (redis.conf style: "key value", "#" comments).
 # Every key can also be given on the command line as --key value; flags win.
@@ -47,19 +46,8 @@ func renderSample() string {
 
 func TestSampleDocumentsEveryKey(t *testing.T) {
 	path := filepath.Join("..", "..", "etc", "redis-carp-proxy.conf.sample")
-	want := renderSample()
-	if *update {
-		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	got, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(got) != want {
-		t.Fatalf("%s is out of date with the key table; run go test ./internal/config -update", path)
-	}
+	// The sample is rendered from the key table (go test ./internal/config -update).
+	testutil.Golden(t, path, renderSample())
 	c, err := LoadFile(path)
 	if err != nil {
 		t.Fatalf("sample does not load: %v", err)

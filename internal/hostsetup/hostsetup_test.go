@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -15,12 +14,11 @@ import (
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun/cmdruntest"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
-	"github.com/redis-carp-proxy/redis-carp-proxy/pfctl"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/pfctl"
 
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/textdiff"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden trees and outputs under testdata/")
 
 var fixedNow = func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
 
@@ -112,22 +110,6 @@ func compareTrees(t *testing.T, got, want map[string]string, label string) {
 	}
 }
 
-func golden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (go test ./internal/hostsetup -update)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs (go test ./internal/hostsetup -update):\n%s", path, textdiff.Unified(path, path, string(want), got))
-	}
-}
-
 type setupCase struct {
 	name    string
 	config  string
@@ -166,14 +148,14 @@ func TestSetupGoldenTrees(t *testing.T) {
 			writeTree(t, root, before)
 			stdout, commands := runCase(t, tc, root)
 			after := readTree(t, root)
-			golden(t, filepath.Join(dir, "stdout.txt"), stdout)
-			golden(t, filepath.Join(dir, "commands.txt"), commands)
+			testutil.Golden(t, filepath.Join(dir, "stdout.txt"), stdout)
+			testutil.Golden(t, filepath.Join(dir, "commands.txt"), commands)
 			if tc.dryRun {
 				compareTrees(t, after, before, "dry run must change nothing")
 				return
 			}
 			outDir := filepath.Join(dir, "out")
-			if *update {
+			if testutil.Update() {
 				os.RemoveAll(outDir)
 				writeTree(t, outDir, after)
 			}

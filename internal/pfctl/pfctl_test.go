@@ -3,7 +3,6 @@ package pfctl
 import (
 	"context"
 	"errors"
-	"flag"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -13,13 +12,12 @@ import (
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun/cmdruntest"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
 // goldenConfigs maps a golden file to the configuration it is rendered from.
 var goldenConfigs = map[string]string{
-	"sample.anchor":       "../etc/redis-carp-proxy.conf.sample",
+	"sample.anchor":       "../../etc/redis-carp-proxy.conf.sample",
 	"full.anchor":         "testdata/configs/full.conf",
 	"custom-ports.anchor": "testdata/configs/custom-ports.conf",
 	"ipv6.anchor":         "testdata/configs/ipv6.conf",
@@ -45,19 +43,7 @@ func TestRenderGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			path := filepath.Join("testdata", golden)
-			if *update {
-				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run go test ./pfctl -update)", err)
-			}
-			if got != string(want) {
-				t.Fatalf("%s differs from the rendering (go test ./pfctl -update):\n%s", path, got)
-			}
+			testutil.Golden(t, filepath.Join("testdata", golden), got)
 			checkGrammar(t, got)
 			if strings.Contains(got, "rdr") {
 				t.Fatal("the anchor must not redirect")
@@ -69,23 +55,12 @@ func TestRenderGolden(t *testing.T) {
 // The shipped anchor sample (installed as share/examples/redis-carp-proxy/pf.anchor) is the
 // rendering of the shipped configuration sample.
 func TestShippedAnchorSample(t *testing.T) {
-	const shipped = "../etc/redis-carp-proxy.pf.anchor.sample"
-	want, err := Render(loadParams(t, "../etc/redis-carp-proxy.conf.sample"))
+	const shipped = "../../etc/redis-carp-proxy.pf.anchor.sample"
+	rendered, err := Render(loadParams(t, "../../etc/redis-carp-proxy.conf.sample"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *update {
-		if err := os.WriteFile(shipped, []byte(want), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	got, err := os.ReadFile(shipped)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(got) != want {
-		t.Fatalf("%s is stale; run go test ./pfctl -update", shipped)
-	}
+	testutil.Golden(t, shipped, rendered)
 }
 
 // checkGrammar parses every non-comment line with the subset of pfctl's parse.y
@@ -332,7 +307,7 @@ func TestAllowListEditKeepsComments(t *testing.T) {
 }
 
 func TestShippedAllowListSample(t *testing.T) {
-	got, err := os.ReadFile("../etc/redis-carp-proxy.allow.list.sample")
+	got, err := os.ReadFile("../../etc/redis-carp-proxy.allow.list.sample")
 	if err != nil || string(got) != AllowListHeader {
 		t.Fatalf("etc/redis-carp-proxy.allow.list.sample must equal AllowListHeader (%v)", err)
 	}

@@ -5,7 +5,7 @@
 // port skeleton (port/Makefile COMMENT, pkg-descr, files/pkg-message.in, pkg-plist
 // @sample lines).
 //
-// Usage: go run ./internal/mkpkg -stage build/stage-amd64 -arch amd64 -version 0.1.0 -port port -o out.pkg
+// Usage: go run ./tools/mkpkg -stage build/stage-amd64 -arch amd64 -version 0.1.0 -port port -o out.pkg
 package main
 
 import (
