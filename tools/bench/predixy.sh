@@ -12,7 +12,11 @@ dir=$(mktemp -d)
 	echo "WorkerThreads 1"
 	echo "ClientTimeout 0"
 	for l in Verb Debug Info Notice Warn Error; do echo "Log${l}Sample 0"; done
-	echo "Authority { Auth { Mode write } }"
+	echo "Authority {"
+	echo "  Auth {"
+	echo "    Mode write"
+	echo "  }"
+	echo "}"
 	echo "ClusterServerPool {"
 	echo "  MasterReadPriority 100"
 	echo "  RefreshInterval 1"
