@@ -227,7 +227,7 @@ func (b *lbackend) flush() {
 	if b.fd < 0 || b.outOff == len(b.out) {
 		return
 	}
-	n, err := unix.Write(b.fd, b.out[b.outOff:])
+	n, err := sysWrite(b.fd, b.out[b.outOff:])
 	if n > 0 {
 		b.outOff += n
 		b.written += int64(n)
@@ -268,7 +268,7 @@ func (b *lbackend) readable() {
 		b.rbuf = nb
 	}
 	b.rbuf = b.rbuf[:cap(b.rbuf)]
-	n, err := unix.Read(b.fd, b.rbuf[b.rlen:])
+	n, err := sysRead(b.fd, b.rbuf[b.rlen:])
 	if n <= 0 {
 		if err == unix.EAGAIN || err == unix.EINTR {
 			return

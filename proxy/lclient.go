@@ -92,7 +92,7 @@ func (c *lclient) readable() {
 	}
 	l := c.l
 	buf := l.rbuf
-	n, err := unix.Read(c.fd, buf)
+	n, err := sysRead(c.fd, buf)
 	if n <= 0 {
 		if err == unix.EAGAIN || err == unix.EINTR {
 			return
@@ -325,7 +325,7 @@ func (c *lclient) flush() {
 		return
 	}
 	if c.outOff < len(c.out) {
-		n, err := unix.Write(c.fd, c.out[c.outOff:])
+		n, err := sysWrite(c.fd, c.out[c.outOff:])
 		if n > 0 {
 			c.outOff += n
 		}
