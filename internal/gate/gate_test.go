@@ -81,14 +81,17 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func startGate(t *testing.T, drain time.Duration) (*Gate, *echoServer, chan bool, string) {
+// want is a requested state learned now.
+func want(active bool) Want { return Want{Active: active, At: time.Now()} }
+
+func startGate(t *testing.T, drain time.Duration) (*Gate, *echoServer, chan Want, string) {
 	srv := &echoServer{conns: map[net.Conn]bool{}}
 	addr := freeAddr(t)
-	g := &Gate{Addr: addr, Server: srv, Drain: drain, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: NewMetrics(nil)}
-	states := make(chan bool)
+	g := &Gate{Addr: addr, VIP: "127.0.0.1", Server: srv, Drain: drain, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: NewMetrics(nil)}
+	states := make(chan Want)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx, states) }()
+	go func() { done <- g.Follow(ctx, states) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -103,13 +106,13 @@ func startGate(t *testing.T, drain time.Duration) (*Gate, *echoServer, chan bool
 
 func TestGateListensOnlyWhileActive(t *testing.T) {
 	g, srv, states, addr := startGate(t, 50*time.Millisecond)
-	states <- false
+	states <- want(false)
 	waitFor(t, "BACKUP applied", func() bool { return !g.Active() })
 	if canDial(addr) {
 		t.Fatal("listener open while BACKUP")
 	}
 	start := time.Now()
-	states <- true
+	states <- want(true)
 	waitFor(t, "listener", func() bool { return canDial(addr) })
 	t.Logf("MASTER → accepting in %v", time.Since(start))
 
@@ -118,7 +121,7 @@ func TestGateListensOnlyWhileActive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	states <- false
+	states <- want(false)
 	waitFor(t, "inactive", func() bool { return !g.Active() })
 	if canDial(addr) {
 		t.Fatal("new connections accepted after BACKUP")
@@ -143,9 +146,9 @@ func TestGateListensOnlyWhileActive(t *testing.T) {
 func TestGateFlapping(t *testing.T) {
 	g, srv, states, addr := startGate(t, 10*time.Millisecond)
 	for i := 0; i < 200; i++ {
-		want := i%2 == 0
-		states <- want
-		waitFor(t, "state applied", func() bool { return g.Active() == want })
+		active := i%2 == 0
+		states <- want(active)
+		waitFor(t, "state applied", func() bool { return g.Active() == active })
 		if n := srv.serves.Load(); n > 2 {
 			// One Serve may still be returning from the previous listener.
 			t.Fatalf("step %d: %d Serve loops at once", i, n)
@@ -155,8 +158,8 @@ func TestGateFlapping(t *testing.T) {
 	if canDial(addr) {
 		t.Fatal("listening after flapping ended in BACKUP")
 	}
-	states <- true
-	states <- true // repeated MASTER: still exactly one listener
+	states <- want(true)
+	states <- want(true) // repeated MASTER: still exactly one listener
 	waitFor(t, "listener", func() bool { return canDial(addr) })
 	waitFor(t, "one Serve loop", func() bool { return srv.serves.Load() == 1 })
 }
@@ -173,11 +176,12 @@ func TestGateRetriesListen(t *testing.T) {
 			}
 			return Listen(ctx, a)
 		}}
-	states := make(chan bool, 1)
+	states := make(chan Want, 1)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go g.Run(ctx, states)
-	states <- true
+	done := make(chan error, 1)
+	go func() { done <- g.Follow(ctx, states) }()
+	defer func() { cancel(); <-done }()
+	states <- want(true)
 	waitFor(t, "listener after retries", func() bool { return canDial(addr) })
 }
 
@@ -366,4 +370,75 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestGroupFollowsTogether drives two gates (a VIP's plain and TLS listeners, say) through
+// one Group: both open on MASTER and close on BACKUP, the group reports the last state by
+// name, and per-VIP metrics move only for the group's VIP.
+func TestGroupFollowsTogether(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	m.Init("198.51.100.102") // a VIP this host never serves: visible as inactive
+	srv := &echoServer{conns: map[net.Conn]bool{}}
+	a1, a2 := freeAddr(t), freeAddr(t)
+	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
+	grp := &Group{VIP: "198.51.100.101", Gates: []*Gate{
+		{Addr: a1, VIP: "198.51.100.101", Server: srv, Drain: time.Millisecond, Log: discard, Metrics: m},
+		{Addr: a2, VIP: "198.51.100.101", Server: srv, Drain: time.Millisecond, Log: discard},
+	}}
+	if grp.State() != "INIT" || grp.Active() {
+		t.Fatalf("before any state: %q, active %v", grp.State(), grp.Active())
+	}
+	wants := make(chan Want)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- grp.Follow(ctx, wants) }()
+
+	wants <- Want{Active: true, At: time.Now(), State: "MASTER"}
+	waitFor(t, "both listeners", func() bool { return canDial(a1) && canDial(a2) })
+	if grp.State() != "MASTER" || !grp.Active() {
+		t.Fatalf("after MASTER: %q, active %v", grp.State(), grp.Active())
+	}
+	gauge := func(vip string) float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "redis_carp_proxy_active" {
+				continue
+			}
+			for _, mt := range mf.GetMetric() {
+				for _, lp := range mt.GetLabel() {
+					if lp.GetName() == "vip" && lp.GetValue() == vip {
+						return mt.GetGauge().GetValue()
+					}
+				}
+			}
+		}
+		return -1
+	}
+	if a, b := gauge("198.51.100.101"), gauge("198.51.100.102"); a != 1 || b != 0 {
+		t.Fatalf("active{vip=.101} = %v, {vip=.102} = %v; want 1 and 0", a, b)
+	}
+
+	wants <- Want{Active: false, At: time.Now(), State: "BACKUP"}
+	waitFor(t, "both listeners closed", func() bool { return !grp.Active() })
+	if canDial(a1) || canDial(a2) {
+		t.Fatal("a listener is open after BACKUP")
+	}
+	if grp.State() != "BACKUP" || gauge("198.51.100.101") != 0 {
+		t.Fatalf("after BACKUP: %q, active gauge %v", grp.State(), gauge("198.51.100.101"))
+	}
+
+	// Ending on MASTER: Follow returning closes both.
+	wants <- Want{Active: true, At: time.Now(), State: "MASTER"}
+	waitFor(t, "both listeners again", func() bool { return canDial(a1) && canDial(a2) })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if canDial(a1) || canDial(a2) {
+		t.Fatal("a listener is open after Follow returned")
+	}
 }
