@@ -21,6 +21,12 @@ type Group struct {
 // closed; then it stops the gates (closing their listeners, waiting for their drains) and
 // returns their errors.
 func (g *Group) Follow(ctx context.Context, wants <-chan Want) error {
+	return FollowMapped(ctx, g, wants, func(w Want) Want { return w })
+}
+
+// FollowMapped is Follow for a stream of another type, such as a CARP watcher's changes:
+// want maps each value to the state the gates should be in.
+func FollowMapped[T any](ctx context.Context, g *Group, in <-chan T, want func(T) Want) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	chans := make([]chan Want, len(g.Gates))
@@ -43,10 +49,11 @@ func (g *Group) Follow(ctx context.Context, wants <-chan Want) error {
 		select {
 		case <-ctx.Done():
 			return stop()
-		case w, ok := <-wants:
+		case v, ok := <-in:
 			if !ok {
 				return stop()
 			}
+			w := want(v)
 			if w.State != "" {
 				g.state.Store(&w.State)
 			}
