@@ -32,6 +32,7 @@ type Params struct {
 	PortHi     int
 	AdminPort  int        // admin listener port; 0 = no admin listener
 	ProxyAddr  netip.Addr // VIP (or the listen address); invalid = any
+	ProxyAddrs []netip.Addr // active-active (vips): every VIP; overrides ProxyAddr
 	ProxyPort  int
 	Log        bool
 	Source     string // the configuration file, for the header comment
@@ -82,7 +83,25 @@ func FromConfig(c *config.Config, source string) (Params, error) {
 	} else if a, err := netip.ParseAddr(host); err == nil && !a.IsUnspecified() {
 		p.ProxyAddr = a
 	}
+	for _, v := range c.VIPs {
+		a, err := netip.ParseAddr(v.Addr)
+		if err != nil {
+			return p, fmt.Errorf("vips: %w", err)
+		}
+		p.ProxyAddrs = append(p.ProxyAddrs, a)
+	}
 	return p, p.Validate()
+}
+
+// proxyAddrs returns the addresses the client rules protect (none: any).
+func (p Params) proxyAddrs() []netip.Addr {
+	if len(p.ProxyAddrs) > 0 {
+		return p.ProxyAddrs
+	}
+	if p.ProxyAddr.IsValid() {
+		return []netip.Addr{p.ProxyAddr}
+	}
+	return nil
 }
 
 // Validate checks that every name and path can be written into pf.conf(5) as is.
@@ -101,14 +120,17 @@ func (p Params) Validate() error {
 	if p.AllowFile == "" || !strings.HasPrefix(p.AllowFile, "/") || strings.ContainsAny(p.AllowFile, "\"\\\n\r\t") {
 		return fmt.Errorf("pf-allow-file %q: %w (an absolute path without quotes or backslashes)", p.AllowFile, ErrBadPath)
 	}
-	if p.ProxyAddr.IsValid() && len(p.LBNetworks) > 0 {
+	for _, a := range p.proxyAddrs() {
+		if len(p.LBNetworks) == 0 {
+			break
+		}
 		same := false
 		for _, n := range p.LBNetworks {
-			same = same || n.Addr().Is4() == p.ProxyAddr.Is4()
+			same = same || n.Addr().Is4() == a.Is4()
 		}
 		if !same {
 			// pfctl would refuse the client rule: "rule expands to no valid combination".
-			return fmt.Errorf("pf-lb-network has no network of the VIP's address family (%s): %w", p.ProxyAddr, ErrBadAddress)
+			return fmt.Errorf("pf-lb-network has no network of the VIP's address family (%s): %w", a, ErrBadAddress)
 		}
 	}
 	if p.PortLo < 1 || p.PortHi > 65535 || p.PortLo > p.PortHi {
