@@ -151,7 +151,9 @@ func serveGated(ctx context.Context, cfg *config.Config, cw *carpParts, srv *pro
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			errs[2*i] = cw.watchers[i].Run(ctx, changes)
+			if errs[2*i] = cw.watchers[i].Run(ctx, changes); errs[2*i] != nil {
+				cancel() // a VIP whose state cannot be followed stops the daemon
+			}
 		}()
 		go func() {
 			defer wg.Done()
