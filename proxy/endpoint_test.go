@@ -34,6 +34,11 @@ func TestEndpointsPerVIP(t *testing.T) {
 		})
 		return ln.Addr().String()
 	}
+	// A first answered command proves Serve created the default endpoint (it is created
+	// when Serve starts): it comes first in the endpoint order.
+	if err := p.client(t).Ping(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
 	epA, epB := p.srv.Endpoint("198.51.100.101"), p.srv.Endpoint("198.51.100.102")
 	if p.srv.Endpoint("198.51.100.101") != epA {
 		t.Fatal("Endpoint returned a second endpoint for the same VIP")
