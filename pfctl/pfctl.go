@@ -30,8 +30,8 @@ type Params struct {
 	LBNetworks []netip.Prefix
 	PortLo     int // Redis client ports (redis-ports)
 	PortHi     int
-	AdminPort  int        // admin listener port; 0 = no admin listener
-	ProxyAddr  netip.Addr // VIP (or the listen address); invalid = any
+	AdminPort  int          // admin listener port; 0 = no admin listener
+	ProxyAddr  netip.Addr   // VIP (or the listen address); invalid = any
 	ProxyAddrs []netip.Addr // active-active (vips): every VIP; overrides ProxyAddr
 	ProxyPort  int
 	Log        bool
