@@ -30,12 +30,15 @@ type Params struct {
 	LBNetworks []netip.Prefix
 	PortLo     int // Redis client ports (redis-ports)
 	PortHi     int
-	AdminPort  int          // admin listener port; 0 = no admin listener
-	ProxyAddr  netip.Addr   // VIP (or the listen address); invalid = any
-	ProxyAddrs []netip.Addr // active-active (vips): every VIP; overrides ProxyAddr
+	AdminPort  int        // admin listener port; 0 = no admin listener
+	ProxyAddr  netip.Addr // VIP (or the listen address); invalid = any
 	ProxyPort  int
 	Log        bool
 	Source     string // the configuration file, for the header comment
+
+	// ProxyAddrs are the VIPs of an active-active configuration (vips); when set they
+	// replace ProxyAddr.
+	ProxyAddrs []netip.Addr
 }
 
 var (
