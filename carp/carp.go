@@ -10,6 +10,7 @@
 package carp
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -77,8 +78,11 @@ type Config struct {
 	VIP string
 	// PollInterval is how often the state is re-read as a safety net (default 1s).
 	PollInterval time.Duration
-	Log          *slog.Logger
-	Metrics      *Metrics
+	// Label names the address in metrics (label vip) and logs; default: VIP, else
+	// "IFACE vhid N", "static" in static mode.
+	Label   string
+	Log     *slog.Logger
+	Metrics *Metrics
 }
 
 // New returns the Watcher for cfg.Mode; "freebsd" works only on FreeBSD and "vip" only on
@@ -93,7 +97,7 @@ func New(cfg Config) (Watcher, error) {
 	}
 	switch cfg.Mode {
 	case "static", "":
-		return &poller{src: staticSource{}, cfg: cfg, label: "static"}, nil
+		return &poller{src: staticSource{}, cfg: cfg, label: cmp.Or(cfg.Label, "static")}, nil
 	case "freebsd", "vip":
 		// freebsd mode may do without the VIP only when both interface and vhid are given.
 		if cfg.VIP == "" && (cfg.Mode == "vip" || cfg.VHID == 0 || cfg.Interface == "") {
@@ -117,7 +121,7 @@ func New(cfg Config) (Watcher, error) {
 		if err != nil {
 			return nil, err
 		}
-		label := cfg.VIP
+		label := cmp.Or(cfg.Label, cfg.VIP)
 		if label == "" {
 			label = fmt.Sprintf("%s vhid %d", cfg.Interface, cfg.VHID)
 		}
@@ -181,7 +185,7 @@ func (p *poller) Run(ctx context.Context, ch chan<- Change) error {
 				log.Error("cannot read the CARP state; treating it as INIT", "err", err)
 				lastErr = err.Error()
 			}
-			p.cfg.Metrics.readError()
+			p.cfg.Metrics.readError(p.label)
 			s = Init
 		} else if lastErr != "" {
 			log.Info("CARP state readable again")

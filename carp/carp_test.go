@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun/cmdruntest"
 )
 
@@ -151,6 +153,43 @@ func TestStaticWatcher(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestWatcherLabel: the label names the VIP in the metrics (one watcher per VIP in an
+// active-active set, all on one registry).
+func TestWatcherLabel(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	for _, label := range []string{"198.51.100.101", "198.51.100.102"} {
+		w, err := New(Config{Mode: "static", Label: label, Log: quietLog(), Metrics: m})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch := make(chan Change, 1)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- w.Run(ctx, ch) }()
+		recv(t, ch, time.Second)
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() == "redis_carp_proxy_carp_state" {
+			for _, mt := range mf.GetMetric() {
+				got[mt.GetLabel()[0].GetValue()] = mt.GetGauge().GetValue()
+			}
+		}
+	}
+	if len(got) != 2 || got["198.51.100.101"] != float64(Master) || got["198.51.100.102"] != float64(Master) {
+		t.Errorf("carp_state by vip = %v, want both VIPs at 2", got)
 	}
 }
 

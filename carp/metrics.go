@@ -6,7 +6,7 @@ import "github.com/prometheus/client_golang/prometheus"
 type Metrics struct {
 	state       *prometheus.GaugeVec
 	transitions *prometheus.CounterVec
-	readErrors  prometheus.Counter
+	readErrors  *prometheus.CounterVec
 	demoted     prometheus.Gauge
 }
 
@@ -17,8 +17,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "CARP state of the virtual address: 0 INIT, 1 BACKUP, 2 MASTER."}, []string{"vip"}),
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "redis_carp_proxy", Name: "carp_transitions_total",
 			Help: "CARP state changes seen, by new state."}, []string{"vip", "to"}),
-		readErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "redis_carp_proxy", Name: "carp_read_errors_total",
-			Help: "Failed reads of the CARP state (each counts as INIT)."}),
+		readErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "redis_carp_proxy", Name: "carp_read_errors_total",
+			Help: "Failed reads of the CARP state of the VIP (each counts as INIT)."}, []string{"vip"}),
 		demoted: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "redis_carp_proxy", Name: "carp_demoted",
 			Help: "1 while this proxy demotes its host's CARP because it cannot serve."}),
 	}
@@ -40,9 +40,9 @@ func (m *Metrics) transition(vip string, to State) {
 	}
 }
 
-func (m *Metrics) readError() {
+func (m *Metrics) readError(vip string) {
 	if m != nil {
-		m.readErrors.Inc()
+		m.readErrors.WithLabelValues(vip).Inc()
 	}
 }
 

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -19,9 +20,10 @@ type HostState struct {
 // staticHostState is the state of a proxy that always serves.
 var staticHostState = HostState{CARP: "static", Active: true}
 
-// SetHostState installs the function that reports the host state (the daemon sets it from
-// the CARP watcher and the gate). Without one, the proxy reports static and active. It may
-// be called at any time; f must be safe for concurrent use and fast.
+// SetHostState installs the function that reports the host state of endpoints that have
+// none of their own (Endpoint.SetHostState): a single-VIP daemon, tests. Without one, the
+// proxy reports static and active. It may be called at any time; f must be safe for
+// concurrent use and fast.
 func (s *Server) SetHostState(f func() HostState) {
 	if f == nil {
 		s.hostState.Store(nil)
@@ -30,20 +32,63 @@ func (s *Server) SetHostState(f func() HostState) {
 	s.hostState.Store(&f)
 }
 
-// HostState returns the current host state.
-func (s *Server) HostState() HostState {
+// serverHostState is the state set with SetHostState, else static.
+func (s *Server) serverHostState() HostState {
 	if f := s.hostState.Load(); f != nil {
 		return (*f)()
 	}
 	return staticHostState
 }
 
-// Ready reports whether this proxy should receive traffic: it is active and the cluster's
-// slot map covers all 16384 slots. The reason names both, so a standby proxy's answer
-// also tells whether it is warm: "not active (CARP state BACKUP), slot map epoch 3 covers
-// all 16384 slots (3 masters)".
+// HostState returns the host state over every VIP: active while any VIP is served; the
+// CARP state is the one state all VIPs share, else each VIP's state in endpoint order,
+// comma-separated ("MASTER,BACKUP,BACKUP").
+func (s *Server) HostState() HostState {
+	eps := s.Endpoints()
+	if len(eps) == 0 {
+		return s.serverHostState()
+	}
+	var hs HostState
+	states := make([]string, len(eps))
+	same := true
+	for i, e := range eps {
+		h := e.HostState()
+		states[i] = h.CARP
+		same = same && h.CARP == states[0]
+		hs.Active = hs.Active || h.Active
+	}
+	hs.CARP = states[0]
+	if !same {
+		hs.CARP = strings.Join(states, ",")
+	}
+	return hs
+}
+
+// Ready reports whether this proxy should receive traffic: a VIP is served (with one VIP:
+// it is) and the cluster's slot map covers all 16384 slots. The reason names both, so a
+// standby proxy's answer also tells whether it is warm: "not active (CARP state BACKUP),
+// slot map epoch 3 covers all 16384 slots (3 masters)". With several VIPs the reason has
+// one such line per VIP, prefixed with the VIP and ": ".
 func (s *Server) Ready() (bool, string) {
-	hs := s.HostState()
+	eps := s.Endpoints()
+	if len(eps) <= 1 {
+		return s.ready(s.HostState())
+	}
+	ok := false
+	lines := make([]string, len(eps))
+	for i, e := range eps {
+		eok, why := e.Ready()
+		ok = ok || eok
+		lines[i] = e.vip + ": " + why
+	}
+	return ok, strings.Join(lines, "\n")
+}
+
+// Ready reports whether this VIP should receive traffic: it is served and the slot map is
+// complete; the reason is worded as Server.Ready's.
+func (e *Endpoint) Ready() (bool, string) { return e.s.ready(e.HostState()) }
+
+func (s *Server) ready(hs HostState) (bool, string) {
 	state := fmt.Sprintf("active (CARP state %s)", hs.CARP)
 	if !hs.Active {
 		state = "not " + state
@@ -56,6 +101,26 @@ func (s *Server) Ready() (bool, string) {
 		return false, fmt.Sprintf("%s, slot map incomplete: the cluster serves %d of %d slots (last complete map: epoch %d)", state, n, NumSlots, m.epoch)
 	}
 	return hs.Active, fmt.Sprintf("%s, slot map epoch %d covers all %d slots (%d masters)", state, m.epoch, NumSlots, len(m.masters))
+}
+
+// ClusterHealthy returns nil while the proxy can serve: its slot map covers every slot and
+// was confirmed by a refresh recently (within three refresh intervals plus the backend
+// timeouts). It asks no node: the slot map refresher already does, all the time. The
+// daemon's CARP demotion (carp-demote) uses it.
+func (s *Server) ClusterHealthy() error {
+	m := s.cl.smap.Load()
+	if m == nil {
+		return errors.New("proxy: no slot map loaded: cluster not reachable yet")
+	}
+	if n := s.cl.covered.Load(); n != NumSlots {
+		return fmt.Errorf("proxy: the cluster serves %d of %d slots", n, NumSlots)
+	}
+	cfg := s.conf()
+	stale := 3*cfg.SlotmapRefresh + cfg.BackendConnectTimeout + cfg.BackendReadTimeout
+	if age := time.Since(m.loaded); age > stale {
+		return fmt.Errorf("proxy: slot map not confirmed for %v: no cluster node answers CLUSTER SLOTS", age.Round(time.Millisecond))
+	}
+	return nil
 }
 
 // proxyInfo renders the proxy section of INFO: version, uptime, CARP state and active
@@ -73,6 +138,18 @@ func (s *Server) proxyInfo() string {
 	if s.StateInfo != nil {
 		for _, kv := range s.StateInfo() {
 			fmt.Fprintf(&b, "%s:%s\r\n", kv[0], kv[1])
+		}
+	}
+	// Every VIP: its CARP state, whether it is served, its clients.
+	if eps := s.Endpoints(); len(eps) > 0 {
+		fmt.Fprintf(&b, "vips:%d\r\n", len(eps))
+		for i, e := range eps {
+			h := e.HostState()
+			a := 0
+			if h.Active {
+				a = 1
+			}
+			fmt.Fprintf(&b, "vip%d:addr=%s,carp_state=%s,active=%d,clients=%d\r\n", i, e.vip, h.CARP, a, e.Clients())
 		}
 	}
 	m := s.cl.smap.Load()

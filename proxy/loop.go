@@ -308,10 +308,10 @@ func (s *Server) startLoops() {
 }
 
 // acceptLoop hands an accepted plain TCP connection to an event loop.
-func (s *Server) acceptLoop(conn net.Conn) {
+func (s *Server) acceptLoop(ep *Endpoint, conn net.Conn) {
 	if n := s.clients.Add(1); n > int64(s.conf().MaxClients) {
 		s.clients.Add(-1)
-		s.metrics.clientsRejected.WithLabelValues("maxclients").Inc()
+		s.metrics.clientsRejected.WithLabelValues(ep.vip, "maxclients").Inc()
 		conn.SetWriteDeadline(time.Now().Add(time.Second))
 		conn.Write([]byte("-ERR max number of clients reached\r\n"))
 		conn.Close()
@@ -331,10 +331,9 @@ func (s *Server) acceptLoop(conn net.Conn) {
 		s.log.Warn("event loop: take client connection", "err", err)
 		return
 	}
-	s.metrics.clientsAccepted.Inc()
-	s.metrics.clientsCurrent.Inc()
 	l := s.loops[int(s.nextLoop.Add(1))%len(s.loops)]
 	c := s.newLoopClient(l, fd, local, remote)
+	ep.opened(c.ss)
 	s.mu.Lock()
 	s.sessions[c.ss] = struct{}{}
 	s.mu.Unlock()
@@ -353,8 +352,7 @@ func (ss *session) finalize(c *lclient) {
 	delete(s.sessions, ss)
 	s.mu.Unlock()
 	s.clients.Add(-1)
-	s.metrics.clientsCurrent.Dec()
-	s.metrics.clientsClosed.Inc()
+	ss.ep.closedSession(ss)
 	s.wg.Done()
 }
 

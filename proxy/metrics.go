@@ -12,10 +12,11 @@ const namespace = "redis_carp_proxy"
 // from the command table (anything else is "other"), nodes are cluster members. Keys and
 // client addresses are never label values.
 type Metrics struct {
-	clientsCurrent  prometheus.Gauge
-	clientsAccepted prometheus.Counter
+	// Client connections by VIP (the Endpoint they were accepted on).
+	clientsCurrent  *prometheus.GaugeVec
+	clientsAccepted *prometheus.CounterVec
 	clientsRejected *prometheus.CounterVec
-	clientsClosed   prometheus.Counter
+	clientsClosed   *prometheus.CounterVec
 
 	redirects   *prometheus.CounterVec
 	protoErrors prometheus.Counter
@@ -52,10 +53,10 @@ var latencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .02
 // NewMetrics creates the proxy metrics and registers them on reg (nil: not registered).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		clientsCurrent:  prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "client_connections", Help: "Client connections currently open."}),
-		clientsAccepted: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "client_connections_accepted_total", Help: "Client connections accepted."}),
-		clientsRejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "client_connections_rejected_total", Help: "Client connections refused, by reason."}, []string{"reason"}),
-		clientsClosed:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "client_connections_closed_total", Help: "Client connections closed."}),
+		clientsCurrent:  prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "client_connections", Help: "Client connections currently open, by VIP."}, []string{"vip"}),
+		clientsAccepted: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "client_connections_accepted_total", Help: "Client connections accepted, by VIP."}, []string{"vip"}),
+		clientsRejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "client_connections_rejected_total", Help: "Client connections refused, by VIP and reason."}, []string{"vip", "reason"}),
+		clientsClosed:   prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "client_connections_closed_total", Help: "Client connections closed, by VIP."}, []string{"vip"}),
 		redirects:       prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "redirections_total", Help: "Cluster redirections and transient errors handled, by type (moved, ask, tryagain, clusterdown) and the node that sent them."}, []string{"type", "node"}),
 		protoErrors:     prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "client_protocol_errors_total", Help: "Client connections closed for a protocol error or exceeded limit."}),
 		backendErrors:   prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "backend_errors_total", Help: "Backend connection failures by node and kind (connect, timeout, connection_lost)."}, []string{"node", "kind"}),

@@ -81,7 +81,7 @@ func (ss *session) overflow(class, why string, held int64) {
 		return
 	}
 	ss.s.metrics.outputLimitClosed.WithLabelValues(class).Inc()
-	ss.s.log.Warn("client output buffer limit reached; closing the client", "client_id", ss.id,
+	ss.log().Warn("client output buffer limit reached; closing the client", "client_id", ss.id,
 		"addr", ss.conn.RemoteAddr().String(), "class", class, "limit", why, "held_bytes", held)
 	ss.cancel()
 	ss.conn.Close()

@@ -157,7 +157,7 @@ func (ss *session) collect(ps *pubsubState, target int) []byte {
 		case <-ss.pending.pushed:
 		case <-ps.counted:
 		case <-t.C:
-			ss.s.log.Warn("subscription confirmations late; going on", "client_id", ss.id, "expected", ps.pending()-target)
+			ss.log().Warn("subscription confirmations late; going on", "client_id", ss.id, "expected", ps.pending()-target)
 			return out // late confirmations follow through the relay
 		case <-ss.ctx.Done():
 			return out
@@ -379,7 +379,7 @@ func (ss *session) relay(ps *pubsubState, sc *subConn) {
 			if closed || ss.ctx.Err() != nil {
 				return
 			}
-			ss.s.log.Warn("subscription connection lost", "node", sc.node.addr, "sharded", sc.sharded, "err", err)
+			ss.log().Warn("subscription connection lost", "node", sc.node.addr, "sharded", sc.sharded, "err", err)
 			if sc.sharded {
 				release()
 				ss.endShard(ps, sc)
@@ -516,7 +516,7 @@ func (ss *session) resubscribe(ps *pubsubState, sc *subConn) bool {
 				}
 				ps.mu.Unlock()
 				if err == nil {
-					ss.s.log.Info("re-subscribed", "node", n.addr, "channels", len(ps.channels), "patterns", len(ps.patterns))
+					ss.log().Info("re-subscribed", "node", n.addr, "channels", len(ps.channels), "patterns", len(ps.patterns))
 					return true
 				}
 				ps.mu.Lock()

@@ -49,10 +49,12 @@ type Server struct {
 
 	// The event loops serving plain TCP clients (none: every client gets goroutines), the
 	// fast table they route by, and the request-path counters of everything else.
-	loops    []*loop
-	nextLoop atomic.Uint32
-	fast     atomic.Pointer[map[string]*fastCmd]
-	stats    sharedStats
+	loops     []*loop
+	nextLoop  atomic.Uint32
+	fast      atomic.Pointer[map[string]*fastCmd]
+	stats     sharedStats
+	epMu      sync.Mutex
+	endpoints []*Endpoint // one per VIP (endpoint.go)
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -151,8 +153,11 @@ func (s *Server) Config() *Config { return s.conf() }
 func (s *Server) conf() *Config { return s.cfgp.Load() }
 
 // Serve accepts clients on ln until ln is closed; a closed listener is a clean stop and
-// returns nil. Connections already accepted keep running.
-func (s *Server) Serve(ln net.Listener) error {
+// returns nil. Connections already accepted keep running. The clients belong to the
+// endpoint of the configured vip (else listen's host); see Endpoint for several VIPs.
+func (s *Server) Serve(ln net.Listener) error { return s.serve(s.defaultEndpoint(ln), ln) }
+
+func (s *Server) serve(ep *Endpoint, ln net.Listener) error {
 	var tempDelay time.Duration
 	for {
 		conn, err := ln.Accept()
@@ -163,7 +168,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) {
 				tempDelay = min(max(2*tempDelay, 5*time.Millisecond), time.Second)
-				s.log.Warn("accept failed; retrying", "err", err, "delay", tempDelay)
+				ep.log.Warn("accept failed; retrying", "err", err, "delay", tempDelay)
 				time.Sleep(tempDelay)
 				continue
 			}
@@ -171,17 +176,17 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		tempDelay = 0
 		if _, plain := ln.(*net.TCPListener); plain && len(s.loops) > 0 {
-			s.acceptLoop(conn)
+			s.acceptLoop(ep, conn)
 			continue
 		}
-		s.accept(conn)
+		s.accept(ep, conn)
 	}
 }
 
-func (s *Server) accept(conn net.Conn) {
+func (s *Server) accept(ep *Endpoint, conn net.Conn) {
 	if n := s.clients.Add(1); n > int64(s.conf().MaxClients) {
 		s.clients.Add(-1)
-		s.metrics.clientsRejected.WithLabelValues("maxclients").Inc()
+		s.metrics.clientsRejected.WithLabelValues(ep.vip, "maxclients").Inc()
 		conn.SetWriteDeadline(time.Now().Add(time.Second))
 		conn.Write([]byte("-ERR max number of clients reached\r\n"))
 		conn.Close()
@@ -199,9 +204,8 @@ func (s *Server) accept(conn net.Conn) {
 			tc.SetKeepAlive(false)
 		}
 	}
-	s.metrics.clientsAccepted.Inc()
-	s.metrics.clientsCurrent.Inc()
 	ss := newSession(s, conn)
+	ep.opened(ss)
 	s.mu.Lock()
 	s.sessions[ss] = struct{}{}
 	s.mu.Unlock()
@@ -213,8 +217,7 @@ func (s *Server) accept(conn net.Conn) {
 		delete(s.sessions, ss)
 		s.mu.Unlock()
 		s.clients.Add(-1)
-		s.metrics.clientsCurrent.Dec()
-		s.metrics.clientsClosed.Inc()
+		ep.closedSession(ss)
 	}()
 }
 
@@ -230,25 +233,7 @@ func (s *Server) CloseClients(grace time.Duration) {
 		list = append(list, ss)
 	}
 	s.mu.Unlock()
-	for _, ss := range list {
-		ss.drain()
-	}
-	done := make(chan struct{})
-	go func() {
-		for _, ss := range list {
-			<-ss.closed
-		}
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(grace):
-		for _, ss := range list {
-			ss.conn.Close()
-			ss.cancel() // also ends commands waiting on a dedicated connection (BLPOP …)
-		}
-		<-done
-	}
+	closeSessions(list, grace)
 }
 
 // Close closes every client (with the shutdown grace period) and every backend connection.

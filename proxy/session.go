@@ -23,6 +23,7 @@ import (
 // writes the replies back, flushing when nothing more is ready.
 type session struct {
 	s       *Server
+	ep      *Endpoint // the VIP it was accepted on (endpoint.go); nil in unit tests
 	conn    net.Conn
 	id      uint64
 	pending *reqQueue
@@ -186,7 +187,7 @@ func (ss *session) readLoop() {
 			}
 			if proto {
 				ss.s.metrics.protoErrors.Inc()
-				ss.s.log.Debug("client protocol error", "client_id", ss.id, "err", msg)
+				ss.log().Debug("client protocol error", "client_id", ss.id, "err", msg)
 				ss.pending.put(ss.ctx, &request{reply: errorReply("ERR " + msg), done: closedDone(), slot: -2, local: true})
 			}
 			return

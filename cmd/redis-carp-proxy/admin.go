@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,8 +24,8 @@ import (
 const maxHotKeys = 1000
 
 // adminHandler serves the admin listener: /metrics (Prometheus), /healthz (the process
-// answers), /readyz (200 only while active and the slot map covers every slot, with the
-// reason as plain text), /debug/hotkeys (the hottest keys; never metric labels) and, with
+// answers), /readyz (200 only while a VIP is served and the slot map covers every slot,
+// with the reason as plain text, one line per VIP; /readyz?vip=ADDR for one VIP), /debug/hotkeys (the hottest keys; never metric labels) and, with
 // admin-pprof yes, /debug/pprof/.
 func adminHandler(cfg *config.Config, srv *proxy.Server, reg *prometheus.Registry, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
@@ -35,6 +36,18 @@ func adminHandler(cfg *config.Config, srv *proxy.Server, reg *prometheus.Registr
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		ok, why := srv.Ready()
+		if vip := r.URL.Query().Get("vip"); vip != "" {
+			ep, found := srv.LookupEndpoint(vip)
+			if !found {
+				var known []string
+				for _, e := range srv.Endpoints() {
+					known = append(known, e.VIP())
+				}
+				http.Error(w, fmt.Sprintf("unknown vip %q; this proxy serves %s", vip, strings.Join(known, ", ")), http.StatusNotFound)
+				return
+			}
+			ok, why = ep.Ready()
+		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if !ok {
 			w.WriteHeader(http.StatusServiceUnavailable)

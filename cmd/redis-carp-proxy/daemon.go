@@ -2,13 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"strings"
-	"sync/atomic"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -90,123 +91,143 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 	return err
 }
 
-// serveGated serves the client listener only while the CARP watcher reports MASTER (always
-// in static mode), through internal/gate, until ctx ends. On BACKUP the proxy keeps its
-// slot map and backend connections warm, so taking over costs milliseconds.
+// serveGated serves each VIP's client listeners (plain and, with tls-port, TLS) only while
+// the CARP watcher of that VIP reports MASTER (always in static mode), until ctx ends: one
+// watcher, one gate.Group and one proxy.Endpoint per VIP, over one proxy.Server. On
+// BACKUP the proxy keeps its slot map and backend connections warm, so taking over costs
+// milliseconds.
 func serveGated(ctx context.Context, cfg *config.Config, cw *carpParts, srv *proxy.Server, reg prometheus.Registerer, log *slog.Logger) error {
-	g := &gate.Gate{Addr: cfg.Listen, Server: srv, Drain: cfg.DrainTimeout,
-		Log: log.With("component", "gate"), Metrics: gate.NewMetrics(reg)}
-	// INFO proxy and /readyz report the CARP state and whether the listener is open.
-	var carpState atomic.Int32 // a carp.State, from the watcher's changes
-	srv.SetHostState(func() proxy.HostState {
-		hs := proxy.HostState{CARP: carp.State(carpState.Load()).String(), Active: g.Active()}
-		if cfg.CarpMode == "static" {
-			hs.CARP = "static"
+	var tc *tls.Config
+	if cfg.TLSPort != 0 {
+		var err error
+		if tc, err = proxy.ClientTLSConfig(cfg); err != nil {
+			return err
 		}
-		return hs
-	})
+	}
+	gm := gate.NewMetrics(reg)
+	glog := log.With("component", "gate")
+	eps := cfg.Endpoints()
+	groups := make([]*gate.Group, len(eps))
+	for i, ep := range eps {
+		pe := srv.Endpoint(ep.VIP)
+		gm.Init(ep.VIP)
+		grp := &gate.Group{VIP: ep.VIP, Gates: []*gate.Gate{{Addr: ep.Listen, VIP: ep.VIP, Server: pe,
+			Drain: cfg.DrainTimeout, Log: glog, Metrics: gm}}}
+		if tc != nil {
+			host, _, _ := net.SplitHostPort(ep.Listen)
+			grp.Gates = append(grp.Gates, &gate.Gate{Addr: net.JoinHostPort(host, strconv.Itoa(cfg.TLSPort)), VIP: ep.VIP,
+				Server: pe, Drain: cfg.DrainTimeout, Log: glog.With("listener", "tls"), Listen: gate.ListenTLS(tc)})
+		}
+		// INFO proxy and /readyz report the VIP's CARP state and whether it is served.
+		pe.SetHostState(func() proxy.HostState { return proxy.HostState{CARP: grp.State(), Active: grp.Active()} })
+		groups[i] = grp
+		log.Info("client listener follows the CARP state", "vip", ep.VIP, "vhid", ep.VHID, "listen", ep.Listen,
+			"carp_mode", cfg.CarpMode, "seeds", cfg.ClusterSeeds)
+	}
 	if cfg.CarpMode == "static" {
 		// Always MASTER: a listen error (address in use …) is fatal at once rather than
 		// retried forever.
-		ln, err := gate.Listen(ctx, cfg.Listen)
-		if err != nil {
-			return fmt.Errorf("listen %s: %w", cfg.Listen, err)
-		}
-		first := ln
-		defer func() {
-			if first != nil { // never handed to the gate (stopped before the first state)
-				first.Close()
+		for _, grp := range groups {
+			if err := listenFirst(ctx, grp.Gates[0]); err != nil {
+				return err
 			}
-		}()
-		g.Listen = func(ctx context.Context, addr string) (net.Listener, error) {
-			if first != nil {
-				ln, first = first, nil
-				return ln, nil
-			}
-			return gate.Listen(ctx, addr)
-		}
-	}
-	log.Info("client listener follows the CARP state", "listen", cfg.Listen, "carp_mode", cfg.CarpMode, "vip", cfg.VIP, "seeds", cfg.ClusterSeeds)
-	// The TLS listener (tls-port) follows the same state through a gate of its own.
-	var tg *gate.Gate
-	if cfg.TLSPort != 0 {
-		var err error
-		if tg, err = tlsGate(cfg, srv, log); err != nil {
-			return err
 		}
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	changes := make(chan carp.Change)
-	wants := make(chan gate.Want)
-	var twants chan gate.Want
-	tlsErr := make(chan error, 1)
-	if tg != nil {
-		twants = make(chan gate.Want)
-		go func() { tlsErr <- tg.Follow(ctx, twants) }()
-	} else {
-		tlsErr <- nil
-	}
-	watchErr := make(chan error, 1)
-	go func() { watchErr <- cw.watcher.Run(ctx, changes) }()
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case c := <-changes:
-				carpState.Store(int32(c.State))
-				w := gate.Want{Active: c.State == carp.Master, At: c.At}
-				for _, ch := range []chan gate.Want{wants, twants} {
-					if ch == nil {
-						continue
-					}
-					select {
-					case ch <- w:
-					case <-ctx.Done():
-						return
-					}
-				}
-			}
-		}
-	}()
 	if cw.demoter != nil {
-		hm := &carp.HealthMonitor{Check: clusterHealth(cfg), After: cfg.CarpDemoteAfter,
+		hm := &carp.HealthMonitor{Check: func(context.Context) error { return srv.ClusterHealthy() }, After: cfg.CarpDemoteAfter,
 			Interval: time.Second, Demoter: cw.demoter, Log: log, Metrics: cw.metrics}
 		done := make(chan struct{})
 		go func() { defer close(done); hm.Run(ctx) }()
 		// The demotion is undone before the process exits.
 		defer func() { cancel(); <-done }()
 	}
-	gateErr := g.Follow(ctx, wants)
-	cancel()
-	if err := <-tlsErr; err != nil && gateErr == nil {
-		gateErr = err
+	errs := make([]error, 2*len(groups))
+	var wg sync.WaitGroup
+	for i, grp := range groups {
+		changes := make(chan carp.Change)
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if errs[2*i] = cw.watchers[i].Run(ctx, changes); errs[2*i] != nil {
+				cancel() // a VIP whose state cannot be followed stops the daemon
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			// A VIP whose gates stop (ctx ended) ends the others too.
+			defer cancel()
+			errs[2*i+1] = gate.FollowMapped(ctx, grp, changes, func(c carp.Change) gate.Want {
+				w := gate.Want{Active: c.State == carp.Master, At: c.At, State: c.State.String()}
+				if cfg.CarpMode == "static" {
+					w.State = "static"
+				}
+				return w
+			})
+		}()
 	}
+	<-ctx.Done()
 	log.Info("shutting down", "grace", cfg.ShutdownTimeout)
-	if err := <-watchErr; err != nil {
-		return err
-	}
-	return gateErr
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
-// carpParts are the CARP watcher and, with carp-demote, the demoter.
+// listenFirst opens g's listener now and hands it to the gate's first activation: in
+// static mode a listen error is fatal at start.
+func listenFirst(ctx context.Context, g *gate.Gate) error {
+	ln, err := gate.Listen(ctx, g.Addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", g.Addr, err)
+	}
+	var mu sync.Mutex
+	first := ln
+	context.AfterFunc(ctx, func() { // never handed to the gate (stopped before the first state)
+		mu.Lock()
+		defer mu.Unlock()
+		if first != nil {
+			first.Close()
+			first = nil
+		}
+	})
+	g.Listen = func(ctx context.Context, addr string) (net.Listener, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if first != nil {
+			ln, first = first, nil
+			return ln, nil
+		}
+		return gate.Listen(ctx, addr)
+	}
+	return nil
+}
+
+// carpParts are one CARP watcher per VIP (in cfg.Endpoints order) and, with carp-demote,
+// the demoter (host-wide: a demoted host gives up every VIP).
 type carpParts struct {
-	watcher carp.Watcher
-	demoter carp.Demoter
-	metrics *carp.Metrics
+	watchers []carp.Watcher
+	demoter  carp.Demoter
+	metrics  *carp.Metrics
 }
 
 func newCarp(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*carpParts, error) {
 	cm := carp.NewMetrics(reg)
-	w, err := carp.New(carp.Config{Mode: cfg.CarpMode, Interface: cfg.CarpInterface, VHID: cfg.CarpVHID,
-		VIP: cfg.VIP, PollInterval: cfg.CarpPollInterval, Log: log, Metrics: cm})
-	if err != nil {
-		return nil, err
+	cw := &carpParts{metrics: cm}
+	for _, ep := range cfg.Endpoints() {
+		cc := carp.Config{Mode: cfg.CarpMode, Interface: cfg.CarpInterface, VHID: ep.VHID, VIP: cfg.VIP,
+			PollInterval: cfg.CarpPollInterval, Label: ep.VIP, Log: log, Metrics: cm}
+		if len(cfg.VIPs) > 0 {
+			cc.VIP = ep.VIP
+		}
+		w, err := carp.New(cc)
+		if err != nil {
+			return nil, err
+		}
+		cw.watchers = append(cw.watchers, w)
 	}
-	cw := &carpParts{watcher: w, metrics: cm}
 	if cfg.CarpDemote {
+		var err error
 		if cw.demoter, err = carp.NewDemoter(cfg.CarpMode, cfg.CarpHealthFile); err != nil {
 			return nil, err
 		}
@@ -217,28 +238,6 @@ func newCarp(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*
 		}
 	}
 	return cw, nil
-}
-
-// clusterHealth returns a check that passes while some seed answers CLUSTER INFO with
-// cluster_state:ok: the proxy can serve only then.
-func clusterHealth(cfg *config.Config) func(ctx context.Context) error {
-	return func(ctx context.Context) error {
-		var errs []error
-		for _, addr := range cfg.ClusterSeeds {
-			c := redis.NewClient(&redis.Options{Addr: addr, Username: cfg.BackendUser, Password: cfg.BackendPassword,
-				DialTimeout: cfg.BackendConnectTimeout, ReadTimeout: cfg.BackendReadTimeout, MaxRetries: -1, PoolSize: 1})
-			info, err := c.ClusterInfo(ctx).Result()
-			c.Close()
-			if err == nil && strings.Contains(info, "cluster_state:ok") {
-				return nil
-			}
-			if err == nil {
-				err = errors.New("cluster_state is not ok")
-			}
-			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
-		}
-		return fmt.Errorf("no seed reports a healthy cluster: %w", errors.Join(errs...))
-	}
 }
 
 // runCheckConfig validates a configuration file: check-config FILE.

@@ -82,7 +82,7 @@ func TestAlertsAndDashboardUseExportedMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, alert := range []string{"RedisCarpProxyNoActive", "RedisCarpProxyTwoActive", "RedisCarpProxySlotMapIncomplete",
-		"RedisCarpProxyHighErrorRate", "RedisCarpProxyHighLatency", "RedisCarpProxyFrequentCARPTransitions"} {
+		"RedisCarpProxyHighErrorRate", "RedisCarpProxyHighLatency", "RedisCarpProxyFrequentCARPTransitions", "RedisCarpProxyVIPsUnbalanced"} {
 		if !strings.Contains(string(rules), "alert: "+alert+"\n") {
 			t.Errorf("alerts.yml lacks %s", alert)
 		}

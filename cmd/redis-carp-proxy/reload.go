@@ -2,20 +2,15 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"runtime"
-	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
-	"github.com/redis-carp-proxy/redis-carp-proxy/internal/gate"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/pfctl"
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
 )
@@ -82,25 +77,4 @@ func reloadAllowlist(ctx context.Context, runner cmdrun.Runner, cfg *config.Conf
 		return 0, err
 	}
 	return len(l.Entries()), nil
-}
-
-// tlsGate returns the gate of the TLS client listener on the host of listen and tls-port.
-func tlsGate(cfg *config.Config, srv *proxy.Server, log *slog.Logger) (*gate.Gate, error) {
-	tc, err := proxy.ClientTLSConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	host, _, err := net.SplitHostPort(cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("listen %q: %w", cfg.Listen, err)
-	}
-	return &gate.Gate{Addr: net.JoinHostPort(host, strconv.Itoa(cfg.TLSPort)), Server: srv, Drain: cfg.DrainTimeout,
-		Log: log.With("component", "gate", "listener", "tls"),
-		Listen: func(ctx context.Context, addr string) (net.Listener, error) {
-			ln, err := gate.Listen(ctx, addr)
-			if err != nil {
-				return nil, err
-			}
-			return tls.NewListener(ln, tc), nil
-		}}, nil
 }

@@ -21,16 +21,17 @@ func checkSetupPrivileges(live, dryRun bool, euid int) error {
 	return nil
 }
 
-// runSetup implements `setup [--dry-run] [--root DIR] [-c FILE]`.
+// runSetup implements `setup [--dry-run] [--carp] [--root DIR] [-c FILE]`.
 func (h hostCommands) runSetup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := subFlags("setup", stderr)
 	dryRun := fs.Bool("dry-run", false, "print the changes (diffs) and commands; change nothing")
 	root := fs.String("root", "/", "write the files under this `directory` instead of / (commands are then not run)")
+	writeCarp := fs.Bool("carp", false, "also write this host's CARP addresses (vips or vip, carp-host-index, carp-pass-file) to /etc/rc.conf.d/network")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return errors.New("usage: redis-carp-proxy setup [--dry-run] [--root DIR] [-c FILE]")
+		return errors.New("usage: redis-carp-proxy setup [--dry-run] [--carp] [--root DIR] [-c FILE]")
 	}
 	cfg, file, err := loadConfig(fs)
 	if err != nil {
@@ -45,7 +46,7 @@ func (h hostCommands) runSetup(ctx context.Context, args []string, stdout, stder
 		return err
 	}
 	s := &hostsetup.Setup{
-		Config: cfg, ConfigFile: file, Root: r, DryRun: *dryRun, Live: live,
+		Config: cfg, ConfigFile: file, Root: r, DryRun: *dryRun, Live: live, WriteCarp: *writeCarp,
 		Runner: h.runner, Out: stdout, Log: newLogger(cfg, stderr),
 	}
 	return s.Run(ctx)

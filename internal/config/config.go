@@ -86,6 +86,13 @@ type Config struct {
 	CarpDemote       bool
 	CarpDemoteAfter  time.Duration
 	CarpHealthFile   string
+	// Active-active: several VIPs, one listener and gate each (vips); the advskew rotation
+	// and password `setup` writes into rc.conf.d.
+	VIPs            []VIPSpec
+	CarpHostIndex   int
+	CarpHosts       int
+	CarpAdvskewStep int
+	CarpPassFile    string
 
 	// pf allowlist anchor.
 	PFAnchor            string
@@ -108,6 +115,81 @@ type OutputLimit struct {
 	Hard    int64
 	Soft    int64
 	SoftFor time.Duration
+}
+
+// VIPSpec is one virtual address of an active-active set: the address and its CARP vhid
+// (0: not given; freebsd mode then finds it with ifconfig).
+type VIPSpec struct {
+	Addr string
+	VHID int
+}
+
+// String is ADDR or ADDR@VHID, as written in the vips key.
+func (v VIPSpec) String() string {
+	if v.VHID == 0 {
+		return v.Addr
+	}
+	return v.Addr + "@" + strconv.Itoa(v.VHID)
+}
+
+// Endpoint is one client listener of the daemon: the VIP it serves (also the label of its
+// metrics), its vhid (0: unknown) and the address it binds.
+type Endpoint struct {
+	VIP    string
+	VHID   int
+	Listen string
+}
+
+// Endpoints returns the client listeners: one per entry of vips, on listen's port; without
+// vips the single listen address, for the vip (else listen's host) and carp-vhid.
+func (c *Config) Endpoints() []Endpoint {
+	if len(c.VIPs) == 0 {
+		vip := c.VIP
+		if vip == "" {
+			vip, _, _ = net.SplitHostPort(c.Listen)
+		}
+		return []Endpoint{{VIP: vip, VHID: c.CarpVHID, Listen: c.Listen}}
+	}
+	_, port, _ := net.SplitHostPort(c.Listen)
+	out := make([]Endpoint, len(c.VIPs))
+	for i, v := range c.VIPs {
+		out[i] = Endpoint{VIP: v.Addr, VHID: v.VHID, Listen: net.JoinHostPort(v.Addr, port)}
+	}
+	return out
+}
+
+// maxAdvskew is the largest advskew carp(4) accepts that demotion can still add to
+// (ip_carp.c clamps advskew + demotion to 240).
+const maxAdvskew = 240
+
+// CarpHostCount is the number of hosts in the advskew rotation: carp-hosts, else one per
+// VIP.
+func (c *Config) CarpHostCount() int {
+	if c.CarpHosts > 0 {
+		return c.CarpHosts
+	}
+	return max(len(c.VIPs), 1)
+}
+
+// AdvskewStep is carp-advskew-step, else 100, or less when the rotation would pass 240.
+func (c *Config) AdvskewStep() int {
+	if c.CarpAdvskewStep > 0 {
+		return c.CarpAdvskewStep
+	}
+	if h := c.CarpHostCount(); h > 1 {
+		return min(100, maxAdvskew/(h-1))
+	}
+	return 100
+}
+
+// Advskew returns this host's advskew (carp-host-index) for the VIP at index vip of vips:
+// VIP i (0-based) is preferred by host i mod carp-hosts + 1 with advskew 0, the next host
+// in the rotation follows with one step, and so on, so that when a host fails each of its
+// VIPs moves to the host after it and no survivor takes more than its share.
+func (c *Config) Advskew(vip int) int {
+	h := c.CarpHostCount()
+	rank := ((c.CarpHostIndex-1-vip)%h + h) % h
+	return rank * c.AdvskewStep()
 }
 
 // User is a proxy-side user for AUTH.
@@ -280,6 +362,30 @@ var keys = []key{
 	{"carp-demote", "no", "demote this host's CARP when the proxy cannot serve (needs net.inet.carp.preempt=1)", boolVar(func(c *Config) *bool { return &c.CarpDemote })},
 	{"carp-demote-after", "10s", "how long the proxy must be unable to serve before it demotes", durVar(0, func(c *Config) *time.Duration { return &c.CarpDemoteAfter })},
 	{"carp-health-file", "", "file holding the demotion this proxy applies (0 or 240); vip mode: keepalived's track_file (empty: off); freebsd mode: read at start to undo a demotion a crash left (empty: /var/run/redis-carp-proxy.demotion)", strVar(func(c *Config) *string { return &c.CarpHealthFile })},
+	{"vips", "", "active-active: comma-separated virtual addresses ADDR@VHID (vhid optional unless setup writes the CARP lines), each served on listen's port by its own listener following its own CARP state; replaces vip and carp-vhid (empty: the single vip)", func(c *Config, v string) error {
+		c.VIPs = nil
+		for _, f := range splitList(v) {
+			addr, vh, hasVHID := strings.Cut(f, "@")
+			a, err := netip.ParseAddr(addr)
+			if err != nil || a.Zone() != "" {
+				return fmt.Errorf("not an IP address: %q", addr)
+			}
+			spec := VIPSpec{Addr: a.Unmap().String()}
+			if hasVHID {
+				n, err := strconv.Atoi(vh)
+				if err != nil || n < 1 || n > 255 {
+					return fmt.Errorf("vhid of %s: want 1 to 255, got %q", addr, vh)
+				}
+				spec.VHID = n
+			}
+			c.VIPs = append(c.VIPs, spec)
+		}
+		return nil
+	}},
+	{"carp-host-index", "0", "this host's place (1 to carp-hosts) in the advskew rotation setup writes for vips: host i is preferred (advskew 0) for the i-th VIP (0: not set)", intVar(0, 255, func(c *Config) *int { return &c.CarpHostIndex })},
+	{"carp-hosts", "0", "hosts sharing the vips (0: one per VIP)", intVar(0, 255, func(c *Config) *int { return &c.CarpHosts })},
+	{"carp-advskew-step", "0", "advskew between two places of the rotation (0: 100, or 240/(carp-hosts-1) when smaller)", intVar(0, maxAdvskew, func(c *Config) *int { return &c.CarpAdvskewStep })},
+	{"carp-pass-file", "", "file holding the CARP password (one line, mode 0600) that setup --carp writes into the ifconfig lines (empty: setup prints PASSWORD)", strVar(func(c *Config) *string { return &c.CarpPassFile })},
 
 	{"pf-anchor", "redis-carp-proxy", "pf anchor holding the allowlist rules", strVar(func(c *Config) *string { return &c.PFAnchor })},
 	{"pf-table", "redis_allow", "pf table of addresses allowed to reach Redis and the admin port", strVar(func(c *Config) *string { return &c.PFTable })},
@@ -475,11 +581,66 @@ func (c *Config) Validate() error {
 			errs = append(errs, errors.New("carp-mode freebsd needs carp-interface and carp-vhid, or vip"))
 		}
 	case "vip":
-		if c.VIP == "" {
-			errs = append(errs, errors.New("carp-mode vip needs vip"))
+		if c.VIP == "" && len(c.VIPs) == 0 {
+			errs = append(errs, errors.New("carp-mode vip needs vip or vips"))
 		}
 	}
+	errs = append(errs, c.validateVIPs()...)
 	return errors.Join(errs...)
+}
+
+// validateVIPs checks the active-active keys: distinct addresses and vhids, no single-VIP
+// key beside them, a listen port every VIP can use, a rotation within carp(4)'s advskew.
+func (c *Config) validateVIPs() []error {
+	var errs []error
+	if c.CarpHostIndex > c.CarpHostCount() {
+		errs = append(errs, fmt.Errorf("carp-host-index %d is beyond the %d hosts of the rotation (carp-hosts)", c.CarpHostIndex, c.CarpHostCount()))
+	}
+	if h := c.CarpHostCount(); (h-1)*c.AdvskewStep() > maxAdvskew {
+		errs = append(errs, fmt.Errorf("carp-advskew-step %d: %d hosts need advskew up to %d, carp(4) allows %d (use at most %d)",
+			c.AdvskewStep(), h, (h-1)*c.AdvskewStep(), maxAdvskew, maxAdvskew/(h-1)))
+	}
+	if len(c.VIPs) == 0 {
+		return errs
+	}
+	if c.VIP != "" {
+		errs = append(errs, errors.New("vips and vip are exclusive: list every virtual address in vips"))
+	}
+	if c.CarpVHID != 0 {
+		errs = append(errs, errors.New("vips and carp-vhid are exclusive: give each VIP its vhid as ADDR@VHID"))
+	}
+	addrs, vhids := map[string]bool{}, map[int]string{}
+	for _, v := range c.VIPs {
+		if addrs[v.Addr] {
+			errs = append(errs, fmt.Errorf("vips: %s is listed twice", v.Addr))
+		}
+		addrs[v.Addr] = true
+		if v.VHID != 0 {
+			if other, dup := vhids[v.VHID]; dup {
+				errs = append(errs, fmt.Errorf("vips: vhid %d is given to both %s and %s", v.VHID, other, v.Addr))
+			}
+			vhids[v.VHID] = v.Addr
+		}
+	}
+	host, port, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return append(errs, fmt.Errorf("listen %q: %w", c.Listen, err))
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 {
+		errs = append(errs, fmt.Errorf("listen %q: with vips every VIP listens on listen's port, which must be 1 to 65535", c.Listen))
+	} else if p == c.TLSPort {
+		errs = append(errs, fmt.Errorf("tls-port %d is listen's port", p))
+	}
+	if host != "" {
+		a, err := netip.ParseAddr(host)
+		if err != nil || !a.IsUnspecified() && !addrs[a.Unmap().String()] {
+			errs = append(errs, fmt.Errorf("listen %q: with vips, listen gives the port (write :%s); its host, if any, must be one of the vips", c.Listen, port))
+		}
+	}
+	if ah, _, err := net.SplitHostPort(c.AdminListen); err == nil && addrs[ah] {
+		errs = append(errs, fmt.Errorf("admin-listen %q is on a VIP: use the host's own address", c.AdminListen))
+	}
+	return errs
 }
 
 func unquote(v string) string {

@@ -14,6 +14,13 @@ import (
 const sampleHeader = `# redis-carp-proxy configuration (redis.conf style: "key value", "#" comments).
 # Every key can also be given on the command line as --key value; flags win.
 # Lines starting with "# key" show the default; uncomment to change.
+#
+# Active-active (each host CARP MASTER of its own VIP; README "Active-active"): instead of
+# listen VIP:PORT and vip, write
+#   listen :6379
+#   vips 198.51.100.101@1,198.51.100.102@2,198.51.100.103@3
+#   carp-host-index 1     # 2 on the second host, 3 on the third
+#   carp-pass-file /usr/local/etc/redis-carp-proxy/carp.pass
 `
 
 // sampleActive are the keys set in the shipped sample (the rest show their default).
@@ -169,5 +176,85 @@ func TestDefaultsFollowPrefix(t *testing.T) {
 	}
 	if def, _, _ := Describe("pf-allow-file"); def != c.PFAllowFile {
 		t.Fatalf("Describe: %q", def)
+	}
+}
+
+func TestVIPsKeys(t *testing.T) {
+	load := func(in string) (*Config, error) {
+		c := Default()
+		if err := c.Parse(strings.NewReader("cluster-seeds 127.0.0.1:7000\n"+in), "test.conf"); err != nil {
+			return nil, err
+		}
+		return c, c.Validate()
+	}
+	c, err := load("listen :6379\ncarp-mode freebsd\ncarp-interface vtnet0\nvips 198.51.100.101@1, 198.51.100.102@2 198.51.100.103@3\ncarp-host-index 2\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eps := c.Endpoints()
+	if len(eps) != 3 || eps[1] != (Endpoint{VIP: "198.51.100.102", VHID: 2, Listen: "198.51.100.102:6379"}) {
+		t.Fatalf("Endpoints = %+v", eps)
+	}
+	// Host 2 is preferred for the second VIP, next for the first, last for the third.
+	if a := []int{c.Advskew(0), c.Advskew(1), c.Advskew(2)}; a[0] != 100 || a[1] != 0 || a[2] != 200 {
+		t.Fatalf("advskew of host 2 = %v, want [100 0 200]", a)
+	}
+	// Every VIP has exactly one preferred host, and the ranks are a rotation.
+	for vip := 0; vip < 3; vip++ {
+		seen := map[int]bool{}
+		for h := 1; h <= 3; h++ {
+			c.CarpHostIndex = h
+			seen[c.Advskew(vip)] = true
+		}
+		if len(seen) != 3 || !seen[0] || !seen[100] || !seen[200] {
+			t.Fatalf("VIP %d advskews over the hosts: %v", vip, seen)
+		}
+	}
+	// Five hosts: the automatic step keeps the rotation within 240.
+	c, err = load("listen :6379\nvips 198.51.100.101@1\ncarp-hosts 5\ncarp-host-index 5\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AdvskewStep() != 60 || c.Advskew(0) != 240 {
+		t.Fatalf("5 hosts: step %d, advskew of host 5 for VIP 1 %d", c.AdvskewStep(), c.Advskew(0))
+	}
+
+	// Single-VIP configurations are unchanged: one endpoint on listen.
+	c, err = load("listen 198.51.100.100:6379\nvip 198.51.100.100\ncarp-vhid 7\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if eps := c.Endpoints(); len(eps) != 1 || eps[0] != (Endpoint{VIP: "198.51.100.100", VHID: 7, Listen: "198.51.100.100:6379"}) {
+		t.Fatalf("single VIP Endpoints = %+v", eps)
+	}
+	if c, _ := load("listen 127.0.0.1:6379\n"); c.Endpoints()[0].VIP != "127.0.0.1" {
+		t.Fatalf("static default endpoint = %+v", c.Endpoints())
+	}
+
+	for _, tc := range []struct{ in, want string }{
+		{"vips 198.51.100.101@1,198.51.100.101@2\n", "198.51.100.101 is listed twice"},
+		{"vips 198.51.100.101@1,198.51.100.102@1\n", "vhid 1 is given to both 198.51.100.101 and 198.51.100.102"},
+		{"vips 198.51.100.101@1\nvip 198.51.100.101\n", "vips and vip are exclusive"},
+		{"vips 198.51.100.101\ncarp-vhid 3\n", "vips and carp-vhid are exclusive"},
+		{"listen :0\nvips 198.51.100.101@1\n", "must be 1 to 65535"},
+		{"listen 127.0.0.1:6379\nvips 198.51.100.101@1\n", "its host, if any, must be one of the vips"},
+		{"listen :6379\nvips 198.51.100.101@1\ntls-port 6379\n", "tls-port 6379 is listen's port"},
+		{"listen :6379\nvips 198.51.100.101@1\nadmin-listen 198.51.100.101:9479\n", "admin-listen \"198.51.100.101:9479\" is on a VIP"},
+		{"listen :6379\nvips 198.51.100.101@1,198.51.100.102@2\ncarp-host-index 3\n", "carp-host-index 3 is beyond the 2 hosts"},
+		{"listen :6379\nvips 198.51.100.101@1\ncarp-hosts 4\ncarp-advskew-step 100\n", "use at most 80"},
+		{"vips 198.51.100.101@0\n", "vhid of 198.51.100.101: want 1 to 255"},
+		{"vips 198.51.100.101@x\n", "vhid of 198.51.100.101"},
+		{"vips fe80::1%em0\n", "not an IP address"},
+		{"vips nope\n", "not an IP address"},
+	} {
+		if _, err := load(tc.in); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: err = %v, want it to contain %q", tc.in, err, tc.want)
+		}
+	}
+	// Listening on the wildcard or on one of the VIPs gives the port too.
+	for _, l := range []string{"0.0.0.0:6379", "[::]:6379", "198.51.100.102:6379"} {
+		if _, err := load("listen " + l + "\nvips 198.51.100.101@1,198.51.100.102@2\n"); err != nil {
+			t.Errorf("listen %s with vips: %v", l, err)
+		}
 	}
 }

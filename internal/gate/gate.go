@@ -23,7 +23,9 @@ type Server interface {
 
 // Gate serves Addr only while active.
 type Gate struct {
-	Addr   string
+	Addr string
+	// VIP names the virtual address the gate serves (the metrics' vip label, logs).
+	VIP    string
 	Server Server
 	// Drain is how long clients may finish after the host stops being active.
 	Drain time.Duration
@@ -50,23 +52,19 @@ func (g *Gate) Active() bool {
 type Want struct {
 	Active bool
 	At     time.Time
+	// State names the observed state for reports ("MASTER", "BACKUP", "static" …).
+	State string
 }
 
-// Run follows states (true: serve) until ctx ends or states is closed, then closes the
+// Follow follows the requested states until ctx ends or wants is closed, then closes the
 // listener and waits for the drains it started. Transitions are handled one at a time, so
 // there is never more than one listener, and a listener is never left closed while active.
-func (g *Gate) Run(ctx context.Context, states <-chan bool) error {
-	return g.run(ctx, states, nil)
-}
-
-// Follow is Run for states that carry the time they were learned.
 func (g *Gate) Follow(ctx context.Context, wants <-chan Want) error {
-	return g.run(ctx, nil, wants)
-}
-
-func (g *Gate) run(ctx context.Context, states <-chan bool, wants <-chan Want) error {
 	if g.Log == nil {
 		g.Log = slog.Default()
+	}
+	if g.VIP != "" {
+		g.Log = g.Log.With("vip", g.VIP)
 	}
 	if g.Listen == nil {
 		g.Listen = Listen
@@ -83,11 +81,6 @@ func (g *Gate) run(ctx context.Context, states <-chan bool, wants <-chan Want) e
 		select {
 		case <-ctx.Done():
 			return nil
-		case s, ok := <-states:
-			if !ok {
-				return nil
-			}
-			w = Want{Active: s, At: time.Now()}
 		case x, ok := <-wants:
 			if !ok {
 				return nil
@@ -137,7 +130,7 @@ func (g *Gate) activate(ctx context.Context, since time.Time) error {
 		}
 	}()
 	d := time.Since(since)
-	g.Metrics.activated(d)
+	g.Metrics.activated(g.VIP, d)
 	g.Log.Info("active: accepting clients", "addr", ln.Addr().String(), "activation", d)
 	return nil
 }
@@ -156,7 +149,7 @@ func (g *Gate) deactivate(since time.Time, drain bool) {
 	if ln == nil {
 		return
 	}
-	g.Metrics.deactivated()
+	g.Metrics.deactivated(g.VIP)
 	g.Log.Info("inactive: listener closed, draining clients", "addr", g.Addr, "drain", g.Drain, "took", time.Since(since))
 	if drain {
 		g.draining.Add(1)

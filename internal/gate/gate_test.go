@@ -77,14 +77,17 @@ func canDial(addr string) bool {
 // waitTimeout bounds every wait for the gate: its transitions take milliseconds.
 const waitTimeout = 3 * time.Second
 
-func startGate(t *testing.T, drain time.Duration) (*Gate, *echoServer, chan bool, string) {
+// want is a requested state learned now.
+func want(active bool) Want { return Want{Active: active, At: time.Now()} }
+
+func startGate(t *testing.T, drain time.Duration) (*Gate, *echoServer, chan Want, string) {
 	srv := &echoServer{conns: map[net.Conn]bool{}}
 	addr := freeAddr(t)
-	g := &Gate{Addr: addr, Server: srv, Drain: drain, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: NewMetrics(nil)}
-	states := make(chan bool)
+	g := &Gate{Addr: addr, VIP: "127.0.0.1", Server: srv, Drain: drain, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: NewMetrics(nil)}
+	states := make(chan Want)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx, states) }()
+	go func() { done <- g.Follow(ctx, states) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -99,13 +102,13 @@ func startGate(t *testing.T, drain time.Duration) (*Gate, *echoServer, chan bool
 
 func TestGateListensOnlyWhileActive(t *testing.T) {
 	g, srv, states, addr := startGate(t, 50*time.Millisecond)
-	states <- false
+	states <- want(false)
 	testutil.WaitFor(t, waitTimeout, "BACKUP applied", func() bool { return !g.Active() })
 	if canDial(addr) {
 		t.Fatal("listener open while BACKUP")
 	}
 	start := time.Now()
-	states <- true
+	states <- want(true)
 	testutil.WaitFor(t, waitTimeout, "listener", func() bool { return canDial(addr) })
 	t.Logf("MASTER → accepting in %v", time.Since(start))
 
@@ -114,7 +117,7 @@ func TestGateListensOnlyWhileActive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	states <- false
+	states <- want(false)
 	testutil.WaitFor(t, waitTimeout, "inactive", func() bool { return !g.Active() })
 	if canDial(addr) {
 		t.Fatal("new connections accepted after BACKUP")
@@ -139,9 +142,9 @@ func TestGateListensOnlyWhileActive(t *testing.T) {
 func TestGateFlapping(t *testing.T) {
 	g, srv, states, addr := startGate(t, 10*time.Millisecond)
 	for i := 0; i < 200; i++ {
-		want := i%2 == 0
-		states <- want
-		testutil.WaitFor(t, waitTimeout, "state applied", func() bool { return g.Active() == want })
+		active := i%2 == 0
+		states <- want(active)
+		testutil.WaitFor(t, waitTimeout, "state applied", func() bool { return g.Active() == active })
 		if n := srv.serves.Load(); n > 2 {
 			// One Serve may still be returning from the previous listener.
 			t.Fatalf("step %d: %d Serve loops at once", i, n)
@@ -151,8 +154,8 @@ func TestGateFlapping(t *testing.T) {
 	if canDial(addr) {
 		t.Fatal("listening after flapping ended in BACKUP")
 	}
-	states <- true
-	states <- true // repeated MASTER: still exactly one listener
+	states <- want(true)
+	states <- want(true) // repeated MASTER: still exactly one listener
 	testutil.WaitFor(t, waitTimeout, "listener", func() bool { return canDial(addr) })
 	testutil.WaitFor(t, waitTimeout, "one Serve loop", func() bool { return srv.serves.Load() == 1 })
 }
@@ -169,11 +172,12 @@ func TestGateRetriesListen(t *testing.T) {
 			}
 			return Listen(ctx, a)
 		}}
-	states := make(chan bool, 1)
+	states := make(chan Want, 1)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go g.Run(ctx, states)
-	states <- true
+	done := make(chan error, 1)
+	go func() { done <- g.Follow(ctx, states) }()
+	defer func() { cancel(); <-done }()
+	states <- want(true)
 	testutil.WaitFor(t, waitTimeout, "listener after retries", func() bool { return canDial(addr) })
 }
 
@@ -354,5 +358,93 @@ func TestGateActivationLatency(t *testing.T) {
 	t.Logf("activation latency %.3fms", h.GetSampleSum()*1000)
 	if !strings.Contains(logBuf.String(), "activation=") {
 		t.Fatalf("activation latency not logged: %s", logBuf.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestGroupFollowsTogether drives two gates (a VIP's plain and TLS listeners, say) through
+// one Group: both open on MASTER and close on BACKUP, the group reports the last state by
+// name, and per-VIP metrics move only for the group's VIP.
+func TestGroupFollowsTogether(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	m.Init("198.51.100.102") // a VIP this host never serves: visible as inactive
+	srv := &echoServer{conns: map[net.Conn]bool{}}
+	a1, a2 := freeAddr(t), freeAddr(t)
+	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
+	grp := &Group{VIP: "198.51.100.101", Gates: []*Gate{
+		{Addr: a1, VIP: "198.51.100.101", Server: srv, Drain: time.Millisecond, Log: discard, Metrics: m},
+		{Addr: a2, VIP: "198.51.100.101", Server: srv, Drain: time.Millisecond, Log: discard},
+	}}
+	if grp.State() != "INIT" || grp.Active() {
+		t.Fatalf("before any state: %q, active %v", grp.State(), grp.Active())
+	}
+	wants := make(chan Want)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- grp.Follow(ctx, wants) }()
+
+	wants <- Want{Active: true, At: time.Now(), State: "MASTER"}
+	testutil.WaitFor(t, waitTimeout, "both listeners", func() bool { return canDial(a1) && canDial(a2) })
+	if grp.State() != "MASTER" || !grp.Active() {
+		t.Fatalf("after MASTER: %q, active %v", grp.State(), grp.Active())
+	}
+	gauge := func(vip string) float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "redis_carp_proxy_active" {
+				continue
+			}
+			for _, mt := range mf.GetMetric() {
+				for _, lp := range mt.GetLabel() {
+					if lp.GetName() == "vip" && lp.GetValue() == vip {
+						return mt.GetGauge().GetValue()
+					}
+				}
+			}
+		}
+		return -1
+	}
+	if a, b := gauge("198.51.100.101"), gauge("198.51.100.102"); a != 1 || b != 0 {
+		t.Fatalf("active{vip=.101} = %v, {vip=.102} = %v; want 1 and 0", a, b)
+	}
+
+	wants <- Want{Active: false, At: time.Now(), State: "BACKUP"}
+	testutil.WaitFor(t, waitTimeout, "both listeners closed", func() bool { return !grp.Active() })
+	if canDial(a1) || canDial(a2) {
+		t.Fatal("a listener is open after BACKUP")
+	}
+	if grp.State() != "BACKUP" || gauge("198.51.100.101") != 0 {
+		t.Fatalf("after BACKUP: %q, active gauge %v", grp.State(), gauge("198.51.100.101"))
+	}
+
+	// Ending on MASTER: Follow returning closes both.
+	wants <- Want{Active: true, At: time.Now(), State: "MASTER"}
+	testutil.WaitFor(t, waitTimeout, "both listeners again", func() bool { return canDial(a1) && canDial(a2) })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if canDial(a1) || canDial(a2) {
+		t.Fatal("a listener is open after Follow returned")
 	}
 }

@@ -2,6 +2,7 @@ package gate
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 )
 
@@ -11,4 +12,15 @@ import (
 func Listen(ctx context.Context, addr string) (net.Listener, error) {
 	lc := net.ListenConfig{Control: freeBind}
 	return lc.Listen(ctx, "tcp", addr)
+}
+
+// ListenTLS returns a Listen function for a Gate that serves TLS with tc on top of Listen.
+func ListenTLS(tc *tls.Config) func(ctx context.Context, addr string) (net.Listener, error) {
+	return func(ctx context.Context, addr string) (net.Listener, error) {
+		ln, err := Listen(ctx, addr)
+		if err != nil {
+			return nil, err
+		}
+		return tls.NewListener(ln, tc), nil
+	}
 }

@@ -8,20 +8,20 @@ import (
 
 // Metrics are the gate's Prometheus metrics.
 type Metrics struct {
-	active      prometheus.Gauge
+	active      *prometheus.GaugeVec
 	transitions *prometheus.CounterVec
-	activation  prometheus.Histogram
+	activation  *prometheus.HistogramVec
 }
 
 // NewMetrics creates the gate metrics and registers them on reg (nil: not registered).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		active: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "redis_carp_proxy", Name: "active",
-			Help: "1 while this proxy accepts clients (its host is CARP MASTER), else 0."}),
+		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "redis_carp_proxy", Name: "active",
+			Help: "1 while this proxy accepts clients on the VIP (its host is CARP MASTER of it), else 0."}, []string{"vip"}),
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "redis_carp_proxy", Name: "gate_transitions_total",
-			Help: "Listener openings (to=active) and closings (to=inactive)."}, []string{"to"}),
-		activation: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "redis_carp_proxy", Name: "activation_duration_seconds",
-			Help: "Time from learning this host became MASTER to accepting clients.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)}),
+			Help: "Listener openings (to=active) and closings (to=inactive), by VIP."}, []string{"vip", "to"}),
+		activation: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "redis_carp_proxy", Name: "activation_duration_seconds",
+			Help: "Time from learning this host became MASTER of the VIP to accepting clients on it.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)}, []string{"vip"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.active, m.transitions, m.activation)
@@ -29,19 +29,30 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-func (m *Metrics) activated(d time.Duration) {
+// Init creates the series of vip (active 0, no transitions yet), so that a VIP this host
+// never served is visible as inactive rather than absent.
+func (m *Metrics) Init(vip string) {
 	if m == nil {
 		return
 	}
-	m.active.Set(1)
-	m.transitions.WithLabelValues("active").Inc()
-	m.activation.Observe(d.Seconds())
+	m.active.WithLabelValues(vip).Set(0)
+	m.transitions.WithLabelValues(vip, "active")
+	m.transitions.WithLabelValues(vip, "inactive")
 }
 
-func (m *Metrics) deactivated() {
+func (m *Metrics) activated(vip string, d time.Duration) {
 	if m == nil {
 		return
 	}
-	m.active.Set(0)
-	m.transitions.WithLabelValues("inactive").Inc()
+	m.active.WithLabelValues(vip).Set(1)
+	m.transitions.WithLabelValues(vip, "active").Inc()
+	m.activation.WithLabelValues(vip).Observe(d.Seconds())
+}
+
+func (m *Metrics) deactivated(vip string) {
+	if m == nil {
+		return
+	}
+	m.active.WithLabelValues(vip).Set(0)
+	m.transitions.WithLabelValues(vip, "inactive").Inc()
 }

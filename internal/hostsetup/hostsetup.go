@@ -44,11 +44,13 @@ type Setup struct {
 	DryRun     bool   // print diffs and commands, change nothing
 	// Live runs the commands that act on the running system (kldload, sysctl, service,
 	// pfctl); without it they are printed as skipped. The CLI sets it when Root is "/".
-	Live   bool
-	Runner cmdrun.Runner
-	Out    io.Writer
-	Log    *slog.Logger
-	Now    func() time.Time // for backup names
+	Live bool
+	// WriteCarp writes this host's CARP addresses into /etc/rc.conf.d/network (carp.go).
+	WriteCarp bool
+	Runner    cmdrun.Runner
+	Out       io.Writer
+	Log       *slog.Logger
+	Now       func() time.Time // for backup names
 }
 
 // Run performs every step, stopping at the first error.
@@ -121,8 +123,10 @@ func (s *Setup) Run(ctx context.Context) error {
 		s.say("pfsync: not enabled (pfsync-interface is empty)")
 	}
 
-	// 3. The CARP address is the operator's: only suggest it.
-	s.suggestCarp()
+	// 3. The CARP addresses: printed, written with WriteCarp (carp.go).
+	if err := s.carp(); err != nil {
+		return err
+	}
 
 	// 4. Preemption, persistently and now.
 	if _, err := s.editFile(SysctlConf, func(c string) string { return s.setVar(c, "net.inet.carp.preempt", "1", rcconf.Bare) }); err != nil {

@@ -48,7 +48,8 @@ type opResult struct {
 
 // client is the bounded read/write loop in the client namespace.
 type client struct {
-	rdb *redis.Client
+	rdb    *redis.Client
+	prefix string // key prefix ("" is "failover")
 
 	mu    sync.Mutex
 	acked map[string]string // acknowledged SETs
@@ -57,7 +58,11 @@ type client struct {
 
 func (c *client) run(ctx context.Context, maxOps int) {
 	for i := 0; i < maxOps && ctx.Err() == nil; i++ {
-		key := fmt.Sprintf("failover:{%d}", i)
+		prefix := c.prefix
+		if prefix == "" {
+			prefix = "failover"
+		}
+		key := fmt.Sprintf("%s:{%d}", prefix, i)
 		val := fmt.Sprintf("v%d-%d", i, time.Now().UnixNano())
 		octx, cancel := context.WithTimeout(ctx, time.Second)
 		err := c.rdb.Set(octx, key, val, 0).Err()
@@ -114,8 +119,10 @@ func (c *client) counts() (ok, failed int, lastErr string) {
 	return
 }
 
-// metric reads one unlabelled sample from a proxy's admin /metrics inside its namespace.
-func metric(t *testing.T, lab *Lab, host int, name string) float64 {
+// metric sums the samples of a metric (with labels matching want, a regexp of the label
+// set's inside, e.g. `vip="198.51.100.101"`; "" for any) from a proxy's admin /metrics
+// inside its namespace.
+func metric(t *testing.T, lab *Lab, host int, name, want string) float64 {
 	t.Helper()
 	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -130,19 +137,26 @@ func metric(t *testing.T, lab *Lab, host int, name string) float64 {
 	if err != nil {
 		t.Fatalf("%s metrics: %v", hosts[host], err)
 	}
-	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindSubmatch(b)
-	if m == nil {
+	ms := regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(name)+`(?:\{([^}]*)\})? (\S+)$`).FindAllSubmatch(b, -1)
+	if ms == nil {
 		t.Fatalf("%s metrics: no %s", hosts[host], name)
 	}
-	v, err := strconv.ParseFloat(string(m[1]), 64)
-	if err != nil {
-		t.Fatal(err)
+	sum := 0.0
+	for _, m := range ms {
+		if want != "" && !regexp.MustCompile(want).Match(m[1]) {
+			continue
+		}
+		v, err := strconv.ParseFloat(string(m[2]), 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum += v
 	}
-	return v
+	return sum
 }
 
 func accepted(t *testing.T, lab *Lab, host int) float64 {
-	return metric(t, lab, host, "redis_carp_proxy_client_connections_accepted_total")
+	return metric(t, lab, host, "redis_carp_proxy_client_connections_accepted_total", "")
 }
 
 // logActivation logs the proxy's last "accepting clients" line: its activation latency
@@ -175,10 +189,16 @@ func logActivation(t *testing.T, host, log string, vipSeen time.Time) {
 // VIP is served again, without a client library's reconnect backoff in the way.
 func probe(t *testing.T, lab *Lab, d time.Duration) time.Time {
 	t.Helper()
+	return probeAddr(t, lab, vip.String()+":6379", d)
+}
+
+// probeAddr is probe for any address.
+func probeAddr(t *testing.T, lab *Lab, addr string, d time.Duration) time.Time {
+	t.Helper()
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		c, err := lab.Dial(ctx, "client", "tcp", vip.String()+":6379")
+		c, err := lab.Dial(ctx, "client", "tcp", addr)
 		cancel()
 		if err == nil {
 			c.SetDeadline(time.Now().Add(200 * time.Millisecond))
@@ -194,7 +214,7 @@ func probe(t *testing.T, lab *Lab, d time.Duration) time.Time {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("VIP not served within %v", d)
+	t.Fatalf("%s not served within %v", addr, d)
 	return time.Time{}
 }
 
@@ -213,34 +233,11 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) tim
 	}
 }
 
-// TestFailoverUcarpVIP runs three hosts (network namespaces on one bridge), each with two
-// Redis Cluster instances, ucarp and the proxy in vip mode, and a client in a fourth
-// namespace running a bounded read/write loop against VIP:6379. It stops the master's
-// ucarp (its down script removes the VIP), then takes the new master's link down, and
-// checks that the client is served by each new master, no acknowledged write is lost, a
-// BACKUP host's proxy never accepts a connection, and teardown leaves nothing behind.
-func TestFailoverUcarpVIP(t *testing.T) {
-	if why := Unavailable("ucarp", "redis-server", "redis-cli", "go"); why != "" {
-		t.Skip("end-to-end CARP failover: " + why)
-	}
-	if testing.Short() {
-		t.Skip("end-to-end CARP failover: skipped in -short mode")
-	}
-	testStart := time.Now()
-	dir := t.TempDir()
-	bin := buildProxy(t, dir)
-	ipPath, _ := exec.LookPath("ip")
-	t.Logf("proxy built in %v", time.Since(testStart).Round(time.Millisecond))
-
-	lab := New(t)
-	lab.AddNS("lan", "host1", "host2", "host3", "client")
-	lab.Bridge("lan", map[string]string{
-		"host1": "198.51.100.1/24", "host2": "198.51.100.2/24", "host3": "198.51.100.3/24",
-		"client": "198.51.100.50/24",
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Second)
-	defer cancel()
-
+// startRedisCluster starts two Redis Cluster instances on each host (ports 7000 and 7001
+// on the host address, node timeout 2 s), creates the cluster (masters on :7000, each
+// replica on another host) and waits for cluster_state:ok everywhere.
+func startRedisCluster(t *testing.T, ctx context.Context, lab *Lab, dir string) {
+	t.Helper()
 	// Redis Cluster: two instances per host, bound to the host address.
 	var nodes []string
 	for i, h := range hosts {
@@ -286,6 +283,37 @@ func TestFailoverUcarpVIP(t *testing.T) {
 			return err == nil && strings.Contains(out, "cluster_state:ok")
 		})
 	}
+}
+
+// TestFailoverUcarpVIP runs three hosts (network namespaces on one bridge), each with two
+// Redis Cluster instances, ucarp and the proxy in vip mode, and a client in a fourth
+// namespace running a bounded read/write loop against VIP:6379. It stops the master's
+// ucarp (its down script removes the VIP), then takes the new master's link down, and
+// checks that the client is served by each new master, no acknowledged write is lost, a
+// BACKUP host's proxy never accepts a connection, and teardown leaves nothing behind.
+func TestFailoverUcarpVIP(t *testing.T) {
+	if why := Unavailable("ucarp", "redis-server", "redis-cli", "go"); why != "" {
+		t.Skip("end-to-end CARP failover: " + why)
+	}
+	if testing.Short() {
+		t.Skip("end-to-end CARP failover: skipped in -short mode")
+	}
+	testStart := time.Now()
+	dir := t.TempDir()
+	bin := buildProxy(t, dir)
+	ipPath, _ := exec.LookPath("ip")
+	t.Logf("proxy built in %v", time.Since(testStart).Round(time.Millisecond))
+
+	lab := New(t)
+	lab.AddNS("lan", "host1", "host2", "host3", "client")
+	lab.Bridge("lan", map[string]string{
+		"host1": "198.51.100.1/24", "host2": "198.51.100.2/24", "host3": "198.51.100.3/24",
+		"client": "198.51.100.50/24",
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Second)
+	defer cancel()
+
+	startRedisCluster(t, ctx, lab, dir)
 	t.Logf("cluster ok at %v", time.Since(testStart).Round(time.Millisecond))
 
 	// The proxy in vip mode on every host; all start as BACKUP (nobody holds the VIP).
@@ -419,7 +447,7 @@ func TestFailoverUcarpVIP(t *testing.T) {
 	// Let the old master's late gratuitous ARPs pass (see netns-lab-notes) and check that
 	// host1 closed its listener and accepts no more.
 	time.Sleep(3 * time.Second)
-	if a := metric(t, lab, 0, "redis_carp_proxy_active"); a != 0 {
+	if a := metric(t, lab, 0, "redis_carp_proxy_active", ""); a != 0 {
 		t.Fatalf("host1 proxy still active after losing the VIP")
 	}
 	if !strings.Contains(proxies[0].Output(), "inactive: listener closed, draining clients") {

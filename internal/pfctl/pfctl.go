@@ -36,6 +36,10 @@ type Params struct {
 	ProxyPort  int
 	Log        bool
 	Source     string // the configuration file, for the header comment
+
+	// ProxyAddrs are the VIPs of an active-active configuration (vips); when set they
+	// replace ProxyAddr.
+	ProxyAddrs []netip.Addr
 }
 
 var (
@@ -83,7 +87,25 @@ func FromConfig(c *config.Config, source string) (Params, error) {
 	} else if a, err := netip.ParseAddr(host); err == nil && !a.IsUnspecified() {
 		p.ProxyAddr = a
 	}
+	for _, v := range c.VIPs {
+		a, err := netip.ParseAddr(v.Addr)
+		if err != nil {
+			return p, fmt.Errorf("vips: %w", err)
+		}
+		p.ProxyAddrs = append(p.ProxyAddrs, a)
+	}
 	return p, p.Validate()
+}
+
+// proxyAddrs returns the addresses the client rules protect (none: any).
+func (p Params) proxyAddrs() []netip.Addr {
+	if len(p.ProxyAddrs) > 0 {
+		return p.ProxyAddrs
+	}
+	if p.ProxyAddr.IsValid() {
+		return []netip.Addr{p.ProxyAddr}
+	}
+	return nil
 }
 
 // Validate checks that every name and path can be written into pf.conf(5) as is.
@@ -104,14 +126,17 @@ func (p Params) Validate() error {
 			return fmt.Errorf("%s %q: %w (an absolute path without quotes or backslashes)", f.key, f.v, ErrBadPath)
 		}
 	}
-	if p.ProxyAddr.IsValid() && len(p.LBNetworks) > 0 {
+	for _, a := range p.proxyAddrs() {
+		if len(p.LBNetworks) == 0 {
+			break
+		}
 		same := false
 		for _, n := range p.LBNetworks {
-			same = same || n.Addr().Is4() == p.ProxyAddr.Is4()
+			same = same || n.Addr().Is4() == a.Is4()
 		}
 		if !same {
 			// pfctl would refuse the client rule: "rule expands to no valid combination".
-			return fmt.Errorf("pf-lb-network has no network of the VIP's address family (%s): %w", p.ProxyAddr, ErrBadAddress)
+			return fmt.Errorf("pf-lb-network has no network of the VIP's address family (%s): %w", a, ErrBadAddress)
 		}
 	}
 	if p.PortLo < 1 || p.PortHi > 65535 || p.PortLo > p.PortHi {

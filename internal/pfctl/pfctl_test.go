@@ -21,6 +21,7 @@ var goldenConfigs = map[string]string{
 	"full.anchor":         "testdata/configs/full.conf",
 	"custom-ports.anchor": "testdata/configs/custom-ports.conf",
 	"ipv6.anchor":         "testdata/configs/ipv6.conf",
+	"vips.anchor":         "testdata/configs/vips.conf",
 }
 
 func loadParams(t *testing.T, path string) Params {

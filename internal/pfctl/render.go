@@ -93,8 +93,14 @@ func Render(p Params) (string, error) {
 	}
 	w("")
 	to := "any"
-	if p.ProxyAddr.IsValid() {
-		to = p.ProxyAddr.String()
+	if addrs := p.proxyAddrs(); len(addrs) == 1 {
+		to = addrs[0].String()
+	} else if len(addrs) > 1 {
+		list := make([]string, len(addrs))
+		for i, a := range addrs {
+			list[i] = a.String()
+		}
+		to = "{ " + strings.Join(list, " ") + " }"
 	}
 	if len(p.LBNetworks) > 0 {
 		nets := make([]string, len(p.LBNetworks))

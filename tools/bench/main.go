@@ -343,9 +343,12 @@ func raiseNoFile(need uint64) error {
 		return nil
 	}
 	lim.Cur = lim.Max
-	if uint64(lim.Max) < need {
-		lim.Cur, lim.Max = need, need // root may raise the hard limit
+	// Cur and Max are int64 on FreeBSD and uint64 on Linux: grow in their own type. Root
+	// may raise the hard limit.
+	for uint64(lim.Max) < need {
+		lim.Max += 1024
 	}
+	lim.Cur = lim.Max
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		return fmt.Errorf("raise RLIMIT_NOFILE to %d: %w", need, err)
 	}
