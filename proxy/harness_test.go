@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 }
 
 // sharedCluster returns a cluster for tests that do not change its topology.
-func sharedCluster(t *testing.T) *testcluster.Cluster {
+func sharedCluster(t testing.TB) *testcluster.Cluster {
 	t.Helper()
 	sharedOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

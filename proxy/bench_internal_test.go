@@ -1,0 +1,75 @@
+package proxy
+
+import (
+	"testing"
+
+	"github.com/tidwall/redcon"
+)
+
+// Micro-benchmarks of the request path's pure functions; `go test -bench . -run ^$ ./proxy/`.
+// BenchmarkProxyGET (bench_test.go) measures a whole request through a real cluster.
+
+func BenchmarkKeySlot(b *testing.B) {
+	keys := [][]byte{[]byte("key:000000012345"), []byte("{user1000}.following"), []byte("plain")}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		KeySlot(keys[i%len(keys)])
+	}
+}
+
+// BenchmarkParseCommand is what a loop does per command read: the guard's limit scan and
+// redcon's parse of the bytes in the read buffer.
+func BenchmarkParseCommand(b *testing.B) {
+	cmd := []byte("*3\r\n$3\r\nSET\r\n$16\r\nkey:000000012345\r\n$64\r\n" + string(make([]byte, 64)) + "\r\n")
+	g := guard{maxBulk: 512 << 20, maxArgs: 1 << 20, maxInline: 64 << 10, maxQuery: 1 << 30}
+	args := make([][]byte, 0, 8)
+	b.SetBytes(int64(len(cmd)))
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if g.scan(cmd) != len(cmd) || g.err != nil {
+			b.Fatal("guard refused the command")
+		}
+		complete, a, _, _, err := redcon.ReadNextCommand(cmd, args[:0])
+		if !complete || err != nil || len(a) != 3 {
+			b.Fatal("not parsed")
+		}
+	}
+}
+
+// BenchmarkFrameReply is the loop's framing of backend replies: a bulk GET reply and an
+// MGET array.
+func BenchmarkFrameReply(b *testing.B) {
+	bulk := []byte("$64\r\n" + string(make([]byte, 64)) + "\r\n")
+	arr := appendArrayHeader(nil, 10)
+	for i := 0; i < 10; i++ {
+		arr = append(arr, bulk...)
+	}
+	for _, tc := range []struct {
+		name string
+		rep  []byte
+	}{{"bulk", bulk}, {"array10", arr}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(tc.rep)))
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if n, _, err := frameReply(tc.rep); n != len(tc.rep) || err != nil {
+					b.Fatal("not framed")
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkFastLookup is the per-command dispatch decision of a loop.
+func BenchmarkFastLookup(b *testing.B) {
+	s := &Server{}
+	ft := buildFastTable(newBuiltinTable())
+	s.fast.Store(&ft)
+	names := [][]byte{[]byte("GET"), []byte("set"), []byte("MSet")}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if s.fastLookup(names[i%len(names)]) == nil {
+			b.Fatal("not found")
+		}
+	}
+}
