@@ -36,16 +36,7 @@ type cmdTable struct {
 // lookup finds a command by name, case-insensitively, without allocating.
 func (t *cmdTable) lookup(name []byte) *cmdInfo {
 	var buf [32]byte
-	if len(name) > len(buf) {
-		return t.m[strings.ToLower(string(name))]
-	}
-	for i, c := range name {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		buf[i] = c
-	}
-	return t.m[string(buf[:len(name)])]
+	return t.m[string(asciiLower(buf[:], name))]
 }
 
 // builtinCommands is the fallback table used when no node answers COMMAND, and for

@@ -63,10 +63,10 @@ func TestEndpointsPerVIP(t *testing.T) {
 		t.Fatalf("clients: A %d, B %d", epA.Clients(), epB.Clients())
 	}
 	for _, vip := range []string{"198.51.100.101", "198.51.100.102"} {
-		if v := testutil.MetricSum(t, p.reg, "client_connections", "vip", vip); v != 1 {
+		if v := testutil.MetricSum(t, p.reg, "redis_carp_proxy_client_connections", "vip", vip); v != 1 {
 			t.Errorf("client_connections{vip=%q} = %v, want 1", vip, v)
 		}
-		if v := testutil.MetricSum(t, p.reg, "client_connections_accepted_total", "vip", vip); v != 1 {
+		if v := testutil.MetricSum(t, p.reg, "redis_carp_proxy_client_connections_accepted_total", "vip", vip); v != 1 {
 			t.Errorf("client_connections_accepted_total{vip=%q} = %v, want 1", vip, v)
 		}
 	}
@@ -107,10 +107,10 @@ func TestEndpointsPerVIP(t *testing.T) {
 	if epA.Clients() != 1 {
 		t.Fatalf("A has %d clients, want 1", epA.Clients())
 	}
-	if v := testutil.MetricSum(t, p.reg, "client_connections_closed_total", "vip", "198.51.100.102"); v != 1 {
+	if v := testutil.MetricSum(t, p.reg, "redis_carp_proxy_client_connections_closed_total", "vip", "198.51.100.102"); v != 1 {
 		t.Errorf("client_connections_closed_total{vip=B} = %v, want 1", v)
 	}
-	if v := testutil.MetricSum(t, p.reg, "client_connections_closed_total", "vip", "198.51.100.101"); v != 0 {
+	if v := testutil.MetricSum(t, p.reg, "redis_carp_proxy_client_connections_closed_total", "vip", "198.51.100.101"); v != 0 {
 		t.Errorf("client_connections_closed_total{vip=A} = %v, want 0", v)
 	}
 }

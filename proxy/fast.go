@@ -23,14 +23,9 @@ type fastCmd struct {
 	group int // multi-key: arguments per key
 }
 
-// slowOnly are commands with keys that still need the slow path: answered or refused by
-// the proxy (see session.local), session state, Pub/Sub, script recovery, or key positions
-// found by parsing.
+// slowOnly are commands with keys that need the slow path although they are not in the
+// commands table (dispatch.go): Pub/Sub, script recovery, key positions found by parsing.
 var slowOnly = map[string]bool{
-	"shutdown": true, "slaveof": true, "replicaof": true, "debug": true, "monitor": true, "sync": true,
-	"psync": true, "failover": true, "bgsave": true, "bgrewriteaof": true, "save": true, "swapdb": true,
-	"move": true, "acl": true, "module": true, "config": true, "select": true, "hello": true, "quit": true,
-	"readonly": true, "readwrite": true, "asking": true,
 	"eval": true, "evalsha": true, "eval_ro": true, "evalsha_ro": true, "fcall": true, "fcall_ro": true,
 	"subscribe": true, "psubscribe": true, "ssubscribe": true, "unsubscribe": true, "punsubscribe": true,
 	"sunsubscribe": true, "migrate": true, "object": true, "xinfo": true, "xgroup": true, "memory": true,
@@ -40,7 +35,7 @@ var slowOnly = map[string]bool{
 func buildFastTable(t *cmdTable) map[string]*fastCmd {
 	m := map[string]*fastCmd{}
 	for name, info := range t.m {
-		if _, h := handlers[name]; h || slowOnly[name] {
+		if _, h := commands[name]; h || slowOnly[name] {
 			continue
 		}
 		if info.flags&(flagBlocking|flagMovableKeys) != 0 || info.first <= 0 {
@@ -69,17 +64,8 @@ func buildFastTable(t *cmdTable) map[string]*fastCmd {
 // fastLookup finds the fast-table entry of a command name, case-insensitively, without
 // allocating.
 func (s *Server) fastLookup(name []byte) *fastCmd {
-	var buf [24]byte
-	if len(name) > len(buf) {
-		return nil
-	}
-	for i, c := range name {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		buf[i] = c
-	}
-	return (*s.fast.Load())[string(buf[:len(name)])]
+	var buf [32]byte
+	return (*s.fast.Load())[string(asciiLower(buf[:], name))]
 }
 
 // dispatch serves one command of a loop client.

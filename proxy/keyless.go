@@ -11,29 +11,8 @@ import (
 	"time"
 )
 
-// keylessHandlers are commands without keys that the proxy answers from every master (or
-// from its own state) so that the cluster looks like one server.
-var keylessHandlers = map[string]func(ss *session, r *request) bool{
-	"dbsize":    fanout(mergeNodeSum),
-	"keys":      fanout(mergeNodeConcat),
-	"randomkey": execHandler(execRandomKey),
-	"flushall":  guarded(func(c *Config) bool { return c.EnableFlushall }, "enable-flushall", fanout(mergeNodeAllOK)),
-	"flushdb":   guarded(func(c *Config) bool { return c.EnableFlushall }, "enable-flushall", fanout(mergeNodeAllOK)),
-	"script":    subcommands(map[string]func(ss *session, r *request) bool{"load": rememberScript(fanout(mergeNodeSame)), "exists": fanout(mergeNodeAnd), "flush": forgetScripts(fanout(mergeNodeAllOK)), "kill": fanout(mergeKill)}),
-	"function": subcommands(map[string]func(ss *session, r *request) bool{"load": fanout(mergeNodeSame), "delete": fanout(mergeNodeAllOK),
-		"flush": fanout(mergeNodeAllOK), "list": fanout(mergeNodeFirst), "restore": fanout(mergeNodeAllOK), "kill": fanout(mergeKill)}),
-	"scan":    execHandler(execScan),
-	"info":    execHandler(execInfo),
-	"cluster": localHandler(clusterCommand),
-	"client":  localHandler(clientCommand),
-	"slowlog": localHandler(slowlogCommand),
-	"proxy":   localHandler(proxyCommand),
-	"reset":   resetCommand,
-	"wait":    execHandler(execWait),
-}
-
 // rememberScript records a SCRIPT LOAD body for NOSCRIPT recovery.
-func rememberScript(h func(ss *session, r *request) bool) func(ss *session, r *request) bool {
+func rememberScript(h handler) handler {
 	return func(ss *session, r *request) bool {
 		if len(r.args) == 3 {
 			ss.s.scripts.remember(r.args[2])
@@ -44,21 +23,21 @@ func rememberScript(h func(ss *session, r *request) bool) func(ss *session, r *r
 
 // forgetScripts clears the proxy's script memory on SCRIPT FLUSH: a flushed script must
 // give NOSCRIPT, not be reloaded behind the client's back.
-func forgetScripts(h func(ss *session, r *request) bool) func(ss *session, r *request) bool {
+func forgetScripts(h handler) handler {
 	return func(ss *session, r *request) bool {
 		ss.s.scripts.flush()
 		return h(ss, r)
 	}
 }
 
-func execHandler(f func(ss *session, r *request) []byte) func(ss *session, r *request) bool {
+func execHandler(f func(ss *session, r *request) []byte) handler {
 	return func(ss *session, r *request) bool {
 		r.exec, r.barrier = f, true
 		return true
 	}
 }
 
-func localHandler(f func(ss *session, r *request) []byte) func(ss *session, r *request) bool {
+func localHandler(f func(ss *session, r *request) []byte) handler {
 	return func(ss *session, r *request) bool {
 		r.reply, r.local = f(ss, r), true
 		r.done <- struct{}{}
@@ -66,7 +45,7 @@ func localHandler(f func(ss *session, r *request) []byte) func(ss *session, r *r
 	}
 }
 
-func guarded(enabled func(*Config) bool, key string, h func(ss *session, r *request) bool) func(ss *session, r *request) bool {
+func guarded(enabled func(*Config) bool, key string, h handler) handler {
 	return func(ss *session, r *request) bool {
 		if !enabled(ss.s.conf()) {
 			return localHandler(func(ss *session, r *request) []byte {
@@ -77,7 +56,7 @@ func guarded(enabled func(*Config) bool, key string, h func(ss *session, r *requ
 	}
 }
 
-func subcommands(m map[string]func(ss *session, r *request) bool) func(ss *session, r *request) bool {
+func subcommands(m map[string]handler) handler {
 	return func(ss *session, r *request) bool {
 		if len(r.args) < 2 {
 			return false
@@ -91,7 +70,7 @@ func subcommands(m map[string]func(ss *session, r *request) bool) func(ss *sessi
 
 // fanout sends the command to every master in parallel and merges the replies. A node
 // that fails is named in the error.
-func fanout(merge func(parts []*request, replies [][]byte) []byte) func(ss *session, r *request) bool {
+func fanout(merge func(parts []*request, replies [][]byte) []byte) handler {
 	return func(ss *session, r *request) bool {
 		m := ss.s.cl.smap.Load()
 		if m == nil {

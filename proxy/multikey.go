@@ -5,37 +5,10 @@ import (
 	"strconv"
 )
 
-// handlers take over commands that need more than routing one request by its slot. A
-// handler returns false to leave the command to the default path.
-var handlers map[string]func(ss *session, r *request) bool
-
-func init() {
-	handlers = map[string]func(ss *session, r *request) bool{
-		"mget":   splitKeys(1, mergeMGET),
-		"mset":   splitKeys(2, mergeAllOK),
-		"del":    splitKeys(1, mergeSum),
-		"unlink": splitKeys(1, mergeSum),
-		"exists": splitKeys(1, mergeSum),
-		"touch":  splitKeys(1, mergeSum),
-	}
-	for _, m := range []map[string]func(ss *session, r *request) bool{keylessHandlers, txHandlers} {
-		for name, h := range m {
-			handlers[name] = h
-		}
-	}
-	// Intern the command names lowerName meets most (here, after handlers is complete).
-	for name := range newBuiltinTable().m {
-		knownNames[name] = name
-	}
-	for name := range handlers {
-		knownNames[name] = name
-	}
-}
-
 // splitKeys handles commands of the form CMD key [arg…] key [arg…] … (group arguments per
 // key) whose keys may span slots: one sub-request per slot, sent in parallel, merged in
 // request order. Keys in one slot stay one command, so a single-slot call is unchanged.
-func splitKeys(group int, merge func(parts []*request, replies [][]byte, keys int) []byte) func(ss *session, r *request) bool {
+func splitKeys(group int, merge func(parts []*request, replies [][]byte, keys int) []byte) handler {
 	return func(ss *session, r *request) bool {
 		args := r.args
 		if len(args) < 1+group || (len(args)-1)%group != 0 {

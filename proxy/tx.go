@@ -24,15 +24,6 @@ var (
 	errCrossSlot   = []byte("-CROSSSLOT Keys in request don't hash to the same slot\r\n")
 )
 
-// txHandlers are the transaction commands.
-var txHandlers = map[string]func(ss *session, r *request) bool{
-	"multi":   txMulti,
-	"exec":    txExec,
-	"discard": txDiscard,
-	"watch":   txWatch,
-	"unwatch": txUnwatch,
-}
-
 // queueInMulti queues a command while a transaction is open and reports whether it did.
 func (ss *session) queueInMulti(r *request) bool {
 	tx := &ss.tx

@@ -1,0 +1,175 @@
+package proxy
+
+import (
+	"bytes"
+	"time"
+)
+
+// Where a command goes. Every command a client sends passes these stages, in this order;
+// the first that claims it handles it (session.newRequest):
+//
+//  1. authGate (auth.go): NOAUTH before AUTH, writes of read-only users refused
+//  2. deny-commands (reload.go)
+//  3. an open MULTI queues it (tx.go)
+//  4. the subscribe family, and what subscribed mode allows (pubsub.go)
+//  5. the commands table below: answered by the proxy (local.go, virtual.go, slowlog.go,
+//     hotkeys.go), split by slot (multikey.go), sent to every master (keyless.go), or
+//     transactions (tx.go); a handler may decline (return false) and leave the command to
+//  6. routing by its keys' slot to the owner (session.dispatch), blocking commands on a
+//     dedicated connection (direct.go); commands without keys go to any master.
+//
+// Clients on an event loop take a shortcut for the commands of the fast table (fast.go,
+// derived from the command table and this one) while their session is in its plain state
+// (lclient.refreshSimple); everything else goes through these stages.
+
+// handler takes over a command that is more than one request routed by its slot. It
+// returns false to leave the command to routing.
+type handler func(ss *session, r *request) bool
+
+// commands maps lower-case command names to their handler: the one table of commands the
+// proxy does not simply route.
+var commands = map[string]handler{
+	// Answered by the proxy (local.go).
+	"ping":   localHandler(localPing),
+	"echo":   localHandler(localEcho),
+	"quit":   localHandler(localQuit),
+	"select": localHandler(localSelect),
+	"hello":  localHandler(func(ss *session, r *request) []byte { return ss.hello(r.args) }),
+	// Cluster clients send these; the proxy routes reads by its read-from setting and never
+	// sends ASK to clients, so they change nothing.
+	"readonly": localHandler(localOK), "readwrite": localHandler(localOK), "asking": localHandler(localOK),
+	"config": configCommand,
+	// Refused: they would act on one node of the cluster, or on none.
+	"shutdown": unsupported, "slaveof": unsupported, "replicaof": unsupported, "debug": unsupported,
+	"monitor": unsupported, "sync": unsupported, "psync": unsupported, "migrate": unsupported,
+	"failover": unsupported, "bgsave": unsupported, "bgrewriteaof": unsupported, "save": unsupported,
+	"swapdb": unsupported, "move": unsupported, "acl": unsupported, "module": unsupported,
+
+	// Keys in several slots: one request per slot, merged (multikey.go).
+	"mget":   splitKeys(1, mergeMGET),
+	"mset":   splitKeys(2, mergeAllOK),
+	"del":    splitKeys(1, mergeSum),
+	"unlink": splitKeys(1, mergeSum),
+	"exists": splitKeys(1, mergeSum),
+	"touch":  splitKeys(1, mergeSum),
+
+	// Without keys: every master, or the proxy's own state (keyless.go, virtual.go).
+	"dbsize":    fanout(mergeNodeSum),
+	"keys":      fanout(mergeNodeConcat),
+	"randomkey": execHandler(execRandomKey),
+	"flushall":  guarded(func(c *Config) bool { return c.EnableFlushall }, "enable-flushall", fanout(mergeNodeAllOK)),
+	"flushdb":   guarded(func(c *Config) bool { return c.EnableFlushall }, "enable-flushall", fanout(mergeNodeAllOK)),
+	"script":    subcommands(map[string]handler{"load": rememberScript(fanout(mergeNodeSame)), "exists": fanout(mergeNodeAnd), "flush": forgetScripts(fanout(mergeNodeAllOK)), "kill": fanout(mergeKill)}),
+	"function": subcommands(map[string]handler{"load": fanout(mergeNodeSame), "delete": fanout(mergeNodeAllOK),
+		"flush": fanout(mergeNodeAllOK), "list": fanout(mergeNodeFirst), "restore": fanout(mergeNodeAllOK), "kill": fanout(mergeKill)}),
+	"scan":    execHandler(execScan),
+	"info":    execHandler(execInfo),
+	"cluster": localHandler(clusterCommand),
+	"client":  localHandler(clientCommand),
+	"slowlog": localHandler(slowlogCommand),
+	"proxy":   localHandler(proxyCommand),
+	"reset":   resetCommand,
+	"wait":    execHandler(execWait),
+
+	// Transactions (tx.go).
+	"multi":   txMulti,
+	"exec":    txExec,
+	"discard": txDiscard,
+	"watch":   txWatch,
+	"unwatch": txUnwatch,
+}
+
+// knownNames interns the lower-case names of the built-in command table and of the
+// commands table, so lowerName does not allocate for them. It is filled by init: the
+// handlers in commands use lowerName.
+var knownNames = map[string]string{}
+
+func init() {
+	for name := range newBuiltinTable().m {
+		knownNames[name] = name
+	}
+	for name := range commands {
+		knownNames[name] = name
+	}
+}
+
+// asciiLower writes the ASCII lower case of name into buf and returns it (a new slice when
+// name is longer than buf). The one case-folding of command names.
+func asciiLower(buf []byte, name []byte) []byte {
+	if len(name) > len(buf) {
+		return bytes.ToLower(name)
+	}
+	b := buf[:len(name)]
+	for i, c := range name {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b[i] = c
+	}
+	return b
+}
+
+// lowerName returns the lower-case command name; known names come back interned, so the
+// hot path does not allocate.
+func lowerName(name []byte) string {
+	var buf [32]byte
+	b := asciiLower(buf[:], name)
+	if s, ok := knownNames[string(b)]; ok {
+		return s
+	}
+	return string(b)
+}
+
+// newRequest builds the request for one command, through the stages above: answered
+// locally, routed to a slot owner, split into parts, or deferred to the writer (exec)
+// when it needs more than one round trip or session state.
+func (ss *session) newRequest(args [][]byte, raw []byte) *request {
+	r := &request{args: args, raw: raw, slot: -1, start: time.Now()}
+	if reply := ss.authGate(r); reply != nil {
+		if ss.tx.inMulti && reply[0] == '-' {
+			ss.tx.aborted = true // as Redis: a command refused while queuing aborts EXEC
+		}
+		r.reply, r.local, r.done = reply, true, closedDone()
+		return r
+	}
+	if reply := ss.s.denied(args[0]); reply != nil {
+		if ss.tx.inMulti {
+			ss.tx.aborted = true // a command refused while queuing aborts EXEC
+		}
+		r.reply, r.local, r.done = reply, true, closedDone()
+		return r
+	}
+	if ss.queueInMulti(r) || ss.pubsubRequest(r) {
+		return r
+	}
+	r.done = make(chan struct{}, 1)
+	r.info = ss.s.cl.cmds.lookup(args[0])
+	if raw[0] != '*' {
+		r.raw = appendCommand(nil, args...)
+	}
+	if h, ok := commands[lowerName(args[0])]; ok && h(ss, r) {
+		return r
+	}
+	if r.info != nil {
+		if (r.info.name == "eval" || r.info.name == "eval_ro") && len(args) > 1 {
+			ss.s.scripts.remember(args[1])
+		}
+		idx, ok := r.info.keyIndexes(args, ss.keyIdx[:])
+		if ok && len(idx) > 0 {
+			r.slot = KeySlot(args[idx[0]])
+			for _, i := range idx[1:] {
+				if KeySlot(args[i]) != r.slot {
+					r.reply, r.local = errCrossSlot, true
+					r.done <- struct{}{}
+					return r
+				}
+			}
+		}
+		if r.info.flags&flagBlocking != 0 {
+			r.barrier, r.direct = true, true
+			return r
+		}
+	}
+	ss.dispatch(r)
+	return r
+}

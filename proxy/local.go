@@ -1,0 +1,122 @@
+package proxy
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+)
+
+// The commands the proxy answers itself (see the commands table in dispatch.go).
+
+func localPing(ss *session, r *request) []byte {
+	switch len(r.args) {
+	case 1:
+		return replyPong
+	case 2:
+		return appendBulk(nil, r.args[1])
+	}
+	return wrongArgs("ping")
+}
+
+func localEcho(ss *session, r *request) []byte {
+	if len(r.args) != 2 {
+		return wrongArgs("echo")
+	}
+	return appendBulk(nil, r.args[1])
+}
+
+// localQuit answers QUIT; the session closes after writing the reply.
+func localQuit(ss *session, r *request) []byte {
+	r.slot = -2
+	return replyOK
+}
+
+func localSelect(ss *session, r *request) []byte {
+	if len(r.args) != 2 {
+		return wrongArgs("select")
+	}
+	if string(r.args[1]) != "0" {
+		return errorReply("ERR DB index is out of range")
+	}
+	return replyOK
+}
+
+func localOK(ss *session, r *request) []byte { return replyOK }
+
+// unsupported refuses a command that would act on one node of the cluster, or on none.
+var unsupported = localHandler(func(ss *session, r *request) []byte {
+	return errorReply(fmt.Sprintf("ERR %s is not supported by the proxy", strings.ToUpper(string(r.args[0]))))
+})
+
+// configCommand refuses CONFIG subcommands other than GET and HELP, which go to a node.
+func configCommand(ss *session, r *request) bool {
+	if len(r.args) > 1 && !bytes.EqualFold(r.args[1], []byte("get")) && !bytes.EqualFold(r.args[1], []byte("help")) {
+		return localHandler(func(ss *session, r *request) []byte {
+			return errorReply(fmt.Sprintf("ERR CONFIG %s is not supported by the proxy", strings.ToUpper(string(r.args[1]))))
+		})(ss, r)
+	}
+	return false
+}
+
+func wrongArgs(cmd string) []byte {
+	return errorReply("ERR wrong number of arguments for '" + cmd + "' command")
+}
+
+// hello answers HELLO: protocol 2 only (RESP3 would need a different reply encoding), so
+// clients asking for 3 get NOPROTO and fall back.
+func (ss *session) hello(args [][]byte) []byte {
+	if len(args) > 1 {
+		if string(args[1]) != "2" {
+			if string(args[1]) == "3" {
+				return errorReply("NOPROTO sorry, this protocol version is not supported")
+			}
+			return errorReply("NOPROTO unsupported protocol version")
+		}
+		for i := 2; i < len(args); i++ {
+			switch strings.ToLower(string(args[i])) {
+			case "auth":
+				if i+2 >= len(args) {
+					return errorReply("ERR Syntax error in HELLO option 'auth'")
+				}
+				ro, ok := ss.s.checkAuth(string(args[i+1]), string(args[i+2]))
+				if !ss.s.authRequired() && string(args[i+1]) == "default" {
+					ro, ok = false, true // as Redis's passwordless default user
+				}
+				if !ok {
+					return replyWrongPass
+				}
+				ss.authed, ss.readonly = true, ro
+				i += 2
+			case "setname":
+				if i+1 >= len(args) {
+					return errorReply("ERR Syntax error in HELLO option 'setname'")
+				}
+				ss.csMu.Lock()
+				ss.cs.name = string(args[i+1])
+				ss.csMu.Unlock()
+				i++
+			default:
+				return errorReply("ERR Syntax error in HELLO option '" + string(args[i]) + "'")
+			}
+		}
+	}
+	if !ss.authed {
+		return errorReply("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
+	}
+	b := appendArrayHeader(nil, 14)
+	b = appendBulkString(b, "server")
+	b = appendBulkString(b, "redis")
+	b = appendBulkString(b, "version")
+	b = appendBulkString(b, "7.0.0")
+	b = appendBulkString(b, "proto")
+	b = appendInt(b, 2)
+	b = appendBulkString(b, "id")
+	b = appendInt(b, int64(ss.id))
+	b = appendBulkString(b, "mode")
+	b = appendBulkString(b, "standalone")
+	b = appendBulkString(b, "role")
+	b = appendBulkString(b, "master")
+	b = appendBulkString(b, "modules")
+	b = appendArrayHeader(b, 0)
+	return b
+}
