@@ -133,7 +133,7 @@ func (n *node) send(ctx context.Context, r *request, sticky uint64) {
 	select {
 	case bc.queue <- r:
 	case <-ctx.Done():
-		r.complete(nil, ErrShuttingDown)
+		r.complete(nil, errShuttingDown)
 	}
 }
 
@@ -187,7 +187,7 @@ func (bc *backendConn) run(ctx context.Context) {
 	for {
 		select {
 		case r := <-bc.queue:
-			r.complete(nil, ErrShuttingDown)
+			r.complete(nil, errShuttingDown)
 		default:
 			return
 		}
@@ -412,10 +412,10 @@ func (bc *backendConn) readLoop(conn net.Conn) {
 	bc.inflight = nil
 	bc.mu.Unlock()
 	bc.pending.Store(0)
-	fail := ErrFateUnknown
+	fail := errFateUnknown
 	reason := "connection_lost"
 	if bc.timedOut.Load() {
-		fail = ErrBackendTimeout
+		fail = errBackendTimeout
 		reason = "timeout"
 	}
 	n := 0

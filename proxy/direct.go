@@ -64,18 +64,18 @@ func (dc *directConn) roundTrip(ctx context.Context, cmd []byte, replies int) ([
 	stop := context.AfterFunc(ctx, func() { dc.conn.SetDeadline(time.Now()) })
 	defer stop()
 	if _, err := dc.conn.Write(cmd); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrFateUnknown, err)
+		return nil, fmt.Errorf("%w: %v", errFateUnknown, err)
 	}
 	out := make([][]byte, 0, replies)
 	for i := 0; i < replies; i++ {
 		rep, err := dc.rr.next()
 		if err != nil {
-			return out, fmt.Errorf("%w: %v", ErrFateUnknown, err)
+			return out, fmt.Errorf("%w: %v", errFateUnknown, err)
 		}
 		out = append(out, rep)
 	}
 	if ctx.Err() != nil {
-		return out, ErrFateUnknown
+		return out, errFateUnknown
 	}
 	return out, nil
 }

@@ -7,16 +7,16 @@ import "errors"
 var (
 	// ErrNotSent means the command was never written to a backend: it is safe to retry.
 	ErrNotSent = errors.New("command not sent")
-	// ErrFateUnknown means the connection broke after the command was written; the command
+	// errFateUnknown means the connection broke after the command was written; the command
 	// may or may not have been executed, so it is never re-sent.
-	ErrFateUnknown = errors.New("connection to the cluster node lost after the command was sent; it may or may not have been executed")
-	// ErrBackendTimeout means the node did not answer within backend-read-timeout; the
+	errFateUnknown = errors.New("connection to the cluster node lost after the command was sent; it may or may not have been executed")
+	// errBackendTimeout means the node did not answer within backend-read-timeout; the
 	// command may or may not have been executed.
-	ErrBackendTimeout = errors.New("cluster node did not answer in time; the command may or may not have been executed")
+	errBackendTimeout = errors.New("cluster node did not answer in time; the command may or may not have been executed")
 	// ErrNoSlotMap means no complete slot map has been loaded yet.
 	ErrNoSlotMap = errors.New("no slot map: cluster not reachable")
-	// ErrShuttingDown is returned to commands still queued when the proxy stops.
-	ErrShuttingDown = errors.New("proxy is shutting down")
-	// ErrTooManyRedirects ends a MOVED/ASK loop.
-	ErrTooManyRedirects = errors.New("too many cluster redirections")
+	// errShuttingDown is returned to commands still queued when the proxy stops.
+	errShuttingDown = errors.New("proxy is shutting down")
+	// errTooManyRedirects ends a MOVED/ASK loop.
+	errTooManyRedirects = errors.New("too many cluster redirections")
 )

@@ -135,11 +135,6 @@ func (s *Server) proxyInfo() string {
 	b.WriteString("# Proxy\r\n")
 	fmt.Fprintf(&b, "proxy_version:%s\r\nuptime_in_seconds:%d\r\ncarp_state:%s\r\nactive:%d\r\n",
 		Version, int(time.Since(s.started).Seconds()), hs.CARP, active)
-	if s.StateInfo != nil {
-		for _, kv := range s.StateInfo() {
-			fmt.Fprintf(&b, "%s:%s\r\n", kv[0], kv[1])
-		}
-	}
 	// Every VIP: its CARP state, whether it is served, its clients.
 	if eps := s.Endpoints(); len(eps) > 0 {
 		fmt.Fprintf(&b, "vips:%d\r\n", len(eps))

@@ -195,7 +195,7 @@ func (b *lbackend) dialed(fd int, err error) {
 	l, n := b.l, b.n
 	if err == nil && l.stopping {
 		unix.Close(fd)
-		err = ErrShuttingDown
+		err = errShuttingDown
 	}
 	if err != nil {
 		if !n.down.Swap(true) {
@@ -246,7 +246,7 @@ func (b *lbackend) flush() {
 		return
 	}
 	if err != nil && err != unix.EAGAIN && err != unix.EINTR {
-		b.failAll(ErrFateUnknown, err, "connection_lost")
+		b.failAll(errFateUnknown, err, "connection_lost")
 		return
 	}
 	if !b.wantWrite {
@@ -276,7 +276,7 @@ func (b *lbackend) readable() {
 		if err == nil {
 			err = fmt.Errorf("connection closed by %s", b.n.addr)
 		}
-		b.failAll(ErrFateUnknown, err, "connection_lost")
+		b.failAll(errFateUnknown, err, "connection_lost")
 		return
 	}
 	b.rlen += n
@@ -289,7 +289,7 @@ func (b *lbackend) readable() {
 	for off < b.rlen {
 		end, need, err := frameReply(b.rbuf[off:b.rlen])
 		if err != nil {
-			b.failAll(ErrFateUnknown, err, "connection_lost")
+			b.failAll(errFateUnknown, err, "connection_lost")
 			return
 		}
 		if end == 0 {
@@ -300,7 +300,7 @@ func (b *lbackend) readable() {
 		off += end
 		r := b.inflight.pop()
 		if r == nil {
-			b.failAll(ErrFateUnknown, fmt.Errorf("reply without a request from %s", b.n.addr), "connection_lost")
+			b.failAll(errFateUnknown, fmt.Errorf("reply without a request from %s", b.n.addr), "connection_lost")
 			return
 		}
 		b.n.loopPending.Add(-1)
@@ -329,7 +329,7 @@ func (b *lbackend) readable() {
 // checkTimeout fails the connection when commands wait longer than timeout for a reply.
 func (b *lbackend) checkTimeout(timeout time.Duration) {
 	if b.fd >= 0 && b.inflight.len() > 0 && b.l.nowNano-b.lastProgress > int64(timeout) {
-		b.failAll(ErrBackendTimeout, fmt.Errorf("no reply within %v", timeout), "timeout")
+		b.failAll(errBackendTimeout, fmt.Errorf("no reply within %v", timeout), "timeout")
 	}
 }
 

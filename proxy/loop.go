@@ -230,7 +230,7 @@ func (l *loop) shutdown() {
 		c.close()
 	}
 	for _, b := range l.backends {
-		b.failAll(ErrShuttingDown, nil, "")
+		b.failAll(errShuttingDown, nil, "")
 	}
 	l.flush()
 	l.p.Close()

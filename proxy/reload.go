@@ -25,9 +25,6 @@ var reloadable = map[string]bool{
 	"log-level": true,
 }
 
-// Reloadable reports whether key name can change without a restart.
-func Reloadable(name string) bool { return reloadable[name] }
-
 // Reload applies the reloadable keys of cfg to the running proxy without dropping
 // connections. It returns the keys it applied and the changed keys that need a restart to
 // take effect (those keep their old value).

@@ -42,9 +42,6 @@ type Server struct {
 	slow    slowlog
 	hot     *hotkeys
 
-	// StateInfo, when set before Serve, adds fields to the INFO proxy section (the VIP
-	// and vhid, for instance).
-	StateInfo func() [][2]string
 	hostState atomic.Pointer[func() HostState]
 
 	// The event loops serving plain TCP clients (none: every client gets goroutines), the

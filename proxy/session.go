@@ -471,7 +471,7 @@ func (ss *session) awaitReply(r *request) []byte {
 			case redirMoved, redirAsk:
 				redirects++
 				if redirects > cfg.MaxRedirects {
-					return errorReply("ERR proxy: " + ErrTooManyRedirects.Error() + ": last was " + strings.TrimSpace(string(r.reply[1:])))
+					return errorReply("ERR proxy: " + errTooManyRedirects.Error() + ": last was " + strings.TrimSpace(string(r.reply[1:])))
 				}
 				next = cl.node(resolveAddr(addr, r.node.addr))
 				r.redirected = true

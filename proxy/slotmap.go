@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -66,14 +65,13 @@ func (m *slotMap) withOwner(slot int, n *node) *slotMap {
 type refreshReason string
 
 const (
-	refreshStartup   refreshReason = "startup"
-	refreshPeriodic  refreshReason = "periodic"
-	refreshMoved     refreshReason = "moved"
-	refreshDown      refreshReason = "clusterdown"
-	refreshConnLoss  refreshReason = "connection_loss"
-	refreshNoOwner   refreshReason = "unreachable"
-	refreshRequested refreshReason = "requested"
-	refreshRetry     refreshReason = "retry" // after a failed refresh
+	refreshStartup  refreshReason = "startup"
+	refreshPeriodic refreshReason = "periodic"
+	refreshMoved    refreshReason = "moved"
+	refreshDown     refreshReason = "clusterdown"
+	refreshConnLoss refreshReason = "connection_loss"
+	refreshNoOwner  refreshReason = "unreachable"
+	refreshRetry    refreshReason = "retry" // after a failed refresh
 )
 
 // requestRefresh asks the refresher for a new slot map. Bursts are coalesced: at most one
@@ -336,5 +334,3 @@ func resolveAddr(addr, from string) string {
 	}
 	return addr
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
