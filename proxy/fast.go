@@ -167,8 +167,7 @@ func (c *lclient) sendKeyed(fc *fastCmd, args [][]byte, raw []byte) {
 
 // send queues r (or a part) for n.
 func (c *lclient) send(r *lreq, n *node) {
-	if r.info.flags&flagWrite != 0 && n != c.lastWrote {
-		c.lastWrote = n
+	if r.info.flags&flagWrite != 0 && !c.wroteTo(n) {
 		c.ss.wrote(n)
 	}
 	c.l.backend(n).enqueue(r)
@@ -221,7 +220,7 @@ func (c *lclient) sendMulti(fc *fastCmd, args [][]byte, raw []byte) {
 	}
 	c.fifo.push(parent)
 	// Parts in order of first appearance; a key joins the part of its slot.
-	var parts []*lreq
+	parts := l.partsBuf[:0]
 	for k := 0; k < nkeys; k++ {
 		var p *lreq
 		for _, q := range parts {
@@ -247,13 +246,15 @@ func (c *lclient) sendMulti(fc *fastCmd, args [][]byte, raw []byte) {
 			}
 		}
 	}
-	for _, p := range parts {
+	for i, p := range parts {
 		n := c.target(p.slot, fc.info)
 		if n == nil {
 			n = m.master(p.slot)
 		}
 		c.send(p, n)
+		parts[i] = nil
 	}
+	l.partsBuf = parts[:0]
 }
 
 var errUnexpectedReply = []byte("-ERR proxy: unexpected reply from a cluster node\r\n")

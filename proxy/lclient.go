@@ -32,7 +32,7 @@ type lclient struct {
 	resolving  int  // redirections being followed by the slow path
 	lastActive int64
 	softSince  int64
-	lastWrote  *node
+	wrote      []*node // nodes written to, also recorded in the session (for WAIT)
 
 	processing bool // in process: replies delivered meanwhile must not start it again
 	paused     bool // process stopped at client-pipeline-depth
@@ -68,6 +68,19 @@ func (l *loop) accept(c *lclient) {
 		return
 	}
 	l.clients[c] = struct{}{}
+}
+
+// wroteTo records that the client wrote to n and reports whether it had before.
+func (c *lclient) wroteTo(n *node) bool {
+	for _, w := range c.wrote {
+		if w == n {
+			return true
+		}
+	}
+	if len(c.wrote) < 32 {
+		c.wrote = append(c.wrote, n)
+	}
+	return false
 }
 
 // refreshSimple recomputes whether the fast path may serve the next command: not while a

@@ -48,6 +48,7 @@ type loop struct {
 	keyIdx   [16]int
 	argsBuf  [][]byte
 	slotBuf  []int
+	partsBuf []*lreq
 	dirtyB   []*lbackend
 	dirtyC   []*lclient
 	backends map[*node]*lbackend

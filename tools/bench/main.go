@@ -65,6 +65,7 @@ func run() error {
 	peerCmd := flag.String("peer-cmd", "", "command that starts the peer; the cluster's seeds are appended (comma-separated)")
 	idle := flag.Int("idle", 10000, "idle clients for the RSS measurement (0: skip)")
 	cpuprofile := flag.String("cpuprofile", "", "write a 20 s CPU profile of the proxy to this file (its admin pprof endpoint)")
+	proxyArgs := flag.String("proxy-args", "", "extra flags for the proxy (e.g. \"--event-loops 2\")")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -86,6 +87,7 @@ func run() error {
 	if *cpuprofile != "" {
 		args = append(args, "--admin-pprof", "yes")
 	}
+	args = append(args, strings.Fields(*proxyArgs)...)
 	proxy := exec.Command(*bin, args...)
 	proxy.Stderr = os.Stderr
 	proxy.SysProcAttr = testcluster.ChildProcAttr()
@@ -119,6 +121,23 @@ func run() error {
 		targets = append(targets, t)
 	}
 
+	// Idle clients first, while the processes are fresh: a heap grown by the load runs and
+	// given back later would blur the growth per client.
+	idleLine := ""
+	if *idle > 0 {
+		idleLine = fmt.Sprintf("RSS per idle client (%d clients, each after one GET):", *idle)
+		for _, t := range targets {
+			if t.pid == 0 {
+				continue
+			}
+			kib, err := idleRSS(ctx, t, *idle)
+			if err != nil {
+				return fmt.Errorf("idle clients on %s: %w", t.name, err)
+			}
+			idleLine += fmt.Sprintf(" %s %.2f KiB", t.name, kib)
+		}
+		fmt.Fprintln(os.Stderr, "bench:", idleLine)
+	}
 	var cells []cell
 	for _, test := range strings.Split(*tests, ",") {
 		for _, p := range []int{1, 16} {
@@ -201,19 +220,8 @@ func run() error {
 		}
 		fmt.Println(line)
 	}
-	if *idle > 0 {
-		fmt.Printf("\nRSS per idle client (%d clients, each after one GET):", *idle)
-		for _, t := range targets {
-			if t.pid == 0 {
-				continue
-			}
-			kib, err := idleRSS(ctx, t, *idle)
-			if err != nil {
-				return fmt.Errorf("idle clients on %s: %w", t.name, err)
-			}
-			fmt.Printf(" %s %.2f KiB", t.name, kib)
-		}
-		fmt.Println()
+	if idleLine != "" {
+		fmt.Printf("\n%s\n", idleLine)
 	}
 	return nil
 }
