@@ -63,6 +63,13 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	srv := proxy.NewServer(cfg, log, reg)
+	// Until the gates install each VIP's state, nothing is served: /readyz (the admin
+	// listener starts first) must not report a listener that is not open yet.
+	starting := proxy.HostState{CARP: "INIT"}
+	if cfg.CarpMode == "static" {
+		starting.CARP = "static"
+	}
+	srv.SetHostState(func() proxy.HostState { return starting })
 
 	startCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	err = srv.Start(startCtx)
