@@ -25,8 +25,6 @@ var keylessHandlers = map[string]func(ss *session, r *request) bool{
 	"scan":    execHandler(execScan),
 	"info":    execHandler(execInfo),
 	"cluster": localHandler(clusterCommand),
-	"client":  localHandler(clientCommand),
-	"slowlog": localHandler(slowlogCommand),
 	"proxy":   localHandler(proxyCommand),
 	"reset":   resetCommand,
 	"wait":    execHandler(execWait),

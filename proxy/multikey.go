@@ -18,7 +18,7 @@ func init() {
 		"exists": splitKeys(1, mergeSum),
 		"touch":  splitKeys(1, mergeSum),
 	}
-	for _, m := range []map[string]func(ss *session, r *request) bool{keylessHandlers, txHandlers} {
+	for _, m := range []map[string]func(ss *session, r *request) bool{keylessHandlers, txHandlers, compatHandlers} {
 		for name, h := range m {
 			handlers[name] = h
 		}

@@ -621,7 +621,7 @@ func (ss *session) account(r *request, result string, reply []byte) []byte {
 	name := commandLabel(ss.s.cl.cmds, r)
 	d := time.Since(r.start)
 	ss.s.metrics.commandDone(name, result, d)
-	if cfg := ss.s.conf(); d >= cfg.SlowlogSlowerThan && cfg.SlowlogMaxLen > 0 {
+	if cfg := ss.s.conf(); d >= cfg.SlowlogSlowerThan && cfg.SlowlogSlowerThan >= 0 && cfg.SlowlogMaxLen > 0 {
 		node := ""
 		if r.node != nil {
 			node = r.node.addr
@@ -700,10 +700,6 @@ func (ss *session) local(r *request) []byte {
 	case "shutdown", "slaveof", "replicaof", "debug", "monitor", "sync", "psync", "migrate", "failover",
 		"bgsave", "bgrewriteaof", "save", "swapdb", "move", "acl", "module":
 		return errorReply(fmt.Sprintf("ERR %s is not supported by the proxy", strings.ToUpper(string(name))))
-	case "config":
-		if len(args) > 1 && !bytes.EqualFold(args[1], []byte("get")) && !bytes.EqualFold(args[1], []byte("help")) {
-			return errorReply(fmt.Sprintf("ERR CONFIG %s is not supported by the proxy", strings.ToUpper(string(args[1]))))
-		}
 	}
 	return nil
 }
