@@ -416,6 +416,7 @@ func (ss *session) dispatch(r *request) {
 // execDirect runs r on a dedicated connection, synchronously.
 func (ss *session) execDirect(r *request, n *node) {
 	r.node = n
+	defer ss.s.blockedCall(r)()
 	reply, err := ss.s.direct.do(ss.ctx, n, r)
 	r.reply, r.err = reply, err
 }
