@@ -56,6 +56,9 @@ func (ss *session) authGate(r *request) []byte {
 			return replyWrongPass
 		}
 		ss.authed, ss.readonly = true, ro
+		ss.csMu.Lock()
+		ss.cs.user = user
+		ss.csMu.Unlock()
 		return replyOK
 	}
 	if !ss.authed {

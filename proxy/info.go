@@ -63,7 +63,7 @@ func parseInfoSections(text string) map[string]*infoSection {
 }
 
 // blockedCall counts r as a blocked client while it runs (call the result when done).
-func (s *Server) blockedCall(r *request) func() {
+func (ss *session) blockedCall(r *request) func() {
 	if r.info == nil || r.info.flags&flagBlocking == 0 || len(r.args) == 0 {
 		return func() {}
 	}
@@ -76,8 +76,9 @@ func (s *Server) blockedCall(r *request) func() {
 			return func() {}
 		}
 	}
-	s.blocked.Add(1)
-	return func() { s.blocked.Add(-1) }
+	ss.s.blocked.Add(1)
+	ss.blocking.Store(true)
+	return func() { ss.s.blocked.Add(-1); ss.blocking.Store(false) }
 }
 
 // execInfo answers INFO [section …].
