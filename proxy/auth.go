@@ -33,7 +33,7 @@ var (
 	replyWrongPass = []byte("-WRONGPASS invalid username-password pair or user is disabled.\r\n")
 )
 
-// authGate answers AUTH and refuses everything but AUTH/HELLO/PING/QUIT until the client
+// authGate answers AUTH and refuses everything but AUTH/HELLO/QUIT/RESET until the client
 // is authenticated, and write commands for read-only users. It returns nil to go on.
 func (ss *session) authGate(r *request) []byte {
 	name := lowerName(r.args[0])
@@ -56,11 +56,14 @@ func (ss *session) authGate(r *request) []byte {
 			return replyWrongPass
 		}
 		ss.authed, ss.readonly = true, ro
+		ss.csMu.Lock()
+		ss.cs.user = user
+		ss.csMu.Unlock()
 		return replyOK
 	}
 	if !ss.authed {
 		switch name {
-		case "hello", "ping", "quit", "reset":
+		case "hello", "quit", "reset": // as Redis's no_auth commands
 			return nil
 		}
 		return replyNoAuth

@@ -15,6 +15,7 @@ const (
 	flagBlocking
 	flagMovableKeys
 	flagNoKeys
+	flagNoMulti // refused inside MULTI ("no_multi"), as Redis does
 )
 
 // cmdInfo is one entry of the command table.
@@ -258,6 +259,8 @@ func (t *cmdTable) mergeSpecs(specs []commandSpec) {
 				ci.flags |= flagBlocking
 			case "movablekeys":
 				ci.flags |= flagMovableKeys
+			case "no_multi":
+				ci.flags |= flagNoMulti
 			}
 		}
 		if old, ok := t.m[ci.name]; ok {

@@ -38,7 +38,12 @@ var commands = map[string]handler{
 	// Cluster clients send these; the proxy routes reads by its read-from setting and never
 	// sends ASK to clients, so they change nothing.
 	"readonly": localHandler(localOK), "readwrite": localHandler(localOK), "asking": localHandler(localOK),
-	"config": configCommand,
+	// CONFIG, CLIENT, LATENCY, SLOWLOG: the proxy's own settings and clients, and the
+	// nodes' behind enable-admin-commands (admin.go, client.go, slowlog.go).
+	"config":  configCommand,
+	"client":  clientHandler,
+	"slowlog": slowlogHandler,
+	"latency": subcommands(map[string]handler{"reset": adminOnly(fanoutEveryNode(mergeNodesSum))}),
 	// Refused: they would act on one node of the cluster, or on none.
 	"shutdown": unsupported, "slaveof": unsupported, "replicaof": unsupported, "debug": unsupported,
 	"monitor": unsupported, "sync": unsupported, "psync": unsupported, "migrate": unsupported,
@@ -65,8 +70,6 @@ var commands = map[string]handler{
 	"scan":    execHandler(execScan),
 	"info":    execHandler(execInfo),
 	"cluster": localHandler(clusterCommand),
-	"client":  localHandler(clientCommand),
-	"slowlog": localHandler(slowlogCommand),
 	"proxy":   localHandler(proxyCommand),
 	"reset":   resetCommand,
 	"wait":    execHandler(execWait),

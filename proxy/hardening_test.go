@@ -352,7 +352,7 @@ func TestAuthUsers(t *testing.T) {
 	r := dialRaw(t, p.addr)
 	r.send(strings.ReplaceAll("GET K\r\nPING\r\nAUTH wrong\r\nAUTH app nope\r\nAUTH ro ropw\r\nSET K 1\r\nGET K\r\nAUTH app apppw\r\nSET K 2\r\nGET K\r\n", "K", key))
 	for _, want := range []string{
-		"-NOAUTH Authentication required.", "+PONG",
+		"-NOAUTH Authentication required.", "-NOAUTH Authentication required.",
 		"-WRONGPASS invalid username-password pair or user is disabled.",
 		"-WRONGPASS invalid username-password pair or user is disabled.",
 		"+OK", "-NOPERM User has no permissions to run the 'set' command", "$-1",

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"hash/fnv"
-	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -417,107 +415,4 @@ func bulkValue(b []byte) (string, bool) {
 		return "", false // nil bulk
 	}
 	return string(b[i+1 : len(b)-2]), true
-}
-
-// execInfo answers INFO for the cluster as one server: the proxy's own server and clients
-// sections, stats and keyspace summed over the masters, and a proxy section.
-func execInfo(ss *session, r *request) []byte {
-	want := map[string]bool{}
-	for _, a := range r.args[1:] {
-		want[strings.ToLower(string(a))] = true
-	}
-	all := len(want) == 0 || want["all"] || want["everything"] || want["default"]
-	show := func(s string) bool { return all || want[s] }
-	m := ss.s.cl.smap.Load()
-	var nodeInfos []map[string]string
-	version := ""
-	if m != nil && (show("stats") || show("keyspace") || show("server")) {
-		parts := make([]*request, len(m.masters))
-		for i, n := range m.masters {
-			parts[i] = &request{args: [][]byte{[]byte("INFO"), []byte("all")}, slot: -1, pinned: n, done: make(chan struct{}, 1), start: r.start}
-			parts[i].raw = appendCommand(nil, parts[i].args...)
-			ss.dispatch(parts[i])
-		}
-		for _, p := range parts {
-			rep := ss.await(p)
-			if v, ok := bulkValue(rep); ok {
-				kv := parseInfo(v)
-				nodeInfos = append(nodeInfos, kv)
-				if version == "" {
-					version = kv["redis_version"]
-				}
-			}
-		}
-	}
-	s := ss.s
-	var b strings.Builder
-	if show("server") {
-		fmt.Fprintf(&b, "# Server\r\nredis_version:%s\r\nredis_mode:standalone\r\nproxy:redis-carp-proxy\r\nproxy_version:%s\r\nos:%s\r\nprocess_id:%d\r\ntcp_port:%s\r\nuptime_in_seconds:%d\r\nuptime_in_days:%d\r\n\r\n",
-			version, Version, runtime.GOOS, os.Getpid(), portOf(s.conf().Listen), int(time.Since(s.started).Seconds()), int(time.Since(s.started).Hours()/24))
-	}
-	if show("clients") {
-		fmt.Fprintf(&b, "# Clients\r\nconnected_clients:%d\r\nmaxclients:%d\r\n\r\n", s.Clients(), s.conf().MaxClients)
-	}
-	if show("stats") {
-		b.WriteString("# Stats\r\n")
-		for _, k := range []string{"total_connections_received", "total_commands_processed", "instantaneous_ops_per_sec", "total_net_input_bytes", "total_net_output_bytes",
-			"rejected_connections", "expired_keys", "evicted_keys", "keyspace_hits", "keyspace_misses", "pubsub_channels", "pubsub_patterns"} {
-			fmt.Fprintf(&b, "%s:%d\r\n", k, sumField(nodeInfos, k))
-		}
-		b.WriteString("\r\n")
-	}
-	if show("cluster") {
-		b.WriteString("# Cluster\r\ncluster_enabled:0\r\n\r\n")
-	}
-	if show("keyspace") {
-		b.WriteString("# Keyspace\r\n")
-		var keys, expires int64
-		for _, kv := range nodeInfos {
-			for _, f := range strings.Split(kv["db0"], ",") {
-				k, v, _ := strings.Cut(f, "=")
-				n, _ := strconv.ParseInt(v, 10, 64)
-				switch k {
-				case "keys":
-					keys += n
-				case "expires":
-					expires += n
-				}
-			}
-		}
-		if keys > 0 {
-			fmt.Fprintf(&b, "db0:keys=%d,expires=%d,avg_ttl=0\r\n", keys, expires)
-		}
-		b.WriteString("\r\n")
-	}
-	if show("proxy") {
-		b.WriteString(s.proxyInfo())
-	}
-	return appendBulkString(nil, strings.TrimSuffix(b.String(), "\r\n"))
-}
-
-func parseInfo(s string) map[string]string {
-	kv := map[string]string{}
-	for _, line := range strings.Split(s, "\n") {
-		line = strings.TrimSpace(line)
-		if k, v, ok := strings.Cut(line, ":"); ok && !strings.HasPrefix(line, "#") {
-			kv[k] = v
-		}
-	}
-	return kv
-}
-
-func sumField(infos []map[string]string, k string) int64 {
-	var n int64
-	for _, kv := range infos {
-		v, _ := strconv.ParseInt(kv[k], 10, 64)
-		n += v
-	}
-	return n
-}
-
-func portOf(addr string) string {
-	if i := strings.LastIndexByte(addr, ':'); i >= 0 {
-		return addr[i+1:]
-	}
-	return addr
 }

@@ -589,7 +589,8 @@ func (c *lclient) account(r *lreq, rep []byte) {
 		result = "redirected"
 	}
 	l.stats.command(r.label, result, d)
-	if cfg := l.s.conf(); cfg.SlowlogMaxLen > 0 && d >= cfg.SlowlogSlowerThan {
+	c.ss.lastCmd.Store(l.nowNano)
+	if cfg := l.s.conf(); cfg.SlowlogMaxLen > 0 && d >= cfg.SlowlogSlowerThan && cfg.SlowlogSlowerThan >= 0 {
 		cmd, err := redcon.Parse(r.raw)
 		if err != nil {
 			return

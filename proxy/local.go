@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"fmt"
 	"strings"
 )
@@ -48,16 +47,6 @@ var unsupported = localHandler(func(ss *session, r *request) []byte {
 	return errorReply(fmt.Sprintf("ERR %s is not supported by the proxy", strings.ToUpper(string(r.args[0]))))
 })
 
-// configCommand refuses CONFIG subcommands other than GET and HELP, which go to a node.
-func configCommand(ss *session, r *request) bool {
-	if len(r.args) > 1 && !bytes.EqualFold(r.args[1], []byte("get")) && !bytes.EqualFold(r.args[1], []byte("help")) {
-		return localHandler(func(ss *session, r *request) []byte {
-			return errorReply(fmt.Sprintf("ERR CONFIG %s is not supported by the proxy", strings.ToUpper(string(r.args[1]))))
-		})(ss, r)
-	}
-	return false
-}
-
 func wrongArgs(cmd string) []byte {
 	return errorReply("ERR wrong number of arguments for '" + cmd + "' command")
 }
@@ -86,6 +75,9 @@ func (ss *session) hello(args [][]byte) []byte {
 					return replyWrongPass
 				}
 				ss.authed, ss.readonly = true, ro
+				ss.csMu.Lock()
+				ss.cs.user = string(args[i+1])
+				ss.csMu.Unlock()
 				i += 2
 			case "setname":
 				if i+1 >= len(args) {

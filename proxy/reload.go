@@ -15,7 +15,7 @@ import (
 var reloadable = map[string]bool{
 	"maxclients": true, "client-pipeline-depth": true, "client-idle-timeout": true, "tcp-keepalive": true,
 	"proto-max-bulk-len": true, "proto-max-multibulk-len": true, "proto-inline-max-size": true,
-	"client-query-buffer-limit": true, "requirepass": true, "users": true, "enable-flushall": true,
+	"client-query-buffer-limit": true, "requirepass": true, "users": true, "enable-flushall": true, "enable-admin-commands": true,
 	"announce-address": true, "shutdown-timeout": true, "client-output-buffer-limit": true,
 	"client-output-buffer-limit-pubsub": true, "deny-commands": true,
 	"backend-connect-timeout": true, "backend-read-timeout": true, "max-redirects": true,

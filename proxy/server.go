@@ -56,6 +56,7 @@ type Server struct {
 	mu       sync.Mutex
 	sessions map[*session]struct{}
 	clients  atomic.Int64
+	blocked  atomic.Int64 // clients in a blocking command (INFO blocked_clients)
 	nextID   atomic.Uint64
 	wg       sync.WaitGroup
 }

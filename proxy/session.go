@@ -45,7 +45,9 @@ type session struct {
 
 	out      outBuffer
 	inPubSub atomic.Bool
-	first    [1]byte // the idle reader's one-byte buffer
+	blocking atomic.Bool  // in a blocking command (CLIENT LIST flag b)
+	lastCmd  atomic.Int64 // UnixNano of the last command (CLIENT LIST idle)
+	first    [1]byte      // the idle reader's one-byte buffer
 
 	authed   bool // reader goroutine only
 	readonly bool
@@ -330,6 +332,7 @@ func (ss *session) dispatch(r *request) {
 // execDirect runs r on a dedicated connection, synchronously.
 func (ss *session) execDirect(r *request, n *node) {
 	r.node = n
+	defer ss.blockedCall(r)()
 	reply, err := ss.s.direct.do(ss.ctx, n, r)
 	r.reply, r.err = reply, err
 }
@@ -534,8 +537,9 @@ func (ss *session) sleep(d time.Duration) bool {
 func (ss *session) account(r *request, result string, reply []byte) []byte {
 	name := commandLabel(ss.s.cl.cmds, r)
 	d := time.Since(r.start)
+	ss.lastCmd.Store(time.Now().UnixNano())
 	ss.s.metrics.commandDone(name, result, d)
-	if cfg := ss.s.conf(); d >= cfg.SlowlogSlowerThan && cfg.SlowlogMaxLen > 0 {
+	if cfg := ss.s.conf(); d >= cfg.SlowlogSlowerThan && cfg.SlowlogSlowerThan >= 0 && cfg.SlowlogMaxLen > 0 {
 		node := ""
 		if r.node != nil {
 			node = r.node.addr

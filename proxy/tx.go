@@ -49,6 +49,11 @@ func (ss *session) queueInMulti(r *request) bool {
 		r.reply = errorReply(fmt.Sprintf("ERR unknown command '%s', with args beginning with: %s", r.args[0], b.String()))
 		return true
 	}
+	if info.flags&flagNoMulti != 0 {
+		tx.aborted = true
+		r.reply = errorReply("ERR Command not allowed inside a transaction")
+		return true
+	}
 	if argc := len(r.args); info.arity > 0 && argc != info.arity || argc < -info.arity {
 		tx.aborted = true
 		r.reply = wrongArgs(info.name)

@@ -88,6 +88,7 @@ func clusterCommand(ss *session, r *request) []byte {
 // clientState is what CLIENT SETNAME/SETINFO record for a session.
 type clientState struct {
 	name, libName, libVer string
+	user                  string // as authenticated ("" : default)
 	created               time.Time
 }
 
@@ -104,7 +105,7 @@ func resetCommand(ss *session, r *request) bool {
 	ss.tx.inMulti, ss.tx.queued, ss.tx.aborted = false, nil, false
 	ss.authed, ss.readonly = !ss.s.authRequired(), false
 	ss.csMu.Lock()
-	ss.cs.name = ""
+	ss.cs.name, ss.cs.user = "", ""
 	ss.csMu.Unlock()
 	r.replyMode = replyModeOn
 	r.exec, r.barrier = func(ss *session, r *request) []byte {
@@ -168,15 +169,11 @@ func clientCommand(ss *session, r *request) []byte {
 	case "id":
 		return appendInt(nil, int64(ss.id))
 	case "info":
-		return appendBulkString(nil, ss.clientLine())
+		return appendBulkString(nil, ss.clientLine(true))
 	case "list":
-		ss.s.mu.Lock()
-		var lines []string
-		for o := range ss.s.sessions {
-			lines = append(lines, o.clientLine())
-		}
-		ss.s.mu.Unlock()
-		return appendBulkString(nil, strings.Join(lines, ""))
+		return clientList(ss, r)
+	case "kill":
+		return clientKill(ss, r)
 	case "no-evict", "no-touch":
 		if len(r.args) != 3 {
 			return wrongArgs("client|" + sub)
@@ -203,12 +200,4 @@ func clientCommand(ss *session, r *request) []byte {
 		return errorReply("ERR syntax error")
 	}
 	return errorReply(fmt.Sprintf("ERR CLIENT %s is not supported by the proxy", strings.ToUpper(string(r.args[1]))))
-}
-
-// clientLine renders one CLIENT LIST line for the session.
-func (ss *session) clientLine() string {
-	ss.csMu.Lock()
-	defer ss.csMu.Unlock()
-	return fmt.Sprintf("id=%d addr=%s laddr=%s name=%s age=%d db=0 lib-name=%s lib-ver=%s\n",
-		ss.id, ss.conn.RemoteAddr(), ss.conn.LocalAddr(), ss.cs.name, int(time.Since(ss.cs.created).Seconds()), ss.cs.libName, ss.cs.libVer)
 }

@@ -32,6 +32,7 @@ type Config struct {
 	QueryBufferLimit     int64
 	ShutdownTimeout      time.Duration
 	EnableFlushall       bool
+	EnableAdminCommands  bool
 	RequirePass          string
 	Users                []User
 	ReadFrom             string
@@ -288,6 +289,7 @@ var keys = []key{
 	}},
 	{"read-from", "master", "where read-only commands go: master, replica or prefer-replica", enumVar(func(c *Config) *string { return &c.ReadFrom }, "master", "replica", "prefer-replica")},
 	{"enable-flushall", "no", "allow FLUSHALL and FLUSHDB through the proxy (they empty every master)", boolVar(func(c *Config) *bool { return &c.EnableFlushall })},
+	{"enable-admin-commands", "no", "allow CONFIG SET/RESETSTAT/REWRITE, CLIENT PAUSE/UNPAUSE, LATENCY RESET and SLOWLOG RESET on every cluster node through the proxy (settings the proxy owns, such as slowlog-* and maxclients, apply to the proxy)", boolVar(func(c *Config) *bool { return &c.EnableAdminCommands })},
 	{"announce-address", "", "address the proxy reports in CLUSTER SLOTS/NODES/SHARDS as the one node owning every slot (empty: listen)", func(c *Config, v string) error {
 		if v == "" {
 			c.AnnounceAddress = ""

@@ -1,0 +1,231 @@
+package proxy
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// CLIENT LIST / INFO / KILL over the proxy's own clients, with Redis's fields and filters.
+
+// clientUser returns the user the session authenticated as.
+func (ss *session) clientUser() string {
+	ss.csMu.Lock()
+	defer ss.csMu.Unlock()
+	if ss.cs.user == "" {
+		return "default"
+	}
+	return ss.cs.user
+}
+
+// clientType is what CLIENT LIST/KILL TYPE match: pubsub while subscribed, else normal.
+func (ss *session) clientType() string {
+	if ss.inPubSub.Load() {
+		return "pubsub"
+	}
+	return "normal"
+}
+
+// clientLine renders one CLIENT LIST line. self is the calling session, whose
+// subscription and transaction state may be read (that of others is another goroutine's).
+func (ss *session) clientLine(self bool) string {
+	flags := ""
+	if ss.inPubSub.Load() {
+		flags += "P"
+	}
+	if ss.blocking.Load() {
+		flags += "b"
+	}
+	sub, psub, ssub, multi := 0, 0, 0, -1
+	if self {
+		if ss.tx.inMulti {
+			flags += "x"
+			multi = len(ss.tx.queued)
+		}
+		if ps := ss.ps; ps != nil {
+			ps.mu.Lock()
+			sub, psub, ssub = len(ps.channels), len(ps.patterns), len(ps.schannels)
+			ps.mu.Unlock()
+		}
+	}
+	if flags == "" {
+		flags = "N"
+	}
+	user := ss.clientUser()
+	ss.csMu.Lock()
+	defer ss.csMu.Unlock()
+	age := int(time.Since(ss.cs.created).Seconds())
+	idle := age
+	if at := ss.lastCmd.Load(); at > 0 {
+		idle = int(time.Since(time.Unix(0, at)).Seconds())
+	}
+	return fmt.Sprintf("id=%d addr=%s laddr=%s fd=-1 name=%s age=%d idle=%d flags=%s db=0 sub=%d psub=%d ssub=%d multi=%d user=%s resp=%d lib-name=%s lib-ver=%s\n",
+		ss.id, ss.conn.RemoteAddr(), ss.conn.LocalAddr(), ss.cs.name, age, idle, flags, sub, psub, ssub, multi, user, ss.proto(), ss.cs.libName, ss.cs.libVer)
+}
+
+// proto is the client's RESP version.
+func (ss *session) proto() int { return 2 }
+
+// allSessions returns the proxy's clients.
+func (s *Server) allSessions() []*session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*session, 0, len(s.sessions))
+	for o := range s.sessions {
+		out = append(out, o)
+	}
+	return out
+}
+
+// clientFilter is the filter of CLIENT LIST (TYPE, ID) and CLIENT KILL.
+type clientFilter struct {
+	ids              map[uint64]bool
+	addr, laddr      string
+	user, typ        string
+	skipMe           bool
+	maxAge           int64
+	hasAge, anyMatch bool
+}
+
+func (f *clientFilter) match(ss, self *session) bool {
+	switch {
+	case f.ids != nil && !f.ids[ss.id],
+		f.addr != "" && ss.conn.RemoteAddr().String() != f.addr,
+		f.laddr != "" && ss.conn.LocalAddr().String() != f.laddr,
+		f.user != "" && ss.clientUser() != f.user,
+		f.typ != "" && ss.clientType() != f.typ,
+		f.skipMe && ss == self:
+		return false
+	}
+	if f.hasAge {
+		ss.csMu.Lock()
+		age := int64(time.Since(ss.cs.created).Seconds())
+		ss.csMu.Unlock()
+		return age >= f.maxAge
+	}
+	return true
+}
+
+func validType(t string) bool {
+	switch t {
+	case "normal", "master", "replica", "slave", "pubsub":
+		return true
+	}
+	return false
+}
+
+// clientList answers CLIENT LIST [TYPE type] [ID id …].
+func clientList(ss *session, r *request) []byte {
+	f := &clientFilter{}
+	args := r.args[2:]
+	for len(args) > 0 {
+		switch strings.ToLower(string(args[0])) {
+		case "type":
+			if len(args) < 2 {
+				return errorReply("ERR syntax error")
+			}
+			f.typ = strings.ToLower(string(args[1]))
+			if !validType(f.typ) {
+				return errorReply("ERR Unknown client type '" + string(args[1]) + "'")
+			}
+			args = args[2:]
+		case "id":
+			if len(args) < 2 {
+				return errorReply("ERR syntax error")
+			}
+			f.ids = map[uint64]bool{}
+			for _, a := range args[1:] {
+				id, err := strconv.ParseInt(string(a), 10, 64)
+				if err != nil || id <= 0 {
+					return errorReply("ERR Invalid client ID")
+				}
+				f.ids[uint64(id)] = true
+			}
+			args = nil
+		default:
+			return errorReply("ERR syntax error")
+		}
+	}
+	var b strings.Builder
+	for _, o := range ss.s.allSessions() {
+		if f.match(o, ss) {
+			b.WriteString(o.clientLine(o == ss))
+		}
+	}
+	return appendBulkString(nil, b.String())
+}
+
+// clientKill answers CLIENT KILL addr:port and CLIENT KILL <filter> <value> ….
+func clientKill(ss *session, r *request) []byte {
+	args := r.args[2:]
+	if len(args) == 0 {
+		return wrongArgs("client|kill")
+	}
+	if len(args) == 1 { // old form: one address, OK or an error
+		for _, o := range ss.s.allSessions() {
+			if o.conn.RemoteAddr().String() == string(args[0]) {
+				o.kill()
+				return replyOK
+			}
+		}
+		return errorReply("ERR No such client")
+	}
+	if len(args)%2 != 0 {
+		return errorReply("ERR syntax error")
+	}
+	f := &clientFilter{skipMe: true}
+	for i := 0; i < len(args); i += 2 {
+		v := string(args[i+1])
+		switch strings.ToLower(string(args[i])) {
+		case "id":
+			id, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || id <= 0 {
+				return errorReply("ERR client-id should be greater than 0")
+			}
+			f.ids = map[uint64]bool{uint64(id): true}
+		case "addr":
+			f.addr = v
+		case "laddr":
+			f.laddr = v
+		case "user":
+			f.user = v
+		case "type":
+			f.typ = strings.ToLower(v)
+			if !validType(f.typ) {
+				return errorReply("ERR Unknown client type '" + v + "'")
+			}
+		case "skipme":
+			switch strings.ToLower(v) {
+			case "yes":
+				f.skipMe = true
+			case "no":
+				f.skipMe = false
+			default:
+				return errorReply("ERR syntax error")
+			}
+		case "maxage":
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return errorReply("ERR value is not an integer or out of range")
+			}
+			f.maxAge, f.hasAge = n, true
+		default:
+			return errorReply("ERR syntax error")
+		}
+	}
+	killed := 0
+	for _, o := range ss.s.allSessions() {
+		if f.match(o, ss) {
+			o.kill()
+			killed++
+		}
+	}
+	return appendInt(nil, int64(killed))
+}
+
+// kill closes the client's connection (CLIENT KILL); its commands in flight are dropped.
+func (ss *session) kill() {
+	ss.closing.Store(true)
+	ss.conn.Close()
+}
