@@ -20,6 +20,9 @@ type node struct {
 	c     *cluster
 	conns []*backendConn
 	down  atomic.Bool // last dial failed
+	// suspect is set on the first sign of trouble and cleared when the node answers again
+	// (health.go).
+	suspect atomic.Bool
 
 	// loopPending counts the commands queued for or awaiting a reply on the event loops'
 	// connections to the node.
@@ -53,6 +56,12 @@ type cluster struct {
 	tlsErr    error
 	cmds      *cmdTable
 	wg        sync.WaitGroup
+
+	suspects    atomic.Int32 // nodes with suspect set
+	failFlagged atomic.Bool  // the last CLUSTER NODES flagged a node serving slots fail? or fail
+	fetching    atomic.Pointer[fetchingNode]
+	// onAbandon abandons the event loops' connections to a node (set by the server).
+	onAbandon func(n *node)
 }
 
 func newCluster(ctx context.Context, cfgp *atomic.Pointer[Config], log *slog.Logger, m *Metrics) *cluster {
@@ -148,6 +157,9 @@ type backendConn struct {
 	inflight []*request
 	closed   bool
 
+	conn      net.Conn    // the connection being served (nil between connections)
+	abandoned atomic.Bool // conn was closed by abandon: in-flight commands fail with errFailedOver
+
 	pending      atomic.Int64 // len(inflight), for the watchdog and metrics
 	lastProgress atomic.Int64 // unix nanos of the last reply, or of the first send after idle
 	timedOut     atomic.Bool
@@ -169,6 +181,7 @@ func (bc *backendConn) run(ctx context.Context) {
 				log.Warn("cluster node unreachable", "err", err)
 				bc.n.c.requestRefresh(refreshConnLoss)
 			}
+			bc.n.c.markSuspect(bc.n, "connect")
 			bc.n.c.metrics.backendErrors.WithLabelValues(bc.n.addr, "connect").Inc()
 			bc.failQueued(ctx, backoff, fmt.Errorf("%w: %s unreachable: %v", ErrNotSent, bc.n.addr, err))
 			backoff = min(backoff*2, 2*time.Second)
@@ -177,6 +190,7 @@ func (bc *backendConn) run(ctx context.Context) {
 		if bc.n.down.Swap(false) {
 			log.Info("cluster node reachable again")
 		}
+		bc.n.c.nodeAnswered(bc.n)
 		backoff = 50 * time.Millisecond
 		bc.serve(ctx, conn)
 		if ctx.Err() == nil {
@@ -316,6 +330,8 @@ func (bc *backendConn) serve(ctx context.Context, conn net.Conn) {
 	bc.mu.Lock()
 	bc.closed = false
 	bc.inflight = bc.inflight[:0]
+	bc.conn = conn
+	bc.abandoned.Store(false)
 	bc.mu.Unlock()
 	bc.timedOut.Store(false)
 	c := bc.n.c
@@ -400,6 +416,9 @@ func (bc *backendConn) readLoop(conn net.Conn) {
 		}
 		now := time.Now()
 		bc.lastProgress.Store(now.UnixNano())
+		if bc.n.suspect.Load() {
+			c.nodeAnswered(bc.n)
+		}
 		if r != discard {
 			c.metrics.shared.backendRTT(bc.n.addr, now.Sub(r.sent))
 			r.complete(reply, nil)
@@ -408,15 +427,23 @@ func (bc *backendConn) readLoop(conn net.Conn) {
 	conn.Close()
 	bc.mu.Lock()
 	bc.closed = true
+	bc.conn = nil
 	lost := bc.inflight
 	bc.inflight = nil
 	bc.mu.Unlock()
 	bc.pending.Store(0)
 	fail := errFateUnknown
 	reason := "connection_lost"
-	if bc.timedOut.Load() {
+	switch {
+	case bc.abandoned.Load():
+		fail = errFailedOver
+		reason = "failed_over"
+	case bc.timedOut.Load():
 		fail = errBackendTimeout
 		reason = "timeout"
+	}
+	if reason != "failed_over" && c.ctx.Err() == nil && (len(lost) > 0 || reason == "timeout") {
+		c.markSuspect(bc.n, reason)
 	}
 	n := 0
 	for _, r := range lost {
@@ -435,9 +462,15 @@ func (bc *backendConn) readLoop(conn net.Conn) {
 
 // watchdog closes the connection when requests are pending and no reply has arrived for
 // backend-read-timeout: a stalled node must give errors, not hangs.
+//
+// It also marks the node suspect once requests wait longer than backend-suspect-after.
 func (bc *backendConn) watchdog(conn net.Conn, stop <-chan struct{}) {
-	timeout := bc.n.c.conf().BackendReadTimeout
-	tick := max(timeout/10, 5*time.Millisecond)
+	c := bc.n.c
+	tickFor := func(cfg *Config) time.Duration {
+		return max(min(cfg.BackendReadTimeout/10, cfg.BackendSuspectAfter/4), 5*time.Millisecond)
+	}
+	cfg := c.conf()
+	tick := tickFor(cfg)
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
@@ -445,15 +478,21 @@ func (bc *backendConn) watchdog(conn net.Conn, stop <-chan struct{}) {
 		case <-stop:
 			return
 		case <-t.C:
-			if nt := bc.n.c.conf().BackendReadTimeout; nt != timeout { // reloaded
-				timeout = nt
-				tick = max(timeout/10, 5*time.Millisecond)
+			if cfg = c.conf(); tickFor(cfg) != tick { // reloaded
+				tick = tickFor(cfg)
 				t.Reset(tick)
 			}
-			if bc.pending.Load() > 0 && time.Since(time.Unix(0, bc.lastProgress.Load())) > timeout {
+			if bc.pending.Load() == 0 {
+				continue
+			}
+			waited := time.Since(time.Unix(0, bc.lastProgress.Load()))
+			if waited > cfg.BackendReadTimeout {
 				bc.timedOut.Store(true)
 				conn.Close()
 				return
+			}
+			if waited > cfg.BackendSuspectAfter && !bc.n.suspect.Load() {
+				c.markSuspect(bc.n, "slow")
 			}
 		}
 	}

@@ -13,6 +13,10 @@ var (
 	// errBackendTimeout means the node did not answer within backend-read-timeout; the
 	// command may or may not have been executed.
 	errBackendTimeout = errors.New("cluster node did not answer in time; the command may or may not have been executed")
+	// errFailedOver means the command was written to a node that stopped answering and
+	// whose slots the cluster then gave to another node; it may or may not have been
+	// executed (a frozen master may still run it when it wakes up), so it is never re-sent.
+	errFailedOver = errors.New("cluster node stopped answering and was replaced after the command was sent; it may or may not have been executed")
 	// ErrNoSlotMap means no complete slot map has been loaded yet.
 	ErrNoSlotMap = errors.New("no slot map: cluster not reachable")
 	// errShuttingDown is returned to commands still queued when the proxy stops.

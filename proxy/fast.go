@@ -165,8 +165,12 @@ func (c *lclient) sendKeyed(fc *fastCmd, args [][]byte, raw []byte) {
 	c.send(r, n)
 }
 
-// send queues r (or a part) for n.
+// send queues r (or a part) for n, or behind the client's redirections being resolved.
 func (c *lclient) send(r *lreq, n *node) {
+	if c.resolving > 0 {
+		c.resolveSlow(r, nil, errBehind)
+		return
+	}
 	if r.info.flags&flagWrite != 0 && !c.wroteTo(n) {
 		c.ss.wrote(n)
 	}

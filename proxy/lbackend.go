@@ -124,6 +124,7 @@ type lbackend struct {
 	fd int // -1: not connected
 
 	dialing  bool
+	dialFrom int64 // when the dial in progress started
 	nextDial int64 // no new dial before (backoff after a failure)
 	backoff  time.Duration
 
@@ -177,6 +178,7 @@ func (b *lbackend) markDirty() {
 // hands the descriptor to the loop.
 func (b *lbackend) dial() {
 	b.dialing = true
+	b.dialFrom = b.l.nowNano
 	l, c, addr := b.l, b.n.c, b.n.addr
 	go func() {
 		ctx, cancel := context.WithTimeout(c.ctx, 2*c.conf().BackendConnectTimeout+c.conf().BackendReadTimeout)
@@ -203,6 +205,9 @@ func (b *lbackend) dialed(fd int, err error) {
 			n.c.requestRefresh(refreshConnLoss)
 		}
 		n.c.metrics.backendErrors.WithLabelValues(n.addr, "connect").Inc()
+		if !l.stopping {
+			n.c.markSuspect(n, "connect")
+		}
 		b.backoff = min(max(2*b.backoff, 50*time.Millisecond), 2*time.Second)
 		b.nextDial = l.nowNano + int64(b.backoff)
 		b.failAll(fmt.Errorf("%w: %s unreachable: %v", ErrNotSent, n.addr, err), nil, "")
@@ -211,6 +216,7 @@ func (b *lbackend) dialed(fd int, err error) {
 	if n.down.Swap(false) {
 		n.c.log.Info("cluster node reachable again", "node", n.addr)
 	}
+	n.c.nodeAnswered(n)
 	b.backoff = 0
 	if err := l.register(fd, b, false); err != nil {
 		unix.Close(fd)
@@ -280,6 +286,9 @@ func (b *lbackend) readable() {
 		return
 	}
 	b.rlen += n
+	if b.n.suspect.Load() {
+		b.n.c.nodeAnswered(b.n)
+	}
 	if b.rlen < b.need {
 		return
 	}
@@ -326,10 +335,23 @@ func (b *lbackend) readable() {
 	}
 }
 
-// checkTimeout fails the connection when commands wait longer than timeout for a reply.
-func (b *lbackend) checkTimeout(timeout time.Duration) {
-	if b.fd >= 0 && b.inflight.len() > 0 && b.l.nowNano-b.lastProgress > int64(timeout) {
+// checkTimeout fails the connection when commands wait longer than timeout for a reply,
+// and marks the node suspect when they wait longer than suspectAfter (for a reply, or for
+// a connection that is still being set up).
+func (b *lbackend) checkTimeout(timeout, suspectAfter time.Duration) {
+	if b.inflight.len() == 0 {
+		return
+	}
+	now := b.l.nowNano
+	if b.fd >= 0 && now-b.lastProgress > int64(timeout) {
 		b.failAll(errBackendTimeout, fmt.Errorf("no reply within %v", timeout), "timeout")
+		return
+	}
+	if b.n.suspect.Load() {
+		return
+	}
+	if b.fd >= 0 && now-b.lastProgress > int64(suspectAfter) || b.dialing && now-b.dialFrom > int64(suspectAfter) {
+		b.n.c.markSuspect(b.n, "slow")
 	}
 }
 
@@ -372,6 +394,9 @@ func (b *lbackend) failAll(sentErr, cause error, reason string) {
 	}
 	if b.l.stopping {
 		return
+	}
+	if failed > 0 || reason == "timeout" {
+		n.c.markSuspect(n, reason)
 	}
 	n.c.requestRefresh(refreshConnLoss)
 }

@@ -34,6 +34,10 @@ type lclient struct {
 	softSince  int64
 	wrote      []*node // nodes written to, also recorded in the session (for WAIT)
 
+	// resolveTail is closed when the last resolution started has finished: resolutions
+	// run one after the other, in the client's order (resolveSlow).
+	resolveTail chan struct{}
+
 	processing bool // in process: replies delivered meanwhile must not start it again
 	paused     bool // process stopped at client-pipeline-depth
 
@@ -518,7 +522,10 @@ func (c *lclient) pullMsgs() {
 }
 
 // resolveSlow follows a redirection (or retries a command that was not sent) on the slow
-// path; the client goes on meanwhile, and the reply takes its place in order.
+// path; the client goes on meanwhile, and the reply takes its place in order. A client's
+// resolutions run one after the other, and while any runs its next commands queue behind
+// it (errBehind, see send): a SET and the GET after it that both got MOVED (or looped
+// between two nodes) reach the new owner in that order.
 func (c *lclient) resolveSlow(r *lreq, rep []byte, err error) {
 	raw := append([]byte(nil), r.raw...)
 	cmd, perr := redcon.Parse(raw)
@@ -533,8 +540,20 @@ func (c *lclient) resolveSlow(r *lreq, rep []byte, err error) {
 	}
 	ss, l := c.ss, c.l
 	c.resolving++
+	prev, done := c.resolveTail, make(chan struct{})
+	c.resolveTail = done
 	go func() {
-		out := ss.await(or)
+		if prev != nil {
+			<-prev
+		}
+		var out []byte
+		if err == errBehind {
+			or.err, or.done, or.node = nil, nil, nil
+			out = ss.call(or)
+		} else {
+			out = ss.await(or)
+		}
+		close(done)
 		ss.releaseReq(or)
 		redirected := or.redirected
 		l.post(func() {
@@ -544,6 +563,10 @@ func (c *lclient) resolveSlow(r *lreq, rep []byte, err error) {
 		})
 	}()
 }
+
+// errBehind marks a command sent through the slow path only to keep its place behind a
+// resolution in progress.
+var errBehind = errors.New("queued behind a redirection")
 
 // backendReply handles the reply of r from its node.
 func (c *lclient) backendReply(r *lreq, rep []byte) {

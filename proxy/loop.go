@@ -208,7 +208,7 @@ func (l *loop) flush() {
 func (l *loop) tick() {
 	cfg := l.s.conf()
 	for _, b := range l.backends {
-		b.checkTimeout(cfg.BackendReadTimeout)
+		b.checkTimeout(cfg.BackendReadTimeout, cfg.BackendSuspectAfter)
 	}
 	if cfg.ClientIdleTimeout > 0 {
 		for c := range l.clients {

@@ -28,6 +28,11 @@ type Metrics struct {
 	backendErrors *prometheus.CounterVec
 	backendConns  *prometheus.GaugeVec
 
+	suspectNodes     prometheus.Gauge
+	suspectTotal     *prometheus.CounterVec
+	abandoned        *prometheus.CounterVec
+	redirectBackoffs prometheus.Counter
+
 	refreshes       *prometheus.CounterVec
 	refreshDuration prometheus.Histogram
 	lastRefresh     prometheus.Gauge
@@ -53,15 +58,19 @@ var latencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .02
 // NewMetrics creates the proxy metrics and registers them on reg (nil: not registered).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		clientsCurrent:  prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "client_connections", Help: "Client connections currently open, by VIP."}, []string{"vip"}),
-		clientsAccepted: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "client_connections_accepted_total", Help: "Client connections accepted, by VIP."}, []string{"vip"}),
-		clientsRejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "client_connections_rejected_total", Help: "Client connections refused, by VIP and reason."}, []string{"vip", "reason"}),
-		clientsClosed:   prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "client_connections_closed_total", Help: "Client connections closed, by VIP."}, []string{"vip"}),
-		redirects:       prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "redirections_total", Help: "Cluster redirections and transient errors handled, by type (moved, ask, tryagain, clusterdown) and the node that sent them."}, []string{"type", "node"}),
-		protoErrors:     prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "client_protocol_errors_total", Help: "Client connections closed for a protocol error or exceeded limit."}),
-		backendErrors:   prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "backend_errors_total", Help: "Backend connection failures by node and kind (connect, timeout, connection_lost)."}, []string{"node", "kind"}),
-		backendConns:    prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "backend_connections", Help: "Open shared connections per cluster node."}, []string{"node"}),
-		refreshes:       prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "slotmap_refreshes_total", Help: "Slot map refreshes by trigger and result."}, []string{"trigger", "result"}),
+		clientsCurrent:   prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "client_connections", Help: "Client connections currently open, by VIP."}, []string{"vip"}),
+		clientsAccepted:  prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "client_connections_accepted_total", Help: "Client connections accepted, by VIP."}, []string{"vip"}),
+		clientsRejected:  prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "client_connections_rejected_total", Help: "Client connections refused, by VIP and reason."}, []string{"vip", "reason"}),
+		clientsClosed:    prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "client_connections_closed_total", Help: "Client connections closed, by VIP."}, []string{"vip"}),
+		redirects:        prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "redirections_total", Help: "Cluster redirections and transient errors handled, by type (moved, ask, tryagain, clusterdown) and the node that sent them."}, []string{"type", "node"}),
+		protoErrors:      prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "client_protocol_errors_total", Help: "Client connections closed for a protocol error or exceeded limit."}),
+		backendErrors:    prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "backend_errors_total", Help: "Backend connection failures by node and kind (connect, timeout, connection_lost)."}, []string{"node", "kind"}),
+		suspectNodes:     prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "backend_suspect_nodes", Help: "Cluster nodes currently suspect (commands waiting past backend-suspect-after, a timeout, a failed or reset connection), until they answer again."}),
+		suspectTotal:     prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "backend_suspect_total", Help: "Nodes becoming suspect, by node and reason (slow, timeout, connect, connection_lost)."}, []string{"node", "reason"}),
+		abandoned:        prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "backend_abandoned_total", Help: "Times the connections of an unwell node were abandoned because the slot map moved its slots to another node."}, []string{"node"}),
+		redirectBackoffs: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "redirect_backoffs_total", Help: "Pauses taken by commands whose redirections looped (beyond max-redirects, within redirect-budget)."}),
+		backendConns:     prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "backend_connections", Help: "Open shared connections per cluster node."}, []string{"node"}),
+		refreshes:        prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "slotmap_refreshes_total", Help: "Slot map refreshes by trigger and result."}, []string{"trigger", "result"}),
 		refreshDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "slotmap_refresh_duration_seconds", Help: "Time to load an accepted slot map.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 8)}),
 		lastRefresh:       prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "slotmap_last_refresh_timestamp_seconds", Help: "Unix time of the last accepted slot map."}),
@@ -78,7 +87,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.clientsCurrent, m.clientsAccepted, m.clientsRejected, m.clientsClosed,
 			m.redirects, m.protoErrors,
 			m.outputLimitClosed, m.denied, m.reloads,
-			m.backendErrors, m.backendConns, m.refreshes, m.refreshDuration, m.lastRefresh,
+			m.backendErrors, m.backendConns, m.suspectNodes, m.suspectTotal, m.abandoned, m.redirectBackoffs, m.refreshes, m.refreshDuration, m.lastRefresh,
 			m.slotsCovered, m.slotmapEpoch, m.nodesKnown, m.buildInfo)
 	}
 	return m

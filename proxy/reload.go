@@ -20,7 +20,8 @@ var reloadable = map[string]bool{
 	"client-output-buffer-limit-pubsub": true, "deny-commands": true,
 	"backend-connect-timeout": true, "backend-read-timeout": true, "max-redirects": true,
 	"tryagain-retries": true, "tryagain-backoff": true, "slowlog-log-slower-than": true,
-	"slowlog-max-len": true,
+	"slowlog-max-len": true, "backend-suspect-after": true, "slotmap-fast-refresh-interval": true,
+	"redirect-budget": true,
 	// Applied by the daemon (its log handler), not by the proxy.
 	"log-level": true,
 }

@@ -86,6 +86,15 @@ func NewServer(cfg *Config, log *slog.Logger, reg prometheus.Registerer) *Server
 	ft := buildFastTable(s.cl.cmds)
 	s.fast.Store(&ft)
 	s.startLoops()
+	s.cl.onAbandon = func(n *node) {
+		for _, l := range s.loops {
+			l.post(func() {
+				if b := l.backends[n]; b != nil {
+					b.abandon()
+				}
+			})
+		}
+	}
 	if reg != nil {
 		reg.MustRegister(pendingCollector{s.cl}, statsCollector{s})
 	}

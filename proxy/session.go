@@ -447,6 +447,8 @@ func (ss *session) awaitReply(r *request) []byte {
 	redirects, retries := 0, 0
 	noscriptRetried := false
 	backoff := cfg.TryagainBackoff
+	var redirStart time.Time // first redirection
+	redirBackoff := max(cfg.TryagainBackoff, time.Millisecond)
 	for {
 		var next *node
 		if r.err != nil {
@@ -456,11 +458,17 @@ func (ss *session) awaitReply(r *request) []byte {
 				return errorReply("ERR proxy: " + r.err.Error())
 			}
 			retries++
-			cl.requestRefresh(refreshNoOwner)
-			if !ss.sleep(backoff) {
-				return errorReply("ERR proxy: " + r.err.Error())
+			// A slot map that names another owner by now (its node was replaced, or its
+			// slots moved away): send there at once.
+			if n, err := ss.target(r); err == nil && r.node != nil && n != r.node {
+				next = n
+			} else {
+				cl.requestRefresh(refreshNoOwner)
+				if !ss.sleep(backoff) {
+					return errorReply("ERR proxy: " + r.err.Error())
+				}
+				backoff = min(2*backoff, 500*time.Millisecond)
 			}
-			backoff = min(2*backoff, 500*time.Millisecond)
 		} else {
 			kind, slot, addr := parseRedirect(r.reply)
 			switch kind {
@@ -473,8 +481,23 @@ func (ss *session) awaitReply(r *request) []byte {
 				return r.reply
 			case redirMoved, redirAsk:
 				redirects++
+				if redirects == 1 {
+					redirStart = time.Now()
+				}
 				if redirects > cfg.MaxRedirects {
-					return errorReply("ERR proxy: " + errTooManyRedirects.Error() + ": last was " + strings.TrimSpace(string(r.reply[1:])))
+					// The nodes disagree about the owner (a new epoch is still spreading):
+					// back off, refresh, and follow the latest redirection again, within
+					// redirect-budget.
+					left := cfg.RedirectBudget - time.Since(redirStart)
+					if left <= 0 {
+						return errorReply("ERR proxy: " + errTooManyRedirects.Error() + ": last was " + strings.TrimSpace(string(r.reply[1:])))
+					}
+					m.redirectBackoffs.Inc()
+					cl.requestRefresh(refreshMoved)
+					if !ss.sleep(min(redirBackoff, left)) {
+						return errorReply("ERR proxy: " + errTooManyRedirects.Error() + ": last was " + strings.TrimSpace(string(r.reply[1:])))
+					}
+					redirBackoff = min(2*redirBackoff, 100*time.Millisecond)
 				}
 				next = cl.node(resolveAddr(addr, r.node.addr))
 				r.redirected = true

@@ -72,6 +72,8 @@ const (
 	refreshConnLoss refreshReason = "connection_loss"
 	refreshNoOwner  refreshReason = "unreachable"
 	refreshRetry    refreshReason = "retry" // after a failed refresh
+	refreshSuspect  refreshReason = "suspect"
+	refreshFast     refreshReason = "fast" // every slotmap-fast-refresh-interval while unsettled
 )
 
 // requestRefresh asks the refresher for a new slot map. Bursts are coalesced: at most one
@@ -85,12 +87,15 @@ func (c *cluster) requestRefresh(why refreshReason) {
 
 // refresher keeps the slot map current until ctx ends. After a failed refresh it tries
 // again within a second (or the refresh interval, if shorter), and it logs the change from
-// working to failing and back once each, not every failed attempt.
+// working to failing and back once each, not every failed attempt. While the cluster is
+// unsettled (a node serving slots is suspect or flagged failing, health.go) it refreshes
+// every slotmap-fast-refresh-interval.
 func (c *cluster) refresher(ctx context.Context) {
 	t := time.NewTicker(c.conf().SlotmapRefresh)
 	defer t.Stop()
-	var retry <-chan time.Time
+	var retry, fast <-chan time.Time
 	failures := 0
+	wasUnsettled := false
 	for {
 		var why refreshReason
 		select {
@@ -100,10 +105,24 @@ func (c *cluster) refresher(ctx context.Context) {
 			why = refreshPeriodic
 		case <-retry:
 			why = refreshRetry
+		case <-fast:
+			why = refreshFast
 		case why = <-c.refreshCh:
 		}
-		retry = nil
+		retry, fast = nil, nil
 		err := c.refresh(ctx, why)
+		fastEvery := c.conf().SlotmapFastRefresh
+		if u := c.unsettled(); u != wasUnsettled {
+			wasUnsettled = u
+			if u {
+				c.log.Info("cluster unsettled: refreshing the slot map at the fast interval", "interval", fastEvery)
+			} else {
+				c.log.Info("cluster settled: slot map refreshed at the normal interval again")
+			}
+		}
+		if wasUnsettled {
+			fast = time.After(fastEvery)
+		}
 		switch {
 		case ctx.Err() != nil:
 			return
@@ -124,7 +143,7 @@ func (c *cluster) refresher(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(min(20*time.Millisecond, c.conf().SlotmapFastRefresh)):
 		}
 	}
 }
@@ -135,7 +154,14 @@ func (c *cluster) refresh(ctx context.Context, why refreshReason) error {
 	var errs []error
 	covered := -1 // most slots any node reported, when no node reported all
 	for _, addr := range c.refreshCandidates() {
-		slots, err := c.fetchSlots(ctx, addr)
+		fctx, cancel := context.WithCancel(ctx)
+		c.fetching.Store(&fetchingNode{addr: addr, cancel: cancel})
+		if n := c.lookupNode(addr); n != nil && n.suspect.Load() && c.smap.Load() != nil {
+			cancel() // became suspect meanwhile: ask the next one
+		}
+		slots, failing, err := c.fetchSlots(fctx, addr)
+		c.fetching.Store(nil)
+		cancel()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
 			continue
@@ -154,6 +180,8 @@ func (c *cluster) refresh(ctx context.Context, why refreshReason) error {
 		}
 		m.loaded = time.Now()
 		c.smap.Store(m)
+		c.failFlagged.Store(len(failing) > 0)
+		c.abandonLost(old, m, failing)
 		c.covered.Store(NumSlots)
 		c.metrics.refreshed(string(why), m, time.Since(start))
 		if old == nil || !sameOwners(old, m) {
@@ -183,8 +211,9 @@ func sameOwners(a, b *slotMap) bool {
 	return true
 }
 
-// refreshCandidates lists the nodes to ask, masters of the current map first (in random
-// order, skipping ones known to be down), then the seeds, then every other known node.
+// refreshCandidates lists the nodes to ask: the replicas of suspect masters first (the one
+// that wins the election knows first), masters of the current map (in random order), the
+// seeds, then every other known node; nodes known to be down or suspect come last.
 func (c *cluster) refreshCandidates() []string {
 	seen := map[string]bool{}
 	var good, bad []string
@@ -193,13 +222,20 @@ func (c *cluster) refreshCandidates() []string {
 			return
 		}
 		seen[addr] = true
-		if n := c.lookupNode(addr); n != nil && n.down.Load() {
+		if n := c.lookupNode(addr); n != nil && (n.down.Load() || n.suspect.Load()) {
 			bad = append(bad, addr)
 			return
 		}
 		good = append(good, addr)
 	}
 	if m := c.smap.Load(); m != nil {
+		for i, n := range m.masters {
+			if n.suspect.Load() {
+				for _, r := range m.replicas[i] {
+					add(r.addr)
+				}
+			}
+		}
 		perm := rand.Perm(len(m.masters))
 		for _, i := range perm {
 			add(m.masters[i].addr)
@@ -225,13 +261,24 @@ func (c *cluster) refreshCandidates() []string {
 	return append(good, bad...)
 }
 
-// fetchSlots asks one node for CLUSTER SLOTS.
-func (c *cluster) fetchSlots(ctx context.Context, addr string) ([]redis.ClusterSlot, error) {
+// fetchSlots asks one node for CLUSTER SLOTS, and in the same round trip for CLUSTER
+// NODES, of which it returns the nodes serving slots that are flagged fail? or fail.
+func (c *cluster) fetchSlots(ctx context.Context, addr string) ([]redis.ClusterSlot, map[string]bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.conf().BackendConnectTimeout+c.conf().BackendReadTimeout)
 	defer cancel()
 	cl := c.controlClient(addr)
 	defer cl.Close()
-	return cl.ClusterSlots(ctx).Result()
+	pipe := cl.Pipeline()
+	slots := pipe.ClusterSlots(ctx)
+	nodes := pipe.ClusterNodes(ctx)
+	if _, err := pipe.Exec(ctx); err != nil && slots.Err() != nil {
+		return nil, nil, slots.Err()
+	}
+	var failing map[string]bool
+	if text, err := nodes.Result(); err == nil {
+		failing = failingMasters(text)
+	}
+	return slots.Val(), failing, nil
 }
 
 // tlsFor returns the TLS configuration for a control connection to addr (nil: plain).

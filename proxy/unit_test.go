@@ -222,3 +222,18 @@ func TestWithOwnerDropsEmptyMaster(t *testing.T) {
 		}
 	}
 }
+
+func TestFailingMasters(t *testing.T) {
+	text := "a1 127.0.0.1:7000@17000 master,fail - 0 0 1 disconnected 0-5460\n" +
+		"a2 127.0.0.1:7001@17001 master,fail? - 0 0 2 connected 5461-10922\n" +
+		"a3 127.0.0.1:7002@17002 myself,master - 0 0 3 connected 10923-16383\n" +
+		"a4 127.0.0.1:7003@17003 master,fail - 0 0 4 disconnected\n" + // failed over: no slots
+		"a5 127.0.0.1:7004@17004,host slave,fail a3 0 0 3 disconnected\n"
+	got := failingMasters(text)
+	if len(got) != 2 || !got["127.0.0.1:7000"] || !got["127.0.0.1:7001"] {
+		t.Fatalf("failingMasters = %v, want the two failing nodes that serve slots", got)
+	}
+	if failingMasters("a3 127.0.0.1:7002@17002 myself,master - 0 0 3 connected 0-16383\n") != nil {
+		t.Fatal("a healthy cluster has failing masters")
+	}
+}

@@ -57,7 +57,10 @@ type Config struct {
 	BackendQueueDepth     int
 	BlockingConnections   int
 	SlotmapRefresh        time.Duration
+	SlotmapFastRefresh    time.Duration
+	BackendSuspectAfter   time.Duration
 	MaxRedirects          int
+	RedirectBudget        time.Duration
 	TryagainRetries       int
 	TryagainBackoff       time.Duration
 	BackendUser           string
@@ -320,7 +323,10 @@ var keys = []key{
 	{"backend-queue-depth", "4096", "commands queued per backend connection before senders wait", intVar(1, 1<<20, func(c *Config) *int { return &c.BackendQueueDepth })},
 	{"blocking-connections", "1000", "dedicated backend connections for blocking commands (BLPOP, XREAD BLOCK, WAIT …), all nodes together", intVar(1, 1<<20, func(c *Config) *int { return &c.BlockingConnections })},
 	{"slotmap-refresh-interval", "5s", "periodic slot map refresh (also refreshed on MOVED, CLUSTERDOWN and connection loss)", durVar(100*time.Millisecond, func(c *Config) *time.Duration { return &c.SlotmapRefresh })},
-	{"max-redirects", "5", "MOVED/ASK redirections followed for one command before giving up", intVar(1, 100, func(c *Config) *int { return &c.MaxRedirects })},
+	{"slotmap-fast-refresh-interval", "25ms", "slot map refresh interval while a node that serves slots is suspect or flagged fail?/fail in CLUSTER NODES (until the cluster names a new owner or the node recovers)", durVar(5*time.Millisecond, func(c *Config) *time.Duration { return &c.SlotmapFastRefresh })},
+	{"backend-suspect-after", "200ms", "a node with commands waiting this long for a reply (or a failed or refused connection) is suspect: the slot map is refreshed at once and then every slotmap-fast-refresh-interval", durVar(time.Millisecond, func(c *Config) *time.Duration { return &c.BackendSuspectAfter })},
+	{"max-redirects", "5", "MOVED/ASK redirections followed at once for one command; after that the proxy backs off and refreshes the slot map between redirections, within redirect-budget", intVar(1, 100, func(c *Config) *int { return &c.MaxRedirects })},
+	{"redirect-budget", "1s", "how long one command may keep following redirections that loop (nodes disagree while a new slot owner spreads) before the proxy gives up", durVar(0, func(c *Config) *time.Duration { return &c.RedirectBudget })},
 	{"tryagain-retries", "10", "retries of a command answered with TRYAGAIN or not sent because its node was unreachable", intVar(0, 1000, func(c *Config) *int { return &c.TryagainRetries })},
 	{"tryagain-backoff", "25ms", "pause before such a retry", durVar(0, func(c *Config) *time.Duration { return &c.TryagainBackoff })},
 	{"backend-user", "", "ACL user for the cluster nodes (empty: default user)", strVar(func(c *Config) *string { return &c.BackendUser })},

@@ -11,6 +11,7 @@ import (
 var fieldOverrides = map[string]string{
 	"client-query-buffer-limit":         "QueryBufferLimit",
 	"slotmap-refresh-interval":          "SlotmapRefresh",
+	"slotmap-fast-refresh-interval":     "SlotmapFastRefresh",
 	"slowlog-log-slower-than":           "SlowlogSlowerThan",
 	"client-output-buffer-limit":        "OutputLimit",
 	"client-output-buffer-limit-pubsub": "OutputLimitPubSub",

@@ -460,6 +460,19 @@ func (c *Cluster) nodeID(ctx context.Context, n *Node) (string, error) {
 // key in batches, then SETSLOT NODE on the target, the source and every other master.
 // Traffic may run meanwhile: clients get ASK for keys already moved.
 func (c *Cluster) MoveSlots(ctx context.Context, slots []int, to *Node) error {
+	return c.moveSlots(ctx, slots, to, 0)
+}
+
+// MoveSlotsSkewed moves each slot like MoveSlots but finalizes it in the order that
+// makes the nodes disagree: SETSLOT NODE on the source first, then, gap later, on the
+// target. During gap the source answers MOVED to the target and the target, still
+// importing, MOVED back to the source (a redirection loop, as while a new owner's epoch
+// spreads).
+func (c *Cluster) MoveSlotsSkewed(ctx context.Context, slots []int, to *Node, gap time.Duration) error {
+	return c.moveSlots(ctx, slots, to, gap)
+}
+
+func (c *Cluster) moveSlots(ctx context.Context, slots []int, to *Node, gap time.Duration) error {
 	toID, err := c.nodeID(ctx, to)
 	if err != nil {
 		return err
@@ -502,12 +515,21 @@ func (c *Cluster) MoveSlots(ctx context.Context, slots []int, to *Node) error {
 				return fmt.Errorf("testcluster: MIGRATE slot %d %s -> %s: %w", slot, from.Addr, to.Addr, err)
 			}
 		}
-		// Target first, so the source's redirection never points at a node that refuses.
-		if err := dst.Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", toID).Err(); err != nil {
-			return fmt.Errorf("testcluster: SETSLOT %d NODE on %s: %w", slot, to.Addr, err)
+		// Target first, so the source's redirection never points at a node that refuses
+		// (skewed: source first, the target gap later).
+		first, second := dst, src
+		firstN, secondN := to, from
+		if gap > 0 {
+			first, second, firstN, secondN = src, dst, from, to
 		}
-		if err := src.Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", toID).Err(); err != nil {
-			return fmt.Errorf("testcluster: SETSLOT %d NODE on %s: %w", slot, from.Addr, err)
+		if err := first.Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", toID).Err(); err != nil {
+			return fmt.Errorf("testcluster: SETSLOT %d NODE on %s: %w", slot, firstN.Addr, err)
+		}
+		if err := sleep(ctx, gap); err != nil {
+			return err
+		}
+		if err := second.Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", toID).Err(); err != nil {
+			return fmt.Errorf("testcluster: SETSLOT %d NODE on %s: %w", slot, secondN.Addr, err)
 		}
 		masters, err := c.Masters(ctx)
 		if err != nil {
@@ -645,6 +667,27 @@ func (c *Cluster) Pause(ctx context.Context, n *Node, d time.Duration) error {
 	return nil
 }
 
+// Freeze stops the node's process with SIGSTOP: it keeps its sockets (connections are
+// accepted by the kernel, commands are buffered) but answers nothing, to the clients or
+// the cluster bus, until Resume — a hung host as the cluster sees one.
+func (c *Cluster) Freeze(n *Node) error { return n.signal(syscall.SIGSTOP) }
+
+// Resume continues a node stopped by Freeze (SIGCONT).
+func (c *Cluster) Resume(n *Node) error { return n.signal(syscall.SIGCONT) }
+
+func (n *Node) signal(sig syscall.Signal) error {
+	n.mu.Lock()
+	cmd := n.cmd
+	n.mu.Unlock()
+	if cmd == nil || !n.Alive() {
+		return fmt.Errorf("testcluster: %s not running", n.Addr)
+	}
+	if err := cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("testcluster: %v to %s: %w", sig, n.Addr, err)
+	}
+	return nil
+}
+
 // WaitHealthy waits until every live node reports cluster_state:ok, all live nodes agree
 // on which master serves each slot, no slot is open, and every replica's link is up.
 func (c *Cluster) WaitHealthy(ctx context.Context) error {
@@ -744,6 +787,7 @@ func (c *Cluster) Close() {
 		if cmd == nil {
 			continue
 		}
+		cmd.Process.Signal(syscall.SIGCONT) // a frozen node would not see SIGTERM
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-exited:
