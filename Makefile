@@ -1,11 +1,11 @@
 # redis-carp-proxy — see README.md. `make demo` and `make test` are all a newcomer needs.
 GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS  := -s -w -X github.com/redis-carp-proxy/redis-carp-proxy/proxy.Version=$(VERSION)
+LDFLAGS  := -s -w -X github.com/redis-carp-proxy/redis-carp-proxy/internal/proxy.Version=$(VERSION)
 BIN      := build/redis-carp-proxy
 TESTREPORT := build/testreport
 # Packages whose tests exercise concurrency run under the race detector.
-RACE_PKGS := ./proxy/... ./carp/... ./internal/...
+RACE_PKGS := ./carp/... ./internal/...
 
 .PHONY: all build deps test test-short vet bench demo soak bench-conns clean
 
