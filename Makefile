@@ -32,7 +32,7 @@ vet:
 test: deps vet fuzz-ci
 	$(GO) build -o $(TESTREPORT) ./tools/testreport
 	$(TESTREPORT) $(GO) test -json -race -count=1 -timeout 20m $(RACE_PKGS)
-	$(TESTREPORT) $(GO) test -json -count=1 -timeout 20m $$($(GO) list ./... | grep -v -e /proxy -e /carp -e /internal/)
+	$(TESTREPORT) $(GO) test -json -count=1 -timeout 20m $$($(GO) list ./... | grep -v -e /carp -e /internal/)
 
 # PEER=host:port PEER_CMD='…' adds a peer proxy column (tools/bench/predixy.sh starts predixy).
 bench: deps build
