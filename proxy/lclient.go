@@ -93,7 +93,8 @@ func (c *lclient) wroteTo(n *node) bool {
 func (c *lclient) refreshSimple() {
 	ss := c.ss
 	c.simple = ss.authed && !ss.readonly && !ss.tx.inMulti && ss.tx.watchConn == nil &&
-		(ss.ps == nil || !ss.ps.subscribed()) && !ss.replyOff && !ss.skipNext
+		(ss.ps == nil || !ss.ps.subscribed()) && !ss.replyOff && !ss.skipNext &&
+		!ss.resp3.Load()
 }
 
 func (c *lclient) markDirty() {
