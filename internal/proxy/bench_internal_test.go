@@ -21,7 +21,7 @@ func BenchmarkKeySlot(b *testing.B) {
 // redcon's parse of the bytes in the read buffer.
 func BenchmarkParseCommand(b *testing.B) {
 	cmd := []byte("*3\r\n$3\r\nSET\r\n$16\r\nkey:000000012345\r\n$64\r\n" + string(make([]byte, 64)) + "\r\n")
-	g := guard{maxBulk: 512 << 20, maxArgs: 1 << 20, maxInline: 64 << 10, maxQuery: 1 << 30}
+	g := scanner{maxBulk: 512 << 20, maxArgs: 1 << 20, maxInline: 64 << 10, maxQuery: 1 << 30}
 	args := make([][]byte, 0, 8)
 	b.SetBytes(int64(len(cmd)))
 	b.ReportAllocs()

@@ -163,7 +163,8 @@ func (ss *session) stages(args [][]byte, raw []byte) *request {
 		if (r.info.name == "eval" || r.info.name == "eval_ro") && len(args) > 1 {
 			ss.s.scripts.remember(args[1])
 		}
-		idx, ok := r.info.keyIndexes(args, ss.keyIdx[:])
+		var keyIdx [16]int
+		idx, ok := r.info.keyIndexes(args, keyIdx[:])
 		if ok && len(idx) > 0 {
 			r.slot = KeySlot(args[idx[0]])
 			for _, i := range idx[1:] {

@@ -4,7 +4,6 @@ import (
 	"log/slog"
 	"net"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,9 +21,7 @@ type Endpoint struct {
 	log   *slog.Logger
 	state atomic.Pointer[func() HostState]
 
-	mu       sync.Mutex
-	sessions map[*session]struct{}
-	clients  atomic.Int64
+	clients atomic.Int64
 
 	current  prometheus.Gauge
 	accepted prometheus.Counter
@@ -42,7 +39,7 @@ func (s *Server) Endpoint(vip string) *Endpoint {
 		}
 	}
 	e := &Endpoint{
-		s: s, vip: vip, log: s.log.With("vip", vip), sessions: map[*session]struct{}{},
+		s: s, vip: vip, log: s.log.With("vip", vip),
 		current:  s.metrics.clientsCurrent.WithLabelValues(vip),
 		accepted: s.metrics.clientsAccepted.WithLabelValues(vip),
 		closed:   s.metrics.clientsClosed.WithLabelValues(vip),
@@ -93,12 +90,15 @@ func (e *Endpoint) Serve(ln net.Listener) error { return e.s.serve(e, ln) }
 // CloseClients drains this endpoint's clients (see Server.CloseClients); the clients of
 // other endpoints are not touched.
 func (e *Endpoint) CloseClients(grace time.Duration) {
-	e.mu.Lock()
-	list := make([]*session, 0, len(e.sessions))
-	for ss := range e.sessions {
-		list = append(list, ss)
+	s := e.s
+	s.mu.Lock()
+	var list []*session
+	for ss := range s.sessions { // one map of sessions (Server's): an idle client costs less
+		if ss.ep == e {
+			list = append(list, ss)
+		}
 	}
-	e.mu.Unlock()
+	s.mu.Unlock()
 	closeSessions(list, grace)
 }
 
@@ -126,9 +126,6 @@ func (e *Endpoint) HostState() HostState {
 // opened registers a session accepted on the endpoint.
 func (e *Endpoint) opened(ss *session) {
 	ss.ep = e
-	e.mu.Lock()
-	e.sessions[ss] = struct{}{}
-	e.mu.Unlock()
 	e.clients.Add(1)
 	e.accepted.Inc()
 	e.current.Inc()
@@ -136,9 +133,6 @@ func (e *Endpoint) opened(ss *session) {
 
 // closedSession unregisters a session that ended.
 func (e *Endpoint) closedSession(ss *session) {
-	e.mu.Lock()
-	delete(e.sessions, ss)
-	e.mu.Unlock()
 	e.clients.Add(-1)
 	e.current.Dec()
 	e.closed.Inc()

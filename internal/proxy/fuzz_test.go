@@ -61,7 +61,7 @@ func FuzzClientRequest(f *testing.F) {
 			}
 		}()
 		const maxBulk, maxArgs, maxQuery = 4096, 64, 16384
-		g := &guard{r: bytes.NewReader(data), maxBulk: maxBulk, maxArgs: maxArgs, maxInline: 1024, maxQuery: maxQuery}
+		g := &guard{r: bytes.NewReader(data), scanner: scanner{maxBulk: maxBulk, maxArgs: maxArgs, maxInline: 1024, maxQuery: maxQuery}}
 		cr := &countReader{r: g}
 		rd := redcon.NewReader(cr)
 		ss := fuzzSession()

@@ -17,15 +17,21 @@ func (e *protoError) Error() string { return "Protocol error: " + e.msg }
 // proto-inline-max-size or a command over client-query-buffer-limit. Bytes of complete
 // commands before the violation are passed through, so they are still answered.
 type guard struct {
-	r         io.Reader
+	scanner
+	r       io.Reader
+	held    []byte // bytes read but not yet returned (after an inline cut)
+	heldErr error  // the read error that came with held
+}
+
+// scanner is the guard's state machine over the bytes of the stream; the event loops use
+// it alone (they read into their own buffer).
+type scanner struct {
 	maxBulk   int64
 	maxArgs   int64
 	maxInline int
 	maxQuery  int64
 
 	err      error
-	held     []byte // bytes read but not yet returned (after an inline cut)
-	heldErr  error  // the read error that came with held
 	state    uint8
 	hdr      [24]byte
 	hdrLen   int
@@ -76,13 +82,13 @@ func (g *guard) Read(p []byte) (int, error) {
 	return ok, err
 }
 
-func (g *guard) fail(msg string) { g.err = &protoError{msg} }
+func (g *scanner) fail(msg string) { g.err = &protoError{msg} }
 
 // scan advances the state machine over b and returns how many bytes are valid. An inline
 // command is always cut out of the stream on its own (scan stops before and after it), so
 // that a malformed inline command, which the command reader rejects with everything read
 // together with it, never takes earlier commands with it.
-func (g *guard) scan(b []byte) int {
+func (g *scanner) scan(b []byte) int {
 	i := 0
 	for i < len(b) {
 		if g.state == gBulkBody {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
@@ -19,9 +20,9 @@ type lclient struct {
 	fd int
 	ss *session // identity and state shared with the slow path
 
-	in      []byte // bytes read but not yet parsed (an incomplete command)
-	g       guard  // request limits, checked as bytes arrive
-	protoEr string // a protocol error after the bytes in in: answered after them
+	in      []byte  // bytes read but not yet parsed (an incomplete command)
+	g       scanner // request limits, checked as bytes arrive
+	protoEr string  // a protocol error after the bytes in in: answered after them
 	fifo    reqRing
 	out     []byte
 	outOff  int
@@ -640,15 +641,15 @@ func (c *lclient) account(r *lreq, rep []byte) {
 // SetReadDeadline (drain) forwarded to the loop. The loop does the I/O.
 type loopConn struct {
 	c            *lclient
-	local, remot net.Addr
+	local, remot netip.AddrPort // net.Addr values made on demand: an idle client holds less
 }
 
 var errLoopConn = errors.New("proxy: connection is served by an event loop")
 
 func (lc *loopConn) Read([]byte) (int, error)         { return 0, errLoopConn }
 func (lc *loopConn) Write([]byte) (int, error)        { return 0, errLoopConn }
-func (lc *loopConn) LocalAddr() net.Addr              { return lc.local }
-func (lc *loopConn) RemoteAddr() net.Addr             { return lc.remot }
+func (lc *loopConn) LocalAddr() net.Addr              { return net.TCPAddrFromAddrPort(lc.local) }
+func (lc *loopConn) RemoteAddr() net.Addr             { return net.TCPAddrFromAddrPort(lc.remot) }
 func (lc *loopConn) SetDeadline(time.Time) error      { return nil }
 func (lc *loopConn) SetWriteDeadline(time.Time) error { return nil }
 
@@ -669,11 +670,13 @@ func (lc *loopConn) SetReadDeadline(t time.Time) error {
 }
 
 // newLoopClient makes the session and the loop client for an accepted connection.
-func (s *Server) newLoopClient(l *loop, fd int, local, remote net.Addr) *lclient {
+func (s *Server) newLoopClient(l *loop, fd int, local, remote netip.AddrPort) *lclient {
 	c := &lclient{l: l, fd: fd}
 	lc := &loopConn{c: c, local: local, remot: remote}
-	ss := newSession(s, lc)
-	ss.pending.start = func() { l.post(func() { c.pullMsgs() }) }
+	ss := newSessionState(s, lc)
+	// The loop writes the replies: the queue only carries Pub/Sub messages, so it has no
+	// room for commands (put is never called).
+	ss.pending = &reqQueue{start: func() { l.post(func() { c.pullMsgs() }) }, pushed: make(chan struct{}, 1)}
 	c.ss = ss
 	return c
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"runtime"
 	"sync"
 	"syscall"
@@ -325,7 +326,7 @@ func (s *Server) acceptLoop(ep *Endpoint, conn net.Conn) {
 	} else {
 		tc.SetKeepAlive(false)
 	}
-	local, remote := conn.LocalAddr(), conn.RemoteAddr()
+	local, remote := tcpAddrPort(conn.LocalAddr()), tcpAddrPort(conn.RemoteAddr())
 	fd, err := takeFD(conn)
 	if err != nil {
 		s.clients.Add(-1)
@@ -340,6 +341,14 @@ func (s *Server) acceptLoop(ep *Endpoint, conn net.Conn) {
 	s.mu.Unlock()
 	s.wg.Add(1)
 	l.post(func() { l.accept(c) })
+}
+
+// tcpAddrPort is the address of a TCP endpoint (the zero value for anything else).
+func tcpAddrPort(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.AddrPort()
+	}
+	return netip.AddrPort{}
 }
 
 // finalize ends a loop client's session once nothing runs for it any more: its

@@ -32,11 +32,10 @@ type session struct {
 	closed  chan struct{}
 	closing atomic.Bool
 
-	keyIdx [16]int
-	csMu   sync.Mutex
-	cs     clientState
-	tx     txState
-	ps     *pubsubState // set by the writer (execSubscribe) while the reader waits
+	csMu sync.Mutex
+	cs   clientState
+	tx   txState
+	ps   *pubsubState // set by the writer (execSubscribe) while the reader waits
 
 	// Writer state, handed from one writer goroutine to the next through pending's lock.
 	bw                 lazyWriter
@@ -56,7 +55,14 @@ type session struct {
 	written map[*node]bool // masters this session wrote to (writer goroutine only), for WAIT
 }
 
+// newSession makes the session of a goroutine-served client.
 func newSession(s *Server, conn net.Conn) *session {
+	ss := newSessionState(s, conn)
+	return ss
+}
+
+// newSessionState makes a session without its reply queue.
+func newSessionState(s *Server, conn net.Conn) *session {
 	ctx, cancel := context.WithCancel(s.ctx)
 	ss := &session{
 		s:       s,

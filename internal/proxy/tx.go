@@ -59,7 +59,8 @@ func (ss *session) queueInMulti(r *request) bool {
 		r.reply = wrongArgs(info.name)
 		return true
 	}
-	idx, ok := info.keyIndexes(r.args, ss.keyIdx[:])
+	var keyIdx [16]int
+	idx, ok := info.keyIndexes(r.args, keyIdx[:])
 	if ok {
 		for _, i := range idx {
 			s := KeySlot(r.args[i])

@@ -139,7 +139,7 @@ func equalInts(a, b []int) bool {
 }
 
 func newTestGuard(in string) *guard {
-	return &guard{r: strings.NewReader(in), maxBulk: 1024, maxArgs: 8, maxInline: 64, maxQuery: 3500}
+	return &guard{r: strings.NewReader(in), scanner: scanner{maxBulk: 1024, maxArgs: 8, maxInline: 64, maxQuery: 3500}}
 }
 
 func TestGuardLimits(t *testing.T) {
