@@ -262,6 +262,16 @@ func TestCommandsDuringTopologyChanges(t *testing.T) {
 		if _, err := sps.Receive(ctx); err != nil {
 			t.Fatal(err)
 		}
+		// A pattern (on every master) and a channel it matches served by the same node.
+		pps := p.PSubscribe(ctx, ch+"p*")
+		defer pps.Close()
+		if _, err := pps.Receive(ctx); err != nil {
+			t.Fatal(err)
+		}
+		pch := ch + "p"
+		for own[proxy.KeySlot([]byte(pch))] != host.Addr {
+			pch += "x"
+		}
 		if err := c.Kill(host); err != nil {
 			t.Fatal(err)
 		}
@@ -276,6 +286,28 @@ func TestCommandsDuringTopologyChanges(t *testing.T) {
 		// Fan-out commands name the master that failed.
 		if err := p.ScriptLoad(ctx, "return 1").Err(); err == nil || !strings.Contains(err.Error(), host.Addr) {
 			t.Errorf("SCRIPT LOAD with %s dead: %v", host.Addr, err)
+		}
+		// The pattern is re-subscribed on the replica promoted in the dead node's place:
+		// PUBLISH through the proxy on a channel of its slots counts it again, and its
+		// messages arrive once.
+		testutil.WaitFor(t, 15*time.Second, "PUBLISH on the new owner to count the pattern subscriber", func() bool {
+			n, _ := p.Publish(ctx, pch, "probe").Result()
+			return n == 1
+		})
+		if n, err := p.Publish(ctx, pch, "final").Result(); n != 1 || err != nil {
+			t.Errorf("PUBLISH after the failover = %d, %v", n, err)
+		}
+		for {
+			m := receive(t, pps)
+			if m.Payload == "final" {
+				break
+			}
+			if m.Payload != "probe" || m.Pattern != ch+"p*" {
+				t.Fatalf("pattern subscriber got %+v", m)
+			}
+		}
+		if m, err := pps.ReceiveTimeout(ctx, 300*time.Millisecond); err == nil {
+			t.Errorf("after the last pattern message, one more: %#v", m)
 		}
 		var live *testcluster.Node
 		for _, n := range c.Nodes {

@@ -465,17 +465,23 @@ func (ss *session) resubscribe(ps *pubsubState, sc *subConn) bool {
 	sc.dc = nil
 	lost := ps.abandonConfirms() // what was pending on the lost connection will not come
 	ps.expect = 0
+	ps.movePatternHome(sc)
 	ps.mu.Unlock()
 	if lost != nil {
 		ss.pushMsg(lost)
 	}
 	ss.s.cl.requestRefresh(refreshConnLoss)
 	backoff := 50 * time.Millisecond
+	anyAfter := time.Now().Add(resubscribeAnyAfter)
 	for ss.ctx.Err() == nil {
-		if m := ss.s.cl.smap.Load(); m != nil {
+		m := ss.s.cl.smap.Load()
+		var n *node
+		if m != nil {
 			ps.mu.Lock()
-			n := ps.resubscribeTarget(m, old)
+			n = ps.resubscribeTarget(m, old, sc, time.Now().After(anyAfter))
 			ps.mu.Unlock()
+		}
+		if n != nil {
 			ctx, cancel := context.WithTimeout(ss.ctx, ss.s.conf().BackendConnectTimeout)
 			dc, err := ss.s.direct.acquire(ctx, n)
 			cancel()

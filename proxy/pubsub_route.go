@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"strings"
+	"time"
 )
 
 // Routing of SUBSCRIBE and PSUBSCRIBE (the sharded family is in pubsub.go).
@@ -251,26 +252,49 @@ func (ss *session) relayRouted(ps *pubsubState, sc *subConn, rep []byte) (ok, co
 	return !show || ss.pushMsg(out), confirm
 }
 
-// resubscribeTarget picks the master that takes over a lost connection's subscriptions:
-// one without a connection of this client (the replica promoted in its place), else any
-// other. ps.mu is held.
-func (ps *pubsubState) resubscribeTarget(m *slotMap, old *node) *node {
-	var other *node
+// resubscribeAnyAfter is how long a lost connection's subscriptions wait for a master
+// this client has no connection to (the replica promoted in place of the lost one, or
+// the lost node back) before they go to any other master.
+const resubscribeAnyAfter = 15 * time.Second
+
+// resubscribeTarget picks the master that takes over sc's subscriptions (sc's node, old,
+// was lost): a master without a connection of this client, which after a failover is the
+// promoted replica (a pattern then is on every master again, and every master's
+// notifications arrive once), the old node last; with any, another master rather than a
+// node that is down. nil: none yet. ps.mu is held.
+func (ps *pubsubState) resubscribeTarget(m *slotMap, old *node, sc *subConn, any bool) *node {
+	var fallback, other *node
 	for _, n := range m.masters {
-		if n == old || n.down.Load() {
+		if x := ps.conns[n]; x != nil && x != sc {
+			if n != old && !n.down.Load() && other == nil {
+				other = n
+			}
 			continue
 		}
-		if ps.conns[n] == nil {
-			return n
+		if n == old || n.down.Load() {
+			fallback = n
+			continue
 		}
-		if other == nil {
-			other = n
+		return n
+	}
+	if any && other != nil && (fallback == nil || fallback.down.Load()) {
+		return other
+	}
+	return fallback
+}
+
+// movePatternHome gives the showing of ordinary pmessages to another connection holding
+// the patterns while sc (the home) is re-established. ps.mu is held.
+func (ps *pubsubState) movePatternHome(sc *subConn) {
+	if ps.patHome != sc {
+		return
+	}
+	for _, x := range ps.all {
+		if x != sc && x.dc != nil && len(x.patterns) > 0 {
+			ps.patHome = x
+			return
 		}
 	}
-	if other == nil {
-		other = m.masters[0]
-	}
-	return other
 }
 
 // publishBySlot routes PUBLISH to the master of its channel's slot, where the channel's
