@@ -28,6 +28,9 @@ type pubsubState struct {
 	expect    int           // replies still expected for forwarded commands
 	counted   chan struct{} // signalled when expect drops
 	closed    bool          // RESET or disconnect: relays stop
+	quit      chan struct{} // closed with closed
+	following bool          // followSlots runs
+	rehomeMu  sync.Mutex    // one rehome at a time
 }
 
 // subConn is one dedicated subscription connection.
@@ -38,11 +41,12 @@ type subConn struct {
 	suppress int             // confirmations of a re-subscription, not shown to the client
 	channels map[string]bool // SUBSCRIBE/PSUBSCRIBE connections: what this node holds
 	patterns map[string]bool
+	moving   // subscriptions moving with their slot (pubsub_follow.go)
 }
 
 func newPubsubState() *pubsubState {
 	return &pubsubState{conns: map[*node]*subConn{}, shards: map[*node]*subConn{}, channels: map[string]bool{}, patterns: map[string]bool{}, schannels: map[string]*subConn{},
-		counted: make(chan struct{}, 1)}
+		counted: make(chan struct{}, 1), quit: make(chan struct{})}
 }
 
 // subscribed reports whether the session is in RESP2 subscribed mode.
@@ -306,6 +310,9 @@ func (ss *session) closePubsub() {
 		return
 	}
 	ps.mu.Lock()
+	if !ps.closed {
+		close(ps.quit)
+	}
 	ps.closed = true
 	conns := append(make([]*subConn, 0, len(ps.shards)+len(ps.all)), ps.all...)
 	for _, sc := range ps.shards {
@@ -500,7 +507,8 @@ func (ss *session) resubscribe(ps *pubsubState, sc *subConn) bool {
 					cmd = appendCommand(cmd, append([][]byte{[]byte("PSUBSCRIBE")}, keysOf(sc.patterns)...)...)
 				}
 				sc.suppress = len(sc.channels) + len(sc.patterns)
-				ps.expect = 0 // replies pending on the lost connection will not come
+				sc.moving = moving{} // nothing sent on the lost connection will be confirmed
+				ps.expect = 0        // replies pending on the lost connection will not come
 				if ps.conns[old] == sc {
 					delete(ps.conns, old)
 				}
@@ -516,6 +524,7 @@ func (ss *session) resubscribe(ps *pubsubState, sc *subConn) bool {
 				ps.mu.Unlock()
 				if err == nil {
 					ss.log().Info("re-subscribed", "node", n.addr, "channels", nch, "patterns", npat)
+					go ss.rehome(ps) // what moved while this connection was lost
 					return true
 				}
 				ps.mu.Lock()

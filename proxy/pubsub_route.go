@@ -67,8 +67,13 @@ func execSubscribeRouted(ss *session, r *request, m *slotMap) []byte {
 			ps.mu.Lock()
 			ps.conns[n] = sc
 			ps.all = append(ps.all, sc)
+			follow := !ps.following
+			ps.following = true
 			ps.mu.Unlock()
 			go ss.relay(ps, sc)
+			if follow {
+				go ss.followSlots(ps)
+			}
 		}
 	}
 	ps.mu.Lock()
@@ -220,6 +225,9 @@ func (ps *pubsubState) accountRouted(sc *subConn, rep []byte) (out []byte, show,
 	defer ps.mu.Unlock()
 	switch kind {
 	case "subscribe", "unsubscribe", "psubscribe", "punsubscribe":
+		if len(elems) == 3 && ps.movedConfirmation(sc, kind, elems[1]) {
+			return nil, false, false
+		}
 		if sc.suppress > 0 {
 			sc.suppress--
 			return nil, false, false
@@ -233,6 +241,10 @@ func (ps *pubsubState) accountRouted(sc *subConn, rep []byte) (out []byte, show,
 		return out, len(out) > 0, true
 	case "pong":
 		return rep, true, true
+	case "message":
+		if ch, ok := bulkValue(elems[1]); ok && sc.gone[ch] {
+			return nil, false, false // moved with its slot; the new owner's connection shows it
+		}
 	case "pmessage":
 		if len(elems) == 4 && sc != ps.patHome {
 			if ch, ok := bulkValue(elems[2]); !ok || !strings.HasPrefix(ch, "__keyspace@") && !strings.HasPrefix(ch, "__keyevent@") {

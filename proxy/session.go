@@ -590,5 +590,6 @@ func (c *cluster) learnOwner(slot int, n *node) {
 			break
 		}
 	}
+	c.ownerChanges.notify()
 	c.requestRefresh(refreshMoved)
 }
