@@ -1,11 +1,11 @@
 # redis-carp-proxy — see README.md. `make demo` and `make test` are all a newcomer needs.
 GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS  := -s -w -X github.com/redis-carp-proxy/redis-carp-proxy/proxy.Version=$(VERSION)
+LDFLAGS  := -s -w -X github.com/redis-carp-proxy/redis-carp-proxy/internal/proxy.Version=$(VERSION)
 BIN      := build/redis-carp-proxy
 TESTREPORT := build/testreport
 # Packages whose tests exercise concurrency run under the race detector.
-RACE_PKGS := ./proxy/... ./carp/... ./internal/...
+RACE_PKGS := ./carp/... ./internal/...
 
 .PHONY: all build deps test test-short vet bench demo soak bench-conns clean
 
@@ -32,7 +32,7 @@ vet:
 test: deps vet fuzz-ci
 	$(GO) build -o $(TESTREPORT) ./tools/testreport
 	$(TESTREPORT) $(GO) test -json -race -count=1 -timeout 20m $(RACE_PKGS)
-	$(TESTREPORT) $(GO) test -json -count=1 -timeout 20m $$($(GO) list ./... | grep -v -e /proxy -e /carp -e /internal/)
+	$(TESTREPORT) $(GO) test -json -count=1 -timeout 20m $$($(GO) list ./... | grep -v -e /carp -e /internal/)
 
 # PEER=host:port PEER_CMD='…' adds a peer proxy column (tools/bench/predixy.sh starts predixy).
 bench: deps build

@@ -429,13 +429,13 @@ func TestPortConventions(t *testing.T) {
 		t.Error("GO_LDFLAGS is no go.mk variable: the version would never be stamped")
 	}
 	bf := vars["GO_BUILDFLAGS"]
-	for _, want := range []string{`-ldflags "${STRIP}`, "-X ${GO_MODULE}/proxy.Version=${DISTVERSION}", "-X ${GO_MODULE}/internal/config.Prefix=${PREFIX}"} {
+	for _, want := range []string{`-ldflags "${STRIP}`, "-X ${GO_MODULE}/internal/proxy.Version=${DISTVERSION}", "-X ${GO_MODULE}/internal/config.Prefix=${PREFIX}"} {
 		if !strings.Contains(bf, want) {
 			t.Errorf("GO_BUILDFLAGS %q lacks %q", bf, want)
 		}
 	}
 	// The -X targets exist as string variables.
-	proxySrc, _ := filepath.Glob(filepath.Join(repo, "proxy", "*.go"))
+	proxySrc, _ := filepath.Glob(filepath.Join(repo, "internal", "proxy", "*.go"))
 	var all strings.Builder
 	for _, f := range proxySrc {
 		b, _ := os.ReadFile(f)

@@ -30,6 +30,7 @@ type lreq struct {
 	reply      []byte // held reply (owned, reused)
 	redirected bool
 	slowEntry  bool // produced by the slow path: not pooled
+	resp3      bool // the client speaks RESP3: nulls are converted when it completes
 
 	// multi-key commands: the parent merges its parts' replies.
 	kind    fastKind

@@ -51,14 +51,17 @@ func wrongArgs(cmd string) []byte {
 	return errorReply("ERR wrong number of arguments for '" + cmd + "' command")
 }
 
-// hello answers HELLO: protocol 2 only (RESP3 would need a different reply encoding), so
-// clients asking for 3 get NOPROTO and fall back.
+// hello answers HELLO [2|3 …]: the protocol switches once authentication is settled, and
+// the reply is written in the new one (finish converts it to a map for RESP3, resp3.go).
 func (ss *session) hello(args [][]byte) []byte {
+	proto := ss.proto()
 	if len(args) > 1 {
-		if string(args[1]) != "2" {
-			if string(args[1]) == "3" {
-				return errorReply("NOPROTO sorry, this protocol version is not supported")
-			}
+		switch string(args[1]) {
+		case "2":
+			proto = 2
+		case "3":
+			proto = 3
+		default:
 			return errorReply("NOPROTO unsupported protocol version")
 		}
 		for i := 2; i < len(args); i++ {
@@ -95,13 +98,14 @@ func (ss *session) hello(args [][]byte) []byte {
 	if !ss.authed {
 		return errorReply("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
 	}
+	ss.resp3.Store(proto == 3)
 	b := appendArrayHeader(nil, 14)
 	b = appendBulkString(b, "server")
 	b = appendBulkString(b, "redis")
 	b = appendBulkString(b, "version")
 	b = appendBulkString(b, "7.0.0")
 	b = appendBulkString(b, "proto")
-	b = appendInt(b, 2)
+	b = appendInt(b, int64(proto))
 	b = appendBulkString(b, "id")
 	b = appendInt(b, int64(ss.id))
 	b = appendBulkString(b, "mode")

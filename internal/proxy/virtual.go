@@ -104,6 +104,7 @@ const (
 func resetCommand(ss *session, r *request) bool {
 	ss.tx.inMulti, ss.tx.queued, ss.tx.aborted = false, nil, false
 	ss.authed, ss.readonly = !ss.s.authRequired(), false
+	ss.resp3.Store(false) // as Redis: RESET goes back to RESP2
 	ss.csMu.Lock()
 	ss.cs.name, ss.cs.user = "", ""
 	ss.csMu.Unlock()

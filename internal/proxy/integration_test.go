@@ -17,9 +17,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/proxy"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
-	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
 )
 
 func TestKeySlotAgreesWithCluster(t *testing.T) {
@@ -266,7 +266,7 @@ func TestLocalCommandsAndInline(t *testing.T) {
 		{"", "a b"},
 		{"SELECT 0\r\n", "+OK"},
 		{"SELECT 3\r\n", "-ERR DB index is out of range"},
-		{"HELLO 3\r\n", "-NOPROTO sorry, this protocol version is not supported"},
+		{"HELLO 4\r\n", "-NOPROTO unsupported protocol version"}, // HELLO 3: resp3_test.go
 		{"HELLO 2\r\n", "*14"},
 	}
 	for _, s := range steps {

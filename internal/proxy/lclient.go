@@ -28,6 +28,7 @@ type lclient struct {
 	held    int64 // bytes of completed replies waiting for earlier ones
 
 	simple     bool // the session state allows the fast path
+	resp3      bool // HELLO 3: fast-path replies get RESP3 nulls (resp3Nulls)
 	busy       bool // a slow-path command is running: nothing after it is started
 	resolving  int  // redirections being followed by the slow path
 	lastActive int64
@@ -94,6 +95,7 @@ func (c *lclient) refreshSimple() {
 	ss := c.ss
 	c.simple = ss.authed && !ss.readonly && !ss.tx.inMulti && ss.tx.watchConn == nil &&
 		(ss.ps == nil || !ss.ps.subscribed()) && !ss.replyOff && !ss.skipNext
+	c.resp3 = ss.resp3.Load()
 }
 
 func (c *lclient) markDirty() {
@@ -593,6 +595,9 @@ func (c *lclient) complete(r *lreq, rep []byte) {
 		return
 	}
 	c.account(r, rep)
+	if r.resp3 {
+		rep = resp3Nulls(rep)
+	}
 	c.deliver(r, rep)
 }
 

@@ -19,11 +19,13 @@ type request struct {
 	// parts are sub-requests (one per slot or node) whose replies merge combines.
 	parts      []*request
 	merge      func(replies [][]byte) []byte
-	local      bool  // reply was produced by the proxy when the command was read
-	keyPos     []int // for a part: positions of its keys in the original command
-	noReply    bool  // nothing to write: the reply comes through the subscription relay
-	redirected bool  // followed at least one MOVED or ASK
-	replyMode  int8  // CLIENT REPLY ON/OFF/SKIP: changes which replies are written
+	local      bool       // reply was produced by the proxy when the command was read
+	keyPos     []int      // for a part: positions of its keys in the original command
+	noReply    bool       // nothing to write: the reply comes through the subscription relay
+	redirected bool       // followed at least one MOVED or ASK
+	replyMode  int8       // CLIENT REPLY ON/OFF/SKIP: changes which replies are written
+	resp3      bool       // the client speaks RESP3: finish converts the reply (resp3.go)
+	queued     [][][]byte // EXEC: the transaction's commands, for their RESP3 replies
 
 	reply []byte // complete reply, when err is nil
 	err   error  // transport-level failure

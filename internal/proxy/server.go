@@ -1,8 +1,10 @@
 // Package proxy makes a Redis Cluster look like one Redis server. It accepts RESP clients,
-// computes each command's hash slot, sends it over shared pipelined connections to the
-// node that owns the slot, follows MOVED/ASK/TRYAGAIN itself and answers every client's
-// commands strictly in order. It knows nothing about CARP or pf: a Server is started on a
-// listener and can be drained.
+// computes each command's hash slot, sends each command to the node that owns the slot
+// (from event loops, or goroutine sessions for TLS clients), follows MOVED/ASK/TRYAGAIN
+// itself and answers every client's commands strictly in order. It reads the client,
+// cluster and backend keys of the daemon's configuration (internal/config) and none of the
+// CARP or pf keys: an Endpoint per VIP is started on a listener and can be drained; which
+// host serves is decided by the daemon (internal/gate, package carp).
 package proxy
 
 import (
@@ -21,6 +23,7 @@ import (
 )
 
 // Config is the daemon configuration; the proxy reads the client, cluster and backend keys.
+// The package is internal, like the configuration, so the two are one type.
 type Config = config.Config
 
 // Version is reported by INFO and HELLO.

@@ -187,6 +187,7 @@ func txExec(ss *session, r *request) bool {
 			return replyExecAbort
 		})(ss, r)
 	}
+	r.queued = queued
 	return execHandler(func(ss *session, r *request) []byte {
 		var cmd []byte
 		cmd = append(cmd, "*1\r\n$5\r\nMULTI\r\n"...)

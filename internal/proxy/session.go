@@ -45,6 +45,7 @@ type session struct {
 
 	out      outBuffer
 	inPubSub atomic.Bool
+	resp3    atomic.Bool  // HELLO 3 (set by the reader; replies carry it in request.resp3)
 	blocking atomic.Bool  // in a blocking command (CLIENT LIST flag b)
 	lastCmd  atomic.Int64 // UnixNano of the last command (CLIENT LIST idle)
 	first    [1]byte      // the idle reader's one-byte buffer
@@ -376,7 +377,11 @@ func (ss *session) finish(r *request) []byte {
 	} else if r.redirected {
 		result = "redirected"
 	}
-	return ss.account(r, result, reply)
+	reply = ss.account(r, result, reply)
+	if r.resp3 {
+		reply = toRESP3(r.args, r.queued, reply)
+	}
+	return reply
 }
 
 // call sends r (already dispatched or not) and returns its final reply: the writer-side

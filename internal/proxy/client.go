@@ -65,7 +65,12 @@ func (ss *session) clientLine(self bool) string {
 }
 
 // proto is the client's RESP version.
-func (ss *session) proto() int { return 2 }
+func (ss *session) proto() int {
+	if ss.resp3.Load() {
+		return 3
+	}
+	return 2
+}
 
 // allSessions returns the proxy's clients.
 func (s *Server) allSessions() []*session {

@@ -14,8 +14,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/proxy"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
-	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
 )
 
 var (
@@ -90,9 +90,10 @@ func startProxy(t testing.TB, c *testcluster.Cluster, mutate func(*config.Config
 	return &testProxy{addr: ln.Addr().String(), srv: srv, reg: reg}
 }
 
-// client returns a plain (non-cluster) go-redis client of the proxy.
+// client returns a plain (non-cluster) go-redis client of the proxy, speaking RESP2 as the
+// reference client does (resp3_test.go sets Protocol 3).
 func (p *testProxy) client(t testing.TB, opts ...func(*redis.Options)) *redis.Client {
-	o := &redis.Options{Addr: p.addr, PoolSize: 8, MaxRetries: -1, ReadTimeout: 10 * time.Second, DisableIdentity: true}
+	o := &redis.Options{Addr: p.addr, PoolSize: 8, MaxRetries: -1, ReadTimeout: 10 * time.Second, DisableIdentity: true, Protocol: 2}
 	for _, f := range opts {
 		f(o)
 	}

@@ -92,6 +92,9 @@ func (ss *session) pushMsg(msg []byte) bool {
 	if ss.ctx.Err() != nil {
 		return false
 	}
+	if ss.resp3.Load() {
+		msg = pushFrames(msg)
+	}
 	ss.addOut(int64(len(msg)))
 	ss.pending.push(msg)
 	return ss.ctx.Err() == nil

@@ -79,7 +79,9 @@ func (c *lclient) dispatch(args [][]byte, raw []byte) {
 	if c.simple && raw != nil {
 		fc = s.fastLookup(args[0])
 	}
-	if fc == nil || len(*s.deny.Load()) > 0 && s.isDenied(args[0]) {
+	if fc == nil || len(*s.deny.Load()) > 0 && s.isDenied(args[0]) || c.resp3 && resp3Shape(args, nil) != nil {
+		// A RESP3 client stays on the fast path for replies that differ from RESP2 by
+		// their nulls only; maps, sets and doubles are re-encoded on the slow path.
 		c.runSlow(args, raw)
 		return
 	}
@@ -159,7 +161,7 @@ func (c *lclient) sendKeyed(fc *fastCmd, args [][]byte, raw []byte) {
 	}
 	l.s.hot.observe(args[info.first])
 	r := l.getReq(c)
-	r.info, r.label, r.slot = info, fc.label, slot
+	r.info, r.label, r.slot, r.resp3 = info, fc.label, slot, c.resp3
 	r.raw = append(r.raw[:0], raw...)
 	c.fifo.push(r)
 	c.send(r, n)
@@ -204,7 +206,7 @@ func (c *lclient) sendMulti(fc *fastCmd, args [][]byte, raw []byte) {
 		}
 		l.s.hot.observe(args[1])
 		r := l.getReq(c)
-		r.info, r.label, r.slot = fc.info, fc.label, slots[0]
+		r.info, r.label, r.slot, r.resp3 = fc.info, fc.label, slots[0], c.resp3
 		r.raw = append(r.raw[:0], raw...)
 		c.fifo.push(r)
 		c.send(r, n)
@@ -217,6 +219,7 @@ func (c *lclient) sendMulti(fc *fastCmd, args [][]byte, raw []byte) {
 	}
 	parent := l.getReq(c)
 	parent.info, parent.label, parent.kind, parent.nkeys, parent.slot = fc.info, fc.label, fc.kind, nkeys, -1
+	parent.resp3 = c.resp3
 	if fc.kind == fkMGET {
 		for k := 0; k < nkeys; k++ {
 			parent.vals = append(parent.vals, [2]int{})

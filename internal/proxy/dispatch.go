@@ -11,7 +11,7 @@ import (
 //  1. authGate (auth.go): NOAUTH before AUTH, writes of read-only users refused
 //  2. deny-commands (reload.go)
 //  3. an open MULTI queues it (tx.go)
-//  4. the subscribe family, and what subscribed mode allows (pubsub.go)
+//  4. the subscribe family, and what RESP2 subscribed mode allows (pubsub.go, resp3.go)
 //  5. the commands table below: answered by the proxy (local.go, virtual.go, slowlog.go,
 //     hotkeys.go), split by slot (multikey.go), sent to every master (keyless.go), or
 //     transactions (tx.go); a handler may decline (return false) and leave the command to
@@ -131,6 +131,12 @@ func lowerName(name []byte) string {
 // locally, routed to a slot owner, split into parts, or deferred to the writer (exec)
 // when it needs more than one round trip or session state.
 func (ss *session) newRequest(args [][]byte, raw []byte) *request {
+	r := ss.stages(args, raw)
+	r.resp3 = ss.resp3.Load() // after the stages: HELLO 3 is answered in RESP3 (resp3.go)
+	return r
+}
+
+func (ss *session) stages(args [][]byte, raw []byte) *request {
 	r := &request{args: args, raw: raw, slot: -1, start: time.Now()}
 	if reply := ss.authGate(r); reply != nil {
 		if ss.tx.inMulti && reply[0] == '-' {
@@ -146,7 +152,7 @@ func (ss *session) newRequest(args [][]byte, raw []byte) *request {
 		r.reply, r.local, r.done = reply, true, closedDone()
 		return r
 	}
-	if ss.queueInMulti(r) || ss.pubsubRequest(r) {
+	if ss.queueInMulti(r) || ss.pubsubStage(r) {
 		return r
 	}
 	r.done = make(chan struct{}, 1)
