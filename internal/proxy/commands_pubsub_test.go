@@ -191,7 +191,8 @@ func TestKeyspaceNotificationsFromEveryMaster(t *testing.T) {
 		t.Fatalf("keys %v for %d masters", keys, len(masters))
 	}
 	end := keys[0] + "end"
-	for _, cl := range []*redis.Client{p, ref} {
+	p3 := tp.client(t, func(o *redis.Options) { o.Protocol = 3 }) // push frames
+	for _, cl := range []*redis.Client{p, p3, ref, ref} {         // as many subscribers on each side
 		events := subscriber(t, cl, nil, []string{"__keyevent@0__:*"})
 		space := subscriber(t, cl, []string{"__keyspace@0__:" + keys[1], "__keyspace@0__:" + end}, []string{"__keyspace@0__:" + keys[2][:3] + "*"})
 		for _, k := range keys {
