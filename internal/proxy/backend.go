@@ -62,6 +62,8 @@ type cluster struct {
 	fetching    atomic.Pointer[fetchingNode]
 	// onAbandon abandons the event loops' connections to a node (set by the server).
 	onAbandon func(n *node)
+	// ownerChanges is signalled when a slot changes owner (subscriptions follow).
+	ownerChanges signal
 }
 
 func newCluster(ctx context.Context, cfgp *atomic.Pointer[Config], log *slog.Logger, m *Metrics) *cluster {

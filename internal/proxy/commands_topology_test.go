@@ -173,6 +173,62 @@ func TestCommandsDuringTopologyChanges(t *testing.T) {
 		}
 	})
 
+	t.Run("subscriptions follow their slot", func(t *testing.T) {
+		ch := fmt.Sprintf("follow%d", rand.Int())
+		ps := p.Subscribe(ctx, ch)
+		defer ps.Close()
+		if _, err := ps.Receive(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := p.Publish(ctx, ch, "before").Result(); n != 1 || err != nil {
+			t.Fatalf("PUBLISH = %d, %v", n, err)
+		}
+		if m := receive(t, ps); m.Payload != "before" {
+			t.Fatalf("got %+v", m)
+		}
+		slot := proxy.KeySlot([]byte(ch))
+		from, err := c.OwnerOf(ctx, slot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		masters, _ := c.Masters(ctx)
+		to := masters[0]
+		if to.Addr == from.Addr {
+			to = masters[1]
+		}
+		if err := c.MoveSlots(ctx, []int{slot}, to); err != nil {
+			t.Fatal(err)
+		}
+		// The proxy learns the move (its periodic refresh) and moves the subscription to
+		// the new owner, where PUBLISH now goes.
+		numsub := func(n *testcluster.Node) int64 {
+			v, _ := c.Client(n).PubSubNumSub(ctx, ch).Result()
+			return v[ch]
+		}
+		testutil.WaitFor(t, 10*time.Second, "the subscription to move to the new owner", func() bool {
+			p.Publish(ctx, ch, "probe")
+			return numsub(to) == 1 && numsub(from) == 0
+		})
+		if n, err := p.Publish(ctx, ch, "final").Result(); n != 1 || err != nil {
+			t.Errorf("PUBLISH after the move = %d, %v", n, err)
+		}
+		for {
+			m := receive(t, ps)
+			if m.Payload == "final" {
+				break
+			}
+			if m.Payload != "probe" {
+				t.Fatalf("got %+v", m)
+			}
+		}
+		if m, err := ps.ReceiveTimeout(ctx, 300*time.Millisecond); err == nil {
+			t.Errorf("after the last message, one more: %#v", m)
+		}
+		if err := c.MoveSlots(ctx, []int{slot}, from); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("EVALSHA after a failover (NOSCRIPT recovery)", func(t *testing.T) {
 		body := fmt.Sprintf("return redis.call('INCR', KEYS[1]) -- %d", rand.Int())
 		sha, err := p.ScriptLoad(ctx, body).Result()
@@ -262,6 +318,16 @@ func TestCommandsDuringTopologyChanges(t *testing.T) {
 		if _, err := sps.Receive(ctx); err != nil {
 			t.Fatal(err)
 		}
+		// A pattern (on every master) and a channel it matches served by the same node.
+		pps := p.PSubscribe(ctx, ch+"p*")
+		defer pps.Close()
+		if _, err := pps.Receive(ctx); err != nil {
+			t.Fatal(err)
+		}
+		pch := ch + "p"
+		for own[proxy.KeySlot([]byte(pch))] != host.Addr {
+			pch += "x"
+		}
 		if err := c.Kill(host); err != nil {
 			t.Fatal(err)
 		}
@@ -276,6 +342,28 @@ func TestCommandsDuringTopologyChanges(t *testing.T) {
 		// Fan-out commands name the master that failed.
 		if err := p.ScriptLoad(ctx, "return 1").Err(); err == nil || !strings.Contains(err.Error(), host.Addr) {
 			t.Errorf("SCRIPT LOAD with %s dead: %v", host.Addr, err)
+		}
+		// The pattern is re-subscribed on the replica promoted in the dead node's place:
+		// PUBLISH through the proxy on a channel of its slots counts it again, and its
+		// messages arrive once.
+		testutil.WaitFor(t, 15*time.Second, "PUBLISH on the new owner to count the pattern subscriber", func() bool {
+			n, _ := p.Publish(ctx, pch, "probe").Result()
+			return n == 1
+		})
+		if n, err := p.Publish(ctx, pch, "final").Result(); n != 1 || err != nil {
+			t.Errorf("PUBLISH after the failover = %d, %v", n, err)
+		}
+		for {
+			m := receive(t, pps)
+			if m.Payload == "final" {
+				break
+			}
+			if m.Payload != "probe" || m.Pattern != ch+"p*" {
+				t.Fatalf("pattern subscriber got %+v", m)
+			}
+		}
+		if m, err := pps.ReceiveTimeout(ctx, 300*time.Millisecond); err == nil {
+			t.Errorf("after the last pattern message, one more: %#v", m)
 		}
 		var live *testcluster.Node
 		for _, n := range c.Nodes {

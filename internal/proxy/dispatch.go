@@ -74,6 +74,10 @@ var commands = map[string]handler{
 	"reset":   resetCommand,
 	"wait":    execHandler(execWait),
 
+	// Pub/Sub counts: by the channel's slot, where its subscriptions are (pubsub_route.go).
+	"publish": publishBySlot,
+	"pubsub":  subcommands(map[string]handler{"channels": fanout(mergeChannels), "numsub": pubsubNumsub, "numpat": fanout(mergeMax)}),
+
 	// Transactions (tx.go).
 	"multi":   txMulti,
 	"exec":    txExec,

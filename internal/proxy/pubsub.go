@@ -3,21 +3,24 @@ package proxy
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"time"
 )
 
-// pubsubState is a client's subscriptions. SUBSCRIBE and PSUBSCRIBE use one dedicated
-// connection to a master (a cluster delivers PUBLISH to every node); SSUBSCRIBE uses one
-// dedicated connection per master that owns a subscribed shard channel's slot. A relay
-// goroutine per connection forwards what the node sends. The channels and patterns are
-// remembered so that the main subscription can be re-made on another node when that one
-// dies; shard channels whose node dies are ended with a sunsubscribe message, as Redis
-// does when a slot moves away, so the client subscribes again.
+// pubsubState is a client's subscriptions. SUBSCRIBE and PSUBSCRIBE use dedicated
+// connections to masters, one per master, routed as pubsub_route.go describes;
+// SSUBSCRIBE uses one dedicated connection per master that owns a subscribed shard
+// channel's slot. A relay goroutine per connection forwards what the node sends. Each
+// connection remembers its channels and patterns so that they can be re-made on another
+// node when that one dies; shard channels whose node dies are ended with a sunsubscribe
+// message, as Redis does when a slot moves away, so the client subscribes again.
 type pubsubState struct {
 	mu        sync.Mutex
-	main      *subConn
+	conns     map[*node]*subConn // SUBSCRIBE/PSUBSCRIBE connections by node
+	all       []*subConn         // every SUBSCRIBE/PSUBSCRIBE connection
+	patHome   *subConn           // the connection whose ordinary pmessages are shown
+	queue     []*pendConf        // the client's confirmations, in order
+	pushMu    sync.Mutex         // keeps the confirmations of several relays in order
 	shards    map[*node]*subConn
 	channels  map[string]bool
 	patterns  map[string]bool
@@ -25,6 +28,9 @@ type pubsubState struct {
 	expect    int           // replies still expected for forwarded commands
 	counted   chan struct{} // signalled when expect drops
 	closed    bool          // RESET or disconnect: relays stop
+	quit      chan struct{} // closed with closed
+	following bool          // followSlots runs
+	rehomeMu  sync.Mutex    // one rehome at a time
 }
 
 // subConn is one dedicated subscription connection.
@@ -32,12 +38,15 @@ type subConn struct {
 	node     *node
 	dc       *directConn
 	sharded  bool
-	suppress int // confirmations of a re-subscription, not shown to the client
+	suppress int             // confirmations of a re-subscription, not shown to the client
+	channels map[string]bool // SUBSCRIBE/PSUBSCRIBE connections: what this node holds
+	patterns map[string]bool
+	moving   // subscriptions moving with their slot (pubsub_follow.go)
 }
 
 func newPubsubState() *pubsubState {
-	return &pubsubState{shards: map[*node]*subConn{}, channels: map[string]bool{}, patterns: map[string]bool{}, schannels: map[string]*subConn{},
-		counted: make(chan struct{}, 1)}
+	return &pubsubState{conns: map[*node]*subConn{}, shards: map[*node]*subConn{}, channels: map[string]bool{}, patterns: map[string]bool{}, schannels: map[string]*subConn{},
+		counted: make(chan struct{}, 1), quit: make(chan struct{})}
 }
 
 // subscribed reports whether the session is in RESP2 subscribed mode.
@@ -122,7 +131,7 @@ func execUnsubscribe(ss *session, r *request) []byte {
 	ps := ss.ps
 	target := ps.pending()
 	local := ps.unsubscribe(lowerName(r.args[0]), r.args[1:])
-	return append(ss.collect(ps, target), local...)
+	return append(local, ss.collect(ps, target)...)
 }
 
 // pending returns the number of replies still expected from the nodes.
@@ -168,7 +177,13 @@ func (ss *session) collect(ps *pubsubState, target int) []byte {
 func (ps *pubsubState) ping(args [][]byte) error {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	sc := ps.main
+	var sc *subConn
+	for _, x := range ps.all {
+		if x.dc != nil {
+			sc = x
+			break
+		}
+	}
 	if sc == nil {
 		for _, x := range ps.shards {
 			sc = x
@@ -207,30 +222,7 @@ func (ps *pubsubState) unsubscribe(kind string, names [][]byte) []byte {
 		return len(ps.channels) + len(ps.patterns)
 	}
 	if kind != "sunsubscribe" {
-		if ps.main == nil {
-			if len(names) == 0 {
-				return confirmation(kind, nil, 0)
-			}
-			var out []byte
-			for _, n := range names {
-				out = append(out, confirmation(kind, n, 0)...)
-			}
-			return out
-		}
-		n := len(names)
-		if n == 0 {
-			n = len(ps.channels)
-			if kind == "punsubscribe" {
-				n = len(ps.patterns)
-			}
-			n = max(n, 1)
-		}
-		ps.expect += n
-		if err := ps.main.write(append([][]byte{[]byte(kind)}, names...)); err != nil {
-			ps.expect -= n
-			return errorReply("ERR proxy: " + err.Error())
-		}
-		return nil
+		return ps.unsubscribeRouted(kind, names)
 	}
 	// Shard channels: group by connection.
 	if len(names) == 0 {
@@ -279,31 +271,21 @@ func execSubscribe(ss *session, r *request) []byte {
 		ss.inPubSub.Store(true)
 	}
 	ps := ss.ps
-	sharded := lowerName(r.args[0]) == "ssubscribe"
-	ps.mu.Lock()
-	var sc *subConn
-	if sharded {
-		sc = ps.shards[m.master(KeySlot(r.args[1]))]
-	} else {
-		sc = ps.main
+	if lowerName(r.args[0]) != "ssubscribe" {
+		return execSubscribeRouted(ss, r, m)
 	}
+	ps.mu.Lock()
+	sc := ps.shards[m.master(KeySlot(r.args[1]))]
 	ps.mu.Unlock()
 	if sc == nil {
-		n := m.masters[rand.IntN(len(m.masters))]
-		if sharded {
-			n = m.master(KeySlot(r.args[1]))
-		}
+		n := m.master(KeySlot(r.args[1]))
 		dc, err := ss.s.direct.acquire(ss.ctx, n)
 		if err != nil {
 			return errorReply("ERR proxy: " + err.Error())
 		}
-		sc = &subConn{node: n, dc: dc, sharded: sharded}
+		sc = &subConn{node: n, dc: dc, sharded: true}
 		ps.mu.Lock()
-		if sharded {
-			ps.shards[n] = sc
-		} else {
-			ps.main = sc
-		}
+		ps.shards[n] = sc
 		ps.mu.Unlock()
 		go ss.relay(ps, sc)
 	}
@@ -328,11 +310,11 @@ func (ss *session) closePubsub() {
 		return
 	}
 	ps.mu.Lock()
-	ps.closed = true
-	conns := make([]*subConn, 0, len(ps.shards)+1)
-	if ps.main != nil {
-		conns = append(conns, ps.main)
+	if !ps.closed {
+		close(ps.quit)
 	}
+	ps.closed = true
+	conns := append(make([]*subConn, 0, len(ps.shards)+len(ps.all)), ps.all...)
 	for _, sc := range ps.shards {
 		conns = append(conns, sc)
 	}
@@ -390,8 +372,15 @@ func (ss *session) relay(ps *pubsubState, sc *subConn) {
 			}
 			continue
 		}
-		out, show, confirm := ps.account(sc, rep)
-		if show && !ss.pushMsg(out) {
+		var out []byte
+		var show, confirm, ok bool
+		if sc.sharded {
+			out, show, confirm = ps.account(sc, rep)
+			ok = !show || ss.pushMsg(out)
+		} else {
+			ok, confirm = ss.relayRouted(ps, sc, rep)
+		}
+		if !ok {
 			return
 		}
 		if confirm {
@@ -474,22 +463,32 @@ func (ps *pubsubState) account(sc *subConn, rep []byte) (out []byte, show, confi
 	return rep, true, false
 }
 
-// resubscribe moves the main subscription to a reachable master; it reports false when
-// the session or the subscription ended first.
+// resubscribe moves a lost SUBSCRIBE/PSUBSCRIBE connection's subscriptions to a reachable
+// master; it reports false when the session or the subscription ended first.
 func (ss *session) resubscribe(ps *pubsubState, sc *subConn) bool {
 	ps.mu.Lock()
 	old := sc.node
 	ss.s.direct.release(sc.node, sc.dc, false)
 	sc.dc = nil
+	lost := ps.abandonConfirms() // what was pending on the lost connection will not come
+	ps.expect = 0
+	ps.movePatternHome(sc)
 	ps.mu.Unlock()
+	if lost != nil {
+		ss.pushMsg(lost)
+	}
 	ss.s.cl.requestRefresh(refreshConnLoss)
 	backoff := 50 * time.Millisecond
+	anyAfter := time.Now().Add(resubscribeAnyAfter)
 	for ss.ctx.Err() == nil {
-		if m := ss.s.cl.smap.Load(); m != nil {
-			n := m.masters[rand.IntN(len(m.masters))]
-			if n == old && len(m.masters) > 1 {
-				n = m.masters[(indexOf(m.masters, n)+1)%len(m.masters)]
-			}
+		m := ss.s.cl.smap.Load()
+		var n *node
+		if m != nil {
+			ps.mu.Lock()
+			n = ps.resubscribeTarget(m, old, sc, time.Now().After(anyAfter))
+			ps.mu.Unlock()
+		}
+		if n != nil {
 			ctx, cancel := context.WithTimeout(ss.ctx, ss.s.conf().BackendConnectTimeout)
 			dc, err := ss.s.direct.acquire(ctx, n)
 			cancel()
@@ -501,22 +500,31 @@ func (ss *session) resubscribe(ps *pubsubState, sc *subConn) bool {
 					return false
 				}
 				var cmd []byte
-				if len(ps.channels) > 0 {
-					cmd = appendCommand(cmd, append([][]byte{[]byte("SUBSCRIBE")}, keysOf(ps.channels)...)...)
+				if len(sc.channels) > 0 {
+					cmd = appendCommand(cmd, append([][]byte{[]byte("SUBSCRIBE")}, keysOf(sc.channels)...)...)
 				}
-				if len(ps.patterns) > 0 {
-					cmd = appendCommand(cmd, append([][]byte{[]byte("PSUBSCRIBE")}, keysOf(ps.patterns)...)...)
+				if len(sc.patterns) > 0 {
+					cmd = appendCommand(cmd, append([][]byte{[]byte("PSUBSCRIBE")}, keysOf(sc.patterns)...)...)
 				}
-				sc.suppress = len(ps.channels) + len(ps.patterns)
-				ps.expect = 0 // replies pending on the lost connection will not come
+				sc.suppress = len(sc.channels) + len(sc.patterns)
+				sc.moving = moving{} // nothing sent on the lost connection will be confirmed
+				ps.expect = 0        // replies pending on the lost connection will not come
+				if ps.conns[old] == sc {
+					delete(ps.conns, old)
+				}
+				if ps.conns[n] == nil {
+					ps.conns[n] = sc
+				}
 				sc.node, sc.dc = n, dc
 				if cmd != nil {
 					dc.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
 					_, err = dc.conn.Write(cmd)
 				}
+				nch, npat := len(sc.channels), len(sc.patterns)
 				ps.mu.Unlock()
 				if err == nil {
-					ss.log().Info("re-subscribed", "node", n.addr, "channels", len(ps.channels), "patterns", len(ps.patterns))
+					ss.log().Info("re-subscribed", "node", n.addr, "channels", nch, "patterns", npat)
+					go ss.rehome(ps) // what moved while this connection was lost
 					return true
 				}
 				ps.mu.Lock()
@@ -531,15 +539,6 @@ func (ss *session) resubscribe(ps *pubsubState, sc *subConn) bool {
 		backoff = min(2*backoff, time.Second)
 	}
 	return false
-}
-
-func indexOf(list []*node, n *node) int {
-	for i, x := range list {
-		if x == n {
-			return i
-		}
-	}
-	return 0
 }
 
 func keysOf(m map[string]bool) [][]byte {

@@ -601,5 +601,6 @@ func (c *cluster) learnOwner(slot int, n *node) {
 			break
 		}
 	}
+	c.ownerChanges.notify()
 	c.requestRefresh(refreshMoved)
 }

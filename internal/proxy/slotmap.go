@@ -185,6 +185,7 @@ func (c *cluster) refresh(ctx context.Context, why refreshReason) error {
 		c.covered.Store(NumSlots)
 		c.metrics.refreshed(string(why), m, time.Since(start))
 		if old == nil || !sameOwners(old, m) {
+			c.ownerChanges.notify()
 			c.log.Info("slot map updated", "trigger", why, "from", addr, "masters", len(m.masters), "epoch", m.epoch)
 		}
 		return nil
