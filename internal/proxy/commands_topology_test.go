@@ -221,8 +221,19 @@ func TestCommandsDuringTopologyChanges(t *testing.T) {
 				t.Fatalf("got %+v", m)
 			}
 		}
-		if m, err := ps.ReceiveTimeout(ctx, 300*time.Millisecond); err == nil {
-			t.Errorf("after the last message, one more: %#v", m)
+		// Once moved, nothing is delivered twice: "final" comes once. A probe published
+		// while the subscription was moving may still arrive late from the old node's
+		// connection (a documented window of about one round trip), so only probes may
+		// follow.
+		for {
+			m, err := ps.ReceiveTimeout(ctx, 300*time.Millisecond)
+			if err != nil {
+				break
+			}
+			if msg, ok := m.(*redis.Message); !ok || msg.Payload != "probe" {
+				t.Errorf("after the last message, one more: %#v", m)
+				break
+			}
 		}
 		if err := c.MoveSlots(ctx, []int{slot}, from); err != nil {
 			t.Fatal(err)
