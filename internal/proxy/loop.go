@@ -311,12 +311,7 @@ func (s *Server) startLoops() {
 
 // acceptLoop hands an accepted plain TCP connection to an event loop.
 func (s *Server) acceptLoop(ep *Endpoint, conn net.Conn) {
-	if n := s.clients.Add(1); n > int64(s.conf().MaxClients) {
-		s.clients.Add(-1)
-		s.metrics.clientsRejected.WithLabelValues(ep.vip, "maxclients").Inc()
-		conn.SetWriteDeadline(time.Now().Add(time.Second))
-		conn.Write([]byte("-ERR max number of clients reached\r\n"))
-		conn.Close()
+	if !s.admit(ep, conn) {
 		return
 	}
 	tc := conn.(*net.TCPConn)

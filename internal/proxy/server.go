@@ -193,13 +193,21 @@ func (s *Server) serve(ep *Endpoint, ln net.Listener) error {
 	}
 }
 
-func (s *Server) accept(ep *Endpoint, conn net.Conn) {
+// admit counts a new client, or refuses it with Redis's error over maxclients.
+func (s *Server) admit(ep *Endpoint, conn net.Conn) bool {
 	if n := s.clients.Add(1); n > int64(s.conf().MaxClients) {
 		s.clients.Add(-1)
 		s.metrics.clientsRejected.WithLabelValues(ep.vip, "maxclients").Inc()
 		conn.SetWriteDeadline(time.Now().Add(time.Second))
 		conn.Write([]byte("-ERR max number of clients reached\r\n"))
 		conn.Close()
+		return false
+	}
+	return true
+}
+
+func (s *Server) accept(ep *Endpoint, conn net.Conn) {
+	if !s.admit(ep, conn) {
 		return
 	}
 	raw := conn
