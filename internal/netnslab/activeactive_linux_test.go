@@ -3,9 +3,7 @@ package netnslab
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -177,38 +175,13 @@ func TestActiveActiveUcarp(t *testing.T) {
 		rot.CarpHostIndex = host + 1
 		return rot.Advskew(vip)
 	}
-	seeds := strings.Join([]string{hostIP(0) + ":7000", hostIP(1) + ":7000", hostIP(2) + ":7000"}, ",")
-	proxies := make([]*Proc, len(hosts))
-	for i, h := range hosts {
-		proxies[i] = lab.Start(h, "proxy-"+h, bin, "--listen", ":6379", "--vips", strings.Join(specs, ","),
-			"--carp-mode", "vip", "--carp-interface", "eth0", "--carp-host-index", strconv.Itoa(i+1),
-			"--carp-poll-interval", "250ms", "--drain-timeout", "1s",
-			"--cluster-seeds", seeds, "--admin-listen", hostIP(i)+":9479",
-			"--backend-connect-timeout", "300ms", "--backend-read-timeout", "1s", "--slotmap-refresh-interval", "1s", "--shutdown-timeout", "1s")
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for i, p := range proxies {
-				t.Logf("proxy %s log:\n%s", hosts[i], p.Output())
-			}
-		}
+	// Nobody holds a VIP yet: 503, one line per VIP, each with a warm, complete map.
+	proxies := startProxies(t, lab, bin, func(i int) []string {
+		return []string{"--listen", ":6379", "--vips", strings.Join(specs, ","),
+			"--carp-mode", "vip", "--carp-interface", "eth0", "--carp-host-index", strconv.Itoa(i + 1)}
+	}, func(status int, body string) bool {
+		return status == 503 && strings.Count(body, "not active (CARP state BACKUP), slot map epoch") == 3
 	})
-	for i := range hosts {
-		waitUntil(t, 15*time.Second, "proxy admin on "+hosts[i], func() bool {
-			hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true,
-				DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-					return lab.Dial(ctx, hosts[i], network, addr)
-				}}}
-			resp, err := hc.Get("http://" + hostIP(i) + ":9479/readyz")
-			if err != nil {
-				return false
-			}
-			// Nobody holds a VIP yet: 503, one line per VIP, each with a warm, complete map.
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			return resp.StatusCode == 503 && strings.Count(string(b), "not active (CARP state BACKUP), slot map epoch") == 3
-		})
-	}
 
 	// ucarp: one instance per host and VIP. The preferred host of each VIP first, the
 	// others 2 s later (see netns-lab-notes).

@@ -317,37 +317,12 @@ func TestFailoverUcarpVIP(t *testing.T) {
 	t.Logf("cluster ok at %v", time.Since(testStart).Round(time.Millisecond))
 
 	// The proxy in vip mode on every host; all start as BACKUP (nobody holds the VIP).
-	seeds := strings.Join([]string{hostIP(0) + ":7000", hostIP(1) + ":7000", hostIP(2) + ":7000"}, ",")
-	proxies := make([]*Proc, len(hosts))
-	for i, h := range hosts {
-		proxies[i] = lab.Start(h, "proxy-"+h, bin, "--listen", vip.String()+":6379", "--carp-mode", "vip",
-			"--vip", vip.String(), "--carp-poll-interval", "250ms", "--drain-timeout", "1s",
-			"--cluster-seeds", seeds, "--admin-listen", hostIP(i)+":9479",
-			"--backend-connect-timeout", "300ms", "--backend-read-timeout", "1s", "--slotmap-refresh-interval", "1s", "--shutdown-timeout", "1s")
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for i, p := range proxies {
-				t.Logf("proxy %s log:\n%s", hosts[i], p.Output())
-			}
-		}
+	// A BACKUP proxy answers 503 (not active), with a warm, complete slot map.
+	proxies := startProxies(t, lab, bin, func(i int) []string {
+		return []string{"--listen", vip.String() + ":6379", "--carp-mode", "vip", "--vip", vip.String()}
+	}, func(status int, body string) bool {
+		return strings.Contains(body, "covers all 16384 slots")
 	})
-	for i := range hosts {
-		waitUntil(t, 15*time.Second, "proxy admin on "+hosts[i], func() bool {
-			hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true,
-				DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-					return lab.Dial(ctx, hosts[i], network, addr)
-				}}}
-			resp, err := hc.Get("http://" + hostIP(i) + ":9479/readyz")
-			if err != nil {
-				return false
-			}
-			// A BACKUP proxy answers 503 (not active), with a warm, complete slot map.
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			return strings.Contains(string(b), "covers all 16384 slots")
-		})
-	}
 
 	// ucarp: the intended master first, the others 2 s later (see netns-lab-notes).
 	up := filepath.Join(dir, "vip-up.sh")
@@ -531,4 +506,43 @@ func TestFailoverUcarpVIP(t *testing.T) {
 		}
 	}
 	t.Logf("all %d acknowledged writes read back; test body took %v", len(acked), time.Since(testStart).Round(time.Millisecond))
+}
+
+// startProxies starts the proxy binary on every host with the lab's common flags (the
+// cluster's seeds, the admin listener on the host's address, short timeouts) plus
+// flags(i), logs their output if the test fails, and waits until each host's /readyz
+// answers as ready says.
+func startProxies(t *testing.T, lab *Lab, bin string, flags func(i int) []string, ready func(status int, body string) bool) []*Proc {
+	t.Helper()
+	seeds := strings.Join([]string{hostIP(0) + ":7000", hostIP(1) + ":7000", hostIP(2) + ":7000"}, ",")
+	proxies := make([]*Proc, len(hosts))
+	for i, h := range hosts {
+		args := append(flags(i), "--carp-poll-interval", "250ms", "--drain-timeout", "1s",
+			"--cluster-seeds", seeds, "--admin-listen", hostIP(i)+":9479",
+			"--backend-connect-timeout", "300ms", "--backend-read-timeout", "1s", "--slotmap-refresh-interval", "1s", "--shutdown-timeout", "1s")
+		proxies[i] = lab.Start(h, "proxy-"+h, append([]string{bin}, args...)...)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, p := range proxies {
+				t.Logf("proxy %s log:\n%s", hosts[i], p.Output())
+			}
+		}
+	})
+	for i := range hosts {
+		waitUntil(t, 15*time.Second, "proxy admin on "+hosts[i], func() bool {
+			hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+				DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+					return lab.Dial(ctx, hosts[i], network, addr)
+				}}}
+			resp, err := hc.Get("http://" + hostIP(i) + ":9479/readyz")
+			if err != nil {
+				return false
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return ready(resp.StatusCode, string(b))
+		})
+	}
+	return proxies
 }

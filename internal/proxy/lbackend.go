@@ -324,7 +324,7 @@ func (b *lbackend) readable() {
 		}
 		b.rtt.observe(latencyBuckets, float64(l.nowNano-r.sent)/1e9)
 		r.c.backendReply(r, rep)
-		if b.fd < 0 { // failed meanwhile (cannot happen today: replies do not touch b)
+		if b.fd < 0 { // the handler (a resumed client's commands) may not fail b, but stop if it did
 			return
 		}
 	}

@@ -580,7 +580,8 @@ func (c *lclient) backendReply(r *lreq, rep []byte) {
 	c.complete(r, rep)
 }
 
-// backendFailed handles a command that got no reply.
+// failReq handles a command that got no reply: one never written goes to the slow path to
+// be sent again, any other gets the error.
 func (l *loop) failReq(r *lreq, err error) {
 	if errors.Is(err, ErrNotSent) && !r.c.closed && !l.stopping {
 		r.c.resolveSlow(r, nil, err) // never written: safe to send again
