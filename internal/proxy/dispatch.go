@@ -184,6 +184,6 @@ func (ss *session) stages(args [][]byte, raw []byte) *request {
 			return r
 		}
 	}
-	ss.dispatch(r)
+	ss.send(r)
 	return r
 }

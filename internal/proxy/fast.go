@@ -68,8 +68,9 @@ func (s *Server) fastLookup(name []byte) *fastCmd {
 	return (*s.fast.Load())[string(asciiLower(buf[:], name))]
 }
 
-// dispatch serves one command of a loop client.
-func (c *lclient) dispatch(args [][]byte, raw []byte) {
+// dispatch serves one command of a loop client. It reports false, and does nothing, when
+// the command must wait until the client's earlier commands are answered (ordered).
+func (c *lclient) dispatch(args [][]byte, raw []byte) bool {
 	if debugLoop {
 		println("dispatch", string(bytes.Join(args, []byte(" "))), raw != nil, c.simple)
 	}
@@ -82,8 +83,7 @@ func (c *lclient) dispatch(args [][]byte, raw []byte) {
 	if fc == nil || len(*s.deny.Load()) > 0 && s.isDenied(args[0]) || c.resp3 && resp3Shape(args, nil) != nil {
 		// A RESP3 client stays on the fast path for replies that differ from RESP2 by
 		// their nulls only; maps, sets and doubles are re-encoded on the slow path.
-		c.runSlow(args, raw)
-		return
+		return c.slow(args, raw)
 	}
 	switch fc.kind {
 	case fkPing:
@@ -94,20 +94,44 @@ func (c *lclient) dispatch(args [][]byte, raw []byte) {
 			l.scratch = appendBulk(l.scratch[:0], args[1])
 			c.localReply(fc, l.scratch)
 		default:
-			c.runSlow(args, raw)
+			return c.slow(args, raw)
 		}
 	case fkEcho:
 		if len(args) != 2 {
-			c.runSlow(args, raw)
-			return
+			return c.slow(args, raw)
 		}
 		l.scratch = appendBulk(l.scratch[:0], args[1])
 		c.localReply(fc, l.scratch)
 	case fkKeyed:
-		c.sendKeyed(fc, args, raw)
+		return c.sendKeyed(fc, args, raw)
 	default:
-		c.sendMulti(fc, args, raw)
+		return c.sendMulti(fc, args, raw)
 	}
+	return true
+}
+
+// slow runs a command on the slow path once every earlier command of the client is
+// answered: the slow path uses its own connections, so a command sent there could reach a
+// node before one still waiting in the loop's buffer for the same node.
+func (c *lclient) slow(args [][]byte, raw []byte) bool {
+	if c.fifo.len() > 0 {
+		return false
+	}
+	c.runSlow(args, raw)
+	return true
+}
+
+// ordered reports whether a command for slot, routed by m, cannot overtake an earlier
+// command of the client for the same slot. The commands in flight were routed by
+// c.sentMap; when the slot changed owner since (a MOVED, a refresh), a SET sent to the old
+// owner and the GET after it sent to the new one could be served in the wrong order, so
+// the command waits until the earlier ones are answered.
+func (c *lclient) ordered(m *slotMap, slot int) bool {
+	if c.fifo.len() == 0 || c.sentMap == nil {
+		c.sentMap = m
+		return true
+	}
+	return m == c.sentMap || m.master(slot) == c.sentMap.master(slot)
 }
 
 // localReply answers a command on the loop.
@@ -119,45 +143,50 @@ func (c *lclient) localReply(fc *fastCmd, rep []byte) {
 	c.deliver(r, rep)
 }
 
-// target returns the node that serves slot for info now (nil: let the slow path decide).
-func (c *lclient) target(slot int, info *cmdInfo) *node {
+// target returns the node that serves slot for info now (nil: let the slow path decide),
+// and false when the command must wait for the client's earlier ones (ordered).
+func (c *lclient) target(slot int, info *cmdInfo) (*node, bool) {
 	m := c.l.s.cl.smap.Load()
 	if m == nil {
-		return nil
+		return nil, true
+	}
+	if !c.ordered(m, slot) {
+		return nil, false
 	}
 	if rf := c.l.s.conf().ReadFrom; rf != "master" && info.flags&(flagReadonly|flagWrite) == flagReadonly {
 		reps := m.replicas[m.owner[slot]]
 		for i := range reps {
 			if n := reps[(c.ss.id+uint64(i))%uint64(len(reps))]; !n.down.Load() {
-				return n
+				return n, true
 			}
 		}
 		if rf == "replica" {
-			return nil
+			return nil, true
 		}
 	}
-	return m.master(slot)
+	return m.master(slot), true
 }
 
-func (c *lclient) sendKeyed(fc *fastCmd, args [][]byte, raw []byte) {
+func (c *lclient) sendKeyed(fc *fastCmd, args [][]byte, raw []byte) bool {
 	l := c.l
 	info := fc.info
 	idx, _ := info.keyIndexes(args, l.keyIdx[:])
 	if len(idx) == 0 {
-		c.runSlow(args, raw)
-		return
+		return c.slow(args, raw)
 	}
 	slot := KeySlot(args[idx[0]])
 	for _, i := range idx[1:] {
 		if KeySlot(args[i]) != slot {
 			c.localReply(fc, errCrossSlot)
-			return
+			return true
 		}
 	}
-	n := c.target(slot, info)
+	n, ok := c.target(slot, info)
+	if !ok {
+		return false
+	}
 	if n == nil {
-		c.runSlow(args, raw)
-		return
+		return c.slow(args, raw)
 	}
 	l.s.hot.observe(args[info.first])
 	r := l.getReq(c)
@@ -165,6 +194,7 @@ func (c *lclient) sendKeyed(fc *fastCmd, args [][]byte, raw []byte) {
 	r.raw = append(r.raw[:0], raw...)
 	c.fifo.push(r)
 	c.send(r, n)
+	return true
 }
 
 // send queues r (or a part) for n, or behind the client's redirections being resolved.
@@ -181,12 +211,11 @@ func (c *lclient) send(r *lreq, n *node) {
 
 // sendMulti splits a multi-key command by slot: one part per slot, sent in parallel,
 // merged in key order when the last part is answered.
-func (c *lclient) sendMulti(fc *fastCmd, args [][]byte, raw []byte) {
+func (c *lclient) sendMulti(fc *fastCmd, args [][]byte, raw []byte) bool {
 	l := c.l
 	group := fc.group
 	if len(args) < 1+group || (len(args)-1)%group != 0 {
-		c.runSlow(args, raw) // wrong arity: a node answers
-		return
+		return c.slow(args, raw) // wrong arity: a node answers
 	}
 	nkeys := (len(args) - 1) / group
 	slots := l.slotBuf[:0]
@@ -199,10 +228,12 @@ func (c *lclient) sendMulti(fc *fastCmd, args [][]byte, raw []byte) {
 	}
 	l.slotBuf = slots
 	if same {
-		n := c.target(slots[0], fc.info)
+		n, ok := c.target(slots[0], fc.info)
+		if !ok {
+			return false
+		}
 		if n == nil {
-			c.runSlow(args, raw)
-			return
+			return c.slow(args, raw)
 		}
 		l.s.hot.observe(args[1])
 		r := l.getReq(c)
@@ -210,12 +241,16 @@ func (c *lclient) sendMulti(fc *fastCmd, args [][]byte, raw []byte) {
 		r.raw = append(r.raw[:0], raw...)
 		c.fifo.push(r)
 		c.send(r, n)
-		return
+		return true
 	}
 	m := l.s.cl.smap.Load()
 	if m == nil {
-		c.runSlow(args, raw)
-		return
+		return c.slow(args, raw)
+	}
+	for _, slot := range slots {
+		if !c.ordered(m, slot) {
+			return false
+		}
 	}
 	parent := l.getReq(c)
 	parent.info, parent.label, parent.kind, parent.nkeys, parent.slot = fc.info, fc.label, fc.kind, nkeys, -1
@@ -254,7 +289,7 @@ func (c *lclient) sendMulti(fc *fastCmd, args [][]byte, raw []byte) {
 		}
 	}
 	for i, p := range parts {
-		n := c.target(p.slot, fc.info)
+		n, _ := c.target(p.slot, fc.info)
 		if n == nil {
 			n = m.master(p.slot)
 		}
@@ -262,6 +297,7 @@ func (c *lclient) sendMulti(fc *fastCmd, args [][]byte, raw []byte) {
 		parts[i] = nil
 	}
 	l.partsBuf = parts[:0]
+	return true
 }
 
 var errUnexpectedReply = []byte("-ERR proxy: unexpected reply from a cluster node\r\n")

@@ -175,6 +175,41 @@ func TestPipelineAnsweredInOrder(t *testing.T) {
 	}
 }
 
+// TestPipelineFastThenSlowInOrder: a command the proxy runs on its slow path (EVAL, a
+// transaction) uses other connections than the pipelined commands before it; it must still
+// see their effect, as on a single Redis.
+func TestPipelineFastThenSlowInOrder(t *testing.T) {
+	c := sharedCluster(t)
+	p := startProxy(t, c, nil)
+	cl := p.client(t)
+	ctx := context.Background()
+	k := fmt.Sprintf("{fs%d}", rand.Int())
+	pipe := cl.Pipeline()
+	var reads []*redis.Cmd
+	for i := 0; i < 300; i++ {
+		pipe.Set(ctx, k, i, 0)
+		if i%2 == 0 {
+			reads = append(reads, pipe.Eval(ctx, "return redis.call('get', KEYS[1])", []string{k}))
+			continue
+		}
+		pipe.Do(ctx, "MULTI")
+		pipe.Do(ctx, "GET", k)
+		reads = append(reads, pipe.Do(ctx, "EXEC"))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil { // nil: checked below
+		t.Fatal(err)
+	}
+	for i, r := range reads {
+		got := fmt.Sprint(r.Val())
+		if i%2 == 1 {
+			got = strings.Trim(got, "[]")
+		}
+		if got != strconv.Itoa(i) {
+			t.Fatalf("command %d (%v) read %q, want %d: it overtook the SET before it", i, r.Args()[0], got, i)
+		}
+	}
+}
+
 func TestConcurrentClients(t *testing.T) {
 	c := sharedCluster(t)
 	p := startProxy(t, c, func(cfg *config.Config) { cfg.BackendConnections = 3 })

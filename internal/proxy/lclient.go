@@ -41,7 +41,10 @@ type lclient struct {
 	resolveTail chan struct{}
 
 	processing bool // in process: replies delivered meanwhile must not start it again
-	paused     bool // process stopped at client-pipeline-depth
+	paused     bool // process stopped at client-pipeline-depth (or at a barrier)
+	barrier    bool // process stopped until every earlier command is answered (ordered)
+	// sentMap is the slot map the client's commands in flight were routed by (ordered).
+	sentMap *slotMap
 
 	reading, wantWrite bool
 	dirty              bool
@@ -160,6 +163,7 @@ func (c *lclient) process(data []byte) {
 			starved = true
 			break
 		}
+		before := data
 		var args [][]byte
 		var raw []byte
 		if data[0] == '*' {
@@ -203,8 +207,13 @@ func (c *lclient) process(data []byte) {
 		if len(args) == 0 {
 			continue
 		}
+		if !c.dispatch(args, raw) {
+			// It must not overtake earlier commands: kept, handled once they are answered.
+			data = before
+			c.paused, c.barrier = true, true
+			break
+		}
 		cmds++
-		c.dispatch(args, raw)
 	}
 	c.processing = false
 	if cmds > 0 {
@@ -329,9 +338,19 @@ func (c *lclient) advance() {
 	c.maybeResume()
 }
 
-// maybeResume continues a client paused at the pipeline depth or by unsent replies.
+// maybeResume continues a client paused at the pipeline depth, by unsent replies or at a
+// barrier.
 func (c *lclient) maybeResume() {
-	if c.paused && !c.processing && c.fifo.len() < c.l.s.conf().ClientPipelineDepth && len(c.out)-c.outOff <= outPause {
+	if !c.paused || c.processing {
+		return
+	}
+	if c.barrier {
+		if c.fifo.len() > 0 {
+			return
+		}
+		c.barrier = false
+	}
+	if c.fifo.len() < c.l.s.conf().ClientPipelineDepth && len(c.out)-c.outOff <= outPause {
 		c.paused = false
 		if !c.busy {
 			c.resume()

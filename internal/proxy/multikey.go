@@ -42,7 +42,7 @@ func splitKeys(group int, merge func(parts []*request, replies [][]byte, keys in
 		}
 		for _, p := range parts {
 			p.raw = appendCommand(nil, p.args...)
-			ss.dispatch(p)
+			ss.send(p)
 		}
 		r.parts = parts
 		r.merge = func(replies [][]byte) []byte { return merge(parts, replies, nkeys) }

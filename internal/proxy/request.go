@@ -12,6 +12,8 @@ type request struct {
 	barrier bool   // the reader waits until the writer has finished this request
 	direct  bool   // sent on a dedicated connection (blocking commands)
 	pinned  *node  // send to this node instead of the slot owner (fan-out)
+	// deferred: not sent when read, so as not to overtake earlier commands (session.send)
+	deferred bool
 
 	// exec, when set, produces the reply in the session writer, in order (commands the
 	// proxy answers from several nodes or with session state).

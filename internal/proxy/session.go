@@ -51,6 +51,10 @@ type session struct {
 
 	authed   bool // reader goroutine only
 	readonly bool
+	// inflight counts the commands read and not yet answered; sentMap is the slot map
+	// the ones sent meanwhile were routed by (send).
+	inflight atomic.Int64
+	sentMap  *slotMap
 
 	written map[*node]bool // masters this session wrote to (writer goroutine only), for WAIT
 }
@@ -208,6 +212,7 @@ func (ss *session) readLoop() {
 				return
 			}
 			r := ss.newRequest(cmds[i].Args, cmds[i].Raw)
+			ss.inflight.Add(1)
 			if !ss.pending.put(ss.ctx, r) {
 				return
 			}
@@ -279,6 +284,7 @@ func (ss *session) writeRun() {
 			continue // the client is gone; just let the reader finish
 		}
 		reply := ss.finish(r)
+		ss.inflight.Add(-1)
 		if r.barrier && !ss.closing.Load() {
 			if idle := ss.s.conf().ClientIdleTimeout; idle > 0 && (ss.ps == nil || !ss.ps.subscribed()) {
 				ss.conn.SetReadDeadline(time.Now().Add(idle)) // the reader may be waiting without one
@@ -323,6 +329,24 @@ func (ss *session) target(r *request) (*node, error) {
 		}
 	}
 	return m.master(r.slot), nil
+}
+
+// send dispatches a command the reader just read, unless it could overtake an earlier
+// command of the client for the same slot: the commands in flight were routed by
+// ss.sentMap, and when the slot changed owner since (a MOVED, a refresh), a SET sent to the
+// old owner and the GET after it sent to the new one could be served in the wrong order.
+// Such a command is deferred: the writer sends it when its turn comes (awaitReply).
+func (ss *session) send(r *request) {
+	m := ss.s.cl.smap.Load()
+	switch {
+	case m == nil || r.pinned != nil || r.slot < 0:
+	case ss.inflight.Load() == 0 || ss.sentMap == nil:
+		ss.sentMap = m
+	case m != ss.sentMap && m.master(r.slot) != ss.sentMap.master(r.slot):
+		r.deferred = true
+		return
+	}
+	ss.dispatch(r)
 }
 
 // dispatch sends r to its node without waiting for the reply.
@@ -452,6 +476,10 @@ func (ss *session) awaitReply(r *request) []byte {
 	cfg := ss.s.conf()
 	cl := ss.s.cl
 	m := ss.s.metrics
+	if r.deferred {
+		r.deferred = false
+		ss.dispatch(r)
+	}
 	if !r.direct {
 		<-r.done
 	}

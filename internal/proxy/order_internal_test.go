@@ -1,0 +1,137 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
+)
+
+// plainListener hides the *net.TCPListener, so the server serves its clients with
+// goroutine sessions (the path TLS clients take) instead of event loops.
+type plainListener struct{ net.Listener }
+
+// TestPipelineOrderAcrossOwnerChange: a client pipelines SET k and then GET k; the SET
+// waits at the slot's old owner (frozen) while the proxy learns that the slot moved, and
+// the GET, read after that, must not overtake it at the new owner: it sees the SET's value.
+func TestPipelineOrderAcrossOwnerChange(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{})
+	for _, mode := range []string{"event loop", "goroutines"} {
+		t.Run(mode, func(t *testing.T) {
+			ctx := context.Background()
+			cfg := config.Default()
+			cfg.ClusterSeeds = c.Seeds()[:1]
+			cfg.SlotmapRefresh = time.Hour // the map changes only when the test says so
+			var cp = cfg
+			srv := NewServer(cp, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+			sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			defer cancel()
+			if err := srv.Start(sctx); err != nil {
+				t.Fatal(err)
+			}
+			defer srv.Close()
+			tl, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ln net.Listener = tl
+			if mode == "goroutines" {
+				ln = plainListener{tl}
+			}
+			done := make(chan error, 1)
+			go func() { done <- srv.Serve(ln) }()
+			defer func() { ln.Close(); <-done }()
+
+			key := "{order-" + mode + "}k"
+			slot := KeySlot([]byte(key))
+			a, err := c.OwnerOf(ctx, slot)
+			if err != nil {
+				t.Fatal(err)
+			}
+			masters, err := c.Masters(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := masters[0]
+			if b == a {
+				b = masters[1]
+			}
+			conn, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(15 * time.Second))
+			br := bufio.NewReader(conn)
+			send := func(cmd ...string) {
+				t.Helper()
+				if _, err := conn.Write(appendCommand(nil, toBytes(cmd)...)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			read := func() string {
+				t.Helper()
+				line, err := br.ReadString('\n')
+				if err != nil {
+					t.Fatal(err)
+				}
+				if line[0] == '$' && line != "$-1\r\n" {
+					val, err := br.ReadString('\n')
+					if err != nil {
+						t.Fatal(err)
+					}
+					return val[:len(val)-2]
+				}
+				return line[:len(line)-2]
+			}
+			send("SET", key, "old")
+			if got := read(); got != "+OK" {
+				t.Fatalf("SET old: %q", got)
+			}
+			// The slot moves behind the proxy's back: its map still names a.
+			if err := c.MoveSlots(ctx, []int{slot}, b); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Freeze(a); err != nil {
+				t.Fatal(err)
+			}
+			resumed := false
+			resume := func() {
+				if !resumed {
+					resumed = true
+					if err := c.Resume(a); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+			defer resume()
+			send("SET", key, "new") // waits at a, which will answer MOVED b
+			time.Sleep(100 * time.Millisecond)
+			srv.cl.learnOwner(slot, srv.cl.node(b.Addr)) // as if another client got MOVED
+			send("GET", key)
+			time.Sleep(200 * time.Millisecond)
+			resume()
+			if got := read(); got != "+OK" {
+				t.Fatalf("SET new: %q", got)
+			}
+			if got := read(); got != "new" {
+				t.Fatalf("GET after SET = %q, want %q: it overtook the SET", got, "new")
+			}
+		})
+	}
+}
+
+func toBytes(ss []string) [][]byte {
+	out := make([][]byte, len(ss))
+	for i, s := range ss {
+		out[i] = []byte(s)
+	}
+	return out
+}
