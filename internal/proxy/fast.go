@@ -68,6 +68,18 @@ func (s *Server) fastLookup(name []byte) *fastCmd {
 	return (*s.fast.Load())[string(asciiLower(buf[:], name))]
 }
 
+// fastLookup is Server.fastLookup with a one-entry cache: a pipeline mostly repeats one
+// command.
+func (l *loop) fastLookup(name []byte) *fastCmd {
+	t := l.s.fast.Load()
+	if t == l.lastTable && bytes.Equal(name, l.lastName) {
+		return l.lastFC
+	}
+	fc := l.s.fastLookup(name)
+	l.lastTable, l.lastName, l.lastFC = t, append(l.lastName[:0], name...), fc
+	return fc
+}
+
 // dispatch serves one command of a loop client. It reports false, and does nothing, when
 // the command must wait until the client's earlier commands are answered (ordered).
 func (c *lclient) dispatch(args [][]byte, raw []byte) bool {
@@ -78,7 +90,7 @@ func (c *lclient) dispatch(args [][]byte, raw []byte) bool {
 	s := l.s
 	var fc *fastCmd
 	if c.simple && raw != nil {
-		fc = s.fastLookup(args[0])
+		fc = l.fastLookup(args[0])
 	}
 	if fc == nil || len(*s.deny.Load()) > 0 && s.isDenied(args[0]) || c.resp3 && resp3Shape(args, nil) != nil {
 		// A RESP3 client stays on the fast path for replies that differ from RESP2 by
@@ -188,7 +200,7 @@ func (c *lclient) sendKeyed(fc *fastCmd, args [][]byte, raw []byte) bool {
 	if n == nil {
 		return c.slow(args, raw)
 	}
-	l.s.hot.observe(args[info.first])
+	l.observeHot(args[info.first])
 	r := l.getReq(c)
 	r.info, r.label, r.slot, r.resp3 = info, fc.label, slot, c.resp3
 	r.raw = append(r.raw[:0], raw...)
@@ -235,7 +247,7 @@ func (c *lclient) sendMulti(fc *fastCmd, args [][]byte, raw []byte) bool {
 		if n == nil {
 			return c.slow(args, raw)
 		}
-		l.s.hot.observe(args[1])
+		l.observeHot(args[1])
 		r := l.getReq(c)
 		r.info, r.label, r.slot, r.resp3 = fc.info, fc.label, slots[0], c.resp3
 		r.raw = append(r.raw[:0], raw...)

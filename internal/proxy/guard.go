@@ -3,7 +3,6 @@ package proxy
 import (
 	"errors"
 	"io"
-	"strconv"
 )
 
 // protoError is a client protocol violation; its text follows "-ERR " on the wire.
@@ -163,9 +162,9 @@ func (g *scanner) scan(b []byte) int {
 				g.fail("invalid multibulk length")
 				return i - 1
 			}
-			v, err := strconv.ParseInt(string(h[:len(h)-1]), 10, 64)
+			v, ok := parseLen(h[:len(h)-1])
 			if g.state == gArrayHdr {
-				if err != nil || v > g.maxArgs || v < 0 {
+				if !ok || v > g.maxArgs || v < 0 {
 					g.fail("invalid multibulk length")
 					return i - 1
 				}
@@ -175,7 +174,7 @@ func (g *scanner) scan(b []byte) int {
 				}
 				g.args, g.state = v, gBulkStart
 			} else {
-				if err != nil || v < 0 || v > g.maxBulk {
+				if !ok || v < 0 || v > g.maxBulk {
 					g.fail("invalid bulk length")
 					return i - 1
 				}

@@ -49,6 +49,25 @@ func (h *hotkeys) observe(key []byte) {
 	if h.tick.Add(1)%uint64(h.rate) != 0 {
 		return // not sampled: no lock on the per-command path
 	}
+	h.record(key)
+}
+
+// observeHot is observe for an event loop: the loop's own countdown picks the sampled keys,
+// so loops share nothing per command.
+func (l *loop) observeHot(key []byte) {
+	h := l.s.hot
+	if h == nil || h.rate <= 0 {
+		return
+	}
+	if l.hotLeft--; l.hotLeft > 0 {
+		return
+	}
+	l.hotLeft = h.rate
+	h.record(key)
+}
+
+// record counts a sampled access to key.
+func (h *hotkeys) record(key []byte) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if time.Since(h.rotated) > h.window {

@@ -56,8 +56,13 @@ type loop struct {
 	clients  map[*lclient]struct{}
 	stats    *statSet
 	lastTick int64
-	stopping bool
-	done     chan struct{}
+	hotLeft  int // commands until the next hot key sample (observeHot)
+	// The last command looked up in the fast table (loop.fastLookup).
+	lastTable *map[string]*fastCmd
+	lastName  []byte
+	lastFC    *fastCmd
+	stopping  bool
+	done      chan struct{}
 }
 
 // fdHandler is a connection served by a loop.
@@ -211,13 +216,13 @@ func (l *loop) tick() {
 	for _, b := range l.backends {
 		b.checkTimeout(cfg.BackendReadTimeout, cfg.BackendSuspectAfter)
 	}
-	if cfg.ClientIdleTimeout > 0 {
-		for c := range l.clients {
+	for c := range l.clients {
+		if cfg.ClientIdleTimeout > 0 {
 			c.checkIdle(cfg.ClientIdleTimeout)
 		}
-	}
-	for c := range l.clients {
-		c.checkOutputSoft()
+		if !c.closed {
+			c.checkOutputSoft()
+		}
 	}
 }
 
