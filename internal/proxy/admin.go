@@ -142,12 +142,6 @@ func slowlogHandler(ss *session, r *request) bool {
 	return localHandler(slowlogCommand)(ss, r)
 }
 
-func (sl *slowlog) reset() {
-	sl.mu.Lock()
-	sl.entries = nil
-	sl.mu.Unlock()
-}
-
 // configCommand answers CONFIG: GET from the masters (with the proxy's own settings),
 // SET/RESETSTAT/REWRITE on every node behind enable-admin-commands.
 func configCommand(ss *session, r *request) bool {

@@ -640,20 +640,25 @@ func (c *lclient) account(r *lreq, rep []byte) {
 	l.stats.command(r.label, result, d)
 	c.ss.lastCmd.Store(l.nowNano)
 	if cfg := l.s.conf(); cfg.SlowlogMaxLen > 0 && d >= cfg.SlowlogSlowerThan && cfg.SlowlogSlowerThan >= 0 {
-		cmd, err := redcon.Parse(r.raw)
-		if err != nil {
+		// Under overload every command can be slow (the time includes queueing): a loop
+		// logs at most slowlog-max-len per tick, as many as the log holds.
+		if l.slowLogged >= cfg.SlowlogMaxLen {
 			return
 		}
+		l.slowLogged++
+		// The loop's own argument buffer: account may run while a command is dispatched.
+		complete, args, _, _, err := redcon.ReadNextCommand(r.raw, l.slowArgs[:0])
+		if err != nil || !complete {
+			return
+		}
+		l.slowArgs = args[:0]
 		node := ""
 		if r.node != nil {
 			node = r.node.addr
 		}
-		ss := c.ss
-		ss.csMu.Lock()
-		cname := ss.cs.name
-		ss.csMu.Unlock()
-		l.s.slow.add(cfg.SlowlogMaxLen, slowEntry{at: time.Unix(0, r.start), duration: d, args: cmd.Args,
-			client: ss.conn.RemoteAddr().String(), name: cname, node: node})
+		cname, addr := c.ss.slowlogClient()
+		l.s.slow.add(cfg.SlowlogMaxLen, slowEntry{at: time.Unix(0, r.start), duration: d, args: args,
+			client: addr, name: cname, node: node})
 	}
 }
 

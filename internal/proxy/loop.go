@@ -48,15 +48,18 @@ type loop struct {
 	outBufs  [][]byte // client output buffers not in use
 	keyIdx   [16]int
 	argsBuf  [][]byte
-	slotBuf  []int
-	partsBuf []*lreq
-	dirtyB   []*lbackend
-	dirtyC   []*lclient
-	backends map[*node]*lbackend
-	clients  map[*lclient]struct{}
-	stats    *statSet
-	lastTick int64
-	hotLeft  int // commands until the next hot key sample (observeHot)
+	slowArgs [][]byte // a slow command's arguments (account)
+	// slow log entries added since the last tick (account)
+	slowLogged int
+	slotBuf    []int
+	partsBuf   []*lreq
+	dirtyB     []*lbackend
+	dirtyC     []*lclient
+	backends   map[*node]*lbackend
+	clients    map[*lclient]struct{}
+	stats      *statSet
+	lastTick   int64
+	hotLeft    int // commands until the next hot key sample (observeHot)
 	// The last command looked up in the fast table (loop.fastLookup).
 	lastTable *map[string]*fastCmd
 	lastName  []byte
@@ -213,6 +216,7 @@ func (l *loop) flush() {
 // tick enforces timeouts: backends that stopped answering, idle clients.
 func (l *loop) tick() {
 	cfg := l.s.conf()
+	l.slowLogged = 0
 	for _, b := range l.backends {
 		b.checkTimeout(cfg.BackendReadTimeout, cfg.BackendSuspectAfter)
 	}

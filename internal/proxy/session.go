@@ -32,10 +32,11 @@ type session struct {
 	closed  chan struct{}
 	closing atomic.Bool
 
-	csMu sync.Mutex
-	cs   clientState
-	tx   txState
-	ps   *pubsubState // set by the writer (execSubscribe) while the reader waits
+	csMu   sync.Mutex
+	cs     clientState
+	remote string // the client's address as text, once needed (slowlogClient)
+	tx     txState
+	ps     *pubsubState // set by the writer (execSubscribe) while the reader waits
 
 	// Writer state, handed from one writer goroutine to the next through pending's lock.
 	bw                 lazyWriter
@@ -594,6 +595,17 @@ func (ss *session) sleep(d time.Duration) bool {
 	}
 }
 
+// slowlogClient returns the client's name and address for a slow log entry (the address
+// text is made once).
+func (ss *session) slowlogClient() (name, addr string) {
+	ss.csMu.Lock()
+	defer ss.csMu.Unlock()
+	if ss.remote == "" {
+		ss.remote = ss.conn.RemoteAddr().String()
+	}
+	return ss.cs.name, ss.remote
+}
+
 // account records metrics, the slow log and the hot key sample for a finished command
 // and returns its reply.
 func (ss *session) account(r *request, result string, reply []byte) []byte {
@@ -606,10 +618,8 @@ func (ss *session) account(r *request, result string, reply []byte) []byte {
 		if r.node != nil {
 			node = r.node.addr
 		}
-		ss.csMu.Lock()
-		cname := ss.cs.name
-		ss.csMu.Unlock()
-		ss.s.slow.add(cfg.SlowlogMaxLen, slowEntry{at: r.start, duration: d, args: r.args, client: ss.conn.RemoteAddr().String(), name: cname, node: node})
+		cname, addr := ss.slowlogClient()
+		ss.s.slow.add(cfg.SlowlogMaxLen, slowEntry{at: r.start, duration: d, args: r.args, client: addr, name: cname, node: node})
 	}
 	if r.slot >= 0 && r.info != nil && r.info.first > 0 && r.info.first < len(r.args) {
 		ss.s.hot.observe(r.args[r.info.first])

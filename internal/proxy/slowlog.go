@@ -1,8 +1,8 @@
 package proxy
 
 import (
+	"bytes"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 )
@@ -13,17 +13,22 @@ type slowEntry struct {
 	id       int64
 	at       time.Time
 	duration time.Duration
-	args     [][]byte
+	args     [][]byte // into buf
+	buf      []byte
 	client   string
 	name     string
 	node     string
 }
 
-// slowlog keeps the newest slowlog-max-len slow commands.
+// slowlog keeps the newest slowlog-max-len slow commands in a ring whose entries, and their
+// argument buffers, are reused: under overload every command can be slow, and logging one
+// must then cost a copy, not allocations and a shift of the whole log.
 type slowlog struct {
-	mu      sync.Mutex
-	entries []slowEntry // newest last
-	nextID  int64
+	mu     sync.Mutex
+	ring   []slowEntry
+	head   int // the oldest entry
+	n      int
+	nextID int64
 }
 
 const (
@@ -31,76 +36,107 @@ const (
 	slowlogMaxArgLen = 128
 )
 
+// add logs e; its arguments are copied (trimmed and redacted as Redis does).
 func (sl *slowlog) add(maxLen int, e slowEntry) {
 	if maxLen <= 0 {
 		return
 	}
-	// Copy (and trim, as Redis does) the arguments: they live in the client's buffer.
-	n := min(len(e.args), slowlogMaxArgs)
-	args := make([][]byte, n)
-	secret := secretArgs(e.args)
-	for i := 0; i < n; i++ {
-		a := e.args[i]
-		if secret[i] {
-			a = redacted
-		}
-		if i == slowlogMaxArgs-1 && len(e.args) > slowlogMaxArgs {
-			a = []byte("... (" + strconv.Itoa(len(e.args)-slowlogMaxArgs+1) + " more arguments)")
-		} else if len(a) > slowlogMaxArgLen {
-			a = append(append([]byte(nil), a[:slowlogMaxArgLen]...), []byte("... ("+strconv.Itoa(len(a)-slowlogMaxArgLen)+" more bytes)")...)
-		} else {
-			a = append([]byte(nil), a...)
-		}
-		args[i] = a
-	}
-	e.args = args
 	sl.mu.Lock()
 	defer sl.mu.Unlock()
-	e.id = sl.nextID
-	sl.nextID++
-	sl.entries = append(sl.entries, e)
-	if len(sl.entries) > maxLen {
-		sl.entries = append(sl.entries[:0], sl.entries[len(sl.entries)-maxLen:]...)
+	if len(sl.ring) != maxLen {
+		sl.resize(maxLen)
 	}
+	var slot *slowEntry
+	if sl.n < maxLen {
+		slot = &sl.ring[(sl.head+sl.n)%maxLen]
+		sl.n++
+	} else {
+		slot = &sl.ring[sl.head]
+		sl.head = (sl.head + 1) % maxLen
+	}
+	buf, args := slot.buf[:0], slot.args[:0]
+	var ends [slowlogMaxArgs]int
+	n := min(len(e.args), slowlogMaxArgs)
+	for i := 0; i < n; i++ {
+		a := e.args[i]
+		switch {
+		case isSecretArg(e.args, i):
+			buf = append(buf, redacted...)
+		case i == slowlogMaxArgs-1 && len(e.args) > slowlogMaxArgs:
+			buf = append(buf, "... ("...)
+			buf = strconv.AppendInt(buf, int64(len(e.args)-slowlogMaxArgs+1), 10)
+			buf = append(buf, " more arguments)"...)
+		case len(a) > slowlogMaxArgLen:
+			buf = append(buf, a[:slowlogMaxArgLen]...)
+			buf = append(buf, "... ("...)
+			buf = strconv.AppendInt(buf, int64(len(a)-slowlogMaxArgLen), 10)
+			buf = append(buf, " more bytes)"...)
+		default:
+			buf = append(buf, a...)
+		}
+		ends[i] = len(buf)
+	}
+	for i, from := 0, 0; i < n; i++ {
+		args = append(args, buf[from:ends[i]:ends[i]])
+		from = ends[i]
+	}
+	e.id, e.args, e.buf = sl.nextID, args, buf
+	sl.nextID++
+	*slot = e
+}
+
+// resize keeps the newest entries that fit in a ring of size (slowlog-max-len changed).
+func (sl *slowlog) resize(size int) {
+	ring := make([]slowEntry, size)
+	keep := min(sl.n, size)
+	for i := 0; i < keep; i++ {
+		ring[i] = sl.ring[(sl.head+sl.n-keep+i)%len(sl.ring)]
+	}
+	sl.ring, sl.head, sl.n = ring, 0, keep
+}
+
+// newest returns the i-th newest entry (0: the last logged); mu is held.
+func (sl *slowlog) newest(i int) *slowEntry {
+	return &sl.ring[(sl.head+sl.n-1-i)%len(sl.ring)]
+}
+
+func (sl *slowlog) reset() {
+	sl.mu.Lock()
+	sl.ring, sl.head, sl.n = nil, 0, 0
+	sl.mu.Unlock()
 }
 
 // redacted replaces secret arguments in the slow log, as Redis does.
 var redacted = []byte("(redacted)")
 
-// secretArgs marks the arguments of args that are passwords: everything after AUTH, the
-// user and password after HELLO's AUTH and MIGRATE's AUTH/AUTH2, and the values of
-// CONFIG SET.
-func secretArgs(args [][]byte) map[int]bool {
-	if len(args) < 2 {
-		return nil
+// isSecretArg reports whether args[i] is a password: everything after AUTH, the user and
+// password after HELLO's AUTH and MIGRATE's AUTH/AUTH2, and the values of CONFIG SET.
+func isSecretArg(args [][]byte, i int) bool {
+	if i == 0 || len(args) < 2 {
+		return false
 	}
-	m := map[int]bool{}
-	switch lowerName(args[0]) {
-	case "auth":
-		for i := 1; i < len(args); i++ {
-			m[i] = true
-		}
-	case "hello", "migrate":
-		hello := lowerName(args[0]) == "hello"
-		for i := 1; i < len(args); i++ {
-			switch strings.ToLower(string(args[i])) {
-			case "auth":
-				m[i+1] = true
-				if hello { // HELLO AUTH user pass; MIGRATE AUTH pass
-					m[i+2] = true
+	name := args[0]
+	switch {
+	case bytes.EqualFold(name, []byte("auth")):
+		return true
+	case bytes.EqualFold(name, []byte("config")):
+		return bytes.EqualFold(args[1], []byte("set")) && i >= 3 && i%2 == 1
+	case bytes.EqualFold(name, []byte("hello")), bytes.EqualFold(name, []byte("migrate")):
+		hello := bytes.EqualFold(name, []byte("hello"))
+		for j := 1; j < i; j++ {
+			switch {
+			case bytes.EqualFold(args[j], []byte("auth")):
+				if i == j+1 || hello && i == j+2 { // HELLO AUTH user pass; MIGRATE AUTH pass
+					return true
 				}
-			case "auth2": // MIGRATE AUTH2 user pass
-				m[i+1], m[i+2] = true, true
-			}
-		}
-	case "config":
-		if strings.EqualFold(string(args[1]), "set") {
-			for i := 3; i < len(args); i += 2 {
-				m[i] = true
+			case bytes.EqualFold(args[j], []byte("auth2")): // MIGRATE AUTH2 user pass
+				if i == j+1 || i == j+2 {
+					return true
+				}
 			}
 		}
 	}
-	return m
+	return false
 }
 
 // slowlogCommand answers SLOWLOG GET [count] / LEN / RESET with the proxy's own entries.
@@ -114,9 +150,9 @@ func slowlogCommand(ss *session, r *request) []byte {
 	defer sl.mu.Unlock()
 	switch lowerName(r.args[1]) {
 	case "len":
-		return appendInt(nil, int64(len(sl.entries)))
+		return appendInt(nil, int64(sl.n))
 	case "reset":
-		sl.entries = nil
+		sl.ring, sl.head, sl.n = nil, 0, 0
 		return replyOK
 	case "get":
 		count := 10
@@ -127,12 +163,12 @@ func slowlogCommand(ss *session, r *request) []byte {
 			}
 			count = n
 		}
-		if count == -1 || count > len(sl.entries) {
-			count = len(sl.entries)
+		if count == -1 || count > sl.n {
+			count = sl.n
 		}
 		b := appendArrayHeader(nil, count)
 		for i := 0; i < count; i++ {
-			e := sl.entries[len(sl.entries)-1-i]
+			e := sl.newest(i)
 			b = appendArrayHeader(b, 7)
 			b = appendInt(b, e.id)
 			b = appendInt(b, e.at.Unix())
