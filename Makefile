@@ -34,9 +34,10 @@ test: deps vet fuzz-ci
 	$(TESTREPORT) $(GO) test -json -race -count=1 -timeout 20m $(RACE_PKGS)
 	$(TESTREPORT) $(GO) test -json -count=1 -timeout 20m $$($(GO) list ./... | grep -v -e /carp -e /internal/)
 
-# PEER=host:port PEER_CMD='…' adds a peer proxy column (tools/bench/predixy.sh starts predixy).
+# PEER=host:port PEER_CMD='…' adds a peer proxy column (tools/bench/predixy.sh starts predixy);
+# REPS=N sets the interleaved rounds (default 3; the median is reported).
 bench: deps build
-	$(GO) run ./tools/bench -proxy $(BIN) $(if $(PEER),-peer '$(PEER)') $(if $(PEER_CMD),-peer-cmd '$(PEER_CMD)')
+	$(GO) run ./tools/bench -proxy $(BIN) $(if $(REPS),-reps $(REPS)) $(if $(PEER),-peer '$(PEER)') $(if $(PEER_CMD),-peer-cmd '$(PEER_CMD)')
 
 demo: deps build
 	$(GO) run ./tools/demo -proxy $(BIN)
