@@ -68,8 +68,25 @@ func (l *loop) release(r *lreq) {
 		reply = nil
 	}
 	*r = lreq{raw: raw, reply: reply, keyPos: keyPos, vals: vals}
-	if len(l.free) < 4096 {
+	if len(l.free) < maxFreeReqs {
 		l.free = append(l.free, r)
+	}
+}
+
+// maxFreeReqs bounds the loop's pool of requests. Everything in flight comes back to it
+// (500 clients pipelining 16 MSETs of 10 keys hold 88,000 requests and parts); beyond
+// keepFreeReqs, tick lets an eighth of the excess go every tick once the load is gone.
+const (
+	maxFreeReqs  = 1 << 17
+	keepFreeReqs = 4096
+)
+
+// trimFree lets part of an idle excess of pooled requests go (tick).
+func (l *loop) trimFree() {
+	if n := len(l.free); n > keepFreeReqs {
+		keep := n - max((n-keepFreeReqs)/8, 1)
+		clear(l.free[keep:])
+		l.free = l.free[:keep]
 	}
 }
 
@@ -131,6 +148,8 @@ type lbackend struct {
 
 	out       []byte
 	outOff    int
+	outPeak   int // most bytes out held in the last second (trimOut)
+	trimTicks int
 	queuedOff int64 // bytes ever queued on this connection
 	written   int64 // bytes ever written
 	inflight  reqRing
@@ -144,6 +163,22 @@ type lbackend struct {
 	dirty        bool
 	rtt          *histo
 }
+
+// trimOut lets a large output buffer go once a second passed in which it was never more
+// than a quarter full (a burst is over); under steady load it is kept and reused (tick).
+func (b *lbackend) trimOut() {
+	if b.trimTicks++; b.trimTicks < trimOutTicks {
+		return
+	}
+	if cap(b.out) > 256<<10 && b.outPeak < cap(b.out)/4 && len(b.out) == 0 {
+		b.out = nil
+	}
+	b.outPeak, b.trimTicks = 0, 0
+}
+
+// trimOutTicks is how many ticks (1 s) a backend's output buffer must stay mostly unused
+// before it is let go.
+const trimOutTicks = 10
 
 // enqueue queues r's command for the node.
 func (b *lbackend) enqueue(r *lreq) {
@@ -239,13 +274,10 @@ func (b *lbackend) flush() {
 		b.outOff += n
 		b.written += int64(n)
 	}
+	b.outPeak = max(b.outPeak, len(b.out))
 	if b.outOff == len(b.out) {
 		b.outOff = 0
-		if cap(b.out) > 1<<20 {
-			b.out = nil
-		} else {
-			b.out = b.out[:0]
-		}
+		b.out = b.out[:0]
 		if b.wantWrite {
 			b.wantWrite = false
 			b.l.p.Set(b.fd, true, false)
@@ -255,6 +287,12 @@ func (b *lbackend) flush() {
 	if err != nil && err != unix.EAGAIN && err != unix.EINTR {
 		b.failAll(errFateUnknown, err, "connection_lost")
 		return
+	}
+	if b.outOff >= len(b.out)/2 {
+		// The node reads slower than commands come: move the rest to the front rather
+		// than grow the buffer behind bytes already written.
+		b.out = b.out[:copy(b.out, b.out[b.outOff:])]
+		b.outOff = 0
 	}
 	if !b.wantWrite {
 		b.wantWrite = true
@@ -340,6 +378,7 @@ func (b *lbackend) readable() {
 // and marks the node suspect when they wait longer than suspectAfter (for a reply, or for
 // a connection that is still being set up).
 func (b *lbackend) checkTimeout(timeout, suspectAfter time.Duration) {
+	b.trimOut()
 	if b.inflight.len() == 0 {
 		return
 	}

@@ -152,10 +152,9 @@ func (l *loop) clock() {
 
 // run serves until stop.
 func (l *loop) run() {
-	// The loop keeps its thread while it runs. It gives it back when it ends: a thread that
-	// ends locked is destroyed, and children started from it (Pdeathsig) would be killed.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	// Not locked to its thread: a pass that runs longer than the scheduler's 10 ms slice is
+	// preempted, and a locked goroutine then costs a hand-off of its thread each time
+	// (measured: MSET -P16 -c500 used 10-20 % more CPU locked).
 	defer close(l.done)
 	l.clock()
 	l.lastTick = l.nowNano
@@ -217,6 +216,7 @@ func (l *loop) flush() {
 func (l *loop) tick() {
 	cfg := l.s.conf()
 	l.slowLogged = 0
+	l.trimFree()
 	for _, b := range l.backends {
 		b.checkTimeout(cfg.BackendReadTimeout, cfg.BackendSuspectAfter)
 	}
