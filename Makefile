@@ -24,7 +24,7 @@ vet:
 	GOOS=freebsd GOARCH=arm64 $(GO) vet ./...
 
 # The whole test suite, in this order: install what the tests need (deps), gofmt and vet
-# (vet), fuzz each fuzz target for 10s (fuzz-ci, in mk/hardening.mk), then every package's
+# (vet), fuzz each fuzz target for 20,000 executions (fuzz-ci, in mk/hardening.mk), then every package's
 # tests: unit tests, integration tests against real Redis Cluster processes, the netns
 # CARP failover test (needs root; skips with a reason otherwise). tools/testreport prints
 # go test's usual output, then every skipped test with its reason, then the packages'
