@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 )
 
@@ -76,7 +77,7 @@ func (r *replyReader) value(dst []byte, depth int) ([]byte, error) {
 		for need := int(n) + 2; need > 0; {
 			chunk := min(need, 1<<20)
 			dst = grow(dst, chunk)
-			if _, err := readFull(r.br, dst[len(dst)-chunk:]); err != nil {
+			if _, err := io.ReadFull(r.br, dst[len(dst)-chunk:]); err != nil {
 				return dst, err
 			}
 			need -= chunk
@@ -110,18 +111,6 @@ func grow(b []byte, n int) []byte {
 	nb := make([]byte, len(b)+n, 2*cap(b)+n)
 	copy(nb, b)
 	return nb
-}
-
-func readFull(br *bufio.Reader, b []byte) (int, error) {
-	n := 0
-	for n < len(b) {
-		m, err := br.Read(b[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
 }
 
 // appendCommand encodes args as a RESP array of bulk strings.

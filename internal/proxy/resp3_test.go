@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"reflect"
 	"regexp"
 	"sort"
@@ -35,7 +36,7 @@ func readRESP3(t testing.TB, br *bufio.Reader, unordered, shapeOnly bool) string
 				return string(typ) + "-1"
 			}
 			b := make([]byte, n+2)
-			if _, err := ioReadFull(br, b); err != nil {
+			if _, err := io.ReadFull(br, b); err != nil {
 				t.Fatal(err)
 			}
 			if shapeOnly && !key {
@@ -67,18 +68,6 @@ func readRESP3(t testing.TB, br *bufio.Reader, unordered, shapeOnly bool) string
 		return l
 	}
 	return read(false)
-}
-
-func ioReadFull(br *bufio.Reader, b []byte) (int, error) {
-	n := 0
-	for n < len(b) {
-		m, err := br.Read(b[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
 }
 
 var dbStats = regexp.MustCompile(`\$"db\.\d+"=>%\[[^\]]*\] `)
