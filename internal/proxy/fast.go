@@ -134,16 +134,13 @@ func (c *lclient) slow(args [][]byte, raw []byte) bool {
 }
 
 // ordered reports whether a command for slot, routed by m, cannot overtake an earlier
-// command of the client for the same slot. The commands in flight were routed by
-// c.sentMap; when the slot changed owner since (a MOVED, a refresh), a SET sent to the old
-// owner and the GET after it sent to the new one could be served in the wrong order, so
-// the command waits until the earlier ones are answered.
+// command of the client (slotMap.sameOwner); if not, it waits until they are answered.
 func (c *lclient) ordered(m *slotMap, slot int) bool {
 	if c.fifo.len() == 0 || c.sentMap == nil {
 		c.sentMap = m
 		return true
 	}
-	return m == c.sentMap || m.master(slot) == c.sentMap.master(slot)
+	return m.sameOwner(c.sentMap, slot)
 }
 
 // localReply answers a command on the loop.

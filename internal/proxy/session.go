@@ -333,17 +333,16 @@ func (ss *session) target(r *request) (*node, error) {
 }
 
 // send dispatches a command the reader just read, unless it could overtake an earlier
-// command of the client for the same slot: the commands in flight were routed by
-// ss.sentMap, and when the slot changed owner since (a MOVED, a refresh), a SET sent to the
-// old owner and the GET after it sent to the new one could be served in the wrong order.
-// Such a command is deferred: the writer sends it when its turn comes (awaitReply).
+// command of the client (slotMap.sameOwner against ss.sentMap, the map the commands in
+// flight were routed by). Such a command is deferred: the writer sends it when its turn
+// comes (awaitReply).
 func (ss *session) send(r *request) {
 	m := ss.s.cl.smap.Load()
 	switch {
 	case m == nil || r.pinned != nil || r.slot < 0:
 	case ss.inflight.Load() == 0 || ss.sentMap == nil:
 		ss.sentMap = m
-	case m != ss.sentMap && m.master(r.slot) != ss.sentMap.master(r.slot):
+	case !m.sameOwner(ss.sentMap, r.slot):
 		r.deferred = true
 		return
 	}

@@ -25,6 +25,14 @@ type slotMap struct {
 // master returns the node serving slot.
 func (m *slotMap) master(slot int) *node { return m.masters[m.owner[slot]] }
 
+// sameOwner reports whether slot is served by the same master in m as in old (the map a
+// client's commands in flight were routed by). When it is not, a command for slot must wait
+// for those commands: a SET still at the old owner, about to answer MOVED, and the GET after
+// it sent to the new owner could be served in the wrong order.
+func (m *slotMap) sameOwner(old *slotMap, slot int) bool {
+	return m == old || m.master(slot) == old.master(slot)
+}
+
 // withOwner returns a copy of m in which slot is served by n (used on MOVED, until the next
 // full refresh confirms it).
 func (m *slotMap) withOwner(slot int, n *node) *slotMap {

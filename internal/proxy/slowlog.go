@@ -102,9 +102,12 @@ func (sl *slowlog) newest(i int) *slowEntry {
 
 func (sl *slowlog) reset() {
 	sl.mu.Lock()
-	sl.ring, sl.head, sl.n = nil, 0, 0
+	sl.clear()
 	sl.mu.Unlock()
 }
+
+// clear empties the log; mu is held.
+func (sl *slowlog) clear() { sl.ring, sl.head, sl.n = nil, 0, 0 }
 
 // redacted replaces secret arguments in the slow log, as Redis does.
 var redacted = []byte("(redacted)")
@@ -152,7 +155,7 @@ func slowlogCommand(ss *session, r *request) []byte {
 	case "len":
 		return appendInt(nil, int64(sl.n))
 	case "reset":
-		sl.ring, sl.head, sl.n = nil, 0, 0
+		sl.clear()
 		return replyOK
 	case "get":
 		count := 10
