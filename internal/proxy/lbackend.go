@@ -90,12 +90,19 @@ func (l *loop) trimFree() {
 	}
 }
 
-// reqRing is a FIFO of requests.
+// reqRing is a FIFO of requests. Its array's length is a power of two; a burst's array is
+// kept while it is used and given back by trim, not each time the ring empties (a backend's
+// ring empties between the passes of a steady pipelined load, and regrowing it was 90 % of
+// the loop's allocations).
 type reqRing struct {
 	buf  []*lreq
 	head int
 	n    int
+	peak int // most requests held since the last trim
 }
+
+// keepRing is the array length a ring keeps however long it is idle.
+const keepRing = 64
 
 func (q *reqRing) len() int { return q.n }
 
@@ -103,12 +110,15 @@ func (q *reqRing) push(r *lreq) {
 	if q.n == len(q.buf) {
 		nb := make([]*lreq, max(8, 2*len(q.buf)))
 		for i := 0; i < q.n; i++ {
-			nb[i] = q.buf[(q.head+i)%len(q.buf)]
+			nb[i] = q.buf[(q.head+i)&(len(q.buf)-1)]
 		}
 		q.buf, q.head = nb, 0
 	}
-	q.buf[(q.head+q.n)%len(q.buf)] = r
+	q.buf[(q.head+q.n)&(len(q.buf)-1)] = r
 	q.n++
+	if q.n > q.peak {
+		q.peak = q.n
+	}
 }
 
 func (q *reqRing) peek() *lreq {
@@ -124,15 +134,21 @@ func (q *reqRing) pop() *lreq {
 	}
 	r := q.buf[q.head]
 	q.buf[q.head] = nil
-	q.head = (q.head + 1) % len(q.buf)
+	q.head = (q.head + 1) & (len(q.buf) - 1)
 	q.n--
 	if q.n == 0 {
 		q.head = 0
-		if len(q.buf) > 64 {
-			q.buf = nil // give a burst's array back
-		}
 	}
 	return r
+}
+
+// trim gives back an array longer than keepRing when it was less than a quarter full since
+// the last trim (once per loop tick) and is empty now.
+func (q *reqRing) trim() {
+	if q.n == 0 && len(q.buf) > keepRing && q.peak*4 <= len(q.buf) {
+		q.buf, q.head = nil, 0
+	}
+	q.peak = q.n
 }
 
 // lbackend is a loop's pipelined connection to one cluster node.
@@ -379,6 +395,7 @@ func (b *lbackend) readable() {
 // a connection that is still being set up).
 func (b *lbackend) checkTimeout(timeout, suspectAfter time.Duration) {
 	b.trimOut()
+	b.inflight.trim()
 	if b.inflight.len() == 0 {
 		return
 	}

@@ -226,6 +226,7 @@ func (l *loop) tick() {
 		}
 		if !c.closed {
 			c.checkOutputSoft()
+			c.fifo.trim()
 		}
 	}
 }

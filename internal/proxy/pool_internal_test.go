@@ -41,3 +41,47 @@ func TestLoopLetsIdleBuffersGo(t *testing.T) {
 		t.Fatalf("buffer kept after a quiet second (cap %d)", cap(b.out))
 	}
 }
+
+// TestReqRingKeepsBurstArray: a ring is FIFO across wrap-around and growth, keeps its array
+// while bursts use it (emptying between them) and gives it back after a quiet tick.
+func TestReqRingKeepsBurstArray(t *testing.T) {
+	var q reqRing
+	reqs := make([]*lreq, 1000)
+	for i := range reqs {
+		reqs[i] = &lreq{slot: i}
+	}
+	next, want := 0, 0
+	for burst := 0; burst < 5; burst++ {
+		for i := 0; i < 150; i++ { // pop half as fast as pushed: wraps and grows
+			q.push(reqs[next%len(reqs)])
+			next++
+			if i%2 == 1 {
+				if r := q.pop(); r.slot != want%len(reqs) {
+					t.Fatalf("popped %d, want %d", r.slot, want%len(reqs))
+				}
+				want++
+			}
+		}
+		for q.len() > 0 {
+			if r := q.pop(); r.slot != want%len(reqs) {
+				t.Fatalf("popped %d, want %d", r.slot, want%len(reqs))
+			}
+			want++
+		}
+		if burst == 0 {
+			continue
+		}
+		q.trim() // a tick during the load
+		if len(q.buf) != 128 {
+			t.Fatalf("burst %d: array of %d after trim, want the burst's 128 kept", burst, len(q.buf))
+		}
+	}
+	q.trim() // a quiet tick
+	if q.buf != nil {
+		t.Fatalf("idle ring kept an array of %d", len(q.buf))
+	}
+	q.push(reqs[0])
+	if q.pop() != reqs[0] || q.len() != 0 {
+		t.Fatal("ring unusable after trim")
+	}
+}
