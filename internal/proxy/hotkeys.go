@@ -33,6 +33,10 @@ const (
 type hkGen struct {
 	sketch [hkDepth][hkWidth]uint32
 	cands  map[string]uint32
+	// floor is at most the lowest estimate in cands: estimates only grow, and a candidate is
+	// only replaced by a key with a higher one. A key estimated at or below it cannot enter,
+	// which spares the scan for the weakest candidate on most samples.
+	floor uint32
 }
 
 func newHKGen() *hkGen { return &hkGen{cands: make(map[string]uint32, hkCandidates)} }
@@ -88,6 +92,9 @@ func (h *hotkeys) record(key []byte) {
 		g.cands[string(key)] = est
 		return
 	}
+	if est <= g.floor {
+		return
+	}
 	// Replace the weakest candidate if this key now beats it.
 	var weakest string
 	wv := ^uint32(0)
@@ -96,6 +103,7 @@ func (h *hotkeys) record(key []byte) {
 			weakest, wv = k, v
 		}
 	}
+	g.floor = wv
 	if est > wv {
 		delete(g.cands, weakest)
 		g.cands[string(key)] = est
