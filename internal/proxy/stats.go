@@ -26,7 +26,11 @@ func (h *histo) observe(bounds []float64, v float64) {
 	if h.counts == nil {
 		h.counts = make([]uint64, len(bounds)+1)
 	}
-	h.counts[sort.SearchFloat64s(bounds, v)]++
+	i := 0 // the first bound >= v; a linear scan: most observations fall in the low buckets
+	for i < len(bounds) && bounds[i] < v {
+		i++
+	}
+	h.counts[i]++
 	h.sum += v
 	h.n++
 }
