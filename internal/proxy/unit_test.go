@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -27,6 +28,37 @@ func TestKeySlotKnownValues(t *testing.T) {
 	} {
 		if got := KeySlot([]byte(key)); got != want {
 			t.Errorf("KeySlot(%q) = %d, want %d", key, got, want)
+		}
+	}
+}
+
+// TestCRC16MatchesBitwise: the table-driven CRC (four bytes per step) equals the CRC16
+// (XMODEM) computed bit by bit, for every length around the step and any content.
+func TestCRC16MatchesBitwise(t *testing.T) {
+	bitwise := func(b []byte) uint16 {
+		var crc uint16
+		for _, c := range b {
+			crc ^= uint16(c) << 8
+			for i := 0; i < 8; i++ {
+				if crc&0x8000 != 0 {
+					crc = crc<<1 ^ 0x1021
+				} else {
+					crc <<= 1
+				}
+			}
+		}
+		return crc
+	}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for n := 0; n < 70; n++ {
+		for k := 0; k < 50; k++ {
+			b := make([]byte, n)
+			for i := range b {
+				b[i] = byte(rnd.UintN(256))
+			}
+			if got, want := crc16(b), bitwise(b); got != want {
+				t.Fatalf("crc16(%x) = %#04x, want %#04x", b, got, want)
+			}
 		}
 	}
 }
