@@ -4,6 +4,16 @@
 // has a wake-up descriptor, so that another goroutine can interrupt a Wait.
 //
 // A Poller is used by one goroutine (its loop), except Wake, which any goroutine may call.
+//
+// Wait can block in one of two ways. The ordinary way tells the Go scheduler that the
+// goroutine is in a system call, and the scheduler may hand the goroutine's P to other
+// work; when the wait ends the goroutine must get a P back, often on another thread (a
+// futex wake-up and a thread switch). At a few hundred thousand waits per second that
+// hand-off costs more than the wait. A held wait is a raw system call: the goroutine keeps
+// its P and thread while it blocks, so the caller must bound the wait and leave a P for the
+// rest of the program (GOMAXPROCS above the number of holding loops). Signals end a held
+// wait early, so the runtime can still preempt the goroutine (garbage collection, the
+// scheduler's 10 ms time slice).
 package netpoll
 
 import "errors"

@@ -3,6 +3,7 @@ package netpoll
 import (
 	"fmt"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -101,14 +102,25 @@ func (p *Poller) Remove(fd int) error {
 }
 
 // Wait blocks until a registered fd is ready, Wake is called or timeoutMs passes (-1:
-// no timeout), and appends the ready fds to dst. woke reports a Wake.
-func (p *Poller) Wait(dst []Event, timeoutMs int) (events []Event, woke bool, err error) {
+// no timeout), and appends the ready fds to dst. woke reports a Wake. With hold set the wait
+// is a raw system call (see the package comment); a signal ends it early with no events.
+func (p *Poller) Wait(dst []Event, timeoutMs int, hold bool) (events []Event, woke bool, err error) {
 	var ts *unix.Timespec
 	if timeoutMs >= 0 {
 		t := unix.NsecToTimespec((time.Duration(timeoutMs) * time.Millisecond).Nanoseconds())
 		ts = &t
 	}
-	n, err := unix.Kevent(p.kq, nil, p.evs, ts)
+	var n int
+	if hold {
+		r, _, e := unix.RawSyscall6(unix.SYS_KEVENT, uintptr(p.kq), 0, 0,
+			uintptr(unsafe.Pointer(&p.evs[0])), uintptr(len(p.evs)), uintptr(unsafe.Pointer(ts)))
+		n = int(r)
+		if e != 0 {
+			n, err = 0, e
+		}
+	} else {
+		n, err = unix.Kevent(p.kq, nil, p.evs, ts)
+	}
 	if err != nil {
 		if err == unix.EINTR {
 			return dst, false, nil

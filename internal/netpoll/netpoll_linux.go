@@ -2,6 +2,7 @@ package netpoll
 
 import (
 	"fmt"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -65,9 +66,20 @@ func (p *Poller) ctl(op, fd int, read, write bool) error {
 }
 
 // Wait blocks until a registered fd is ready, Wake is called or timeoutMs passes (-1:
-// no timeout), and appends the ready fds to dst. woke reports a Wake.
-func (p *Poller) Wait(dst []Event, timeoutMs int) (events []Event, woke bool, err error) {
-	n, err := unix.EpollWait(p.epfd, p.evs, timeoutMs)
+// no timeout), and appends the ready fds to dst. woke reports a Wake. With hold set the wait
+// is a raw system call (see the package comment); a signal ends it early with no events.
+func (p *Poller) Wait(dst []Event, timeoutMs int, hold bool) (events []Event, woke bool, err error) {
+	var n int
+	if hold {
+		r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(p.epfd), uintptr(unsafe.Pointer(&p.evs[0])),
+			uintptr(len(p.evs)), uintptr(timeoutMs), 0, 0)
+		n = int(r)
+		if e != 0 {
+			n, err = 0, e
+		}
+	} else {
+		n, err = unix.EpollWait(p.epfd, p.evs, timeoutMs)
+	}
 	if err != nil {
 		if err == unix.EINTR {
 			return dst, false, nil

@@ -19,7 +19,7 @@ func (p *Poller) Set(fd int, read, write bool) error { return ErrNotSupported }
 func (p *Poller) Remove(fd int) error { return ErrNotSupported }
 
 // Wait is not supported.
-func (p *Poller) Wait(dst []Event, timeoutMs int) ([]Event, bool, error) {
+func (p *Poller) Wait(dst []Event, timeoutMs int, hold bool) ([]Event, bool, error) {
 	return dst, false, ErrNotSupported
 }
 

@@ -59,7 +59,10 @@ type loop struct {
 	clients    map[*lclient]struct{}
 	stats      *statSet
 	lastTick   int64
-	hotLeft    int // commands until the next hot key sample (observeHot)
+	// holdP: waits may keep the loop's P (netpoll's held wait) because GOMAXPROCS leaves
+	// another P for the rest of the proxy; checked every tick (GOMAXPROCS can change).
+	holdP   bool
+	hotLeft int // commands until the next hot key sample (observeHot)
 	// The last command looked up in the fast table (loop.fastLookup).
 	lastTable *map[string]*fastCmd
 	lastName  []byte
@@ -77,6 +80,9 @@ type fdHandler interface {
 const (
 	loopReadBuffer = 64 << 10
 	loopTick       = 100 * time.Millisecond
+	// heldWait bounds a held wait: a loop that found nothing to do for this long waits the
+	// ordinary way, giving its P back to the scheduler.
+	heldWait = 2 * time.Millisecond
 )
 
 func newLoop(s *Server, id int) (*loop, error) {
@@ -158,9 +164,16 @@ func (l *loop) run() {
 	defer close(l.done)
 	l.clock()
 	l.lastTick = l.nowNano
+	l.holdP = l.canHoldP()
+	hold := false // the last wait found work: the next one keeps the P
 	for {
-		evs, _, err := l.p.Wait(l.evs[:0], int(loopTick/time.Millisecond))
+		timeout := loopTick
+		if hold {
+			timeout = heldWait
+		}
+		evs, woke, err := l.p.Wait(l.evs[:0], int(timeout/time.Millisecond), hold)
 		l.evs = evs
+		hold = l.holdP && (len(evs) > 0 || woke)
 		if err != nil {
 			l.s.log.Error("event loop wait failed", "loop", l.id, "err", err)
 			time.Sleep(10 * time.Millisecond)
@@ -216,6 +229,7 @@ func (l *loop) flush() {
 func (l *loop) tick() {
 	cfg := l.s.conf()
 	l.slowLogged = 0
+	l.holdP = l.canHoldP()
 	l.trimFree()
 	for _, b := range l.backends {
 		b.checkTimeout(cfg.BackendReadTimeout, cfg.BackendSuspectAfter)
@@ -229,6 +243,12 @@ func (l *loop) tick() {
 			c.fifo.trim()
 		}
 	}
+}
+
+// canHoldP reports whether the loops may keep their Ps while they wait: only when the
+// runtime has a P left over for everything else (the accept loop, the slow path, refreshes).
+func (l *loop) canHoldP() bool {
+	return runtime.GOMAXPROCS(0) > len(l.s.loops)
 }
 
 // stop makes the loop close every connection and return.
