@@ -186,24 +186,29 @@ func run() error {
 		prof.Wait()
 	}
 	hasPeer := len(targets) > 2
-	fmt.Printf("\nredis-benchmark -r 100000 -d 64, median of %d interleaved rounds; ratios are proxy/direct and proxy/peer\n\n", *reps)
+	fmt.Printf("\nredis-benchmark -r 100000 -d 64, median of %d interleaved rounds; ratios are proxy/direct and proxy/peer\n", *reps)
+	if hasPeer {
+		fmt.Printf("of the medians; \"paired\": the median of the ratios within each round (both ran minutes\n" +
+			"apart under the same conditions), with the rounds in which the proxy did at least as well\n")
+	}
+	fmt.Println()
 	head := "| test | -P | -c | proxy req/s | direct req/s | proxy/direct |"
 	sep := "|---|---|---|---|---|---|"
 	if hasPeer {
-		head += " peer req/s | proxy/peer |"
-		sep += "---|---|"
+		head += " peer req/s | proxy/peer | req/s paired |"
+		sep += "---|---|---|"
 	}
 	head += " p99 ms proxy | p99 direct |"
 	sep += "---|---|"
 	if hasPeer {
-		head += " p99 peer |"
-		sep += "---|"
+		head += " p99 peer | p99 paired |"
+		sep += "---|---|"
 	}
 	head += " CPU-s/1M proxy | syscalls/req proxy |"
 	sep += "---|---|"
 	if hasPeer {
-		head += " CPU-s/1M peer | syscalls/req peer |"
-		sep += "---|---|"
+		head += " CPU-s/1M peer | syscalls/req peer | CPU paired |"
+		sep += "---|---|---|"
 	}
 	fmt.Println(head)
 	fmt.Println(sep)
@@ -211,17 +216,20 @@ func run() error {
 		pr, dr := median(results[ce]["proxy"]), median(results[ce]["direct"])
 		line := fmt.Sprintf("| %s | %d | %d | %.0f | %.0f | %.2f |", strings.ToUpper(ce.test), ce.p, ce.conc, pr.rps, dr.rps, pr.rps/dr.rps)
 		var er sample
+		ps, es := results[ce]["proxy"], results[ce]["peer"]
 		if hasPeer {
-			er = median(results[ce]["peer"])
-			line += fmt.Sprintf(" %.0f | %.2f |", er.rps, pr.rps/er.rps)
+			er = median(es)
+			line += fmt.Sprintf(" %.0f | %.2f | %s |", er.rps, pr.rps/er.rps,
+				paired(ps, es, func(s sample) float64 { return s.rps }, true))
 		}
 		line += fmt.Sprintf(" %.3f | %.3f |", pr.p99, dr.p99)
 		if hasPeer {
-			line += fmt.Sprintf(" %.3f |", er.p99)
+			line += fmt.Sprintf(" %.3f | %s |", er.p99, paired(ps, es, func(s sample) float64 { return s.p99 }, false))
 		}
 		line += fmt.Sprintf(" %s | %s |", num(pr.cpuPerM), num(pr.sysPer))
 		if hasPeer {
-			line += fmt.Sprintf(" %s | %s |", num(er.cpuPerM), num(er.sysPer))
+			line += fmt.Sprintf(" %s | %s | %s |", num(er.cpuPerM), num(er.sysPer),
+				paired(ps, es, func(s sample) float64 { return s.cpuPerM }, false))
 		}
 		fmt.Println(line)
 	}
@@ -375,6 +383,29 @@ func freeAddr() string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// paired is the median of the per-round ratios f(proxy)/f(peer) (samples of the same index
+// ran in the same round), and in how many rounds the proxy was at least as good: a higher
+// value if higherBetter, else a lower one.
+func paired(proxy, peer []sample, f func(sample) float64, higherBetter bool) string {
+	var ratios []float64
+	won := 0
+	for i := 0; i < len(proxy) && i < len(peer); i++ {
+		a, b := f(proxy[i]), f(peer[i])
+		if a <= 0 || b <= 0 {
+			continue
+		}
+		ratios = append(ratios, a/b)
+		if higherBetter && a >= b || !higherBetter && a <= b {
+			won++
+		}
+	}
+	if len(ratios) == 0 {
+		return "–"
+	}
+	sort.Float64s(ratios)
+	return fmt.Sprintf("%.2f (%d/%d)", ratios[len(ratios)/2], won, len(ratios))
 }
 
 func median(rs []sample) sample {
