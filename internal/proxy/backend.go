@@ -122,7 +122,7 @@ func (c *cluster) node(addr string) *node {
 	}
 	n := &node{addr: addr, c: c}
 	for i := 0; i < c.conf().BackendConnections; i++ {
-		bc := &backendConn{n: n, queue: make(chan *request, c.conf().BackendQueueDepth)}
+		bc := &backendConn{n: n, queue: make(chan *request, c.conf().BackendQueueDepth), kick: make(chan struct{}, 1)}
 		n.conns = append(n.conns, bc)
 		c.wg.Add(1)
 		go func() {
@@ -162,8 +162,9 @@ type backendConn struct {
 	conn      net.Conn    // the connection being served (nil between connections)
 	abandoned atomic.Bool // conn was closed by abandon: in-flight commands fail with errFailedOver
 
-	pending      atomic.Int64 // len(inflight), for the watchdog and metrics
-	lastProgress atomic.Int64 // unix nanos of the last reply, or of the first send after idle
+	pending      atomic.Int64  // len(inflight), for the watchdog and metrics
+	kick         chan struct{} // wakes the watchdog when pending leaves 0
+	lastProgress atomic.Int64  // unix nanos of the last reply, or of the first send after idle
 	timedOut     atomic.Bool
 }
 
@@ -308,6 +309,10 @@ func (bc *backendConn) push(r *request) bool {
 	r.sent = time.Now()
 	if bc.pending.Add(1) == 1 {
 		bc.lastProgress.Store(r.sent.UnixNano())
+		select {
+		case bc.kick <- struct{}{}:
+		default: // a wake-up is pending already
+		}
 	}
 	return true
 }
@@ -466,6 +471,8 @@ func (bc *backendConn) readLoop(conn net.Conn) {
 // backend-read-timeout: a stalled node must give errors, not hangs.
 //
 // It also marks the node suspect once requests wait longer than backend-suspect-after.
+// While nothing is pending it sleeps until push kicks it, so idle connections cost no
+// wake-ups.
 func (bc *backendConn) watchdog(conn net.Conn, stop <-chan struct{}) {
 	c := bc.n.c
 	tickFor := func(cfg *Config) time.Duration {
@@ -485,6 +492,13 @@ func (bc *backendConn) watchdog(conn net.Conn, stop <-chan struct{}) {
 				t.Reset(tick)
 			}
 			if bc.pending.Load() == 0 {
+				t.Stop()
+				select {
+				case <-stop:
+					return
+				case <-bc.kick:
+				}
+				t.Reset(tick)
 				continue
 			}
 			waited := time.Since(time.Unix(0, bc.lastProgress.Load()))

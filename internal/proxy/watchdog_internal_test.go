@@ -1,0 +1,82 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
+)
+
+// TestWatchdogWakesAfterIdle: the watchdog of a shared node connection sleeps while nothing
+// is pending; a command sent after a quiet spell to a node that stopped answering must
+// still end in a timeout error, not wait for the node.
+func TestWatchdogWakesAfterIdle(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{})
+	ctx := context.Background()
+	cfg := config.Default()
+	cfg.ClusterSeeds = c.Seeds()[:1]
+	cfg.BackendReadTimeout = 500 * time.Millisecond
+	srv := NewServer(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := srv.Start(sctx); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := plainListener{tl} // goroutine sessions: the shared connections and their watchdogs
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	defer func() { ln.Close(); <-done }()
+
+	key := "watchdog-idle"
+	owner, err := c.OwnerOf(ctx, KeySlot([]byte(key)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	roundTrip := func(cmd ...string) string {
+		t.Helper()
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := conn.Write(appendCommand(nil, toBytes(cmd)...)); err != nil {
+			t.Fatal(err)
+		}
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("%v: %v", cmd, err)
+		}
+		return strings.TrimSpace(line)
+	}
+	if got := roundTrip("SET", key, "1"); got != "+OK" {
+		t.Fatalf("SET: %q", got)
+	}
+	time.Sleep(300 * time.Millisecond) // the watchdogs find nothing pending and sleep
+	if err := c.Freeze(owner); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Resume(owner)
+	start := time.Now()
+	got := roundTrip("GET", key)
+	if !strings.Contains(got, "did not answer in time") {
+		t.Fatalf("GET on a frozen node after idle: %q, want a timeout error", got)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("timeout error after %v", d)
+	}
+}
