@@ -13,7 +13,9 @@
 // its P and thread while it blocks, so the caller must bound the wait and leave a P for the
 // rest of the program (GOMAXPROCS above the number of holding loops). Signals end a held
 // wait early, so the runtime can still preempt the goroutine (garbage collection, the
-// scheduler's 10 ms time slice).
+// scheduler's 10 ms time slice): epoll_wait is never restarted after a signal handler
+// (signal(7)), and FreeBSD's kqueue_scan turns ERESTART into EINTR ("don't restart after
+// signals", sys/kern/kern_event.c), so Go's SA_RESTART handlers do not resume either wait.
 package netpoll
 
 import "errors"
