@@ -18,6 +18,32 @@ import (
 // goroutine sessions (the path TLS clients take) instead of event loops.
 type plainListener struct{ net.Listener }
 
+// serveInternal starts a server with cfg and serves it on a loopback listener, with event
+// loops or, if goroutines is set, goroutine sessions; it returns the server and the
+// listener's address, and stops both when the test ends.
+func serveInternal(t *testing.T, cfg *config.Config, goroutines bool) (*Server, string) {
+	t.Helper()
+	srv := NewServer(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ln net.Listener = tl
+	if goroutines {
+		ln = plainListener{tl}
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return srv, tl.Addr().String()
+}
+
 // TestPipelineOrderAcrossOwnerChange: a client pipelines SET k and then GET k; the SET
 // waits at the slot's old owner (frozen) while the proxy learns that the slot moved, and
 // the GET, read after that, must not overtake it at the new owner: it sees the SET's value.
@@ -29,25 +55,7 @@ func TestPipelineOrderAcrossOwnerChange(t *testing.T) {
 			cfg := config.Default()
 			cfg.ClusterSeeds = c.Seeds()[:1]
 			cfg.SlotmapRefresh = time.Hour // the map changes only when the test says so
-			var cp = cfg
-			srv := NewServer(cp, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
-			sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-			defer cancel()
-			if err := srv.Start(sctx); err != nil {
-				t.Fatal(err)
-			}
-			defer srv.Close()
-			tl, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			var ln net.Listener = tl
-			if mode == "goroutines" {
-				ln = plainListener{tl}
-			}
-			done := make(chan error, 1)
-			go func() { done <- srv.Serve(ln) }()
-			defer func() { ln.Close(); <-done }()
+			srv, addr := serveInternal(t, cfg, mode == "goroutines")
 
 			key := "{order-" + mode + "}k"
 			slot := KeySlot([]byte(key))
@@ -63,7 +71,7 @@ func TestPipelineOrderAcrossOwnerChange(t *testing.T) {
 			if b == a {
 				b = masters[1]
 			}
-			conn, err := net.Dial("tcp", ln.Addr().String())
+			conn, err := net.Dial("tcp", addr)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -3,14 +3,11 @@ package proxy
 import (
 	"bufio"
 	"context"
-	"io"
-	"log/slog"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
 )
@@ -24,28 +21,15 @@ func TestWatchdogWakesAfterIdle(t *testing.T) {
 	cfg := config.Default()
 	cfg.ClusterSeeds = c.Seeds()[:1]
 	cfg.BackendReadTimeout = 500 * time.Millisecond
-	srv := NewServer(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
-	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	if err := srv.Start(sctx); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	tl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln := plainListener{tl} // goroutine sessions: the shared connections and their watchdogs
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	defer func() { ln.Close(); <-done }()
+	// Goroutine sessions: the shared node connections and their watchdogs.
+	_, addr := serveInternal(t, cfg, true)
 
 	key := "watchdog-idle"
 	owner, err := c.OwnerOf(ctx, KeySlot([]byte(key)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := net.Dial("tcp", ln.Addr().String())
+	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
