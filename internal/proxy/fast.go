@@ -162,18 +162,23 @@ func (c *lclient) target(slot int, info *cmdInfo) (*node, bool) {
 	if !c.ordered(m, slot) {
 		return nil, false
 	}
+	return c.pick(m, slot, info), true
+}
+
+// pick returns the node of m that serves slot for info (read-from), nil if none may.
+func (c *lclient) pick(m *slotMap, slot int, info *cmdInfo) *node {
 	if rf := c.l.s.conf().ReadFrom; rf != "master" && info.flags&(flagReadonly|flagWrite) == flagReadonly {
 		reps := m.replicas[m.owner[slot]]
 		for i := range reps {
 			if n := reps[(c.ss.id+uint64(i))%uint64(len(reps))]; !n.down.Load() {
-				return n, true
+				return n
 			}
 		}
 		if rf == "replica" {
-			return nil, true
+			return nil
 		}
 	}
-	return m.master(slot), true
+	return m.master(slot)
 }
 
 func (c *lclient) sendKeyed(fc *fastCmd, args [][]byte, raw []byte) bool {
@@ -298,7 +303,7 @@ func (c *lclient) sendMulti(fc *fastCmd, args [][]byte, raw []byte) bool {
 		}
 	}
 	for i, p := range parts {
-		n, _ := c.target(p.slot, fc.info)
+		n := c.pick(m, p.slot, fc.info) // the map the order was checked against
 		if n == nil {
 			n = m.master(p.slot)
 		}
