@@ -134,13 +134,9 @@ func (c *lclient) slow(args [][]byte, raw []byte) bool {
 }
 
 // ordered reports whether a command for slot, routed by m, cannot overtake an earlier
-// command of the client (slotMap.sameOwner); if not, it waits until they are answered.
+// command of the client (routeOrder); if not, it waits until they are answered.
 func (c *lclient) ordered(m *slotMap, slot int) bool {
-	if c.fifo.len() == 0 || c.sentMap == nil {
-		c.sentMap = m
-		return true
-	}
-	return m.sameOwner(c.sentMap, slot)
+	return c.order.admit(m, slot, c.fifo.len() == 0)
 }
 
 // localReply answers a command on the loop.

@@ -40,11 +40,10 @@ type lclient struct {
 	// run one after the other, in the client's order (resolveSlow).
 	resolveTail chan struct{}
 
-	processing bool // in process: replies delivered meanwhile must not start it again
-	paused     bool // process stopped at client-pipeline-depth (or at a barrier)
-	barrier    bool // process stopped until every earlier command is answered (ordered)
-	// sentMap is the slot map the client's commands in flight were routed by (ordered).
-	sentMap *slotMap
+	processing bool       // in process: replies delivered meanwhile must not start it again
+	paused     bool       // process stopped at client-pipeline-depth (or at a barrier)
+	barrier    bool       // process stopped until every earlier command is answered (ordered)
+	order      routeOrder // the map its commands in flight were routed by (ordered)
 
 	reading, wantWrite bool
 	dirty              bool

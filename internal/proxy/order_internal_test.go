@@ -143,3 +143,27 @@ func toBytes(ss []string) [][]byte {
 	}
 	return out
 }
+
+// TestRouteOrderAdmit: with commands in flight, a command is held back exactly when its
+// slot changed owner since they were routed; an idle client adopts the current map.
+func TestRouteOrderAdmit(t *testing.T) {
+	a, b := &node{addr: "a"}, &node{addr: "b"}
+	m1 := &slotMap{masters: []*node{a}, replicas: [][]*node{nil}} // a serves every slot
+	m2 := m1.withOwner(7, b)                                      // slot 7 moved to b
+	var o routeOrder
+	if !o.admit(m1, 7, true) {
+		t.Fatal("idle client held back")
+	}
+	if !o.admit(m2, 8, false) {
+		t.Fatal("slot 8 kept its owner, yet held back")
+	}
+	if o.admit(m2, 7, false) {
+		t.Fatal("slot 7 changed owner with commands in flight, yet admitted")
+	}
+	if !o.admit(m2, 7, true) || o.sent != m2 {
+		t.Fatal("idle again: the current map must be adopted")
+	}
+	if !o.admit(m2, 7, false) {
+		t.Fatal("routed by the same map, yet held back")
+	}
+}

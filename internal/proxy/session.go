@@ -52,10 +52,10 @@ type session struct {
 
 	authed   bool // reader goroutine only
 	readonly bool
-	// inflight counts the commands read and not yet answered; sentMap is the slot map
-	// the ones sent meanwhile were routed by (send).
+	// inflight counts the commands read and not yet answered; order remembers the slot
+	// map the ones sent meanwhile were routed by (send).
 	inflight atomic.Int64
-	sentMap  *slotMap
+	order    routeOrder
 
 	written map[*node]bool // masters this session wrote to (writer goroutine only), for WAIT
 }
@@ -333,16 +333,11 @@ func (ss *session) target(r *request) (*node, error) {
 }
 
 // send dispatches a command the reader just read, unless it could overtake an earlier
-// command of the client (slotMap.sameOwner against ss.sentMap, the map the commands in
-// flight were routed by). Such a command is deferred: the writer sends it when its turn
-// comes (awaitReply).
+// command of the client (routeOrder). Such a command is deferred: the writer sends it when
+// its turn comes (awaitReply).
 func (ss *session) send(r *request) {
-	m := ss.s.cl.smap.Load()
-	switch {
-	case m == nil || r.pinned != nil || r.slot < 0:
-	case ss.inflight.Load() == 0 || ss.sentMap == nil:
-		ss.sentMap = m
-	case !m.sameOwner(ss.sentMap, r.slot):
+	if m := ss.s.cl.smap.Load(); m != nil && r.pinned == nil && r.slot >= 0 &&
+		!ss.order.admit(m, r.slot, ss.inflight.Load() == 0) {
 		r.deferred = true
 		return
 	}

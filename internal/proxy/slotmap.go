@@ -33,6 +33,21 @@ func (m *slotMap) sameOwner(old *slotMap, slot int) bool {
 	return m == old || m.master(slot) == old.master(slot)
 }
 
+// routeOrder keeps a client's commands in order across slot map changes: it remembers the
+// map the client's commands in flight were routed by.
+type routeOrder struct{ sent *slotMap }
+
+// admit reports whether a command for slot, routed by m, may be sent now: always when the
+// client has nothing in flight (idle; m is then remembered), else when slot has the same
+// owner in m as in the remembered map (sameOwner).
+func (o *routeOrder) admit(m *slotMap, slot int, idle bool) bool {
+	if idle || o.sent == nil {
+		o.sent = m
+		return true
+	}
+	return m.sameOwner(o.sent, slot)
+}
+
 // withOwner returns a copy of m in which slot is served by n (used on MOVED, until the next
 // full refresh confirms it).
 func (m *slotMap) withOwner(slot int, n *node) *slotMap {
