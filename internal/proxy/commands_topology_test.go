@@ -187,14 +187,9 @@ func TestCommandsDuringTopologyChanges(t *testing.T) {
 			t.Fatalf("got %+v", m)
 		}
 		slot := proxy.KeySlot([]byte(ch))
-		from, err := c.OwnerOf(ctx, slot)
+		from, to, err := c.OwnerAndOther(ctx, slot)
 		if err != nil {
 			t.Fatal(err)
-		}
-		masters, _ := c.Masters(ctx)
-		to := masters[0]
-		if to.Addr == from.Addr {
-			to = masters[1]
 		}
 		if err := c.MoveSlots(ctx, []int{slot}, to); err != nil {
 			t.Fatal(err)

@@ -59,17 +59,9 @@ func TestPipelineOrderAcrossOwnerChange(t *testing.T) {
 
 			key := "{order-" + mode + "}k"
 			slot := KeySlot([]byte(key))
-			a, err := c.OwnerOf(ctx, slot)
+			a, b, err := c.OwnerAndOther(ctx, slot)
 			if err != nil {
 				t.Fatal(err)
-			}
-			masters, err := c.Masters(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b := masters[0]
-			if b == a {
-				b = masters[1]
 			}
 			conn, err := net.Dial("tcp", addr)
 			if err != nil {

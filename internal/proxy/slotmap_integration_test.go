@@ -103,17 +103,9 @@ func TestAskRedirection(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	from, err := c.OwnerOf(ctx, slot)
+	from, to, err := c.OwnerAndOther(ctx, slot)
 	if err != nil {
 		t.Fatal(err)
-	}
-	masters, err := c.Masters(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	to := masters[0]
-	if to == from {
-		to = masters[1]
 	}
 	id := func(n *testcluster.Node) string {
 		v, err := c.Client(n).Do(ctx, "CLUSTER", "MYID").Text()

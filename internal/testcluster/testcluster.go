@@ -434,6 +434,25 @@ func (c *Cluster) OwnerOf(ctx context.Context, slot int) (*Node, error) {
 	return nil, fmt.Errorf("testcluster: no live master claims slot %d:\n%s", slot, c.dump(ctx))
 }
 
+// OwnerAndOther returns the master serving slot and another master, for tests that move
+// the slot.
+func (c *Cluster) OwnerAndOther(ctx context.Context, slot int) (owner, other *Node, err error) {
+	owner, err = c.OwnerOf(ctx, slot)
+	if err != nil {
+		return nil, nil, err
+	}
+	masters, err := c.Masters(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, m := range masters {
+		if m.Addr != owner.Addr {
+			return owner, m, nil
+		}
+	}
+	return nil, nil, fmt.Errorf("testcluster: no master besides %s", owner.Addr)
+}
+
 // dump returns every live node's CLUSTER NODES, for error messages.
 func (c *Cluster) dump(ctx context.Context) string {
 	var b strings.Builder
