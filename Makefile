@@ -26,13 +26,16 @@ vet:
 # The whole test suite, in this order: install what the tests need (deps), gofmt and vet
 # (vet), fuzz each fuzz target for 20,000 executions (fuzz-ci, in mk/hardening.mk), then every package's
 # tests: unit tests, integration tests against real Redis Cluster processes, the netns
-# CARP failover test (needs root; skips with a reason otherwise). tools/testreport prints
+# CARP failover test (needs root; skips with a reason otherwise), and the proxy's tests once
+# more on one core (GOMAXPROCS=1, a one-vCPU appliance: the event loop never holds its P
+# there, even under load; see internal/netpoll). tools/testreport prints
 # go test's usual output, then every skipped test with its reason, then the packages'
 # ok/FAIL lines again; it exits with go test's status.
 test: deps vet fuzz-ci
 	$(GO) build -o $(TESTREPORT) ./tools/testreport
 	$(TESTREPORT) $(GO) test -json -race -count=1 -timeout 20m $(RACE_PKGS)
 	$(TESTREPORT) $(GO) test -json -count=1 -timeout 20m $$($(GO) list ./... | grep -v -e /carp -e /internal/)
+	GOMAXPROCS=1 $(TESTREPORT) $(GO) test -json -count=1 -timeout 20m ./internal/proxy/
 
 # PEER=host:port PEER_CMD='…' adds a peer proxy column (tools/bench/predixy.sh starts predixy);
 # REPS=N sets the interleaved rounds (default 3; the median is reported).

@@ -1,6 +1,9 @@
 package proxy
 
-import "testing"
+import (
+	"runtime"
+	"testing"
+)
 
 // TestLoopLetsIdleBuffersGo: after a burst, the pooled requests above keepFreeReqs and a
 // backend's large output buffer are let go, gradually and only once unused; under load the
@@ -83,5 +86,19 @@ func TestReqRingKeepsBurstArray(t *testing.T) {
 	q.push(reqs[0])
 	if q.pop() != reqs[0] || q.len() != 0 {
 		t.Fatal("ring unusable after trim")
+	}
+}
+
+// TestLoopHoldsPOnlyWithOneToSpare checks the rule that keeps a one-core host responsive:
+// a loop may keep its P while it waits only when GOMAXPROCS leaves a P for everything else.
+func TestLoopHoldsPOnlyWithOneToSpare(t *testing.T) {
+	prev := runtime.GOMAXPROCS(0)
+	defer runtime.GOMAXPROCS(prev)
+	for _, tc := range []struct{ procs, loops int }{{1, 1}, {2, 1}, {2, 2}, {3, 2}, {8, 4}} {
+		l := &loop{s: &Server{loops: make([]*loop, tc.loops)}}
+		runtime.GOMAXPROCS(tc.procs)
+		if got, want := l.canHoldP(), tc.procs > tc.loops; got != want {
+			t.Errorf("GOMAXPROCS %d, %d loops: canHoldP = %v, want %v", tc.procs, tc.loops, got, want)
+		}
 	}
 }
