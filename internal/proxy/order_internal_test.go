@@ -44,6 +44,24 @@ func serveInternal(t *testing.T, cfg *config.Config, goroutines bool) (*Server, 
 	return srv, tl.Addr().String()
 }
 
+// dialInternal connects a client to addr, closed when the test ends; send writes one
+// command in RESP.
+func dialInternal(t *testing.T, addr string) (conn net.Conn, br *bufio.Reader, send func(cmd ...string)) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	send = func(cmd ...string) {
+		t.Helper()
+		if _, err := conn.Write(appendCommand(nil, toBytes(cmd)...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return conn, bufio.NewReader(conn), send
+}
+
 // TestPipelineOrderAcrossOwnerChange: a client pipelines SET k and then GET k; the SET
 // waits at the slot's old owner (frozen) while the proxy learns that the slot moved, and
 // the GET, read after that, must not overtake it at the new owner: it sees the SET's value.
@@ -63,19 +81,8 @@ func TestPipelineOrderAcrossOwnerChange(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			conn, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
+			conn, br, send := dialInternal(t, addr)
 			conn.SetDeadline(time.Now().Add(15 * time.Second))
-			br := bufio.NewReader(conn)
-			send := func(cmd ...string) {
-				t.Helper()
-				if _, err := conn.Write(appendCommand(nil, toBytes(cmd)...)); err != nil {
-					t.Fatal(err)
-				}
-			}
 			read := func() string {
 				t.Helper()
 				line, err := br.ReadString('\n')

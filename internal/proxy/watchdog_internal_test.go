@@ -1,9 +1,7 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -29,18 +27,11 @@ func TestWatchdogWakesAfterIdle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	br := bufio.NewReader(conn)
+	conn, br, send := dialInternal(t, addr)
 	roundTrip := func(cmd ...string) string {
 		t.Helper()
 		conn.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := conn.Write(appendCommand(nil, toBytes(cmd)...)); err != nil {
-			t.Fatal(err)
-		}
+		send(cmd...)
 		line, err := br.ReadString('\n')
 		if err != nil {
 			t.Fatalf("%v: %v", cmd, err)
