@@ -5,7 +5,7 @@ DESTDIR     ?=
 PKG_VERSION ?= 0.1.0.$(shell git rev-list --count HEAD 2>/dev/null || echo 0)
 CROSS       := freebsd/amd64 freebsd/arm64 linux/amd64
 # The one rc script: the port installs it with USE_RC_SUBR, install-files likewise.
-RC_SCRIPT   := port/files/redis_carp_proxy.in
+RC_SCRIPT   := rc.d/redis_carp_proxy.in
 # The binary looks for its configuration and pf files under PREFIX.
 LDFLAGS     += -X github.com/redis-carp-proxy/redis-carp-proxy/internal/config.Prefix=$(PREFIX)
 

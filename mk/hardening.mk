@@ -16,12 +16,12 @@ FUZZ_TARGETS := FuzzClientRequest FuzzReplyFramer
 fuzz-ci:
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=20000x
 
-# Runs each fuzz target for FUZZTIME (the seed corpora in internal/proxy/testdata/fuzz run in every
-# `go test`). New crashers are written to internal/proxy/testdata/fuzz/<target>/.
+# Runs each fuzz target for FUZZTIME (the seed corpora in proxy/testdata/fuzz run in every
+# `go test`). New crashers are written to proxy/testdata/fuzz/<target>/.
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $$t for $(FUZZTIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./internal/proxy/ || exit 1; \
+		$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./proxy/ || exit 1; \
 	done
 
 # Steady pipelined load plus a master kill, a replica failover, a slot migration and a

@@ -17,7 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
-	"github.com/redis-carp-proxy/redis-carp-proxy/internal/proxy"
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
 )
 
 // maxHotKeys bounds the n parameter of /debug/hotkeys.

@@ -7,7 +7,7 @@ import (
 	"io"
 	"net/netip"
 
-	"github.com/redis-carp-proxy/redis-carp-proxy/internal/pfctl"
+	"github.com/redis-carp-proxy/redis-carp-proxy/pfctl"
 )
 
 const allowUsage = "usage: redis-carp-proxy allow add|del|list [-c FILE] [-no-apply] [ADDR|CIDR ...]"

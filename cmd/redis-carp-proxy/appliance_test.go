@@ -26,7 +26,7 @@ func TestPFRenderWithShippedSample(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The shipped anchor sample is the rendering of the shipped configuration sample
-	// (internal/pfctl checks that); only the header names the file as given.
+	// (pfctl checks that); only the header names the file as given.
 	shipped, err := os.ReadFile("../../etc/redis-carp-proxy.pf.anchor.sample")
 	if err != nil {
 		t.Fatal(err)

@@ -19,7 +19,7 @@ import (
 	"github.com/redis-carp-proxy/redis-carp-proxy/carp"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/gate"
-	"github.com/redis-carp-proxy/redis-carp-proxy/internal/proxy"
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
 )
 
 // newLogger returns the process logger for cfg.

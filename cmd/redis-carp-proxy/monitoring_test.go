@@ -17,7 +17,7 @@ import (
 	"github.com/redis-carp-proxy/redis-carp-proxy/carp"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/gate"
-	"github.com/redis-carp-proxy/redis-carp-proxy/internal/proxy"
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
 )
 
 // recorder is a Registerer that keeps the collectors, so their descriptions can be read

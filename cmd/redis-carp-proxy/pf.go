@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun"
-	"github.com/redis-carp-proxy/redis-carp-proxy/internal/pfctl"
+	"github.com/redis-carp-proxy/redis-carp-proxy/pfctl"
 )
 
 // newPF drives the anchor and table of p through runner.

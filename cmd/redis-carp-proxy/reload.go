@@ -11,8 +11,8 @@ import (
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
-	"github.com/redis-carp-proxy/redis-carp-proxy/internal/pfctl"
-	"github.com/redis-carp-proxy/redis-carp-proxy/internal/proxy"
+	"github.com/redis-carp-proxy/redis-carp-proxy/pfctl"
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
 )
 
 // reloadOnHUP re-reads the configuration (file, then flags) on every SIGHUP and applies

@@ -14,7 +14,7 @@ import (
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun/cmdruntest"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
-	"github.com/redis-carp-proxy/redis-carp-proxy/internal/pfctl"
+	"github.com/redis-carp-proxy/redis-carp-proxy/pfctl"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/textdiff"

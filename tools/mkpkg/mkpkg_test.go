@@ -18,9 +18,27 @@ import (
 
 const repo = "../.."
 
-// rcScript is the one rc script in the tree (the port's USE_RC_SUBR file; make
-// install-files installs the same).
-const rcScript = "port/files/redis_carp_proxy.in"
+// rcScript is the one rc script in the tree; make install-files installs it. The port
+// keeps a copy (portRCScript) because a port in the ports tree must stand without the
+// source tree (USE_RC_SUBR reads FILESDIR); TestPortRCScriptIsRCD keeps the two equal.
+const (
+	rcScript     = "rc.d/redis_carp_proxy.in"
+	portRCScript = "port/files/redis_carp_proxy.in"
+)
+
+func TestPortRCScriptIsRCD(t *testing.T) {
+	want, err := os.ReadFile(filepath.Join(repo, rcScript))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(repo, portRCScript))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want) {
+		t.Fatalf("%s differs from %s: copy it (cp %s %s)", portRCScript, rcScript, rcScript, portRCScript)
+	}
+}
 
 // needTool skips when a lint tool is missing locally; CI (CI=true) installs it through
 // tools/install-deps.sh, so there a missing tool fails.
@@ -429,13 +447,13 @@ func TestPortConventions(t *testing.T) {
 		t.Error("GO_LDFLAGS is no go.mk variable: the version would never be stamped")
 	}
 	bf := vars["GO_BUILDFLAGS"]
-	for _, want := range []string{`-ldflags "${STRIP}`, "-X ${GO_MODULE}/internal/proxy.Version=${DISTVERSION}", "-X ${GO_MODULE}/internal/config.Prefix=${PREFIX}"} {
+	for _, want := range []string{`-ldflags "${STRIP}`, "-X ${GO_MODULE}/proxy.Version=${DISTVERSION}", "-X ${GO_MODULE}/internal/config.Prefix=${PREFIX}"} {
 		if !strings.Contains(bf, want) {
 			t.Errorf("GO_BUILDFLAGS %q lacks %q", bf, want)
 		}
 	}
 	// The -X targets exist as string variables.
-	proxySrc, _ := filepath.Glob(filepath.Join(repo, "internal", "proxy", "*.go"))
+	proxySrc, _ := filepath.Glob(filepath.Join(repo, "proxy", "*.go"))
 	var all strings.Builder
 	for _, f := range proxySrc {
 		b, _ := os.ReadFile(f)

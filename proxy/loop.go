@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/redis-carp-proxy/redis-carp-proxy/internal/netpoll"
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/netpoll"
 )
 
 // loop is one event loop. It owns the client connections assigned to it and one pipelined

@@ -10,7 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/redis-carp-proxy/redis-carp-proxy/internal/proxy"
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
 )
 
 // TestEndpointsPerVIP serves two VIPs (two loopback listeners, one Endpoint each) from one

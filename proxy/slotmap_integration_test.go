@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
-	"github.com/redis-carp-proxy/redis-carp-proxy/internal/proxy"
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
 )

@@ -10,7 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
-	"github.com/redis-carp-proxy/redis-carp-proxy/internal/proxy"
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
 )
 
 // TestSlowlogNamesServingNode checks SLOWLOG GET/LEN/RESET: entries carry the end-to-end
