@@ -25,9 +25,9 @@ import (
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/gate"
-	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
 )
 
 // respConn is a raw RESP client that counts the bytes it sends and receives, so byte
