@@ -291,7 +291,7 @@ func roundTrip(conn net.Conn, cmd []byte) ([]byte, error) {
 	if _, err := conn.Write(cmd); err != nil {
 		return nil, err
 	}
-	return newReplyReader(bufio.NewReaderSize(conn, 512)).next()
+	return newReplyReader(conn).next()
 }
 
 // push records r as in flight, in write order. It reports false once the connection is
@@ -408,7 +408,7 @@ func (bc *backendConn) serve(ctx context.Context, conn net.Conn) {
 // readLoop frames replies until the connection breaks, then fails every in-flight request.
 func (bc *backendConn) readLoop(conn net.Conn) {
 	c := bc.n.c
-	rr := newReplyReader(bufio.NewReaderSize(conn, 32<<10))
+	rr := newReplyReader(conn)
 	var err error
 	for {
 		var reply []byte

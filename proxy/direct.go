@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -22,7 +21,6 @@ type directPool struct {
 
 type directConn struct {
 	conn net.Conn
-	br   *bufio.Reader
 	rr   *replyReader
 }
 
@@ -116,8 +114,7 @@ func (p *directPool) get(ctx context.Context, n *node) (*directConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	br := bufio.NewReaderSize(conn, 4096)
-	return &directConn{conn: conn, br: br, rr: newReplyReader(br)}, nil
+	return &directConn{conn: conn, rr: newReplyReader(conn)}, nil
 }
 
 func (p *directPool) put(addr string, dc *directConn) {

@@ -1,17 +1,14 @@
 package proxy
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
-
-	"github.com/tidwall/redcon"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
 )
@@ -22,7 +19,7 @@ var (
 )
 
 // fuzzSession returns a session of a proxy that has no slot map and no network: routed
-// commands end with ErrNoSlotMap at once, so the whole read side (guard, redcon reader,
+// commands end with ErrNoSlotMap at once, so the whole read side (limits, parsing,
 // authentication, deny-list, MULTI queueing, local commands, command table, key positions,
 // hash slots, multi-key splitting) runs without a cluster.
 func fuzzSession() *session {
@@ -32,14 +29,14 @@ func fuzzSession() *session {
 		cfg.DenyCommands = []string{"keys"}
 		fuzzServer = NewServer(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	})
-	c1, c2 := net.Pipe()
-	c2.Close()
-	return newSession(fuzzServer, c1)
+	return newSessionState(fuzzServer, &loopConn{})
 }
 
-// FuzzClientRequest feeds arbitrary client bytes through the guard, the redcon reader and
-// the request router. Nothing may panic, the guard may pass no more than it read, every
-// command it passes stays within the limits, and key positions and slots are in range.
+// FuzzClientRequest feeds arbitrary client bytes, in chunks of varying size, through the
+// event loop's read side exactly as lclient.readable and process run it (the scanner's
+// limits, then nextCommand) and routes every command. Nothing may panic, the scanner may
+// pass no more than it read, every command it passes stays within the limits, and key
+// positions and slots are in range.
 func FuzzClientRequest(f *testing.F) {
 	for _, s := range []string{
 		"*1\r\n$4\r\nPING\r\n", "PING\r\nSET a b\r\n", "*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\nb\r\n",
@@ -61,57 +58,63 @@ func FuzzClientRequest(f *testing.F) {
 			}
 		}()
 		const maxBulk, maxArgs, maxQuery = 4096, 64, 16384
-		g := &guard{r: bytes.NewReader(data), scanner: scanner{maxBulk: maxBulk, maxArgs: maxArgs, maxInline: 1024, maxQuery: maxQuery}}
-		cr := &countReader{r: g}
-		rd := redcon.NewReader(cr)
+		g := scanner{maxBulk: maxBulk, maxArgs: maxArgs, maxInline: 1024, maxQuery: maxQuery}
 		ss := fuzzSession()
-		defer ss.conn.Close()
 		defer ss.cancel()
-		for i := 0; i < 1000; i++ {
-			cmds, err := rd.ReadCommands()
-			if err != nil {
-				break
+		var in []byte
+		passed := 0
+		chunk := 1 + len(data)%7 // reads of varying size, as from a socket
+		for off := 0; off < len(data) && g.err == nil; {
+			end := min(off+chunk, len(data))
+			read := data[off:end]
+			ok := 0
+			for ok < len(read) && g.err == nil {
+				ok += g.scan(read[ok:])
 			}
-			for _, c := range cmds {
-				if len(c.Args) == 0 {
+			passed += ok
+			in = append(in, read[:ok]...)
+			off = end
+			for len(in) > 0 {
+				args, raw, left, perr := nextCommand(in, nil)
+				if perr != "" {
+					in = nil
+					break
+				}
+				if args == nil && len(left) == len(in) {
+					break // incomplete
+				}
+				in = left
+				if len(args) == 0 {
 					continue
 				}
 				size := 0
-				for _, a := range c.Args {
+				for _, a := range args {
 					size += len(a)
 				}
-				if len(c.Args) > maxArgs && c.Raw[0] == '*' || size > maxQuery {
-					t.Fatalf("guard passed a command over the limits: %d args, %d bytes", len(c.Args), size)
+				if len(args) > maxArgs && raw != nil || size > maxQuery {
+					t.Fatalf("scanner passed a command over the limits: %d args, %d bytes", len(args), size)
 				}
-				r := ss.newRequest(c.Args, c.Raw)
+				if raw == nil {
+					raw = appendCommand(nil, args...) // as runSlow frames an inline command
+				}
+				r := ss.newRequest(args, raw)
 				if r.slot >= NumSlots || r.slot < -2 {
 					t.Fatalf("slot %d", r.slot)
 				}
-				if info := ss.s.cl.cmds.lookup(c.Args[0]); info != nil {
-					idx, _ := info.keyIndexes(c.Args, make([]int, 0, 4))
+				if info := ss.s.cl.cmds.lookup(args[0]); info != nil {
+					idx, _ := info.keyIndexes(args, make([]int, 0, 4))
 					for _, k := range idx {
-						if k <= 0 || k >= len(c.Args) {
-							t.Fatalf("key index %d of %d args", k, len(c.Args))
+						if k <= 0 || k >= len(args) {
+							t.Fatalf("key index %d of %d args", k, len(args))
 						}
 					}
 				}
 			}
 		}
-		if cr.n > int64(len(data)) {
-			t.Fatalf("guard passed %d bytes of %d", cr.n, len(data))
+		if passed > len(data) {
+			t.Fatalf("scanner passed %d bytes of %d", passed, len(data))
 		}
 	})
-}
-
-type countReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // FuzzReplyFramer feeds arbitrary backend bytes to the reply framer: it must never panic,
@@ -126,8 +129,7 @@ func FuzzReplyFramer(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		rr := newReplyReader(bufio.NewReaderSize(bytes.NewReader(data), 16))
-		rr.maxBulk, rr.maxElems = 1<<16, 1<<16
+		rr := newReplyReader(iotest.HalfReader(bytes.NewReader(data)))
 		var framed []byte
 		for {
 			rep, err := rr.next()

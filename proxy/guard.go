@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"errors"
-	"io"
 )
 
 // protoError is a client protocol violation; its text follows "-ERR " on the wire.
@@ -10,20 +9,12 @@ type protoError struct{ msg string }
 
 func (e *protoError) Error() string { return "Protocol error: " + e.msg }
 
-// guard checks the RESP stream from a client as it is read, before the command reader
-// buffers it, and fails the stream as soon as a limit is exceeded: a bulk length over
-// proto-max-bulk-len, more arguments than proto-max-multibulk-len, an inline line over
-// proto-inline-max-size or a command over client-query-buffer-limit. Bytes of complete
-// commands before the violation are passed through, so they are still answered.
-type guard struct {
-	scanner
-	r       io.Reader
-	held    []byte // bytes read but not yet returned (after an inline cut)
-	heldErr error  // the read error that came with held
-}
-
-// scanner is the guard's state machine over the bytes of the stream; the event loops use
-// it alone (they read into their own buffer).
+// scanner checks the RESP stream from a client as it is read, before it is parsed, and
+// fails the stream as soon as a limit is exceeded: a bulk length over proto-max-bulk-len,
+// more arguments than proto-max-multibulk-len, an inline line over proto-inline-max-size
+// or a command over client-query-buffer-limit. Bytes of complete commands before the
+// violation are passed, so they are still answered. It is a state machine over the bytes
+// of each read: a command's cost is linear in its size.
 type scanner struct {
 	maxBulk   int64
 	maxArgs   int64
@@ -48,38 +39,6 @@ const (
 	gBulkBody
 	gInline
 )
-
-func (g *guard) Read(p []byte) (int, error) {
-	if g.err != nil {
-		return 0, g.err
-	}
-	var n int
-	var err error
-	if len(g.held) > 0 {
-		n = copy(p, g.held)
-		g.held = g.held[n:]
-		if len(g.held) == 0 {
-			err, g.heldErr = g.heldErr, nil
-		}
-	} else {
-		n, err = g.r.Read(p)
-	}
-	ok := g.scan(p[:n])
-	if g.err != nil {
-		if ok == 0 {
-			return 0, g.err
-		}
-		return ok, nil
-	}
-	if ok < n {
-		// Cut at an inline command boundary: keep the rest for the next Read.
-		g.held = append(append([]byte(nil), p[ok:n]...), g.held...)
-		if err != nil {
-			g.heldErr, err = err, nil
-		}
-	}
-	return ok, err
-}
 
 func (g *scanner) fail(msg string) { g.err = &protoError{msg} }
 

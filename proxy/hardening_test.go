@@ -19,9 +19,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
-	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
 )
 
 func TestMaxClients(t *testing.T) {
@@ -484,6 +484,38 @@ func TestTLSClientsAndBackends(t *testing.T) {
 	if v, err := tcl.Get(ctx, "tls7").Result(); err != nil || v != "tls7" {
 		t.Fatalf("GET over the TLS listener: %q %v", v, err)
 	}
+	// A TLS client is served by an event loop through its bridge: deep pipelines of values
+	// larger than a TLS record and than the bridge's buffers arrive whole and in order.
+	big := strings.Repeat("v", 300<<10)
+	pipe := tcl.Pipeline()
+	for i := 0; i < 32; i++ {
+		pipe.Set(ctx, fmt.Sprintf("tls-big-%d", i), fmt.Sprintf("%d:%s", i, big), 0)
+		pipe.Get(ctx, fmt.Sprintf("tls-big-%d", i))
+	}
+	cmds, err := pipe.Exec(ctx)
+	if err != nil {
+		t.Fatalf("pipelined large values over TLS: %v", err)
+	}
+	for i := 0; i < 32; i++ {
+		if v := cmds[2*i+1].(*redis.StringCmd).Val(); v != fmt.Sprintf("%d:%s", i, big) {
+			t.Fatalf("GET tls-big-%d over TLS: %d bytes, want %d", i, len(v), len(big)+len(fmt.Sprint(i))+1)
+		}
+	}
+	// The client's own address (not the bridge's) is what CLIENT INFO shows.
+	if info, err := tcl.ClientInfo(ctx).Result(); err != nil || !strings.HasPrefix(info.Addr, "127.0.0.1:") {
+		t.Fatalf("CLIENT INFO over TLS: %+v %v", info, err)
+	}
+	// A TLS client that goes away is closed on the proxy too (the bridge ends with it).
+	before := p.srv.Clients()
+	extra := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), TLSConfig: ctc, MaxRetries: -1, DisableIdentity: true, PoolSize: 1})
+	if err := extra.Ping(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n := p.srv.Clients(); n != before+1 {
+		t.Fatalf("clients with one more TLS client: %d, want %d", n, before+1)
+	}
+	extra.Close()
+	testutil.WaitFor(t, 5*time.Second, "the closed TLS client to be released", func() bool { return p.srv.Clients() == before })
 	// Without a client certificate the handshake fails.
 	noCert := ctc.Clone()
 	noCert.Certificates = nil

@@ -238,7 +238,7 @@ func (b *lbackend) dial() {
 		fd := -1
 		conn, err := c.dialReady(ctx, addr)
 		if err == nil {
-			fd, err = takeFD(conn)
+			fd, err = loopFD(conn)
 		}
 		l.post(func() { b.dialed(fd, err) })
 	}()

@@ -163,46 +163,20 @@ func (c *lclient) process(data []byte) {
 			break
 		}
 		before := data
-		var args [][]byte
-		var raw []byte
-		if data[0] == '*' {
-			complete, a, _, left, err := redcon.ReadNextCommand(data, c.l.argsBuf[:0])
-			if err != nil {
-				c.protoEr = protoErrorText(err)
-				data, starved = nil, true
-				break
-			}
-			if !complete {
-				starved = true
-				break
-			}
-			if len(a) == 0 { // "*0", "*-1": refused as the command reader always did
-				c.protoEr = "Protocol error: invalid multibulk length"
-				data, starved = nil, true
-				break
-			}
-			c.l.argsBuf = a[:0]
-			args, raw = a, data[:len(data)-len(left)]
-			data = left
-		} else {
-			i := bytes.IndexByte(data, '\n')
-			if i < 0 {
-				starved = true
-				break
-			}
-			line := data[:i+1]
-			data = data[i+1:]
-			if len(bytes.TrimSpace(line)) == 0 {
-				continue
-			}
-			cmd, err := redcon.Parse(line)
-			if err != nil {
-				c.protoEr = protoErrorText(err)
-				data, starved = nil, true
-				break
-			}
-			args, raw = cmd.Args, nil
+		args, raw, left, perr := nextCommand(data, c.l.argsBuf[:0])
+		if perr != "" {
+			c.protoEr = perr
+			data, starved = nil, true
+			break
 		}
+		if args == nil && len(left) == len(data) {
+			starved = true // incomplete
+			break
+		}
+		if raw != nil {
+			c.l.argsBuf = args[:0]
+		}
+		data = left
 		if len(args) == 0 {
 			continue
 		}
@@ -591,7 +565,7 @@ var errBehind = errors.New("queued behind a redirection")
 
 // backendReply handles the reply of r from its node.
 func (c *lclient) backendReply(r *lreq, rep []byte) {
-	if rep[0] == '-' && isRedirection(rep) {
+	if rep[0] == '-' && redirectKind(rep) != redirNone {
 		c.resolveSlow(r, rep, nil)
 		return
 	}
@@ -619,11 +593,6 @@ func (c *lclient) complete(r *lreq, rep []byte) {
 		rep = resp3Nulls(rep)
 	}
 	c.deliver(r, rep)
-}
-
-func isRedirection(rep []byte) bool {
-	return bytes.HasPrefix(rep, []byte("-MOVED ")) || bytes.HasPrefix(rep, []byte("-ASK ")) ||
-		bytes.HasPrefix(rep, []byte("-TRYAGAIN")) || bytes.HasPrefix(rep, []byte("-CLUSTERDOWN"))
 }
 
 // account counts a command answered on the fast path and logs it if slow.
@@ -698,11 +667,44 @@ func (s *Server) newLoopClient(l *loop, fd int, local, remote netip.AddrPort) *l
 	c := &lclient{l: l, fd: fd}
 	lc := &loopConn{c: c, local: local, remot: remote}
 	ss := newSessionState(s, lc)
-	// The loop writes the replies: the queue only carries Pub/Sub messages, so it has no
-	// room for commands (put is never called).
-	ss.pending = &reqQueue{start: func() { l.post(func() { c.pullMsgs() }) }, pushed: make(chan struct{}, 1)}
+	ss.pending = newMsgQueue(func() { l.post(func() { c.pullMsgs() }) })
 	c.ss = ss
 	return c
+}
+
+// nextCommand parses the next command at the start of data (after the scanner checked its
+// limits): RESP multibulk through redcon, or an inline command. It returns its arguments
+// (in argsBuf's array for multibulk), its raw bytes (nil for an inline command) and what
+// follows it. An incomplete command returns nil arguments and data unchanged; an empty
+// inline line returns nil arguments and the rest after it; a malformed command returns the
+// protocol error's text (after "-ERR ").
+func nextCommand(data []byte, argsBuf [][]byte) (args [][]byte, raw, left []byte, protoErr string) {
+	if data[0] == '*' {
+		complete, a, _, rest, err := redcon.ReadNextCommand(data, argsBuf)
+		if err != nil {
+			return nil, nil, data, protoErrorText(err)
+		}
+		if !complete {
+			return nil, nil, data, ""
+		}
+		if len(a) == 0 { // "*0", "*-1": refused as the command reader always did
+			return nil, nil, data, "Protocol error: invalid multibulk length"
+		}
+		return a, data[:len(data)-len(rest)], rest, ""
+	}
+	i := bytes.IndexByte(data, '\n')
+	if i < 0 {
+		return nil, nil, data, ""
+	}
+	line := data[:i+1]
+	if len(bytes.TrimSpace(line)) == 0 {
+		return nil, nil, data[i+1:], ""
+	}
+	cmd, err := redcon.Parse(line)
+	if err != nil {
+		return nil, nil, data, protoErrorText(err)
+	}
+	return cmd.Args, nil, data[i+1:], ""
 }
 
 // protoErrorText is the text after "-ERR " for a parser error.

@@ -310,26 +310,22 @@ func takeFD(conn net.Conn) (int, error) {
 	return nfd, nil
 }
 
-// startLoops starts the event loops (event-loops; 0: one per two cores, at most 8). With
-// tls-cluster, or where the system has no poller, there are none and every client is
-// served by goroutines.
+// startLoops starts the event loops (event-loops; 0: one per two cores, at most 8). They
+// serve every client and every node connection; where the system has no poller the
+// proxy cannot serve, and Start reports why.
 func (s *Server) startLoops() {
-	cfg := s.conf()
-	n := cfg.EventLoops
+	n := s.conf().EventLoops
 	if n == 0 {
 		n = min(max(runtime.NumCPU()/2, 1), 8)
-	}
-	if cfg.TLSCluster {
-		return
 	}
 	for i := 0; i < n; i++ {
 		l, err := newLoop(s, i)
 		if err != nil {
-			s.log.Info("event loops not available; serving clients with goroutines", "err", err)
 			for _, l := range s.loops {
 				l.p.Close()
 			}
 			s.loops = nil
+			s.loopErr = fmt.Errorf("proxy: event loop: %w", err)
 			return
 		}
 		s.loops = append(s.loops, l)
@@ -339,20 +335,30 @@ func (s *Server) startLoops() {
 	}
 }
 
-// acceptLoop hands an accepted plain TCP connection to an event loop.
+// acceptLoop hands an accepted connection (plain TCP, or TLS through a bridge) to an
+// event loop.
 func (s *Server) acceptLoop(ep *Endpoint, conn net.Conn) {
+	if len(s.loops) == 0 {
+		conn.Close() // Start failed: nothing serves clients
+		return
+	}
 	if !s.admit(ep, conn) {
 		return
 	}
-	tc := conn.(*net.TCPConn)
-	tc.SetNoDelay(true)
-	if ka := s.conf().TCPKeepalive; ka > 0 {
-		tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: ka, Interval: ka / 3, Count: 3})
-	} else {
-		tc.SetKeepAlive(false)
+	raw := conn
+	if nc, ok := conn.(interface{ NetConn() net.Conn }); ok { // TLS
+		raw = nc.NetConn()
+	}
+	if tc, ok := raw.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+		if ka := s.conf().TCPKeepalive; ka > 0 {
+			tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: ka, Interval: ka / 3, Count: 3})
+		} else {
+			tc.SetKeepAlive(false)
+		}
 	}
 	local, remote := tcpAddrPort(conn.LocalAddr()), tcpAddrPort(conn.RemoteAddr())
-	fd, err := takeFD(conn)
+	fd, err := loopFD(conn)
 	if err != nil {
 		s.clients.Add(-1)
 		s.log.Warn("event loop: take client connection", "err", err)

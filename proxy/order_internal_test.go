@@ -14,14 +14,9 @@ import (
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
 )
 
-// plainListener hides the *net.TCPListener, so the server serves its clients with
-// goroutine sessions (the path TLS clients take) instead of event loops.
-type plainListener struct{ net.Listener }
-
-// serveInternal starts a server with cfg and serves it on a loopback listener, with event
-// loops or, if goroutines is set, goroutine sessions; it returns the server and the
-// listener's address, and stops both when the test ends.
-func serveInternal(t *testing.T, cfg *config.Config, goroutines bool) (*Server, string) {
+// serveInternal starts a server with cfg and serves it on a loopback listener; it returns
+// the server and the listener's address, and stops both when the test ends.
+func serveInternal(t *testing.T, cfg *config.Config) (*Server, string) {
 	t.Helper()
 	srv := NewServer(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -35,9 +30,6 @@ func serveInternal(t *testing.T, cfg *config.Config, goroutines bool) (*Server, 
 		t.Fatal(err)
 	}
 	var ln net.Listener = tl
-	if goroutines {
-		ln = plainListener{tl}
-	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	t.Cleanup(func() { ln.Close(); <-done })
@@ -67,13 +59,13 @@ func dialInternal(t *testing.T, addr string) (conn net.Conn, br *bufio.Reader, s
 // the GET, read after that, must not overtake it at the new owner: it sees the SET's value.
 func TestPipelineOrderAcrossOwnerChange(t *testing.T) {
 	c := testcluster.New(t, testcluster.Options{})
-	for _, mode := range []string{"event loop", "goroutines"} {
+	for _, mode := range []string{"event loop"} {
 		t.Run(mode, func(t *testing.T) {
 			ctx := context.Background()
 			cfg := config.Default()
 			cfg.ClusterSeeds = c.Seeds()[:1]
 			cfg.SlotmapRefresh = time.Hour // the map changes only when the test says so
-			srv, addr := serveInternal(t, cfg, mode == "goroutines")
+			srv, addr := serveInternal(t, cfg)
 
 			key := "{order-" + mode + "}k"
 			slot := KeySlot([]byte(key))

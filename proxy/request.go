@@ -52,3 +52,10 @@ func (r *request) complete(reply []byte, err error) {
 
 // discard is pushed in front of a request sent with ASKING; its reply (+OK) is dropped.
 var discard = &request{}
+
+// closedDone is the done channel of a request answered at once.
+func closedDone() chan struct{} {
+	ch := make(chan struct{}, 1)
+	ch <- struct{}{}
+	return ch
+}

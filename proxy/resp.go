@@ -1,10 +1,8 @@
 package proxy
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"strconv"
 )
@@ -14,94 +12,64 @@ const maxReplyDepth = 64
 
 var errBadReply = errors.New("malformed reply from cluster node")
 
-// replyReader frames RESP replies from a backend connection. Each reply is read exactly once,
-// incrementally, into a fresh byte slice that holds its complete wire form.
+// replyReader reads RESP replies from a blocking connection (dedicated, subscription and
+// control connections) and frames them with frameReply, the event loops' framer. Each
+// reply is returned in a fresh slice that holds its complete wire form. Its buffer grows
+// with the bytes actually read, so a (broken) header announcing a huge bulk allocates
+// nothing before that bulk arrives.
 type replyReader struct {
-	br       *bufio.Reader
-	maxBulk  int64
-	maxElems int64
+	rd   io.Reader
+	buf  []byte // buf[off:] is read and not yet returned
+	off  int
+	need int // frameReply's need for buf[off:]: fewer bytes cannot frame a reply
 }
 
-func newReplyReader(br *bufio.Reader) *replyReader {
-	return &replyReader{br: br, maxBulk: 1 << 30, maxElems: 1 << 28}
+func newReplyReader(rd io.Reader) *replyReader {
+	return &replyReader{rd: rd}
 }
 
-// next reads one complete reply.
+// next reads one complete reply; io.EOF when the stream ends between replies.
 func (r *replyReader) next() ([]byte, error) {
-	return r.value(nil, 0)
-}
-
-func (r *replyReader) line(dst []byte) ([]byte, []byte, error) {
-	start := len(dst)
 	for {
-		chunk, err := r.br.ReadSlice('\n')
-		dst = append(dst, chunk...)
-		if err == nil {
-			break
-		}
-		if err != bufio.ErrBufferFull {
-			return dst, nil, err
-		}
-		if len(dst)-start > 64<<10 {
-			return dst, nil, fmt.Errorf("%w: line too long", errBadReply)
-		}
-	}
-	l := dst[start:]
-	if len(l) < 3 || l[len(l)-2] != '\r' {
-		return dst, nil, fmt.Errorf("%w: %q", errBadReply, l)
-	}
-	return dst, l[:len(l)-2], nil
-}
-
-func (r *replyReader) value(dst []byte, depth int) ([]byte, error) {
-	if depth > maxReplyDepth {
-		return dst, fmt.Errorf("%w: nested too deep", errBadReply)
-	}
-	dst, l, err := r.line(dst)
-	if err != nil {
-		return dst, err
-	}
-	switch l[0] {
-	case '+', '-', ':', '_', ',', '#', '(':
-		return dst, nil
-	case '$', '=', '!':
-		n, err := strconv.ParseInt(string(l[1:]), 10, 64)
-		if err != nil || n < -1 || n > r.maxBulk {
-			return dst, fmt.Errorf("%w: bulk length %q", errBadReply, l)
-		}
-		if n < 0 {
-			return dst, nil
-		}
-		// Grow with the bytes actually read, so a (broken) header announcing a huge bulk
-		// does not allocate it before a single byte of it arrived.
-		for need := int(n) + 2; need > 0; {
-			chunk := min(need, 1<<20)
-			dst = grow(dst, chunk)
-			if _, err := io.ReadFull(r.br, dst[len(dst)-chunk:]); err != nil {
-				return dst, err
+		if have := len(r.buf) - r.off; have > 0 && have >= r.need {
+			n, need, err := frameReply(r.buf[r.off:])
+			if err != nil {
+				return nil, err
 			}
-			need -= chunk
-		}
-		if dst[len(dst)-2] != '\r' || dst[len(dst)-1] != '\n' {
-			return dst, fmt.Errorf("%w: bulk not terminated", errBadReply)
-		}
-		return dst, nil
-	case '*', '%', '~', '>', '|':
-		n, err := strconv.ParseInt(string(l[1:]), 10, 64)
-		if err != nil || n < -1 || n > r.maxElems {
-			return dst, fmt.Errorf("%w: aggregate length %q", errBadReply, l)
-		}
-		if l[0] == '%' || l[0] == '|' {
-			n *= 2
-		}
-		for i := int64(0); i < n; i++ {
-			if dst, err = r.value(dst, depth+1); err != nil {
-				return dst, err
+			if n > 0 {
+				rep := append([]byte(nil), r.buf[r.off:r.off+n]...)
+				r.off += n
+				r.need = 0
+				if r.off == len(r.buf) {
+					r.off, r.buf = 0, r.buf[:0]
+					if cap(r.buf) > 64<<10 {
+						r.buf = nil // a large reply's buffer is not kept
+					}
+				}
+				return rep, nil
 			}
+			r.need = need
 		}
-		return dst, nil
+		if r.off > 0 {
+			r.buf = r.buf[:copy(r.buf, r.buf[r.off:])]
+			r.off = 0
+		}
+		// Room for what is still needed, read in chunks of at most 1 MiB.
+		want := min(max(r.need-len(r.buf), 4096), 1<<20)
+		if cap(r.buf)-len(r.buf) < want {
+			nb := make([]byte, len(r.buf), len(r.buf)+want)
+			copy(nb, r.buf)
+			r.buf = nb
+		}
+		n, err := r.rd.Read(r.buf[len(r.buf):cap(r.buf)])
+		r.buf = r.buf[:len(r.buf)+n]
+		if err != nil && n == 0 {
+			if err == io.EOF && len(r.buf) > 0 {
+				return nil, io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
 	}
-	return dst, fmt.Errorf("%w: unknown type %q", errBadReply, l[0])
 }
 
 func grow(b []byte, n int) []byte {
@@ -185,23 +153,31 @@ const (
 	redirClusterDown
 )
 
-// parseRedirect reports what kind of redirection reply is, and for MOVED/ASK the slot and
-// target address.
-func parseRedirect(reply []byte) (kind redirect, slot int, addr string) {
+// redirectKind classifies an error reply by its prefix, without allocating: the event
+// loops call it on every error reply, and parseRedirect builds on it.
+func redirectKind(reply []byte) redirect {
 	if len(reply) < 5 || reply[0] != '-' {
-		return redirNone, 0, ""
+		return redirNone
 	}
 	switch {
 	case bytes.HasPrefix(reply, []byte("-MOVED ")):
-		kind = redirMoved
+		return redirMoved
 	case bytes.HasPrefix(reply, []byte("-ASK ")):
-		kind = redirAsk
+		return redirAsk
 	case bytes.HasPrefix(reply, []byte("-TRYAGAIN")):
-		return redirTryAgain, 0, ""
+		return redirTryAgain
 	case bytes.HasPrefix(reply, []byte("-CLUSTERDOWN")):
-		return redirClusterDown, 0, ""
-	default:
-		return redirNone, 0, ""
+		return redirClusterDown
+	}
+	return redirNone
+}
+
+// parseRedirect reports what kind of redirection reply is, and for MOVED/ASK the slot and
+// target address (a malformed MOVED/ASK is no redirection).
+func parseRedirect(reply []byte) (kind redirect, slot int, addr string) {
+	kind = redirectKind(reply)
+	if kind != redirMoved && kind != redirAsk {
+		return kind, 0, ""
 	}
 	f := bytes.Fields(reply[1:])
 	if len(f) != 3 {

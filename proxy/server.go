@@ -58,6 +58,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
+	loopErr  error // the event loops could not start (no poller): Start fails with it
 	clients  atomic.Int64
 	blocked  atomic.Int64 // clients in a blocking command (INFO blocked_clients)
 	nextID   atomic.Uint64
@@ -111,6 +112,9 @@ func NewServer(cfg *Config, log *slog.Logger, reg prometheus.Registerer) *Server
 func (s *Server) Start(ctx context.Context) error {
 	if s.cl.tlsErr != nil {
 		return s.cl.tlsErr
+	}
+	if s.loopErr != nil {
+		return s.loopErr
 	}
 	s.cl.wg.Add(1)
 	go func() {
@@ -185,11 +189,7 @@ func (s *Server) serve(ep *Endpoint, ln net.Listener) error {
 			return fmt.Errorf("proxy: accept on %s: %w", ln.Addr(), err)
 		}
 		tempDelay = 0
-		if _, plain := ln.(*net.TCPListener); plain && len(s.loops) > 0 {
-			s.acceptLoop(ep, conn)
-			continue
-		}
-		s.accept(ep, conn)
+		s.acceptLoop(ep, conn)
 	}
 }
 
@@ -204,39 +204,6 @@ func (s *Server) admit(ep *Endpoint, conn net.Conn) bool {
 		return false
 	}
 	return true
-}
-
-func (s *Server) accept(ep *Endpoint, conn net.Conn) {
-	if !s.admit(ep, conn) {
-		return
-	}
-	raw := conn
-	if nc, ok := conn.(interface{ NetConn() net.Conn }); ok { // TLS
-		raw = nc.NetConn()
-	}
-	if tc, ok := raw.(*net.TCPConn); ok {
-		tc.SetNoDelay(true)
-		if s.conf().TCPKeepalive > 0 {
-			tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: s.conf().TCPKeepalive, Interval: s.conf().TCPKeepalive / 3, Count: 3})
-		} else {
-			tc.SetKeepAlive(false)
-		}
-	}
-	ss := newSession(s, conn)
-	ep.opened(ss)
-	s.mu.Lock()
-	s.sessions[ss] = struct{}{}
-	s.mu.Unlock()
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		ss.run()
-		s.mu.Lock()
-		delete(s.sessions, ss)
-		s.mu.Unlock()
-		s.clients.Add(-1)
-		ep.closedSession(ss)
-	}()
 }
 
 // Clients returns the number of open client connections.

@@ -5,28 +5,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/tidwall/redcon"
 )
 
-// session is one client connection. A reader goroutine parses commands and dispatches them
-// to the backends at once (pipelining); the writer goroutine (writeRun, running only while
-// there is something to write) waits for the replies in
-// order, follows redirections, executes commands that need a dedicated connection, and
-// writes the replies back, flushing when nothing more is ready.
+// session is the state of one client connection that outlives a single command: identity
+// (CLIENT LIST), authentication, transaction, WATCH and Pub/Sub state, and the reply mode.
+// Its event loop (lclient) reads, frames and answers the client; commands that wait (the
+// slow path: MULTI/EXEC, blocking commands, Pub/Sub, scripts, redirections being
+// followed) run with the session in a goroutine and hand their reply back to the loop.
 type session struct {
 	s       *Server
 	ep      *Endpoint // the VIP it was accepted on (endpoint.go); nil in unit tests
 	conn    net.Conn
 	id      uint64
-	pending *reqQueue
+	pending *msgQueue
 	ctx     context.Context // ends when the client is gone or the session is closed
 	cancel  context.CancelFunc
 	closed  chan struct{}
@@ -38,9 +35,6 @@ type session struct {
 	tx     txState
 	ps     *pubsubState // set by the writer (execSubscribe) while the reader waits
 
-	// Writer state, handed from one writer goroutine to the next through pending's lock.
-	bw                 lazyWriter
-	writeOK            bool // false once a write to the client failed
 	replyOff, skipNext bool // CLIENT REPLY OFF / SKIP
 
 	out      outBuffer
@@ -48,7 +42,6 @@ type session struct {
 	resp3    atomic.Bool  // HELLO 3 (set by the reader; replies carry it in request.resp3)
 	blocking atomic.Bool  // in a blocking command (CLIENT LIST flag b)
 	lastCmd  atomic.Int64 // UnixNano of the last command (CLIENT LIST idle)
-	first    [1]byte      // the idle reader's one-byte buffer
 
 	authed   bool // reader goroutine only
 	readonly bool
@@ -60,28 +53,19 @@ type session struct {
 	written map[*node]bool // masters this session wrote to (writer goroutine only), for WAIT
 }
 
-// newSession makes the session of a goroutine-served client.
-func newSession(s *Server, conn net.Conn) *session {
-	ss := newSessionState(s, conn)
-	return ss
-}
-
-// newSessionState makes a session without its reply queue.
+// newSessionState makes the session of a new client; its loop client sets pending.
 func newSessionState(s *Server, conn net.Conn) *session {
 	ctx, cancel := context.WithCancel(s.ctx)
 	ss := &session{
-		s:       s,
-		conn:    conn,
-		id:      s.nextID.Add(1),
-		ctx:     ctx,
-		cancel:  cancel,
-		closed:  make(chan struct{}),
-		cs:      clientState{created: time.Now()},
-		authed:  !s.authRequired(),
-		writeOK: true,
+		s:      s,
+		conn:   conn,
+		id:     s.nextID.Add(1),
+		ctx:    ctx,
+		cancel: cancel,
+		closed: make(chan struct{}),
+		cs:     clientState{created: time.Now()},
+		authed: !s.authRequired(),
 	}
-	ss.bw.conn = conn
-	ss.pending = newReqQueue(s.conf().ClientPipelineDepth, func() { go ss.writeRun() })
 	return ss
 }
 
@@ -89,221 +73,6 @@ func newSessionState(s *Server, conn net.Conn) *session {
 func (ss *session) drain() {
 	ss.closing.Store(true)
 	ss.conn.SetReadDeadline(time.Now())
-}
-
-// run reads the client until it is done and returns once the session is closed (the writer
-// goroutine, started on demand, closes ss.closed after the last reply).
-func (ss *session) run() {
-	ss.readLoop()
-	<-ss.closed
-}
-
-// countingReader counts bytes received from the client.
-type countingReader struct {
-	r     io.Reader
-	stats *sharedStats
-}
-
-func (cr countingReader) Read(p []byte) (int, error) {
-	n, err := cr.r.Read(p)
-	if n > 0 {
-		cr.stats.bytes(n, 0)
-	}
-	return n, err
-}
-
-func (ss *session) readLoop() {
-	defer ss.pending.close()
-	g := &guard{r: countingReader{ss.conn, &ss.s.stats}}
-	var cr *cmdReader // nil while the client is idle: no read buffers held
-	lastActive := time.Now()
-	// barrier is the last request that later commands must not overtake (a blocking
-	// command, EXEC, SUBSCRIBE …). The reader keeps reading the socket while it runs, so
-	// that a client that disconnects while blocked is noticed at once, but waits for it
-	// before handling the next command.
-	var barrier *request
-	waitBarrier := func() bool {
-		if barrier == nil {
-			return true
-		}
-		select {
-		case <-barrier.done:
-			barrier = nil
-			return true
-		case <-ss.ctx.Done():
-			return false
-		}
-	}
-	for {
-		cfg := ss.s.conf() // limits apply to open connections after a reload
-		g.maxBulk, g.maxArgs, g.maxInline, g.maxQuery = cfg.ProtoMaxBulkLen, int64(cfg.ProtoMaxMultibulkLen), cfg.ProtoInlineMaxSize, cfg.QueryBufferLimit
-		if !ss.closing.Load() {
-			// Like Redis, blocked and subscribed clients are not subject to the idle timeout.
-			var dl time.Time
-			if cfg.ClientIdleTimeout > 0 && barrier == nil && (ss.ps == nil || !ss.ps.subscribed()) {
-				dl = lastActive.Add(cfg.ClientIdleTimeout)
-			}
-			if cr != nil && (dl.IsZero() || time.Until(dl) > readRelease) {
-				dl = time.Now().Add(readRelease)
-			}
-			ss.conn.SetReadDeadline(dl)
-			if ss.closing.Load() { // drain raced with the line above
-				ss.conn.SetReadDeadline(time.Now())
-			}
-		}
-		var cmds []redcon.Command
-		var err error
-		if cr == nil {
-			// Idle: wait for the next byte without holding read buffers.
-			var n int
-			n, err = ss.conn.Read(ss.first[:])
-			if n > 0 {
-				ss.s.stats.bytes(n, 0)
-				g.held = ss.first[:n]
-				cr = newCmdReader(g)
-				continue
-			}
-		} else {
-			cmds, err = cr.rd.ReadCommands()
-		}
-		if err != nil {
-			var ne net.Error
-			timeout := errors.As(err, &ne) && ne.Timeout()
-			if timeout && !ss.closing.Load() && g.err == nil {
-				if barrier != nil {
-					select {
-					case <-barrier.done:
-						barrier, lastActive = nil, time.Now()
-					default:
-					}
-				}
-				exempt := barrier != nil || ss.ps != nil && ss.ps.subscribed()
-				if to := cfg.ClientIdleTimeout; to == 0 || exempt || time.Since(lastActive) < to {
-					if cr != nil && g.idle() && cr.br.Buffered() == 0 {
-						cr = nil // quiet for readRelease: drop the read buffers
-					}
-					continue
-				}
-			}
-			msg, proto := isProtoError(err)
-			if barrier != nil && !proto {
-				select {
-				case <-barrier.done:
-				default:
-					// The client went away while a blocking command runs: cancel it, which
-					// closes its dedicated connection (Redis drops a closed client's
-					// replies too).
-					if !timeout {
-						ss.cancel()
-					}
-					return
-				}
-			}
-			if proto {
-				ss.s.metrics.protoErrors.Inc()
-				ss.log().Debug("client protocol error", "client_id", ss.id, "err", msg)
-				ss.pending.put(ss.ctx, &request{reply: errorReply("ERR " + msg), done: closedDone(), slot: -2, local: true})
-			}
-			return
-		}
-		lastActive = time.Now()
-		ss.s.stats.pipelineDepth(len(cmds))
-		for i := range cmds {
-			if !waitBarrier() {
-				return
-			}
-			r := ss.newRequest(cmds[i].Args, cmds[i].Raw)
-			ss.inflight.Add(1)
-			if !ss.pending.put(ss.ctx, r) {
-				return
-			}
-			if r.slot == -2 { // QUIT or a fatal error: stop reading
-				return
-			}
-			if r.barrier {
-				barrier = r
-			}
-		}
-	}
-}
-
-func closedDone() chan struct{} {
-	ch := make(chan struct{}, 1)
-	ch <- struct{}{}
-	return ch
-}
-
-// writeRun is the writer: it answers the queued commands in order and writes Pub/Sub
-// messages, flushing when nothing more is ready, and exits when nothing is left (it is
-// started again by the next command). After the reader is done it closes the session.
-func (ss *session) writeRun() {
-	bw := &ss.bw
-	write := func(b []byte) {
-		ss.s.stats.bytes(0, len(b))
-		if _, err := bw.Write(b); err != nil {
-			ss.writeOK = false
-		}
-		if idle := ss.pending.idle(); idle || bw.Buffered() > 64<<10 {
-			if err := bw.Flush(idle); err != nil {
-				ss.writeOK = false
-			}
-		}
-	}
-	for {
-		r, msgs, closed := ss.pending.next()
-		if closed {
-			bw.Flush(true)
-			ss.conn.Close()
-			ss.cancel()
-			ss.releaseWatch(false)
-			ss.closePubsub()
-			close(ss.closed)
-			return
-		}
-		if msgs != nil {
-			for _, msg := range msgs {
-				if ss.writeOK {
-					write(msg)
-				}
-				ss.releaseOut(int64(len(msg)))
-			}
-			continue
-		}
-		if r == nil {
-			if bw.Buffered() > 0 {
-				if err := bw.Flush(true); err != nil {
-					ss.writeOK = false
-				}
-				continue
-			}
-			if ss.pending.stop() {
-				return
-			}
-			continue
-		}
-		if !ss.writeOK {
-			continue // the client is gone; just let the reader finish
-		}
-		reply := ss.finish(r)
-		ss.inflight.Add(-1)
-		if r.barrier && !ss.closing.Load() {
-			if idle := ss.s.conf().ClientIdleTimeout; idle > 0 && (ss.ps == nil || !ss.ps.subscribed()) {
-				ss.conn.SetReadDeadline(time.Now().Add(idle)) // the reader may be waiting without one
-			}
-		}
-		if !ss.applyReplyMode(r) {
-			write(reply)
-		}
-		ss.releaseReq(r)
-		if ss.writeOK && r.slot == -2 {
-			bw.Flush(false)
-			ss.writeOK = false
-		}
-		if !ss.writeOK {
-			ss.conn.Close()
-			ss.cancel()
-		}
-	}
 }
 
 // target returns the node that should serve r now.

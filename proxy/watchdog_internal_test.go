@@ -19,8 +19,7 @@ func TestWatchdogWakesAfterIdle(t *testing.T) {
 	cfg := config.Default()
 	cfg.ClusterSeeds = c.Seeds()[:1]
 	cfg.BackendReadTimeout = 500 * time.Millisecond
-	// Goroutine sessions: the shared node connections and their watchdogs.
-	_, addr := serveInternal(t, cfg, true)
+	_, addr := serveInternal(t, cfg)
 
 	key := "watchdog-idle"
 	owner, err := c.OwnerOf(ctx, KeySlot([]byte(key)))
