@@ -149,16 +149,18 @@ func TestAlertsAndDashboardUseExportedMetrics(t *testing.T) {
 	}
 }
 
-// TestReadmeListsEveryMetric checks the README's Metrics table names every metric the
-// daemon exports.
-func TestReadmeListsEveryMetric(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
+// TestMetricsDocListsEveryMetric checks that docs/metrics.md's metric table names every
+// metric the daemon exports.
+func TestMetricsDocListsEveryMetric(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/metrics.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	table := string(readme)
-	if i := strings.Index(table, "## Metrics"); i >= 0 {
+	table := string(doc)
+	if i := strings.Index(table, "All metric names start with"); i >= 0 {
 		table = table[i:]
+	} else {
+		t.Fatal("docs/metrics.md has no metric table (\"All metric names start with\")")
 	}
 	for n := range exportedMetrics(t) {
 		short, ok := strings.CutPrefix(n, "redis_carp_proxy_")
@@ -166,7 +168,7 @@ func TestReadmeListsEveryMetric(t *testing.T) {
 			continue
 		}
 		if !strings.Contains(table, "`"+short+"`") {
-			t.Errorf("README Metrics table lacks `%s`", short)
+			t.Errorf("docs/metrics.md metric table lacks `%s`", short)
 		}
 	}
 }

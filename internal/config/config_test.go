@@ -15,7 +15,7 @@ const sampleHeader = `# redis-carp-proxy configuration (redis.conf style: "key v
 # Every key can also be given on the command line as --key value; flags win.
 # Lines starting with "# key" show the default; uncomment to change.
 #
-# Active-active (each host CARP MASTER of its own VIP; README "Active-active"): instead of
+# Active-active (each host CARP MASTER of its own VIP; docs/carp.md "Active-active"): instead of
 # listen VIP:PORT and vip, write
 #   listen :6379
 #   vips 198.51.100.101@1,198.51.100.102@2,198.51.100.103@3

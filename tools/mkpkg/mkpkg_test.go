@@ -243,7 +243,7 @@ func readPkg(t *testing.T, path string) ([]string, map[string][]byte) {
 	return names, contents
 }
 
-// The rc script's contract with rc.subr and daemon(8), as documented in the README.
+// The rc script's contract with rc.subr and daemon(8), as documented in docs/operations.md.
 func TestRCScriptContract(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(repo, rcScript))
 	if err != nil {
