@@ -17,7 +17,7 @@ import (
 
 // goldenConfigs maps a golden file to the configuration it is rendered from.
 var goldenConfigs = map[string]string{
-	"sample.anchor":       "../../etc/redis-carp-proxy.conf.sample",
+	"sample.anchor":       "../etc/redis-carp-proxy.conf.sample",
 	"full.anchor":         "testdata/configs/full.conf",
 	"custom-ports.anchor": "testdata/configs/custom-ports.conf",
 	"ipv6.anchor":         "testdata/configs/ipv6.conf",
@@ -56,8 +56,8 @@ func TestRenderGolden(t *testing.T) {
 // The shipped anchor sample (installed as share/examples/redis-carp-proxy/pf.anchor) is the
 // rendering of the shipped configuration sample.
 func TestShippedAnchorSample(t *testing.T) {
-	const shipped = "../../etc/redis-carp-proxy.pf.anchor.sample"
-	rendered, err := Render(loadParams(t, "../../etc/redis-carp-proxy.conf.sample"))
+	const shipped = "../etc/redis-carp-proxy.pf.anchor.sample"
+	rendered, err := Render(loadParams(t, "../etc/redis-carp-proxy.conf.sample"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +308,7 @@ func TestAllowListEditKeepsComments(t *testing.T) {
 }
 
 func TestShippedAllowListSample(t *testing.T) {
-	got, err := os.ReadFile("../../etc/redis-carp-proxy.allow.list.sample")
+	got, err := os.ReadFile("../etc/redis-carp-proxy.allow.list.sample")
 	if err != nil || string(got) != AllowListHeader {
 		t.Fatalf("etc/redis-carp-proxy.allow.list.sample must equal AllowListHeader (%v)", err)
 	}
