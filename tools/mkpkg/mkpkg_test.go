@@ -62,11 +62,18 @@ func TestShellcheckRCScript(t *testing.T) {
 	}
 }
 
+// manPages are the manual pages the port installs, relative to the repository.
+var manPages = []string{"man/redis-carp-proxy.8", "man/redis-carp-proxy.conf.5"}
+
+// TestManPageLint: every manual page passes mandoc's linter at warning level with no
+// output at all.
 func TestManPageLint(t *testing.T) {
 	mandoc := needTool(t, "mandoc", "mandoc")
-	out, err := exec.Command(mandoc, "-T", "lint", "-W", "warning", filepath.Join(repo, "man/redis-carp-proxy.8")).CombinedOutput()
-	if err != nil || len(out) > 0 {
-		t.Fatalf("mandoc -T lint -W warning man/redis-carp-proxy.8: %v\n%s", err, out)
+	for _, page := range manPages {
+		out, err := exec.Command(mandoc, "-T", "lint", "-W", "warning", filepath.Join(repo, page)).CombinedOutput()
+		if err != nil || len(out) > 0 {
+			t.Errorf("mandoc -T lint -W warning %s: %v\n%s", page, err, out)
+		}
 	}
 }
 
