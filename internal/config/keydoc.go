@@ -47,7 +47,7 @@ var (
 	synHostPort = syntax{kindHostPort, "host:port"}
 	synFile     = syntax{kindFile, "file"}
 	synIf       = syntax{kindString, "interface"}
-	synOutLimit = syntax{kindList, "hard soft seconds"}
+	synOutLimit = syntax{kindList, "hard soft duration"}
 )
 
 // keySyntax gives every key of keys its value syntax. A key missing here fails
