@@ -22,6 +22,7 @@ type KeyDoc struct {
 type syntax struct {
 	kind  string // one of the kind* constants
 	value string // shown after the key in the manual page; for choices, derived
+	typ   string // the type the manual page names, when not kind
 }
 
 // Kinds of values. The parser of every key of a kind refuses what that kind refuses
@@ -33,28 +34,29 @@ const (
 	kindBool     = "boolean"  // yes/no (true/false, on/off, 1/0)
 	kindChoice   = "choice"   // one of a fixed set of words
 	kindHostPort = "address"  // host:port
+	kindIP       = "ip"       // an IPv4 or IPv6 address
 	kindString   = "string"   // any text
 	kindFile     = "file"     // a path; any text is accepted
 	kindList     = "list"     // a list or composite value with its own parser
 )
 
 var (
-	synInt      = syntax{kindInt, "number"}
-	synDuration = syntax{kindDuration, "duration"}
-	synSize     = syntax{kindSize, "size"}
-	synBool     = syntax{kindBool, "yes | no"}
-	synChoice   = syntax{kindChoice, ""}
-	synHostPort = syntax{kindHostPort, "host:port"}
-	synFile     = syntax{kindFile, "file"}
-	synIf       = syntax{kindString, "interface"}
-	synOutLimit = syntax{kindList, "hard soft duration"}
+	synInt      = syntax{kindInt, "number", ""}
+	synDuration = syntax{kindDuration, "duration", ""}
+	synSize     = syntax{kindSize, "size", ""}
+	synBool     = syntax{kindBool, "yes | no", ""}
+	synChoice   = syntax{kindChoice, "", ""}
+	synHostPort = syntax{kindHostPort, "host:port", ""}
+	synFile     = syntax{kindFile, "file", ""}
+	synIf       = syntax{kindString, "interface", ""}
+	synOutLimit = syntax{kindList, "hard soft duration", "three values"}
 )
 
 // keySyntax gives every key of keys its value syntax. A key missing here fails
 // TestEveryKeyHasSyntax, so a new key cannot reach the manual page undocumented.
 var keySyntax = map[string]syntax{
 	"listen":                            synHostPort,
-	"cluster-seeds":                     {kindList, "host:port,..."},
+	"cluster-seeds":                     {kindList, "host:port,...", ""},
 	"maxclients":                        synInt,
 	"client-pipeline-depth":             synInt,
 	"client-idle-timeout":               synDuration,
@@ -63,8 +65,8 @@ var keySyntax = map[string]syntax{
 	"proto-max-multibulk-len":           synInt,
 	"proto-inline-max-size":             synInt,
 	"client-query-buffer-limit":         synSize,
-	"requirepass":                       {kindString, "password"},
-	"users":                             {kindList, "name:password[:readonly] ..."},
+	"requirepass":                       {kindString, "password", ""},
+	"users":                             {kindList, "name:password[:readonly] ...", ""},
 	"read-from":                         synChoice,
 	"enable-flushall":                   synBool,
 	"enable-admin-commands":             synBool,
@@ -72,8 +74,8 @@ var keySyntax = map[string]syntax{
 	"shutdown-timeout":                  synDuration,
 	"client-output-buffer-limit":        synOutLimit,
 	"client-output-buffer-limit-pubsub": synOutLimit,
-	"deny-commands":                     {kindList, "command ..."},
-	"tls-port":                          {kindInt, "port"},
+	"deny-commands":                     {kindList, "command ...", ""},
+	"tls-port":                          {kindInt, "port", ""},
 	"tls-cert-file":                     synFile,
 	"tls-key-file":                      synFile,
 	"tls-ca-cert-file":                  synFile,
@@ -91,8 +93,8 @@ var keySyntax = map[string]syntax{
 	"redirect-budget":                   synDuration,
 	"tryagain-retries":                  synInt,
 	"tryagain-backoff":                  synDuration,
-	"backend-user":                      {kindString, "user"},
-	"backend-password":                  {kindString, "password"},
+	"backend-user":                      {kindString, "user", ""},
+	"backend-password":                  {kindString, "password", ""},
 	"tls-cluster":                       synBool,
 	"backend-tls-cert-file":             synFile,
 	"backend-tls-key-file":              synFile,
@@ -107,27 +109,27 @@ var keySyntax = map[string]syntax{
 	"log-format":                        synChoice,
 	"carp-mode":                         synChoice,
 	"carp-interface":                    synIf,
-	"carp-vhid":                         {kindInt, "vhid"},
-	"vip":                               {kindList, "address"},
+	"carp-vhid":                         {kindInt, "vhid", ""},
+	"vip":                               {kindIP, "address", "IP address"},
 	"carp-poll-interval":                synDuration,
 	"drain-timeout":                     synDuration,
 	"carp-demote":                       synBool,
 	"carp-demote-after":                 synDuration,
 	"carp-health-file":                  synFile,
-	"vips":                              {kindList, "address[@vhid],..."},
+	"vips":                              {kindList, "address[@vhid],...", ""},
 	"carp-host-index":                   synInt,
 	"carp-hosts":                        synInt,
 	"carp-advskew-step":                 synInt,
 	"carp-pass-file":                    synFile,
-	"pf-anchor":                         {kindString, "name"},
-	"pf-table":                          {kindString, "name"},
+	"pf-anchor":                         {kindString, "name", ""},
+	"pf-table":                          {kindString, "name", ""},
 	"pf-allow-file":                     synFile,
 	"pf-anchor-file":                    synFile,
 	"pf-internal-interface":             synIf,
 	"pfsync-interface":                  synIf,
-	"pfsync-peer":                       {kindString, "address"},
-	"pf-lb-network":                     {kindList, "address[/prefix],..."},
-	"redis-ports":                       {kindList, "low:high"},
+	"pfsync-peer":                       {kindString, "address", ""},
+	"pf-lb-network":                     {kindList, "address[/prefix],...", ""},
+	"redis-ports":                       {kindList, "low:high", "port range"},
 	"pf-log":                            synBool,
 }
 
@@ -140,6 +142,9 @@ func KeyDocs() []KeyDoc {
 	for _, k := range keys {
 		syn := keySyntax[k.name]
 		d := KeyDoc{Name: k.name, Value: syn.value, Type: syn.kind, Default: k.defValue(), Doc: k.doc}
+		if syn.typ != "" {
+			d.Type = syn.typ
+		}
 		switch syn.kind {
 		case kindChoice:
 			d.Value = strings.Join(choices(k), " | ")

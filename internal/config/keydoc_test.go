@@ -95,6 +95,9 @@ func TestKeySyntaxMatchesParser(t *testing.T) {
 		case kindHostPort:
 			accept("127.0.0.1:1", "[::1]:6379")
 			refuse("want host:port", "nocolon")
+		case kindIP:
+			accept("198.51.100.1", "2001:db8::1")
+			refuse("not an IP address", "nope", "198.51.100.1:1")
 		case kindString, kindFile:
 			accept("some text", "/a/path")
 		case kindList:

@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -65,7 +66,7 @@ func renderConf(keys []config.KeyDoc, reloadable func(string) bool) string {
 			open = true
 		}
 		fmt.Fprintf(&b, ".It Cm %s Ar %s\n", k.Name, quoteArg(k.Value))
-		b.WriteString(sentence(k.Doc) + "\n")
+		b.WriteString(sentence(k.Doc, k.Value) + "\n")
 		b.WriteString(".Pp\n")
 		typ := "Type: " + k.Type
 		if k.Range != "" {
@@ -90,16 +91,23 @@ func renderConf(keys []config.KeyDoc, reloadable func(string) bool) string {
 	return b.String()
 }
 
-// sentence makes a key's one-line description a sentence: capitalised, ending in a
+// lowerWords keep their case at the start of a sentence: names written in lower case.
+var lowerWords = map[string]bool{"pf": true, "pfsync": true, "pflog": true}
+
+// sentence makes a key's one-line description a sentence: capitalised (unless it starts
+// with a name written in lower case, such as one of the key's values), ending in a
 // period, escaped for mdoc.
-func sentence(s string) string {
+func sentence(s, value string) string {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return ""
 	}
-	r := []rune(s)
-	r[0] = unicode.ToUpper(r[0])
-	s = string(r)
+	first := strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == ',' || r == ':' || r == '(' })[0]
+	if !lowerWords[first] && !slices.Contains(strings.Split(value, " | "), first) {
+		r := []rune(s)
+		r[0] = unicode.ToUpper(r[0])
+		s = string(r)
+	}
 	if !strings.HasSuffix(s, ".") {
 		s += "."
 	}
