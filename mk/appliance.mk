@@ -6,6 +6,8 @@ PKG_VERSION ?= 0.1.0.$(shell git rev-list --count HEAD 2>/dev/null || echo 0)
 CROSS       := freebsd/amd64 freebsd/arm64 linux/amd64
 # The one rc script: the port installs it with USE_RC_SUBR, install-files likewise.
 RC_SCRIPT   := rc.d/redis_carp_proxy.in
+# The port's DOCS option (on by default) installs README.md and docs/ here (PORTDOCS).
+DOCSDIR     := $(PREFIX)/share/doc/redis-carp-proxy
 # The binary looks for its configuration and pf files under PREFIX.
 LDFLAGS     += -X github.com/redis-carp-proxy/redis-carp-proxy/internal/config.Prefix=$(PREFIX)
 
@@ -25,16 +27,21 @@ install: build install-files
 
 install-files:
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/etc/rc.d \
-		$(DESTDIR)$(PREFIX)/etc/redis-carp-proxy $(DESTDIR)$(PREFIX)/share/man/man8 \
-		$(DESTDIR)$(PREFIX)/share/examples/redis-carp-proxy
+		$(DESTDIR)$(PREFIX)/etc/redis-carp-proxy $(DESTDIR)$(PREFIX)/share/man/man5 \
+		$(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/share/examples/redis-carp-proxy \
+		$(DESTDIR)$(DOCSDIR)/docs
 	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/sbin/redis-carp-proxy
 	sed 's|%%PREFIX%%|$(PREFIX)|g' $(RC_SCRIPT) > $(DESTDIR)$(PREFIX)/etc/rc.d/redis_carp_proxy
 	chmod 0755 $(DESTDIR)$(PREFIX)/etc/rc.d/redis_carp_proxy
 	install -m 0644 etc/redis-carp-proxy.conf.sample $(DESTDIR)$(PREFIX)/etc/redis-carp-proxy.conf.sample
 	install -m 0644 etc/redis-carp-proxy.allow.list.sample $(DESTDIR)$(PREFIX)/etc/redis-carp-proxy/allow.list.sample
 	install -m 0644 etc/redis-carp-proxy.pf.anchor.sample $(DESTDIR)$(PREFIX)/share/examples/redis-carp-proxy/pf.anchor
+	gzip -9nc man/redis-carp-proxy.conf.5 > $(DESTDIR)$(PREFIX)/share/man/man5/redis-carp-proxy.conf.5.gz
+	chmod 0644 $(DESTDIR)$(PREFIX)/share/man/man5/redis-carp-proxy.conf.5.gz
 	gzip -9nc man/redis-carp-proxy.8 > $(DESTDIR)$(PREFIX)/share/man/man8/redis-carp-proxy.8.gz
 	chmod 0644 $(DESTDIR)$(PREFIX)/share/man/man8/redis-carp-proxy.8.gz
+	install -m 0644 README.md $(DESTDIR)$(DOCSDIR)/README.md
+	install -m 0644 docs/*.md $(DESTDIR)$(DOCSDIR)/docs/
 
 # FreeBSD packages (pkg add ./build/redis-carp-proxy-VERSION-freebsd-ARCH.pkg) of the
 # cross-compiled binary; no ports tree needed.

@@ -11,15 +11,17 @@ import (
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
 )
 
-const sampleHeader = `# redis-carp-proxy configuration (redis.conf style: "key value", "#" comments).
+const sampleHeader = `# redis-carp-proxy configuration (redis.conf style: "key value" lines; a line whose
+# first character is "#" is a comment, a "#" after a value is part of the value).
 # Every key can also be given on the command line as --key value; flags win.
 # Lines starting with "# key" show the default; uncomment to change.
+# redis-carp-proxy.conf(5) describes every key.
 #
 # Active-active (each host CARP MASTER of its own VIP; docs/carp.md "Active-active"): instead of
-# listen VIP:PORT and vip, write
+# listen VIP:PORT and vip, write (carp-host-index 2 on the second host, 3 on the third)
 #   listen :6379
 #   vips 198.51.100.101@1,198.51.100.102@2,198.51.100.103@3
-#   carp-host-index 1     # 2 on the second host, 3 on the third
+#   carp-host-index 1
 #   carp-pass-file /usr/local/etc/redis-carp-proxy/carp.pass
 `
 

@@ -7,10 +7,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -62,16 +64,24 @@ func TestShellcheckRCScript(t *testing.T) {
 	}
 }
 
+// manPages are the manual pages the port installs, relative to the repository.
+var manPages = []string{"man/redis-carp-proxy.8", "man/redis-carp-proxy.conf.5"}
+
+// TestManPageLint: every manual page passes mandoc's linter at warning level with no
+// output at all.
 func TestManPageLint(t *testing.T) {
 	mandoc := needTool(t, "mandoc", "mandoc")
-	out, err := exec.Command(mandoc, "-T", "lint", "-W", "warning", filepath.Join(repo, "man/redis-carp-proxy.8")).CombinedOutput()
-	if err != nil || len(out) > 0 {
-		t.Fatalf("mandoc -T lint -W warning man/redis-carp-proxy.8: %v\n%s", err, out)
+	for _, page := range manPages {
+		out, err := exec.Command(mandoc, "-T", "lint", "-W", "warning", filepath.Join(repo, page)).CombinedOutput()
+		if err != nil || len(out) > 0 {
+			t.Errorf("mandoc -T lint -W warning %s: %v\n%s", page, err, out)
+		}
 	}
 }
 
-// plistFiles returns the files a port install creates: pkg-plist (an @sample line
-// installs the .sample file) plus the rc.d script USE_RC_SUBR adds.
+// plistFiles returns the files a port install creates with its default options:
+// pkg-plist (an @sample line installs the .sample file), the rc.d script USE_RC_SUBR adds
+// and, with DOCS on, the PORTDOCS files under DOCSDIR.
 func plistFiles(t *testing.T) []string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(repo, "port/pkg-plist"))
@@ -86,8 +96,51 @@ func plistFiles(t *testing.T) []string {
 		}
 		files = append(files, l)
 	}
+	files = append(files, portDocs(t)...)
 	sort.Strings(files)
 	return files
+}
+
+// portDocs returns what PORTDOCS in port/Makefile names, as installed paths below the
+// prefix (share/doc/PORTNAME/...). PORTDOCS lists files and directories relative to
+// DOCSDIR, globs allowed, a directory standing for everything below it (bsd.port.mk);
+// the port copies them from the same places in the source tree.
+func portDocs(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repo, "port/Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "PORTDOCS="); ok {
+			entries = strings.Fields(v)
+		}
+	}
+	if len(entries) == 0 {
+		t.Fatal("port/Makefile has no PORTDOCS")
+	}
+	var out []string
+	for _, e := range entries {
+		matches, err := filepath.Glob(filepath.Join(repo, e))
+		if err != nil || len(matches) == 0 {
+			t.Fatalf("PORTDOCS %q matches nothing in the source tree", e)
+		}
+		for _, m := range matches {
+			err := filepath.WalkDir(m, func(p string, d fs.DirEntry, err error) error {
+				if err != nil || d.IsDir() {
+					return err
+				}
+				rel, _ := filepath.Rel(repo, p)
+				out = append(out, "share/doc/redis-carp-proxy/"+filepath.ToSlash(rel))
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return out
 }
 
 // TestInstallMatchesPlistAndPackage installs with the Makefile into a DESTDIR, checks the
@@ -478,6 +531,29 @@ func TestPortConventions(t *testing.T) {
 	}
 	if !strings.Contains(" "+vars["SUB_FILES"]+" ", " pkg-message ") || !strings.Contains(read("port/files/pkg-message.in"), "%%PREFIX%%") {
 		t.Errorf("SUB_FILES %q must list pkg-message", vars["SUB_FILES"])
+	}
+	// DOCS and EXAMPLES are options (on by default); the documentation is PORTDOCS,
+	// installed only with DOCS on, and every manual page is installed and in the plist.
+	if f := strings.Fields(vars["OPTIONS_DEFINE"]); !slices.Contains(f, "DOCS") || !slices.Contains(f, "EXAMPLES") {
+		t.Errorf("OPTIONS_DEFINE %q: want DOCS and EXAMPLES", vars["OPTIONS_DEFINE"])
+	}
+	if vars["PORTDOCS"] == "" || !strings.Contains(mk, "\npost-install-DOCS-on:\n") {
+		t.Error("port/Makefile: the documentation goes in PORTDOCS, installed by post-install-DOCS-on")
+	}
+	pages, _ := filepath.Glob(filepath.Join(repo, "man", "*.[1-9]"))
+	if len(pages) != len(manPages) {
+		t.Errorf("man/ has %d pages, manPages lists %d: %v", len(pages), len(manPages), pages)
+	}
+	plist := read("port/pkg-plist")
+	for _, page := range pages {
+		name := filepath.Base(page)
+		sect := name[strings.LastIndex(name, ".")+1:]
+		if !strings.Contains(mk, "${INSTALL_MAN} ${WRKSRC}/man/"+name+" \\\n\t\t${STAGEDIR}${PREFIX}/share/man/man"+sect+"\n") {
+			t.Errorf("port/Makefile does not install man/%s into share/man/man%s", name, sect)
+		}
+		if !strings.Contains(plist, "\nshare/man/man"+sect+"/"+name+".gz\n") {
+			t.Errorf("pkg-plist lacks share/man/man%s/%s.gz", sect, name)
+		}
 	}
 	// The plist names ETCDIR as %%ETCDIR%% and installs every .sample with @sample.
 	for _, l := range strings.Split(strings.TrimSpace(read("port/pkg-plist")), "\n") {
