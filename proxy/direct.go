@@ -109,8 +109,7 @@ func (p *directPool) get(ctx context.Context, n *node) (*directConn, error) {
 		return dc, nil
 	}
 	p.mu.Unlock()
-	d := &backendConn{n: n}
-	conn, err := d.dial(ctx)
+	conn, err := n.c.dialReady(ctx, n.addr)
 	if err != nil {
 		return nil, err
 	}

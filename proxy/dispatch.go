@@ -28,62 +28,68 @@ type handler func(ss *session, r *request) bool
 
 // commands maps lower-case command names to their handler: the one table of commands the
 // proxy does not simply route.
-var commands = map[string]handler{
-	// Answered by the proxy (local.go).
-	"ping":   localHandler(localPing),
-	"echo":   localHandler(localEcho),
-	"quit":   localHandler(localQuit),
-	"select": localHandler(localSelect),
-	"hello":  localHandler(func(ss *session, r *request) []byte { return ss.hello(r.args) }),
-	// Cluster clients send these; the proxy routes reads by its read-from setting and never
-	// sends ASK to clients, so they change nothing.
-	"readonly": localHandler(localOK), "readwrite": localHandler(localOK), "asking": localHandler(localOK),
-	// CONFIG, CLIENT, LATENCY, SLOWLOG: the proxy's own settings and clients, and the
-	// nodes' behind enable-admin-commands (admin.go, client.go, slowlog.go).
-	"config":  configCommand,
-	"client":  clientHandler,
-	"slowlog": slowlogHandler,
-	"latency": subcommands(map[string]handler{"reset": adminOnly(fanoutEveryNode(mergeNodesSum))}),
-	// Refused: they would act on one node of the cluster, or on none.
-	"shutdown": unsupported, "slaveof": unsupported, "replicaof": unsupported, "debug": unsupported,
-	"monitor": unsupported, "sync": unsupported, "psync": unsupported, "migrate": unsupported,
-	"failover": unsupported, "bgsave": unsupported, "bgrewriteaof": unsupported, "save": unsupported,
-	"swapdb": unsupported, "move": unsupported, "acl": unsupported, "module": unsupported,
+var commands map[string]handler
 
-	// Keys in several slots: one request per slot, merged (multikey.go).
-	"mget":   splitKeys(1, mergeMGET),
-	"mset":   splitKeys(2, mergeAllOK),
-	"del":    splitKeys(1, mergeSum),
-	"unlink": splitKeys(1, mergeSum),
-	"exists": splitKeys(1, mergeSum),
-	"touch":  splitKeys(1, mergeSum),
+// The table is filled by init: its handlers reach the event loops, which look commands up
+// in it (a package-level initializer would be an initialization cycle).
+func init() {
+	commands = map[string]handler{
+		// Answered by the proxy (local.go).
+		"ping":   localHandler(localPing),
+		"echo":   localHandler(localEcho),
+		"quit":   localHandler(localQuit),
+		"select": localHandler(localSelect),
+		"hello":  localHandler(func(ss *session, r *request) []byte { return ss.hello(r.args) }),
+		// Cluster clients send these; the proxy routes reads by its read-from setting and never
+		// sends ASK to clients, so they change nothing.
+		"readonly": localHandler(localOK), "readwrite": localHandler(localOK), "asking": localHandler(localOK),
+		// CONFIG, CLIENT, LATENCY, SLOWLOG: the proxy's own settings and clients, and the
+		// nodes' behind enable-admin-commands (admin.go, client.go, slowlog.go).
+		"config":  configCommand,
+		"client":  clientHandler,
+		"slowlog": slowlogHandler,
+		"latency": subcommands(map[string]handler{"reset": adminOnly(fanoutEveryNode(mergeNodesSum))}),
+		// Refused: they would act on one node of the cluster, or on none.
+		"shutdown": unsupported, "slaveof": unsupported, "replicaof": unsupported, "debug": unsupported,
+		"monitor": unsupported, "sync": unsupported, "psync": unsupported, "migrate": unsupported,
+		"failover": unsupported, "bgsave": unsupported, "bgrewriteaof": unsupported, "save": unsupported,
+		"swapdb": unsupported, "move": unsupported, "acl": unsupported, "module": unsupported,
 
-	// Without keys: every master, or the proxy's own state (keyless.go, virtual.go).
-	"dbsize":    fanout(mergeNodeSum),
-	"keys":      fanout(mergeNodeConcat),
-	"randomkey": execHandler(execRandomKey),
-	"flushall":  guarded(func(c *Config) bool { return c.EnableFlushall }, "enable-flushall", fanout(mergeNodeAllOK)),
-	"flushdb":   guarded(func(c *Config) bool { return c.EnableFlushall }, "enable-flushall", fanout(mergeNodeAllOK)),
-	"script":    subcommands(map[string]handler{"load": rememberScript(fanout(mergeNodeSame)), "exists": fanout(mergeNodeAnd), "flush": forgetScripts(fanout(mergeNodeAllOK)), "kill": fanout(mergeKill)}),
-	"function": subcommands(map[string]handler{"load": fanout(mergeNodeSame), "delete": fanout(mergeNodeAllOK),
-		"flush": fanout(mergeNodeAllOK), "list": fanout(mergeNodeFirst), "restore": fanout(mergeNodeAllOK), "kill": fanout(mergeKill)}),
-	"scan":    execHandler(execScan),
-	"info":    execHandler(execInfo),
-	"cluster": localHandler(clusterCommand),
-	"proxy":   localHandler(proxyCommand),
-	"reset":   resetCommand,
-	"wait":    execHandler(execWait),
+		// Keys in several slots: one request per slot, merged (multikey.go).
+		"mget":   splitKeys(1, mergeMGET),
+		"mset":   splitKeys(2, mergeAllOK),
+		"del":    splitKeys(1, mergeSum),
+		"unlink": splitKeys(1, mergeSum),
+		"exists": splitKeys(1, mergeSum),
+		"touch":  splitKeys(1, mergeSum),
 
-	// Pub/Sub counts: by the channel's slot, where its subscriptions are (pubsub_route.go).
-	"publish": publishBySlot,
-	"pubsub":  subcommands(map[string]handler{"channels": fanout(mergeChannels), "numsub": pubsubNumsub, "numpat": fanout(mergeMax)}),
+		// Without keys: every master, or the proxy's own state (keyless.go, virtual.go).
+		"dbsize":    fanout(mergeNodeSum),
+		"keys":      fanout(mergeNodeConcat),
+		"randomkey": execHandler(execRandomKey),
+		"flushall":  guarded(func(c *Config) bool { return c.EnableFlushall }, "enable-flushall", fanout(mergeNodeAllOK)),
+		"flushdb":   guarded(func(c *Config) bool { return c.EnableFlushall }, "enable-flushall", fanout(mergeNodeAllOK)),
+		"script":    subcommands(map[string]handler{"load": rememberScript(fanout(mergeNodeSame)), "exists": fanout(mergeNodeAnd), "flush": forgetScripts(fanout(mergeNodeAllOK)), "kill": fanout(mergeKill)}),
+		"function": subcommands(map[string]handler{"load": fanout(mergeNodeSame), "delete": fanout(mergeNodeAllOK),
+			"flush": fanout(mergeNodeAllOK), "list": fanout(mergeNodeFirst), "restore": fanout(mergeNodeAllOK), "kill": fanout(mergeKill)}),
+		"scan":    execHandler(execScan),
+		"info":    execHandler(execInfo),
+		"cluster": localHandler(clusterCommand),
+		"proxy":   localHandler(proxyCommand),
+		"reset":   resetCommand,
+		"wait":    execHandler(execWait),
 
-	// Transactions (tx.go).
-	"multi":   txMulti,
-	"exec":    txExec,
-	"discard": txDiscard,
-	"watch":   txWatch,
-	"unwatch": txUnwatch,
+		// Pub/Sub counts: by the channel's slot, where its subscriptions are (pubsub_route.go).
+		"publish": publishBySlot,
+		"pubsub":  subcommands(map[string]handler{"channels": fanout(mergeChannels), "numsub": pubsubNumsub, "numpat": fanout(mergeMax)}),
+
+		// Transactions (tx.go).
+		"multi":   txMulti,
+		"exec":    txExec,
+		"discard": txDiscard,
+		"watch":   txWatch,
+		"unwatch": txUnwatch,
+	}
 }
 
 // knownNames interns the lower-case names of the built-in command table and of the

@@ -18,10 +18,9 @@ import (
 // replica), the proxy abandons that node's connections at once rather than waiting for
 // backend-read-timeout: commands already written fail with errFailedOver (their fate is
 // unknown: a frozen master may still execute them when it wakes up, before it learns that
-// it was replaced, so they are never re-sent), and commands not yet written (loop
-// connections: bytes still in the output buffer or waiting for the connection to be
-// dialled; shared connections: their queue) fail with ErrNotSent, which re-routes them to
-// the new owner.
+// it was replaced, so they are never re-sent), and commands not yet written (bytes still in
+// a loop connection's output buffer or waiting for the connection to be dialled) fail with
+// ErrNotSent, which re-routes them to the new owner.
 
 // markSuspect records the first sign that n is unwell (reason is a metric label: slow,
 // timeout, connect, connection_lost) and asks for a slot map refresh. Only the transition
@@ -125,48 +124,11 @@ func (c *cluster) abandonLost(old, m *slotMap, failing map[string]bool) {
 		c.log.Warn("slots moved away from an unwell node; abandoning its connections (commands sent fail, commands not sent go to the new owner)",
 			"node", n.addr, "suspect", n.suspect.Load(), "flagged_failing", failing[n.addr])
 		c.metrics.abandoned.WithLabelValues(n.addr).Inc()
-		for _, bc := range n.conns {
-			bc.abandon()
-		}
 		if c.onAbandon != nil {
 			c.onAbandon(n)
 		}
 	}
 }
-
-// abandon closes the shared connection's current socket (its in-flight commands fail with
-// errFailedOver) and fails the commands still queued with ErrNotSent (they are re-routed).
-func (bc *backendConn) abandon() {
-	bc.mu.Lock()
-	conn := bc.conn
-	if conn != nil {
-		bc.abandoned.Store(true)
-	}
-	bc.mu.Unlock()
-	if conn != nil {
-		conn.Close()
-	}
-	for {
-		select {
-		case r := <-bc.queue:
-			r.complete(nil, errAbandonedNotSent(bc.n))
-		default:
-			return
-		}
-	}
-}
-
-func errAbandonedNotSent(n *node) error {
-	return &notSentError{addr: n.addr}
-}
-
-// notSentError is ErrNotSent for a command taken back from a node whose slots moved away.
-type notSentError struct{ addr string }
-
-func (e *notSentError) Error() string {
-	return ErrNotSent.Error() + ": " + e.addr + " no longer serves its slot"
-}
-func (e *notSentError) Unwrap() error { return ErrNotSent }
 
 // abandon fails the loop connection: commands written fail with errFailedOver, the others
 // are re-routed (ErrNotSent, through the slow path, to the new owner).

@@ -212,7 +212,7 @@ func TestPipelineFastThenSlowInOrder(t *testing.T) {
 
 func TestConcurrentClients(t *testing.T) {
 	c := sharedCluster(t)
-	p := startProxy(t, c, func(cfg *config.Config) { cfg.BackendConnections = 3 })
+	p := startProxy(t, c, nil)
 	ctx := context.Background()
 	prefix := fmt.Sprintf("cc%d:", rand.Int())
 	var wg sync.WaitGroup
@@ -366,7 +366,7 @@ func TestProtocolErrorsCloseOnlyThatClient(t *testing.T) {
 
 func TestBlockingCommandsDoNotStallOthers(t *testing.T) {
 	c := sharedCluster(t)
-	p := startProxy(t, c, func(cfg *config.Config) { cfg.BackendConnections = 1 })
+	p := startProxy(t, c, nil)
 	ctx := context.Background()
 	blocker := p.client(t)
 	other := p.client(t)

@@ -30,7 +30,10 @@ type lreq struct {
 	reply      []byte // held reply (owned, reused)
 	redirected bool
 	slowEntry  bool // produced by the slow path: not pooled
-	resp3      bool // the client speaks RESP3: nulls are converted when it completes
+	// ext is the slow-path request this command carries (sendExt): its reply or failure
+	// completes ext. A command with neither c nor ext is an ASKING whose +OK is dropped.
+	ext   *request
+	resp3 bool // the client speaks RESP3: nulls are converted when it completes
 
 	// multi-key commands: the parent merges its parts' replies.
 	kind    fastKind
@@ -180,6 +183,34 @@ type lbackend struct {
 	rtt          *histo
 }
 
+// askingCmd precedes a command sent after an ASK redirection.
+var askingCmd = []byte("*1\r\n$6\r\nASKING\r\n")
+
+// sendExt queues a slow-path request on the loop's connection to n (run on the loop; the
+// session's goroutine posts it, sendNode). The command shares the connection, and so the
+// order, of the fast path's commands to n; its reply or its failure completes r, and the
+// session follows redirections and retries itself.
+func (l *loop) sendExt(n *node, r *request) {
+	b := l.backend(n)
+	if r.asking {
+		b.enqueue(&lreq{raw: askingCmd, slowEntry: true, start: l.nowNano})
+	}
+	b.enqueue(&lreq{ext: r, raw: r.raw, slot: r.slot, slowEntry: true, start: l.nowNano})
+}
+
+// extDone completes the slow-path request of q with a reply (copied: rep is the
+// connection's read buffer) or a failure.
+func (l *loop) extDone(q *lreq, rep []byte, err error) {
+	r := q.ext
+	if r == nil {
+		return // ASKING's reply
+	}
+	if err == nil {
+		rep = append([]byte(nil), rep...)
+	}
+	r.complete(rep, err)
+}
+
 // trimOut lets a large output buffer go once a second passed in which it was never more
 // than a quarter full (a burst is over); under steady load it is kept and reused (tick).
 func (b *lbackend) trimOut() {
@@ -226,7 +257,8 @@ func (b *lbackend) markDirty() {
 	}
 }
 
-// dial connects in a goroutine (with the same hand-shake as the shared connections) and
+// dial connects in a goroutine (with the hand-shake of dialReady, which the dedicated
+// connections share) and
 // hands the descriptor to the loop.
 func (b *lbackend) dial() {
 	b.dialing = true
@@ -377,7 +409,11 @@ func (b *lbackend) readable() {
 			}
 		}
 		b.rtt.observe(latencyBuckets, float64(l.nowNano-r.sent)/1e9)
-		r.c.backendReply(r, rep)
+		if r.c != nil {
+			r.c.backendReply(r, rep)
+		} else {
+			l.extDone(r, rep, nil)
+		}
 		if b.fd < 0 { // the handler (a resumed client's commands) may not fail b, but stop if it did
 			return
 		}

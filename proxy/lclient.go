@@ -455,7 +455,7 @@ func (c *lclient) close() {
 }
 
 // runSlow runs one command on the slow path: a goroutine executes it with the session
-// machinery (the same code that serves TLS clients) and posts the reply back. Nothing
+// machinery and posts the reply back. Nothing
 // after it is started until it is done, so the session state it changes is seen by the
 // next command.
 func (c *lclient) runSlow(args [][]byte, raw []byte) {
@@ -575,6 +575,10 @@ func (c *lclient) backendReply(r *lreq, rep []byte) {
 // failReq handles a command that got no reply: one never written goes to the slow path to
 // be sent again, any other gets the error.
 func (l *loop) failReq(r *lreq, err error) {
+	if r.c == nil {
+		l.extDone(r, nil, err) // the session decides whether to send it again
+		return
+	}
 	if errors.Is(err, ErrNotSent) && !r.c.closed && !l.stopping {
 		r.c.resolveSlow(r, nil, err) // never written: safe to send again
 		return

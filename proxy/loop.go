@@ -26,8 +26,9 @@ import (
 //
 // Commands that need more than one round trip or session state (MULTI, blocking commands,
 // Pub/Sub, SCAN, INFO, redirections …) run on the slow path: a goroutine executes them with
-// the session machinery shared with TLS clients, and the loop only waits for the reply
-// (see lclient.runSlow).
+// the session machinery and the loop only waits for the reply (see lclient.runSlow); the
+// commands it sends to a node go through the loop's connection to that node (sendExt).
+// TLS clients and TLS node connections reach the loop through a bridge (transport.go).
 type loop struct {
 	s   *Server
 	id  int

@@ -42,7 +42,7 @@ type Metrics struct {
 	buildInfo       *prometheus.GaugeVec
 
 	// shared holds the request-path counters (commands, latencies, client bytes, pipeline
-	// depth, backend round trips) of the goroutine sessions and the slow path; the event
+	// depth, backend round trips) of the slow path's goroutines; the event
 	// loops keep their own, and statsCollector exports the sum (stats.go).
 	shared *sharedStats
 }
@@ -69,7 +69,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		suspectTotal:     prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "backend_suspect_total", Help: "Nodes becoming suspect, by node and reason (slow, timeout, connect, connection_lost)."}, []string{"node", "reason"}),
 		abandoned:        prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "backend_abandoned_total", Help: "Times the connections of an unwell node were abandoned because the slot map moved its slots to another node."}, []string{"node"}),
 		redirectBackoffs: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "redirect_backoffs_total", Help: "Pauses taken by commands whose redirections looped (beyond max-redirects, within redirect-budget)."}),
-		backendConns:     prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "backend_connections", Help: "Open shared connections per cluster node."}, []string{"node"}),
+		backendConns:     prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "backend_connections", Help: "Open event-loop connections per cluster node (one per loop that has sent to it)."}, []string{"node"}),
 		refreshes:        prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "slotmap_refreshes_total", Help: "Slot map refreshes by trigger and result."}, []string{"trigger", "result"}),
 		refreshDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "slotmap_refresh_duration_seconds", Help: "Time to load an accepted slot map.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 8)}),
@@ -110,7 +110,7 @@ func (m *Metrics) refreshFailed(trigger string, covered int) {
 
 // pendingDesc describes backend_pending_requests, computed when scraped.
 var pendingDesc = prometheus.NewDesc(namespace+"_backend_pending_requests",
-	"Commands queued for or awaiting a reply on the shared connections of a cluster node.", []string{"node"}, nil)
+	"Commands queued for or awaiting a reply on the event loops' connections to a cluster node.", []string{"node"}, nil)
 
 // pendingCollector reports the pending requests of every known node at scrape time, so
 // the hot path only touches counters it needs anyway.

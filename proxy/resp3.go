@@ -7,7 +7,7 @@ import (
 
 // RESP3 for clients that sent HELLO 3. The cluster connections stay RESP2. On an event
 // loop, commands whose replies differ only by their nulls stay on the fast path
-// (resp3Nulls); the others, and every command of a goroutine session, get their reply
+// (resp3Nulls); the others, and every command of the slow path, get their reply
 // through toRESP3 in session.finish, which re-encodes the RESP2 reply the way Redis
 // answers the same command in RESP3: nulls ($-1, *-1) become _, and by command, maps
 // (HGETALL, CONFIG GET, XREAD, XINFO …), sets (SMEMBERS, SINTER …), doubles (ZSCORE,

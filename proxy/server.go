@@ -1,6 +1,6 @@
 // Package proxy makes a Redis Cluster look like one Redis server. It accepts RESP clients,
 // computes each command's hash slot, sends each command to the node that owns the slot
-// (from event loops, or goroutine sessions for TLS clients), follows MOVED/ASK/TRYAGAIN
+// (from event loops, for plain and TLS clients alike), follows MOVED/ASK/TRYAGAIN
 // itself and answers every client's commands strictly in order. It reads the client,
 // cluster and backend keys of the daemon's configuration (internal/config) and none of the
 // CARP or pf keys: an Endpoint per VIP is started on a listener and can be drained; which

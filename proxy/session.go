@@ -121,7 +121,25 @@ func (ss *session) dispatch(r *request) {
 		return
 	}
 	r.owner = ss
-	n.send(ss.ctx, r, ss.id)
+	ss.sendNode(n, r)
+}
+
+// sendNode sends r to n on the session's event loop, through the loop's pipelined
+// connection to n (sendExt): a client's commands to one node, fast and slow, share one
+// connection and its order. r completes when the reply arrives.
+func (ss *session) sendNode(n *node, r *request) {
+	r.node = n
+	l := ss.loop()
+	l.post(func() { l.sendExt(n, r) })
+}
+
+// loop returns the event loop that serves the session's client (any loop for a session
+// without one, in unit tests).
+func (ss *session) loop() *loop {
+	if lc, ok := ss.conn.(*loopConn); ok && lc.c != nil {
+		return lc.c.l
+	}
+	return ss.s.loops[ss.id%uint64(len(ss.s.loops))]
 }
 
 // execDirect runs r on a dedicated connection, synchronously.
@@ -339,7 +357,7 @@ func (ss *session) awaitReply(r *request) []byte {
 			ss.execDirect(r, next)
 		} else {
 			r.owner = ss
-			next.send(ss.ctx, r, ss.id)
+			ss.sendNode(next, r)
 			<-r.done
 		}
 		r.asking = false

@@ -10,7 +10,7 @@ import (
 
 // The request-path metrics (commands, latencies, client bytes, pipeline depth, backend round
 // trips) are counted without locks or atomics by the event loop that serves the request,
-// in the loop's own statSet, and by the goroutine sessions and the slow path in one shared,
+// in the loop's own statSet, and by the slow path's goroutines in one shared,
 // locked statSet. statsCollector adds them up when Prometheus scrapes: it asks every loop
 // for a copy of its counters (a task run between two passes), so a scrape sees every
 // command answered before it, exactly.
@@ -133,7 +133,7 @@ func (st *statSet) addTo(sum *statSet) {
 	}
 }
 
-// sharedStats is the locked statSet of the goroutine sessions and the slow path.
+// sharedStats is the locked statSet of the slow path's goroutines.
 type sharedStats struct {
 	mu sync.Mutex
 	st *statSet

@@ -5,8 +5,8 @@ import (
 	"sync"
 )
 
-// WAIT through the proxy: a client's writes went over shared connections, so a WAIT on a
-// connection of its own would wait for nothing (Redis counts from the connection's last
+// WAIT through the proxy: a client's writes went over connections shared with other
+// clients, so a WAIT on a connection of its own would wait for nothing (Redis counts from the connection's last
 // write). Instead, on every master this session wrote to, a dedicated connection makes a
 // write of its own that leaves no trace (MULTI SET k DEL k EXEC on a proxy key in a slot of
 // that master), which puts its offset at or after the client's writes, then WAITs. The

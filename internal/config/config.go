@@ -317,10 +317,10 @@ var keys = []key{
 	{"tls-auth-clients", "no", "require TLS clients to present a certificate signed by tls-ca-cert-file", boolVar(func(c *Config) *bool { return &c.TLSAuthClients })},
 
 	{"event-loops", "0", "event loops serving plain TCP clients, each with its own connection to every node (0: one per two cores, at most 8)", intVar(0, 256, func(c *Config) *int { return &c.EventLoops })},
-	{"backend-connections", "2", "shared pipelined connections per cluster node for TLS clients and the slow path (the event loops have their own)", intVar(1, 64, func(c *Config) *int { return &c.BackendConnections })},
+	{"backend-connections", "2", "obsolete, accepted and ignored (kept so that existing files load): every command goes through the event loops' one pipelined connection per node each; see event-loops", intVar(1, 64, func(c *Config) *int { return &c.BackendConnections })},
 	{"backend-connect-timeout", "1s", "timeout for connecting to a cluster node", durVar(time.Millisecond, func(c *Config) *time.Duration { return &c.BackendConnectTimeout })},
 	{"backend-read-timeout", "3s", "a node that sends no reply for this long while commands are pending is timed out", durVar(time.Millisecond, func(c *Config) *time.Duration { return &c.BackendReadTimeout })},
-	{"backend-queue-depth", "4096", "commands queued per backend connection before senders wait", intVar(1, 1<<20, func(c *Config) *int { return &c.BackendQueueDepth })},
+	{"backend-queue-depth", "4096", "obsolete, accepted and ignored (kept so that existing files load): the event loops' node connections queue without a fixed depth, bounded by client-pipeline-depth per client", intVar(1, 1<<20, func(c *Config) *int { return &c.BackendQueueDepth })},
 	{"blocking-connections", "1000", "dedicated backend connections for blocking commands (BLPOP, XREAD BLOCK, WAIT …), all nodes together", intVar(1, 1<<20, func(c *Config) *int { return &c.BlockingConnections })},
 	{"slotmap-refresh-interval", "5s", "periodic slot map refresh (also refreshed on MOVED, CLUSTERDOWN and connection loss)", durVar(100*time.Millisecond, func(c *Config) *time.Duration { return &c.SlotmapRefresh })},
 	{"slotmap-fast-refresh-interval", "25ms", "slot map refresh interval while a node that serves slots is suspect or flagged fail?/fail in CLUSTER NODES (until the cluster names a new owner or the node recovers)", durVar(5*time.Millisecond, func(c *Config) *time.Duration { return &c.SlotmapFastRefresh })},

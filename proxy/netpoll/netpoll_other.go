@@ -3,7 +3,7 @@
 package netpoll
 
 // Poller is not available on this system; New reports ErrNotSupported and the proxy
-// serves clients with a goroutine per connection instead.
+// cannot serve here (its Start says so): it runs on Linux and FreeBSD.
 type Poller struct{}
 
 // New reports ErrNotSupported.

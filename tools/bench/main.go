@@ -11,6 +11,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/csv"
 	"errors"
 	"flag"
@@ -40,8 +41,9 @@ type target struct {
 	name    string
 	host    string
 	port    string
-	cluster bool // direct access: redis-benchmark --cluster
-	pid     int  // process to measure (0: none)
+	cluster bool                  // direct access: redis-benchmark --cluster
+	tls     *testcluster.TLSFiles // redis-benchmark --tls with these files
+	pid     int                   // process to measure (0: none)
 }
 
 // sample is one redis-benchmark run.
@@ -66,7 +68,11 @@ func run() error {
 	idle := flag.Int("idle", 10000, "idle clients for the RSS measurement (0: skip)")
 	cpuprofile := flag.String("cpuprofile", "", "write a 20 s CPU profile of the proxy to this file (its admin pprof endpoint)")
 	proxyArgs := flag.String("proxy-args", "", "extra flags for the proxy (e.g. \"--event-loops 2\")")
+	tlsDir := flag.String("tls", "", "measure TLS clients: write certificates into this directory (proxy.crt, proxy.key, proxy-ca.crt), serve tls-port, and run redis-benchmark --tls against the proxy's TLS port (column proxy) and the peer (start it with the same files); the second column is then the same proxy's plain port (plain), so proxy/plain is TLS over plain")
 	flag.Parse()
+	if *tlsDir != "" {
+		*idle = 0 // the idle clients are plain connections
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := raiseNoFile(uint64(*idle) + 4096); err != nil {
@@ -87,6 +93,20 @@ func run() error {
 	if *cpuprofile != "" {
 		args = append(args, "--admin-pprof", "yes")
 	}
+	var tlsFiles *testcluster.TLSFiles
+	tlsListen := ""
+	if *tlsDir != "" {
+		if err := os.MkdirAll(*tlsDir, 0o700); err != nil {
+			return err
+		}
+		if tlsFiles, err = testcluster.WriteTLSFiles(*tlsDir, "proxy"); err != nil {
+			return err
+		}
+		tlsListen = freeAddr()
+		_, tp, _ := net.SplitHostPort(tlsListen)
+		args = append(args, "--tls-port", tp, "--tls-cert-file", tlsFiles.CertFile, "--tls-key-file", tlsFiles.KeyFile,
+			"--tls-ca-cert-file", tlsFiles.CACertFile)
+	}
 	args = append(args, strings.Fields(*proxyArgs)...)
 	proxy := exec.Command(*bin, args...)
 	proxy.Stderr = os.Stderr
@@ -101,8 +121,18 @@ func run() error {
 	ph, pp, _ := net.SplitHostPort(listen)
 	dh, dp, _ := net.SplitHostPort(c.Seeds()[0])
 	targets := []target{{name: "proxy", host: ph, port: pp, pid: proxy.Process.Pid}, {name: "direct", host: dh, port: dp, cluster: true}}
+	second := "direct"
+	if tlsFiles != nil {
+		if err := waitTLSPort(tlsListen, tlsFiles, 15*time.Second); err != nil {
+			return err
+		}
+		second = "plain"
+		th, tp, _ := net.SplitHostPort(tlsListen)
+		targets = []target{{name: "proxy", host: th, port: tp, pid: proxy.Process.Pid, tls: tlsFiles},
+			{name: "direct", host: ph, port: pp, pid: proxy.Process.Pid}}
+	}
 	if *peer != "" {
-		t := target{name: "peer"}
+		t := target{name: "peer", tls: tlsFiles}
 		t.host, t.port, _ = net.SplitHostPort(*peer)
 		if *peerCmd != "" {
 			f := strings.Fields(*peerCmd)
@@ -115,7 +145,11 @@ func run() error {
 			defer func() { pc.Process.Signal(syscall.SIGTERM); pc.Wait() }()
 			t.pid = pc.Process.Pid
 		}
-		if err := waitPort(*peer, 15*time.Second); err != nil {
+		wait := waitPort(*peer, 15*time.Second)
+		if tlsFiles != nil {
+			wait = waitTLSPort(*peer, tlsFiles, 15*time.Second)
+		}
+		if err := wait; err != nil {
 			return fmt.Errorf("peer: %w", err)
 		}
 		targets = append(targets, t)
@@ -186,19 +220,22 @@ func run() error {
 		prof.Wait()
 	}
 	hasPeer := len(targets) > 2
-	fmt.Printf("\nredis-benchmark -r 100000 -d 64, median of %d interleaved rounds; ratios are proxy/direct and proxy/peer\n", *reps)
+	if tlsFiles != nil {
+		fmt.Printf("\nTLS clients: proxy and peer are served over TLS; %q is the same proxy's plain port\n", second)
+	}
+	fmt.Printf("\nredis-benchmark -r 100000 -d 64, median of %d interleaved rounds; ratios are proxy/%s and proxy/peer\n", *reps, second)
 	if hasPeer {
 		fmt.Printf("of the medians; \"paired\": the median of the ratios within each round (both ran minutes\n" +
 			"apart under the same conditions), with the rounds in which the proxy did at least as well\n")
 	}
 	fmt.Println()
-	head := "| test | -P | -c | proxy req/s | direct req/s | proxy/direct |"
+	head := fmt.Sprintf("| test | -P | -c | proxy req/s | %[1]s req/s | proxy/%[1]s |", second)
 	sep := "|---|---|---|---|---|---|"
 	if hasPeer {
 		head += " peer req/s | proxy/peer | req/s paired |"
 		sep += "---|---|---|"
 	}
-	head += " p99 ms proxy | p99 direct |"
+	head += " p99 ms proxy | p99 " + second + " |"
 	sep += "---|---|"
 	if hasPeer {
 		head += " p99 peer | p99 paired |"
@@ -253,6 +290,9 @@ func measure(ctx context.Context, t target, ce cell, n int) (sample, error) {
 		"-P", strconv.Itoa(ce.p), "--csv", "-h", t.host, "-p", t.port}
 	if t.cluster {
 		a = append(a, "--cluster")
+	}
+	if t.tls != nil {
+		a = append(a, "--tls", "--cert", t.tls.CertFile, "--key", t.tls.KeyFile, "--cacert", t.tls.CACertFile)
 	}
 	cpu0, sys0 := procCounters(t.pid)
 	s, err := benchmark(ctx, a)
@@ -446,6 +486,29 @@ func benchmark(ctx context.Context, args []string) (sample, error) {
 	}
 	f := func(s string) float64 { v, _ := strconv.ParseFloat(s, 64); return v }
 	return sample{rps: f(recs[1][1]), p50: f(recs[1][4]), p99: f(recs[1][6])}, nil
+}
+
+// waitTLSPort waits until addr answers PING over TLS with the files' certificate.
+func waitTLSPort(addr string, f *testcluster.TLSFiles, d time.Duration) error {
+	cfg, err := f.Config()
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr, cfg)
+		if err == nil {
+			c.SetDeadline(time.Now().Add(time.Second))
+			c.Write([]byte("PING\r\n"))
+			line, err := bufio.NewReader(c).ReadString('\n')
+			c.Close()
+			if err == nil && strings.HasPrefix(line, "+PONG") {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not answering PING over TLS after %v", addr, d)
 }
 
 func waitPort(addr string, d time.Duration) error {
