@@ -498,6 +498,7 @@ func (c *lclient) runSlow(args [][]byte, raw []byte) {
 	}
 	ss, l := c.ss, c.l
 	go func() {
+		defer c.recoverSlow(r)
 		or := ss.newRequest(args2, raw2)
 		reply := ss.finish(or)
 		noReply := ss.applyReplyMode(or)

@@ -127,7 +127,7 @@ func (l *loop) runTasks() {
 	l.tasks = l.spare[:0]
 	l.mu.Unlock()
 	for i, f := range tasks {
-		f()
+		l.runTask(f)
 		tasks[i] = nil
 	}
 	l.spare = tasks
@@ -187,12 +187,7 @@ func (l *loop) run() {
 			if h == nil {
 				continue
 			}
-			if e.Writable {
-				h.writable()
-			}
-			if e.Readable && l.fds[e.Fd] == h {
-				h.readable()
-			}
+			l.handle(e, h)
 		}
 		l.runTasks()
 		l.flush()

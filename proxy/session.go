@@ -114,6 +114,7 @@ func (cr countingReader) Read(p []byte) (int, error) {
 
 func (ss *session) readLoop() {
 	defer ss.pending.close()
+	defer ss.recoverReader()
 	g := &guard{r: countingReader{ss.conn, &ss.s.stats}}
 	var cr *cmdReader // nil while the client is idle: no read buffers held
 	lastActive := time.Now()
@@ -237,6 +238,7 @@ func closedDone() chan struct{} {
 // messages, flushing when nothing more is ready, and exits when nothing is left (it is
 // started again by the next command). After the reader is done it closes the session.
 func (ss *session) writeRun() {
+	defer ss.recoverWriter()
 	bw := &ss.bw
 	write := func(b []byte) {
 		ss.s.stats.bytes(0, len(b))

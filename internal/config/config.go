@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -236,6 +237,10 @@ type key struct {
 // defValue is the key's default with ${PREFIX} replaced by Prefix.
 func (k key) defValue() string { return strings.ReplaceAll(k.def, "${PREFIX}", Prefix) }
 
+// maxSizeLimit bounds the request size limits (1 TiB): far above any real command, low
+// enough that sums of sizes cannot overflow.
+const maxSizeLimit = 1 << 40
+
 // keys lists every configuration key. The sample config documents the same set; a test
 // checks that the two agree.
 var keys = []key{
@@ -259,8 +264,8 @@ var keys = []key{
 		if err != nil {
 			return err
 		}
-		if n < 1024 {
-			return fmt.Errorf("must be at least 1kb")
+		if n < 1024 || n > maxSizeLimit {
+			return fmt.Errorf("must be between 1kb and %d bytes", int64(maxSizeLimit))
 		}
 		c.ProtoMaxBulkLen = n
 		return nil
@@ -272,8 +277,8 @@ var keys = []key{
 		if err != nil {
 			return err
 		}
-		if n < 1024 {
-			return fmt.Errorf("must be at least 1kb")
+		if n < 1024 || n > maxSizeLimit {
+			return fmt.Errorf("must be between 1kb and %d bytes", int64(maxSizeLimit))
 		}
 		c.QueryBufferLimit = n
 		return nil
@@ -447,6 +452,19 @@ func Describe(name string) (def, doc string, ok bool) {
 		}
 	}
 	return "", "", false
+}
+
+// Set parses v as the file would for the key name and stores it in c: the same syntax and
+// the same bounds (CONFIG SET of a setting the proxy owns goes through it).
+func (c *Config) Set(name, v string) error {
+	k := lookup(name)
+	if k == nil {
+		return fmt.Errorf("unknown key %q", name)
+	}
+	if err := k.set(c, v); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
 }
 
 func lookup(name string) *key {
@@ -791,7 +809,7 @@ func ParseSize(v string) (int64, error) {
 		}
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 {
+	if err != nil || n < 0 || n > math.MaxInt64/mult {
 		return 0, fmt.Errorf("want a size like 512mb, got %q", v)
 	}
 	return n * mult, nil

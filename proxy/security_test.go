@@ -1,0 +1,163 @@
+package proxy_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
+)
+
+// wrappedListener hides the *net.TCPListener, so the proxy serves its clients with
+// goroutine sessions (the path of TLS clients) instead of the event loops.
+type wrappedListener struct{ net.Listener }
+
+// transports runs f once with the event loops serving the clients and once with goroutine
+// sessions: every request-path limit must hold on both.
+func transports(t *testing.T, f func(t *testing.T, start func(testing.TB, *testcluster.Cluster, func(*config.Config)) *testProxy)) {
+	t.Run("loop", func(t *testing.T) { f(t, startProxy) })
+	t.Run("session", func(t *testing.T) { f(t, startProxySessions) })
+}
+
+// startProxySessions is startProxy with every client served by a goroutine session.
+func startProxySessions(t testing.TB, c *testcluster.Cluster, mutate func(*config.Config)) *testProxy {
+	t.Helper()
+	cfg := config.Default()
+	cfg.ClusterSeeds = c.Seeds()[:1]
+	cfg.Listen = "127.0.0.1:0"
+	cfg.SlotmapRefresh = time.Second
+	if mutate != nil {
+		mutate(cfg)
+	}
+	var w io.Writer = io.Discard
+	if testing.Verbose() {
+		w = os.Stderr
+	}
+	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	reg := prometheus.NewRegistry()
+	srv := proxy.NewServer(cfg, log, reg)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(wrappedListener{ln}) }()
+	t.Cleanup(func() {
+		ln.Close()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		srv.Close()
+	})
+	return &testProxy{addr: ln.Addr().String(), srv: srv, reg: reg}
+}
+
+// cmd encodes args as a RESP command.
+func cmd(args ...string) string {
+	var b strings.Builder
+	b.WriteString("*" + itoa(len(args)) + "\r\n")
+	for _, a := range args {
+		b.WriteString("$" + itoa(len(a)) + "\r\n" + a + "\r\n")
+	}
+	return b.String()
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestConfigSetBoundedAsTheFile (issue 28, finding 8): CONFIG SET of a setting the proxy
+// owns accepts only what the configuration file accepts. slowlog-max-len 2^63-1 was
+// accepted, and the next slow log entry panicked in makeslice and took the process down.
+func TestConfigSetBoundedAsTheFile(t *testing.T) {
+	c := sharedCluster(t)
+	p := startProxy(t, c, func(cfg *config.Config) { cfg.EnableAdminCommands = true })
+	r := dialRaw(t, p.addr)
+	for _, tc := range []struct{ param, value string }{
+		{"slowlog-max-len", "9223372036854775807"},
+		{"slowlog-max-len", "100001"},
+		{"maxclients", "4294967295"},
+		{"proto-max-bulk-len", "9223372036854775807"},
+		{"client-query-buffer-limit", "9223372036854775807"},
+	} {
+		r.send(cmd("CONFIG", "SET", tc.param, tc.value))
+		if got := r.line(); !strings.HasPrefix(got, "-ERR CONFIG SET failed (possibly related to argument '"+tc.param+"')") {
+			t.Errorf("CONFIG SET %s %s: %q, want an error", tc.param, tc.value, got)
+		}
+	}
+	// Within the file's bounds it is applied, and the slow log works with it.
+	r.send(cmd("CONFIG", "SET", "slowlog-max-len", "100000", "slowlog-log-slower-than", "0"))
+	if got := r.line(); got != "+OK" {
+		t.Fatalf("CONFIG SET within bounds: %q", got)
+	}
+	r.send(cmd("SET", "cfgbound", "v"))
+	if got := r.line(); got != "+OK" {
+		t.Fatalf("SET: %q", got)
+	}
+	r.send(cmd("SLOWLOG", "LEN"))
+	if got := r.line(); got == ":0" || got[0] != ':' {
+		t.Fatalf("SLOWLOG LEN: %q", got)
+	}
+	if got := p.srv.Config().SlowlogMaxLen; got != 100000 {
+		t.Fatalf("slowlog-max-len = %d", got)
+	}
+}
+
+// TestPanicClosesOnlyThatClient (issue 28, finding 8): a panic while serving one client,
+// on the event loop, on its slow path or in a goroutine session, closes that client only;
+// it is counted and the others are served on.
+func TestPanicClosesOnlyThatClient(t *testing.T) {
+	restore := proxy.SetPanicHook(func(where string, args [][]byte) {
+		if len(args) >= 2 && strings.EqualFold(string(args[0]), "echo") && string(args[1]) == "panic-"+where {
+			panic("test panic in " + where)
+		}
+	})
+	defer restore()
+	c := sharedCluster(t)
+	transports(t, func(t *testing.T, start func(testing.TB, *testcluster.Cluster, func(*config.Config)) *testProxy) {
+		p := start(t, c, nil)
+		other := dialRaw(t, p.addr)
+		other.send("PING\r\n")
+		if got := other.line(); got != "+PONG" {
+			t.Fatalf("PING: %q", got)
+		}
+		cases := []struct{ send, where string }{
+			{cmd("ECHO", "panic-session", "x"), "session"}, // wrong arity: slow path on a loop
+		}
+		if strings.HasSuffix(t.Name(), "loop") {
+			cases = append(cases, struct{ send, where string }{cmd("ECHO", "panic-loop"), "loop"})
+		} else {
+			cases = append(cases, struct{ send, where string }{cmd("ECHO", "panic-session"), "session"})
+		}
+		for _, tc := range cases {
+			r := dialRaw(t, p.addr)
+			r.send(tc.send)
+			r.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			b, _ := io.ReadAll(r.br)
+			if s := string(b); s != "" && !strings.HasPrefix(s, "-ERR proxy: internal error") {
+				t.Fatalf("%q: got %q", tc.send, s)
+			}
+			other.send("PING\r\n")
+			if got := other.line(); got != "+PONG" {
+				t.Fatalf("other client after a panic (%s): %q", tc.where, got)
+			}
+		}
+		if v := testutil.MetricSum(t, p.reg, "redis_carp_proxy_panics_recovered_total"); v != float64(len(cases)) {
+			t.Fatalf("panics_recovered_total = %v, want %d", v, len(cases))
+		}
+	})
+}
