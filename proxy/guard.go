@@ -29,6 +29,7 @@ type scanner struct {
 	maxArgs   int64
 	maxInline int
 	maxQuery  int64
+	unauth    bool // the limits are the unauthenticated ones (authlimits.go)
 
 	err      error
 	state    uint8
@@ -164,6 +165,10 @@ func (g *scanner) scan(b []byte) int {
 			}
 			v, ok := parseLen(h[:len(h)-1])
 			if g.state == gArrayHdr {
+				if ok && v > g.maxArgs && g.unauth {
+					g.fail("unauthenticated multibulk length")
+					return i - 1
+				}
 				if !ok || v > g.maxArgs || v < 0 {
 					g.fail("invalid multibulk length")
 					return i - 1
@@ -174,6 +179,10 @@ func (g *scanner) scan(b []byte) int {
 				}
 				g.args, g.state = v, gBulkStart
 			} else {
+				if ok && v > g.maxBulk && g.unauth {
+					g.fail("unauthenticated bulk length")
+					return i - 1
+				}
 				if !ok || v < 0 || v > g.maxBulk {
 					g.fail("invalid bulk length")
 					return i - 1

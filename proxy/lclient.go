@@ -29,6 +29,7 @@ type lclient struct {
 	held    int64 // bytes of completed replies waiting for earlier ones
 
 	simple     bool // the session state allows the fast path
+	authed     bool // the session is authenticated (its request limits, authlimits.go)
 	resp3      bool // HELLO 3: fast-path replies get RESP3 nulls (resp3Nulls)
 	busy       bool // a slow-path command is running: nothing after it is started
 	resolving  int  // redirections being followed by the slow path
@@ -99,6 +100,7 @@ func (c *lclient) refreshSimple() {
 	c.simple = ss.authed && !ss.readonly && !ss.tx.inMulti && ss.tx.watchConn == nil &&
 		(ss.ps == nil || !ss.ps.subscribed()) && !ss.replyOff && !ss.skipNext
 	c.resp3 = ss.resp3.Load()
+	c.authed = ss.authed
 }
 
 func (c *lclient) markDirty() {
@@ -126,7 +128,7 @@ func (c *lclient) readable() {
 	c.lastActive = l.nowNano
 	cfg := l.s.conf()
 	g := &c.g
-	g.maxBulk, g.maxArgs, g.maxInline, g.maxQuery = cfg.ProtoMaxBulkLen, int64(cfg.ProtoMaxMultibulkLen), cfg.ProtoInlineMaxSize, cfg.QueryBufferLimit
+	g.setLimits(cfg, c.authed)
 	data := buf[:n]
 	for off := 0; off < n; {
 		k := g.scan(data[off:])

@@ -161,3 +161,52 @@ func TestPanicClosesOnlyThatClient(t *testing.T) {
 		}
 	})
 }
+
+// TestUnauthenticatedLimits (issue 28, finding 1): before AUTH a client gets Redis's
+// unauthenticated limits (10 arguments, 16 KiB each), not the 512 MB / 1M arguments of an
+// authenticated one, on both transports; after AUTH the configured limits apply.
+func TestUnauthenticatedLimits(t *testing.T) {
+	c := sharedCluster(t)
+	transports(t, func(t *testing.T, start func(testing.TB, *testcluster.Cluster, func(*config.Config)) *testProxy) {
+		p := start(t, c, func(cfg *config.Config) { cfg.RequirePass = "s3cret" })
+		for _, tc := range []struct{ name, in, want string }{
+			{"bulk", "*2\r\n$4\r\nAUTH\r\n$16385\r\n", "-ERR Protocol error: unauthenticated bulk length"},
+			{"150 MiB AUTH", "*2\r\n$4\r\nAUTH\r\n$157286400\r\n", "-ERR Protocol error: unauthenticated bulk length"},
+			{"arguments", "*11\r\n", "-ERR Protocol error: unauthenticated multibulk length"},
+		} {
+			r := dialRaw(t, p.addr)
+			r.send(tc.in)
+			if got := r.line(); got != tc.want {
+				t.Errorf("%s: got %q, want %q", tc.name, got, tc.want)
+			}
+			r.expectClosed()
+		}
+		// Within the limits: refused for want of AUTH, the connection stays.
+		r := dialRaw(t, p.addr)
+		args := []string{"SET", "k", strings.Repeat("v", 16384)}
+		for len(args) < 10 {
+			args = append(args, "x")
+		}
+		r.send(cmd(args...))
+		if got := r.line(); !strings.HasPrefix(got, "-NOAUTH") {
+			t.Fatalf("command within the limits: %q", got)
+		}
+		r.send(cmd("AUTH", "s3cret"))
+		if got := r.line(); got != "+OK" {
+			t.Fatalf("AUTH: %q", got)
+		}
+		big := strings.Repeat("b", 1<<20)
+		r.send(cmd("SET", "unauthlim{1}", big))
+		if got := r.line(); got != "+OK" {
+			t.Fatalf("1 MiB SET after AUTH: %q", got)
+		}
+		many := []string{"DEL"}
+		for i := 0; i < 100; i++ {
+			many = append(many, "unauthlim{1}")
+		}
+		r.send(cmd(many...))
+		if got := r.line(); got != ":1" {
+			t.Fatalf("100 arguments after AUTH: %q", got)
+		}
+	})
+}

@@ -137,7 +137,7 @@ func (ss *session) readLoop() {
 	}
 	for {
 		cfg := ss.s.conf() // limits apply to open connections after a reload
-		g.maxBulk, g.maxArgs, g.maxInline, g.maxQuery = cfg.ProtoMaxBulkLen, int64(cfg.ProtoMaxMultibulkLen), cfg.ProtoInlineMaxSize, cfg.QueryBufferLimit
+		g.setLimits(cfg, ss.authed)
 		if !ss.closing.Load() {
 			// Like Redis, blocked and subscribed clients are not subject to the idle timeout.
 			var dl time.Time

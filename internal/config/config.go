@@ -39,6 +39,11 @@ type Config struct {
 	ReadFrom             string
 	AnnounceAddress      string
 
+	// Security (docs/security.md): limits of a client that has not authenticated yet
+	// (Redis's: 10 arguments, 16 KiB each).
+	UnauthenticatedMaxBulkLen      int64
+	UnauthenticatedMaxMultibulkLen int
+
 	// Hardening: output buffer limits, command deny-list, client-side TLS.
 	OutputLimit       OutputLimit
 	OutputLimitPubSub OutputLimit
@@ -283,6 +288,18 @@ var keys = []key{
 		c.QueryBufferLimit = n
 		return nil
 	}},
+	{"unauthenticated-max-bulk-len", "16kb", "largest bulk string accepted from a client that has not authenticated yet (with requirepass or users)", func(c *Config, v string) error {
+		n, err := ParseSize(v)
+		if err != nil {
+			return err
+		}
+		if n < 256 || n > maxSizeLimit {
+			return fmt.Errorf("must be between 256 and %d bytes", int64(maxSizeLimit))
+		}
+		c.UnauthenticatedMaxBulkLen = n
+		return nil
+	}},
+	{"unauthenticated-max-multibulk-len", "10", "largest number of arguments in a command from a client that has not authenticated yet", intVar(3, 1<<30, func(c *Config) *int { return &c.UnauthenticatedMaxMultibulkLen })},
 	{"requirepass", "", "password clients must give with AUTH (empty: no authentication unless users are set)", strVar(func(c *Config) *string { return &c.RequirePass })},
 	{"users", "", "named proxy users, space-separated name:password[:readonly] entries (AUTH name password)", func(c *Config, v string) error {
 		c.Users = nil
