@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -62,17 +64,44 @@ func FuzzClientRequest(f *testing.F) {
 		}()
 		const maxBulk, maxArgs, maxQuery = 4096, 64, 16384
 		g := &guard{r: bytes.NewReader(data), scanner: scanner{maxBulk: maxBulk, maxArgs: maxArgs, maxInline: 1024, maxQuery: maxQuery}}
-		cr := &countReader{r: g}
-		rd := redcon.NewReader(cr)
+		rd := newFrameReader(g, new(atomic.Int64))
+		// The same bytes through redcon's reader (the sessions' reader before frameReader):
+		// the commands of one must be a prefix of the other's (they differ only in how many
+		// commands before a malformed one they return).
+		g2 := &guard{r: bytes.NewReader(data), scanner: scanner{maxBulk: maxBulk, maxArgs: maxArgs, maxInline: 1024, maxQuery: maxQuery}}
+		cr := &countReader{r: g2}
+		ref := redcon.NewReader(cr)
+		var got, want [][][]byte
+		for i := 0; i < 1000; i++ {
+			cmds, err := ref.ReadCommands()
+			if err != nil {
+				break
+			}
+			for _, c := range cmds {
+				if !blank(c.Args) { // redcon returns a blank inline line; Redis skips it
+					want = append(want, c.Args)
+				}
+			}
+		}
 		ss := fuzzSession()
 		defer ss.conn.Close()
 		defer ss.cancel()
+		defer func() {
+			for i := 0; i < min(len(got), len(want)); i++ {
+				if !slices.EqualFunc(got[i], want[i], bytes.Equal) {
+					t.Fatalf("command %d: frameReader %q, redcon %q", i, got[i], want[i])
+				}
+			}
+		}()
 		for i := 0; i < 1000; i++ {
 			cmds, err := rd.ReadCommands()
 			if err != nil {
 				break
 			}
 			for _, c := range cmds {
+				if !blank(c.Args) {
+					got = append(got, c.Args)
+				}
 				if len(c.Args) == 0 {
 					continue
 				}
@@ -102,6 +131,8 @@ func FuzzClientRequest(f *testing.F) {
 		}
 	})
 }
+
+func blank(args [][]byte) bool { return len(bytes.TrimSpace(bytes.Join(args, nil))) == 0 }
 
 type countReader struct {
 	r io.Reader

@@ -39,6 +39,10 @@ type scanner struct {
 	bulkLeft int64 // bytes left in the current bulk, CRLF included
 	cmdBytes int64
 	inline   int
+	// lastEnd is where the last command completed in the bytes of the last scan (the
+	// offset after its last byte), -1 if none did: the bytes before it can be parsed
+	// (cmdframe.go).
+	lastEnd int
 }
 
 const (
@@ -90,6 +94,7 @@ func (g *scanner) fail(msg string) { g.err = &protoError{msg} }
 // together with it, never takes earlier commands with it.
 func (g *scanner) scan(b []byte) int {
 	i := 0
+	g.lastEnd = -1
 	for i < len(b) {
 		if g.state == gBulkBody {
 			if g.bulkLeft > 2 { // payload
@@ -110,6 +115,7 @@ func (g *scanner) scan(b []byte) int {
 				if g.args == 0 {
 					g.state = gStart
 					g.cmdBytes = 0
+					g.lastEnd = i
 				}
 			}
 			continue
@@ -132,11 +138,13 @@ func (g *scanner) scan(b []byte) int {
 				g.state, g.inline = gInline, 1
 				if c == '\n' {
 					g.state = gStart
+					g.lastEnd = i
 				}
 			}
 		case gInline:
 			if c == '\n' {
 				g.state = gStart
+				g.lastEnd = i
 				return i // cut after the inline command
 			}
 			g.inline++
@@ -175,6 +183,7 @@ func (g *scanner) scan(b []byte) int {
 				}
 				if v <= 0 {
 					g.state = gStart
+					g.lastEnd = i
 					continue
 				}
 				g.args, g.state = v, gBulkStart

@@ -130,8 +130,10 @@ func (c *lclient) readable() {
 	g := &c.g
 	g.setLimits(cfg, c.authed)
 	data := buf[:n]
+	completed := false // a command ended in these bytes (cmdframe.go)
 	for off := 0; off < n; {
 		k := g.scan(data[off:])
+		completed = completed || g.lastEnd >= 0
 		off += k
 		if g.err != nil {
 			data = data[:off]
@@ -141,10 +143,15 @@ func (c *lclient) readable() {
 			break
 		}
 	}
+	if !completed && c.protoEr == "" {
+		c.keepPartial(data)
+		return
+	}
 	if len(c.in) > 0 {
 		c.in = append(c.in, data...)
 		data = c.in
 	}
+	l.parseWork += int64(len(data))
 	c.process(data)
 }
 

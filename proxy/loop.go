@@ -49,6 +49,9 @@ type loop struct {
 	keyIdx   [16]int
 	argsBuf  [][]byte
 	slowArgs [][]byte // a slow command's arguments (account)
+	// parseWork counts the bytes handed to process (cmdframe.go): linear in what clients
+	// send, as a test checks.
+	parseWork int64
 	// slow log entries added since the last tick (account)
 	slowLogged int
 	slotBuf    []int

@@ -210,3 +210,52 @@ func TestUnauthenticatedLimits(t *testing.T) {
 		}
 	})
 }
+
+// TestUnfinishedCommandParsedOnce (issue 28, finding 2): a command sent in small pieces is
+// parsed once it is whole, not again from its first byte on every read: the bytes handed
+// to the parser stay linear in its size (they were quadratic: 3.4 MiB cost seconds of CPU
+// and delayed every other client of the loop).
+func TestUnfinishedCommandParsedOnce(t *testing.T) {
+	c := sharedCluster(t)
+	transports(t, func(t *testing.T, start func(testing.TB, *testcluster.Cluster, func(*config.Config)) *testProxy) {
+		p := start(t, c, nil)
+		other := p.client(t)
+		ctx := context.Background()
+		// RPUSH with 300,000 small elements (about 4 MiB), and a SET of a 4 MiB value.
+		elems := []string{"RPUSH", "parseonce{1}"}
+		for i := 0; i < 300000; i++ {
+			elems = append(elems, "e"+strconv.Itoa(i%1000000+1000000)[1:])
+		}
+		for _, tc := range []struct {
+			name, cmd, want string
+		}{
+			{"many arguments", cmd(elems...), ":300000"},
+			{"one large value", cmd("SET", "parseonce{2}", strings.Repeat("v", 4<<20)), "+OK"},
+		} {
+			r := dialRaw(t, p.addr)
+			before := p.srv.ParseWork()
+			const chunk = 4 << 10
+			begin := time.Now()
+			var slowest time.Duration
+			for off := 0; off < len(tc.cmd); off += chunk {
+				r.send(tc.cmd[off:min(off+chunk, len(tc.cmd))])
+				if off/chunk%64 == 0 { // meanwhile another client is served at once
+					t0 := time.Now()
+					if err := other.Ping(ctx).Err(); err != nil {
+						t.Fatal(err)
+					}
+					slowest = max(slowest, time.Since(t0))
+				}
+			}
+			if got := r.line(); got != tc.want {
+				t.Fatalf("%s: %q", tc.name, got)
+			}
+			work := p.srv.ParseWork() - before
+			t.Logf("%s: %d bytes sent in %d KiB pieces, %d parsed, %v, slowest PING meanwhile %v", tc.name, len(tc.cmd), chunk>>10, work, time.Since(begin), slowest)
+			if work > 2*int64(len(tc.cmd)) {
+				t.Errorf("%s: %d bytes parsed for a command of %d: parsing is not linear in its size", tc.name, work, len(tc.cmd))
+			}
+			other.Del(ctx, "parseonce{1}", "parseonce{2}")
+		}
+	})
+}

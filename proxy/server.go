@@ -62,6 +62,8 @@ type Server struct {
 	blocked  atomic.Int64 // clients in a blocking command (INFO blocked_clients)
 	nextID   atomic.Uint64
 	wg       sync.WaitGroup
+
+	parseWork atomic.Int64 // bytes handed to the command parser by goroutine sessions (cmdframe.go)
 }
 
 // NewServer returns a proxy for cfg. reg receives the proxy's metrics (nil: none).

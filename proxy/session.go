@@ -161,11 +161,11 @@ func (ss *session) readLoop() {
 			if n > 0 {
 				ss.s.stats.bytes(n, 0)
 				g.held = ss.first[:n]
-				cr = newCmdReader(g)
+				cr = newCmdReader(g, &ss.s.parseWork)
 				continue
 			}
 		} else {
-			cmds, err = cr.rd.ReadCommands()
+			cmds, err = cr.ReadCommands()
 		}
 		if err != nil {
 			var ne net.Error
@@ -180,7 +180,7 @@ func (ss *session) readLoop() {
 				}
 				exempt := barrier != nil || ss.ps != nil && ss.ps.subscribed()
 				if to := cfg.ClientIdleTimeout; to == 0 || exempt || time.Since(lastActive) < to {
-					if cr != nil && g.idle() && cr.br.Buffered() == 0 {
+					if cr != nil && g.idle() && cr.Buffered() == 0 {
 						cr = nil // quiet for readRelease: drop the read buffers
 					}
 					continue

@@ -5,9 +5,8 @@ import (
 	"context"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
-
-	"github.com/tidwall/redcon"
 )
 
 // An idle client connection should cost the proxy little memory (thousands of pooled
@@ -142,17 +141,11 @@ func (q *reqQueue) stop() bool {
 	return true
 }
 
-// cmdReader is the command reader of an active client: redcon's parser over a bufio.Reader
-// over the guard.
-type cmdReader struct {
-	br *bufio.Reader
-	rd *redcon.Reader
-}
+// cmdReader is the command reader of an active client: whole commands over the guard
+// (cmdframe.go).
+type cmdReader = frameReader
 
-func newCmdReader(g *guard) *cmdReader {
-	br := bufio.NewReaderSize(g, 4096)
-	return &cmdReader{br: br, rd: redcon.NewReader(br)} // redcon reuses br (same size)
-}
+func newCmdReader(g *guard, work *atomic.Int64) *cmdReader { return newFrameReader(g, work) }
 
 // idle reports whether every byte read so far has been parsed into returned commands, so
 // the reader can be dropped without losing anything.
