@@ -224,7 +224,7 @@ func TestUnfinishedCommandParsedOnce(t *testing.T) {
 		// RPUSH with 300,000 small elements (about 4 MiB), and a SET of a 4 MiB value.
 		elems := []string{"RPUSH", "parseonce{1}"}
 		for i := 0; i < 300000; i++ {
-			elems = append(elems, "e"+strconv.Itoa(i%1000000+1000000)[1:])
+			elems = append(elems, "e"+strconv.Itoa(i%1000000 + 1000000)[1:])
 		}
 		for _, tc := range []struct {
 			name, cmd, want string
