@@ -236,6 +236,7 @@ func (l *loop) tick() {
 		if cfg.ClientIdleTimeout > 0 {
 			c.checkIdle(cfg.ClientIdleTimeout)
 		}
+		c.checkAuthDeadline(cfg.ClientAuthTimeout)
 		if !c.closed {
 			c.checkOutputSoft()
 			c.fifo.trim()

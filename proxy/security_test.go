@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
@@ -258,4 +259,74 @@ func TestUnfinishedCommandParsedOnce(t *testing.T) {
 			other.Del(ctx, "parseonce{1}", "parseonce{2}")
 		}
 	})
+}
+
+// TestAuthDeadline (issue 28, finding 3): a connection that does not complete its TLS
+// handshake and AUTH within client-auth-timeout is closed, so silent connections cannot
+// hold every maxclients slot; client-idle-timeout stays 0.
+func TestAuthDeadline(t *testing.T) {
+	c := sharedCluster(t)
+	transports(t, func(t *testing.T, start func(testing.TB, *testcluster.Cluster, func(*config.Config)) *testProxy) {
+		p := start(t, c, func(cfg *config.Config) {
+			cfg.RequirePass = "s3cret"
+			cfg.MaxClients = 2
+			cfg.ClientAuthTimeout = time.Second
+		})
+		silent := []*rawConn{dialRaw(t, p.addr), dialRaw(t, p.addr)}
+		chatty := silent[1]
+		chatty.send("PING\r\n") // not silent, but never authenticates
+		if got := chatty.line(); !strings.HasPrefix(got, "-NOAUTH") {
+			t.Fatalf("PING before AUTH: %q", got)
+		}
+		testutil.WaitFor(t, 5*time.Second, "both connections to be counted", func() bool { return p.srv.Clients() == 2 })
+		locked := dialRaw(t, p.addr)
+		if got := locked.line(); got != "-ERR max number of clients reached" {
+			t.Fatalf("third client while two are open: %q", got)
+		}
+		begin := time.Now()
+		for _, r := range silent {
+			r.expectClosed()
+		}
+		t.Logf("closed after %v", time.Since(begin))
+		testutil.WaitFor(t, 5*time.Second, "the slots to be released", func() bool { return p.srv.Clients() == 0 })
+		r := dialRaw(t, p.addr)
+		r.send(cmd("AUTH", "s3cret"))
+		if got := r.line(); got != "+OK" {
+			t.Fatalf("AUTH: %q", got)
+		}
+		time.Sleep(1500 * time.Millisecond) // past the deadline: an authenticated client stays
+		r.send("PING\r\n")
+		if got := r.line(); got != "+PONG" {
+			t.Fatalf("authenticated client after the deadline: %q", got)
+		}
+		if v := testutil.MetricSum(t, p.reg, "redis_carp_proxy_client_connections_rejected_total", "reason", "auth_timeout"); v != 2 {
+			t.Fatalf("auth_timeout rejections = %v", v)
+		}
+	})
+	// The TLS listener: a connection that never starts its handshake is closed too, also
+	// without requirepass.
+	dir := t.TempDir()
+	files, err := testcluster.WriteTLSFiles(dir, "proxy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startProxy(t, c, func(cfg *config.Config) { cfg.ClientAuthTimeout = time.Second })
+	pcfg := config.Default()
+	pcfg.TLSCertFile, pcfg.TLSKeyFile = files.CertFile, files.KeyFile
+	stc, err := proxy.ClientTLSConfig(pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", stc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go p.srv.Serve(ln)
+	t.Cleanup(func() { ln.Close() })
+	r := dialRaw(t, ln.Addr().String())
+	begin := time.Now()
+	r.expectClosed()
+	if d := time.Since(begin); d > 4*time.Second {
+		t.Fatalf("silent TLS connection closed after %v", d)
+	}
 }

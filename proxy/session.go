@@ -147,6 +147,9 @@ func (ss *session) readLoop() {
 			if cr != nil && (dl.IsZero() || time.Until(dl) > readRelease) {
 				dl = time.Now().Add(readRelease)
 			}
+			if ad := ss.authDeadline(cfg.ClientAuthTimeout); !ad.IsZero() && (dl.IsZero() || ad.Before(dl)) {
+				dl = ad
+			}
 			ss.conn.SetReadDeadline(dl)
 			if ss.closing.Load() { // drain raced with the line above
 				ss.conn.SetReadDeadline(time.Now())
@@ -170,6 +173,9 @@ func (ss *session) readLoop() {
 		if err != nil {
 			var ne net.Error
 			timeout := errors.As(err, &ne) && ne.Timeout()
+			if timeout && ss.authExpired(cfg.ClientAuthTimeout) {
+				return
+			}
 			if timeout && !ss.closing.Load() && g.err == nil {
 				if barrier != nil {
 					select {

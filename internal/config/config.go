@@ -43,6 +43,7 @@ type Config struct {
 	// (Redis's: 10 arguments, 16 KiB each).
 	UnauthenticatedMaxBulkLen      int64
 	UnauthenticatedMaxMultibulkLen int
+	ClientAuthTimeout              time.Duration
 
 	// Hardening: output buffer limits, command deny-list, client-side TLS.
 	OutputLimit       OutputLimit
@@ -300,6 +301,7 @@ var keys = []key{
 		return nil
 	}},
 	{"unauthenticated-max-multibulk-len", "10", "largest number of arguments in a command from a client that has not authenticated yet", intVar(3, 1<<30, func(c *Config) *int { return &c.UnauthenticatedMaxMultibulkLen })},
+	{"client-auth-timeout", "10s", "a client must complete its TLS handshake and (with requirepass or users) AUTH within this time of connecting, else it is closed (0: no limit)", durVar(0, func(c *Config) *time.Duration { return &c.ClientAuthTimeout })},
 	{"requirepass", "", "password clients must give with AUTH (empty: no authentication unless users are set)", strVar(func(c *Config) *string { return &c.RequirePass })},
 	{"users", "", "named proxy users, space-separated name:password[:readonly] entries (AUTH name password)", func(c *Config, v string) error {
 		c.Users = nil
