@@ -116,6 +116,9 @@ type Config struct {
 	PFLBNetwork         []string
 	RedisPorts          string
 	PFLog               bool
+	// Per-source limits on the client rules (0, "": none).
+	PFMaxSrcConn     int
+	PFMaxSrcConnRate string
 }
 
 // OutputLimit bounds the reply bytes the proxy holds for one client (received from the
@@ -452,6 +455,21 @@ var keys = []key{
 		return nil
 	}},
 	{"pf-log", "no", "log blocked packets to pflog", boolVar(func(c *Config) *bool { return &c.PFLog })},
+	{"pf-max-src-conn", "0", "most simultaneous client connections pf lets one source address open to the proxy ports (0: no limit; a load balancer or NAT in front is one source)", intVar(0, 1<<24, func(c *Config) *int { return &c.PFMaxSrcConn })},
+	{"pf-max-src-conn-rate", "", "most new client connections one source address may open in a period, as N/SECONDS like 100/10 (empty: no limit)", func(c *Config, v string) error {
+		if v == "" {
+			c.PFMaxSrcConnRate = ""
+			return nil
+		}
+		n, s, ok := strings.Cut(v, "/")
+		a, err1 := strconv.Atoi(n)
+		b, err2 := strconv.Atoi(s)
+		if !ok || err1 != nil || err2 != nil || a < 1 || b < 1 || a > 1<<24 || b > 86400 {
+			return fmt.Errorf("want CONNECTIONS/SECONDS like 100/10, got %q", v)
+		}
+		c.PFMaxSrcConnRate = strconv.Itoa(a) + "/" + strconv.Itoa(b)
+		return nil
+	}},
 }
 
 // Keys returns the names of all keys, in documentation order.
