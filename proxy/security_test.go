@@ -330,3 +330,82 @@ func TestAuthDeadline(t *testing.T) {
 		t.Fatalf("silent TLS connection closed after %v", d)
 	}
 }
+
+// readReply reads one RESP reply as text lines (an aggregate with its elements).
+func (r *rawConn) reply() string {
+	l := r.line()
+	switch l[0] {
+	case '$':
+		n, _ := strconv.Atoi(l[1:])
+		if n < 0 {
+			return l
+		}
+		buf := make([]byte, n+2)
+		if _, err := io.ReadFull(r.br, buf); err != nil {
+			r.t.Fatal(err)
+		}
+		return string(buf[:n])
+	case '*', '%':
+		n, _ := strconv.Atoi(l[1:])
+		if l[0] == '%' {
+			n *= 2
+		}
+		parts := []string{l}
+		for i := 0; i < n; i++ {
+			parts = append(parts, r.reply())
+		}
+		return strings.Join(parts, "\n")
+	}
+	return l
+}
+
+// TestHelloSetnameNeedsAuth (issue 28, finding 4): HELLO applies SETNAME only once the
+// client is authenticated, and client names and CLIENT SETINFO values are checked as Redis
+// does (no spaces, newlines or other special characters), so nobody can forge CLIENT LIST
+// lines.
+func TestHelloSetnameNeedsAuth(t *testing.T) {
+	c := sharedCluster(t)
+	p := startProxy(t, c, func(cfg *config.Config) { cfg.RequirePass = "s3cret" })
+	evil := dialRaw(t, p.addr)
+	evil.send(cmd("HELLO", "2", "SETNAME", "forged"))
+	if got := evil.line(); !strings.HasPrefix(got, "-NOAUTH") {
+		t.Fatalf("HELLO SETNAME before AUTH: %q", got)
+	}
+	evil.send(cmd("HELLO", "2", "AUTH", "default", "wrong", "SETNAME", "forged2"))
+	if got := evil.line(); !strings.HasPrefix(got, "-WRONGPASS") {
+		t.Fatalf("HELLO with a wrong password: %q", got)
+	}
+	admin := dialRaw(t, p.addr)
+	admin.send(cmd("AUTH", "s3cret"))
+	if got := admin.line(); got != "+OK" {
+		t.Fatal(got)
+	}
+	admin.send(cmd("CLIENT", "LIST"))
+	if list := admin.reply(); strings.Contains(list, "forged") {
+		t.Fatalf("a name set before AUTH is listed:\n%s", list)
+	}
+	for _, tc := range []struct{ args []string }{
+		{[]string{"HELLO", "2", "AUTH", "default", "s3cret", "SETNAME", "x\nid=1 addr=10.0.0.1:1 name=root"}},
+		{[]string{"CLIENT", "SETNAME", "a\tb"}},
+		{[]string{"CLIENT", "SETNAME", "a\x7fb"}},
+		{[]string{"CLIENT", "SETINFO", "lib-name", "x\ny"}},
+		{[]string{"CLIENT", "SETINFO", "lib-ver", "1 2"}},
+	} {
+		admin.send(cmd(tc.args...))
+		if got := admin.line(); !strings.HasPrefix(got, "-ERR") || !strings.Contains(got, "cannot contain spaces, newlines or special characters") {
+			t.Errorf("%q: %q", tc.args, got)
+		}
+	}
+	admin.send(cmd("HELLO", "2", "AUTH", "default", "s3cret", "SETNAME", "good-name"))
+	if got := admin.reply(); !strings.HasPrefix(got, "*14") {
+		t.Fatalf("HELLO AUTH SETNAME: %q", got)
+	}
+	admin.send(cmd("CLIENT", "LIST"))
+	list := admin.reply()
+	if !strings.Contains(list, "name=good-name") || strings.Count(list, "\nid=")+strings.Count(list, "id=") < 1 {
+		t.Fatalf("CLIENT LIST:\n%s", list)
+	}
+	if strings.Contains(list, "name=root") || strings.Contains(list, "10.0.0.1") {
+		t.Fatalf("forged entry listed:\n%s", list)
+	}
+}
