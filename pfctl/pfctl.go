@@ -34,8 +34,12 @@ type Params struct {
 	AdminPort  int        // admin listener port; 0 = no admin listener
 	ProxyAddr  netip.Addr // VIP (or the listen address); invalid = any
 	ProxyPort  int
+	TLSPort    int // the TLS client port (tls-port); 0 = none
 	Log        bool
-	Source     string // the configuration file, for the header comment
+	// Per-source limits of the client rules (pf-max-src-conn, pf-max-src-conn-rate N/S).
+	MaxSrcConn     int
+	MaxSrcConnRate string
+	Source         string // the configuration file, for the header comment
 
 	// ProxyAddrs are the VIPs of an active-active configuration (vips); when set they
 	// replace ProxyAddr.
@@ -53,7 +57,7 @@ func FromConfig(c *config.Config, source string) (Params, error) {
 	p := Params{
 		Anchor: c.PFAnchor, Table: c.PFTable, AllowFile: c.PFAllowFile, AnchorFile: c.PFAnchorFile,
 		InternalIf: c.PFInternalInterface, CarpIf: c.CarpInterface, SyncIf: c.PFSyncInterface,
-		Log: c.PFLog, Source: source,
+		Log: c.PFLog, Source: source, TLSPort: c.TLSPort, MaxSrcConn: c.PFMaxSrcConn, MaxSrcConnRate: c.PFMaxSrcConnRate,
 	}
 	var err error
 	if p.PortLo, p.PortHi, err = ParsePorts(c.RedisPorts); err != nil {

@@ -77,7 +77,8 @@ func checkGrammar(t *testing.T, rules string) {
 	host := `(any|<[A-Za-z0-9_]+>|[0-9A-Fa-f.:]+(/[0-9]+)?|\{ [0-9A-Fa-f.:/ ]+ \})`
 	port := `([0-9]+(:[0-9]+)?|\{ [0-9: ]+ \})`
 	ruleRe := regexp.MustCompile(`^(pass|block)( in| out)?( log)?( quick)?( on [a-z][a-z0-9_.]*)?( proto (tcp|carp|pfsync))?` +
-		`( from ` + host + `)?( to ` + host + `( port ` + port + `)?| to port ` + port + `)?( keep state( \(no-sync\))?)?$`)
+		`( from ` + host + `)?( to ` + host + `( port ` + port + `)?| to port ` + port + `)?` +
+		`( keep state( \((no-sync|max-src-conn [0-9]+(, max-src-conn-rate [0-9]+/[0-9]+)?|max-src-conn-rate [0-9]+/[0-9]+)\))?)?$`)
 	tableRe := regexp.MustCompile(`^table <[A-Za-z_][A-Za-z0-9_]*> persist file "/[^"]+"$`)
 	tables := 0
 	for i, line := range strings.Split(rules, "\n") {
@@ -110,15 +111,16 @@ func TestRenderRules(t *testing.T) {
 		"pass quick on vtnet2 proto pfsync keep state (no-sync)",
 		"pass in quick proto tcp from { 198.51.100.0/26 198.51.100.200 } to 198.51.100.100 port 6379 keep state",
 		"block in log quick proto tcp to 198.51.100.100 port 6379",
+		"pass in quick on lo0 proto tcp to port { 7000:7100 17000:17100 9479 } keep state",
 		"pass in quick on vtnet1 proto tcp from <redis_allow> to port { 7000:7100 17000:17100 9479 } keep state",
-		"block in log quick on vtnet1 proto tcp to port { 7000:7100 17000:17100 9479 }",
+		"block in log quick proto tcp to port { 7000:7100 17000:17100 9479 }",
 	} {
 		if !strings.Contains(got, want+"\n") {
 			t.Errorf("missing rule %q in\n%s", want, got)
 		}
 	}
 	// The pass from the allowlist must come before the block (both are quick).
-	if strings.Index(got, "from <redis_allow>") > strings.Index(got, "block in log quick on vtnet1") {
+	if strings.Index(got, "from <redis_allow>") > strings.Index(got, "block in log quick proto tcp to port {") {
 		t.Error("block precedes the allowlist pass")
 	}
 }
@@ -314,5 +316,44 @@ func TestShippedAllowListSample(t *testing.T) {
 	}
 	if l, err := ParseAllowList(got, "sample"); err != nil || len(l.Entries()) != 0 {
 		t.Fatalf("sample: %v %v", l, err)
+	}
+}
+
+// TestRenderCoversEveryPort (issue 28, findings 3, 11, 12): the client rules cover the TLS
+// port too and carry the per-source limits; the Redis, bus and admin ports are blocked on
+// every interface (not only pf-internal-interface), lo0 and the allowlist passing.
+func TestRenderCoversEveryPort(t *testing.T) {
+	c, err := config.LoadFile("testdata/configs/full.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.TLSPort, c.TLSCertFile, c.TLSKeyFile = 6380, "/c", "/k"
+	c.PFMaxSrcConn, c.PFMaxSrcConnRate = 200, "100/10"
+	p, err := FromConfig(c, "full.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Render(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkGrammar(t, got)
+	for _, want := range []string{
+		"pass in quick proto tcp from { 198.51.100.0/26 198.51.100.200 } to 198.51.100.100 port { 6379 6380 } keep state (max-src-conn 200, max-src-conn-rate 100/10)",
+		"block in log quick proto tcp to 198.51.100.100 port { 6379 6380 }",
+		"pass in quick on lo0 proto tcp to port { 7000:7100 17000:17100 9479 } keep state",
+		"block in log quick proto tcp to port { 7000:7100 17000:17100 9479 }",
+	} {
+		if !strings.Contains(got, want+"\n") {
+			t.Errorf("missing rule %q in\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "block in log quick on ") {
+		t.Errorf("a block rule is limited to one interface:\n%s", got)
+	}
+	for _, bad := range []string{"0/10", "10", "x/1", "1/0"} {
+		if err := c.Set("pf-max-src-conn-rate", bad); err == nil {
+			t.Errorf("pf-max-src-conn-rate %q accepted", bad)
+		}
 	}
 }

@@ -102,26 +102,52 @@ func Render(p Params) (string, error) {
 		}
 		to = "{ " + strings.Join(list, " ") + " }"
 	}
+	// Every client port: the plain one and the TLS one.
+	clientPorts := []string{strconv.Itoa(p.ProxyPort)}
+	if p.TLSPort > 0 && p.TLSPort != p.ProxyPort {
+		clientPorts = append(clientPorts, strconv.Itoa(p.TLSPort))
+	}
+	cports := portSpec(clientPorts)
+	state := "keep state"
+	if opts := p.srcLimits(); opts != "" {
+		state += " (" + opts + ")"
+	}
 	if len(p.LBNetworks) > 0 {
 		nets := make([]string, len(p.LBNetworks))
 		for i, n := range p.LBNetworks {
 			nets[i] = FormatEntry(n)
 		}
 		w("# Clients: the load-balancer network to the proxy on the VIP; nobody else.")
-		w("pass in quick proto tcp from { %s } to %s port %d keep state", strings.Join(nets, " "), to, p.ProxyPort)
-		w("block in%s quick proto tcp to %s port %d", log, to, p.ProxyPort)
+		w("pass in quick proto tcp from { %s } to %s port %s %s", strings.Join(nets, " "), to, cports, state)
+		w("block in%s quick proto tcp to %s port %s", log, to, cports)
 	} else {
 		w("# Clients: anyone may reach the proxy on the VIP (pf-lb-network is empty).")
-		w("pass in quick proto tcp to %s port %d keep state", to, p.ProxyPort)
+		w("pass in quick proto tcp to %s port %s %s", to, cports, state)
 	}
 	w("")
-	if p.InternalIf == "" {
-		w("# This host's own proxy and tools reach the local Redis over lo0.")
-		w("pass in quick on lo0 proto tcp to port %s keep state", ports)
-		w("")
+	w("# This host's own proxy and tools reach the local Redis over lo0.")
+	w("pass in quick on lo0 proto tcp to port %s keep state", ports)
+	w("")
+	if p.InternalIf != "" {
+		w("# Redis, cluster bus and admin ports: allowlisted sources on %s only; blocked on every", p.InternalIf)
+		w("# other interface.")
+	} else {
+		w("# Redis, cluster bus and admin ports: allowlisted sources only.")
 	}
-	w("# Redis, cluster bus and admin ports: allowlisted sources only.")
 	w("pass in quick%s proto tcp from <%s> to port %s keep state", on(p.InternalIf), p.Table, ports)
-	w("block in%s quick%s proto tcp to port %s", log, on(p.InternalIf), ports)
+	w("block in%s quick proto tcp to port %s", log, ports)
 	return b.String(), nil
+}
+
+// srcLimits returns the state options limiting each source on the client rules
+// (pf.conf(5): max-src-conn, max-src-conn-rate; they imply source tracking), or "".
+func (p Params) srcLimits() string {
+	var opts []string
+	if p.MaxSrcConn > 0 {
+		opts = append(opts, "max-src-conn "+strconv.Itoa(p.MaxSrcConn))
+	}
+	if p.MaxSrcConnRate != "" {
+		opts = append(opts, "max-src-conn-rate "+p.MaxSrcConnRate)
+	}
+	return strings.Join(opts, ", ")
 }

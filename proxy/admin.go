@@ -198,13 +198,15 @@ func sizeRange(v string, lo, hi int64) (int64, error) {
 	return n, nil
 }
 
-func secondsParam(f func(c *Config) *time.Duration) proxyParam {
+func secondsParam(key string, f func(c *Config) *time.Duration) proxyParam {
 	return proxyParam{
 		get: func(c *Config) string { return strconv.FormatInt(int64(*f(c)/time.Second), 10) },
 		set: func(c *Config, v string) error {
 			n, err := intRange(v, 0, math.MaxInt32)
-			*f(c) = time.Duration(n) * time.Second
-			return err
+			if err != nil {
+				return err
+			}
+			return fileBound(c, key, strconv.FormatInt(n, 10)+"s")
 		},
 	}
 }
@@ -234,34 +236,42 @@ var proxyParams = map[string]proxyParam{
 		get: func(c *Config) string { return strconv.Itoa(c.SlowlogMaxLen) },
 		set: func(c *Config, v string) error {
 			n, err := intRange(v, 0, math.MaxInt64)
-			c.SlowlogMaxLen = int(n)
-			return err
+			if err != nil {
+				return err
+			}
+			return fileBound(c, "slowlog-max-len", strconv.FormatInt(n, 10))
 		},
 	},
 	"maxclients": {
 		get: func(c *Config) string { return strconv.Itoa(c.MaxClients) },
 		set: func(c *Config, v string) error {
 			n, err := intRange(v, 1, math.MaxUint32)
-			c.MaxClients = int(n)
-			return err
+			if err != nil {
+				return err
+			}
+			return fileBound(c, "maxclients", strconv.FormatInt(n, 10))
 		},
 	},
-	"timeout":       secondsParam(func(c *Config) *time.Duration { return &c.ClientIdleTimeout }),
-	"tcp-keepalive": secondsParam(func(c *Config) *time.Duration { return &c.TCPKeepalive }),
+	"timeout":       secondsParam("client-idle-timeout", func(c *Config) *time.Duration { return &c.ClientIdleTimeout }),
+	"tcp-keepalive": secondsParam("tcp-keepalive", func(c *Config) *time.Duration { return &c.TCPKeepalive }),
 	"proto-max-bulk-len": {
 		get: func(c *Config) string { return strconv.FormatInt(c.ProtoMaxBulkLen, 10) },
 		set: func(c *Config, v string) error {
 			n, err := sizeRange(v, 1<<20, math.MaxInt64)
-			c.ProtoMaxBulkLen = n
-			return err
+			if err != nil {
+				return err
+			}
+			return fileBound(c, "proto-max-bulk-len", strconv.FormatInt(n, 10))
 		},
 	},
 	"client-query-buffer-limit": {
 		get: func(c *Config) string { return strconv.FormatInt(c.QueryBufferLimit, 10) },
 		set: func(c *Config, v string) error {
 			n, err := sizeRange(v, 1<<20, math.MaxInt64)
-			c.QueryBufferLimit = n
-			return err
+			if err != nil {
+				return err
+			}
+			return fileBound(c, "client-query-buffer-limit", strconv.FormatInt(n, 10))
 		},
 	},
 	"requirepass": {
@@ -280,6 +290,16 @@ var nodeParams = map[string]bool{
 	"cluster-announce-bus-port": true, "cluster-announce-tls-port": true, "cluster-announce-hostname": true,
 	"cluster-port": true, "replicaof": true, "slaveof": true, "masterauth": true, "masteruser": true,
 	"cluster-enabled": true, "daemonize": true, "supervised": true, "syslog-ident": true,
+}
+
+// fileBound stores v through the configuration file's parser of key, so that CONFIG SET
+// accepts no value the file would refuse (a slowlog-max-len of 2^63 once made the next slow
+// log resize panic).
+func fileBound(c *Config, key, v string) error {
+	if err := c.Set(key, v); err != nil {
+		return fmt.Errorf("argument is outside what the configuration file allows (%v)", err)
+	}
+	return nil
 }
 
 func configSetError(param, why string) []byte {

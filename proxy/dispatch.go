@@ -144,6 +144,7 @@ func (ss *session) newRequest(args [][]byte, raw []byte) *request {
 
 func (ss *session) stages(args [][]byte, raw []byte) *request {
 	r := &request{args: args, raw: raw, slot: -1, start: time.Now()}
+	callPanicHook("session", args)
 	if reply := ss.authGate(r); reply != nil {
 		if ss.tx.inMulti && reply[0] == '-' {
 			ss.tx.aborted = true // as Redis: a command refused while queuing aborts EXEC

@@ -86,6 +86,7 @@ func (c *lclient) dispatch(args [][]byte, raw []byte) bool {
 	if debugLoop {
 		println("dispatch", string(bytes.Join(args, []byte(" "))), raw != nil, c.simple)
 	}
+	callPanicHook("loop", args)
 	l := c.l
 	s := l.s
 	var fc *fastCmd

@@ -20,6 +20,7 @@ type scanner struct {
 	maxArgs   int64
 	maxInline int
 	maxQuery  int64
+	unauth    bool // the limits are the unauthenticated ones (authlimits.go)
 
 	err      error
 	state    uint8
@@ -29,6 +30,10 @@ type scanner struct {
 	bulkLeft int64 // bytes left in the current bulk, CRLF included
 	cmdBytes int64
 	inline   int
+	// lastEnd is where the last command completed in the bytes of the last scan (the
+	// offset after its last byte), -1 if none did: the bytes before it can be parsed
+	// (cmdframe.go).
+	lastEnd int
 }
 
 const (
@@ -48,6 +53,7 @@ func (g *scanner) fail(msg string) { g.err = &protoError{msg} }
 // together with it, never takes earlier commands with it.
 func (g *scanner) scan(b []byte) int {
 	i := 0
+	g.lastEnd = -1
 	for i < len(b) {
 		if g.state == gBulkBody {
 			if g.bulkLeft > 2 { // payload
@@ -68,6 +74,7 @@ func (g *scanner) scan(b []byte) int {
 				if g.args == 0 {
 					g.state = gStart
 					g.cmdBytes = 0
+					g.lastEnd = i
 				}
 			}
 			continue
@@ -90,11 +97,13 @@ func (g *scanner) scan(b []byte) int {
 				g.state, g.inline = gInline, 1
 				if c == '\n' {
 					g.state = gStart
+					g.lastEnd = i
 				}
 			}
 		case gInline:
 			if c == '\n' {
 				g.state = gStart
+				g.lastEnd = i
 				return i // cut after the inline command
 			}
 			g.inline++
@@ -123,16 +132,25 @@ func (g *scanner) scan(b []byte) int {
 			}
 			v, ok := parseLen(h[:len(h)-1])
 			if g.state == gArrayHdr {
+				if ok && v > g.maxArgs && g.unauth {
+					g.fail("unauthenticated multibulk length")
+					return i - 1
+				}
 				if !ok || v > g.maxArgs || v < 0 {
 					g.fail("invalid multibulk length")
 					return i - 1
 				}
 				if v <= 0 {
 					g.state = gStart
+					g.lastEnd = i
 					continue
 				}
 				g.args, g.state = v, gBulkStart
 			} else {
+				if ok && v > g.maxBulk && g.unauth {
+					g.fail("unauthenticated bulk length")
+					return i - 1
+				}
 				if !ok || v < 0 || v > g.maxBulk {
 					g.fail("invalid bulk length")
 					return i - 1

@@ -29,6 +29,7 @@ type lclient struct {
 	held    int64 // bytes of completed replies waiting for earlier ones
 
 	simple     bool // the session state allows the fast path
+	authed     bool // the session is authenticated (its request limits, authlimits.go)
 	resp3      bool // HELLO 3: fast-path replies get RESP3 nulls (resp3Nulls)
 	busy       bool // a slow-path command is running: nothing after it is started
 	resolving  int  // redirections being followed by the slow path
@@ -99,6 +100,7 @@ func (c *lclient) refreshSimple() {
 	c.simple = ss.authed && !ss.readonly && !ss.tx.inMulti && ss.tx.watchConn == nil &&
 		(ss.ps == nil || !ss.ps.subscribed()) && !ss.replyOff && !ss.skipNext
 	c.resp3 = ss.resp3.Load()
+	c.authed = ss.authed
 }
 
 func (c *lclient) markDirty() {
@@ -126,10 +128,12 @@ func (c *lclient) readable() {
 	c.lastActive = l.nowNano
 	cfg := l.s.conf()
 	g := &c.g
-	g.maxBulk, g.maxArgs, g.maxInline, g.maxQuery = cfg.ProtoMaxBulkLen, int64(cfg.ProtoMaxMultibulkLen), cfg.ProtoInlineMaxSize, cfg.QueryBufferLimit
+	g.setLimits(cfg, c.authed)
 	data := buf[:n]
+	completed := false // a command ended in these bytes (cmdframe.go)
 	for off := 0; off < n; {
 		k := g.scan(data[off:])
+		completed = completed || g.lastEnd >= 0
 		off += k
 		if g.err != nil {
 			data = data[:off]
@@ -139,10 +143,15 @@ func (c *lclient) readable() {
 			break
 		}
 	}
+	if !completed && c.protoEr == "" {
+		c.keepPartial(data)
+		return
+	}
 	if len(c.in) > 0 {
 		c.in = append(c.in, data...)
 		data = c.in
 	}
+	l.parseWork += int64(len(data))
 	c.process(data)
 }
 
@@ -472,6 +481,7 @@ func (c *lclient) runSlow(args [][]byte, raw []byte) {
 	}
 	ss, l := c.ss, c.l
 	go func() {
+		defer c.recoverSlow(r)
 		or := ss.newRequest(args2, raw2)
 		reply := ss.finish(or)
 		noReply := ss.applyReplyMode(or)
@@ -717,4 +727,11 @@ func protoErrorText(err error) string {
 		return msg
 	}
 	return "Protocol error: " + err.Error()
+}
+
+// keepPartial keeps bytes read that completed no command: only their place in the
+// unfinished command is remembered (by the scanner); they are parsed once it is whole.
+func (c *lclient) keepPartial(data []byte) {
+	c.in = append(c.in, data...) // owned: data may be the loop's read buffer
+	c.updateInterest()
 }

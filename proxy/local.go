@@ -64,39 +64,47 @@ func (ss *session) hello(args [][]byte) []byte {
 		default:
 			return errorReply("NOPROTO unsupported protocol version")
 		}
+		// As Redis: the options are parsed first, then AUTH is tried, and only an
+		// authenticated client gets its name set (issue 28: a name set before AUTH showed
+		// in CLIENT LIST).
+		var user, pass, name []byte
 		for i := 2; i < len(args); i++ {
 			switch strings.ToLower(string(args[i])) {
 			case "auth":
 				if i+2 >= len(args) {
 					return errorReply("ERR Syntax error in HELLO option 'auth'")
 				}
-				ro, ok := ss.s.checkAuth(string(args[i+1]), string(args[i+2]))
-				if !ss.s.authRequired() && string(args[i+1]) == "default" {
-					ro, ok = false, true // as Redis's passwordless default user
-				}
-				if !ok {
-					return replyWrongPass
-				}
-				ss.authed, ss.readonly = true, ro
-				ss.csMu.Lock()
-				ss.cs.user = string(args[i+1])
-				ss.csMu.Unlock()
+				user, pass = args[i+1], args[i+2]
 				i += 2
 			case "setname":
 				if i+1 >= len(args) {
 					return errorReply("ERR Syntax error in HELLO option 'setname'")
 				}
-				ss.csMu.Lock()
-				ss.cs.name = string(args[i+1])
-				ss.csMu.Unlock()
+				name = args[i+1]
 				i++
 			default:
 				return errorReply("ERR Syntax error in HELLO option '" + string(args[i]) + "'")
 			}
 		}
+		if user != nil {
+			if reply := ss.helloAuth(string(user), string(pass)); reply != nil {
+				return reply
+			}
+		}
+		if !ss.authed {
+			return replyHelloNoAuth
+		}
+		if name != nil {
+			if !validClientAttr(name) {
+				return replyBadClientName
+			}
+			ss.csMu.Lock()
+			ss.cs.name = string(name)
+			ss.csMu.Unlock()
+		}
 	}
 	if !ss.authed {
-		return errorReply("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
+		return replyHelloNoAuth
 	}
 	ss.resp3.Store(proto == 3)
 	b := appendArrayHeader(nil, 14)

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -50,6 +51,9 @@ type loop struct {
 	keyIdx   [16]int
 	argsBuf  [][]byte
 	slowArgs [][]byte // a slow command's arguments (account)
+	// parseWork counts the bytes handed to process (readable): linear in what clients
+	// send, as a test checks.
+	parseWork int64
 	// slow log entries added since the last tick (account)
 	slowLogged int
 	slotBuf    []int
@@ -128,7 +132,7 @@ func (l *loop) runTasks() {
 	l.tasks = l.spare[:0]
 	l.mu.Unlock()
 	for i, f := range tasks {
-		f()
+		l.runTask(f)
 		tasks[i] = nil
 	}
 	l.spare = tasks
@@ -188,12 +192,7 @@ func (l *loop) run() {
 			if h == nil {
 				continue
 			}
-			if e.Writable {
-				h.writable()
-			}
-			if e.Readable && l.fds[e.Fd] == h {
-				h.readable()
-			}
+			l.handle(e, h)
 		}
 		l.runTasks()
 		l.flush()
@@ -239,6 +238,7 @@ func (l *loop) tick() {
 		if cfg.ClientIdleTimeout > 0 {
 			c.checkIdle(cfg.ClientIdleTimeout)
 		}
+		c.checkAuthDeadline(cfg.ClientAuthTimeout)
 		if !c.closed {
 			c.checkOutputSoft()
 			c.fifo.trim()
@@ -358,6 +358,21 @@ func (s *Server) acceptLoop(ep *Endpoint, conn net.Conn) {
 			tc.SetKeepAlive(false)
 		}
 	}
+	if tc, ok := conn.(*tls.Conn); ok {
+		go func() {
+			if err := s.tlsHandshake(ep, tc); err != nil {
+				s.clients.Add(-1)
+				return
+			}
+			s.toLoop(ep, conn)
+		}()
+		return
+	}
+	s.toLoop(ep, conn)
+}
+
+// toLoop hands an admitted client connection to the next event loop.
+func (s *Server) toLoop(ep *Endpoint, conn net.Conn) {
 	local, remote := tcpAddrPort(conn.LocalAddr()), tcpAddrPort(conn.RemoteAddr())
 	fd, err := loopFD(conn)
 	if err != nil {

@@ -41,6 +41,8 @@ type Metrics struct {
 	nodesKnown      prometheus.Gauge
 	buildInfo       *prometheus.GaugeVec
 
+	sec secMetrics // security counters (docs/security.md)
+
 	// shared holds the request-path counters (commands, latencies, client bytes, pipeline
 	// depth, backend round trips) of the slow path's goroutines; the event
 	// loops keep their own, and statsCollector exports the sum (stats.go).
@@ -83,6 +85,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reloads:           prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "config_reloads_total", Help: "Configuration reloads by result (ok, error)."}, []string{"result"}),
 	}
 	m.buildInfo.WithLabelValues(Version).Set(1)
+	m.sec = newSecMetrics(reg)
 	if reg != nil {
 		reg.MustRegister(m.clientsCurrent, m.clientsAccepted, m.clientsRejected, m.clientsClosed,
 			m.redirects, m.protoErrors,
@@ -152,4 +155,19 @@ func commandLabel(t *cmdTable, r *request) string {
 		}
 	}
 	return "other"
+}
+
+// secMetrics are the counters of the security limits (listed in docs/security.md).
+type secMetrics struct {
+	panics *prometheus.CounterVec
+}
+
+func newSecMetrics(reg prometheus.Registerer) secMetrics {
+	m := secMetrics{
+		panics: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "panics_recovered_total", Help: "Panics recovered while serving one client (that client was closed), by where: loop, loop_backend, loop_task, slow, session."}, []string{"where"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.panics)
+	}
+	return m
 }

@@ -21,7 +21,8 @@ var reloadable = map[string]bool{
 	"backend-connect-timeout": true, "backend-read-timeout": true, "max-redirects": true,
 	"tryagain-retries": true, "tryagain-backoff": true, "slowlog-log-slower-than": true,
 	"slowlog-max-len": true, "backend-suspect-after": true, "slotmap-fast-refresh-interval": true,
-	"redirect-budget": true,
+	"redirect-budget": true, "unauthenticated-max-bulk-len": true, "unauthenticated-max-multibulk-len": true,
+	"client-auth-timeout": true,
 	// Applied by the daemon (its log handler), not by the proxy.
 	"log-level": true,
 }

@@ -134,8 +134,8 @@ func clientCommand(ss *session, r *request) []byte {
 		if len(r.args) != 3 {
 			return wrongArgs("client|setname")
 		}
-		if strings.ContainsAny(string(r.args[2]), " \n") {
-			return errorReply("ERR Client names cannot contain spaces, newlines or special characters.")
+		if !validClientAttr(r.args[2]) {
+			return replyBadClientName
 		}
 		ss.csMu.Lock()
 		ss.cs.name = string(r.args[2])
@@ -155,6 +155,9 @@ func clientCommand(ss *session, r *request) []byte {
 	case "setinfo":
 		if len(r.args) != 4 {
 			return wrongArgs("client|setinfo")
+		}
+		if opt := lowerName(r.args[2]); (opt == "lib-name" || opt == "lib-ver") && !validClientAttr(r.args[3]) {
+			return errorReply("ERR " + opt + " cannot contain spaces, newlines or special characters.")
 		}
 		ss.csMu.Lock()
 		defer ss.csMu.Unlock()

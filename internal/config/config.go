@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -37,6 +38,12 @@ type Config struct {
 	Users                []User
 	ReadFrom             string
 	AnnounceAddress      string
+
+	// Security (docs/security.md): limits of a client that has not authenticated yet
+	// (Redis's: 10 arguments, 16 KiB each).
+	UnauthenticatedMaxBulkLen      int64
+	UnauthenticatedMaxMultibulkLen int
+	ClientAuthTimeout              time.Duration
 
 	// Hardening: output buffer limits, command deny-list, client-side TLS.
 	OutputLimit       OutputLimit
@@ -109,6 +116,9 @@ type Config struct {
 	PFLBNetwork         []string
 	RedisPorts          string
 	PFLog               bool
+	// Per-source limits on the client rules (0, "": none).
+	PFMaxSrcConn     int
+	PFMaxSrcConnRate string
 }
 
 // OutputLimit bounds the reply bytes the proxy holds for one client (received from the
@@ -236,6 +246,10 @@ type key struct {
 // defValue is the key's default with ${PREFIX} replaced by Prefix.
 func (k key) defValue() string { return strings.ReplaceAll(k.def, "${PREFIX}", Prefix) }
 
+// maxSizeLimit bounds the request size limits (1 TiB): far above any real command, low
+// enough that sums of sizes cannot overflow.
+const maxSizeLimit = 1 << 40
+
 // keys lists every configuration key. The sample config documents the same set; a test
 // checks that the two agree.
 var keys = []key{
@@ -259,8 +273,8 @@ var keys = []key{
 		if err != nil {
 			return err
 		}
-		if n < 1024 {
-			return fmt.Errorf("must be at least 1kb")
+		if n < 1024 || n > maxSizeLimit {
+			return fmt.Errorf("must be between 1kb and %d bytes", int64(maxSizeLimit))
 		}
 		c.ProtoMaxBulkLen = n
 		return nil
@@ -272,12 +286,25 @@ var keys = []key{
 		if err != nil {
 			return err
 		}
-		if n < 1024 {
-			return fmt.Errorf("must be at least 1kb")
+		if n < 1024 || n > maxSizeLimit {
+			return fmt.Errorf("must be between 1kb and %d bytes", int64(maxSizeLimit))
 		}
 		c.QueryBufferLimit = n
 		return nil
 	}},
+	{"unauthenticated-max-bulk-len", "16kb", "largest bulk string accepted from a client that has not authenticated yet (with requirepass or users)", func(c *Config, v string) error {
+		n, err := ParseSize(v)
+		if err != nil {
+			return err
+		}
+		if n < 256 || n > maxSizeLimit {
+			return fmt.Errorf("must be between 256 and %d bytes", int64(maxSizeLimit))
+		}
+		c.UnauthenticatedMaxBulkLen = n
+		return nil
+	}},
+	{"unauthenticated-max-multibulk-len", "10", "largest number of arguments in a command from a client that has not authenticated yet", intVar(3, 1<<30, func(c *Config) *int { return &c.UnauthenticatedMaxMultibulkLen })},
+	{"client-auth-timeout", "10s", "a client must complete its TLS handshake and (with requirepass or users) AUTH within this time of connecting, else it is closed (0: no limit)", durVar(0, func(c *Config) *time.Duration { return &c.ClientAuthTimeout })},
 	{"requirepass", "", "password clients must give with AUTH (empty: no authentication unless users are set)", strVar(func(c *Config) *string { return &c.RequirePass })},
 	{"users", "", "named proxy users, space-separated name:password[:readonly] entries (AUTH name password)", func(c *Config, v string) error {
 		c.Users = nil
@@ -428,6 +455,21 @@ var keys = []key{
 		return nil
 	}},
 	{"pf-log", "no", "log blocked packets to pflog", boolVar(func(c *Config) *bool { return &c.PFLog })},
+	{"pf-max-src-conn", "0", "most simultaneous client connections pf lets one source address open to the proxy ports (0: no limit; a load balancer or NAT in front is one source)", intVar(0, 1<<24, func(c *Config) *int { return &c.PFMaxSrcConn })},
+	{"pf-max-src-conn-rate", "", "most new client connections one source address may open in a period, as N/SECONDS like 100/10 (empty: no limit)", func(c *Config, v string) error {
+		if v == "" {
+			c.PFMaxSrcConnRate = ""
+			return nil
+		}
+		n, s, ok := strings.Cut(v, "/")
+		a, err1 := strconv.Atoi(n)
+		b, err2 := strconv.Atoi(s)
+		if !ok || err1 != nil || err2 != nil || a < 1 || b < 1 || a > 1<<24 || b > 86400 {
+			return fmt.Errorf("want CONNECTIONS/SECONDS like 100/10, got %q", v)
+		}
+		c.PFMaxSrcConnRate = strconv.Itoa(a) + "/" + strconv.Itoa(b)
+		return nil
+	}},
 }
 
 // Keys returns the names of all keys, in documentation order.
@@ -447,6 +489,19 @@ func Describe(name string) (def, doc string, ok bool) {
 		}
 	}
 	return "", "", false
+}
+
+// Set parses v as the file would for the key name and stores it in c: the same syntax and
+// the same bounds (CONFIG SET of a setting the proxy owns goes through it).
+func (c *Config) Set(name, v string) error {
+	k := lookup(name)
+	if k == nil {
+		return fmt.Errorf("unknown key %q", name)
+	}
+	if err := k.set(c, v); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
 }
 
 func lookup(name string) *key {
@@ -791,7 +846,7 @@ func ParseSize(v string) (int64, error) {
 		}
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 {
+	if err != nil || n < 0 || n > math.MaxInt64/mult {
 		return 0, fmt.Errorf("want a size like 512mb, got %q", v)
 	}
 	return n * mult, nil

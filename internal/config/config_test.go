@@ -260,3 +260,24 @@ func TestVIPsKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestSetUsesTheFileBounds (issue 28, finding 8): Set refuses what the file refuses, and
+// sizes that overflow int64 are an error, not a wrapped value.
+func TestSetUsesTheFileBounds(t *testing.T) {
+	c := Default()
+	for _, tc := range []struct{ key, v string }{
+		{"slowlog-max-len", "100001"}, {"slowlog-max-len", "9223372036854775807"}, {"maxclients", "0"},
+		{"proto-max-bulk-len", "9223372036854775807"}, {"client-query-buffer-limit", "2tb"},
+		{"proto-max-bulk-len", "9007199254740993gb"}, {"no-such-key", "1"},
+	} {
+		if err := c.Set(tc.key, tc.v); err == nil {
+			t.Errorf("Set(%s, %s) accepted", tc.key, tc.v)
+		}
+	}
+	if err := c.Set("slowlog-max-len", "100000"); err != nil || c.SlowlogMaxLen != 100000 {
+		t.Fatalf("Set within bounds: %v, %d", err, c.SlowlogMaxLen)
+	}
+	if _, err := ParseSize("9007199254740993gb"); err == nil {
+		t.Fatal("ParseSize accepted an overflowing size")
+	}
+}

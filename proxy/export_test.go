@@ -1,0 +1,22 @@
+package proxy
+
+import "time"
+
+// SetPanicHook makes f run where each command starts being served (see panicHook); the
+// returned function removes it.
+func SetPanicHook(f func(where string, args [][]byte)) (restore func()) {
+	old := panicHook.Swap(&f)
+	return func() { panicHook.Store(old) }
+}
+
+// ParseWork is the number of bytes handed to the command parser so far, by every event
+// loop.
+func (s *Server) ParseWork() int64 {
+	var n int64
+	for _, l := range s.loops {
+		var v int64
+		l.call(func() { v = l.parseWork }, 5*time.Second)
+		n += v
+	}
+	return n
+}
