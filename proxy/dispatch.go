@@ -10,13 +10,13 @@ import (
 //
 //  1. authGate (auth.go): NOAUTH before AUTH, writes of read-only users refused
 //  2. deny-commands (reload.go)
-//  3. an open MULTI queues it (tx.go)
+//  3. an open MULTI queues it (cmd_tx.go)
 //  4. the subscribe family, and what RESP2 subscribed mode allows (pubsub.go, resp3.go)
-//  5. the commands table below: answered by the proxy (local.go, virtual.go, slowlog.go,
-//     hotkeys.go), split by slot (multikey.go), sent to every master (keyless.go), or
-//     transactions (tx.go); a handler may decline (return false) and leave the command to
+//  5. the commands table below: answered by the proxy (cmd_local.go, cmd_cluster.go, slowlog.go,
+//     hotkeys.go), split by slot (multikey.go), sent to every master (handlers.go), or
+//     transactions (cmd_tx.go); a handler may decline (return false) and leave the command to
 //  6. routing by its keys' slot to the owner (session.dispatch), blocking commands on a
-//     dedicated connection (direct.go); commands without keys go to any master.
+//     dedicated connection (dedicated.go); commands without keys go to any master.
 //
 // Clients on an event loop take a shortcut for the commands of the fast table (fast.go,
 // derived from the command table and this one) while their session is in its plain state
@@ -34,7 +34,7 @@ var commands map[string]handler
 // in it (a package-level initializer would be an initialization cycle).
 func init() {
 	commands = map[string]handler{
-		// Answered by the proxy (local.go).
+		// Answered by the proxy (cmd_local.go).
 		"ping":   localHandler(localPing),
 		"echo":   localHandler(localEcho),
 		"quit":   localHandler(localQuit),
@@ -44,7 +44,7 @@ func init() {
 		// sends ASK to clients, so they change nothing.
 		"readonly": localHandler(localOK), "readwrite": localHandler(localOK), "asking": localHandler(localOK),
 		// CONFIG, CLIENT, LATENCY, SLOWLOG: the proxy's own settings and clients, and the
-		// nodes' behind enable-admin-commands (admin.go, client.go, slowlog.go).
+		// nodes' behind enable-admin-commands (cmd_admin.go, cmd_client.go, slowlog.go).
 		"config":  configCommand,
 		"client":  clientHandler,
 		"slowlog": slowlogHandler,
@@ -63,7 +63,7 @@ func init() {
 		"exists": splitKeys(1, mergeSum),
 		"touch":  splitKeys(1, mergeSum),
 
-		// Without keys: every master, or the proxy's own state (keyless.go, virtual.go).
+		// Without keys: every master, or the proxy's own state (handlers.go, cmd_scan.go, cmd_cluster.go).
 		"dbsize":    fanout(mergeNodeSum),
 		"keys":      fanout(mergeNodeConcat),
 		"randomkey": execHandler(execRandomKey),
@@ -83,7 +83,7 @@ func init() {
 		"publish": publishBySlot,
 		"pubsub":  subcommands(map[string]handler{"channels": fanout(mergeChannels), "numsub": pubsubNumsub, "numpat": fanout(mergeMax)}),
 
-		// Transactions (tx.go).
+		// Transactions (cmd_tx.go).
 		"multi":   txMulti,
 		"exec":    txExec,
 		"discard": txDiscard,

@@ -130,7 +130,7 @@ func (c *lclient) readable() {
 	g := &c.g
 	g.setLimits(cfg, c.authed)
 	data := buf[:n]
-	completed := false // a command ended in these bytes (cmdframe.go)
+	completed := false // a command ended in these bytes (readable)
 	for off := 0; off < n; {
 		k := g.scan(data[off:])
 		completed = completed || g.lastEnd >= 0

@@ -32,7 +32,7 @@ type scanner struct {
 	inline   int
 	// lastEnd is where the last command completed in the bytes of the last scan (the
 	// offset after its last byte), -1 if none did: the bytes before it can be parsed
-	// (cmdframe.go).
+	// (readable).
 	lastEnd int
 }
 
