@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun/cmdruntest"
 )
 
@@ -541,4 +543,128 @@ func TestFileDemoter(t *testing.T) {
 	if err := (&fileDemoter{path: filepath.Join(path, "health")}).Demote(context.Background()); err == nil {
 		t.Fatal("unwritable health file: no error")
 	}
+}
+
+// Each instance (rc profile, configuration file) records its share of the per-vnet
+// demotion counter in a state file of its own.
+func TestInstanceStateFile(t *testing.T) {
+	for conf, want := range map[string]string{
+		"":                                          "/var/run/redis-carp-proxy.demotion",
+		"/usr/local/etc/redis-carp-proxy.conf":      "/var/run/redis-carp-proxy.demotion",
+		"/usr/local/etc/redis-carp-proxy-a.conf":    "/var/run/redis-carp-proxy-a.demotion",
+		"/usr/local/etc/redis-carp-proxy-b.conf":    "/var/run/redis-carp-proxy-b.demotion",
+		"/etc/cache.conf":                           "/var/run/redis-carp-proxy-cache.demotion",
+		"/usr/local/etc/redis-carp-proxy-a.conf.v2": "/var/run/redis-carp-proxy-a.conf.v2.demotion",
+	} {
+		if got := InstanceStateFile(conf); got != want {
+			t.Errorf("InstanceStateFile(%q) = %q, want %q", conf, got, want)
+		}
+	}
+}
+
+// Two profiles on one host: net.inet.carp.demotion is one counter per vnet. Profile b
+// starting (its HealthMonitor restores first) must not undo a's demotion, and a's later
+// restore must not drive the counter below zero.
+func TestProfilesKeepTheirOwnDemotion(t *testing.T) {
+	old := runDir
+	runDir = t.TempDir()
+	t.Cleanup(func() { runDir = old })
+	k := &fakeKernel{}
+	ctx := context.Background()
+	a := &sysctlDemoter{run: k, delta: DemotionDelta, state: InstanceStateFile("/usr/local/etc/redis-carp-proxy-a.conf")}
+	b := &sysctlDemoter{run: k, delta: DemotionDelta, state: InstanceStateFile("/usr/local/etc/redis-carp-proxy-b.conf")}
+	if err := a.Demote(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Restore(ctx); err != nil { // b starts
+		t.Fatal(err)
+	}
+	if got := k.value(); got != DemotionDelta {
+		t.Fatalf("after b's start the counter is %d, want a's %d", got, DemotionDelta)
+	}
+	a.Restore(ctx)
+	b.Restore(ctx)
+	if got := k.value(); got != 0 {
+		t.Fatalf("after both restored the counter is %d, want 0", got)
+	}
+}
+
+// A second instance that would record in the same state file is refused while the first
+// runs, and accepted once it has stopped.
+func TestLockStateRefusesASecondInstance(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "redis-carp-proxy.demotion")
+	first, err := LockState(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LockState(state); !errors.Is(err, ErrStateInUse) || !strings.Contains(err.Error(), state) {
+		t.Fatalf("second instance on %s: %v", state, err)
+	}
+	if other, err := LockState(state + "-b"); err != nil {
+		t.Fatalf("another state file: %v", err)
+	} else {
+		other.Close()
+	}
+	first.Close()
+	again, err := LockState(state)
+	if err != nil {
+		t.Fatalf("after the first stopped: %v", err)
+	}
+	again.Close()
+	if _, err := LockState(filepath.Join(state, "x")); err == nil || errors.Is(err, ErrStateInUse) {
+		t.Fatalf("lock under a regular file: %v", err)
+	}
+}
+
+// fakeKernel stands for /sbin/sysctl on net.inet.carp.demotion: writing N adds N to one
+// counter (ip_carp.c carp_demote_adj_sysctl → carp_demote_adj), reading prints it as
+// `sysctl -n` does ("240\n"). It logs every command like cmdruntest.Recorder, and
+// fails the writes listed in fail.
+type fakeKernel struct {
+	mu       sync.Mutex
+	demotion int
+	unloaded bool // carp.ko not loaded: `sysctl -i -n` prints nothing
+	fail     map[string]bool
+	log      strings.Builder
+}
+
+func (k *fakeKernel) Run(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	argv := strings.Join(append([]string{name}, args...), " ")
+	k.log.WriteString("$ " + argv + "\n")
+	if k.fail[argv] {
+		return nil, &cmdrun.Error{Argv: append([]string{name}, args...), ExitCode: 1, Stderr: "sysctl: net.inet.carp.demotion: Operation not permitted\n", Err: errors.New("exit status 1")}
+	}
+	if name != "/sbin/sysctl" {
+		return nil, fmt.Errorf("fake kernel: %s", argv)
+	}
+	last := args[len(args)-1]
+	if v, ok := strings.CutPrefix(last, "net.inet.carp.demotion="); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return nil, err
+		}
+		k.demotion += n
+		return nil, nil
+	}
+	if last == "net.inet.carp.demotion" {
+		if k.unloaded {
+			return nil, nil
+		}
+		return []byte(strconv.Itoa(k.demotion) + "\n"), nil
+	}
+	return nil, fmt.Errorf("fake kernel: %s", argv)
+}
+
+func (k *fakeKernel) value() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.demotion
+}
+
+func (k *fakeKernel) Log() string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.log.String()
 }

@@ -369,7 +369,7 @@ var keys = []key{
 	{"drain-timeout", "3s", "after losing MASTER, how long existing clients may finish before they are closed", durVar(0, func(c *Config) *time.Duration { return &c.DrainTimeout })},
 	{"carp-demote", "no", "demote this host's CARP when the proxy cannot serve (needs net.inet.carp.preempt=1)", boolVar(func(c *Config) *bool { return &c.CarpDemote })},
 	{"carp-demote-after", "10s", "how long the proxy must be unable to serve before it demotes", durVar(0, func(c *Config) *time.Duration { return &c.CarpDemoteAfter })},
-	{"carp-health-file", "", "file holding the demotion this proxy applies (0 or 240); vip mode: keepalived's track_file (empty: off); freebsd mode: read at start to undo a demotion a crash left (empty: /var/run/redis-carp-proxy.demotion)", strVar(func(c *Config) *string { return &c.CarpHealthFile })},
+	{"carp-health-file", "", "file holding the demotion this proxy applies (0 or 240); vip mode: keepalived's track_file (empty: off); freebsd mode: read at start to undo a demotion a crash left, one per instance (empty: /var/run/ plus the configuration file name with .demotion for .conf, e.g. redis-carp-proxy-NAME.demotion for profile NAME)", strVar(func(c *Config) *string { return &c.CarpHealthFile })},
 	{"vips", "", "active-active: comma-separated virtual addresses ADDR@VHID (vhid optional unless setup writes the CARP lines), each served on listen's port by its own listener following its own CARP state; replaces vip and carp-vhid (empty: the single vip)", func(c *Config, v string) error {
 		c.VIPs = nil
 		for _, f := range splitList(v) {
