@@ -378,7 +378,7 @@ func TestWatchDevdEnds(t *testing.T) {
 }
 
 func TestSysctlDemoter(t *testing.T) {
-	fr := cmdruntest.New(nil)
+	fr := &fakeKernel{}
 	state := filepath.Join(t.TempDir(), "demotion")
 	d := &sysctlDemoter{run: fr, delta: DemotionDelta, state: state}
 	ctx := context.Background()
@@ -388,14 +388,14 @@ func TestSysctlDemoter(t *testing.T) {
 	d.Restore(ctx)
 	d.Restore(ctx)
 	want := `$ /sbin/sysctl net.inet.carp.demotion=240
+$ /sbin/sysctl -i -n net.inet.carp.demotion
 $ /sbin/sysctl net.inet.carp.demotion=-240
 `
 	if got := fr.Log(); got != want {
 		t.Fatalf("commands:\n%s\nwant:\n%s", got, want)
 	}
 	// A failed sysctl leaves the demoter undemoted, so the delta is never removed twice.
-	fr = cmdruntest.New(map[string]cmdruntest.Reply{"/sbin/sysctl net.inet.carp.demotion=240": {Exit: 1,
-		Stderr: "sysctl: net.inet.carp.demotion=240: Operation not permitted\n"}})
+	fr = &fakeKernel{fail: map[string]bool{"/sbin/sysctl net.inet.carp.demotion=240": true}}
 	d = &sysctlDemoter{run: fr, delta: DemotionDelta, state: filepath.Join(t.TempDir(), "demotion")}
 	if err := d.Demote(ctx); err == nil || !strings.Contains(err.Error(), "Operation not permitted") {
 		t.Fatalf("failed demote: %v", err)
@@ -406,13 +406,62 @@ $ /sbin/sysctl net.inet.carp.demotion=-240
 	}
 }
 
+// Restore trusts the kernel over the state file: after `kldunload carp; kldload carp` the
+// counter is 0 while the file still records 240, and something else (the kernel's own
+// interface-down demotion, another instance) may have removed part of it. Restore removes
+// min(recorded, current), never driving the counter below zero.
+func TestRestoreSubtractsAtMostTheKernelCounter(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name     string
+		kernel   int  // counter when Restore runs
+		unloaded bool // carp.ko not loaded: the oid does not exist
+		want     int  // counter after Restore
+		log      string
+	}{
+		{name: "reloaded", kernel: 0, want: 0, log: "$ /sbin/sysctl -i -n net.inet.carp.demotion\n"},
+		{name: "partly", kernel: 100, want: 0, log: "$ /sbin/sysctl -i -n net.inet.carp.demotion\n$ /sbin/sysctl net.inet.carp.demotion=-100\n"},
+		{name: "more", kernel: 480, want: 240, log: "$ /sbin/sysctl -i -n net.inet.carp.demotion\n$ /sbin/sysctl net.inet.carp.demotion=-240\n"},
+		{name: "unloaded", unloaded: true, want: 0, log: "$ /sbin/sysctl -i -n net.inet.carp.demotion\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			state := filepath.Join(t.TempDir(), "demotion")
+			os.WriteFile(state, []byte("240\n"), 0o644) // left by the previous process
+			k := &fakeKernel{demotion: tc.kernel, unloaded: tc.unloaded}
+			d := &sysctlDemoter{run: k, delta: DemotionDelta, state: state}
+			if err := d.Restore(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got := k.value(); got != tc.want {
+				t.Errorf("counter %d after restore, want %d", got, tc.want)
+			}
+			if got := k.Log(); got != tc.log {
+				t.Errorf("commands:\n%s\nwant:\n%s", got, tc.log)
+			}
+			if b, _ := os.ReadFile(state); string(b) != "0\n" {
+				t.Errorf("state after restore: %q", b)
+			}
+		})
+	}
+	// A counter that cannot be read is an error; the record stays for the next try.
+	state := filepath.Join(t.TempDir(), "demotion")
+	os.WriteFile(state, []byte("240\n"), 0o644)
+	k := &fakeKernel{demotion: 240, fail: map[string]bool{"/sbin/sysctl -i -n net.inet.carp.demotion": true}}
+	if err := (&sysctlDemoter{run: k, delta: DemotionDelta, state: state}).Restore(ctx); err == nil {
+		t.Fatal("restore with an unreadable counter succeeded")
+	}
+	if b, _ := os.ReadFile(state); string(b) != "240\n" || k.value() != 240 {
+		t.Fatalf("after a failed read: state %q, counter %d", b, k.value())
+	}
+}
+
 // net.inet.carp.demotion outlives the process: a proxy killed while demoting (SIGKILL,
 // panic; daemon(8) restarts it) must undo the old delta when it starts again, and never
 // add a second one on top.
 func TestDemotionSurvivesACrash(t *testing.T) {
 	ctx := context.Background()
 	state := filepath.Join(t.TempDir(), "demotion")
-	fr := cmdruntest.New(nil)
+	fr := &fakeKernel{}
 	crashed := &sysctlDemoter{run: fr, delta: DemotionDelta, state: state}
 	if err := crashed.Demote(ctx); err != nil {
 		t.Fatal(err)
@@ -427,8 +476,10 @@ func TestDemotionSurvivesACrash(t *testing.T) {
 	next.Demote(ctx)
 	next.Restore(ctx)
 	want := `$ /sbin/sysctl net.inet.carp.demotion=240
+$ /sbin/sysctl -i -n net.inet.carp.demotion
 $ /sbin/sysctl net.inet.carp.demotion=-240
 $ /sbin/sysctl net.inet.carp.demotion=240
+$ /sbin/sysctl -i -n net.inet.carp.demotion
 $ /sbin/sysctl net.inet.carp.demotion=-240
 `
 	if got := fr.Log(); got != want {
@@ -438,7 +489,7 @@ $ /sbin/sysctl net.inet.carp.demotion=-240
 		t.Fatalf("state after restore: %q", b)
 	}
 	// The record is written before the sysctl: a failed sysctl puts it back.
-	fr = cmdruntest.New(map[string]cmdruntest.Reply{"/sbin/sysctl net.inet.carp.demotion=240": {Exit: 1}})
+	fr = &fakeKernel{fail: map[string]bool{"/sbin/sysctl net.inet.carp.demotion=240": true}}
 	d := &sysctlDemoter{run: fr, delta: DemotionDelta, state: state}
 	if err := d.Demote(ctx); err == nil {
 		t.Fatal("demote with a failing sysctl succeeded")
@@ -454,7 +505,7 @@ $ /sbin/sysctl net.inet.carp.demotion=-240
 }
 
 func TestHealthMonitor(t *testing.T) {
-	fr := cmdruntest.New(nil)
+	fr := &fakeKernel{}
 	var healthy sync.Mutex
 	ok := true
 	setOK := func(v bool) { healthy.Lock(); ok = v; healthy.Unlock() }
@@ -476,7 +527,7 @@ func TestHealthMonitor(t *testing.T) {
 		t.Helper()
 		deadline := time.Now().Add(3 * time.Second)
 		for {
-			if got := strings.Count(fr.Log(), "$ "); got >= n {
+			if got := strings.Count(fr.Log(), "demotion="); got >= n {
 				return
 			}
 			if time.Now().After(deadline) {
@@ -502,8 +553,10 @@ func TestHealthMonitor(t *testing.T) {
 	cancel() // shutdown while demoted: the delta is removed
 	<-done
 	want := `$ /sbin/sysctl net.inet.carp.demotion=240
+$ /sbin/sysctl -i -n net.inet.carp.demotion
 $ /sbin/sysctl net.inet.carp.demotion=-240
 $ /sbin/sysctl net.inet.carp.demotion=240
+$ /sbin/sysctl -i -n net.inet.carp.demotion
 $ /sbin/sysctl net.inet.carp.demotion=-240
 `
 	if got := fr.Log(); got != want {

@@ -164,6 +164,30 @@ func (d *sysctlDemoter) Demote(ctx context.Context) error {
 	return nil
 }
 
+// kernel reads net.inet.carp.demotion (ip_carp.c carp_demote_adj_sysctl returns
+// V_carp_demotion). With -i sysctl prints nothing and succeeds when the oid does not exist
+// (carp.ko not loaded): there is no counter, so nothing to remove.
+func (d *sysctlDemoter) kernel(ctx context.Context) (int, error) {
+	out, err := d.run.Run(ctx, nil, "/sbin/sysctl", "-i", "-n", "net.inet.carp.demotion")
+	if err != nil {
+		return 0, fmt.Errorf("carp: read net.inet.carp.demotion: %w", err)
+	}
+	v := strings.TrimSpace(string(out))
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, fmt.Errorf("carp: net.inet.carp.demotion is %q, not a number", v)
+	}
+	return n, nil
+}
+
+// Restore removes what the state file records, but never more than the kernel's counter
+// holds now: after `kldunload carp; kldload carp` (or anything else that reset it) the
+// counter is 0 while the file survives, and subtracting anyway would leave the host
+// promoted below everyone (kernels before the clamp in carp_demote_adj add a negative
+// demotion into a u_int8 advskew).
 func (d *sysctlDemoter) Restore(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -171,8 +195,14 @@ func (d *sysctlDemoter) Restore(ctx context.Context) error {
 	if err != nil || cur == 0 {
 		return err
 	}
-	if err := d.set(ctx, -cur); err != nil {
+	now, err := d.kernel(ctx)
+	if err != nil {
 		return err
+	}
+	if n := min(cur, max(now, 0)); n > 0 {
+		if err := d.set(ctx, -n); err != nil {
+			return err
+		}
 	}
 	return d.record(0)
 }
