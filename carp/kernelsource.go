@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"sync"
 	"syscall"
@@ -22,7 +21,10 @@ type freebsdSource struct {
 	// The kernel readers (carp_freebsd.go); errUnavailable makes the next one be used.
 	readNetlink, readIoctl func(ifname string, vhid int) (State, error)
 
-	mu        sync.Mutex
+	mu sync.Mutex // one read at a time
+	// idmu guards ifname and vhid, written by resolve under mu too: devd's events are
+	// matched against them without waiting for a read in progress.
+	idmu      sync.Mutex
 	ifname    string
 	vhid      int
 	noNetlink bool // netlink (or its carp family) is absent: skip it
@@ -73,7 +75,9 @@ func (s *freebsdSource) resolve(ctx context.Context) error {
 	if s.vhid != 0 && s.vhid != vhid {
 		return fmt.Errorf("carp: %s has vhid %d on %s, configured carp-vhid is %d", s.vip, vhid, ifname, s.vhid)
 	}
+	s.idmu.Lock()
 	s.ifname, s.vhid = ifname, vhid
+	s.idmu.Unlock()
 	return nil
 }
 
@@ -114,51 +118,13 @@ func (s *freebsdSource) read(ctx context.Context) (State, error) {
 	return c.state, nil
 }
 
-// watch follows devd's CARP events for our vhid; it returns when devd goes away (the
-// poller reconnects later and re-reads the state).
+// watch follows devd's CARP events for our vhid over the process's one devd connection
+// (devdhub.go); it returns when devd goes away (the poller reattaches later and re-reads
+// the state).
 func (s *freebsdSource) watch(ctx context.Context, kick chan<- struct{}) error {
 	return watchDevd(ctx, s.pipe, func(ev devdEvent) bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
+		s.idmu.Lock()
+		defer s.idmu.Unlock()
 		return s.vhid == 0 || ev.vhid == s.vhid && ev.ifname == s.ifname
 	}, kick)
-}
-
-// watchDevd reads devd's SOCK_SEQPACKET socket at path (one record per read) and kicks
-// on every CARP event that match accepts, and once right after connecting (events may
-// have been missed before). It returns when the connection ends.
-func watchDevd(ctx context.Context, path string, match func(devdEvent) bool, kick chan<- struct{}) error {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unixpacket", path)
-	if err != nil {
-		return fmt.Errorf("carp: connect to devd: %w", err)
-	}
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-stop:
-		}
-		conn.Close()
-	}()
-	// Events may have been missed before this connection existed.
-	kickNow(kick)
-	buf := make([]byte, 8192)
-	for {
-		n, err := conn.Read(buf)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("carp: devd connection: %w", err)
-		}
-		ev, err := parseDevdEvent(string(buf[:n]))
-		if err != nil {
-			continue
-		}
-		if match(ev) {
-			kickNow(kick)
-		}
-	}
 }
