@@ -310,7 +310,7 @@ func TestFreeBSDSourceFallbackToIfconfig(t *testing.T) {
 			t.Fatalf("read %d: %v %v", i, st, err)
 		}
 	}
-	if !src.noNetlink || !src.noIoctl {
+	if src.noNetlinkUntil.IsZero() || src.noIoctlUntil.IsZero() {
 		t.Fatal("unavailable methods not remembered")
 	}
 	want := `$ /sbin/ifconfig em0

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun"
 )
@@ -20,15 +22,58 @@ type freebsdSource struct {
 	pipe string
 	// The kernel readers (carp_freebsd.go); errUnavailable makes the next one be used.
 	readNetlink, readIoctl func(ifname string, vhid int) (State, error)
+	closers                []io.Closer // what the readers hold open (the netlink socket)
+	// now and reprobe (default fallbackReprobe) time the retries of unavailable readers.
+	now     func() time.Time
+	reprobe time.Duration
 
 	mu sync.Mutex // one read at a time
 	// idmu guards ifname and vhid, written by resolve under mu too: devd's events are
 	// matched against them without waiting for a read in progress.
-	idmu      sync.Mutex
-	ifname    string
-	vhid      int
-	noNetlink bool // netlink (or its carp family) is absent: skip it
-	noIoctl   bool // SIOCGVH is refused: skip it
+	idmu   sync.Mutex
+	ifname string
+	vhid   int
+	// Until then a reader found unavailable is skipped: netlink (or its carp family)
+	// absent, SIOCGVH refused. Not for good: started before carp.ko is loaded, both
+	// answer "unavailable" (sys/net/if.c: EPROTONOSUPPORT without carp_ioctl_p), and
+	// ifconfig would otherwise run every poll for the life of the process.
+	noNetlinkUntil time.Time
+	noIoctlUntil   time.Time
+}
+
+// fallbackReprobe is how long a reader found unavailable is skipped before it is tried
+// again.
+const fallbackReprobe = time.Minute
+
+func (s *freebsdSource) skipUntil() time.Time {
+	now, d := time.Now, s.reprobe
+	if s.now != nil {
+		now = s.now
+	}
+	if d <= 0 {
+		d = fallbackReprobe
+	}
+	return now().Add(d)
+}
+
+func (s *freebsdSource) skipping(until time.Time) bool {
+	if until.IsZero() {
+		return false
+	}
+	now := time.Now
+	if s.now != nil {
+		now = s.now
+	}
+	return now().Before(until)
+}
+
+// Close releases what the kernel readers hold open.
+func (s *freebsdSource) Close() error {
+	var errs []error
+	for _, c := range s.closers {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // netlinkError classifies an error of the generic netlink reader: no netlink at all
@@ -87,25 +132,27 @@ func (s *freebsdSource) read(ctx context.Context) (State, error) {
 	if err := s.resolve(ctx); err != nil {
 		return Init, err
 	}
-	if !s.noNetlink {
+	if !s.skipping(s.noNetlinkUntil) {
 		st, err := s.readNetlink(s.ifname, s.vhid)
 		if err == nil {
+			s.noNetlinkUntil = time.Time{}
 			return st, nil
 		}
 		if !errors.Is(err, errUnavailable) {
 			return Init, fmt.Errorf("carp: read %s vhid %d (netlink): %w", s.ifname, s.vhid, err)
 		}
-		s.noNetlink = true
+		s.noNetlinkUntil = s.skipUntil()
 	}
-	if !s.noIoctl {
+	if !s.skipping(s.noIoctlUntil) {
 		st, err := s.readIoctl(s.ifname, s.vhid)
 		if err == nil {
+			s.noIoctlUntil = time.Time{}
 			return st, nil
 		}
 		if !errors.Is(err, errUnavailable) {
 			return Init, fmt.Errorf("carp: read %s vhid %d (SIOCGVH): %w", s.ifname, s.vhid, err)
 		}
-		s.noIoctl = true
+		s.noIoctlUntil = s.skipUntil()
 	}
 	out, err := s.run.Run(ctx, nil, "/sbin/ifconfig", s.ifname)
 	if err != nil {
