@@ -17,6 +17,7 @@ type Poller struct {
 	evs    []unix.Kevent_t
 	writes map[int]bool // fds with an EVFILT_WRITE filter
 	reads  map[int]bool // fds with an enabled EVFILT_READ filter
+	g      closeGuard
 }
 
 // New returns a Poller able to report up to batch events per Wait.
@@ -51,6 +52,9 @@ func (p *Poller) change(fd, filter, flags int) error {
 
 // Add registers fd with read interest (and write interest if write is set).
 func (p *Poller) Add(fd int, write bool) error {
+	if p.g.isClosed() {
+		return ErrClosed
+	}
 	if err := p.change(fd, unix.EVFILT_READ, unix.EV_ADD|unix.EV_ENABLE); err != nil {
 		return err
 	}
@@ -63,6 +67,9 @@ func (p *Poller) Add(fd int, write bool) error {
 
 // Set changes the interests of a registered fd.
 func (p *Poller) Set(fd int, read, write bool) error {
+	if p.g.isClosed() {
+		return ErrClosed
+	}
 	if read != p.reads[fd] {
 		flags := unix.EV_DISABLE
 		if read {
@@ -92,6 +99,9 @@ func (p *Poller) Set(fd int, read, write bool) error {
 
 // Remove unregisters fd (before it is closed).
 func (p *Poller) Remove(fd int) error {
+	if p.g.isClosed() {
+		return ErrClosed
+	}
 	err := p.change(fd, unix.EVFILT_READ, unix.EV_DELETE)
 	if p.writes[fd] {
 		p.change(fd, unix.EVFILT_WRITE, unix.EV_DELETE)
@@ -105,6 +115,9 @@ func (p *Poller) Remove(fd int) error {
 // no timeout), and appends the ready fds to dst. woke reports a Wake. With hold set the wait
 // is a raw system call (see the package comment); a signal ends it early with no events.
 func (p *Poller) Wait(dst []Event, timeoutMs int, hold bool) (events []Event, woke bool, err error) {
+	if p.g.isClosed() {
+		return dst, false, ErrClosed
+	}
 	var ts *unix.Timespec
 	if timeoutMs >= 0 {
 		t := unix.NsecToTimespec((time.Duration(timeoutMs) * time.Millisecond).Nanoseconds())
@@ -157,8 +170,13 @@ func (p *Poller) Wait(dst []Event, timeoutMs int, hold bool) (events []Event, wo
 	return dst, woke, nil
 }
 
-// Wake interrupts a Wait in progress, or makes the next one return at once.
+// Wake interrupts a Wait in progress, or makes the next one return at once. After Close
+// it returns ErrClosed and touches no descriptor.
 func (p *Poller) Wake() error {
+	if !p.g.enter() {
+		return ErrClosed
+	}
+	defer p.g.leave()
 	_, err := unix.Write(p.wakeW, []byte{1})
 	if err != nil && err != unix.EAGAIN { // EAGAIN: the pipe is full of wake-ups already
 		return fmt.Errorf("netpoll: wake: %w", err)
@@ -166,9 +184,14 @@ func (p *Poller) Wake() error {
 	return nil
 }
 
-// Close releases the poller's descriptors.
+// Close releases the poller's descriptors; later calls of any method return ErrClosed.
 func (p *Poller) Close() error {
+	if !p.g.close() {
+		return nil
+	}
 	unix.Close(p.wakeR)
 	unix.Close(p.wakeW)
 	return unix.Close(p.kq)
 }
+
+func (p *Poller) wakeWriteFd() int { return p.wakeW }
