@@ -125,7 +125,7 @@ func (s *Setup) Run(ctx context.Context) error {
 	}
 
 	// 3. The CARP addresses: printed, written with WriteCarp (carp.go).
-	if err := s.carp(); err != nil {
+	if err := s.carp(ctx); err != nil {
 		return err
 	}
 
@@ -226,9 +226,18 @@ func (s *Setup) suggestCarp() {
 	if vip.Is6() {
 		af, bits = "inet6", 128
 	}
+	peer := ""
+	if p, err := carpPeer(s.Config.CarpPeers, vip); err != nil {
+		s.say("carp: %v", err)
+	} else if p.IsValid() {
+		peer = " peer " + p.String()
+		if p.Is6() {
+			peer = " peer6 " + p.String()
+		}
+	}
 	s.say("carp: not configured by setup. Suggested, with your own password (the same on every host) and advskew (0, 100, 200):")
-	s.say("  sysrc ifconfig_%s_alias0=\"%s vhid %d advskew 0 pass PASSWORD alias %s/%d\"", ifname, af, vhid, vip, bits)
-	s.say("  service netif restart %s   # or: ifconfig %s %s vhid %d advskew 0 pass PASSWORD alias %s/%d", ifname, ifname, af, vhid, vip, bits)
+	s.say("  sysrc ifconfig_%s_alias0=\"%s vhid %d advskew 0 pass PASSWORD%s alias %s/%d\"", ifname, af, vhid, peer, vip, bits)
+	s.say("  service netif restart %s   # or: ifconfig %s %s vhid %d advskew 0 pass PASSWORD%s alias %s/%d", ifname, ifname, af, vhid, peer, vip, bits)
 }
 
 // setVar sets name in an rc.conf.d or sysctl.conf file under rcconf's rule and reports
