@@ -29,4 +29,7 @@ type Event struct {
 	// Readable is also set on hang-up and error, so that the reader finds the cause.
 	Readable bool
 	Writable bool
+	// Err is set when the kernel refused a registration change of Fd (kqueue reports
+	// those with the events); Readable is set with it so that the reader finds out.
+	Err error
 }
