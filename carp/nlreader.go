@@ -14,8 +14,8 @@ type nlConn interface {
 // netlinkReader reads CARP state over generic netlink through one socket, kept open for
 // the life of its watcher: FreeBSD's nl_attach (sys/netlink/netlink_domain.c) starts a
 // taskqueue thread per netlink socket, so a socket per read created and destroyed a kernel
-// thread per VIP every poll. On any error the socket is closed and the "carp" family id
-// forgotten: after `kldunload carp; kldload carp` the family is registered again under a
+// thread per VIP every poll. On any error the "carp" family id is forgotten, and the
+// socket closed unless the kernel answered that the vhid does not exist: after `kldunload carp; kldload carp` the family is registered again under a
 // new id and the old one is refused (genl_handle_message), so the next read (and one
 // immediate retry when the id was cached) opens a new socket and resolves the family
 // again.
@@ -56,6 +56,13 @@ func (r *netlinkReader) readOnce(ifname string, vhid int) (State, error) {
 		r.family = id
 	}
 	ci, err := r.c.carpGet(r.family, ifname, uint32(vhid))
+	if errors.Is(err, ErrNoVHID) {
+		// A valid answer over a working socket: keep the socket (no thread churn while
+		// a vhid is missing), but resolve the family again in case the id now names
+		// another family.
+		r.family = 0
+		return Init, err
+	}
 	if err != nil {
 		r.reset()
 		return Init, err

@@ -123,6 +123,17 @@ func TestNetlinkReaderKeepsOneSocket(t *testing.T) {
 	if k.opens != 2 || k.closes != 1 || r.family != 0x1b {
 		t.Fatalf("after the reload: %d opened, %d closed, family %#x", k.opens, k.closes, r.family)
 	}
+	// A vhid the interface does not have: ErrNoVHID over the same socket (no new kernel
+	// thread per poll while it is missing), the family resolved again.
+	opens := k.opens
+	for range 3 {
+		if _, err := r.read("em0", 11); !errors.Is(err, ErrNoVHID) {
+			t.Fatalf("read of a missing vhid: %v", err)
+		}
+	}
+	if k.opens != opens || r.family != 0 {
+		t.Fatalf("missing vhid: %d sockets opened (was %d), family id %#x kept", k.opens, opens, r.family)
+	}
 	// carp.ko unloaded: the family is gone ("unavailable"; the socket is closed), and comes
 	// back later.
 	k.mu.Lock()
