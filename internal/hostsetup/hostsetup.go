@@ -21,8 +21,8 @@ import (
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/atomicfile"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
-	"github.com/redis-carp-proxy/redis-carp-proxy/pfctl"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/rcconf"
+	"github.com/redis-carp-proxy/redis-carp-proxy/pfctl"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/textdiff"
 )
