@@ -143,7 +143,8 @@ func (p *Poller) Wait(dst []Event, timeoutMs int, hold bool) (events []Event, wo
 	// a call collects are level-triggered and reported again, except a wake-up, kept here.
 	for len(changes) > len(p.evs) {
 		var zero unix.Timespec
-		n, err := p.kevent(changes[:len(p.evs)], &zero, hold)
+		chunk := changes[:len(p.evs)]
+		n, err := p.kevent(chunk, &zero, hold)
 		changes = changes[len(p.evs):]
 		if err != nil && err != unix.EINTR {
 			return dst, woke, fmt.Errorf("netpoll: kevent changes: %w", err)
@@ -152,7 +153,7 @@ func (p *Poller) Wait(dst []Event, timeoutMs int, hold bool) (events []Event, wo
 			ev := &p.evs[i]
 			switch {
 			case ev.Flags&unix.EV_ERROR != 0:
-				dst = p.changeError(dst, ev)
+				dst = p.changeError(dst, ev, chunk)
 			case ev.Filter == unix.EVFILT_USER:
 				woke = true
 			}
@@ -176,7 +177,7 @@ func (p *Poller) Wait(dst []Event, timeoutMs int, hold bool) (events []Event, wo
 	for i := 0; i < n; i++ {
 		ev := &p.evs[i]
 		if ev.Flags&unix.EV_ERROR != 0 {
-			dst = p.changeError(dst, ev)
+			dst = p.changeError(dst, ev, changes)
 			continue
 		}
 		if ev.Filter == unix.EVFILT_USER {
@@ -198,13 +199,26 @@ func (p *Poller) Wait(dst []Event, timeoutMs int, hold bool) (events []Event, wo
 	return dst, woke, nil
 }
 
-// changeError turns a refused change into an event for a registered descriptor.
-func (p *Poller) changeError(dst []Event, ev *unix.Kevent_t) []Event {
+// changeError turns a refused change (of submitted) into an event for a registered
+// descriptor. The kernel overwrites the entry's flags with EV_ERROR, so which change it
+// was is looked up: an EV_DELETE refused with EBADF or ENOENT is the expected end of a
+// descriptor closed after Remove (its knotes went with it, kern_event.c knote_fdclose;
+// ENOENT when its number was already reused), even when the number is registered again.
+func (p *Poller) changeError(dst []Event, ev *unix.Kevent_t, submitted []unix.Kevent_t) []Event {
 	fd := int(ev.Ident)
 	if ev.Filter == unix.EVFILT_USER || !p.cl.registered(fd) {
 		return dst
 	}
-	return append(dst, Event{Fd: fd, Readable: true, Err: syscall.Errno(ev.Data)})
+	errno := syscall.Errno(ev.Data)
+	if errno == unix.EBADF || errno == unix.ENOENT {
+		for i := range submitted {
+			c := &submitted[i]
+			if c.Ident == ev.Ident && c.Filter == ev.Filter && c.Flags&unix.EV_DELETE != 0 {
+				return dst
+			}
+		}
+	}
+	return append(dst, Event{Fd: fd, Readable: true, Err: errno})
 }
 
 // Wake interrupts a Wait in progress, or makes the next one return at once. After Close

@@ -110,6 +110,36 @@ func TestChangeErrorsReported(t *testing.T) {
 	if err != nil || len(evs) != 0 {
 		t.Fatalf("delete of a closed descriptor: %+v %v", evs, err)
 	}
+	// Removed and closed, its number reused at once by a new connection added in the
+	// same batch: the old filters' EV_DELETE fails (ENOENT), and is not reported as an
+	// error of the new one.
+	c, d := newPair(t)
+	p.Add(c, false)
+	p.Wait(nil, 0, false)
+	p.Remove(c)
+	unix.Close(c)
+	e, f := newPair(t) // takes c's number
+	if e != c {
+		t.Skipf("descriptor %d not reused (got %d)", c, e)
+	}
+	p.Add(e, false)
+	unix.Write(f, []byte("x"))
+	_ = d
+	for range 3 { // the refused delete ends one wait early
+		evs, _, err = p.Wait(evs[:0], 1000, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range evs {
+			if ev.Err != nil {
+				t.Fatalf("error reported for the reused descriptor: %+v", ev)
+			}
+		}
+		if ev, ok := find(evs, e); ok && ev.Readable {
+			return
+		}
+	}
+	t.Fatal("the new connection on the reused number never became readable")
 }
 
 // More changes than the event buffer holds are submitted in several calls; a wake-up
