@@ -13,9 +13,10 @@ import (
 // socket path, opened by the first watcher that needs it and closed when the last one
 // stops, and fans every CARP event out to the watchers whose vhid it concerns.
 var devdHubs = struct {
-	mu sync.Mutex
-	m  map[string]*devdConn // socket path → current connection
-}{m: map[string]*devdConn{}}
+	mu      sync.Mutex
+	m       map[string]*devdConn     // socket path → current connection
+	dialing map[string]chan struct{} // socket path → closed when a connect in progress ends
+}{m: map[string]*devdConn{}, dialing: map[string]chan struct{}{}}
 
 // devdConn is one connection to devd and the watchers it serves.
 type devdConn struct {
@@ -41,6 +42,9 @@ func watchDevd(ctx context.Context, path string, match func(devdEvent) bool, kic
 	sub := &devdSub{match: match, kick: kick}
 	dc, err := attachDevd(ctx, path, sub)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
 	// Events may have been missed before this watcher was attached.
@@ -58,22 +62,44 @@ func watchDevd(ctx context.Context, path string, match func(devdEvent) bool, kic
 }
 
 // attachDevd adds sub to the connection to path, connecting first when there is none.
+// The connect runs without the lock (it can wait, on a devd whose backlog is full);
+// watchers arriving meanwhile wait for it rather than open connections of their own.
 func attachDevd(ctx context.Context, path string, sub *devdSub) (*devdConn, error) {
-	devdHubs.mu.Lock()
-	defer devdHubs.mu.Unlock()
-	dc := devdHubs.m[path]
-	if dc == nil {
+	for {
+		devdHubs.mu.Lock()
+		if dc := devdHubs.m[path]; dc != nil {
+			dc.subs[sub] = struct{}{}
+			devdHubs.mu.Unlock()
+			return dc, nil
+		}
+		if ch := devdHubs.dialing[path]; ch != nil {
+			devdHubs.mu.Unlock()
+			select {
+			case <-ch:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		ch := make(chan struct{})
+		devdHubs.dialing[path] = ch
+		devdHubs.mu.Unlock()
+
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "unixpacket", path)
+		devdHubs.mu.Lock()
+		delete(devdHubs.dialing, path)
+		close(ch)
 		if err != nil {
+			devdHubs.mu.Unlock()
 			return nil, fmt.Errorf("carp: connect to devd: %w", err)
 		}
-		dc = &devdConn{path: path, c: c, done: make(chan struct{}), subs: map[*devdSub]struct{}{}}
+		dc := &devdConn{path: path, c: c, done: make(chan struct{}), subs: map[*devdSub]struct{}{sub: {}}}
 		devdHubs.m[path] = dc
+		devdHubs.mu.Unlock()
 		go dc.read()
+		return dc, nil
 	}
-	dc.subs[sub] = struct{}{}
-	return dc, nil
 }
 
 // detach removes sub; the last watcher to leave closes the connection.
