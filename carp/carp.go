@@ -13,6 +13,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"time"
@@ -161,6 +162,9 @@ const watchRetry = 2 * time.Second
 
 func (p *poller) Run(ctx context.Context, ch chan<- Change) error {
 	log := p.cfg.Log.With("vip", p.label)
+	if c, ok := p.src.(io.Closer); ok {
+		defer c.Close() // the netlink socket the source keeps open between reads
+	}
 	kick := make(chan struct{}, 1)
 	watchDone := make(chan error, 1)
 	watching := false // a watch goroutine is running and will send on watchDone

@@ -2,6 +2,7 @@ package carp
 
 import (
 	"fmt"
+	"io"
 	"net/netip"
 	"runtime"
 	"time"
@@ -24,39 +25,13 @@ func newFreeBSDSource(cfg Config, vip netip.Addr) (source, error) {
 			return nil, fmt.Errorf("carp: bad interface name %q", cfg.Interface)
 		}
 	}
-	k := &kernelCarp{}
+	nl := &netlinkReader{open: func() (nlConn, error) { return openGenl(time.Second) }}
 	return &freebsdSource{vip: vip, run: cmdrun.Exec{}, pipe: devdPipe, ifname: cfg.Interface, vhid: cfg.VHID,
-		readNetlink: k.readNetlink, readIoctl: readIoctl}, nil
+		readNetlink: nl.read, readIoctl: readIoctl, closers: []io.Closer{nl}}, nil
 }
 
 func newVIPSource(Config, netip.Addr) (source, error) {
 	return nil, fmt.Errorf("carp: mode vip: %w (%s); use carp-mode freebsd", ErrNotSupported, runtime.GOOS)
-}
-
-// kernelCarp reads CARP state over generic netlink, remembering the family id.
-type kernelCarp struct {
-	family uint16 // generic netlink family id of "carp", once resolved
-}
-
-func (k *kernelCarp) readNetlink(ifname string, vhid int) (State, error) {
-	sock, err := openGenl(time.Second)
-	if err != nil {
-		return Init, netlinkError(err)
-	}
-	defer sock.Close()
-	c := &genlClient{t: sock}
-	if k.family == 0 {
-		id, err := c.familyID(carpNLFamily)
-		if err != nil {
-			return Init, netlinkError(err)
-		}
-		k.family = id
-	}
-	ci, err := c.carpGet(k.family, ifname, uint32(vhid))
-	if err != nil {
-		return Init, err
-	}
-	return ci.state, nil
 }
 
 func readIoctl(ifname string, vhid int) (State, error) {

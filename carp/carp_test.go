@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun/cmdruntest"
 )
 
@@ -308,7 +310,7 @@ func TestFreeBSDSourceFallbackToIfconfig(t *testing.T) {
 			t.Fatalf("read %d: %v %v", i, st, err)
 		}
 	}
-	if !src.noNetlink || !src.noIoctl {
+	if src.noNetlinkUntil.IsZero() || src.noIoctlUntil.IsZero() {
 		t.Fatal("unavailable methods not remembered")
 	}
 	want := `$ /sbin/ifconfig em0
@@ -376,7 +378,7 @@ func TestWatchDevdEnds(t *testing.T) {
 }
 
 func TestSysctlDemoter(t *testing.T) {
-	fr := cmdruntest.New(nil)
+	fr := &fakeKernel{}
 	state := filepath.Join(t.TempDir(), "demotion")
 	d := &sysctlDemoter{run: fr, delta: DemotionDelta, state: state}
 	ctx := context.Background()
@@ -386,14 +388,14 @@ func TestSysctlDemoter(t *testing.T) {
 	d.Restore(ctx)
 	d.Restore(ctx)
 	want := `$ /sbin/sysctl net.inet.carp.demotion=240
+$ /sbin/sysctl -i -n net.inet.carp.demotion
 $ /sbin/sysctl net.inet.carp.demotion=-240
 `
 	if got := fr.Log(); got != want {
 		t.Fatalf("commands:\n%s\nwant:\n%s", got, want)
 	}
 	// A failed sysctl leaves the demoter undemoted, so the delta is never removed twice.
-	fr = cmdruntest.New(map[string]cmdruntest.Reply{"/sbin/sysctl net.inet.carp.demotion=240": {Exit: 1,
-		Stderr: "sysctl: net.inet.carp.demotion=240: Operation not permitted\n"}})
+	fr = &fakeKernel{fail: map[string]bool{"/sbin/sysctl net.inet.carp.demotion=240": true}}
 	d = &sysctlDemoter{run: fr, delta: DemotionDelta, state: filepath.Join(t.TempDir(), "demotion")}
 	if err := d.Demote(ctx); err == nil || !strings.Contains(err.Error(), "Operation not permitted") {
 		t.Fatalf("failed demote: %v", err)
@@ -404,13 +406,62 @@ $ /sbin/sysctl net.inet.carp.demotion=-240
 	}
 }
 
+// Restore trusts the kernel over the state file: after `kldunload carp; kldload carp` the
+// counter is 0 while the file still records 240, and something else (the kernel's own
+// interface-down demotion, another instance) may have removed part of it. Restore removes
+// min(recorded, current), never driving the counter below zero.
+func TestRestoreSubtractsAtMostTheKernelCounter(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name     string
+		kernel   int  // counter when Restore runs
+		unloaded bool // carp.ko not loaded: the oid does not exist
+		want     int  // counter after Restore
+		log      string
+	}{
+		{name: "reloaded", kernel: 0, want: 0, log: "$ /sbin/sysctl -i -n net.inet.carp.demotion\n"},
+		{name: "partly", kernel: 100, want: 0, log: "$ /sbin/sysctl -i -n net.inet.carp.demotion\n$ /sbin/sysctl net.inet.carp.demotion=-100\n"},
+		{name: "more", kernel: 480, want: 240, log: "$ /sbin/sysctl -i -n net.inet.carp.demotion\n$ /sbin/sysctl net.inet.carp.demotion=-240\n"},
+		{name: "unloaded", unloaded: true, want: 0, log: "$ /sbin/sysctl -i -n net.inet.carp.demotion\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			state := filepath.Join(t.TempDir(), "demotion")
+			os.WriteFile(state, []byte("240\n"), 0o644) // left by the previous process
+			k := &fakeKernel{demotion: tc.kernel, unloaded: tc.unloaded}
+			d := &sysctlDemoter{run: k, delta: DemotionDelta, state: state}
+			if err := d.Restore(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got := k.value(); got != tc.want {
+				t.Errorf("counter %d after restore, want %d", got, tc.want)
+			}
+			if got := k.Log(); got != tc.log {
+				t.Errorf("commands:\n%s\nwant:\n%s", got, tc.log)
+			}
+			if b, _ := os.ReadFile(state); string(b) != "0\n" {
+				t.Errorf("state after restore: %q", b)
+			}
+		})
+	}
+	// A counter that cannot be read is an error; the record stays for the next try.
+	state := filepath.Join(t.TempDir(), "demotion")
+	os.WriteFile(state, []byte("240\n"), 0o644)
+	k := &fakeKernel{demotion: 240, fail: map[string]bool{"/sbin/sysctl -i -n net.inet.carp.demotion": true}}
+	if err := (&sysctlDemoter{run: k, delta: DemotionDelta, state: state}).Restore(ctx); err == nil {
+		t.Fatal("restore with an unreadable counter succeeded")
+	}
+	if b, _ := os.ReadFile(state); string(b) != "240\n" || k.value() != 240 {
+		t.Fatalf("after a failed read: state %q, counter %d", b, k.value())
+	}
+}
+
 // net.inet.carp.demotion outlives the process: a proxy killed while demoting (SIGKILL,
 // panic; daemon(8) restarts it) must undo the old delta when it starts again, and never
 // add a second one on top.
 func TestDemotionSurvivesACrash(t *testing.T) {
 	ctx := context.Background()
 	state := filepath.Join(t.TempDir(), "demotion")
-	fr := cmdruntest.New(nil)
+	fr := &fakeKernel{}
 	crashed := &sysctlDemoter{run: fr, delta: DemotionDelta, state: state}
 	if err := crashed.Demote(ctx); err != nil {
 		t.Fatal(err)
@@ -425,8 +476,10 @@ func TestDemotionSurvivesACrash(t *testing.T) {
 	next.Demote(ctx)
 	next.Restore(ctx)
 	want := `$ /sbin/sysctl net.inet.carp.demotion=240
+$ /sbin/sysctl -i -n net.inet.carp.demotion
 $ /sbin/sysctl net.inet.carp.demotion=-240
 $ /sbin/sysctl net.inet.carp.demotion=240
+$ /sbin/sysctl -i -n net.inet.carp.demotion
 $ /sbin/sysctl net.inet.carp.demotion=-240
 `
 	if got := fr.Log(); got != want {
@@ -436,7 +489,7 @@ $ /sbin/sysctl net.inet.carp.demotion=-240
 		t.Fatalf("state after restore: %q", b)
 	}
 	// The record is written before the sysctl: a failed sysctl puts it back.
-	fr = cmdruntest.New(map[string]cmdruntest.Reply{"/sbin/sysctl net.inet.carp.demotion=240": {Exit: 1}})
+	fr = &fakeKernel{fail: map[string]bool{"/sbin/sysctl net.inet.carp.demotion=240": true}}
 	d := &sysctlDemoter{run: fr, delta: DemotionDelta, state: state}
 	if err := d.Demote(ctx); err == nil {
 		t.Fatal("demote with a failing sysctl succeeded")
@@ -452,7 +505,7 @@ $ /sbin/sysctl net.inet.carp.demotion=-240
 }
 
 func TestHealthMonitor(t *testing.T) {
-	fr := cmdruntest.New(nil)
+	fr := &fakeKernel{}
 	var healthy sync.Mutex
 	ok := true
 	setOK := func(v bool) { healthy.Lock(); ok = v; healthy.Unlock() }
@@ -474,7 +527,7 @@ func TestHealthMonitor(t *testing.T) {
 		t.Helper()
 		deadline := time.Now().Add(3 * time.Second)
 		for {
-			if got := strings.Count(fr.Log(), "$ "); got >= n {
+			if got := strings.Count(fr.Log(), "demotion="); got >= n {
 				return
 			}
 			if time.Now().After(deadline) {
@@ -500,8 +553,10 @@ func TestHealthMonitor(t *testing.T) {
 	cancel() // shutdown while demoted: the delta is removed
 	<-done
 	want := `$ /sbin/sysctl net.inet.carp.demotion=240
+$ /sbin/sysctl -i -n net.inet.carp.demotion
 $ /sbin/sysctl net.inet.carp.demotion=-240
 $ /sbin/sysctl net.inet.carp.demotion=240
+$ /sbin/sysctl -i -n net.inet.carp.demotion
 $ /sbin/sysctl net.inet.carp.demotion=-240
 `
 	if got := fr.Log(); got != want {
@@ -541,4 +596,128 @@ func TestFileDemoter(t *testing.T) {
 	if err := (&fileDemoter{path: filepath.Join(path, "health")}).Demote(context.Background()); err == nil {
 		t.Fatal("unwritable health file: no error")
 	}
+}
+
+// Each instance (rc profile, configuration file) records its share of the per-vnet
+// demotion counter in a state file of its own.
+func TestInstanceStateFile(t *testing.T) {
+	for conf, want := range map[string]string{
+		"":                                          "/var/run/redis-carp-proxy.demotion",
+		"/usr/local/etc/redis-carp-proxy.conf":      "/var/run/redis-carp-proxy.demotion",
+		"/usr/local/etc/redis-carp-proxy-a.conf":    "/var/run/redis-carp-proxy-a.demotion",
+		"/usr/local/etc/redis-carp-proxy-b.conf":    "/var/run/redis-carp-proxy-b.demotion",
+		"/etc/cache.conf":                           "/var/run/redis-carp-proxy-cache.demotion",
+		"/usr/local/etc/redis-carp-proxy-a.conf.v2": "/var/run/redis-carp-proxy-a.conf.v2.demotion",
+	} {
+		if got := InstanceStateFile(conf); got != want {
+			t.Errorf("InstanceStateFile(%q) = %q, want %q", conf, got, want)
+		}
+	}
+}
+
+// Two profiles on one host: net.inet.carp.demotion is one counter per vnet. Profile b
+// starting (its HealthMonitor restores first) must not undo a's demotion, and a's later
+// restore must not drive the counter below zero.
+func TestProfilesKeepTheirOwnDemotion(t *testing.T) {
+	old := runDir
+	runDir = t.TempDir()
+	t.Cleanup(func() { runDir = old })
+	k := &fakeKernel{}
+	ctx := context.Background()
+	a := &sysctlDemoter{run: k, delta: DemotionDelta, state: InstanceStateFile("/usr/local/etc/redis-carp-proxy-a.conf")}
+	b := &sysctlDemoter{run: k, delta: DemotionDelta, state: InstanceStateFile("/usr/local/etc/redis-carp-proxy-b.conf")}
+	if err := a.Demote(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Restore(ctx); err != nil { // b starts
+		t.Fatal(err)
+	}
+	if got := k.value(); got != DemotionDelta {
+		t.Fatalf("after b's start the counter is %d, want a's %d", got, DemotionDelta)
+	}
+	a.Restore(ctx)
+	b.Restore(ctx)
+	if got := k.value(); got != 0 {
+		t.Fatalf("after both restored the counter is %d, want 0", got)
+	}
+}
+
+// A second instance that would record in the same state file is refused while the first
+// runs, and accepted once it has stopped.
+func TestLockStateRefusesASecondInstance(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "redis-carp-proxy.demotion")
+	first, err := LockState(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LockState(state); !errors.Is(err, ErrStateInUse) || !strings.Contains(err.Error(), state) {
+		t.Fatalf("second instance on %s: %v", state, err)
+	}
+	if other, err := LockState(state + "-b"); err != nil {
+		t.Fatalf("another state file: %v", err)
+	} else {
+		other.Close()
+	}
+	first.Close()
+	again, err := LockState(state)
+	if err != nil {
+		t.Fatalf("after the first stopped: %v", err)
+	}
+	again.Close()
+	if _, err := LockState(filepath.Join(state, "x")); err == nil || errors.Is(err, ErrStateInUse) {
+		t.Fatalf("lock under a regular file: %v", err)
+	}
+}
+
+// fakeKernel stands for /sbin/sysctl on net.inet.carp.demotion: writing N adds N to one
+// counter (ip_carp.c carp_demote_adj_sysctl → carp_demote_adj), reading prints it as
+// `sysctl -n` does ("240\n"). It logs every command like cmdruntest.Recorder, and
+// fails the writes listed in fail.
+type fakeKernel struct {
+	mu       sync.Mutex
+	demotion int
+	unloaded bool // carp.ko not loaded: `sysctl -i -n` prints nothing
+	fail     map[string]bool
+	log      strings.Builder
+}
+
+func (k *fakeKernel) Run(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	argv := strings.Join(append([]string{name}, args...), " ")
+	k.log.WriteString("$ " + argv + "\n")
+	if k.fail[argv] {
+		return nil, &cmdrun.Error{Argv: append([]string{name}, args...), ExitCode: 1, Stderr: "sysctl: net.inet.carp.demotion: Operation not permitted\n", Err: errors.New("exit status 1")}
+	}
+	if name != "/sbin/sysctl" {
+		return nil, fmt.Errorf("fake kernel: %s", argv)
+	}
+	last := args[len(args)-1]
+	if v, ok := strings.CutPrefix(last, "net.inet.carp.demotion="); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return nil, err
+		}
+		k.demotion += n
+		return nil, nil
+	}
+	if last == "net.inet.carp.demotion" {
+		if k.unloaded {
+			return nil, nil
+		}
+		return []byte(strconv.Itoa(k.demotion) + "\n"), nil
+	}
+	return nil, fmt.Errorf("fake kernel: %s", argv)
+}
+
+func (k *fakeKernel) value() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.demotion
+}
+
+func (k *fakeKernel) Log() string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.log.String()
 }

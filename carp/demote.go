@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,10 +30,53 @@ type Demoter interface {
 }
 
 // DefaultDemotionStateFile records the demotion the proxy applied to the kernel in
-// freebsd mode when carp-health-file is not set. /var/run is emptied at boot
-// (rc.d/cleanvar), as the kernel's counter is reset, so the record lives exactly as long
-// as what it records.
+// freebsd mode when carp-health-file is not set and the proxy reads the package's
+// configuration file (or none). /var/run is emptied at boot (rc.d/cleanvar), as the
+// kernel's counter is reset, so the record lives exactly as long as what it records.
 const DefaultDemotionStateFile = "/var/run/redis-carp-proxy.demotion"
+
+// runDir is where InstanceStateFile puts the state files (a test changes it).
+var runDir = filepath.Dir(DefaultDemotionStateFile)
+
+// InstanceStateFile is the default demotion state file of the instance that reads
+// configFile: net.inet.carp.demotion is one counter per vnet (sys/netinet/ip_carp.c,
+// carp_demote_adj adds to V_carp_demotion), so each instance (each rc profile, each
+// configuration file) must record its own share in its own file, or one instance's
+// start-up Restore undoes another's demotion. The package's configuration
+// (redis-carp-proxy.conf) and no file at all keep DefaultDemotionStateFile; profile NAME's
+// redis-carp-proxy-NAME.conf records in /var/run/redis-carp-proxy-NAME.demotion; any other
+// FILE.conf in /var/run/redis-carp-proxy-FILE.demotion. Two files of the same name in
+// different directories map to one state file: LockState refuses the second instance.
+func InstanceStateFile(configFile string) string {
+	if configFile == "" {
+		return DefaultDemotionStateFile
+	}
+	stem := strings.TrimSuffix(filepath.Base(configFile), ".conf")
+	if stem != "redis-carp-proxy" && !strings.HasPrefix(stem, "redis-carp-proxy-") {
+		stem = "redis-carp-proxy-" + stem
+	}
+	return filepath.Join(runDir, stem+".demotion")
+}
+
+// LockState takes an exclusive lock on the demotion state file state (on state+".lock",
+// as the state file itself is replaced by rename) for as long as the process lives, or
+// until the returned Closer is closed. A second instance recording its demotion in the
+// same file is refused with ErrStateInUse: both would add to and remove from the one
+// kernel counter through one record, and undo each other's demotion.
+func LockState(state string) (io.Closer, error) {
+	f, err := os.OpenFile(state+".lock", os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("carp: demotion state lock: %w", err)
+	}
+	if err := lockFile(f); err != nil {
+		f.Close()
+		if errors.Is(err, errLocked) {
+			return nil, fmt.Errorf("carp: %s: %w (give each instance its own carp-health-file)", state, ErrStateInUse)
+		}
+		return nil, fmt.Errorf("carp: lock %s: %w", f.Name(), err)
+	}
+	return f, nil
+}
 
 // NewDemoter returns the demoter for a mode: freebsd adds DemotionDelta to the
 // net.inet.carp.demotion sysctl (and removes exactly that later), recording what it
@@ -119,6 +164,30 @@ func (d *sysctlDemoter) Demote(ctx context.Context) error {
 	return nil
 }
 
+// kernel reads net.inet.carp.demotion (ip_carp.c carp_demote_adj_sysctl returns
+// V_carp_demotion). With -i sysctl prints nothing and succeeds when the oid does not exist
+// (carp.ko not loaded): there is no counter, so nothing to remove.
+func (d *sysctlDemoter) kernel(ctx context.Context) (int, error) {
+	out, err := d.run.Run(ctx, nil, "/sbin/sysctl", "-i", "-n", "net.inet.carp.demotion")
+	if err != nil {
+		return 0, fmt.Errorf("carp: read net.inet.carp.demotion: %w", err)
+	}
+	v := strings.TrimSpace(string(out))
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, fmt.Errorf("carp: net.inet.carp.demotion is %q, not a number", v)
+	}
+	return n, nil
+}
+
+// Restore removes what the state file records, but never more than the kernel's counter
+// holds now: after `kldunload carp; kldload carp` (or anything else that reset it) the
+// counter is 0 while the file survives, and subtracting anyway would leave the host
+// promoted below everyone (kernels before the clamp in carp_demote_adj add a negative
+// demotion into a u_int8 advskew).
 func (d *sysctlDemoter) Restore(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -126,8 +195,14 @@ func (d *sysctlDemoter) Restore(ctx context.Context) error {
 	if err != nil || cur == 0 {
 		return err
 	}
-	if err := d.set(ctx, -cur); err != nil {
+	now, err := d.kernel(ctx)
+	if err != nil {
 		return err
+	}
+	if n := min(cur, max(now, 0)); n > 0 {
+		if err := d.set(ctx, -n); err != nil {
+			return err
+		}
 	}
 	return d.record(0)
 }

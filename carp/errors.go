@@ -16,6 +16,8 @@ var (
 	ErrNetlink = errors.New("netlink protocol error")
 	// ErrBadEvent: a devd line that is not a CARP event.
 	ErrBadEvent = errors.New("not a devd CARP event")
+	// ErrStateInUse: another running instance records its demotion in the same state file.
+	ErrStateInUse = errors.New("demotion state file in use by another redis-carp-proxy instance")
 
 	// errUnavailable marks a kernel interface this system does not offer (netlink before
 	// 14, SIOCGVH after 15): the next way of reading the state is used.

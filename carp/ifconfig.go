@@ -13,16 +13,45 @@ type ifconfigCarp struct {
 	state            State
 	vhid             int
 	advbase, advskew int
+	// peer and peer6 are where the advertisements go (14+): the multicast groups
+	// 224.0.0.18 and ff02::12, or the other host with unicast CARP (ifconfig's peer and
+	// peer6). Invalid when not printed (13).
+	peer, peer6 netip.Addr
+}
+
+// unicast reports whether the vhid advertises to a unicast peer of either family.
+func (c ifconfigCarp) unicast() bool {
+	return c.peer.IsValid() && !c.peer.IsMulticast() || c.peer6.IsValid() && !c.peer6.IsMulticast()
 }
 
 // parseIfconfigCarp finds vhid in `ifconfig IFNAME` output: the line
-// "carp: MASTER vhid 10 advbase 1 advskew 0" (13, 14, 15; 14+ add a "peer … peer6 …" line
-// after it), or 15's VRRP form "vrrp: MASTER vrid 10 prio 100 interval 100". Fields are
-// found by keyword, not position.
+// "carp: MASTER vhid 10 advbase 1 advskew 0" (13, 14, 15), on 14+ followed by
+// "peer 224.0.0.18 peer6 ff02::12" (sbin/ifconfig/ifcarp.c carp_status; a unicast peer
+// in place of a group), or 15's VRRP form "vrrp: MASTER vrid 10 prio 100 interval 100".
+// Fields are found by keyword, not position.
 func parseIfconfigCarp(out string, vhid int) (ifconfigCarp, error) {
 	sc := bufio.NewScanner(strings.NewReader(out))
+	var found *ifconfigCarp // set on our vhid's carp line; its peer line is the next one
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
+		if found != nil && len(f) >= 2 && (f[0] == "peer" || f[0] == "peer6") {
+			for i := 0; i+1 < len(f); i++ {
+				a, err := netip.ParseAddr(f[i+1])
+				if err != nil {
+					continue
+				}
+				switch f[i] {
+				case "peer":
+					found.peer = a
+				case "peer6":
+					found.peer6 = a
+				}
+			}
+			return *found, nil
+		}
+		if found != nil {
+			return *found, nil
+		}
 		if len(f) < 4 || (f[0] != "carp:" && f[0] != "vrrp:") {
 			continue
 		}
@@ -46,8 +75,11 @@ func parseIfconfigCarp(out string, vhid int) (ifconfigCarp, error) {
 			}
 		}
 		if c.vhid == vhid {
-			return c, nil
+			found = &c
 		}
+	}
+	if found != nil {
+		return *found, nil
 	}
 	return ifconfigCarp{}, fmt.Errorf("ifconfig: %w: vhid %d", ErrNoVHID, vhid)
 }

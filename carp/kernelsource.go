@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
+	"io"
 	"net/netip"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun"
 )
@@ -21,12 +22,58 @@ type freebsdSource struct {
 	pipe string
 	// The kernel readers (carp_freebsd.go); errUnavailable makes the next one be used.
 	readNetlink, readIoctl func(ifname string, vhid int) (State, error)
+	closers                []io.Closer // what the readers hold open (the netlink socket)
+	// now and reprobe (default fallbackReprobe) time the retries of unavailable readers.
+	now     func() time.Time
+	reprobe time.Duration
 
-	mu        sync.Mutex
-	ifname    string
-	vhid      int
-	noNetlink bool // netlink (or its carp family) is absent: skip it
-	noIoctl   bool // SIOCGVH is refused: skip it
+	mu sync.Mutex // one read at a time
+	// idmu guards ifname and vhid, written by resolve under mu too: devd's events are
+	// matched against them without waiting for a read in progress.
+	idmu   sync.Mutex
+	ifname string
+	vhid   int
+	// Until then a reader found unavailable is skipped: netlink (or its carp family)
+	// absent, SIOCGVH refused. Not for good: started before carp.ko is loaded, both
+	// answer "unavailable" (sys/net/if.c: EPROTONOSUPPORT without carp_ioctl_p), and
+	// ifconfig would otherwise run every poll for the life of the process.
+	noNetlinkUntil time.Time
+	noIoctlUntil   time.Time
+}
+
+// fallbackReprobe is how long a reader found unavailable is skipped before it is tried
+// again.
+const fallbackReprobe = time.Minute
+
+func (s *freebsdSource) skipUntil() time.Time {
+	now, d := time.Now, s.reprobe
+	if s.now != nil {
+		now = s.now
+	}
+	if d <= 0 {
+		d = fallbackReprobe
+	}
+	return now().Add(d)
+}
+
+func (s *freebsdSource) skipping(until time.Time) bool {
+	if until.IsZero() {
+		return false
+	}
+	now := time.Now
+	if s.now != nil {
+		now = s.now
+	}
+	return now().Before(until)
+}
+
+// Close releases what the kernel readers hold open.
+func (s *freebsdSource) Close() error {
+	var errs []error
+	for _, c := range s.closers {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // netlinkError classifies an error of the generic netlink reader: no netlink at all
@@ -73,7 +120,9 @@ func (s *freebsdSource) resolve(ctx context.Context) error {
 	if s.vhid != 0 && s.vhid != vhid {
 		return fmt.Errorf("carp: %s has vhid %d on %s, configured carp-vhid is %d", s.vip, vhid, ifname, s.vhid)
 	}
+	s.idmu.Lock()
 	s.ifname, s.vhid = ifname, vhid
+	s.idmu.Unlock()
 	return nil
 }
 
@@ -83,25 +132,27 @@ func (s *freebsdSource) read(ctx context.Context) (State, error) {
 	if err := s.resolve(ctx); err != nil {
 		return Init, err
 	}
-	if !s.noNetlink {
+	if !s.skipping(s.noNetlinkUntil) {
 		st, err := s.readNetlink(s.ifname, s.vhid)
 		if err == nil {
+			s.noNetlinkUntil = time.Time{}
 			return st, nil
 		}
 		if !errors.Is(err, errUnavailable) {
 			return Init, fmt.Errorf("carp: read %s vhid %d (netlink): %w", s.ifname, s.vhid, err)
 		}
-		s.noNetlink = true
+		s.noNetlinkUntil = s.skipUntil()
 	}
-	if !s.noIoctl {
+	if !s.skipping(s.noIoctlUntil) {
 		st, err := s.readIoctl(s.ifname, s.vhid)
 		if err == nil {
+			s.noIoctlUntil = time.Time{}
 			return st, nil
 		}
 		if !errors.Is(err, errUnavailable) {
 			return Init, fmt.Errorf("carp: read %s vhid %d (SIOCGVH): %w", s.ifname, s.vhid, err)
 		}
-		s.noIoctl = true
+		s.noIoctlUntil = s.skipUntil()
 	}
 	out, err := s.run.Run(ctx, nil, "/sbin/ifconfig", s.ifname)
 	if err != nil {
@@ -114,51 +165,13 @@ func (s *freebsdSource) read(ctx context.Context) (State, error) {
 	return c.state, nil
 }
 
-// watch follows devd's CARP events for our vhid; it returns when devd goes away (the
-// poller reconnects later and re-reads the state).
+// watch follows devd's CARP events for our vhid over the process's one devd connection
+// (devdhub.go); it returns when devd goes away (the poller reattaches later and re-reads
+// the state).
 func (s *freebsdSource) watch(ctx context.Context, kick chan<- struct{}) error {
 	return watchDevd(ctx, s.pipe, func(ev devdEvent) bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
+		s.idmu.Lock()
+		defer s.idmu.Unlock()
 		return s.vhid == 0 || ev.vhid == s.vhid && ev.ifname == s.ifname
 	}, kick)
-}
-
-// watchDevd reads devd's SOCK_SEQPACKET socket at path (one record per read) and kicks
-// on every CARP event that match accepts, and once right after connecting (events may
-// have been missed before). It returns when the connection ends.
-func watchDevd(ctx context.Context, path string, match func(devdEvent) bool, kick chan<- struct{}) error {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unixpacket", path)
-	if err != nil {
-		return fmt.Errorf("carp: connect to devd: %w", err)
-	}
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-stop:
-		}
-		conn.Close()
-	}()
-	// Events may have been missed before this connection existed.
-	kickNow(kick)
-	buf := make([]byte, 8192)
-	for {
-		n, err := conn.Read(buf)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("carp: devd connection: %w", err)
-		}
-		ev, err := parseDevdEvent(string(buf[:n]))
-		if err != nil {
-			continue
-		}
-		if match(ev) {
-			kickNow(kick)
-		}
-	}
 }

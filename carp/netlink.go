@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"syscall"
 )
 
@@ -36,7 +37,8 @@ const (
 	carpNLState    = 2 // u32
 	carpNLAdvbase  = 3 // s32
 	carpNLAdvskew  = 4 // s32
-	carpNLAddr     = 7 // in_addr
+	carpNLAddr     = 7 // in_addr: where IPv4 advertisements go (peer, or 224.0.0.18)
+	carpNLAddr6    = 8 // in6_addr: where IPv6 advertisements go (peer6, or ff02::12)
 	carpNLIfname   = 9 // string
 	nlAttrTypeMask = 0x3fff
 )
@@ -252,6 +254,18 @@ type carpInfo struct {
 	state            State
 	advbase, advskew int32
 	addr             []byte // CARP_NL_ADDR (the peer), if present
+	addr6            []byte // CARP_NL_ADDR6 (the IPv6 peer), if present
+}
+
+// peers returns the peer addresses (invalid where absent or malformed).
+func (ci carpInfo) peers() (peer, peer6 netip.Addr) {
+	if len(ci.addr) == 4 {
+		peer = netip.AddrFrom4([4]byte(ci.addr))
+	}
+	if len(ci.addr6) == 16 {
+		peer6 = netip.AddrFrom16([16]byte(ci.addr6))
+	}
+	return peer, peer6
 }
 
 // carpGetRequest encodes CARP_NL_CMD_GET for one vhid of ifname (vhid 0: all of them).
@@ -284,6 +298,8 @@ func parseCarpInfo(m nlMsg) (carpInfo, error) {
 			ci.advskew = int32(v)
 		case carpNLAddr:
 			ci.addr = a.data
+		case carpNLAddr6:
+			ci.addr6 = a.data
 		}
 	}
 	if !haveVHID || !haveState {

@@ -182,3 +182,31 @@ func TestIoctlErrors(t *testing.T) {
 		}
 	}
 }
+
+// A unicast CARP vhid (FreeBSD 14+): CARP_NL_ADDR and CARP_NL_ADDR6 carry the peers
+// (ip_carp.c carp_nl_send: sc_carpaddr, sc_carpaddr6).
+func TestParseCarpReplyUnicastPeers(t *testing.T) {
+	raw, _ := hex.DecodeString("40000000" + "1a00" + "0200" + "07000000" + "39300000" +
+		"01000000" +
+		"08000100" + "02000000" +
+		"08000200" + "01000000" +
+		"08000700" + "e0000012" + // peer 224.0.0.18 (IPv6 VIP: v4 stays multicast)
+		"14000800" + "20010db8000000000000000000000012") // peer6 2001:db8::12
+	msgs, err := parseMessages(raw)
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("parse: %v %v", msgs, err)
+	}
+	ci, err := parseCarpInfo(msgs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	p4, p6 := ci.peers()
+	if ci.vhid != 2 || ci.state != Backup || p4.String() != "224.0.0.18" || p6.String() != "2001:db8::12" {
+		t.Fatalf("decoded %+v: peer %v peer6 %v", ci, p4, p6)
+	}
+	// A peer attribute of the wrong length is ignored, not misread.
+	ci.addr6 = ci.addr6[:8]
+	if _, p6 := ci.peers(); p6.IsValid() {
+		t.Fatalf("short peer6 decoded as %v", p6)
+	}
+}

@@ -130,3 +130,40 @@ func TestCarpreqLayout(t *testing.T) {
 		t.Fatal("over-long interface name accepted")
 	}
 }
+
+// Unicast CARP (FreeBSD 14+, carp-peers): the peer line under each carp line names the
+// other host for the vhid's own family; the state is read as before and the peers are
+// decoded, multicast groups included.
+func TestParseIfconfigUnicastPeers(t *testing.T) {
+	out := readTestdata(t, "ifconfig-14-unicast.txt")
+	for _, tc := range []struct {
+		vhid        int
+		state       State
+		peer, peer6 string
+	}{
+		{1, Master, "198.51.100.12", "ff02::12"},
+		{2, Backup, "224.0.0.18", "2001:db8::12"},
+	} {
+		c, err := parseIfconfigCarp(out, tc.vhid)
+		if err != nil {
+			t.Fatalf("vhid %d: %v", tc.vhid, err)
+		}
+		if c.state != tc.state || c.peer.String() != tc.peer || c.peer6.String() != tc.peer6 || !c.unicast() {
+			t.Errorf("vhid %d: %+v, want %v peer %s peer6 %s (unicast)", tc.vhid, c, tc.state, tc.peer, tc.peer6)
+		}
+	}
+	// 14's multicast default: peers decoded, not unicast; 13 prints no peer line.
+	if c, err := parseIfconfigCarp(readTestdata(t, "ifconfig-14.txt"), 10); err != nil || c.peer.String() != "224.0.0.18" || c.unicast() {
+		t.Errorf("14 multicast: %+v, %v", c, err)
+	}
+	if c, err := parseIfconfigCarp(readTestdata(t, "ifconfig-13.txt"), 20); err != nil || c.peer.IsValid() || c.state != Backup {
+		t.Errorf("13: %+v, %v", c, err)
+	}
+	// The vhid's own carp line is the last one in the output: still found.
+	if c, err := parseIfconfigCarp("\tcarp: BACKUP vhid 3 advbase 1 advskew 0\n", 3); err != nil || c.vhid != 3 {
+		t.Errorf("last line: %+v, %v", c, err)
+	}
+	if ifname, vhid, err := findVHID(out, netip.MustParseAddr("2001:db8::101")); err != nil || ifname != "vtnet0" || vhid != 2 {
+		t.Errorf("findVHID with unicast peers: %s %d %v", ifname, vhid, err)
+	}
+}

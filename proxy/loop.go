@@ -73,6 +73,7 @@ type loop struct {
 	lastName  []byte
 	lastFC    *fastCmd
 	stopping  bool
+	after     afterExit // tasks posted after the loop returned (loopexit.go)
 	done      chan struct{}
 }
 
@@ -104,6 +105,10 @@ func (l *loop) post(f func()) {
 	l.mu.Lock()
 	l.tasks = append(l.tasks, f)
 	first := len(l.tasks) == 1
+	if l.after.exited {
+		l.postAfterExit()
+		return
+	}
 	l.mu.Unlock()
 	if first {
 		l.p.Wake()
@@ -202,6 +207,7 @@ func (l *loop) run() {
 		}
 		if l.stopping {
 			l.shutdown()
+			l.exit()
 			return
 		}
 	}

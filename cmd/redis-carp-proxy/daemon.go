@@ -58,10 +58,11 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// CARP configuration errors are reported before anything starts.
-	cw, err := newCarp(cfg, log, reg)
+	cw, err := newCarp(cfg, fs.File(), log, reg)
 	if err != nil {
 		return err
 	}
+	defer cw.close()
 	srv := proxy.NewServer(cfg, log, reg)
 	// Until the gates install each VIP's state, nothing is served: /readyz (the admin
 	// listener starts first) must not report a listener that is not open yet.
@@ -213,12 +214,23 @@ func listenFirst(ctx context.Context, g *gate.Gate) error {
 // carpParts are one CARP watcher per VIP (in cfg.Endpoints order) and, with carp-demote,
 // the demoter (host-wide: a demoted host gives up every VIP).
 type carpParts struct {
-	watchers []carp.Watcher
-	demoter  carp.Demoter
-	metrics  *carp.Metrics
+	watchers  []carp.Watcher
+	demoter   carp.Demoter
+	metrics   *carp.Metrics
+	stateLock io.Closer // freebsd-mode carp-demote: this instance's hold on its state file
 }
 
-func newCarp(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*carpParts, error) {
+// close releases the demotion state file.
+func (cw *carpParts) close() {
+	if cw.stateLock != nil {
+		cw.stateLock.Close()
+	}
+}
+
+// newCarp builds the watchers and the demoter of the instance that reads configFile ("":
+// none): in freebsd mode its demotion is recorded in carp-health-file, by default in a
+// state file of its own (carp.InstanceStateFile), which it holds locked while it runs.
+func newCarp(cfg *config.Config, configFile string, log *slog.Logger, reg prometheus.Registerer) (*carpParts, error) {
 	cm := carp.NewMetrics(reg)
 	cw := &carpParts{metrics: cm}
 	for _, ep := range cfg.Endpoints() {
@@ -234,9 +246,18 @@ func newCarp(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) (*
 		cw.watchers = append(cw.watchers, w)
 	}
 	if cfg.CarpDemote {
+		state := cfg.CarpHealthFile
+		if cfg.CarpMode == "freebsd" && state == "" {
+			state = carp.InstanceStateFile(configFile)
+		}
 		var err error
-		if cw.demoter, err = carp.NewDemoter(cfg.CarpMode, cfg.CarpHealthFile); err != nil {
+		if cw.demoter, err = carp.NewDemoter(cfg.CarpMode, state); err != nil {
 			return nil, err
+		}
+		if cfg.CarpMode == "freebsd" {
+			if cw.stateLock, err = carp.LockState(state); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if cfg.CarpMode != "static" && cfg.VIP != "" {

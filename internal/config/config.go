@@ -104,6 +104,8 @@ type Config struct {
 	CarpHosts       int
 	CarpAdvskewStep int
 	CarpPassFile    string
+	// CarpPeers: unicast CARP, the other host's addresses (at most one per family).
+	CarpPeers []string
 
 	// pf allowlist anchor.
 	PFAnchor            string
@@ -396,7 +398,7 @@ var keys = []key{
 	{"drain-timeout", "3s", "after losing MASTER, how long existing clients may finish before they are closed", durVar(0, func(c *Config) *time.Duration { return &c.DrainTimeout })},
 	{"carp-demote", "no", "demote this host's CARP when the proxy cannot serve (needs net.inet.carp.preempt=1)", boolVar(func(c *Config) *bool { return &c.CarpDemote })},
 	{"carp-demote-after", "10s", "how long the proxy must be unable to serve before it demotes", durVar(0, func(c *Config) *time.Duration { return &c.CarpDemoteAfter })},
-	{"carp-health-file", "", "file holding the demotion this proxy applies (0 or 240); vip mode: keepalived's track_file (empty: off); freebsd mode: read at start to undo a demotion a crash left (empty: /var/run/redis-carp-proxy.demotion)", strVar(func(c *Config) *string { return &c.CarpHealthFile })},
+	{"carp-health-file", "", "file holding the demotion this proxy applies (0 or 240); vip mode: keepalived's track_file (empty: off); freebsd mode: read at start to undo a demotion a crash left, one per instance (empty: /var/run/ plus the configuration file name with .demotion for .conf, e.g. redis-carp-proxy-NAME.demotion for profile NAME)", strVar(func(c *Config) *string { return &c.CarpHealthFile })},
 	{"vips", "", "active-active: comma-separated virtual addresses ADDR@VHID (vhid optional unless setup writes the CARP lines), each served on listen's port by its own listener following its own CARP state; replaces vip and carp-vhid (empty: the single vip)", func(c *Config, v string) error {
 		c.VIPs = nil
 		for _, f := range splitList(v) {
@@ -421,6 +423,23 @@ var keys = []key{
 	{"carp-hosts", "0", "hosts sharing the vips (0: one per VIP)", intVar(0, 255, func(c *Config) *int { return &c.CarpHosts })},
 	{"carp-advskew-step", "0", "advskew between two places of the rotation (0: 100, or 240/(carp-hosts-1) when smaller)", intVar(0, maxAdvskew, func(c *Config) *int { return &c.CarpAdvskewStep })},
 	{"carp-pass-file", "", "file holding the CARP password (one line, mode 0600) that setup --carp writes into the ifconfig lines (empty: setup prints PASSWORD)", strVar(func(c *Config) *string { return &c.CarpPassFile })},
+	{"carp-peers", "", "unicast CARP (FreeBSD 14 and later): the other host's address on carp-interface, IPv4 and/or IPv6 (comma-separated, one per family); setup --carp writes it as peer (peer6) into each VIP's ifconfig line, so advertisements need no multicast (no promiscuous port group on a hypervisor); unicast has one peer per vhid, so two hosts (empty: multicast to 224.0.0.18 and ff02::12)", func(c *Config, v string) error {
+		c.CarpPeers = nil
+		seen := map[bool]string{}
+		for _, f := range splitList(v) {
+			a, err := netip.ParseAddr(f)
+			if err != nil || a.Zone() != "" || a.IsMulticast() || a.IsUnspecified() {
+				return fmt.Errorf("not a unicast IP address: %q", f)
+			}
+			a = a.Unmap()
+			if other, dup := seen[a.Is4()]; dup {
+				return fmt.Errorf("%s and %s: CARP sends to one peer per address family (unicast CARP serves two hosts)", other, a)
+			}
+			seen[a.Is4()] = a.String()
+			c.CarpPeers = append(c.CarpPeers, a.String())
+		}
+		return nil
+	}},
 
 	{"pf-anchor", "redis-carp-proxy", "pf anchor holding the allowlist rules", strVar(func(c *Config) *string { return &c.PFAnchor })},
 	{"pf-table", "redis_allow", "pf table of addresses allowed to reach Redis and the admin port", strVar(func(c *Config) *string { return &c.PFTable })},
@@ -662,6 +681,9 @@ func (c *Config) validateVIPs() []error {
 	if h := c.CarpHostCount(); (h-1)*c.AdvskewStep() > maxAdvskew {
 		errs = append(errs, fmt.Errorf("carp-advskew-step %d: %d hosts need advskew up to %d, carp(4) allows %d (use at most %d)",
 			c.AdvskewStep(), h, (h-1)*c.AdvskewStep(), maxAdvskew, maxAdvskew/(h-1)))
+	}
+	if h := c.CarpHostCount(); len(c.CarpPeers) > 0 && h > 2 {
+		errs = append(errs, fmt.Errorf("carp-peers: unicast CARP sends each advertisement to one peer, so it serves two hosts; the rotation has %d (carp-hosts, or one per VIP): leave carp-peers empty for multicast", h))
 	}
 	if len(c.VIPs) == 0 {
 		return errs

@@ -281,3 +281,34 @@ func TestSetUsesTheFileBounds(t *testing.T) {
 		t.Fatal("ParseSize accepted an overflowing size")
 	}
 }
+
+// carp-peers: unicast CARP sends to one peer per address family (sbin/ifconfig/ifcarp.c
+// keeps one carpr_addr and one carpr_addr6 per vhid), so it serves two hosts.
+func TestCarpPeersKey(t *testing.T) {
+	load := func(s string) (*Config, error) {
+		c := Default()
+		if err := c.Parse(strings.NewReader("cluster-seeds 127.0.0.1:7000\n"+s), "t.conf"); err != nil {
+			return nil, err
+		}
+		return c, c.Validate()
+	}
+	c, err := load("listen :6379\nvips 198.51.100.101@1,2001:db8::101@2\ncarp-hosts 2\ncarp-peers 198.51.100.12, 2001:db8::12\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.CarpPeers) != 2 || c.CarpPeers[0] != "198.51.100.12" || c.CarpPeers[1] != "2001:db8::12" {
+		t.Fatalf("CarpPeers = %q", c.CarpPeers)
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"carp-peers 198.51.100.12,198.51.100.13\n", "one peer per address family"},
+		{"carp-peers 224.0.0.18\n", "not a unicast IP address"},
+		{"carp-peers fe80::1%em0\n", "not a unicast IP address"},
+		{"carp-peers host-b\n", "not a unicast IP address"},
+		{"listen :6379\nvips 198.51.100.101@1,198.51.100.102@2,198.51.100.103@3\ncarp-peers 198.51.100.12\n", "serves two hosts; the rotation has 3"},
+		{"vip 198.51.100.101\ncarp-hosts 3\ncarp-peers 198.51.100.12\n", "the rotation has 3"},
+	} {
+		if _, err := load(tc.in); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: err = %v, want it to contain %q", tc.in, err, tc.want)
+		}
+	}
+}

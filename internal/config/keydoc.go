@@ -124,6 +124,7 @@ var keySyntax = map[string]syntax{
 	"vips":                              {kindList, "address[@vhid],...", ""},
 	"carp-host-index":                   synInt,
 	"carp-hosts":                        synInt,
+	"carp-peers":                        {kindList, "address[,address6]", "IP addresses"},
 	"carp-advskew-step":                 synInt,
 	"carp-pass-file":                    synFile,
 	"pf-anchor":                         {kindString, "name", ""},

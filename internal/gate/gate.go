@@ -118,6 +118,7 @@ func (g *Gate) activate(ctx context.Context, since time.Time) error {
 		return nil
 	}
 	ln, err := g.Listen(ctx, g.Addr)
+	freeBindRefusal.report(g.Log)
 	if err != nil {
 		return fmt.Errorf("gate: listen %s: %w", g.Addr, err)
 	}

@@ -1,22 +1,14 @@
 package gate
 
-import (
-	"syscall"
+import "golang.org/x/sys/unix"
 
-	"golang.org/x/sys/unix"
-)
-
-func freeBind(network, address string, c syscall.RawConn) error {
-	var serr error
-	err := c.Control(func(fd uintptr) {
-		if network == "tcp6" {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_FREEBIND, 1)
-		} else {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_FREEBIND, 1)
-		}
-	})
-	if err != nil {
-		return err
+// setFreeBind sets IP_FREEBIND (IPV6_FREEBIND for IPv6); it needs no privilege.
+var setFreeBind = func(fd int, v6 bool) error {
+	if v6 {
+		return unix.SetsockoptInt(fd, unix.SOL_IPV6, unix.IPV6_FREEBIND, 1)
 	}
-	return serr
+	return unix.SetsockoptInt(fd, unix.SOL_IP, unix.IP_FREEBIND, 1)
 }
+
+// freeBindOptional: IP_FREEBIND failing is an error of the listen.
+var freeBindOptional = false

@@ -2,7 +2,7 @@
 
 package gate
 
-import "syscall"
+// setFreeBind is nil here: the address must exist when the listener opens.
+var setFreeBind func(fd int, v6 bool) error
 
-// freeBind does nothing here: the address must exist when the listener opens.
-func freeBind(network, address string, c syscall.RawConn) error { return nil }
+var freeBindOptional = false

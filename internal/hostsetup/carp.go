@@ -1,9 +1,9 @@
 package hostsetup
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"github.com/redis-carp-proxy/redis-carp-proxy/internal/rcconf"
 	"io"
 	"net/netip"
 	"os"
@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/atomicfile"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/rcconf"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/textdiff"
 )
 
@@ -31,7 +32,35 @@ var (
 	ErrCarpPass = errors.New("unusable CARP password file")
 	// ErrCarpConfig: the configuration lacks what the CARP lines need.
 	ErrCarpConfig = errors.New("CARP lines need more configuration")
+	// ErrUnicastCarp: carp-peers on a FreeBSD without unicast CARP (before 14.0).
+	ErrUnicastCarp = errors.New("unicast CARP (carp-peers) needs FreeBSD 14.0 or later")
 )
+
+// unicastCarpOsreldate is the first __FreeBSD_version with unicast CARP: 14.0 (ifconfig's
+// peer and peer6, carp(4) "carp: support unicast", 2023, in 14.0-RELEASE).
+const unicastCarpOsreldate = 1400000
+
+// checkUnicastCarp refuses carp-peers on FreeBSD 13, whose ifconfig has no peer keyword
+// (it would fail at boot on every CARP line, leaving the VIPs unconfigured). The version
+// is kern.osreldate (the running kernel's __FreeBSD_version, sys/kern/kern_mib.c).
+func (s *Setup) checkUnicastCarp(ctx context.Context) error {
+	out, err := s.probe(ctx, "sysctl", "-n", "kern.osreldate")
+	if err != nil {
+		s.say("carp: unicast CARP (carp-peers) needs FreeBSD 14.0 or later; the version of this host was not checked (%v)", err)
+		return nil
+	}
+	v := strings.TrimSpace(string(out))
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return fmt.Errorf("setup: kern.osreldate is %q, not a version", v)
+	}
+	if n < unicastCarpOsreldate {
+		return fmt.Errorf("setup: %w: this host runs kern.osreldate %d (FreeBSD %d); leave carp-peers empty and let CARP's multicast (224.0.0.18, ff02::12) reach carp-interface (on a hypervisor: promiscuous mode or forged transmits on its port group)",
+			ErrUnicastCarp, n, n/100000)
+	}
+	s.say("carp: unicast to %s (FreeBSD %d.%d, kern.osreldate %d)", strings.Join(s.Config.CarpPeers, ", "), n/100000, n/1000%100, n)
+	return nil
+}
 
 // carpKeyMax is the longest password carp(4) keeps: ifconfig copies it with strlcpy into
 // the 20-byte carpr_key (CARP_KEY_LEN), so a 20th character would be silently dropped.
@@ -82,6 +111,9 @@ type CarpAlias struct {
 	VIP     netip.Addr
 	VHID    int
 	Advskew int
+	// Peer is the other host's address of the VIP's family for unicast CARP (carp-peers;
+	// invalid: multicast): written as "peer A" (IPv4) or "peer6 A" (IPv6).
+	Peer netip.Addr
 }
 
 // Var is the variable name.
@@ -95,7 +127,34 @@ func (a CarpAlias) Value(pass string) string {
 	if a.VIP.Is6() {
 		af, bits = "inet6", 128
 	}
-	return fmt.Sprintf("%s %s/%d vhid %d advskew %d pass %s", af, a.VIP, bits, a.VHID, a.Advskew, pass)
+	v := fmt.Sprintf("%s %s/%d vhid %d advskew %d pass %s", af, a.VIP, bits, a.VHID, a.Advskew, pass)
+	// ifconfig applies peer/peer6 with the other vhid parameters once every argument is
+	// read (sbin/ifconfig/ifcarp.c setcarp_callback), so they belong on the same line.
+	switch {
+	case !a.Peer.IsValid():
+	case a.Peer.Is4():
+		v += " peer " + a.Peer.String()
+	default:
+		v += " peer6 " + a.Peer.String()
+	}
+	return v
+}
+
+// carpPeer returns the carp-peers address of vip's family (invalid with no carp-peers).
+func carpPeer(peers []string, vip netip.Addr) (netip.Addr, error) {
+	if len(peers) == 0 {
+		return netip.Addr{}, nil
+	}
+	for _, p := range peers {
+		if a, err := netip.ParseAddr(p); err == nil && a.Is4() == vip.Is4() {
+			return a, nil
+		}
+	}
+	fam := "IPv4"
+	if vip.Is6() {
+		fam = "IPv6"
+	}
+	return netip.Addr{}, fmt.Errorf("%w: carp-peers has no %s address for %s (unicast CARP advertises a VIP to a peer of its own family)", ErrCarpConfig, fam, vip)
 }
 
 // rcIfName is the interface name as network.subr spells it in variable names.
@@ -145,7 +204,11 @@ func (s *Setup) carpAliases(rcConf, network string) ([]CarpAlias, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s is not an address", ErrCarpConfig, ep.VIP)
 		}
-		a := CarpAlias{Iface: c.CarpInterface, Index: -1, VIP: vip, VHID: ep.VHID, Advskew: c.Advskew(i)}
+		peer, err := carpPeer(c.CarpPeers, vip)
+		if err != nil {
+			return nil, err
+		}
+		a := CarpAlias{Iface: c.CarpInterface, Index: -1, VIP: vip, VHID: ep.VHID, Advskew: c.Advskew(i), Peer: peer}
 		idx := make([]int, 0, len(used))
 		for n := range used {
 			idx = append(idx, n)
@@ -187,8 +250,13 @@ func configuresVIP(value string, vip netip.Addr) bool {
 // readable by root only. The running interfaces are not touched: the printed ifconfig
 // commands (or `service netif restart IF`) apply them. Without carp-host-index and the
 // vhids, a single-VIP configuration gets the generic suggestion it always had.
-func (s *Setup) carp() error {
+func (s *Setup) carp(ctx context.Context) error {
 	c := s.Config
+	if len(c.CarpPeers) > 0 {
+		if err := s.checkUnicastCarp(ctx); err != nil {
+			return err
+		}
+	}
 	if len(c.VIPs) == 0 && c.CarpHostIndex == 0 && !s.WriteCarp {
 		s.suggestCarp()
 		return nil

@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun/cmdruntest"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
 )
 
 func writePass(t *testing.T, dir, pass string, mode os.FileMode) string {
@@ -179,5 +180,68 @@ func TestSetupWritesCarpAliases(t *testing.T) {
 	// --carp without a password file, or without the host index: refused.
 	if _, err := activeActiveSetup(t, root, true, false, ""); !errors.Is(err, ErrCarpConfig) || !strings.Contains(err.Error(), "carp-pass-file") {
 		t.Fatalf("--carp without carp-pass-file: %v", err)
+	}
+}
+
+// unicastSetup runs setup --carp for host 1 of two hosts sharing an IPv4 and an IPv6 VIP
+// with unicast CARP, on a host whose kern.osreldate is osreldate ("": not live).
+func unicastSetup(t *testing.T, root, osreldate, peers string) (string, error) {
+	t.Helper()
+	passFile := writePass(t, root, "Rcp.test+2026", 0o600)
+	rel, _ := filepath.Rel(root, passFile)
+	c := config.Default()
+	err := c.Parse(strings.NewReader("listen :6379\ncluster-seeds 198.51.100.1:7000\ncarp-mode freebsd\ncarp-interface vtnet0\n"+
+		"vips 198.51.100.101@1,2001:db8::101@2\ncarp-hosts 2\ncarp-host-index 1\ncarp-peers "+peers+"\ncarp-pass-file /"+rel+"\n"), "uc.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.PFAllowFile = "/usr/local/etc/redis-carp-proxy/allow.list"
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	rec := cmdruntest.New(map[string]cmdruntest.Reply{"sysctl -n kern.osreldate": {Stdout: osreldate + "\n"}})
+	s := &Setup{Config: c, ConfigFile: "uc.conf", Root: root, WriteCarp: true, Live: osreldate != "",
+		Runner: rec, Out: &out, Now: fixedNow}
+	err = s.Run(context.Background())
+	return out.String(), err
+}
+
+// setup --carp with carp-peers writes "peer" (IPv4 VIP) or "peer6" (IPv6 VIP) on each
+// VIP's ifconfig line (FreeBSD 14+, ifconfig(8) ifcarp.c); FreeBSD 13 is refused before
+// anything is written, since its ifconfig would reject every such line at boot.
+func TestSetupWritesUnicastCarp(t *testing.T) {
+	root := t.TempDir()
+	out, err := unicastSetup(t, root, "1403000", "198.51.100.12,2001:db8::12")
+	if err != nil {
+		t.Fatalf("setup: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "carp: unicast to 198.51.100.12, 2001:db8::12 (FreeBSD 14.3, kern.osreldate 1403000)") {
+		t.Errorf("output:\n%s", out)
+	}
+	b, err := os.ReadFile(filepath.Join(root, "etc/rc.conf.d/network"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Golden(t, "testdata/unicast/network", string(b))
+
+	// FreeBSD 13: refused, nothing written.
+	root13 := t.TempDir()
+	if out, err := unicastSetup(t, root13, "1303000", "198.51.100.12,2001:db8::12"); !errors.Is(err, ErrUnicastCarp) ||
+		!strings.Contains(err.Error(), "kern.osreldate 1303000 (FreeBSD 13)") {
+		t.Fatalf("FreeBSD 13: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(root13, "etc/rc.conf.d/network")); err == nil {
+		t.Fatal("rc.conf.d/network written on FreeBSD 13")
+	}
+	// Not the running system (setup -root): the version cannot be read; said, not guessed.
+	out, err = unicastSetup(t, t.TempDir(), "", "198.51.100.12,2001:db8::12")
+	if err != nil || !strings.Contains(out, "needs FreeBSD 14.0 or later; the version of this host was not checked") {
+		t.Fatalf("not live: %v\n%s", err, out)
+	}
+	// A VIP without a peer of its family: refused.
+	if _, err := unicastSetup(t, t.TempDir(), "1403000", "198.51.100.12"); !errors.Is(err, ErrCarpConfig) ||
+		!strings.Contains(err.Error(), "carp-peers has no IPv6 address for 2001:db8::101") {
+		t.Fatalf("missing IPv6 peer: %v", err)
 	}
 }

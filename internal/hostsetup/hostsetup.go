@@ -1,6 +1,7 @@
 // Package hostsetup prepares a FreeBSD host for redis-carp-proxy, idempotently: kernel
 // modules (now and at boot), pf/pfsync/pflog in rc.conf.d, net.inet.carp.preempt, the
-// anchor hook in /etc/pf.conf, the allowlist file, and finally the anchor and its table.
+// anchor hook in /etc/pf.conf (or the file rc.conf's pf_rules names), the allowlist
+// file, and finally the anchor and its table.
 // Files are replaced atomically with a backup; commands go through a cmdrun.Runner. With
 // Root set, every file is read and written under that directory, so the whole set-up is
 // tested on any OS against golden trees.
@@ -31,7 +32,7 @@ const (
 	LoaderConf = "/boot/loader.conf.d/redis-carp-proxy.conf"
 	RCConfDir  = "/etc/rc.conf.d"
 	SysctlConf = "/etc/sysctl.conf"
-	PFConf     = "/etc/pf.conf"
+	PFConf     = "/etc/pf.conf" // unless rc.conf sets pf_rules (pfrules.go)
 )
 
 const managed = "# Managed by `redis-carp-proxy setup`; rerun it after changing the configuration."
@@ -124,7 +125,7 @@ func (s *Setup) Run(ctx context.Context) error {
 	}
 
 	// 3. The CARP addresses: printed, written with WriteCarp (carp.go).
-	if err := s.carp(); err != nil {
+	if err := s.carp(ctx); err != nil {
 		return err
 	}
 
@@ -153,14 +154,19 @@ func (s *Setup) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	pfChanged, err := s.editFile(PFConf, func(c string) string {
+	// rc.d/pf loads ${pf_rules}, /etc/pf.conf only by default.
+	pfConf, err := s.pfRules()
+	if err != nil {
+		return err
+	}
+	pfChanged, err := s.editFile(pfConf, func(c string) string {
 		if c == "" {
 			c = managed + "\n" + strings.Join(hookLines(p.Anchor, p.AnchorFile), "\n") +
 				"\n\n# pf(4) had no rule set; this one passes everything the anchor does not block.\npass all\n"
 		}
 		c, note := placeHook(c, p.Anchor, p.AnchorFile)
 		if note != "" {
-			s.say("%s: %s", PFConf, note)
+			s.say("%s: %s", pfConf, note)
 		}
 		return c
 	})
@@ -176,11 +182,11 @@ func (s *Setup) Run(ctx context.Context) error {
 			return err
 		}
 	case pfChanged:
-		if err := s.act(ctx, nil, "pfctl", "-f", PFConf); err != nil {
+		if err := s.act(ctx, nil, "pfctl", "-f", pfConf); err != nil {
 			return err
 		}
 	default:
-		s.say("pf: enabled, %s unchanged", PFConf)
+		s.say("pf: enabled, %s unchanged", pfConf)
 	}
 	if p.Log {
 		if _, err := s.probe(ctx, "service", "pflog", "status"); err == nil {
@@ -220,9 +226,18 @@ func (s *Setup) suggestCarp() {
 	if vip.Is6() {
 		af, bits = "inet6", 128
 	}
+	peer := ""
+	if p, err := carpPeer(s.Config.CarpPeers, vip); err != nil {
+		s.say("carp: %v", err)
+	} else if p.IsValid() {
+		peer = " peer " + p.String()
+		if p.Is6() {
+			peer = " peer6 " + p.String()
+		}
+	}
 	s.say("carp: not configured by setup. Suggested, with your own password (the same on every host) and advskew (0, 100, 200):")
-	s.say("  sysrc ifconfig_%s_alias0=\"%s vhid %d advskew 0 pass PASSWORD alias %s/%d\"", ifname, af, vhid, vip, bits)
-	s.say("  service netif restart %s   # or: ifconfig %s %s vhid %d advskew 0 pass PASSWORD alias %s/%d", ifname, ifname, af, vhid, vip, bits)
+	s.say("  sysrc ifconfig_%s_alias0=\"%s vhid %d advskew 0 pass PASSWORD%s alias %s/%d\"", ifname, af, vhid, peer, vip, bits)
+	s.say("  service netif restart %s   # or: ifconfig %s %s vhid %d advskew 0 pass PASSWORD%s alias %s/%d", ifname, ifname, af, vhid, peer, vip, bits)
 }
 
 // setVar sets name in an rc.conf.d or sysctl.conf file under rcconf's rule and reports

@@ -136,6 +136,8 @@ func TestSetupGoldenTrees(t *testing.T) {
 		{name: "fresh", config: "testdata/full.conf", replies: freshHost},
 		{name: "existing", config: "../../etc/redis-carp-proxy.conf.sample", replies: readyHost},
 		{name: "existing-dry-run", config: "../../etc/redis-carp-proxy.conf.sample", replies: readyHost, dryRun: true},
+		// rc.d/pf loads ${pf_rules}: the hook goes there, and pfctl reloads that file.
+		{name: "pf-rules", config: "../../etc/redis-carp-proxy.conf.sample", replies: readyHost},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join("testdata", tc.name)
@@ -263,6 +265,43 @@ func TestBootLoadsTheAnchor(t *testing.T) {
 				if _, err := os.Stat(filepath.Join(root, p.AllowFile)); err != nil {
 					t.Fatalf("the anchor's table file: %v", err)
 				}
+			}
+		})
+	}
+}
+
+// pf_rules is found where rc.subr's load_rc_config finds it, the last assignment winning;
+// a value setup cannot resolve without sh is refused.
+func TestPFRules(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		tree map[string]string
+		want string
+		err  bool
+	}{
+		{name: "unset", tree: map[string]string{"etc/rc.conf": "pf_enable=\"YES\"\n"}, want: "/etc/pf.conf"},
+		{name: "defaults", tree: map[string]string{"etc/defaults/rc.conf": "pf_rules=\"/etc/pf.conf\"\t# rules definition file for pf\n"}, want: "/etc/pf.conf"},
+		{name: "rc.conf", tree: map[string]string{"etc/rc.conf": "pf_rules=\"/etc/pf/main.conf\"\n"}, want: "/etc/pf/main.conf"},
+		{name: "rc.conf.local over rc.conf", tree: map[string]string{"etc/rc.conf": "pf_rules=/a.conf\n", "etc/rc.conf.local": "pf_rules=/b.conf\n"}, want: "/b.conf"},
+		{name: "rc.conf.d directory", tree: map[string]string{"etc/rc.conf": "pf_rules=/a.conf\n",
+			"etc/rc.conf.d/pf/10-base": "pf_rules=/c.conf\n", "etc/rc.conf.d/pf/20-site": "pf_rules=/d.conf\n"}, want: "/d.conf"},
+		{name: "local rc.conf.d last", tree: map[string]string{"etc/rc.conf.d/pf": "pf_rules=/c.conf\n",
+			"usr/local/etc/rc.conf.d/pf": "pf_rules='/usr/local/etc/pf.conf'\n"}, want: "/usr/local/etc/pf.conf"},
+		{name: "variable", tree: map[string]string{"etc/rc.conf": "pf_rules=\"${pf_dir}/pf.conf\"\n"}, err: true},
+		{name: "relative", tree: map[string]string{"etc/rc.conf": "pf_rules=pf.conf\n"}, err: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			writeTree(t, root, tc.tree)
+			got, err := (&Setup{Root: root}).pfRules()
+			if tc.err {
+				if !errors.Is(err, ErrPFRules) {
+					t.Fatalf("pfRules = %q, %v; want ErrPFRules", got, err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("pfRules = %q, %v; want %q", got, err, tc.want)
 			}
 		})
 	}

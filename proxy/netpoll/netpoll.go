@@ -1,9 +1,12 @@
 // Package netpoll is the readiness poller under the proxy's event loops: epoll on Linux,
 // kqueue on FreeBSD. It is level-triggered: a descriptor is reported readable (or writable,
 // while write interest is on) on every Wait until the condition is consumed. A Poller also
-// has a wake-up descriptor, so that another goroutine can interrupt a Wait.
+// has a wake-up (an eventfd on Linux, an EVFILT_USER event on FreeBSD), so that another
+// goroutine can interrupt a Wait. On FreeBSD, Add, Set and Remove only queue their
+// changes: the next Wait applies them in its kevent call (changelist.go).
 //
 // A Poller is used by one goroutine (its loop), except Wake, which any goroutine may call.
+// After Close every method returns ErrClosed.
 //
 // Wait can block in one of two ways. The ordinary way tells the Go scheduler that the
 // goroutine is in a system call, and the scheduler may hand the goroutine's P to other
@@ -29,4 +32,7 @@ type Event struct {
 	// Readable is also set on hang-up and error, so that the reader finds the cause.
 	Readable bool
 	Writable bool
+	// Err is set when the kernel refused a registration change of Fd (kqueue reports
+	// those with the events); Readable is set with it so that the reader finds out.
+	Err error
 }

@@ -12,6 +12,7 @@ type Poller struct {
 	epfd   int
 	wakefd int
 	evs    []unix.EpollEvent
+	g      closeGuard
 }
 
 // New returns a Poller able to report up to batch events per Wait.
@@ -35,16 +36,25 @@ func New(batch int) (*Poller, error) {
 
 // Add registers fd with read interest (and write interest if write is set).
 func (p *Poller) Add(fd int, write bool) error {
+	if p.g.isClosed() {
+		return ErrClosed
+	}
 	return p.ctl(unix.EPOLL_CTL_ADD, fd, true, write)
 }
 
 // Set changes the interests of a registered fd.
 func (p *Poller) Set(fd int, read, write bool) error {
+	if p.g.isClosed() {
+		return ErrClosed
+	}
 	return p.ctl(unix.EPOLL_CTL_MOD, fd, read, write)
 }
 
 // Remove unregisters fd (before it is closed).
 func (p *Poller) Remove(fd int) error {
+	if p.g.isClosed() {
+		return ErrClosed
+	}
 	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, fd, nil); err != nil {
 		return fmt.Errorf("netpoll: epoll_ctl del fd %d: %w", fd, err)
 	}
@@ -69,6 +79,9 @@ func (p *Poller) ctl(op, fd int, read, write bool) error {
 // no timeout), and appends the ready fds to dst. woke reports a Wake. With hold set the wait
 // is a raw system call (see the package comment); a signal ends it early with no events.
 func (p *Poller) Wait(dst []Event, timeoutMs int, hold bool) (events []Event, woke bool, err error) {
+	if p.g.isClosed() {
+		return dst, false, ErrClosed
+	}
 	var n int
 	if hold {
 		r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(p.epfd), uintptr(unsafe.Pointer(&p.evs[0])),
@@ -103,8 +116,13 @@ func (p *Poller) Wait(dst []Event, timeoutMs int, hold bool) (events []Event, wo
 	return dst, woke, nil
 }
 
-// Wake interrupts a Wait in progress, or makes the next one return at once.
+// Wake interrupts a Wait in progress, or makes the next one return at once. After Close
+// it returns ErrClosed and touches no descriptor.
 func (p *Poller) Wake() error {
+	if !p.g.enter() {
+		return ErrClosed
+	}
+	defer p.g.leave()
 	one := [8]byte{1}
 	_, err := unix.Write(p.wakefd, one[:])
 	if err != nil && err != unix.EAGAIN { // EAGAIN: a wake-up is already pending
@@ -113,8 +131,13 @@ func (p *Poller) Wake() error {
 	return nil
 }
 
-// Close releases the poller's descriptors.
+// Close releases the poller's descriptors; later calls of any method return ErrClosed.
 func (p *Poller) Close() error {
+	if !p.g.close() {
+		return nil
+	}
 	unix.Close(p.wakefd)
 	return unix.Close(p.epfd)
 }
+
+func (p *Poller) wakeWriteFd() int { return p.wakefd }

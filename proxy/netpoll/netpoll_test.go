@@ -9,7 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func newPair(t *testing.T) (a, b int) {
+func newPair(t testing.TB) (a, b int) {
 	t.Helper()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {

@@ -112,7 +112,7 @@ func readPort(dir, prefix string) (Meta, error) {
 	}
 	if _, body, ok := strings.Cut(string(msg), "<<EOM\n"); ok {
 		body, _, _ = strings.Cut(body, "\nEOM")
-		m.Message = filesSub(m.Name, prefix).Replace(body)
+		m.Message = applySlist(body, m.Name, prefix, true)
 	}
 	plist, err := os.ReadFile(filepath.Join(dir, "pkg-plist"))
 	if err != nil {
@@ -137,9 +137,28 @@ func plistSub(name string) *strings.Replacer {
 	return strings.NewReplacer("%%ETCDIR%%", "etc/"+name, "%%EXAMPLESDIR%%", "share/examples/"+name, "%%PORTEXAMPLES%%", "")
 }
 
-func filesSub(name, prefix string) *strings.Replacer {
+func filesSub(name, prefix string, examples bool) *strings.Replacer {
+	// OPTIONS_SUB: %%EXAMPLES%% is "" with the option on, "@comment " with it off
+	// (Mk/bsd.options.mk), %%NO_EXAMPLES%% the other way round.
+	on, off := "", "@comment "
+	if !examples {
+		on, off = off, on
+	}
 	return strings.NewReplacer("%%PREFIX%%", prefix, "%%ETCDIR%%", prefix+"/etc/"+name,
-		"%%EXAMPLESDIR%%", prefix+"/share/examples/"+name)
+		"%%EXAMPLESDIR%%", prefix+"/share/examples/"+name, "%%EXAMPLES%%", on, "%%NO_EXAMPLES%%", off)
+}
+
+// applySlist is bsd.port.mk's apply-slist for one file: the SUB_LIST substitutions,
+// then every line that starts with "@comment " deleted (sed -e '/^@comment /d').
+func applySlist(in, name, prefix string, examples bool) string {
+	lines := strings.SplitAfter(filesSub(name, prefix, examples).Replace(in), "\n")
+	out := lines[:0]
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "@comment ") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "")
 }
 
 // File is one staged file: its absolute installed path and where it is in the stage.

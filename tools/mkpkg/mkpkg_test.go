@@ -587,3 +587,36 @@ func TestPortConventions(t *testing.T) {
 		}
 	}
 }
+
+// pkg-message names the pf anchor sample only when the EXAMPLES option installs it: its
+// lines start with %%EXAMPLES%%, which OPTIONS_SUB turns into "@comment " with the option
+// off, and apply-slist deletes such lines (Mk/bsd.options.mk, bsd.port.mk).
+func TestPkgMessageFollowsExamplesOption(t *testing.T) {
+	mk, err := os.ReadFile(filepath.Join(repo, "port/Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^OPTIONS_SUB=\s*yes$`).Match(mk) {
+		t.Fatal("port/Makefile does not set OPTIONS_SUB: the EXAMPLES token would stay literal in pkg-message")
+	}
+	in, err := os.ReadFile(filepath.Join(repo, "port/files/pkg-message.in"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n, l := range strings.Split(string(in), "\n") {
+		if strings.Contains(l, "%%EXAMPLESDIR%%") && !strings.HasPrefix(l, "%%EXAMPLES%%") {
+			t.Errorf("pkg-message.in:%d names EXAMPLESDIR on a line the EXAMPLES option does not govern: %q", n+1, l)
+		}
+	}
+	on := applySlist(string(in), "redis-carp-proxy", "/usr/local", true)
+	off := applySlist(string(in), "redis-carp-proxy", "/usr/local", false)
+	if !strings.Contains(on, "/usr/local/share/examples/redis-carp-proxy/pf.anchor") {
+		t.Errorf("EXAMPLES on: the sample anchor is not named:\n%s", on)
+	}
+	if strings.Contains(off, "share/examples") || strings.Contains(off, "%%") || strings.Contains(off, "@comment") {
+		t.Errorf("EXAMPLES off: the message names what is not installed:\n%s", off)
+	}
+	if !strings.Contains(off, "redis-carp-proxy pf render") {
+		t.Errorf("EXAMPLES off: the message does not say how to see the anchor:\n%s", off)
+	}
+}
