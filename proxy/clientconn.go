@@ -302,7 +302,7 @@ func (c *lclient) deliver(r *lreq, rep []byte) {
 		r.done = true
 		c.held += int64(len(rep))
 	}
-	c.checkOutputHard()
+	c.checkOutput()
 }
 
 // advance writes the completed replies at the head of the queue.
@@ -383,31 +383,16 @@ func (c *lclient) outputLimit() (lim config.OutputLimit, class string) {
 	return cfg.OutputLimit, "normal"
 }
 
-func (c *lclient) checkOutputHard() {
-	lim, class := c.outputLimit()
-	v := c.pendingOut()
-	if lim.Hard > 0 && v > lim.Hard {
-		c.overflow(class, "hard", v)
-		return
-	}
-	if lim.Soft > 0 && v > lim.Soft && c.softSince == 0 {
-		c.softSince = c.l.nowNano
-	}
-}
-
-// checkOutputSoft enforces the soft output limit (on the loop's tick).
-func (c *lclient) checkOutputSoft() {
-	if c.softSince == 0 {
+// checkOutput applies the output-buffer limits (outputOver) to everything held for the
+// client: by its loop and by its slow path.
+func (c *lclient) checkOutput() {
+	if c.closed {
 		return
 	}
 	lim, class := c.outputLimit()
-	v := c.pendingOut()
-	if lim.Soft <= 0 || v <= lim.Soft {
-		c.softSince = 0
-		return
-	}
-	if c.l.nowNano-c.softSince >= int64(lim.SoftFor) {
-		c.overflow(class, "soft", v)
+	held := c.pendingOut() + c.ss.out.bytes.Load()
+	if why := outputOver(held, lim, &c.softSince, c.l.nowNano); why != "" {
+		c.overflow(class, why, held)
 	}
 }
 
@@ -486,8 +471,17 @@ func (c *lclient) runSlow(args [][]byte, raw []byte) {
 		reply := ss.finish(or)
 		noReply := ss.applyReplyMode(or)
 		ss.releaseReq(or)
-		quit := or.slot == -2
-		l.post(func() { c.slowDone(r, reply, noReply, quit) })
+		quit := or.slot == slotQuit
+		// What the loop accounts the command by (account, as for every command).
+		label, redirected, node := commandLabel(ss.s.cl.cmds, or), or.redirected, or.node
+		protoErr := len(or.args) == 0
+		l.post(func() {
+			if !protoErr {
+				r.label, r.redirected, r.node, r.raw = label, redirected, node, raw2
+				c.account(r, reply)
+			}
+			c.slowDone(r, reply, noReply, quit)
+		})
 	}()
 }
 
@@ -522,7 +516,7 @@ func (c *lclient) pullMsgs() {
 		c.ss.releaseOut(int64(len(m)))
 	}
 	if len(msgs) > 0 {
-		c.checkOutputHard()
+		c.checkOutput()
 	}
 }
 
@@ -609,7 +603,11 @@ func (c *lclient) complete(r *lreq, rep []byte) {
 	c.deliver(r, rep)
 }
 
-// account counts a command answered on the fast path and logs it if slow.
+// slowlogTickMin is the least number of slow log entries a loop records per tick.
+const slowlogTickMin = 128
+
+// account counts a command answered (on the fast path, or on the slow path: slowDone) and
+// logs it if slow: the one place commands are counted, timed and slow-logged.
 func (c *lclient) account(r *lreq, rep []byte) {
 	l := c.l
 	d := time.Duration(l.nowNano - r.start)
@@ -623,8 +621,9 @@ func (c *lclient) account(r *lreq, rep []byte) {
 	c.ss.lastCmd.Store(l.nowNano)
 	if cfg := l.s.conf(); cfg.SlowlogMaxLen > 0 && d >= cfg.SlowlogSlowerThan && cfg.SlowlogSlowerThan >= 0 {
 		// Under overload every command can be slow (the time includes queueing): a loop
-		// logs at most slowlog-max-len per tick, as many as the log holds.
-		if l.slowLogged >= cfg.SlowlogMaxLen {
+		// logs at most as many per tick as the log holds, and at least slowlogTickMin
+		// (so that a small log still shows the newest of an ordinary burst).
+		if l.slowLogged >= max(cfg.SlowlogMaxLen, slowlogTickMin) {
 			return
 		}
 		l.slowLogged++

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"fmt"
 	"math"
 	"net"
@@ -27,98 +26,6 @@ func adminOnly(h handler) handler {
 		}
 		return h(ss, r)
 	}
-}
-
-// everyNode returns the masters and their replicas, each once.
-func (m *slotMap) everyNode() []*node {
-	seen := map[*node]bool{}
-	var out []*node
-	add := func(n *node) {
-		if !seen[n] {
-			seen[n] = true
-			out = append(out, n)
-		}
-	}
-	for i, n := range m.masters {
-		add(n)
-		for _, rn := range m.replicas[i] {
-			add(rn)
-		}
-	}
-	return out
-}
-
-// fanoutTo sends args to each of nodes in parallel and merges the replies in finish.
-func fanoutTo(ss *session, r *request, nodes []*node, args [][]byte, merge func(parts []*request, replies [][]byte) []byte) {
-	raw := appendCommand(nil, args...)
-	parts := make([]*request, len(nodes))
-	for i, n := range nodes {
-		parts[i] = &request{info: r.info, args: args, raw: raw, slot: -1, pinned: n, done: make(chan struct{}, 1), start: r.start}
-		ss.dispatch(parts[i])
-	}
-	r.parts = parts
-	r.merge = func(replies [][]byte) []byte { return merge(parts, replies) }
-}
-
-// fanoutEveryNode sends the command to every node, masters and replicas.
-func fanoutEveryNode(merge func(parts []*request, replies [][]byte) []byte) func(ss *session, r *request) bool {
-	return func(ss *session, r *request) bool {
-		m := ss.s.cl.smap.Load()
-		if m == nil {
-			return false
-		}
-		fanoutTo(ss, r, m.everyNode(), r.args, merge)
-		return true
-	}
-}
-
-// nodesError returns nil when every reply satisfies ok; the common error when every node
-// gave the same one (it is Redis's answer, e.g. to a bad argument); otherwise an error
-// naming the nodes that did not agree.
-func nodesError(parts []*request, replies [][]byte, ok func([]byte) bool) []byte {
-	var failed []string
-	var first []byte
-	same := true
-	for i, rep := range replies {
-		if ok(rep) {
-			continue
-		}
-		failed = append(failed, parts[i].pinned.addr)
-		if first == nil {
-			first = rep
-		} else if !bytes.Equal(rep, first) {
-			same = false
-		}
-	}
-	if first == nil {
-		return nil
-	}
-	if len(failed) == len(parts) && same && first[0] == '-' {
-		return first
-	}
-	msg := strings.TrimSpace(string(first))
-	if msg != "" && msg[0] == '-' {
-		msg = strings.TrimPrefix(msg[1:], "ERR proxy: ")
-	}
-	return errorReply(fmt.Sprintf("ERR proxy: %d of %d nodes did not agree (%s): %s", len(failed), len(parts), strings.Join(failed, ", "), msg))
-}
-
-func isOK(rep []byte) bool { return bytes.Equal(rep, replyOK) }
-
-func isInt(rep []byte) bool { return len(rep) > 0 && rep[0] == ':' }
-
-func mergeNodesOK(parts []*request, replies [][]byte) []byte {
-	if e := nodesError(parts, replies, isOK); e != nil {
-		return e
-	}
-	return replyOK
-}
-
-func mergeNodesSum(parts []*request, replies [][]byte) []byte {
-	if e := nodesError(parts, replies, isInt); e != nil {
-		return e
-	}
-	return mergeSum(nil, replies, 0)
 }
 
 // clientHandler: CLIENT PAUSE/UNPAUSE go to every node; the rest is the proxy's.

@@ -234,3 +234,124 @@ func (ss *session) kill() {
 	ss.closing.Store(true)
 	ss.conn.Close()
 }
+
+// clientState is what CLIENT SETNAME/SETINFO record for a session.
+type clientState struct {
+	name, libName, libVer string
+	user                  string // as authenticated ("" : default)
+	created               time.Time
+}
+
+// CLIENT REPLY modes carried by a request to the session writer.
+const (
+	replyModeOn int8 = iota + 1
+	replyModeOff
+	replyModeSkip
+)
+
+// resetCommand answers RESET: the reader-side state is reset at once; the dedicated
+// connections (WATCH, subscriptions) are released by the writer, in order.
+func resetCommand(ss *session, r *request) bool {
+	ss.tx.inMulti, ss.tx.queued, ss.tx.aborted = false, nil, false
+	ss.authed, ss.readonly = !ss.s.authRequired(), false
+	ss.resp3.Store(false) // as Redis: RESET goes back to RESP2
+	ss.csMu.Lock()
+	ss.cs.name, ss.cs.user = "", ""
+	ss.csMu.Unlock()
+	r.replyMode = replyModeOn
+	r.exec, r.barrier = func(ss *session, r *request) []byte {
+		ss.releaseWatch(true)
+		ss.closePubsub()
+		// Messages the relays queued before the reset go out before its reply.
+		var out []byte
+		for _, m := range ss.pending.takeMsgs() {
+			out = append(out, m...)
+			ss.releaseOut(int64(len(m)))
+		}
+		ss.inPubSub.Store(false)
+		return append(out, "+RESET\r\n"...)
+	}, true
+	return true
+}
+
+func clientCommand(ss *session, r *request) []byte {
+	if len(r.args) < 2 {
+		return wrongArgs("client")
+	}
+	sub := lowerName(r.args[1])
+	switch sub {
+	case "setname":
+		if len(r.args) != 3 {
+			return wrongArgs("client|setname")
+		}
+		if !validClientAttr(r.args[2]) {
+			return replyBadClientName
+		}
+		ss.csMu.Lock()
+		ss.cs.name = string(r.args[2])
+		ss.csMu.Unlock()
+		return replyOK
+	case "getname", "id", "info":
+		if len(r.args) != 2 {
+			return wrongArgs("client|" + sub)
+		}
+	}
+	switch sub {
+	case "getname":
+		if ss.cs.name == "" {
+			return replyNil
+		}
+		return appendBulkString(nil, ss.cs.name)
+	case "setinfo":
+		if len(r.args) != 4 {
+			return wrongArgs("client|setinfo")
+		}
+		if opt := lowerName(r.args[2]); (opt == "lib-name" || opt == "lib-ver") && !validClientAttr(r.args[3]) {
+			return errorReply("ERR " + opt + " cannot contain spaces, newlines or special characters.")
+		}
+		ss.csMu.Lock()
+		defer ss.csMu.Unlock()
+		switch lowerName(r.args[2]) {
+		case "lib-name":
+			ss.cs.libName = string(r.args[3])
+		case "lib-ver":
+			ss.cs.libVer = string(r.args[3])
+		default:
+			return errorReply("ERR Unrecognized option '" + string(r.args[2]) + "'")
+		}
+		return replyOK
+	case "id":
+		return appendInt(nil, int64(ss.id))
+	case "info":
+		return appendBulkString(nil, ss.clientLine(true))
+	case "list":
+		return clientList(ss, r)
+	case "kill":
+		return clientKill(ss, r)
+	case "no-evict", "no-touch":
+		if len(r.args) != 3 {
+			return wrongArgs("client|" + sub)
+		}
+		if m := lowerName(r.args[2]); m != "on" && m != "off" {
+			return errorReply("ERR syntax error")
+		}
+		return replyOK
+	case "reply":
+		if len(r.args) != 3 {
+			return wrongArgs("client|reply")
+		}
+		switch lowerName(r.args[2]) {
+		case "on":
+			r.replyMode = replyModeOn
+			return replyOK
+		case "off":
+			r.replyMode = replyModeOff
+			return replyOK
+		case "skip":
+			r.replyMode = replyModeSkip
+			return replyOK
+		}
+		return errorReply("ERR syntax error")
+	}
+	return errorReply(fmt.Sprintf("ERR CLIENT %s is not supported by the proxy", strings.ToUpper(string(r.args[1]))))
+}

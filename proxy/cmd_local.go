@@ -26,7 +26,7 @@ func localEcho(ss *session, r *request) []byte {
 
 // localQuit answers QUIT; the session closes after writing the reply.
 func localQuit(ss *session, r *request) []byte {
-	r.slot = -2
+	r.slot = slotQuit
 	return replyOK
 }
 

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -135,4 +136,23 @@ func (p *directPool) close() {
 		}
 		delete(p.idle, addr)
 	}
+}
+
+// blockedCall counts r as a blocked client while it runs (call the result when done).
+func (ss *session) blockedCall(r *request) func() {
+	if r.info == nil || r.info.flags&flagBlocking == 0 || len(r.args) == 0 {
+		return func() {}
+	}
+	if name := lowerName(r.args[0]); name == "xread" || name == "xreadgroup" {
+		block := false
+		for _, a := range r.args[1:] {
+			block = block || bytes.EqualFold(a, []byte("block"))
+		}
+		if !block {
+			return func() {}
+		}
+	}
+	ss.s.blocked.Add(1)
+	ss.blocking.Store(true)
+	return func() { ss.s.blocked.Add(-1); ss.blocking.Store(false) }
 }

@@ -55,14 +55,6 @@ func init() {
 		"failover": unsupported, "bgsave": unsupported, "bgrewriteaof": unsupported, "save": unsupported,
 		"swapdb": unsupported, "move": unsupported, "acl": unsupported, "module": unsupported,
 
-		// Keys in several slots: one request per slot, merged (multikey.go).
-		"mget":   splitKeys(1, mergeMGET),
-		"mset":   splitKeys(2, mergeAllOK),
-		"del":    splitKeys(1, mergeSum),
-		"unlink": splitKeys(1, mergeSum),
-		"exists": splitKeys(1, mergeSum),
-		"touch":  splitKeys(1, mergeSum),
-
 		// Without keys: every master, or the proxy's own state (handlers.go, cmd_scan.go, cmd_cluster.go).
 		"dbsize":    fanout(mergeNodeSum),
 		"keys":      fanout(mergeNodeConcat),
@@ -89,6 +81,10 @@ func init() {
 		"discard": txDiscard,
 		"watch":   txWatch,
 		"unwatch": txUnwatch,
+	}
+	// Keys in several slots: one request per slot, merged (multikey.go's table).
+	for name, mk := range multiKeyCmds {
+		commands[name] = splitKeys(mk.group, mergeFuncs[mk.merge])
 	}
 }
 
@@ -177,13 +173,11 @@ func (ss *session) stages(args [][]byte, raw []byte) *request {
 		var keyIdx [16]int
 		idx, ok := r.info.keyIndexes(args, keyIdx[:])
 		if ok && len(idx) > 0 {
-			r.slot = KeySlot(args[idx[0]])
-			for _, i := range idx[1:] {
-				if KeySlot(args[i]) != r.slot {
-					r.reply, r.local = errCrossSlot, true
-					r.done <- struct{}{}
-					return r
-				}
+			var cross bool
+			if r.slot, cross = keysSlot(args, idx); cross {
+				r.reply, r.local = errCrossSlot, true
+				r.done <- struct{}{}
+				return r
 			}
 		}
 		if r.info.flags&flagBlocking != 0 {

@@ -6,8 +6,7 @@ import "bytes"
 type fastKind uint8
 
 const (
-	fkSlow  fastKind = iota // the slow path (session machinery)
-	fkKeyed                 // routed to the owner of its keys' slot
+	fkKeyed fastKind = iota + 1 // routed to the owner of its keys' slot (0: no kind)
 	fkPing
 	fkEcho
 	fkSum   // multi-key, integer replies summed (DEL, UNLINK, EXISTS, TOUCH)
@@ -43,12 +42,9 @@ func buildFastTable(t *cmdTable) map[string]*fastCmd {
 		}
 		m[name] = &fastCmd{kind: fkKeyed, info: info, label: info.name}
 	}
-	for name, k := range map[string]struct {
-		kind  fastKind
-		group int
-	}{"mget": {fkMGET, 1}, "mset": {fkAllOK, 2}, "del": {fkSum, 1}, "unlink": {fkSum, 1}, "exists": {fkSum, 1}, "touch": {fkSum, 1}} {
+	for name, mk := range multiKeyCmds {
 		if info := t.m[name]; info != nil {
-			m[name] = &fastCmd{kind: k.kind, info: info, label: info.name, group: k.group}
+			m[name] = &fastCmd{kind: mk.merge, info: info, label: info.name, group: mk.group}
 		}
 	}
 	for name, kind := range map[string]fastKind{"ping": fkPing, "echo": fkEcho} {
@@ -83,9 +79,6 @@ func (l *loop) fastLookup(name []byte) *fastCmd {
 // dispatch serves one command of a loop client. It reports false, and does nothing, when
 // the command must wait until the client's earlier commands are answered (ordered).
 func (c *lclient) dispatch(args [][]byte, raw []byte) bool {
-	if debugLoop {
-		println("dispatch", string(bytes.Join(args, []byte(" "))), raw != nil, c.simple)
-	}
 	callPanicHook("loop", args)
 	l := c.l
 	s := l.s
@@ -164,18 +157,7 @@ func (c *lclient) target(slot int, info *cmdInfo) (*node, bool) {
 
 // pick returns the node of m that serves slot for info (read-from), nil if none may.
 func (c *lclient) pick(m *slotMap, slot int, info *cmdInfo) *node {
-	if rf := c.l.s.conf().ReadFrom; rf != "master" && info.flags&(flagReadonly|flagWrite) == flagReadonly {
-		reps := m.replicas[m.owner[slot]]
-		for i := range reps {
-			if n := reps[(c.ss.id+uint64(i))%uint64(len(reps))]; !n.down.Load() {
-				return n
-			}
-		}
-		if rf == "replica" {
-			return nil
-		}
-	}
-	return m.master(slot)
+	return m.nodeFor(slot, info, c.l.s.conf().ReadFrom, c.ss.id)
 }
 
 func (c *lclient) sendKeyed(fc *fastCmd, args [][]byte, raw []byte) bool {
@@ -185,12 +167,10 @@ func (c *lclient) sendKeyed(fc *fastCmd, args [][]byte, raw []byte) bool {
 	if len(idx) == 0 {
 		return c.slow(args, raw)
 	}
-	slot := KeySlot(args[idx[0]])
-	for _, i := range idx[1:] {
-		if KeySlot(args[i]) != slot {
-			c.localReply(fc, errCrossSlot)
-			return true
-		}
+	slot, cross := keysSlot(args, idx)
+	if cross {
+		c.localReply(fc, errCrossSlot)
+		return true
 	}
 	n, ok := c.target(slot, info)
 	if !ok {
@@ -387,5 +367,3 @@ func parseIntReply(rep []byte) (int64, bool) {
 	}
 	return parseLen(rep[1 : len(rep)-2])
 }
-
-var debugLoop = false

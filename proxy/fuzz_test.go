@@ -98,7 +98,7 @@ func FuzzClientRequest(f *testing.F) {
 					raw = appendCommand(nil, args...) // as runSlow frames an inline command
 				}
 				r := ss.newRequest(args, raw)
-				if r.slot >= NumSlots || r.slot < -2 {
+				if r.slot >= NumSlots || r.slot < slotQuit {
 					t.Fatalf("slot %d", r.slot)
 				}
 				if info := ss.s.cl.cmds.lookup(args[0]); info != nil {
@@ -149,29 +149,30 @@ func FuzzReplyFramer(f *testing.F) {
 	})
 }
 
-// TestOutputLimitSoft covers the soft limit: over it for SoftFor disconnects, going back
-// under it resets the clock.
-func TestOutputLimitSoft(t *testing.T) {
-	var o outBuffer
+// TestOutputLimitPolicy covers the one output-limit policy: over the hard limit at once;
+// over the soft limit for SoftFor disconnects; going back under it resets the clock.
+func TestOutputLimitPolicy(t *testing.T) {
 	lim := config.OutputLimit{Hard: 1000, Soft: 100, SoftFor: 50 * time.Millisecond}
-	if why := o.over(1001, lim); why != "hard" {
-		t.Fatalf("over hard: %q", why)
+	ms := int64(time.Millisecond)
+	var since int64
+	for i, tc := range []struct {
+		held int64
+		at   int64 // ms
+		want string
+	}{
+		{1001, 0, "hard"},
+		{150, 1, ""},       // just over soft: the clock starts
+		{150, 40, ""},      // over soft for 39 ms
+		{50, 60, ""},       // back under soft: the clock stops
+		{150, 70, ""},      // over soft again: the clock restarts
+		{150, 110, ""},     // 40 ms
+		{150, 120, "soft"}, // 50 ms
+	} {
+		if got := outputOver(tc.held, lim, &since, tc.at*ms); got != tc.want {
+			t.Fatalf("step %d: outputOver(%d at %d ms) = %q, want %q", i, tc.held, tc.at, got, tc.want)
+		}
 	}
-	if why := o.over(150, lim); why != "" {
-		t.Fatalf("just over soft: %q", why)
-	}
-	time.Sleep(60 * time.Millisecond)
-	if why := o.over(50, lim); why != "" {
-		t.Fatalf("back under soft: %q", why)
-	}
-	if why := o.over(150, lim); why != "" {
-		t.Fatalf("over soft again, clock restarted: %q", why)
-	}
-	time.Sleep(60 * time.Millisecond)
-	if why := o.over(150, lim); why != "soft" {
-		t.Fatalf("over soft for 60ms: %q", why)
-	}
-	if why := o.over(1<<40, config.OutputLimit{}); why != "" {
-		t.Fatalf("no limits: %q", why)
+	if got := outputOver(1<<40, config.OutputLimit{}, &since, 0); got != "" {
+		t.Fatalf("no limits: %q", got)
 	}
 }

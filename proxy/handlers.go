@@ -3,11 +3,12 @@ package proxy
 import (
 	"bytes"
 	"fmt"
-	"hash/fnv"
-	"strconv"
 	"strings"
-	"time"
 )
+
+// Handler combinators of the commands table (dispatch.go): answered locally, run in the
+// slow path with session state, behind a configuration switch, by subcommand, and fanned
+// out to every master or every node with the merges of their replies.
 
 // rememberScript records a SCRIPT LOAD body for NOSCRIPT recovery.
 func rememberScript(h handler) handler {
@@ -74,13 +75,7 @@ func fanout(merge func(parts []*request, replies [][]byte) []byte) handler {
 		if m == nil {
 			return false
 		}
-		parts := make([]*request, len(m.masters))
-		for i, n := range m.masters {
-			parts[i] = &request{info: r.info, args: r.args, raw: r.raw, slot: -1, pinned: n, done: make(chan struct{}, 1), start: r.start}
-			ss.dispatch(parts[i])
-		}
-		r.parts = parts
-		r.merge = func(replies [][]byte) []byte { return merge(parts, replies) }
+		fanoutTo(ss, r, m.masters, r.args, merge)
 		return true
 	}
 }
@@ -218,27 +213,6 @@ func mergeNodeAnd(parts []*request, replies [][]byte) []byte {
 	return out
 }
 
-// callNode sends args to node n and waits for the final reply.
-func (ss *session) callNode(n *node, args ...[]byte) []byte {
-	r := &request{args: args, raw: appendCommand(nil, args...), slot: -1, pinned: n, start: time.Now()}
-	return ss.call(r)
-}
-
-func execRandomKey(ss *session, r *request) []byte {
-	m := ss.s.cl.smap.Load()
-	if m == nil {
-		return errorReply("ERR proxy: " + ErrNoSlotMap.Error())
-	}
-	start := int(time.Now().UnixNano() % int64(len(m.masters)))
-	for i := range m.masters {
-		rep := ss.callNode(m.masters[(start+i)%len(m.masters)], r.args...)
-		if !bytes.Equal(rep, replyNil) {
-			return rep
-		}
-	}
-	return replyNil
-}
-
 // SCAN walks the cluster by slot with one cursor that stays a plain unsigned integer, as
 // clients expect. The cursor holds a slot boundary S (every slot below S is done), the
 // cursor of the node N that owns S, and a hash of the slots N owned when its scan began.
@@ -253,166 +227,94 @@ const (
 	scanNodeBits = 64 - scanSlotBits - scanHashBits
 )
 
-// nodeSlots is a node's own view of the slots it serves (from CLUSTER NODES, myself line).
-type nodeSlots struct {
-	owns   [NumSlots]bool
-	moving [NumSlots]bool // migrating out or importing in
-	hash   uint64
+// everyNode returns the masters and their replicas, each once.
+func (m *slotMap) everyNode() []*node {
+	seen := map[*node]bool{}
+	var out []*node
+	add := func(n *node) {
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	for i, n := range m.masters {
+		add(n)
+		for _, rn := range m.replicas[i] {
+			add(rn)
+		}
+	}
+	return out
 }
 
-func parseMyself(text string) (*nodeSlots, bool) {
-	for _, line := range strings.Split(text, "\n") {
-		f := strings.Fields(line)
-		if len(f) < 8 || !strings.Contains(f[2], "myself") {
+// fanoutTo sends args to each of nodes in parallel and merges the replies in finish.
+func fanoutTo(ss *session, r *request, nodes []*node, args [][]byte, merge func(parts []*request, replies [][]byte) []byte) {
+	raw := appendCommand(nil, args...)
+	parts := make([]*request, len(nodes))
+	for i, n := range nodes {
+		parts[i] = &request{info: r.info, args: args, raw: raw, slot: -1, pinned: n, done: make(chan struct{}, 1), start: r.start}
+		ss.dispatch(parts[i])
+	}
+	r.parts = parts
+	r.merge = func(replies [][]byte) []byte { return merge(parts, replies) }
+}
+
+// fanoutEveryNode sends the command to every node, masters and replicas.
+func fanoutEveryNode(merge func(parts []*request, replies [][]byte) []byte) func(ss *session, r *request) bool {
+	return func(ss *session, r *request) bool {
+		m := ss.s.cl.smap.Load()
+		if m == nil {
+			return false
+		}
+		fanoutTo(ss, r, m.everyNode(), r.args, merge)
+		return true
+	}
+}
+
+// nodesError returns nil when every reply satisfies ok; the common error when every node
+// gave the same one (it is Redis's answer, e.g. to a bad argument); otherwise an error
+// naming the nodes that did not agree.
+func nodesError(parts []*request, replies [][]byte, ok func([]byte) bool) []byte {
+	var failed []string
+	var first []byte
+	same := true
+	for i, rep := range replies {
+		if ok(rep) {
 			continue
 		}
-		ns := &nodeSlots{}
-		h := fnv.New64a()
-		for _, tok := range f[8:] {
-			h.Write([]byte(tok))
-			h.Write([]byte{' '})
-			if strings.HasPrefix(tok, "[") {
-				n, _, _ := strings.Cut(strings.TrimPrefix(tok, "["), "-")
-				if s, err := strconv.Atoi(n); err == nil && s >= 0 && s < NumSlots {
-					ns.moving[s] = true
-				}
-				continue
-			}
-			lo, hi, rng := strings.Cut(tok, "-")
-			a, err1 := strconv.Atoi(lo)
-			b := a
-			var err2 error
-			if rng {
-				b, err2 = strconv.Atoi(hi)
-			}
-			if err1 != nil || err2 != nil || a < 0 || b >= NumSlots || a > b {
-				return nil, false
-			}
-			for s := a; s <= b; s++ {
-				ns.owns[s] = true
-			}
+		failed = append(failed, parts[i].pinned.addr)
+		if first == nil {
+			first = rep
+		} else if !bytes.Equal(rep, first) {
+			same = false
 		}
-		ns.hash = h.Sum64() & (1<<scanHashBits - 1)
-		return ns, true
 	}
-	return nil, false
+	if first == nil {
+		return nil
+	}
+	if len(failed) == len(parts) && same && first[0] == '-' {
+		return first
+	}
+	msg := strings.TrimSpace(string(first))
+	if msg != "" && msg[0] == '-' {
+		msg = strings.TrimPrefix(msg[1:], "ERR proxy: ")
+	}
+	return errorReply(fmt.Sprintf("ERR proxy: %d of %d nodes did not agree (%s): %s", len(failed), len(parts), strings.Join(failed, ", "), msg))
 }
 
-// nodeView asks n for its own slots.
-func (ss *session) nodeView(n *node) (*nodeSlots, []byte) {
-	rep := ss.callNode(n, []byte("CLUSTER"), []byte("NODES"))
-	text, ok := bulkValue(rep)
-	if !ok {
-		if len(rep) > 0 && rep[0] == '-' {
-			return nil, rep
-		}
-		return nil, errorReply("ERR proxy: unexpected CLUSTER NODES reply from " + n.addr)
-	}
-	ns, ok := parseMyself(text)
-	if !ok {
-		return nil, errorReply("ERR proxy: cannot parse CLUSTER NODES from " + n.addr)
-	}
-	return ns, nil
-}
+func isOK(rep []byte) bool { return bytes.Equal(rep, replyOK) }
 
-func scanReply(cursor uint64, elems []byte) []byte {
-	b := appendArrayHeader(nil, 2)
-	b = appendBulkString(b, strconv.FormatUint(cursor, 10))
-	if elems == nil {
-		return appendArrayHeader(b, 0)
-	}
-	return append(b, elems...)
-}
+func isInt(rep []byte) bool { return len(rep) > 0 && rep[0] == ':' }
 
-func execScan(ss *session, r *request) []byte {
-	if len(r.args) < 2 {
-		return wrongArgs("scan")
-	}
-	cur, err := strconv.ParseUint(string(r.args[1]), 10, 64)
-	if err != nil {
-		return errorReply("ERR invalid cursor")
-	}
-	slot, hash, nodeCur := 0, uint64(0), uint64(0)
-	if cur != 0 {
-		f := int(cur & (1<<scanSlotBits - 1))
-		if f == 0 || f > NumSlots {
-			return errorReply("ERR invalid cursor")
-		}
-		slot = f - 1
-		hash = (cur >> scanSlotBits) & (1<<scanHashBits - 1)
-		nodeCur = cur >> (scanSlotBits + scanHashBits)
-	}
-	m := ss.s.cl.smap.Load()
-	if m == nil {
-		return errorReply("ERR proxy: " + ErrNoSlotMap.Error())
-	}
-	n := m.master(slot)
-	same := uint64(slot + 1) // this slot again, from the start of its owner's scan
-	if nodeCur == 0 {
-		ns, e := ss.nodeView(n)
-		if e != nil {
-			return e
-		}
-		if !ns.owns[slot] {
-			// Stale map: nothing scanned; come back when it is refreshed.
-			ss.s.cl.requestRefresh(refreshMoved)
-			ss.sleep(ss.s.conf().TryagainBackoff)
-			return scanReply(same, nil)
-		}
-		hash = ns.hash
-	}
-	args := append([][]byte{r.args[0], []byte(strconv.FormatUint(nodeCur, 10))}, r.args[2:]...)
-	rep := ss.callNode(n, args...)
-	elems, ok := splitArray(rep)
-	if !ok || len(elems) != 2 {
-		if len(rep) > 0 && rep[0] == '-' {
-			return rep
-		}
-		return errorReply("ERR proxy: unexpected SCAN reply")
-	}
-	nextStr, ok := bulkValue(elems[0])
-	if !ok {
-		return errorReply("ERR proxy: unexpected SCAN reply")
-	}
-	next, err := strconv.ParseUint(nextStr, 10, 64)
-	if err != nil || next >= 1<<scanNodeBits {
-		return errorReply("ERR proxy: node cursor out of range")
-	}
-	if next != 0 {
-		return scanReply(next<<(scanSlotBits+scanHashBits)|hash<<scanSlotBits|uint64(slot+1), elems[1])
-	}
-	// n's scan is complete: move the boundary past what it owned throughout.
-	ns, e := ss.nodeView(n)
-	if e != nil {
+func mergeNodesOK(parts []*request, replies [][]byte) []byte {
+	if e := nodesError(parts, replies, isOK); e != nil {
 		return e
 	}
-	if ns.hash != hash {
-		ss.s.cl.requestRefresh(refreshMoved)
-		return scanReply(same, elems[1])
-	}
-	end := slot
-	for end < NumSlots && ns.owns[end] && !ns.moving[end] {
-		end++
-	}
-	switch {
-	case end == NumSlots:
-		return scanReply(0, elems[1])
-	case end == slot:
-		// slot itself is migrating: its keys may be on either side; scan again.
-		ss.sleep(ss.s.conf().TryagainBackoff)
-		return scanReply(same, elems[1])
-	}
-	return scanReply(uint64(end+1), elems[1])
+	return replyOK
 }
 
-// bulkValue returns the string in a bulk string reply.
-func bulkValue(b []byte) (string, bool) {
-	if len(b) < 4 || b[0] != '$' {
-		return "", false
+func mergeNodesSum(parts []*request, replies [][]byte) []byte {
+	if e := nodesError(parts, replies, isInt); e != nil {
+		return e
 	}
-	i := bytes.IndexByte(b, '\n')
-	if i < 0 || i+1 > len(b)-2 {
-		return "", false // nil bulk
-	}
-	return string(b[i+1 : len(b)-2]), true
+	return mergeSum(nil, replies, 0)
 }

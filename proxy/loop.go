@@ -246,7 +246,9 @@ func (l *loop) tick() {
 		}
 		c.checkAuthDeadline(cfg.ClientAuthTimeout)
 		if !c.closed {
-			c.checkOutputSoft()
+			if c.softSince != 0 { // over the soft limit: judged again as time passes
+				c.checkOutput()
+			}
 			c.fifo.trim()
 		}
 	}

@@ -42,16 +42,6 @@ type Metrics struct {
 	buildInfo       *prometheus.GaugeVec
 
 	sec secMetrics // security counters (docs/security.md)
-
-	// shared holds the request-path counters (commands, latencies, client bytes, pipeline
-	// depth, backend round trips) of the slow path's goroutines; the event
-	// loops keep their own, and statsCollector exports the sum (stats.go).
-	shared *sharedStats
-}
-
-// commandDone counts one answered command and its latency.
-func (m *Metrics) commandDone(command, result string, d time.Duration) {
-	m.shared.command(command, result, d)
 }
 
 // latencyBuckets cover 100 µs to 2.5 s: a proxied command on a LAN takes a few hundred µs.

@@ -5,6 +5,23 @@ import (
 	"strconv"
 )
 
+// multiKeyCmds are the commands whose keys may span slots, as data: how many arguments go
+// with each key, and how the replies of the parts (one per slot) merge. The one table of
+// them: the event loops split and merge them in place (fast.go: sendMulti, partDone), the
+// slow path (a read-only user's MGET, a client with CLIENT REPLY OFF …) with splitKeys.
+var multiKeyCmds = map[string]struct {
+	group int
+	merge fastKind
+}{
+	"mget": {1, fkMGET}, "mset": {2, fkAllOK},
+	"del": {1, fkSum}, "unlink": {1, fkSum}, "exists": {1, fkSum}, "touch": {1, fkSum},
+}
+
+// mergeFuncs are the slow path's merges of multiKeyCmds' kinds.
+var mergeFuncs = map[fastKind]func(parts []*request, replies [][]byte, keys int) []byte{
+	fkMGET: mergeMGET, fkAllOK: mergeAllOK, fkSum: mergeSum,
+}
+
 // splitKeys handles commands of the form CMD key [arg…] key [arg…] … (group arguments per
 // key) whose keys may span slots: one sub-request per slot, sent in parallel, merged in
 // request order. Keys in one slot stay one command, so a single-slot call is unchanged.

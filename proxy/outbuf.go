@@ -1,67 +1,72 @@
 package proxy
 
 import (
-	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
 )
 
-// outBuffer accounts the reply bytes the proxy holds for one client: replies received from
-// the cluster (or Pub/Sub messages) that are not yet written to the client's socket. A
-// client that does not read its replies makes it grow; over client-output-buffer-limit
+// Output-buffer limits. A client's held bytes are what the proxy keeps for it and has not
+// written to its socket: on its event loop, the replies in its output buffer and the
+// completed replies waiting for earlier ones (lclient.pendingOut); in the slow path's
+// goroutines, replies received and not yet handed to the loop and Pub/Sub messages not yet
+// pulled (session.out). Over client-output-buffer-limit
 // (client-output-buffer-limit-pubsub in Pub/Sub mode) the client is disconnected, as Redis
-// does, so one slow consumer cannot make the proxy's memory grow without bound.
-type outBuffer struct {
-	bytes     atomic.Int64
-	mu        sync.Mutex
-	softSince time.Time // when bytes first went over the soft limit (zero: under it)
-	killed    atomic.Bool
-}
+// does, so one slow consumer cannot make the proxy's memory grow without bound. One
+// policy, outputOver, judges the sum, always on the client's loop (lclient.checkOutput):
+// when bytes are added there, on the loop's tick (a client stuck over the soft limit), and
+// when the slow path holds more than a limit (session.addOut asks the loop to check).
 
-// addOut accounts n more bytes held for the client and enforces the limit.
-func (ss *session) addOut(n int64) {
-	v := ss.out.bytes.Add(n)
-	cfg := ss.s.conf()
-	lim, class := cfg.OutputLimit, "normal"
-	if ss.inPubSub.Load() {
-		lim, class = cfg.OutputLimitPubSub, "pubsub"
-	}
-	if why := ss.out.over(v, lim); why != "" {
-		ss.overflow(class, why, v)
-	}
-}
-
-// over reports which limit v exceeds ("hard", "soft" or "").
-func (o *outBuffer) over(v int64, lim config.OutputLimit) string {
-	if lim.Hard > 0 && v > lim.Hard {
+// outputOver reports which limit held exceeds: "hard" at once, "soft" once held has stayed
+// over the soft limit for lim.SoftFor. *softSince (unix nanoseconds, 0: under the soft
+// limit) is the client's soft-limit clock; now is the current time.
+func outputOver(held int64, lim config.OutputLimit, softSince *int64, now int64) string {
+	if lim.Hard > 0 && held > lim.Hard {
 		return "hard"
 	}
-	if lim.Soft <= 0 {
+	if lim.Soft <= 0 || held <= lim.Soft {
+		*softSince = 0
 		return ""
 	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if v <= lim.Soft {
-		o.softSince = time.Time{}
-		return ""
+	if *softSince == 0 {
+		*softSince = now
 	}
-	if o.softSince.IsZero() {
-		o.softSince = time.Now()
-	}
-	if time.Since(o.softSince) >= lim.SoftFor {
+	if now-*softSince >= int64(lim.SoftFor) {
 		return "soft"
 	}
 	return ""
 }
 
-// releaseOut accounts n bytes as written (or dropped).
+// outBuffer counts the bytes the slow path holds for one client (see above).
+type outBuffer struct {
+	bytes atomic.Int64
+	asked atomic.Bool // a check was posted to the loop and has not run yet
+}
+
+// addOut accounts n more bytes held by the slow path for the client; past a limit it asks
+// the client's loop to apply the policy.
+func (ss *session) addOut(n int64) {
+	v := ss.out.bytes.Add(n)
+	cfg := ss.s.conf()
+	lim := cfg.OutputLimit
+	if ss.inPubSub.Load() {
+		lim = cfg.OutputLimitPubSub
+	}
+	if (lim.Hard > 0 && v > lim.Hard || lim.Soft > 0 && v > lim.Soft) && !ss.out.asked.Swap(true) {
+		if lc, ok := ss.conn.(*loopConn); ok && lc.c != nil {
+			c := lc.c
+			c.l.post(func() {
+				ss.out.asked.Store(false)
+				c.checkOutput()
+			})
+		}
+	}
+}
+
+// releaseOut accounts n bytes as handed to the loop (or dropped).
 func (ss *session) releaseOut(n int64) {
-	if n != 0 && ss.out.bytes.Add(-n) <= 0 {
-		ss.out.mu.Lock()
-		ss.out.softSince = time.Time{}
-		ss.out.mu.Unlock()
+	if n != 0 {
+		ss.out.bytes.Add(-n)
 	}
 }
 
@@ -73,18 +78,6 @@ func (ss *session) releaseReq(r *request) {
 		ss.releaseOut(p.counted)
 		p.counted = 0
 	}
-}
-
-// overflow disconnects the client once, counting it.
-func (ss *session) overflow(class, why string, held int64) {
-	if ss.out.killed.Swap(true) {
-		return
-	}
-	ss.s.metrics.outputLimitClosed.WithLabelValues(class).Inc()
-	ss.log().Warn("client output buffer limit reached; closing the client", "client_id", ss.id,
-		"addr", ss.conn.RemoteAddr().String(), "class", class, "limit", why, "held_bytes", held)
-	ss.cancel()
-	ss.conn.Close()
 }
 
 // pushMsg queues a Pub/Sub message for the writer; it reports false once the session ended.

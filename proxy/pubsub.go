@@ -548,3 +548,16 @@ func keysOf(m map[string]bool) [][]byte {
 	}
 	return out
 }
+
+// pubsubStage is the Pub/Sub stage of newRequest: in RESP3 a subscribed client may run
+// any command (as in Redis), so only the subscribe family is Pub/Sub's.
+func (ss *session) pubsubStage(r *request) bool {
+	if ss.resp3.Load() {
+		switch lowerName(r.args[0]) {
+		case "subscribe", "psubscribe", "ssubscribe", "unsubscribe", "punsubscribe", "sunsubscribe":
+		default:
+			return false
+		}
+	}
+	return ss.pubsubRequest(r)
+}

@@ -395,19 +395,6 @@ func pushFrames(msg []byte) []byte {
 	return toRESP3([][]byte{[]byte("subscribe")}, nil, msg)
 }
 
-// pubsubStage is the Pub/Sub stage of newRequest: in RESP3 a subscribed client may run
-// any command (as in Redis), so only the subscribe family is Pub/Sub's.
-func (ss *session) pubsubStage(r *request) bool {
-	if ss.resp3.Load() {
-		switch lowerName(r.args[0]) {
-		case "subscribe", "psubscribe", "ssubscribe", "unsubscribe", "punsubscribe", "sunsubscribe":
-		default:
-			return false
-		}
-	}
-	return ss.pubsubRequest(r)
-}
-
 // resp3Nulls re-encodes the nulls of a RESP2 reply ($-1, *-1, also nested) as RESP3's _:
 // the only difference for the commands the event loops serve to RESP3 clients. A reply
 // without "-1" is returned as is, without parsing.

@@ -52,7 +52,6 @@ type Server struct {
 	loops     []*loop
 	nextLoop  atomic.Uint32
 	fast      atomic.Pointer[map[string]*fastCmd]
-	stats     sharedStats
 	epMu      sync.Mutex
 	endpoints []*Endpoint // one per VIP (endpoint.go)
 
@@ -74,7 +73,6 @@ func NewServer(cfg *Config, log *slog.Logger, reg prometheus.Registerer) *Server
 	ctx, cancel := context.WithCancel(context.Background())
 	m := NewMetrics(reg)
 	s := &Server{
-		stats:    sharedStats{st: newStatSet()},
 		log:      log,
 		metrics:  m,
 		ctx:      ctx,
@@ -85,7 +83,6 @@ func NewServer(cfg *Config, log *slog.Logger, reg prometheus.Registerer) *Server
 	c := *cfg
 	s.cfgp.Store(&c)
 	s.setDeny(c.DenyCommands)
-	m.shared = &s.stats
 	s.cl = newCluster(ctx, &s.cfgp, log, m)
 	ft := buildFastTable(s.cl.cmds)
 	s.fast.Store(&ft)

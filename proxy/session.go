@@ -87,18 +87,13 @@ func (ss *session) target(r *request) (*node, error) {
 	if r.slot < 0 {
 		return m.masters[rand.IntN(len(m.masters))], nil
 	}
-	if rf := ss.s.conf().ReadFrom; rf != "master" && r.info != nil && r.info.flags&(flagReadonly|flagWrite) == flagReadonly && !r.asking {
-		reps := m.replicas[m.owner[r.slot]]
-		for i := range reps {
-			if n := reps[(ss.id+uint64(i))%uint64(len(reps))]; !n.down.Load() {
-				return n, nil
-			}
-		}
-		if rf == "replica" {
-			return nil, fmt.Errorf("%w: no reachable replica serves slot %d (read-from replica)", ErrNotSent, r.slot)
-		}
+	if r.asking { // an ASK goes to the master it names
+		return m.master(r.slot), nil
 	}
-	return m.master(r.slot), nil
+	if n := m.nodeFor(r.slot, r.info, ss.s.conf().ReadFrom, ss.id); n != nil {
+		return n, nil
+	}
+	return nil, fmt.Errorf("%w: no reachable replica serves slot %d (read-from replica)", ErrNotSent, r.slot)
 }
 
 // send dispatches a command the reader just read, unless it could overtake an earlier
@@ -183,13 +178,9 @@ func (ss *session) finish(r *request) []byte {
 	default:
 		reply = ss.await(r)
 	}
-	result := "ok"
-	if len(reply) > 0 && reply[0] == '-' {
-		result = "error"
-	} else if r.redirected {
-		result = "redirected"
+	if r.slot >= 0 && r.info != nil && r.info.first > 0 && r.info.first < len(r.args) {
+		ss.s.hot.observe(r.args[r.info.first])
 	}
-	reply = ss.account(r, result, reply)
 	if r.resp3 {
 		reply = toRESP3(r.args, r.queued, reply)
 	}
@@ -385,41 +376,4 @@ func (ss *session) slowlogClient() (name, addr string) {
 		ss.remote = ss.conn.RemoteAddr().String()
 	}
 	return ss.cs.name, ss.remote
-}
-
-// account records metrics, the slow log and the hot key sample for a finished command
-// and returns its reply.
-func (ss *session) account(r *request, result string, reply []byte) []byte {
-	name := commandLabel(ss.s.cl.cmds, r)
-	d := time.Since(r.start)
-	ss.lastCmd.Store(time.Now().UnixNano())
-	ss.s.metrics.commandDone(name, result, d)
-	if cfg := ss.s.conf(); d >= cfg.SlowlogSlowerThan && cfg.SlowlogSlowerThan >= 0 && cfg.SlowlogMaxLen > 0 {
-		node := ""
-		if r.node != nil {
-			node = r.node.addr
-		}
-		cname, addr := ss.slowlogClient()
-		ss.s.slow.add(cfg.SlowlogMaxLen, slowEntry{at: r.start, duration: d, args: r.args, client: addr, name: cname, node: node})
-	}
-	if r.slot >= 0 && r.info != nil && r.info.first > 0 && r.info.first < len(r.args) {
-		ss.s.hot.observe(r.args[r.info.first])
-	}
-	return reply
-}
-
-// learnOwner records that slot moved to n (from a MOVED reply) and asks for a full refresh.
-// A MOVED that agrees with the map (a command sent to an arbitrary node) changes nothing.
-func (c *cluster) learnOwner(slot int, n *node) {
-	for {
-		old := c.smap.Load()
-		if old == nil || old.master(slot) == n {
-			return
-		}
-		if c.smap.CompareAndSwap(old, old.withOwner(slot, n)) {
-			break
-		}
-	}
-	c.ownerChanges.notify()
-	c.requestRefresh(refreshMoved)
 }

@@ -405,3 +405,39 @@ func resolveAddr(addr, from string) string {
 	}
 	return addr
 }
+
+// nodeFor returns the node of m that serves slot for a command with info, by read-from
+// (readFrom): for a read-only command, a reachable replica when reads may go to replicas
+// (chosen by the client's id, so that one client keeps reading from one replica); else
+// the master. It returns nil when read-from is replica and no replica is reachable. The
+// one node choice of the fast and the slow path.
+func (m *slotMap) nodeFor(slot int, info *cmdInfo, readFrom string, client uint64) *node {
+	if readFrom != "master" && info != nil && info.flags&(flagReadonly|flagWrite) == flagReadonly {
+		reps := m.replicas[m.owner[slot]]
+		for i := range reps {
+			if n := reps[(client+uint64(i))%uint64(len(reps))]; !n.down.Load() {
+				return n
+			}
+		}
+		if readFrom == "replica" {
+			return nil
+		}
+	}
+	return m.master(slot)
+}
+
+// learnOwner records that slot moved to n (from a MOVED reply) and asks for a full refresh.
+// A MOVED that agrees with the map (a command sent to an arbitrary node) changes nothing.
+func (c *cluster) learnOwner(slot int, n *node) {
+	for {
+		old := c.smap.Load()
+		if old == nil || old.master(slot) == n {
+			return
+		}
+		if c.smap.CompareAndSwap(old, old.withOwner(slot, n)) {
+			break
+		}
+	}
+	c.ownerChanges.notify()
+	c.requestRefresh(refreshMoved)
+}

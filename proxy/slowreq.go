@@ -7,7 +7,7 @@ type request struct {
 	info    *cmdInfo
 	args    [][]byte
 	raw     []byte // RESP encoding of args
-	slot    int    // -1: no key
+	slot    int    // -1: no key; slotQuit: QUIT, close after the reply
 	asking  bool   // send ASKING first (one-shot, after an ASK redirection)
 	barrier bool   // the reader waits until the writer has finished this request
 	direct  bool   // sent on a dedicated connection (blocking commands)
@@ -52,6 +52,9 @@ func (r *request) complete(reply []byte, err error) {
 
 // discard is pushed in front of a request sent with ASKING; its reply (+OK) is dropped.
 var discard = &request{}
+
+// slotQuit in request.slot marks QUIT: the client is closed once the reply is written.
+const slotQuit = -2
 
 // closedDone is the done channel of a request answered at once.
 func closedDone() chan struct{} {

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -10,8 +9,8 @@ import (
 
 // The request-path metrics (commands, latencies, client bytes, pipeline depth, backend round
 // trips) are counted without locks or atomics by the event loop that serves the request,
-// in the loop's own statSet, and by the slow path's goroutines in one shared,
-// locked statSet. statsCollector adds them up when Prometheus scrapes: it asks every loop
+// in the loop's own statSet (a slow-path command is counted by its client's loop when its
+// reply comes back). statsCollector adds them up when Prometheus scrapes: it asks every loop
 // for a copy of its counters (a task run between two passes), so a scrape sees every
 // command answered before it, exactly.
 
@@ -133,37 +132,6 @@ func (st *statSet) addTo(sum *statSet) {
 	}
 }
 
-// sharedStats is the locked statSet of the slow path's goroutines.
-type sharedStats struct {
-	mu sync.Mutex
-	st *statSet
-}
-
-func (s *sharedStats) command(label, result string, d time.Duration) {
-	s.mu.Lock()
-	s.st.command(label, result, d)
-	s.mu.Unlock()
-}
-
-func (s *sharedStats) bytes(in, out int) {
-	s.mu.Lock()
-	s.st.bytesIn += uint64(in)
-	s.st.bytesOut += uint64(out)
-	s.mu.Unlock()
-}
-
-func (s *sharedStats) pipelineDepth(n int) {
-	s.mu.Lock()
-	s.st.pipeline.observe(pipelineBuckets, float64(n))
-	s.mu.Unlock()
-}
-
-func (s *sharedStats) backendRTT(node string, d time.Duration) {
-	s.mu.Lock()
-	s.st.backendRTT(node, d)
-	s.mu.Unlock()
-}
-
 var (
 	pipelineBuckets = []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512}
 
@@ -214,12 +182,9 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// statsSnapshot adds up the shared statSet and every loop's (each copied by its loop).
+// statsSnapshot adds up every loop's statSet (each copied by its loop).
 func (s *Server) statsSnapshot() *statSet {
 	sum := newStatSet()
-	s.stats.mu.Lock()
-	s.stats.st.addTo(sum)
-	s.stats.mu.Unlock()
 	for _, l := range s.loops {
 		part := newStatSet()
 		if l.call(func() { l.stats.addTo(part) }, time.Second) {
