@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"crypto/subtle"
-	"fmt"
 )
 
 // authRequired reports whether clients must authenticate.
@@ -69,15 +68,7 @@ func (ss *session) authGate(r *request) []byte {
 		return replyNoAuth
 	}
 	if ss.readonly {
-		deny := readonlyDenied[name]
-		if !deny && len(r.args) > 1 && (name == "script" || name == "function") {
-			sub := lowerName(r.args[1])
-			deny = sub != "exists" && sub != "list" && sub != "stats" && sub != "dump" && sub != "help"
-			name += "|" + sub
-		}
-		if info := ss.s.cl.cmds.lookup(r.args[0]); deny || info != nil && info.flags&flagWrite != 0 {
-			return errorReply(fmt.Sprintf("NOPERM User has no permissions to run the '%s' command", name))
-		}
+		return ss.s.readonlyRefusal(r.args) // deny by default (readonly.go)
 	}
 	return nil
 }

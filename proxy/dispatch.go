@@ -157,7 +157,7 @@ func (ss *session) stages(args [][]byte, raw []byte) *request {
 		return r
 	}
 	r.done = make(chan struct{}, 1)
-	r.info = ss.s.cl.cmds.lookup(args[0])
+	r.info = ss.s.cl.cmds.Load().lookup(args[0])
 	if raw[0] != '*' {
 		r.raw = appendCommand(nil, args...)
 	}

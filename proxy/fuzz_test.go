@@ -116,7 +116,7 @@ func FuzzClientRequest(f *testing.F) {
 				if r.slot >= NumSlots || r.slot < -2 {
 					t.Fatalf("slot %d", r.slot)
 				}
-				if info := ss.s.cl.cmds.lookup(c.Args[0]); info != nil {
+				if info := ss.s.cl.cmds.Load().lookup(c.Args[0]); info != nil {
 					idx, _ := info.keyIndexes(c.Args, make([]int, 0, 4))
 					for _, k := range idx {
 						if k <= 0 || k >= len(c.Args) {

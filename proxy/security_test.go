@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
@@ -407,5 +408,150 @@ func TestHelloSetnameNeedsAuth(t *testing.T) {
 	}
 	if strings.Contains(list, "name=root") || strings.Contains(list, "10.0.0.1") {
 		t.Fatalf("forged entry listed:\n%s", list)
+	}
+}
+
+// TestReadOnlyDeniesByDefault (issue 28, finding 7): a read-only user may run what the
+// command table (with subcommand flags) marks read-only and a list of safe proxy commands;
+// everything else is refused, also with enable-admin-commands.
+func TestReadOnlyDeniesByDefault(t *testing.T) {
+	c := sharedCluster(t)
+	p := startProxy(t, c, func(cfg *config.Config) {
+		cfg.RequirePass = "s3cret"
+		cfg.EnableAdminCommands = true
+		cfg.Users = []config.User{{Name: "ro", Password: "ropw", ReadOnly: true}}
+	})
+	ctx := context.Background()
+	rw := p.client(t, func(o *redis.Options) { o.Password = "s3cret" })
+	if err := rw.XAdd(ctx, &redis.XAddArgs{Stream: "rostream", ID: "1-1", Values: []string{"f", "v"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	rw.Set(ctx, "rokey", "v", 0)
+	r := dialRaw(t, p.addr)
+	r.send(cmd("AUTH", "ro", "ropw"))
+	if got := r.line(); got != "+OK" {
+		t.Fatal(got)
+	}
+	for _, args := range [][]string{
+		{"XGROUP", "CREATE", "rostream", "g1", "$"},
+		{"XGROUP", "DESTROY", "rostream", "g1"},
+		{"ZRANGESTORE", "{z}dst", "{z}src", "0", "-1"},
+		{"BITFIELD", "rokey", "SET", "u8", "0", "255"},
+		{"ZREMRANGEBYLEX", "rozset", "-", "+"},
+		{"PUBLISH", "chan", "msg"},
+		{"SPUBLISH", "chan", "msg"},
+		{"CONFIG", "SET", "requirepass", "owned"},
+		{"CONFIG", "GET", "requirepass"},
+		{"CLIENT", "PAUSE", "10000"},
+		{"CLIENT", "KILL", "ID", "1"},
+		{"SLOWLOG", "RESET"},
+		{"EVAL", "return 1", "0"},
+		{"SET", "rokey", "x"},
+		{"NOSUCHCOMMAND", "x"},
+	} {
+		r.send(cmd(args...))
+		if got := r.line(); !strings.HasPrefix(got, "-NOPERM") {
+			t.Errorf("read-only %q: %q, want NOPERM", args, got)
+		}
+	}
+	if v, _ := rw.ConfigGet(ctx, "requirepass").Result(); v["requirepass"] == "owned" {
+		t.Fatal("a read-only user changed requirepass")
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"GET", "rokey"}, "v"},
+		{[]string{"XINFO", "STREAM", "rostream"}, "*"},
+		{[]string{"XRANGE", "rostream", "-", "+"}, "*1"},
+		{[]string{"OBJECT", "ENCODING", "rokey"}, "embstr"},
+		{[]string{"BITFIELD_RO", "rokey", "GET", "u8", "0"}, "*1"},
+		{[]string{"EVAL_RO", "return 1", "0"}, ":1"},
+		{[]string{"CLIENT", "ID"}, ":"},
+		{[]string{"PING"}, "+PONG"},
+		{[]string{"SCAN", "0"}, "*2"},
+	} {
+		r.send(cmd(tc.args...))
+		got := r.reply()
+		if !strings.HasPrefix(got, tc.want) {
+			t.Errorf("read-only %q: %q, want %s…", tc.args, got, tc.want)
+		}
+	}
+	r.send(cmd("MULTI"))
+	r.send(cmd("GET", "rokey"))
+	r.send(cmd("EXEC"))
+	for _, want := range []string{"+OK", "+QUEUED", "*1", "$1", "v"} {
+		if got := r.line(); got != want {
+			t.Fatalf("MULTI GET EXEC: %q, want %q", got, want)
+		}
+	}
+}
+
+// TestCommandTableLoadedWhenClusterAnswers (issue 28, finding 7): when the cluster is not
+// reachable at start, the command table is loaded once it answers, however late; until
+// then a read-only user is refused what the built-in table does not know.
+func TestCommandTableLoadedWhenClusterAnswers(t *testing.T) {
+	c := sharedCluster(t)
+	hold, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := hold.Addr().String()
+	hold.Close() // nothing listens on the seed yet
+	cfg := config.Default()
+	cfg.ClusterSeeds = []string{seed}
+	cfg.Listen = "127.0.0.1:0"
+	cfg.SlotmapRefresh = 200 * time.Millisecond
+	cfg.Users = []config.User{{Name: "ro", Password: "ropw", ReadOnly: true}}
+	srv := proxy.NewServer(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	if err := srv.Start(ctx); err == nil {
+		t.Fatal("Start succeeded without a reachable seed")
+	}
+	cancel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Close()
+	defer ln.Close()
+	r := dialRaw(t, ln.Addr().String())
+	r.send(cmd("AUTH", "ro", "ropw"))
+	if got := r.line(); got != "+OK" {
+		t.Fatal(got)
+	}
+	r.send(cmd("ZRANDMEMBER", "late{1}"))
+	if got := r.line(); !strings.HasPrefix(got, "-NOPERM") {
+		t.Fatalf("ZRANDMEMBER before the table is loaded: %q", got)
+	}
+	// The seed comes up: a forwarder to a real node.
+	fwd, err := net.Listen("tcp", seed)
+	if err != nil {
+		t.Skipf("seed port taken meanwhile: %v", err)
+	}
+	defer fwd.Close()
+	go func() {
+		for {
+			a, err := fwd.Accept()
+			if err != nil {
+				return
+			}
+			b, err := net.Dial("tcp", c.Seeds()[0])
+			if err != nil {
+				a.Close()
+				continue
+			}
+			go func() { io.Copy(a, b); a.Close() }()
+			go func() { io.Copy(b, a); b.Close() }()
+		}
+	}()
+	testutil.WaitFor(t, 20*time.Second, "ZRANDMEMBER to be allowed once the table is loaded", func() bool {
+		r.send(cmd("ZRANDMEMBER", "late{1}"))
+		return r.line() == "$-1"
+	})
+	r.send(cmd("ZRANGESTORE", "{z}dst", "{z}src", "0", "-1"))
+	if got := r.line(); !strings.HasPrefix(got, "-NOPERM") {
+		t.Fatalf("ZRANGESTORE after the table is loaded: %q", got)
 	}
 }

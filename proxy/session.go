@@ -611,7 +611,7 @@ func (ss *session) slowlogClient() (name, addr string) {
 // account records metrics, the slow log and the hot key sample for a finished command
 // and returns its reply.
 func (ss *session) account(r *request, result string, reply []byte) []byte {
-	name := commandLabel(ss.s.cl.cmds, r)
+	name := commandLabel(ss.s.cl.cmds.Load(), r)
 	d := time.Since(r.start)
 	ss.lastCmd.Store(time.Now().UnixNano())
 	ss.s.metrics.commandDone(name, result, d)
