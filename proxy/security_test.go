@@ -555,3 +555,37 @@ func TestCommandTableLoadedWhenClusterAnswers(t *testing.T) {
 		t.Fatalf("ZRANGESTORE after the table is loaded: %q", got)
 	}
 }
+
+// TestConfigGetRedactsSecrets (issue 28, finding 6): CONFIG GET shows no password (the
+// proxy's requirepass, the nodes' masterauth …) to anyone, and read-only users get no
+// CONFIG at all.
+func TestConfigGetRedactsSecrets(t *testing.T) {
+	c := sharedCluster(t)
+	p := startProxy(t, c, func(cfg *config.Config) {
+		cfg.RequirePass = "s3cret-pw"
+		cfg.Users = []config.User{{Name: "ro", Password: "ropw", ReadOnly: true}}
+	})
+	ctx := context.Background()
+	rw := p.client(t, func(o *redis.Options) { o.Password = "s3cret-pw" })
+	for _, pattern := range []string{"requirepass", "*"} {
+		v, err := rw.ConfigGet(ctx, pattern).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v["requirepass"] != "(redacted)" {
+			t.Errorf("CONFIG GET %s: requirepass = %q", pattern, v["requirepass"])
+		}
+		for k, val := range v {
+			if strings.Contains(val, "s3cret") || (strings.Contains(k, "pass") || k == "masterauth") && val != "" && val != "(redacted)" {
+				t.Errorf("CONFIG GET %s: %s = %q", pattern, k, val)
+			}
+		}
+		if _, ok := v["maxmemory"]; pattern == "*" && !ok {
+			t.Errorf("CONFIG GET *: maxmemory missing")
+		}
+	}
+	ro := p.client(t, func(o *redis.Options) { o.Username, o.Password = "ro", "ropw" })
+	if err := ro.ConfigGet(ctx, "maxmemory").Err(); err == nil || !strings.HasPrefix(err.Error(), "NOPERM") {
+		t.Fatalf("read-only CONFIG GET: %v", err)
+	}
+}
