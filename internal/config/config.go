@@ -211,6 +211,9 @@ type User struct {
 	Name     string
 	Password string
 	ReadOnly bool
+	// Admin may act on and see other clients (CLIENT LIST/KILL, SLOWLOG, PROXY HOTKEYS)
+	// and, with enable-admin-commands, run the admin commands (docs/security.md).
+	Admin bool
 }
 
 // Prefix is the installation prefix (the ports' PREFIX) below which the package
@@ -306,14 +309,19 @@ var keys = []key{
 	{"unauthenticated-max-multibulk-len", "10", "largest number of arguments in a command from a client that has not authenticated yet", intVar(3, 1<<30, func(c *Config) *int { return &c.UnauthenticatedMaxMultibulkLen })},
 	{"client-auth-timeout", "10s", "a client must complete its TLS handshake and (with requirepass or users) AUTH within this time of connecting, else it is closed (0: no limit)", durVar(0, func(c *Config) *time.Duration { return &c.ClientAuthTimeout })},
 	{"requirepass", "", "password clients must give with AUTH (empty: no authentication unless users are set)", strVar(func(c *Config) *string { return &c.RequirePass })},
-	{"users", "", "named proxy users, space-separated name:password[:readonly] entries (AUTH name password)", func(c *Config, v string) error {
+	{"users", "", "named proxy users, space-separated name:password[:readonly|:admin] entries (AUTH name password); admin users may see and act on other clients", func(c *Config, v string) error {
 		c.Users = nil
-		for _, f := range strings.Fields(v) {
+		for i, f := range strings.Fields(v) {
 			parts := strings.Split(f, ":")
-			if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" || len(parts) == 3 && parts[2] != "readonly" {
-				return fmt.Errorf("want name:password[:readonly], got %q", f)
+			if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" || len(parts) == 3 && parts[2] != "readonly" && parts[2] != "admin" {
+				// Never the entry itself: it holds a password (and without a colon it may
+				// be nothing but one).
+				if len(parts) < 2 {
+					return fmt.Errorf("entry %d: want name:password[:readonly|:admin]", i+1)
+				}
+				return fmt.Errorf("entry %d (user %q): want name:password[:readonly|:admin]", i+1, parts[0])
 			}
-			c.Users = append(c.Users, User{Name: parts[0], Password: parts[1], ReadOnly: len(parts) == 3})
+			c.Users = append(c.Users, User{Name: parts[0], Password: parts[1], ReadOnly: len(parts) == 3 && parts[2] == "readonly", Admin: len(parts) == 3 && parts[2] == "admin"})
 		}
 		return nil
 	}},

@@ -279,3 +279,28 @@ func TestSetUsesTheFileBounds(t *testing.T) {
 		t.Fatal("ParseSize accepted an overflowing size")
 	}
 }
+
+// TestUsersErrorHidesPassword (issue 28, finding 16): a malformed users entry is named by
+// its place and user, never printed (it holds the password).
+func TestUsersErrorHidesPassword(t *testing.T) {
+	for _, v := range []string{"app:Pa55word:bogus", "Pa55word", "app::readonly", "app:Pa55word:readonly:x"} {
+		c := Default()
+		err := c.Parse(strings.NewReader("users 'ok:okpw "+v+"'\n"), "test.conf")
+		if err == nil {
+			t.Fatalf("users %q accepted", v)
+		}
+		if strings.Contains(err.Error(), "Pa55word") || strings.Contains(err.Error(), "okpw") {
+			t.Errorf("users %q: the error shows a password: %v", v, err)
+		}
+		if !strings.Contains(err.Error(), "entry 2") {
+			t.Errorf("users %q: the error does not name the entry: %v", v, err)
+		}
+	}
+	c := Default()
+	if err := c.Parse(strings.NewReader("users 'a:apw:admin r:rpw:readonly w:wpw'\n"), "test.conf"); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Users[0].Admin || c.Users[0].ReadOnly || !c.Users[1].ReadOnly || c.Users[1].Admin || c.Users[2].Admin || c.Users[2].ReadOnly {
+		t.Fatalf("users: %+v", c.Users)
+	}
+}
