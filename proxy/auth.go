@@ -70,5 +70,5 @@ func (ss *session) authGate(r *request) []byte {
 	if ss.readonly {
 		return ss.s.readonlyRefusal(r.args) // deny by default (readonly.go)
 	}
-	return nil
+	return ss.adminRefusal(r.args) // adminrole.go
 }

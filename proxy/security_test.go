@@ -589,3 +589,72 @@ func TestConfigGetRedactsSecrets(t *testing.T) {
 		t.Fatalf("read-only CONFIG GET: %v", err)
 	}
 }
+
+// TestAdminRole (issue 28, finding 9): listing and killing other clients, the slow log and
+// the hot keys are for admins (requirepass's default user, users flagged :admin, or
+// read-write users with enable-admin-commands); other users get NOPERM.
+func TestAdminRole(t *testing.T) {
+	c := sharedCluster(t)
+	p := startProxy(t, c, func(cfg *config.Config) {
+		cfg.RequirePass = "s3cret"
+		cfg.Users = []config.User{{Name: "app", Password: "apppw"}, {Name: "ops", Password: "opspw", Admin: true}}
+	})
+	auth := func(args ...string) *rawConn {
+		r := dialRaw(t, p.addr)
+		r.send(cmd(append([]string{"AUTH"}, args...)...))
+		if got := r.line(); got != "+OK" {
+			t.Fatal(got)
+		}
+		return r
+	}
+	victim := auth("app", "apppw")
+	victim.send(cmd("CLIENT", "ID"))
+	victimID := strings.TrimPrefix(victim.line(), ":")
+	for _, who := range []*rawConn{auth("app", "apppw")} {
+		for _, args := range [][]string{
+			{"CLIENT", "LIST"}, {"CLIENT", "KILL", "ID", victimID}, {"SLOWLOG", "GET"}, {"SLOWLOG", "RESET"},
+			{"SLOWLOG", "LEN"}, {"PROXY", "HOTKEYS"},
+		} {
+			who.send(cmd(args...))
+			if got := who.line(); !strings.HasPrefix(got, "-NOPERM") {
+				t.Errorf("non-admin %q: %q", args, got)
+			}
+		}
+		who.send(cmd("CLIENT", "INFO")) // its own connection stays visible
+		if got := who.reply(); !strings.Contains(got, "id=") {
+			t.Errorf("CLIENT INFO: %q", got)
+		}
+	}
+	victim.send("PING\r\n")
+	if got := victim.line(); got != "+PONG" {
+		t.Fatalf("victim after the refused kill: %q", got)
+	}
+	ops := auth("ops", "opspw")
+	ops.send(cmd("CLIENT", "LIST"))
+	if got := ops.reply(); !strings.Contains(got, "id="+victimID+" ") {
+		t.Fatalf("admin CLIENT LIST: %q", got)
+	}
+	ops.send(cmd("SLOWLOG", "LEN"))
+	if got := ops.line(); !strings.HasPrefix(got, ":") {
+		t.Fatalf("admin SLOWLOG LEN: %q", got)
+	}
+	def := auth("s3cret")
+	def.send(cmd("SLOWLOG", "LEN"))
+	if got := def.line(); !strings.HasPrefix(got, ":") {
+		t.Fatalf("requirepass (default user) SLOWLOG LEN: %q", got)
+	}
+	ops.send(cmd("CLIENT", "KILL", "ID", victimID))
+	if got := ops.line(); got != ":1" {
+		t.Fatalf("admin CLIENT KILL: %q", got)
+	}
+	victim.expectClosed()
+	// With enable-admin-commands, read-write users are admins.
+	cfg := *p.srv.Config()
+	cfg.EnableAdminCommands = true
+	p.srv.Reload(&cfg)
+	app := auth("app", "apppw")
+	app.send(cmd("SLOWLOG", "LEN"))
+	if got := app.line(); !strings.HasPrefix(got, ":") {
+		t.Fatalf("read-write user with enable-admin-commands: %q", got)
+	}
+}
