@@ -51,8 +51,7 @@ func (ss *session) authGate(r *request) []byte {
 		}
 		ro, ok := ss.s.checkAuth(user, pass)
 		if !ok {
-			ss.s.log.Info("client authentication failed", "client_id", ss.id, "user", user)
-			return replyWrongPass
+			return ss.authFailed(r, user)
 		}
 		ss.authed, ss.readonly = true, ro
 		ss.csMu.Lock()

@@ -34,7 +34,7 @@ var commands = map[string]handler{
 	"echo":   localHandler(localEcho),
 	"quit":   localHandler(localQuit),
 	"select": localHandler(localSelect),
-	"hello":  localHandler(func(ss *session, r *request) []byte { return ss.hello(r.args) }),
+	"hello":  localHandler(func(ss *session, r *request) []byte { return ss.hello(r) }),
 	// Cluster clients send these; the proxy routes reads by its read-from setting and never
 	// sends ASK to clients, so they change nothing.
 	"readonly": localHandler(localOK), "readwrite": localHandler(localOK), "asking": localHandler(localOK),

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -656,5 +657,89 @@ func TestAdminRole(t *testing.T) {
 	app.send(cmd("SLOWLOG", "LEN"))
 	if got := app.line(); !strings.HasPrefix(got, ":") {
 		t.Fatalf("read-write user with enable-admin-commands: %q", got)
+	}
+}
+
+// syncBuffer is a log sink safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// TestAuthFailuresLimited (issue 28, finding 5): failed AUTH attempts are counted, logged
+// with the client's address at most once a second, and a connection is closed after
+// auth-max-failures of them.
+func TestAuthFailuresLimited(t *testing.T) {
+	c := sharedCluster(t)
+	transports(t, func(t *testing.T, start func(testing.TB, *testcluster.Cluster, func(*config.Config)) *testProxy) {
+		p := start(t, c, func(cfg *config.Config) {
+			cfg.RequirePass = "s3cret"
+			cfg.AuthMaxFailures = 3
+		})
+		r := dialRaw(t, p.addr)
+		r.send(cmd("AUTH", "guess1") + cmd("HELLO", "2", "AUTH", "default", "guess2") + cmd("AUTH", "guess3") + cmd("AUTH", "s3cret"))
+		for _, want := range []string{"-WRONGPASS", "-WRONGPASS", "-ERR too many failed authentication attempts"} {
+			if got := r.line(); !strings.HasPrefix(got, want) {
+				t.Fatalf("got %q, want %s…", got, want)
+			}
+		}
+		r.expectClosed()
+		if v := testutil.MetricSum(t, p.reg, "redis_carp_proxy_auth_failures_total"); v != 3 {
+			t.Fatalf("auth_failures_total = %v", v)
+		}
+		if v := testutil.MetricSum(t, p.reg, "redis_carp_proxy_client_connections_rejected_total", "reason", "auth_failures"); v != 1 {
+			t.Fatalf("rejected{auth_failures} = %v", v)
+		}
+	})
+	// The log: the client's address, at most one line a second however many failures.
+	var logs syncBuffer
+	cfg := config.Default()
+	cfg.ClusterSeeds = c.Seeds()[:1]
+	cfg.RequirePass = "s3cret"
+	cfg.AuthMaxFailures = 0
+	srv := proxy.NewServer(cfg, slog.New(slog.NewTextHandler(&logs, nil)), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Close()
+	defer ln.Close()
+	r := dialRaw(t, ln.Addr().String())
+	var b strings.Builder
+	for i := 0; i < 2000; i++ {
+		b.WriteString(cmd("AUTH", "guess"+strconv.Itoa(i)))
+	}
+	begin := time.Now()
+	r.send(b.String())
+	for i := 0; i < 2000; i++ {
+		if got := r.line(); !strings.HasPrefix(got, "-WRONGPASS") {
+			t.Fatalf("attempt %d: %q", i, got)
+		}
+	}
+	elapsed := time.Since(begin)
+	lines := strings.Count(logs.String(), "client authentication failed")
+	if lines < 1 || float64(lines) > elapsed.Seconds()+2 {
+		t.Fatalf("%d log lines for 2000 failures in %v", lines, elapsed)
+	}
+	if !strings.Contains(logs.String(), "addr=127.0.0.1:") {
+		t.Fatalf("the log line lacks the client's address:\n%s", logs.String())
 	}
 }

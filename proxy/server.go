@@ -64,6 +64,7 @@ type Server struct {
 	wg       sync.WaitGroup
 
 	parseWork atomic.Int64 // bytes handed to the command parser by goroutine sessions (cmdframe.go)
+	authFails authFailLog  // rate limit of the failed-AUTH log line (authfail.go)
 }
 
 // NewServer returns a proxy for cfg. reg receives the proxy's metrics (nil: none).

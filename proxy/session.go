@@ -52,6 +52,7 @@ type session struct {
 
 	authed   bool // reader goroutine only
 	readonly bool
+	authFail int // failed AUTH attempts (authfail.go)
 	// inflight counts the commands read and not yet answered; order remembers the slot
 	// map the ones sent meanwhile were routed by (send).
 	inflight atomic.Int64

@@ -44,6 +44,7 @@ type Config struct {
 	UnauthenticatedMaxBulkLen      int64
 	UnauthenticatedMaxMultibulkLen int
 	ClientAuthTimeout              time.Duration
+	AuthMaxFailures                int
 
 	// Hardening: output buffer limits, command deny-list, client-side TLS.
 	OutputLimit       OutputLimit
@@ -308,6 +309,7 @@ var keys = []key{
 	}},
 	{"unauthenticated-max-multibulk-len", "10", "largest number of arguments in a command from a client that has not authenticated yet", intVar(3, 1<<30, func(c *Config) *int { return &c.UnauthenticatedMaxMultibulkLen })},
 	{"client-auth-timeout", "10s", "a client must complete its TLS handshake and (with requirepass or users) AUTH within this time of connecting, else it is closed (0: no limit)", durVar(0, func(c *Config) *time.Duration { return &c.ClientAuthTimeout })},
+	{"auth-max-failures", "10", "failed AUTH attempts after which a connection is closed (0: no limit); every failure is counted in auth_failures_total and logged with the client's address, at most once a second", intVar(0, 1<<20, func(c *Config) *int { return &c.AuthMaxFailures })},
 	{"requirepass", "", "password clients must give with AUTH (empty: no authentication unless users are set)", strVar(func(c *Config) *string { return &c.RequirePass })},
 	{"users", "", "named proxy users, space-separated name:password[:readonly|:admin] entries (AUTH name password); admin users may see and act on other clients", func(c *Config, v string) error {
 		c.Users = nil
