@@ -53,11 +53,16 @@ func (ss *session) authGate(r *request) []byte {
 		if !ok {
 			return ss.authFailed(r, user)
 		}
-		ss.authed, ss.readonly = true, ro
+		ss.authed, ss.readonly, ss.rightsCfg = true, ro, ss.s.conf()
 		ss.csMu.Lock()
 		ss.cs.user = user
 		ss.csMu.Unlock()
 		return replyOK
+	}
+	if ss.authed {
+		if reply := ss.recheckRights(r); reply != nil {
+			return reply
+		}
 	}
 	if !ss.authed {
 		switch name {

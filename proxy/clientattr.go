@@ -26,7 +26,7 @@ func (ss *session) helloAuth(r *request, user, pass string) []byte {
 	if !ok {
 		return ss.authFailed(r, user)
 	}
-	ss.authed, ss.readonly = true, ro
+	ss.authed, ss.readonly, ss.rightsCfg = true, ro, ss.s.conf()
 	ss.csMu.Lock()
 	ss.cs.user = user
 	ss.csMu.Unlock()

@@ -97,7 +97,7 @@ func (c *lclient) wroteTo(n *node) bool {
 // read-only users (their commands are checked one by one).
 func (c *lclient) refreshSimple() {
 	ss := c.ss
-	c.simple = ss.authed && !ss.readonly && !ss.tx.inMulti && ss.tx.watchConn == nil &&
+	c.simple = ss.authed && !ss.readonly && ss.rightsCfg == c.l.s.conf() && !ss.tx.inMulti && ss.tx.watchConn == nil &&
 		(ss.ps == nil || !ss.ps.subscribed()) && !ss.replyOff && !ss.skipNext
 	c.resp3 = ss.resp3.Load()
 	c.authed = ss.authed

@@ -743,3 +743,47 @@ func TestAuthFailuresLimited(t *testing.T) {
 		t.Fatalf("the log line lacks the client's address:\n%s", logs.String())
 	}
 }
+
+// TestReloadDropsOrDowngradesUsers (issue 28, finding 10): after a reload, the open
+// connections of a removed user are closed and those of a user made read-only can no
+// longer write, on both transports (the event loops' fast path included).
+func TestReloadDropsOrDowngradesUsers(t *testing.T) {
+	c := sharedCluster(t)
+	transports(t, func(t *testing.T, start func(testing.TB, *testcluster.Cluster, func(*config.Config)) *testProxy) {
+		p := start(t, c, func(cfg *config.Config) {
+			cfg.Users = []config.User{{Name: "gone", Password: "gpw"}, {Name: "demoted", Password: "dpw"}, {Name: "stays", Password: "spw"}}
+		})
+		conns := map[string]*rawConn{}
+		for _, u := range []string{"gone", "demoted", "stays"} {
+			r := dialRaw(t, p.addr)
+			r.send(cmd("AUTH", u, u[:1]+"pw") + cmd("SET", "reload{"+u+"}", "1"))
+			for _, want := range []string{"+OK", "+OK"} {
+				if got := r.line(); got != want {
+					t.Fatalf("%s: %q", u, got)
+				}
+			}
+			conns[u] = r
+		}
+		cfg := *p.srv.Config()
+		cfg.Users = []config.User{{Name: "demoted", Password: "dpw", ReadOnly: true}, {Name: "stays", Password: "spw"}}
+		p.srv.Reload(&cfg)
+		r := conns["gone"]
+		r.send(cmd("GET", "reload{gone}"))
+		if got := r.line(); !strings.HasPrefix(got, "-ERR the user of this connection was removed") {
+			t.Fatalf("removed user: %q", got)
+		}
+		r.expectClosed()
+		r = conns["demoted"]
+		r.send(cmd("SET", "reload{demoted}", "2") + cmd("GET", "reload{demoted}"))
+		for _, want := range []string{"-NOPERM", "$1", "1"} {
+			if got := r.line(); !strings.HasPrefix(got, want) {
+				t.Fatalf("user made read-only: %q, want %s…", got, want)
+			}
+		}
+		r = conns["stays"]
+		r.send(cmd("SET", "reload{stays}", "2"))
+		if got := r.line(); got != "+OK" {
+			t.Fatalf("unchanged user: %q", got)
+		}
+	})
+}

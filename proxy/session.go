@@ -53,6 +53,8 @@ type session struct {
 	authed   bool // reader goroutine only
 	readonly bool
 	authFail int // failed AUTH attempts (authfail.go)
+	// rightsCfg is the configuration authed and readonly were last checked against (rights.go)
+	rightsCfg *Config
 	// inflight counts the commands read and not yet answered; order remembers the slot
 	// map the ones sent meanwhile were routed by (send).
 	inflight atomic.Int64
@@ -81,6 +83,7 @@ func newSessionState(s *Server, conn net.Conn) *session {
 		authed:  !s.authRequired(),
 		writeOK: true,
 	}
+	ss.rightsCfg = s.conf()
 	ss.bw.conn = conn
 	ss.pending = newReqQueue(s.conf().ClientPipelineDepth, func() { go ss.writeRun() })
 	return ss
