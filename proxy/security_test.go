@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -786,4 +787,55 @@ func TestReloadDropsOrDowngradesUsers(t *testing.T) {
 			t.Fatalf("unchanged user: %q", got)
 		}
 	})
+}
+
+// TestTLSOffersAEADOnly (issue 28, finding 18): the TLS listener refuses a TLS 1.2 client
+// that offers only CBC-SHA1 suites and serves one offering AES-GCM.
+func TestTLSOffersAEADOnly(t *testing.T) {
+	c := sharedCluster(t)
+	files, err := testcluster.WriteTLSFiles(t.TempDir(), "proxy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startProxy(t, c, nil)
+	pcfg := config.Default()
+	pcfg.TLSCertFile, pcfg.TLSKeyFile = files.CertFile, files.KeyFile
+	stc, err := proxy.ClientTLSConfig(pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", stc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go p.srv.Serve(ln)
+	t.Cleanup(func() { ln.Close() })
+	base, err := files.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dial := func(suites ...uint16) error {
+		cc := base.Clone()
+		cc.MaxVersion, cc.CipherSuites = tls.VersionTLS12, suites
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", ln.Addr().String(), cc)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := conn.Write([]byte("PING\r\n")); err != nil {
+			return err
+		}
+		buf := make([]byte, 7)
+		if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != "+PONG\r\n" {
+			return fmt.Errorf("PING: %q %v", buf, err)
+		}
+		return nil
+	}
+	if err := dial(tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA); err == nil {
+		t.Fatal("a TLS 1.2 client offering only CBC-SHA1 suites was served")
+	}
+	if err := dial(tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256); err != nil {
+		t.Fatalf("AES-GCM client: %v", err)
+	}
 }
