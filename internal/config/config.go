@@ -80,6 +80,7 @@ type Config struct {
 
 	// Admin listener and logging.
 	AdminListen       string
+	AdminListenPublic bool
 	AdminPprof        bool
 	SlowlogSlowerThan time.Duration
 	SlowlogMaxLen     int
@@ -380,6 +381,7 @@ var keys = []key{
 		}
 		return addrVar(func(c *Config) *string { return &c.AdminListen })(c, v)
 	}},
+	{"admin-listen-public", "no", "allow admin-listen on a wildcard address (0.0.0.0, ::, :PORT) or the vip; /debug/hotkeys and pprof are served to loopback clients only either way", boolVar(func(c *Config) *bool { return &c.AdminListenPublic })},
 	{"admin-pprof", "no", "serve /debug/pprof/ on the admin listener", boolVar(func(c *Config) *bool { return &c.AdminPprof })},
 	{"slowlog-log-slower-than", "10ms", "commands slower than this end to end are kept for SLOWLOG GET (0: every command; negative not allowed)", durVar(0, func(c *Config) *time.Duration { return &c.SlowlogSlowerThan })},
 	{"slowlog-max-len", "128", "entries kept for SLOWLOG GET", intVar(0, 100000, func(c *Config) *int { return &c.SlowlogMaxLen })},
@@ -659,6 +661,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.validateVIPs()...)
+	if err := c.validateAdminListen(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -860,4 +865,26 @@ func ParseSize(v string) (int64, error) {
 		return 0, fmt.Errorf("want a size like 512mb, got %q", v)
 	}
 	return n * mult, nil
+}
+
+// validateAdminListen refuses an admin listener on every address or on the VIP (where
+// clients reach it) unless admin-listen-public is set.
+func (c *Config) validateAdminListen() error {
+	if c.AdminListen == "" || c.AdminListenPublic {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(c.AdminListen)
+	if err != nil {
+		return nil // addrVar already checked it
+	}
+	a, perr := netip.ParseAddr(host)
+	if host == "" || perr == nil && a.IsUnspecified() {
+		return fmt.Errorf("admin-listen %q listens on every address: give the host's own (internal) address, or set admin-listen-public yes", c.AdminListen)
+	}
+	if c.VIP != "" && perr == nil {
+		if v, err := netip.ParseAddr(c.VIP); err == nil && v.Unmap() == a.Unmap() {
+			return fmt.Errorf("admin-listen %q is on the vip: use the host's own address, or set admin-listen-public yes", c.AdminListen)
+		}
+	}
+	return nil
 }

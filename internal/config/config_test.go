@@ -304,3 +304,31 @@ func TestUsersErrorHidesPassword(t *testing.T) {
 		t.Fatalf("users: %+v", c.Users)
 	}
 }
+
+// TestAdminListenRefusesWildcardAndVIP (issue 28, finding 13): admin-listen on every
+// address or on the vip is refused unless admin-listen-public is set.
+func TestAdminListenRefusesWildcardAndVIP(t *testing.T) {
+	base := "cluster-seeds 127.0.0.1:7000\nvip 198.51.100.100\nlisten 198.51.100.100:6379\n"
+	for _, tc := range []struct {
+		admin string
+		ok    bool
+	}{
+		{"0.0.0.0:9479", false}, {":9479", false}, {"[::]:9479", false}, {"198.51.100.100:9479", false},
+		{"127.0.0.1:9479", true}, {"198.51.100.1:9479", true}, {`""`, true},
+	} {
+		for _, public := range []bool{false, true} {
+			text := base + "admin-listen " + tc.admin + "\n"
+			if public {
+				text += "admin-listen-public yes\n"
+			}
+			c := Default()
+			if err := c.Parse(strings.NewReader(text), "t.conf"); err != nil {
+				t.Fatal(err)
+			}
+			err := c.Validate()
+			if want := tc.ok || public; (err == nil) != want {
+				t.Errorf("admin-listen %s (public %v): %v", tc.admin, public, err)
+			}
+		}
+	}
+}
