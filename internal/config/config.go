@@ -45,6 +45,11 @@ type Config struct {
 	UnauthenticatedMaxMultibulkLen int
 	ClientAuthTimeout              time.Duration
 	AuthMaxFailures                int
+	// Files holding secrets instead of the configuration file or the command line
+	// (secretfiles.go): read at load, and again at every reload.
+	RequirePassFile     string
+	UsersFile           string
+	BackendPasswordFile string
 
 	// Hardening: output buffer limits, command deny-list, client-side TLS.
 	OutputLimit       OutputLimit
@@ -328,6 +333,8 @@ var keys = []key{
 		}
 		return nil
 	}},
+	{"requirepass-file", "", "file holding requirepass (one line; not readable by others), instead of requirepass in this file or on the command line", strVar(func(c *Config) *string { return &c.RequirePassFile })},
+	{"users-file", "", "file holding the users entries (name:password[:readonly|:admin], blank- or newline-separated; not readable by others), instead of users", strVar(func(c *Config) *string { return &c.UsersFile })},
 	{"read-from", "master", "where read-only commands go: master, replica or prefer-replica", enumVar(func(c *Config) *string { return &c.ReadFrom }, "master", "replica", "prefer-replica")},
 	{"enable-flushall", "no", "allow FLUSHALL and FLUSHDB through the proxy (they empty every master)", boolVar(func(c *Config) *bool { return &c.EnableFlushall })},
 	{"enable-admin-commands", "no", "allow CONFIG SET/RESETSTAT/REWRITE, CLIENT PAUSE/UNPAUSE, LATENCY RESET and SLOWLOG RESET on every cluster node through the proxy (settings the proxy owns, such as slowlog-* and maxclients, apply to the proxy)", boolVar(func(c *Config) *bool { return &c.EnableAdminCommands })},
@@ -369,6 +376,7 @@ var keys = []key{
 	{"tryagain-backoff", "25ms", "pause before such a retry", durVar(0, func(c *Config) *time.Duration { return &c.TryagainBackoff })},
 	{"backend-user", "", "ACL user for the cluster nodes (empty: default user)", strVar(func(c *Config) *string { return &c.BackendUser })},
 	{"backend-password", "", "password for the cluster nodes (empty: no AUTH)", strVar(func(c *Config) *string { return &c.BackendPassword })},
+	{"backend-password-file", "", "file holding backend-password (one line; not readable by others), instead of backend-password", strVar(func(c *Config) *string { return &c.BackendPasswordFile })},
 	{"tls-cluster", "no", "connect to the cluster nodes with TLS (clusters started with tls-port and tls-cluster yes)", boolVar(func(c *Config) *bool { return &c.TLSCluster })},
 	{"backend-tls-cert-file", "", "client certificate (PEM) presented to TLS cluster nodes (needed when they use tls-auth-clients yes)", strVar(func(c *Config) *string { return &c.BackendTLSCertFile })},
 	{"backend-tls-key-file", "", "private key (PEM) of backend-tls-cert-file", strVar(func(c *Config) *string { return &c.BackendTLSKeyFile })},
@@ -582,6 +590,9 @@ func LoadFile(path string) (*Config, error) {
 	if err := c.Parse(f, path); err != nil {
 		return nil, err
 	}
+	if err := c.ReadSecretFiles(); err != nil {
+		return nil, err
+	}
 	return c, c.Validate()
 }
 
@@ -631,6 +642,9 @@ func (fs *FlagSet) Load() (*Config, error) {
 		if err := set(c); err != nil {
 			return nil, err
 		}
+	}
+	if err := c.ReadSecretFiles(); err != nil {
+		return nil, err
 	}
 	return c, c.Validate()
 }
