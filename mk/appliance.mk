@@ -33,7 +33,7 @@ install-files:
 	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/sbin/redis-carp-proxy
 	sed 's|%%PREFIX%%|$(PREFIX)|g' $(RC_SCRIPT) > $(DESTDIR)$(PREFIX)/etc/rc.d/redis_carp_proxy
 	chmod 0755 $(DESTDIR)$(PREFIX)/etc/rc.d/redis_carp_proxy
-	install -m 0644 etc/redis-carp-proxy.conf.sample $(DESTDIR)$(PREFIX)/etc/redis-carp-proxy.conf.sample
+	install -m 0640 etc/redis-carp-proxy.conf.sample $(DESTDIR)$(PREFIX)/etc/redis-carp-proxy.conf.sample
 	install -m 0644 etc/redis-carp-proxy.allow.list.sample $(DESTDIR)$(PREFIX)/etc/redis-carp-proxy/allow.list.sample
 	install -m 0644 etc/redis-carp-proxy.pf.anchor.sample $(DESTDIR)$(PREFIX)/share/examples/redis-carp-proxy/pf.anchor
 	gzip -9nc man/redis-carp-proxy.conf.5 > $(DESTDIR)$(PREFIX)/share/man/man5/redis-carp-proxy.conf.5.gz

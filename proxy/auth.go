@@ -1,8 +1,8 @@
 package proxy
 
 import (
+	"crypto/sha256"
 	"crypto/subtle"
-	"fmt"
 )
 
 // authRequired reports whether clients must authenticate.
@@ -12,7 +12,12 @@ func (s *Server) authRequired() bool {
 
 // checkAuth validates credentials; user "" or "default" means requirepass.
 func (s *Server) checkAuth(user, pass string) (readonly, ok bool) {
-	eq := func(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
+	// Digests of equal length: the time does not depend on how long the password is (a
+	// plain ConstantTimeCompare returns at once when the lengths differ).
+	eq := func(a, b string) bool {
+		da, db := sha256.Sum256([]byte(a)), sha256.Sum256([]byte(b))
+		return subtle.ConstantTimeCompare(da[:], db[:]) == 1
+	}
 	if user == "" || user == "default" {
 		return false, s.conf().RequirePass != "" && eq(pass, s.conf().RequirePass)
 	}
@@ -52,14 +57,18 @@ func (ss *session) authGate(r *request) []byte {
 		}
 		ro, ok := ss.s.checkAuth(user, pass)
 		if !ok {
-			ss.s.log.Info("client authentication failed", "client_id", ss.id, "user", user)
-			return replyWrongPass
+			return ss.authFailed(r, user)
 		}
-		ss.authed, ss.readonly = true, ro
+		ss.authed, ss.readonly, ss.rightsCfg = true, ro, ss.s.conf()
 		ss.csMu.Lock()
 		ss.cs.user = user
 		ss.csMu.Unlock()
 		return replyOK
+	}
+	if ss.authed {
+		if reply := ss.recheckRights(r); reply != nil {
+			return reply
+		}
 	}
 	if !ss.authed {
 		switch name {
@@ -69,15 +78,7 @@ func (ss *session) authGate(r *request) []byte {
 		return replyNoAuth
 	}
 	if ss.readonly {
-		deny := readonlyDenied[name]
-		if !deny && len(r.args) > 1 && (name == "script" || name == "function") {
-			sub := lowerName(r.args[1])
-			deny = sub != "exists" && sub != "list" && sub != "stats" && sub != "dump" && sub != "help"
-			name += "|" + sub
-		}
-		if info := ss.s.cl.cmds.lookup(r.args[0]); deny || info != nil && info.flags&flagWrite != 0 {
-			return errorReply(fmt.Sprintf("NOPERM User has no permissions to run the '%s' command", name))
-		}
+		return ss.s.readonlyRefusal(r.args) // deny by default (readonly.go)
 	}
-	return nil
+	return ss.adminRefusal(r.args) // adminrole.go
 }

@@ -18,15 +18,15 @@ var (
 )
 
 // helloAuth authenticates for HELLO's AUTH option; it returns the error reply, or nil.
-func (ss *session) helloAuth(user, pass string) []byte {
+func (ss *session) helloAuth(r *request, user, pass string) []byte {
 	ro, ok := ss.s.checkAuth(user, pass)
 	if !ss.s.authRequired() && user == "default" {
 		ro, ok = false, true // as Redis's passwordless default user
 	}
 	if !ok {
-		return replyWrongPass
+		return ss.authFailed(r, user)
 	}
-	ss.authed, ss.readonly = true, ro
+	ss.authed, ss.readonly, ss.rightsCfg = true, ro, ss.s.conf()
 	ss.csMu.Lock()
 	ss.cs.user = user
 	ss.csMu.Unlock()

@@ -97,7 +97,7 @@ func (c *lclient) wroteTo(n *node) bool {
 // read-only users (their commands are checked one by one).
 func (c *lclient) refreshSimple() {
 	ss := c.ss
-	c.simple = ss.authed && !ss.readonly && !ss.tx.inMulti && ss.tx.watchConn == nil &&
+	c.simple = ss.authed && !ss.readonly && ss.rightsCfg == c.l.s.conf() && !ss.tx.inMulti && ss.tx.watchConn == nil &&
 		(ss.ps == nil || !ss.ps.subscribed()) && !ss.replyOff && !ss.skipNext
 	c.resp3 = ss.resp3.Load()
 	c.authed = ss.authed
@@ -473,7 +473,7 @@ func (c *lclient) runSlow(args [][]byte, raw []byte) {
 		ss.releaseReq(or)
 		quit := or.slot == slotQuit
 		// What the loop accounts the command by (account, as for every command).
-		label, redirected, node := commandLabel(ss.s.cl.cmds, or), or.redirected, or.node
+		label, redirected, node := commandLabel(ss.s.cl.cmds.Load(), or), or.redirected, or.node
 		protoErr := len(or.args) == 0
 		l.post(func() {
 			if !protoErr {

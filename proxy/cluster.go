@@ -46,7 +46,7 @@ type cluster struct {
 	refreshCh chan refreshReason
 	tls       *tls.Config // nil: plain TCP to the nodes
 	tlsErr    error
-	cmds      *cmdTable
+	cmds      atomic.Pointer[cmdTable] // replaced once, when a node first answers COMMAND
 	wg        sync.WaitGroup
 
 	suspects    atomic.Int32 // nodes with suspect set
@@ -66,8 +66,8 @@ func newCluster(ctx context.Context, cfgp *atomic.Pointer[Config], log *slog.Log
 		ctx:       ctx,
 		nodes:     map[string]*node{},
 		refreshCh: make(chan refreshReason, 1),
-		cmds:      newBuiltinTable(),
 	}
+	c.cmds.Store(newBuiltinTable())
 	c.tls, c.tlsErr = backendTLSConfig(cfgp.Load())
 	return c
 }

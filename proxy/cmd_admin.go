@@ -360,7 +360,7 @@ func (s *Server) mergeConfigGet(parts []*request, replies [][]byte) []byte {
 	b := appendArrayHeader(nil, 2*len(out))
 	for _, p := range out {
 		b = appendBulkString(b, p.name)
-		b = appendBulkString(b, p.value)
+		b = appendBulkString(b, redactConfigValue(p.name, p.value))
 	}
 	return b
 }

@@ -53,7 +53,8 @@ func wrongArgs(cmd string) []byte {
 
 // hello answers HELLO [2|3 …]: the protocol switches once authentication is settled, and
 // the reply is written in the new one (finish converts it to a map for RESP3, resp3.go).
-func (ss *session) hello(args [][]byte) []byte {
+func (ss *session) hello(r *request) []byte {
+	args := r.args
 	proto := ss.proto()
 	if len(args) > 1 {
 		switch string(args[1]) {
@@ -87,7 +88,7 @@ func (ss *session) hello(args [][]byte) []byte {
 			}
 		}
 		if user != nil {
-			if reply := ss.helloAuth(string(user), string(pass)); reply != nil {
+			if reply := ss.helloAuth(r, string(user), string(pass)); reply != nil {
 				return reply
 			}
 		}

@@ -36,7 +36,7 @@ func (ss *session) queueInMulti(r *request) bool {
 	}
 	r.local = true
 	r.done = closedDone()
-	info := ss.s.cl.cmds.lookup(r.args[0])
+	info := ss.s.cl.cmds.Load().lookup(r.args[0])
 	if info == nil {
 		tx.aborted = true
 		var b strings.Builder

@@ -26,12 +26,17 @@ type cmdInfo struct {
 	last  int    // position of the last key; negative counts from the end
 	step  int
 	flags cmdFlags
+	// container: the node reported subcommands (their flags are in cmdTable.sub)
+	container bool
 }
 
 // cmdTable maps lower-case command names to their info. It is built once at start-up from
 // a backend's COMMAND reply merged over a built-in fallback, and never changed afterwards.
 type cmdTable struct {
 	m map[string]*cmdInfo
+	// sub holds the flags of container commands' subcommands ("xgroup|create"), as the
+	// node reports them (readonly.go); empty in the built-in table.
+	sub map[string]cmdFlags
 }
 
 // lookup finds a command by name, case-insensitively, without allocating.
@@ -242,6 +247,7 @@ type commandSpec struct {
 	Arity                   int
 	Flags                   []string
 	FirstKey, LastKey, Step int
+	Subcommands             []commandSpec // Redis 7: "xgroup|create" …
 }
 
 // mergeSpecs adds the commands reported by a node to the table; the node's view wins over
@@ -249,24 +255,22 @@ type commandSpec struct {
 func (t *cmdTable) mergeSpecs(specs []commandSpec) {
 	for _, s := range specs {
 		ci := &cmdInfo{name: strings.ToLower(s.Name), arity: s.Arity, first: s.FirstKey, last: s.LastKey, step: s.Step}
-		for _, f := range s.Flags {
-			switch f {
-			case "readonly":
-				ci.flags |= flagReadonly
-			case "write":
-				ci.flags |= flagWrite
-			case "blocking":
-				ci.flags |= flagBlocking
-			case "movablekeys":
-				ci.flags |= flagMovableKeys
-			case "no_multi":
-				ci.flags |= flagNoMulti
+		ci.flags = specFlags(s.Flags)
+		ci.container = len(s.Subcommands) > 0
+		for _, sc := range s.Subcommands {
+			if t.sub == nil {
+				t.sub = map[string]cmdFlags{}
 			}
+			t.sub[strings.ToLower(sc.Name)] = specFlags(sc.Flags)
 		}
 		if old, ok := t.m[ci.name]; ok {
 			// Keep what the built-in table knows that older servers do not report
-			// (the "blocking" flag appeared in Redis 7).
+			// (the "blocking" flag appeared in Redis 7), and its write flag where the node
+			// reports none (Redis 7 gives container commands such as XGROUP no flags).
 			ci.flags |= old.flags & (flagBlocking | flagMovableKeys)
+			if ci.flags&(flagReadonly|flagWrite) == 0 {
+				ci.flags |= old.flags & flagWrite
+			}
 		}
 		if ci.first == 0 && ci.flags&flagMovableKeys == 0 {
 			ci.flags |= flagNoKeys

@@ -39,7 +39,7 @@ func init() {
 		"echo":   localHandler(localEcho),
 		"quit":   localHandler(localQuit),
 		"select": localHandler(localSelect),
-		"hello":  localHandler(func(ss *session, r *request) []byte { return ss.hello(r.args) }),
+		"hello":  localHandler(func(ss *session, r *request) []byte { return ss.hello(r) }),
 		// Cluster clients send these; the proxy routes reads by its read-from setting and never
 		// sends ASK to clients, so they change nothing.
 		"readonly": localHandler(localOK), "readwrite": localHandler(localOK), "asking": localHandler(localOK),
@@ -159,7 +159,7 @@ func (ss *session) stages(args [][]byte, raw []byte) *request {
 		return r
 	}
 	r.done = make(chan struct{}, 1)
-	r.info = ss.s.cl.cmds.lookup(args[0])
+	r.info = ss.s.cl.cmds.Load().lookup(args[0])
 	if raw[0] != '*' {
 		r.raw = appendCommand(nil, args...)
 	}

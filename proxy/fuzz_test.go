@@ -101,7 +101,7 @@ func FuzzClientRequest(f *testing.F) {
 				if r.slot >= NumSlots || r.slot < slotQuit {
 					t.Fatalf("slot %d", r.slot)
 				}
-				if info := ss.s.cl.cmds.lookup(args[0]); info != nil {
+				if info := ss.s.cl.cmds.Load().lookup(args[0]); info != nil {
 					idx, _ := info.keyIndexes(args, make([]int, 0, 4))
 					for _, k := range idx {
 						if k <= 0 || k >= len(args) {

@@ -149,15 +149,17 @@ func commandLabel(t *cmdTable, r *request) string {
 
 // secMetrics are the counters of the security limits (listed in docs/security.md).
 type secMetrics struct {
-	panics *prometheus.CounterVec
+	panics       *prometheus.CounterVec
+	authFailures prometheus.Counter
 }
 
 func newSecMetrics(reg prometheus.Registerer) secMetrics {
 	m := secMetrics{
-		panics: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "panics_recovered_total", Help: "Panics recovered while serving one client (that client was closed), by where: loop, loop_backend, loop_task, slow, session."}, []string{"where"}),
+		panics:       prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "panics_recovered_total", Help: "Panics recovered while serving one client (that client was closed), by where: loop, loop_backend, loop_task, slow, session."}, []string{"where"}),
+		authFailures: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "auth_failures_total", Help: "Failed AUTH attempts (AUTH and HELLO AUTH)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.panics)
+		reg.MustRegister(m.panics, m.authFailures)
 	}
 	return m
 }

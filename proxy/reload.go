@@ -10,8 +10,9 @@ import (
 // restart: listeners, the backend connection pools, TLS material, CARP and pf settings.
 // Limits read per command (proto-*, client-query-buffer-limit, client-idle-timeout,
 // output buffer limits) apply to open connections at their next command; those fixed when a
-// connection is set up (client-pipeline-depth, tcp-keepalive, and the authentication state
-// of already authenticated clients) apply to new connections.
+// connection is set up (client-pipeline-depth, tcp-keepalive) apply to new connections. A
+// connection authenticated as a user the reload removes is closed at its next command, one
+// whose user became read-only (or read-write) is downgraded (upgraded) (rights.go).
 var reloadable = map[string]bool{
 	"maxclients": true, "client-pipeline-depth": true, "client-idle-timeout": true, "tcp-keepalive": true,
 	"proto-max-bulk-len": true, "proto-max-multibulk-len": true, "proto-inline-max-size": true,
@@ -22,7 +23,7 @@ var reloadable = map[string]bool{
 	"tryagain-retries": true, "tryagain-backoff": true, "slowlog-log-slower-than": true,
 	"slowlog-max-len": true, "backend-suspect-after": true, "slotmap-fast-refresh-interval": true,
 	"redirect-budget": true, "unauthenticated-max-bulk-len": true, "unauthenticated-max-multibulk-len": true,
-	"client-auth-timeout": true,
+	"client-auth-timeout": true, "auth-max-failures": true, "requirepass-file": true, "users-file": true,
 	// Applied by the daemon (its log handler), not by the proxy.
 	"log-level": true,
 }
@@ -46,6 +47,9 @@ func (s *Server) Reload(cfg *Config) (applied, needRestart []string) {
 	}
 	s.setDeny(next.DenyCommands)
 	s.cfgp.Store(&next)
+	for _, l := range s.loops {
+		l.post(l.recheckRights) // rights.go
+	}
 	s.metrics.reloads.WithLabelValues("ok").Inc()
 	s.log.Info("configuration reloaded", "applied", strings.Join(applied, " "), "need_restart", strings.Join(needRestart, " "))
 	return applied, needRestart

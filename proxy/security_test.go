@@ -3,11 +3,17 @@ package proxy_test
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
@@ -357,5 +363,432 @@ func TestHelloSetnameNeedsAuth(t *testing.T) {
 	}
 	if strings.Contains(list, "name=root") || strings.Contains(list, "10.0.0.1") {
 		t.Fatalf("forged entry listed:\n%s", list)
+	}
+}
+
+// TestReadOnlyDeniesByDefault (issue 28, finding 7): a read-only user may run what the
+// command table (with subcommand flags) marks read-only and a list of safe proxy commands;
+// everything else is refused, also with enable-admin-commands.
+func TestReadOnlyDeniesByDefault(t *testing.T) {
+	c := sharedCluster(t)
+	p := startProxy(t, c, func(cfg *config.Config) {
+		cfg.RequirePass = "s3cret"
+		cfg.EnableAdminCommands = true
+		cfg.Users = []config.User{{Name: "ro", Password: "ropw", ReadOnly: true}}
+	})
+	ctx := context.Background()
+	rw := p.client(t, func(o *redis.Options) { o.Password = "s3cret" })
+	if err := rw.XAdd(ctx, &redis.XAddArgs{Stream: "rostream", ID: "1-1", Values: []string{"f", "v"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	rw.Set(ctx, "rokey", "v", 0)
+	r := dialRaw(t, p.addr)
+	r.send(cmd("AUTH", "ro", "ropw"))
+	if got := r.line(); got != "+OK" {
+		t.Fatal(got)
+	}
+	for _, args := range [][]string{
+		{"XGROUP", "CREATE", "rostream", "g1", "$"},
+		{"XGROUP", "DESTROY", "rostream", "g1"},
+		{"ZRANGESTORE", "{z}dst", "{z}src", "0", "-1"},
+		{"BITFIELD", "rokey", "SET", "u8", "0", "255"},
+		{"ZREMRANGEBYLEX", "rozset", "-", "+"},
+		{"PUBLISH", "chan", "msg"},
+		{"SPUBLISH", "chan", "msg"},
+		{"CONFIG", "SET", "requirepass", "owned"},
+		{"CONFIG", "GET", "requirepass"},
+		{"CLIENT", "PAUSE", "10000"},
+		{"CLIENT", "KILL", "ID", "1"},
+		{"SLOWLOG", "RESET"},
+		{"EVAL", "return 1", "0"},
+		{"SET", "rokey", "x"},
+		{"NOSUCHCOMMAND", "x"},
+	} {
+		r.send(cmd(args...))
+		if got := r.line(); !strings.HasPrefix(got, "-NOPERM") {
+			t.Errorf("read-only %q: %q, want NOPERM", args, got)
+		}
+	}
+	if v, _ := rw.ConfigGet(ctx, "requirepass").Result(); v["requirepass"] == "owned" {
+		t.Fatal("a read-only user changed requirepass")
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"GET", "rokey"}, "v"},
+		{[]string{"XINFO", "STREAM", "rostream"}, "*"},
+		{[]string{"XRANGE", "rostream", "-", "+"}, "*1"},
+		{[]string{"OBJECT", "ENCODING", "rokey"}, "embstr"},
+		{[]string{"BITFIELD_RO", "rokey", "GET", "u8", "0"}, "*1"},
+		{[]string{"EVAL_RO", "return 1", "0"}, ":1"},
+		{[]string{"CLIENT", "ID"}, ":"},
+		{[]string{"PING"}, "+PONG"},
+		{[]string{"SCAN", "0"}, "*2"},
+	} {
+		r.send(cmd(tc.args...))
+		got := r.reply()
+		if !strings.HasPrefix(got, tc.want) {
+			t.Errorf("read-only %q: %q, want %s…", tc.args, got, tc.want)
+		}
+	}
+	r.send(cmd("MULTI"))
+	r.send(cmd("GET", "rokey"))
+	r.send(cmd("EXEC"))
+	for _, want := range []string{"+OK", "+QUEUED", "*1", "$1", "v"} {
+		if got := r.line(); got != want {
+			t.Fatalf("MULTI GET EXEC: %q, want %q", got, want)
+		}
+	}
+}
+
+// TestCommandTableLoadedWhenClusterAnswers (issue 28, finding 7): when the cluster is not
+// reachable at start, the command table is loaded once it answers, however late; until
+// then a read-only user is refused what the built-in table does not know.
+func TestCommandTableLoadedWhenClusterAnswers(t *testing.T) {
+	c := sharedCluster(t)
+	hold, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := hold.Addr().String()
+	hold.Close() // nothing listens on the seed yet
+	cfg := config.Default()
+	cfg.ClusterSeeds = []string{seed}
+	cfg.Listen = "127.0.0.1:0"
+	cfg.SlotmapRefresh = 200 * time.Millisecond
+	cfg.Users = []config.User{{Name: "ro", Password: "ropw", ReadOnly: true}}
+	srv := proxy.NewServer(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	if err := srv.Start(ctx); err == nil {
+		t.Fatal("Start succeeded without a reachable seed")
+	}
+	cancel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Close()
+	defer ln.Close()
+	r := dialRaw(t, ln.Addr().String())
+	r.send(cmd("AUTH", "ro", "ropw"))
+	if got := r.line(); got != "+OK" {
+		t.Fatal(got)
+	}
+	r.send(cmd("ZRANDMEMBER", "late{1}"))
+	if got := r.line(); !strings.HasPrefix(got, "-NOPERM") {
+		t.Fatalf("ZRANDMEMBER before the table is loaded: %q", got)
+	}
+	// The seed comes up: a forwarder to a real node.
+	fwd, err := net.Listen("tcp", seed)
+	if err != nil {
+		t.Skipf("seed port taken meanwhile: %v", err)
+	}
+	defer fwd.Close()
+	go func() {
+		for {
+			a, err := fwd.Accept()
+			if err != nil {
+				return
+			}
+			b, err := net.Dial("tcp", c.Seeds()[0])
+			if err != nil {
+				a.Close()
+				continue
+			}
+			go func() { io.Copy(a, b); a.Close() }()
+			go func() { io.Copy(b, a); b.Close() }()
+		}
+	}()
+	testutil.WaitFor(t, 20*time.Second, "ZRANDMEMBER to be allowed once the table is loaded", func() bool {
+		r.send(cmd("ZRANDMEMBER", "late{1}"))
+		return r.line() == "$-1"
+	})
+	r.send(cmd("ZRANGESTORE", "{z}dst", "{z}src", "0", "-1"))
+	if got := r.line(); !strings.HasPrefix(got, "-NOPERM") {
+		t.Fatalf("ZRANGESTORE after the table is loaded: %q", got)
+	}
+}
+
+// TestConfigGetRedactsSecrets (issue 28, finding 6): CONFIG GET shows no password (the
+// proxy's requirepass, the nodes' masterauth …) to anyone, and read-only users get no
+// CONFIG at all.
+func TestConfigGetRedactsSecrets(t *testing.T) {
+	c := sharedCluster(t)
+	p := startProxy(t, c, func(cfg *config.Config) {
+		cfg.RequirePass = "s3cret-pw"
+		cfg.Users = []config.User{{Name: "ro", Password: "ropw", ReadOnly: true}}
+	})
+	ctx := context.Background()
+	rw := p.client(t, func(o *redis.Options) { o.Password = "s3cret-pw" })
+	for _, pattern := range []string{"requirepass", "*"} {
+		v, err := rw.ConfigGet(ctx, pattern).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v["requirepass"] != "(redacted)" {
+			t.Errorf("CONFIG GET %s: requirepass = %q", pattern, v["requirepass"])
+		}
+		for k, val := range v {
+			if strings.Contains(val, "s3cret") || (strings.Contains(k, "pass") || k == "masterauth") && val != "" && val != "(redacted)" {
+				t.Errorf("CONFIG GET %s: %s = %q", pattern, k, val)
+			}
+		}
+		if _, ok := v["maxmemory"]; pattern == "*" && !ok {
+			t.Errorf("CONFIG GET *: maxmemory missing")
+		}
+	}
+	ro := p.client(t, func(o *redis.Options) { o.Username, o.Password = "ro", "ropw" })
+	if err := ro.ConfigGet(ctx, "maxmemory").Err(); err == nil || !strings.HasPrefix(err.Error(), "NOPERM") {
+		t.Fatalf("read-only CONFIG GET: %v", err)
+	}
+}
+
+// TestAdminRole (issue 28, finding 9): listing and killing other clients, the slow log and
+// the hot keys are for admins (requirepass's default user, users flagged :admin, or
+// read-write users with enable-admin-commands); other users get NOPERM.
+func TestAdminRole(t *testing.T) {
+	c := sharedCluster(t)
+	p := startProxy(t, c, func(cfg *config.Config) {
+		cfg.RequirePass = "s3cret"
+		cfg.Users = []config.User{{Name: "app", Password: "apppw"}, {Name: "ops", Password: "opspw", Admin: true}}
+	})
+	auth := func(args ...string) *rawConn {
+		r := dialRaw(t, p.addr)
+		r.send(cmd(append([]string{"AUTH"}, args...)...))
+		if got := r.line(); got != "+OK" {
+			t.Fatal(got)
+		}
+		return r
+	}
+	victim := auth("app", "apppw")
+	victim.send(cmd("CLIENT", "ID"))
+	victimID := strings.TrimPrefix(victim.line(), ":")
+	for _, who := range []*rawConn{auth("app", "apppw")} {
+		for _, args := range [][]string{
+			{"CLIENT", "LIST"}, {"CLIENT", "KILL", "ID", victimID}, {"SLOWLOG", "GET"}, {"SLOWLOG", "RESET"},
+			{"SLOWLOG", "LEN"}, {"PROXY", "HOTKEYS"},
+		} {
+			who.send(cmd(args...))
+			if got := who.line(); !strings.HasPrefix(got, "-NOPERM") {
+				t.Errorf("non-admin %q: %q", args, got)
+			}
+		}
+		who.send(cmd("CLIENT", "INFO")) // its own connection stays visible
+		if got := who.reply(); !strings.Contains(got, "id=") {
+			t.Errorf("CLIENT INFO: %q", got)
+		}
+	}
+	victim.send("PING\r\n")
+	if got := victim.line(); got != "+PONG" {
+		t.Fatalf("victim after the refused kill: %q", got)
+	}
+	ops := auth("ops", "opspw")
+	ops.send(cmd("CLIENT", "LIST"))
+	if got := ops.reply(); !strings.Contains(got, "id="+victimID+" ") {
+		t.Fatalf("admin CLIENT LIST: %q", got)
+	}
+	ops.send(cmd("SLOWLOG", "LEN"))
+	if got := ops.line(); !strings.HasPrefix(got, ":") {
+		t.Fatalf("admin SLOWLOG LEN: %q", got)
+	}
+	def := auth("s3cret")
+	def.send(cmd("SLOWLOG", "LEN"))
+	if got := def.line(); !strings.HasPrefix(got, ":") {
+		t.Fatalf("requirepass (default user) SLOWLOG LEN: %q", got)
+	}
+	ops.send(cmd("CLIENT", "KILL", "ID", victimID))
+	if got := ops.line(); got != ":1" {
+		t.Fatalf("admin CLIENT KILL: %q", got)
+	}
+	victim.expectClosed()
+	// With enable-admin-commands, read-write users are admins.
+	cfg := *p.srv.Config()
+	cfg.EnableAdminCommands = true
+	p.srv.Reload(&cfg)
+	app := auth("app", "apppw")
+	app.send(cmd("SLOWLOG", "LEN"))
+	if got := app.line(); !strings.HasPrefix(got, ":") {
+		t.Fatalf("read-write user with enable-admin-commands: %q", got)
+	}
+}
+
+// syncBuffer is a log sink safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// TestAuthFailuresLimited (issue 28, finding 5): failed AUTH attempts are counted, logged
+// with the client's address at most once a second, and a connection is closed after
+// auth-max-failures of them.
+func TestAuthFailuresLimited(t *testing.T) {
+	c := sharedCluster(t)
+	transports(t, func(t *testing.T, start func(testing.TB, *testcluster.Cluster, func(*config.Config)) *testProxy) {
+		p := start(t, c, func(cfg *config.Config) {
+			cfg.RequirePass = "s3cret"
+			cfg.AuthMaxFailures = 3
+		})
+		r := dialRaw(t, p.addr)
+		r.send(cmd("AUTH", "guess1") + cmd("HELLO", "2", "AUTH", "default", "guess2") + cmd("AUTH", "guess3") + cmd("AUTH", "s3cret"))
+		for _, want := range []string{"-WRONGPASS", "-WRONGPASS", "-ERR too many failed authentication attempts"} {
+			if got := r.line(); !strings.HasPrefix(got, want) {
+				t.Fatalf("got %q, want %s…", got, want)
+			}
+		}
+		r.expectClosed()
+		if v := testutil.MetricSum(t, p.reg, "redis_carp_proxy_auth_failures_total"); v != 3 {
+			t.Fatalf("auth_failures_total = %v", v)
+		}
+		if v := testutil.MetricSum(t, p.reg, "redis_carp_proxy_client_connections_rejected_total", "reason", "auth_failures"); v != 1 {
+			t.Fatalf("rejected{auth_failures} = %v", v)
+		}
+	})
+	// The log: the client's address, at most one line a second however many failures.
+	var logs syncBuffer
+	cfg := config.Default()
+	cfg.ClusterSeeds = c.Seeds()[:1]
+	cfg.RequirePass = "s3cret"
+	cfg.AuthMaxFailures = 0
+	srv := proxy.NewServer(cfg, slog.New(slog.NewTextHandler(&logs, nil)), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Close()
+	defer ln.Close()
+	r := dialRaw(t, ln.Addr().String())
+	var b strings.Builder
+	for i := 0; i < 2000; i++ {
+		b.WriteString(cmd("AUTH", "guess"+strconv.Itoa(i)))
+	}
+	begin := time.Now()
+	r.send(b.String())
+	for i := 0; i < 2000; i++ {
+		if got := r.line(); !strings.HasPrefix(got, "-WRONGPASS") {
+			t.Fatalf("attempt %d: %q", i, got)
+		}
+	}
+	elapsed := time.Since(begin)
+	lines := strings.Count(logs.String(), "client authentication failed")
+	if lines < 1 || float64(lines) > elapsed.Seconds()+2 {
+		t.Fatalf("%d log lines for 2000 failures in %v", lines, elapsed)
+	}
+	if !strings.Contains(logs.String(), "addr=127.0.0.1:") {
+		t.Fatalf("the log line lacks the client's address:\n%s", logs.String())
+	}
+}
+
+// TestReloadDropsOrDowngradesUsers (issue 28, finding 10): after a reload, the open
+// connections of a removed user are closed and those of a user made read-only can no
+// longer write, on both transports (the event loops' fast path included).
+func TestReloadDropsOrDowngradesUsers(t *testing.T) {
+	c := sharedCluster(t)
+	transports(t, func(t *testing.T, start func(testing.TB, *testcluster.Cluster, func(*config.Config)) *testProxy) {
+		p := start(t, c, func(cfg *config.Config) {
+			cfg.Users = []config.User{{Name: "gone", Password: "gpw"}, {Name: "demoted", Password: "dpw"}, {Name: "stays", Password: "spw"}}
+		})
+		conns := map[string]*rawConn{}
+		for _, u := range []string{"gone", "demoted", "stays"} {
+			r := dialRaw(t, p.addr)
+			r.send(cmd("AUTH", u, u[:1]+"pw") + cmd("SET", "reload{"+u+"}", "1"))
+			for _, want := range []string{"+OK", "+OK"} {
+				if got := r.line(); got != want {
+					t.Fatalf("%s: %q", u, got)
+				}
+			}
+			conns[u] = r
+		}
+		cfg := *p.srv.Config()
+		cfg.Users = []config.User{{Name: "demoted", Password: "dpw", ReadOnly: true}, {Name: "stays", Password: "spw"}}
+		p.srv.Reload(&cfg)
+		r := conns["gone"]
+		r.send(cmd("GET", "reload{gone}"))
+		if got := r.line(); !strings.HasPrefix(got, "-ERR the user of this connection was removed") {
+			t.Fatalf("removed user: %q", got)
+		}
+		r.expectClosed()
+		r = conns["demoted"]
+		r.send(cmd("SET", "reload{demoted}", "2") + cmd("GET", "reload{demoted}"))
+		for _, want := range []string{"-NOPERM", "$1", "1"} {
+			if got := r.line(); !strings.HasPrefix(got, want) {
+				t.Fatalf("user made read-only: %q, want %s…", got, want)
+			}
+		}
+		r = conns["stays"]
+		r.send(cmd("SET", "reload{stays}", "2"))
+		if got := r.line(); got != "+OK" {
+			t.Fatalf("unchanged user: %q", got)
+		}
+	})
+}
+
+// TestTLSOffersAEADOnly (issue 28, finding 18): the TLS listener refuses a TLS 1.2 client
+// that offers only CBC-SHA1 suites and serves one offering AES-GCM.
+func TestTLSOffersAEADOnly(t *testing.T) {
+	c := sharedCluster(t)
+	files, err := testcluster.WriteTLSFiles(t.TempDir(), "proxy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startProxy(t, c, nil)
+	pcfg := config.Default()
+	pcfg.TLSCertFile, pcfg.TLSKeyFile = files.CertFile, files.KeyFile
+	stc, err := proxy.ClientTLSConfig(pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", stc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go p.srv.Serve(ln)
+	t.Cleanup(func() { ln.Close() })
+	base, err := files.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dial := func(suites ...uint16) error {
+		cc := base.Clone()
+		cc.MaxVersion, cc.CipherSuites = tls.VersionTLS12, suites
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", ln.Addr().String(), cc)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := conn.Write([]byte("PING\r\n")); err != nil {
+			return err
+		}
+		buf := make([]byte, 7)
+		if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != "+PONG\r\n" {
+			return fmt.Errorf("PING: %q %v", buf, err)
+		}
+		return nil
+	}
+	if err := dial(tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA); err == nil {
+		t.Fatal("a TLS 1.2 client offering only CBC-SHA1 suites was served")
+	}
+	if err := dial(tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256); err != nil {
+		t.Fatalf("AES-GCM client: %v", err)
 	}
 }

@@ -55,13 +55,14 @@ type Server struct {
 	epMu      sync.Mutex
 	endpoints []*Endpoint // one per VIP (endpoint.go)
 
-	mu       sync.Mutex
-	sessions map[*session]struct{}
-	loopErr  error // the event loops could not start (no poller): Start fails with it
-	clients  atomic.Int64
-	blocked  atomic.Int64 // clients in a blocking command (INFO blocked_clients)
-	nextID   atomic.Uint64
-	wg       sync.WaitGroup
+	mu        sync.Mutex
+	sessions  map[*session]struct{}
+	loopErr   error // the event loops could not start (no poller): Start fails with it
+	clients   atomic.Int64
+	blocked   atomic.Int64 // clients in a blocking command (INFO blocked_clients)
+	nextID    atomic.Uint64
+	wg        sync.WaitGroup
+	authFails authFailLog // rate limit of the failed-AUTH log line (authfail.go)
 }
 
 // NewServer returns a proxy for cfg. reg receives the proxy's metrics (nil: none).
@@ -84,7 +85,7 @@ func NewServer(cfg *Config, log *slog.Logger, reg prometheus.Registerer) *Server
 	s.cfgp.Store(&c)
 	s.setDeny(c.DenyCommands)
 	s.cl = newCluster(ctx, &s.cfgp, log, m)
-	ft := buildFastTable(s.cl.cmds)
+	ft := buildFastTable(s.cl.cmds.Load())
 	s.fast.Store(&ft)
 	s.startLoops()
 	s.cl.onAbandon = func(n *node) {
@@ -119,42 +120,13 @@ func (s *Server) Start(ctx context.Context) error {
 		s.cl.refresher(s.ctx)
 	}()
 	if err := s.cl.waitForMap(ctx); err != nil {
+		go s.loadCommandTableLater()
 		return fmt.Errorf("proxy: initial slot map: %w", err)
 	}
-	s.loadCommandTable(ctx)
+	if !s.loadCommandTable(ctx) {
+		go s.loadCommandTableLater()
+	}
 	return nil
-}
-
-// loadCommandTable merges the COMMAND reply of one node over the built-in table.
-func (s *Server) loadCommandTable(ctx context.Context) {
-	m := s.cl.smap.Load()
-	if m == nil {
-		return
-	}
-	for _, n := range m.masters {
-		cctx, cancel := context.WithTimeout(ctx, s.conf().BackendConnectTimeout+s.conf().BackendReadTimeout)
-		cl := s.cl.controlClient(n.addr)
-		infos, err := cl.Command(cctx).Result()
-		cl.Close()
-		cancel()
-		if err != nil {
-			s.log.Warn("COMMAND failed; trying another node", "node", n.addr, "err", err)
-			continue
-		}
-		specs := make([]commandSpec, 0, len(infos))
-		for _, ci := range infos {
-			specs = append(specs, commandSpec{Name: ci.Name, Arity: int(ci.Arity), Flags: ci.Flags,
-				FirstKey: int(ci.FirstKeyPos), LastKey: int(ci.LastKeyPos), Step: int(ci.StepCount)})
-		}
-		t := newBuiltinTable()
-		t.mergeSpecs(specs)
-		s.cl.cmds = t
-		ft := buildFastTable(t)
-		s.fast.Store(&ft)
-		s.log.Debug("command table loaded", "node", n.addr, "commands", len(t.m))
-		return
-	}
-	s.log.Warn("no node answered COMMAND; using the built-in command table")
 }
 
 // Config returns the configuration in force; callers must not modify it.

@@ -45,6 +45,9 @@ type session struct {
 
 	authed   bool // reader goroutine only
 	readonly bool
+	authFail int // failed AUTH attempts (authfail.go)
+	// rightsCfg is the configuration authed and readonly were last checked against (rights.go)
+	rightsCfg *Config
 	// inflight counts the commands read and not yet answered; order remembers the slot
 	// map the ones sent meanwhile were routed by (send).
 	inflight atomic.Int64
@@ -66,6 +69,7 @@ func newSessionState(s *Server, conn net.Conn) *session {
 		cs:     clientState{created: time.Now()},
 		authed: !s.authRequired(),
 	}
+	ss.rightsCfg = s.conf()
 	return ss
 }
 

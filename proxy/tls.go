@@ -14,7 +14,7 @@ func ClientTLSConfig(cfg *Config) (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proxy: tls-cert-file/tls-key-file: %w", err)
 	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, CipherSuites: aeadSuites}
 	if cfg.TLSCACertFile != "" {
 		pool, err := loadPool(cfg.TLSCACertFile)
 		if err != nil {
@@ -36,7 +36,7 @@ func backendTLSConfig(cfg *Config) (*tls.Config, error) {
 	if !cfg.TLSCluster {
 		return nil, nil
 	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, CipherSuites: aeadSuites}
 	if cfg.BackendTLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.BackendTLSCertFile, cfg.BackendTLSKeyFile)
 		if err != nil {
@@ -64,4 +64,13 @@ func loadPool(path string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("%s: no PEM certificate found", path)
 	}
 	return pool, nil
+}
+
+// aeadSuites are the TLS 1.2 cipher suites offered and accepted: ECDHE with AES-GCM or
+// ChaCha20-Poly1305 only, no CBC-SHA1 (TLS 1.3 suites are not configurable and are all
+// AEAD).
+var aeadSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 }

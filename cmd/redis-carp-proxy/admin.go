@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -54,7 +55,7 @@ func adminHandler(cfg *config.Config, srv *proxy.Server, reg *prometheus.Registr
 		}
 		io.WriteString(w, why+"\n")
 	})
-	mux.HandleFunc("/debug/hotkeys", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/debug/hotkeys", loopbackOnly(func(w http.ResponseWriter, r *http.Request) {
 		n := 20
 		if v := r.URL.Query().Get("n"); v != "" {
 			var err error
@@ -73,15 +74,39 @@ func adminHandler(cfg *config.Config, srv *proxy.Server, reg *prometheus.Registr
 		for _, hk := range top {
 			fmt.Fprintf(w, "%.1f %s\n", hk.PerSecond, strconv.Quote(hk.Key))
 		}
-	})
+	}))
 	if cfg.AdminPprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		// No /debug/pprof/cmdline: the command line may hold a password (--requirepass);
+		// Index answers it as an unknown profile.
+		mux.HandleFunc("/debug/pprof/", loopbackOnly(pprof.Index))
+		mux.HandleFunc("/debug/pprof/profile", loopbackOnly(pprof.Profile))
+		mux.HandleFunc("/debug/pprof/symbol", loopbackOnly(pprof.Symbol))
+		mux.HandleFunc("/debug/pprof/trace", loopbackOnly(pprof.Trace))
 	}
 	return mux
+}
+
+// loopbackOnly serves h to clients on a loopback address only: the hot key names (which
+// may be personal data) and pprof stay on the host even when admin-listen is an address
+// Prometheus reaches from elsewhere.
+func loopbackOnly(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ap, err := netip.ParseAddrPort(r.RemoteAddr)
+		if err != nil || !ap.Addr().Unmap().IsLoopback() {
+			http.Error(w, "served to loopback clients only", http.StatusForbidden)
+			return
+		}
+		h(w, r)
+	}
+}
+
+// adminServer is the admin listener's HTTP server: every phase of a request has a
+// deadline (a pprof profile or trace may run up to its default 30 s within WriteTimeout),
+// and idle keep-alive connections are closed.
+func adminServer(ctx context.Context, h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 60 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
 }
 
 // startAdmin serves adminHandler on cfg.AdminListen until the returned server is closed.
@@ -91,8 +116,7 @@ func startAdmin(ctx context.Context, cfg *config.Config, srv *proxy.Server, reg 
 	if err != nil {
 		return nil, fmt.Errorf("admin listen %s: %w", cfg.AdminListen, err)
 	}
-	hs := &http.Server{Handler: adminHandler(cfg, srv, reg, log), ReadHeaderTimeout: 5 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return ctx }}
+	hs := adminServer(ctx, adminHandler(cfg, srv, reg, log))
 	log.Info("admin listener up", "addr", ln.Addr().String(), "pprof", cfg.AdminPprof)
 	go func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -696,3 +696,40 @@ func TestDaemonAdminReportsHostState(t *testing.T) {
 		t.Errorf("active = %v, carp_state = %v; want 1 and 2 (MASTER)", m.sum("active"), m.sum("carp_state"))
 	}
 }
+
+// TestAdminDebugLoopbackOnly (issue 28, finding 13): /debug/hotkeys and pprof answer
+// loopback clients only, pprof never serves the command line, and the HTTP server has
+// read, write and idle timeouts.
+func TestAdminDebugLoopbackOnly(t *testing.T) {
+	cfg := config.Default()
+	cfg.AdminPprof = true
+	srv := proxy.NewServer(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	h := adminHandler(cfg, srv, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	get := func(path, remote string) int {
+		req := httptest.NewRequest("GET", path, nil)
+		req.RemoteAddr = remote
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	for _, path := range []string{"/debug/hotkeys", "/debug/pprof/", "/debug/pprof/symbol"} {
+		if code := get(path, "198.51.100.7:40000"); code != 403 {
+			t.Errorf("%s from 198.51.100.7: %d, want 403", path, code)
+		}
+		for _, lo := range []string{"127.0.0.1:40000", "[::1]:40000"} {
+			if code := get(path, lo); code != 200 {
+				t.Errorf("%s from %s: %d, want 200", path, lo, code)
+			}
+		}
+	}
+	if code := get("/metrics", "198.51.100.7:40000"); code != 200 {
+		t.Errorf("/metrics from elsewhere: %d", code)
+	}
+	if code := get("/debug/pprof/cmdline", "127.0.0.1:40000"); code != 404 {
+		t.Errorf("/debug/pprof/cmdline: %d, want 404 (the command line may hold a password)", code)
+	}
+	hs := adminServer(context.Background(), h)
+	if hs.ReadTimeout <= 0 || hs.WriteTimeout <= 0 || hs.IdleTimeout <= 0 || hs.ReadHeaderTimeout <= 0 {
+		t.Errorf("admin HTTP server timeouts: %+v", hs)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -53,6 +54,9 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	level := new(slog.LevelVar)
 	log := newLevelLogger(cfg, level, stderr)
+	if w := configModeWarning(fs.File(), cfg, os.Getegid()); w != "" {
+		log.Warn(w)
+	}
 	redis.SetLogger(goRedisLogger{log.With("component", "go-redis")})
 
 	reg := prometheus.NewRegistry()

@@ -16,6 +16,16 @@ func Write(path string, data []byte, perm fs.FileMode) error {
 	if st, err := os.Stat(path); err == nil {
 		perm = st.Mode().Perm()
 	}
+	return write(path, data, perm)
+}
+
+// WriteSecret is Write for a file holding a secret: the new file has mode perm whatever
+// the old one had (an existing 0644 file receiving a password must not stay readable).
+func WriteSecret(path string, data []byte, perm fs.FileMode) error {
+	return write(path, data, perm)
+}
+
+func write(path string, data []byte, perm fs.FileMode) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("atomicfile: %w", err)
@@ -55,6 +65,21 @@ func Write(path string, data []byte, perm fs.FileMode) error {
 // path+backupSuffix (itself written atomically). It returns the backup's path, or "" when
 // there was nothing to back up. Writing identical content is a no-op.
 func WriteWithBackup(path string, data []byte, perm fs.FileMode, backupSuffix string) (backup string, changed bool, err error) {
+	return writeWithBackup(path, data, perm, backupSuffix, false)
+}
+
+// WriteSecretWithBackup is WriteWithBackup for a file holding a secret: the file and its
+// backup are created with mode perm whatever the old file's mode (never first written with
+// the old one and narrowed afterwards).
+func WriteSecretWithBackup(path string, data []byte, perm fs.FileMode, backupSuffix string) (backup string, changed bool, err error) {
+	return writeWithBackup(path, data, perm, backupSuffix, true)
+}
+
+func writeWithBackup(path string, data []byte, perm fs.FileMode, backupSuffix string, secret bool) (backup string, changed bool, err error) {
+	w := Write
+	if secret {
+		w = WriteSecret
+	}
 	old, err := os.ReadFile(path)
 	switch {
 	case err == nil:
@@ -66,12 +91,16 @@ func WriteWithBackup(path string, data []byte, perm fs.FileMode, backupSuffix st
 			return "", false, fmt.Errorf("atomicfile: %w", err)
 		}
 		backup = path + backupSuffix
-		if err := Write(backup, old, st.Mode().Perm()); err != nil {
+		bperm := st.Mode().Perm()
+		if secret {
+			bperm = perm
+		}
+		if err := w(backup, old, bperm); err != nil {
 			return "", false, err
 		}
 	case os.IsNotExist(err):
 	default:
 		return "", false, fmt.Errorf("atomicfile: %w", err)
 	}
-	return backup, true, Write(path, data, perm)
+	return backup, true, w(path, data, perm)
 }

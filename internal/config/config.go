@@ -44,6 +44,12 @@ type Config struct {
 	UnauthenticatedMaxBulkLen      int64
 	UnauthenticatedMaxMultibulkLen int
 	ClientAuthTimeout              time.Duration
+	AuthMaxFailures                int
+	// Files holding secrets instead of the configuration file or the command line
+	// (secretfiles.go): read at load, and again at every reload.
+	RequirePassFile     string
+	UsersFile           string
+	BackendPasswordFile string
 
 	// Hardening: output buffer limits, command deny-list, client-side TLS.
 	OutputLimit       OutputLimit
@@ -79,6 +85,7 @@ type Config struct {
 
 	// Admin listener and logging.
 	AdminListen       string
+	AdminListenPublic bool
 	AdminPprof        bool
 	SlowlogSlowerThan time.Duration
 	SlowlogMaxLen     int
@@ -213,6 +220,9 @@ type User struct {
 	Name     string
 	Password string
 	ReadOnly bool
+	// Admin may act on and see other clients (CLIENT LIST/KILL, SLOWLOG, PROXY HOTKEYS)
+	// and, with enable-admin-commands, run the admin commands (docs/security.md).
+	Admin bool
 }
 
 // Prefix is the installation prefix (the ports' PREFIX) below which the package
@@ -307,18 +317,26 @@ var keys = []key{
 	}},
 	{"unauthenticated-max-multibulk-len", "10", "largest number of arguments in a command from a client that has not authenticated yet", intVar(3, 1<<30, func(c *Config) *int { return &c.UnauthenticatedMaxMultibulkLen })},
 	{"client-auth-timeout", "10s", "a client must complete its TLS handshake and (with requirepass or users) AUTH within this time of connecting, else it is closed (0: no limit)", durVar(0, func(c *Config) *time.Duration { return &c.ClientAuthTimeout })},
+	{"auth-max-failures", "10", "failed AUTH attempts after which a connection is closed (0: no limit); every failure is counted in auth_failures_total and logged with the client's address, at most once a second", intVar(0, 1<<20, func(c *Config) *int { return &c.AuthMaxFailures })},
 	{"requirepass", "", "password clients must give with AUTH (empty: no authentication unless users are set)", strVar(func(c *Config) *string { return &c.RequirePass })},
-	{"users", "", "named proxy users, space-separated name:password[:readonly] entries (AUTH name password)", func(c *Config, v string) error {
+	{"users", "", "named proxy users, space-separated name:password[:readonly|:admin] entries (AUTH name password); admin users may see and act on other clients", func(c *Config, v string) error {
 		c.Users = nil
-		for _, f := range strings.Fields(v) {
+		for i, f := range strings.Fields(v) {
 			parts := strings.Split(f, ":")
-			if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" || len(parts) == 3 && parts[2] != "readonly" {
-				return fmt.Errorf("want name:password[:readonly], got %q", f)
+			if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" || len(parts) == 3 && parts[2] != "readonly" && parts[2] != "admin" {
+				// Never the entry itself: it holds a password (and without a colon it may
+				// be nothing but one).
+				if len(parts) < 2 {
+					return fmt.Errorf("entry %d: want name:password[:readonly|:admin]", i+1)
+				}
+				return fmt.Errorf("entry %d (user %q): want name:password[:readonly|:admin]", i+1, parts[0])
 			}
-			c.Users = append(c.Users, User{Name: parts[0], Password: parts[1], ReadOnly: len(parts) == 3})
+			c.Users = append(c.Users, User{Name: parts[0], Password: parts[1], ReadOnly: len(parts) == 3 && parts[2] == "readonly", Admin: len(parts) == 3 && parts[2] == "admin"})
 		}
 		return nil
 	}},
+	{"requirepass-file", "", "file holding requirepass (one line; not readable by others), instead of requirepass in this file or on the command line", strVar(func(c *Config) *string { return &c.RequirePassFile })},
+	{"users-file", "", "file holding the users entries (name:password[:readonly|:admin], blank- or newline-separated; not readable by others), instead of users", strVar(func(c *Config) *string { return &c.UsersFile })},
 	{"read-from", "master", "where read-only commands go: master, replica or prefer-replica", enumVar(func(c *Config) *string { return &c.ReadFrom }, "master", "replica", "prefer-replica")},
 	{"enable-flushall", "no", "allow FLUSHALL and FLUSHDB through the proxy (they empty every master)", boolVar(func(c *Config) *bool { return &c.EnableFlushall })},
 	{"enable-admin-commands", "no", "allow CONFIG SET/RESETSTAT/REWRITE, CLIENT PAUSE/UNPAUSE, LATENCY RESET and SLOWLOG RESET on every cluster node through the proxy (settings the proxy owns, such as slowlog-* and maxclients, apply to the proxy)", boolVar(func(c *Config) *bool { return &c.EnableAdminCommands })},
@@ -360,6 +378,7 @@ var keys = []key{
 	{"tryagain-backoff", "25ms", "pause before such a retry", durVar(0, func(c *Config) *time.Duration { return &c.TryagainBackoff })},
 	{"backend-user", "", "ACL user for the cluster nodes (empty: default user)", strVar(func(c *Config) *string { return &c.BackendUser })},
 	{"backend-password", "", "password for the cluster nodes (empty: no AUTH)", strVar(func(c *Config) *string { return &c.BackendPassword })},
+	{"backend-password-file", "", "file holding backend-password (one line; not readable by others), instead of backend-password", strVar(func(c *Config) *string { return &c.BackendPasswordFile })},
 	{"tls-cluster", "no", "connect to the cluster nodes with TLS (clusters started with tls-port and tls-cluster yes)", boolVar(func(c *Config) *bool { return &c.TLSCluster })},
 	{"backend-tls-cert-file", "", "client certificate (PEM) presented to TLS cluster nodes (needed when they use tls-auth-clients yes)", strVar(func(c *Config) *string { return &c.BackendTLSCertFile })},
 	{"backend-tls-key-file", "", "private key (PEM) of backend-tls-cert-file", strVar(func(c *Config) *string { return &c.BackendTLSKeyFile })},
@@ -372,6 +391,7 @@ var keys = []key{
 		}
 		return addrVar(func(c *Config) *string { return &c.AdminListen })(c, v)
 	}},
+	{"admin-listen-public", "no", "allow admin-listen on a wildcard address (0.0.0.0, ::, :PORT) or the vip; /debug/hotkeys and pprof are served to loopback clients only either way", boolVar(func(c *Config) *bool { return &c.AdminListenPublic })},
 	{"admin-pprof", "no", "serve /debug/pprof/ on the admin listener", boolVar(func(c *Config) *bool { return &c.AdminPprof })},
 	{"slowlog-log-slower-than", "10ms", "commands slower than this end to end are kept for SLOWLOG GET (0: every command; negative not allowed)", durVar(0, func(c *Config) *time.Duration { return &c.SlowlogSlowerThan })},
 	{"slowlog-max-len", "128", "entries kept for SLOWLOG GET", intVar(0, 100000, func(c *Config) *int { return &c.SlowlogMaxLen })},
@@ -589,6 +609,9 @@ func LoadFile(path string) (*Config, error) {
 	if err := c.Parse(f, path); err != nil {
 		return nil, err
 	}
+	if err := c.ReadSecretFiles(); err != nil {
+		return nil, err
+	}
 	return c, c.Validate()
 }
 
@@ -639,6 +662,9 @@ func (fs *FlagSet) Load() (*Config, error) {
 			return nil, err
 		}
 	}
+	if err := c.ReadSecretFiles(); err != nil {
+		return nil, err
+	}
 	return c, c.Validate()
 }
 
@@ -668,6 +694,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.validateVIPs()...)
+	if err := c.validateAdminListen(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -872,4 +901,26 @@ func ParseSize(v string) (int64, error) {
 		return 0, fmt.Errorf("want a size like 512mb, got %q", v)
 	}
 	return n * mult, nil
+}
+
+// validateAdminListen refuses an admin listener on every address or on the VIP (where
+// clients reach it) unless admin-listen-public is set.
+func (c *Config) validateAdminListen() error {
+	if c.AdminListen == "" || c.AdminListenPublic {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(c.AdminListen)
+	if err != nil {
+		return nil // addrVar already checked it
+	}
+	a, perr := netip.ParseAddr(host)
+	if host == "" || perr == nil && a.IsUnspecified() {
+		return fmt.Errorf("admin-listen %q listens on every address: give the host's own (internal) address, or set admin-listen-public yes", c.AdminListen)
+	}
+	if c.VIP != "" && perr == nil {
+		if v, err := netip.ParseAddr(c.VIP); err == nil && v.Unmap() == a.Unmap() {
+			return fmt.Errorf("admin-listen %q is on the vip: use the host's own address, or set admin-listen-public yes", c.AdminListen)
+		}
+	}
+	return nil
 }

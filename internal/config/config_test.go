@@ -312,3 +312,56 @@ func TestCarpPeersKey(t *testing.T) {
 		}
 	}
 }
+
+// TestUsersErrorHidesPassword (issue 28, finding 16): a malformed users entry is named by
+// its place and user, never printed (it holds the password).
+func TestUsersErrorHidesPassword(t *testing.T) {
+	for _, v := range []string{"app:Pa55word:bogus", "Pa55word", "app::readonly", "app:Pa55word:readonly:x"} {
+		c := Default()
+		err := c.Parse(strings.NewReader("users 'ok:okpw "+v+"'\n"), "test.conf")
+		if err == nil {
+			t.Fatalf("users %q accepted", v)
+		}
+		if strings.Contains(err.Error(), "Pa55word") || strings.Contains(err.Error(), "okpw") {
+			t.Errorf("users %q: the error shows a password: %v", v, err)
+		}
+		if !strings.Contains(err.Error(), "entry 2") {
+			t.Errorf("users %q: the error does not name the entry: %v", v, err)
+		}
+	}
+	c := Default()
+	if err := c.Parse(strings.NewReader("users 'a:apw:admin r:rpw:readonly w:wpw'\n"), "test.conf"); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Users[0].Admin || c.Users[0].ReadOnly || !c.Users[1].ReadOnly || c.Users[1].Admin || c.Users[2].Admin || c.Users[2].ReadOnly {
+		t.Fatalf("users: %+v", c.Users)
+	}
+}
+
+// TestAdminListenRefusesWildcardAndVIP (issue 28, finding 13): admin-listen on every
+// address or on the vip is refused unless admin-listen-public is set.
+func TestAdminListenRefusesWildcardAndVIP(t *testing.T) {
+	base := "cluster-seeds 127.0.0.1:7000\nvip 198.51.100.100\nlisten 198.51.100.100:6379\n"
+	for _, tc := range []struct {
+		admin string
+		ok    bool
+	}{
+		{"0.0.0.0:9479", false}, {":9479", false}, {"[::]:9479", false}, {"198.51.100.100:9479", false},
+		{"127.0.0.1:9479", true}, {"198.51.100.1:9479", true}, {`""`, true},
+	} {
+		for _, public := range []bool{false, true} {
+			text := base + "admin-listen " + tc.admin + "\n"
+			if public {
+				text += "admin-listen-public yes\n"
+			}
+			c := Default()
+			if err := c.Parse(strings.NewReader(text), "t.conf"); err != nil {
+				t.Fatal(err)
+			}
+			err := c.Validate()
+			if want := tc.ok || public; (err == nil) != want {
+				t.Errorf("admin-listen %s (public %v): %v", tc.admin, public, err)
+			}
+		}
+	}
+}

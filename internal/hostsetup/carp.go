@@ -371,15 +371,13 @@ func (s *Setup) writeSecret(name, old, content, secret string) (bool, error) {
 		return true, nil
 	}
 	suffix := ".bak-" + s.Now().UTC().Format("20060102T150405Z")
-	backup, _, err := atomicfile.WriteWithBackup(full, []byte(content), 0o600, suffix)
+	// 0600 whatever the old file's mode, the backup too (the previous version may hold a
+	// password): a 0644 file receiving the password must not stay readable.
+	backup, _, err := atomicfile.WriteSecretWithBackup(full, []byte(content), 0o600, suffix)
 	if err != nil {
 		return false, fmt.Errorf("setup: %s: %w", name, err)
 	}
 	if backup != "" {
-		// The previous version may hold a password too.
-		if err := os.Chmod(backup, 0o600); err != nil {
-			return false, fmt.Errorf("setup: %w", err)
-		}
 		s.say("%s: updated (previous version in %s%s)", name, name, suffix)
 	} else {
 		s.say("%s: created", name)

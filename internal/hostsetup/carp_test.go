@@ -245,3 +245,38 @@ func TestSetupWritesUnicastCarp(t *testing.T) {
 		t.Fatalf("missing IPv6 peer: %v", err)
 	}
 }
+
+// TestSetupCarpNarrowsAWorldReadableFile (issue 28, finding 14): an existing 0644
+// rc.conf.d/network that receives the CARP password is 0600 after the first run, and so
+// is its backup.
+func TestSetupCarpNarrowsAWorldReadableFile(t *testing.T) {
+	root := t.TempDir()
+	const pass = "Rcp.test+2026"
+	passFile := writePass(t, root, pass, 0o600)
+	rel, _ := filepath.Rel(root, passFile)
+	writeTree(t, root, map[string]string{
+		"etc/rc.conf":           "hostname=\"b\"\nifconfig_vtnet0=\"inet 198.51.100.12/24\"\n",
+		"etc/rc.conf.d/network": "# the administrator's own lines\nifconfig_vtnet0_alias0=\"inet 198.51.100.200/32\"\n",
+	})
+	path := filepath.Join(root, "etc/rc.conf.d/network")
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := activeActiveSetup(t, root, true, false, "/"+rel); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil || !strings.Contains(string(b), "pass "+pass) {
+		t.Fatalf("rc.conf.d/network: %v\n%s", err, b)
+	}
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
+		t.Fatalf("rc.conf.d/network mode %04o after one run, want 0600", st.Mode().Perm())
+	}
+	backups, _ := filepath.Glob(path + ".bak-*")
+	if len(backups) != 1 {
+		t.Fatalf("backups: %v", backups)
+	}
+	if st, _ := os.Stat(backups[0]); st.Mode().Perm() != 0o600 {
+		t.Fatalf("backup mode %04o, want 0600", st.Mode().Perm())
+	}
+}

@@ -41,8 +41,25 @@ func value(rhs string) string {
 	if rhs == "" {
 		return ""
 	}
-	if q := rhs[0]; q == '"' || q == '\'' {
-		if end := strings.IndexByte(rhs[1:], q); end >= 0 {
+	if rhs[0] == '"' {
+		// sh(1): inside double quotes a backslash escapes $ ` " \ (and is kept before
+		// anything else).
+		var b strings.Builder
+		for i := 1; i < len(rhs); i++ {
+			c := rhs[i]
+			if c == '"' {
+				break
+			}
+			if c == '\\' && i+1 < len(rhs) && strings.IndexByte("$`\"\\", rhs[i+1]) >= 0 {
+				i++
+				c = rhs[i]
+			}
+			b.WriteByte(c)
+		}
+		return b.String()
+	}
+	if rhs[0] == '\'' {
+		if end := strings.IndexByte(rhs[1:], '\''); end >= 0 {
 			return rhs[1 : 1+end]
 		}
 		return rhs[1:]
@@ -69,7 +86,7 @@ func Get(content, name string) (string, bool) {
 func Set(content, name, v string, style Style) (string, []string) {
 	want := name + "=" + v
 	if style == Quoted {
-		want = fmt.Sprintf("%s=%q", name, v)
+		want = name + "=" + shQuote(v)
 	}
 	ls := lines(content)
 	var at []int
@@ -107,4 +124,20 @@ func lines(s string) []string {
 		return nil
 	}
 	return strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+}
+
+// shQuote double-quotes v for sh(1): $, `, " and \ are escaped, so that sourcing the file
+// gives back v and runs nothing (Go's %q, used before, left $ and ` live). v must be one
+// line.
+func shQuote(v string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(v); i++ {
+		if strings.IndexByte("$`\"\\", v[i]) >= 0 {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(v[i])
+	}
+	b.WriteByte('"')
+	return b.String()
 }

@@ -1,6 +1,9 @@
 package rcconf
 
 import (
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -67,5 +70,39 @@ func TestSetNotesNameTheRemovedLine(t *testing.T) {
 	_, notes := Set("redis_enable=\"NO\"\nredis_enable=\"YES\"\n", "redis_enable", "YES", Quoted)
 	if len(notes) != 1 || !strings.Contains(notes[0], "line 1") || !strings.Contains(notes[0], `redis_enable="NO"`) {
 		t.Fatalf("notes %q", notes)
+	}
+}
+
+// TestQuotedValueIsInertInSh (issue 28, finding 18): a quoted value with $, backticks,
+// quotes and backslashes is written so that sh(1), sourcing the file, gets it back as is
+// and runs nothing; Get reads it back and a second Set leaves the file alone.
+func TestQuotedValueIsInertInSh(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Fatal("sh(1) not found")
+	}
+	dir := t.TempDir()
+	canary := filepath.Join(dir, "ran")
+	v := `p$(touch ` + canary + `)a` + "`touch " + canary + "`" + `s"s\w$HOME\$x`
+	out, _ := Set("# rc.conf\n", "ifconfig_em0_alias0", v, Quoted)
+	file := filepath.Join(dir, "rc.conf")
+	if err := os.WriteFile(file, []byte(out), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := exec.Command(sh, "-c", `. "$1"; printf '%s' "$ifconfig_em0_alias0"`, "sh", file).Output()
+	if err != nil {
+		t.Fatalf("sh: %v\n%s", err, out)
+	}
+	if string(got) != v {
+		t.Fatalf("sh read %q, want %q\nfile:\n%s", got, v, out)
+	}
+	if _, err := os.Stat(canary); err == nil {
+		t.Fatalf("sourcing the file ran a command:\n%s", out)
+	}
+	if g, ok := Get(out, "ifconfig_em0_alias0"); !ok || g != v {
+		t.Fatalf("Get: %q", g)
+	}
+	if again, _ := Set(out, "ifconfig_em0_alias0", v, Quoted); again != out {
+		t.Fatalf("a second Set rewrote the line:\n%s", again)
 	}
 }

@@ -225,6 +225,9 @@ func TestInstallMatchesPlistAndPackage(t *testing.T) {
 		if strings.HasSuffix(p, "/sbin/redis-carp-proxy") || strings.Contains(p, "/rc.d/") {
 			wantPerm = "0755"
 		}
+		if strings.HasSuffix(p, "/etc/redis-carp-proxy.conf.sample") {
+			wantPerm = "0640" // it may hold passwords (issue 28, finding 15)
+		}
 		if mf.Perm != wantPerm || mf.Uname != "root" || mf.Gname != "wheel" {
 			t.Errorf("%s: manifest attributes %+v, want perm %s root:wheel", p, mf, wantPerm)
 		}
