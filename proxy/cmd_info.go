@@ -259,156 +259,198 @@ func cpuSeconds(tv syscall.Timeval) string {
 	return fmt.Sprintf("%.6f", float64(tv.Sec)+float64(tv.Usec)/1e6)
 }
 
-// infoSection returns the fields of one section.
-// port is the one the client connected to.
+// infoSection returns the fields of one INFO section: the proxy's own, or the nodes'
+// merged (infoBuilders).
 func (s *Server) infoSection(name string, nodes []map[string]*infoSection, port string) [][2]string {
-	secs := sections(nodes, name)
 	var out [][2]string
-	add := func(k, v string) { out = append(out, [2]string{k, v}) }
-	switch name {
-	case "server":
-		up := time.Since(s.started)
-		proxyOwn := map[string]string{"redis_mode": "standalone", "process_id": strconv.Itoa(os.Getpid()), "run_id": s.nodeID(),
-			"tcp_port": port, "uptime_in_seconds": strconv.Itoa(int(up.Seconds())),
-			"uptime_in_days": strconv.Itoa(int(up.Hours() / 24)), "executable": "", "config_file": ""}
-		if len(secs) == 0 {
-			add("redis_version", "")
-			for _, k := range []string{"redis_mode", "process_id", "run_id", "tcp_port", "uptime_in_seconds", "uptime_in_days"} {
-				add(k, proxyOwn[k])
-			}
+	if build := infoBuilders[name]; build != nil {
+		build(s, sections(nodes, name), port, func(k, v string) { out = append(out, [2]string{k, v}) })
+	}
+	return out
+}
+
+// infoBuilders builds each INFO section from the nodes' sections (secs) with add.
+var infoBuilders = map[string]func(s *Server, secs []*infoSection, port string, add func(k, v string)){
+	"server":       infoServer,
+	"clients":      infoClients,
+	"cpu":          infoCPU,
+	"cluster":      infoCluster,
+	"replication":  infoReplication,
+	"memory":       infoMemory,
+	"persistence":  infoPersistence,
+	"stats":        infoStats,
+	"modules":      infoModules,
+	"commandstats": infoCommandStats,
+	"errorstats":   infoErrorStats,
+	"latencystats": infoLatencyStats,
+	"keyspace":     infoKeyspace,
+}
+
+func infoServer(s *Server, secs []*infoSection, port string, add func(k, v string)) {
+	up := time.Since(s.started)
+	proxyOwn := map[string]string{"redis_mode": "standalone", "process_id": strconv.Itoa(os.Getpid()), "run_id": s.nodeID(),
+		"tcp_port": port, "uptime_in_seconds": strconv.Itoa(int(up.Seconds())),
+		"uptime_in_days": strconv.Itoa(int(up.Hours() / 24)), "executable": "", "config_file": ""}
+	if len(secs) == 0 {
+		add("redis_version", "")
+		for _, k := range []string{"redis_mode", "process_id", "run_id", "tcp_port", "uptime_in_seconds", "uptime_in_days"} {
+			add(k, proxyOwn[k])
 		}
-		if len(secs) > 0 {
-			for _, k := range secs[0].keys {
-				if v, ok := proxyOwn[k]; ok {
-					add(k, v)
-				} else {
-					add(k, secs[0].vals[k])
-				}
-			}
-		}
-		add("proxy", "redis-carp-proxy")
-		add("proxy_version", Version)
-		add("proxy_os", runtime.GOOS+" "+runtime.GOARCH)
-	case "clients":
-		c := s.conf()
-		blocked := strconv.FormatInt(s.blocked.Load(), 10)
-		add("connected_clients", strconv.Itoa(s.Clients()))
-		add("cluster_connections", "0")
-		add("maxclients", strconv.Itoa(c.MaxClients))
-		add("client_recent_max_input_buffer", "0")
-		add("client_recent_max_output_buffer", "0")
-		add("blocked_clients", blocked)
-		add("tracking_clients", "0")
-		add("clients_in_timeout_table", blocked)
-	case "cpu":
-		var self, children syscall.Rusage
-		syscall.Getrusage(syscall.RUSAGE_SELF, &self)
-		syscall.Getrusage(syscall.RUSAGE_CHILDREN, &children)
-		add("used_cpu_sys", cpuSeconds(self.Stime))
-		add("used_cpu_user", cpuSeconds(self.Utime))
-		add("used_cpu_sys_children", cpuSeconds(children.Stime))
-		add("used_cpu_user_children", cpuSeconds(children.Utime))
-	case "cluster":
-		add("cluster_enabled", "0")
-	case "replication":
-		if len(secs) == 0 {
-			add("role", "master")
-			add("connected_slaves", "0")
-			break
-		}
+	}
+	if len(secs) > 0 {
 		for _, k := range secs[0].keys {
-			switch {
-			case strings.HasPrefix(k, "slave") && k != "slave_read_only":
-				// the nodes' replicas, by address: not the proxy's
-			case k == "connected_slaves" || k == "master_repl_offset":
-				add(k, mergeNumbers(secs, k, false))
-			default:
+			if v, ok := proxyOwn[k]; ok {
+				add(k, v)
+			} else {
 				add(k, secs[0].vals[k])
 			}
 		}
-	case "memory":
-		for _, k := range unionKeys(secs) {
-			switch {
-			case strings.HasSuffix(k, "_human"):
-				base := strings.TrimSuffix(k, "_human")
-				if n, err := strconv.ParseInt(mergeNumbers(secs, base, base == "used_memory_peak"), 10, 64); err == nil {
-					add(k, humanBytes(n))
-				} else {
-					add(k, secs[0].vals[k])
-				}
-			case strings.HasSuffix(k, "_ratio") || strings.HasSuffix(k, "_perc") || k == "number_of_cached_scripts" || strings.HasPrefix(k, "used_memory_scripts"):
-				add(k, mergeNumbers(secs, k, true))
-			default:
-				add(k, mergeNumbers(secs, k, false))
-			}
-		}
-	case "persistence":
-		for _, k := range unionKeys(secs) {
-			switch {
-			case k == "rdb_changes_since_last_save" || strings.HasPrefix(k, "current_save_keys") || strings.HasPrefix(k, "current_cow"):
-				add(k, mergeNumbers(secs, k, false))
-			case strings.HasSuffix(k, "_status"):
-				v := "ok"
-				for _, sec := range secs {
-					if x := sec.vals[k]; x != "" && x != "ok" {
-						v = x
-					}
-				}
-				add(k, v)
-			default:
-				add(k, mergeNumbers(secs, k, true))
-			}
-		}
-	case "stats":
-		for _, k := range unionKeys(secs) {
-			add(k, mergeNumbers(secs, k, k == "latest_fork_usec"))
-		}
-	case "modules":
-		for _, k := range unionKeys(secs) {
+	}
+	add("proxy", "redis-carp-proxy")
+	add("proxy_version", Version)
+	add("proxy_os", runtime.GOOS+" "+runtime.GOARCH)
+}
+
+func infoClients(s *Server, secs []*infoSection, port string, add func(k, v string)) {
+	c := s.conf()
+	blocked := strconv.FormatInt(s.blocked.Load(), 10)
+	add("connected_clients", strconv.Itoa(s.Clients()))
+	add("cluster_connections", "0")
+	add("maxclients", strconv.Itoa(c.MaxClients))
+	add("client_recent_max_input_buffer", "0")
+	add("client_recent_max_output_buffer", "0")
+	add("blocked_clients", blocked)
+	add("tracking_clients", "0")
+	add("clients_in_timeout_table", blocked)
+}
+
+func infoCPU(s *Server, secs []*infoSection, port string, add func(k, v string)) {
+	var self, children syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+	syscall.Getrusage(syscall.RUSAGE_CHILDREN, &children)
+	add("used_cpu_sys", cpuSeconds(self.Stime))
+	add("used_cpu_user", cpuSeconds(self.Utime))
+	add("used_cpu_sys_children", cpuSeconds(children.Stime))
+	add("used_cpu_user_children", cpuSeconds(children.Utime))
+}
+
+func infoCluster(s *Server, secs []*infoSection, port string, add func(k, v string)) {
+	add("cluster_enabled", "0")
+}
+
+func infoReplication(s *Server, secs []*infoSection, port string, add func(k, v string)) {
+	if len(secs) == 0 {
+		add("role", "master")
+		add("connected_slaves", "0")
+		return
+	}
+	for _, k := range secs[0].keys {
+		switch {
+		case strings.HasPrefix(k, "slave") && k != "slave_read_only":
+			// the nodes' replicas, by address: not the proxy's
+		case k == "connected_slaves" || k == "master_repl_offset":
+			add(k, mergeNumbers(secs, k, false))
+		default:
 			add(k, secs[0].vals[k])
 		}
-	case "commandstats":
-		for _, k := range unionKeys(secs) {
-			v := mergeFields(secs, k, sumAll, formatInt)
-			calls, usec := statField(v, "calls"), statField(v, "usec")
-			per := 0.0
-			if calls > 0 {
-				per = float64(usec) / float64(calls)
+	}
+}
+
+func infoMemory(s *Server, secs []*infoSection, port string, add func(k, v string)) {
+	for _, k := range unionKeys(secs) {
+		switch {
+		case strings.HasSuffix(k, "_human"):
+			base := strings.TrimSuffix(k, "_human")
+			if n, err := strconv.ParseInt(mergeNumbers(secs, base, base == "used_memory_peak"), 10, 64); err == nil {
+				add(k, humanBytes(n))
+			} else {
+				add(k, secs[0].vals[k])
 			}
-			// Redis's field order: calls, usec, usec_per_call, rejected_calls, failed_calls.
-			add(k, fmt.Sprintf("calls=%d,usec=%d,usec_per_call=%.2f,rejected_calls=%d,failed_calls=%d",
-				calls, usec, per, statField(v, "rejected_calls"), statField(v, "failed_calls")))
-		}
-	case "errorstats":
-		for _, k := range unionKeys(secs) {
-			add(k, mergeFields(secs, k, sumAll, formatInt))
-		}
-	case "latencystats":
-		// Percentiles do not add up; the highest over the masters bounds the cluster's.
-		for _, k := range unionKeys(secs) {
-			add(k, mergeFields(secs, k, maxAll, func(_ string, v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }))
-		}
-	case "keyspace":
-		for _, k := range unionKeys(secs) {
-			var keys, expires, ttlWeighted int64
-			for _, sec := range secs {
-				v, ok := sec.vals[k]
-				if !ok {
-					continue
-				}
-				e := int64(statField(v, "expires"))
-				keys += int64(statField(v, "keys"))
-				expires += e
-				ttlWeighted += int64(statField(v, "avg_ttl")) * e
-			}
-			avg := int64(0)
-			if expires > 0 {
-				avg = ttlWeighted / expires
-			}
-			add(k, fmt.Sprintf("keys=%d,expires=%d,avg_ttl=%d", keys, expires, avg))
+		case strings.HasSuffix(k, "_ratio") || strings.HasSuffix(k, "_perc") || k == "number_of_cached_scripts" || strings.HasPrefix(k, "used_memory_scripts"):
+			add(k, mergeNumbers(secs, k, true))
+		default:
+			add(k, mergeNumbers(secs, k, false))
 		}
 	}
-	return out
+}
+
+func infoPersistence(s *Server, secs []*infoSection, port string, add func(k, v string)) {
+	for _, k := range unionKeys(secs) {
+		switch {
+		case k == "rdb_changes_since_last_save" || strings.HasPrefix(k, "current_save_keys") || strings.HasPrefix(k, "current_cow"):
+			add(k, mergeNumbers(secs, k, false))
+		case strings.HasSuffix(k, "_status"):
+			v := "ok"
+			for _, sec := range secs {
+				if x := sec.vals[k]; x != "" && x != "ok" {
+					v = x
+				}
+			}
+			add(k, v)
+		default:
+			add(k, mergeNumbers(secs, k, true))
+		}
+	}
+}
+
+func infoStats(s *Server, secs []*infoSection, port string, add func(k, v string)) {
+	for _, k := range unionKeys(secs) {
+		add(k, mergeNumbers(secs, k, k == "latest_fork_usec"))
+	}
+}
+
+func infoModules(s *Server, secs []*infoSection, port string, add func(k, v string)) {
+	for _, k := range unionKeys(secs) {
+		add(k, secs[0].vals[k])
+	}
+}
+
+func infoCommandStats(s *Server, secs []*infoSection, port string, add func(k, v string)) {
+	for _, k := range unionKeys(secs) {
+		v := mergeFields(secs, k, sumAll, formatInt)
+		calls, usec := statField(v, "calls"), statField(v, "usec")
+		per := 0.0
+		if calls > 0 {
+			per = float64(usec) / float64(calls)
+		}
+		// Redis's field order: calls, usec, usec_per_call, rejected_calls, failed_calls.
+		add(k, fmt.Sprintf("calls=%d,usec=%d,usec_per_call=%.2f,rejected_calls=%d,failed_calls=%d",
+			calls, usec, per, statField(v, "rejected_calls"), statField(v, "failed_calls")))
+	}
+}
+
+func infoErrorStats(s *Server, secs []*infoSection, port string, add func(k, v string)) {
+	for _, k := range unionKeys(secs) {
+		add(k, mergeFields(secs, k, sumAll, formatInt))
+	}
+}
+
+func infoLatencyStats(s *Server, secs []*infoSection, port string, add func(k, v string)) {
+	// Percentiles do not add up; the highest over the masters bounds the cluster's.
+	for _, k := range unionKeys(secs) {
+		add(k, mergeFields(secs, k, maxAll, func(_ string, v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }))
+	}
+}
+
+func infoKeyspace(s *Server, secs []*infoSection, port string, add func(k, v string)) {
+	for _, k := range unionKeys(secs) {
+		var keys, expires, ttlWeighted int64
+		for _, sec := range secs {
+			v, ok := sec.vals[k]
+			if !ok {
+				continue
+			}
+			e := int64(statField(v, "expires"))
+			keys += int64(statField(v, "keys"))
+			expires += e
+			ttlWeighted += int64(statField(v, "avg_ttl")) * e
+		}
+		avg := int64(0)
+		if expires > 0 {
+			avg = ttlWeighted / expires
+		}
+		add(k, fmt.Sprintf("keys=%d,expires=%d,avg_ttl=%d", keys, expires, avg))
+	}
 }
 
 // statField returns the integer field of a "a=1,b=2" value.

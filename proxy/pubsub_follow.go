@@ -116,7 +116,8 @@ func (ps *pubsubState) everywhere() (patterns, channels map[string]bool) {
 }
 
 // rehome moves channel subscriptions to their slot's current master and adds the
-// patterns and notification channels on masters that lack them.
+// patterns and notification channels on masters that lack them: the connections the
+// moves need are opened, then the moves planned and sent.
 func (ss *session) rehome(ps *pubsubState) {
 	ps.rehomeMu.Lock()
 	defer ps.rehomeMu.Unlock()
@@ -124,14 +125,35 @@ func (ss *session) rehome(ps *pubsubState) {
 	if m == nil {
 		return
 	}
-	// The connections the moves need.
 	ps.mu.Lock()
+	need, ok := ps.connsNeeded(m)
+	ps.mu.Unlock()
+	if !ok {
+		return
+	}
+	ss.openSubConns(ps, need)
+
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.closed {
+		return
+	}
+	mv := ps.planMoves(m)
+	mv.send(ps)
+	if len(mv.subs)+len(mv.psubs)+len(mv.unsubs)+len(mv.punsubs) > 0 {
+		ss.log().Debug("subscriptions follow their slots", "client_id", ss.id, "moved", len(mv.unsubs))
+	}
+}
+
+// connsNeeded returns the masters the moves of m need a connection to and the client has
+// none; false while a connection is being re-subscribed elsewhere (rehome runs again when
+// that is done) or the state is closed. ps.mu is held.
+func (ps *pubsubState) connsNeeded(m *slotMap) (map[*node]bool, bool) {
 	for _, sc := range ps.all {
 		if sc.dc == nil || ps.closed {
 			// Being re-subscribed (on the master that replaced its node, which must not
 			// get a second connection here): rehome runs again when that is done.
-			ps.mu.Unlock()
-			return
+			return nil, false
 		}
 	}
 	pats, notes := ps.everywhere()
@@ -150,7 +172,11 @@ func (ss *session) rehome(ps *pubsubState) {
 			}
 		}
 	}
-	ps.mu.Unlock()
+	return need, true
+}
+
+// openSubConns opens a subscription connection (and its relay) to each node of need.
+func (ss *session) openSubConns(ps *pubsubState, need map[*node]bool) {
 	for n := range need {
 		ctx, cancel := context.WithTimeout(ss.ctx, ss.s.conf().BackendConnectTimeout)
 		dc, err := ss.s.direct.acquire(ctx, n)
@@ -171,13 +197,19 @@ func (ss *session) rehome(ps *pubsubState) {
 		ps.mu.Unlock()
 		go ss.relay(ps, sc)
 	}
+}
 
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	if ps.closed {
-		return
-	}
-	pats, notes = ps.everywhere()
+// subMoves are the SUBSCRIBE/PSUBSCRIBE/UNSUBSCRIBE/PUNSUBSCRIBE a rehome sends, by
+// connection.
+type subMoves struct {
+	subs, psubs, unsubs, punsubs map[*subConn][]string
+}
+
+// planMoves plans the moves for m: channels to their slot's master, patterns and
+// notification channels on every master, none on a node that is no master. It updates
+// the connections' records. ps.mu is held.
+func (ps *pubsubState) planMoves(m *slotMap) subMoves {
+	pats, notes := ps.everywhere()
 	subs, psubs, unsubs := map[*subConn][]string{}, map[*subConn][]string{}, map[*subConn][]string{}
 	for _, sc := range ps.all {
 		if sc.dc == nil {
@@ -238,6 +270,12 @@ func (ss *session) rehome(ps *pubsubState) {
 		}
 		ps.movePatternHome(sc)
 	}
+	return subMoves{subs: subs, psubs: psubs, unsubs: unsubs, punsubs: punsubs}
+}
+
+// send writes the planned moves: the new subscriptions first, then the ones given up.
+// ps.mu is held.
+func (mv subMoves) send(ps *pubsubState) {
 	send := func(sc *subConn, kind string, names []string) {
 		if len(names) == 0 {
 			return
@@ -254,14 +292,11 @@ func (ss *session) rehome(ps *pubsubState) {
 		}
 	}
 	for _, sc := range ps.all {
-		send(sc, "subscribe", subs[sc])
-		send(sc, "psubscribe", psubs[sc])
+		send(sc, "subscribe", mv.subs[sc])
+		send(sc, "psubscribe", mv.psubs[sc])
 	}
 	for _, sc := range ps.all {
-		send(sc, "unsubscribe", unsubs[sc])
-		send(sc, "punsubscribe", punsubs[sc])
-	}
-	if len(subs)+len(psubs)+len(unsubs)+len(punsubs) > 0 {
-		ss.log().Debug("subscriptions follow their slots", "client_id", ss.id, "moved", len(unsubs))
+		send(sc, "unsubscribe", mv.unsubs[sc])
+		send(sc, "punsubscribe", mv.punsubs[sc])
 	}
 }
