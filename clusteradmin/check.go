@@ -122,30 +122,55 @@ func cmpAddr(a, b string) int {
 	return cmp.Compare(na, nb)
 }
 
+// problems lists what is wrong with the cluster whose nodes Check gathered, each with
+// its fix: the nodes' health, slot coverage, open slots, config epochs and where the
+// replicas are, in that order.
 func problems(seed string, nodes []*checkedNode, byID map[string]*checkedNode) []Problem {
-	var ps []Problem
-	add := func(fix, format string, args ...any) {
-		ps = append(ps, Problem{What: fmt.Sprintf(format, args...), Fix: fix})
-	}
 	h, p, _ := net.SplitHostPort(seed)
-	cli := func(addr string) string {
-		hh, pp, _ := net.SplitHostPort(addr)
-		return fmt.Sprintf("redis-cli -h %s -p %s", hh, pp)
-	}
-	fixAll := fmt.Sprintf("redis-cli --cluster fix %s", net.JoinHostPort(h, p))
+	c := &checker{seed: seed, fixAll: fmt.Sprintf("redis-cli --cluster fix %s", net.JoinHostPort(h, p)), nodes: nodes, byID: byID}
+	c.nodeHealth()
+	c.slotCoverage()
+	c.openSlots()
+	c.configEpochs()
+	c.replicaPlacement()
+	return c.ps
+}
 
-	// Reachability and failure flags.
-	for _, n := range nodes {
+// checker gathers the problems of one check.
+type checker struct {
+	seed   string
+	fixAll string // redis-cli --cluster fix SEED
+	nodes  []*checkedNode
+	byID   map[string]*checkedNode
+	ps     []Problem
+}
+
+// add records a problem (format and args) and its fix.
+func (c *checker) add(fix, format string, args ...any) {
+	c.ps = append(c.ps, Problem{What: fmt.Sprintf(format, args...), Fix: fix})
+}
+
+// cli is the redis-cli command line that talks to addr.
+func cli(addr string) string {
+	h, p, _ := net.SplitHostPort(addr)
+	return fmt.Sprintf("redis-cli -h %s -p %s", h, p)
+}
+
+// nodeHealth reports, node by node, one without an address, one that does not answer,
+// one another node sees as failing (pfail or fail), and one that answers but does not
+// report cluster_state:ok.
+func (c *checker) nodeHealth() {
+	for _, n := range c.nodes {
 		if n.Addr == "" {
-			add(fmt.Sprintf("redis-cli --cluster call %s CLUSTER FORGET %s", seed, n.ID), "node %s has no address (flags %s)", shortID(n.ID), strings.Join(n.Flags, ","))
+			c.add(fmt.Sprintf("redis-cli --cluster call %s CLUSTER FORGET %s", c.seed, n.ID), "node %s has no address (flags %s)", shortID(n.ID), strings.Join(n.Flags, ","))
 			continue
 		}
 		if !n.reachable {
-			add(fmt.Sprintf("start it again on %[2]s (service redis start %[1]s, or service valkey start %[1]s); if it is gone for good: redis-cli --cluster call %[3]s CLUSTER FORGET %[4]s", portOf(n.Addr), n.Host, seed, n.ID),
+			c.add(fmt.Sprintf("start it again on %[2]s (service redis start %[1]s, or service valkey start %[1]s); if it is gone for good: redis-cli --cluster call %[3]s CLUSTER FORGET %[4]s", portOf(n.Addr), n.Host, c.seed, n.ID),
 				"%s (%s) does not answer", n.Addr, shortID(n.ID))
 		}
 		var seenBy []string
-		for _, o := range nodes {
+		for _, o := range c.nodes {
 			for _, ln := range o.view {
 				if ln.ID == n.ID && ln.failing() {
 					flag := "pfail"
@@ -157,17 +182,20 @@ func problems(seed string, nodes []*checkedNode, byID map[string]*checkedNode) [
 			}
 		}
 		if len(seenBy) > 0 {
-			add(fmt.Sprintf("start it again or repair its network; if it is gone for good: redis-cli --cluster call %s CLUSTER FORGET %s", seed, n.ID),
+			c.add(fmt.Sprintf("start it again or repair its network; if it is gone for good: redis-cli --cluster call %s CLUSTER FORGET %s", c.seed, n.ID),
 				"%s is seen as failing by %s", n.Addr, strings.Join(seenBy, ", "))
 		}
 		if n.reachable && n.state != "ok" {
-			add("fix the other problems; it turns ok once every slot is served", "%s reports cluster_state:%s", n.Addr, n.state)
+			c.add("fix the other problems; it turns ok once every slot is served", "%s reports cluster_state:%s", n.Addr, n.state)
 		}
 	}
+}
 
-	// Slots: each master's own claim (the seed's view for an unreachable one).
+// slotCoverage reports slots no master serves and slots several claim, from each
+// master's own claim (the seed's view for an unreachable one).
+func (c *checker) slotCoverage() {
 	owners := make([][]string, NumSlots)
-	for _, n := range nodes {
+	for _, n := range c.nodes {
 		if !n.isMaster() {
 			continue
 		}
@@ -178,80 +206,106 @@ func problems(seed string, nodes []*checkedNode, byID map[string]*checkedNode) [
 		}
 	}
 	for _, r := range slotRuns(owners, func(o []string) bool { return len(o) == 0 }) {
-		add(fixAll, "%s not served by any master", slotsAre(r))
+		c.add(c.fixAll, "%s not served by any master", slotsAre(r))
 	}
 	for _, r := range slotRuns(owners, func(o []string) bool { return len(o) > 1 }) {
 		lo, _, _ := strings.Cut(r, "-")
 		s, _ := strconv.Atoi(lo)
-		add(fixAll, "%s claimed by several masters: %s", slotsAre(r), strings.Join(owners[s], ", "))
+		c.add(c.fixAll, "%s claimed by several masters: %s", slotsAre(r), strings.Join(owners[s], ", "))
 	}
+}
 
-	// Open slots.
-	for _, n := range nodes {
+// openSlots reports every slot a node has MIGRATING or IMPORTING.
+func (c *checker) openSlots() {
+	for _, n := range c.nodes {
 		for _, s := range sortedKeys(n.Migrating) {
-			add(fmt.Sprintf("finish the move: %s, or undo it: %s CLUSTER SETSLOT %d STABLE", fixAll, cli(n.Addr), s),
-				"slot %d is open on %s: MIGRATING to %s", s, n.Addr, addrOf(byID, n.Migrating[s]))
+			c.add(fmt.Sprintf("finish the move: %s, or undo it: %s CLUSTER SETSLOT %d STABLE", c.fixAll, cli(n.Addr), s),
+				"slot %d is open on %s: MIGRATING to %s", s, n.Addr, addrOf(c.byID, n.Migrating[s]))
 		}
 		for _, s := range sortedKeys(n.Importing) {
-			add(fmt.Sprintf("finish the move: %s, or undo it: %s CLUSTER SETSLOT %d STABLE", fixAll, cli(n.Addr), s),
-				"slot %d is open on %s: IMPORTING from %s", s, n.Addr, addrOf(byID, n.Importing[s]))
+			c.add(fmt.Sprintf("finish the move: %s, or undo it: %s CLUSTER SETSLOT %d STABLE", c.fixAll, cli(n.Addr), s),
+				"slot %d is open on %s: IMPORTING from %s", s, n.Addr, addrOf(c.byID, n.Importing[s]))
 		}
 	}
+}
 
-	// Config epochs of the masters.
+// configEpochs reports a config epoch shared by masters that serve slots.
+func (c *checker) configEpochs() {
 	epochs := map[uint64][]string{}
-	for _, n := range nodes {
+	for _, n := range c.nodes {
 		if n.isMaster() && n.slotCount() > 0 {
 			epochs[n.ConfigEpoch] = append(epochs[n.ConfigEpoch], n.Addr)
 		}
 	}
 	for _, e := range sortedKeys(epochs) {
 		if as := epochs[e]; len(as) > 1 {
-			add(fmt.Sprintf("%s CLUSTER BUMPEPOCH", cli(as[len(as)-1])), "config epoch %d is shared by %s", e, strings.Join(as, ", "))
+			c.add(fmt.Sprintf("%s CLUSTER BUMPEPOCH", cli(as[len(as)-1])), "config epoch %d is shared by %s", e, strings.Join(as, ", "))
 		}
 	}
+}
 
-	// Replicas on other hosts.
-	replicas := map[string][]*checkedNode{} // master ID → healthy replicas
-	for _, n := range nodes {
+// healthyReplicas maps a master's ID to its reachable, non-failing replicas.
+type healthyReplicas map[string][]*checkedNode
+
+// elsewhere counts m's healthy replicas on another host than m's.
+func (hr healthyReplicas) elsewhere(m *checkedNode) int {
+	n := 0
+	for _, r := range hr[m.ID] {
+		if r.Host != m.Host {
+			n++
+		}
+	}
+	return n
+}
+
+// replicaPlacement reports masters with slots and no healthy replica on another host
+// (orphans), then replicas on their own master's host.
+func (c *checker) replicaPlacement() {
+	replicas := healthyReplicas{}
+	for _, n := range c.nodes {
 		if !n.isMaster() && n.MasterID != "" && !n.failing() && n.reachable {
 			replicas[n.MasterID] = append(replicas[n.MasterID], n)
 		}
 	}
-	otherHost := func(m *checkedNode) int {
-		c := 0
-		for _, r := range replicas[m.ID] {
-			if r.Host != m.Host {
-				c++
-			}
-		}
-		return c
-	}
 	var orphans []*checkedNode
-	for _, n := range nodes {
-		if n.isMaster() && n.slotCount() > 0 && otherHost(n) == 0 {
+	for _, n := range c.nodes {
+		if n.isMaster() && n.slotCount() > 0 && replicas.elsewhere(n) == 0 {
 			orphans = append(orphans, n)
 		}
 	}
+	c.orphanMasters(orphans, replicas)
+	c.sameHostReplicas(orphans, replicas)
+}
+
+// orphanMasters reports each orphan; its fix makes a node on another host its replica:
+// a spare replica (one whose own master keeps a replica on another host) or an empty
+// master, else a new instance to be set up there.
+func (c *checker) orphanMasters(orphans []*checkedNode, replicas healthyReplicas) {
 	// spare reports whether r can replicate another master without leaving its own
 	// master without a replica on another host.
 	spare := func(r *checkedNode) bool {
-		m := byID[r.MasterID]
-		return m == nil || r.Host == m.Host || otherHost(m) > 1
+		m := c.byID[r.MasterID]
+		return m == nil || r.Host == m.Host || replicas.elsewhere(m) > 1
 	}
 	for _, m := range orphans {
 		fix := fmt.Sprintf("on another host than %s, run redis init and start an instance, then: redis-cli -h NEWHOST -p PORT CLUSTER MEET %s %s && redis-cli -h NEWHOST -p PORT CLUSTER REPLICATE %s",
 			m.Host, m.Host, portOf(m.Addr), m.ID)
-		for _, c := range nodes {
-			if c.reachable && c.Host != m.Host && ((!c.isMaster() && spare(c)) || (c.isMaster() && c.slotCount() == 0 && len(replicas[c.ID]) == 0)) {
-				fix = fmt.Sprintf("%s CLUSTER REPLICATE %s", cli(c.Addr), m.ID)
+		for _, o := range c.nodes {
+			if o.reachable && o.Host != m.Host && ((!o.isMaster() && spare(o)) || (o.isMaster() && o.slotCount() == 0 && len(replicas[o.ID]) == 0)) {
+				fix = fmt.Sprintf("%s CLUSTER REPLICATE %s", cli(o.Addr), m.ID)
 				break
 			}
 		}
-		add(fix, "master %s (%s) has no replica on another host", m.Addr, shortID(m.ID))
+		c.add(fix, "master %s (%s) has no replica on another host", m.Addr, shortID(m.ID))
 	}
-	for _, r := range nodes {
-		m := byID[r.MasterID]
+}
+
+// sameHostReplicas reports each replica on its master's host; its fix moves it to an
+// orphan on another host, else to the master elsewhere with the fewest replicas on
+// other hosts, else to another host altogether.
+func (c *checker) sameHostReplicas(orphans []*checkedNode, replicas healthyReplicas) {
+	for _, r := range c.nodes {
+		m := c.byID[r.MasterID]
 		if r.isMaster() || m == nil || r.Host != m.Host {
 			continue
 		}
@@ -264,8 +318,8 @@ func problems(seed string, nodes []*checkedNode, byID map[string]*checkedNode) [
 			}
 		}
 		if target == nil {
-			for _, o := range nodes {
-				if o.isMaster() && o.slotCount() > 0 && o.Host != r.Host && (target == nil || otherHost(o) < otherHost(target)) {
+			for _, o := range c.nodes {
+				if o.isMaster() && o.slotCount() > 0 && o.Host != r.Host && (target == nil || replicas.elsewhere(o) < replicas.elsewhere(target)) {
 					target = o
 				}
 			}
@@ -273,9 +327,8 @@ func problems(seed string, nodes []*checkedNode, byID map[string]*checkedNode) [
 		if target != nil {
 			fix = fmt.Sprintf("%s CLUSTER REPLICATE %s", cli(r.Addr), target.ID)
 		}
-		add(fix, "replica %s is on the same host as its master %s", r.Addr, m.Addr)
+		c.add(fix, "replica %s is on the same host as its master %s", r.Addr, m.Addr)
 	}
-	return ps
 }
 
 // slotRuns returns the ranges ("a-b" or "a") of consecutive slots whose owners match.

@@ -106,9 +106,39 @@ func layoutOf(t *testing.T, ctx context.Context, c *testcluster.Cluster) map[str
 	return masterOf
 }
 
+// TestInitStartCreateCheck sets up six instances with redis init on three loopback
+// hosts, creates the cluster, and breaks it in turn (an open slot, an uncovered slot, a
+// replica on its master's host, a dead replica): Check reports each with its fix, and
+// reports nothing once it is repaired.
 func TestInitStartCreateCheck(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Second)
 	defer cancel()
+	l := initAndCreate(t, ctx)
+	l.checkLayout()
+	t.Logf("check:\n%s", checkOK(t, ctx, l.seed))
+	l.checkServes()
+	l.checkOpenSlot()
+	l.checkUncoveredSlot()
+	l.checkReplicaOnMastersHost()
+	l.checkDeadReplica()
+}
+
+// createdCluster is a cluster made by Create from redis init's files, one master and one
+// replica per host, read back from the nodes (lay: node address → master address, ""
+// for a master).
+type createdCluster struct {
+	t       *testing.T
+	ctx     context.Context
+	c       *testcluster.Cluster
+	addrs   []string
+	seed    string
+	lay     map[string]string
+	masters []string
+}
+
+// initAndCreate writes two instances per host with redis init, starts them from those
+// files, and creates the cluster, checking Create's progress output.
+func initAndCreate(t *testing.T, ctx context.Context) *createdCluster {
 	p1, p2 := freePair(t)
 	var specs []testcluster.NodeSpec
 	var addrs []string
@@ -139,77 +169,87 @@ func TestInitStartCreateCheck(t *testing.T) {
 			t.Errorf("progress output lacks %q", want)
 		}
 	}
+	l := &createdCluster{t: t, ctx: ctx, c: c, addrs: addrs, seed: addrs[0], lay: layoutOf(t, ctx, c)}
+	for a, m := range l.lay {
+		if m == "" {
+			l.masters = append(l.masters, a)
+		}
+	}
+	return l
+}
 
-	// The layout, read back from the nodes themselves: one master per host, every
-	// replica on another host than its master.
-	lay := layoutOf(t, ctx, c)
+// client is the client of the node at addr.
+func (l *createdCluster) client(addr string) *redis.Client {
+	for _, n := range l.c.Nodes {
+		if n.Addr == addr {
+			return l.c.Client(n)
+		}
+	}
+	l.t.Fatalf("no node %s", addr)
+	return nil
+}
+
+// id is the node ID of the node at addr.
+func (l *createdCluster) id(addr string) string {
+	s, err := l.client(addr).Do(l.ctx, "CLUSTER", "MYID").Text()
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return s
+}
+
+// do runs a command on the node at addr; an error fails the test.
+func (l *createdCluster) do(addr string, args ...any) {
+	if err := l.client(addr).Do(l.ctx, args...).Err(); err != nil {
+		l.t.Fatal(err)
+	}
+}
+
+// checkLayout: one master per host, every replica on another host than its master.
+func (l *createdCluster) checkLayout() {
 	mastersPerHost := map[string]int{}
-	for a, m := range lay {
+	for a, m := range l.lay {
 		if m == "" {
 			mastersPerHost[hostOf(a)]++
 			continue
 		}
 		if hostOf(a) == hostOf(m) {
-			t.Errorf("replica %s on the host of its master %s", a, m)
+			l.t.Errorf("replica %s on the host of its master %s", a, m)
 		}
 	}
 	for _, h := range hosts {
 		if mastersPerHost[h] != 1 {
-			t.Errorf("host %s has %d masters: %v", h, mastersPerHost[h], lay)
+			l.t.Errorf("host %s has %d masters: %v", h, mastersPerHost[h], l.lay)
 		}
 	}
-	seed := addrs[0]
-	t.Logf("check:\n%s", checkOK(t, ctx, seed))
+}
 
-	// The cluster serves.
-	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, DialTimeout: 2 * time.Second, ReadTimeout: 5 * time.Second})
+// checkServes: the cluster serves, and Create refuses its nodes now that they are in a
+// cluster.
+func (l *createdCluster) checkServes() {
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: l.addrs, DialTimeout: 2 * time.Second, ReadTimeout: 5 * time.Second})
 	defer cc.Close()
 	for i := 0; i < 50; i++ {
-		if err := cc.Set(ctx, fmt.Sprint("k", i), i, 0).Err(); err != nil {
-			t.Fatal(err)
+		if err := cc.Set(l.ctx, fmt.Sprint("k", i), i, 0).Err(); err != nil {
+			l.t.Fatal(err)
 		}
 	}
-
-	// A fresh node cannot be created into a cluster again: every node is refused.
-	err := Create(ctx, CreateOptions{Nodes: addrs})
+	err := Create(l.ctx, CreateOptions{Nodes: l.addrs})
 	if !errors.Is(err, ErrNotEmpty) || !strings.Contains(err.Error(), "already in a cluster (knows 6 nodes)") {
-		t.Fatalf("create on a running cluster: %v", err)
+		l.t.Fatalf("create on a running cluster: %v", err)
 	}
+}
 
-	client := func(addr string) *redis.Client {
-		for _, n := range c.Nodes {
-			if n.Addr == addr {
-				return c.Client(n)
-			}
-		}
-		t.Fatalf("no node %s", addr)
-		return nil
-	}
-	id := func(addr string) string {
-		s, err := client(addr).Do(ctx, "CLUSTER", "MYID").Text()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	var masters []string
-	for a, m := range lay {
-		if m == "" {
-			masters = append(masters, a)
-		}
-	}
-
-	// An open slot: a master importing a slot it does not own.
-	importer := masters[0]
-	slot, err := client(masters[1]).Do(ctx, "CLUSTER", "KEYSLOT", "x").Int()
+// slotOfX is the slot of key "x" and the master that serves it.
+func (l *createdCluster) slotOfX() (slot int, owner string) {
+	slot, err := l.client(l.masters[1]).Do(l.ctx, "CLUSTER", "KEYSLOT", "x").Int()
 	if err != nil {
-		t.Fatal(err)
+		l.t.Fatal(err)
 	}
-	var owner string
-	for _, m := range masters {
-		s, err := client(m).ClusterNodes(ctx).Result()
+	for _, m := range l.masters {
+		s, err := l.client(m).ClusterNodes(l.ctx).Result()
 		if err != nil {
-			t.Fatal(err)
+			l.t.Fatal(err)
 		}
 		lines, _ := parseNodes(s)
 		me, _ := myself(lines)
@@ -220,78 +260,83 @@ func TestInitStartCreateCheck(t *testing.T) {
 		}
 	}
 	if owner == "" {
-		t.Fatalf("no master claims slot %d", slot)
+		l.t.Fatalf("no master claims slot %d", slot)
 	}
+	return slot, owner
+}
+
+// checkOpenSlot: a master importing a slot it does not own is reported with SETSLOT
+// STABLE as the fix, and that fix clears it.
+func (l *createdCluster) checkOpenSlot() {
+	slot, owner := l.slotOfX()
+	importer := l.masters[0]
 	if owner == importer {
-		importer = masters[1]
+		importer = l.masters[1]
 	}
-	if err := client(importer).Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", id(owner)).Err(); err != nil {
-		t.Fatal(err)
-	}
-	ps, text := checkUntil(t, ctx, seed, fmt.Sprintf("slot %d is open on %s: IMPORTING from %s", slot, importer, owner))
+	l.do(importer, "CLUSTER", "SETSLOT", slot, "IMPORTING", l.id(owner))
+	ps, text := checkUntil(l.t, l.ctx, l.seed, fmt.Sprintf("slot %d is open on %s: IMPORTING from %s", slot, importer, owner))
 	if len(ps) != 1 || !strings.Contains(ps[0].Fix, fmt.Sprintf("CLUSTER SETSLOT %d STABLE", slot)) {
-		t.Fatalf("open slot: %v\n%s", ps, text)
+		l.t.Fatalf("open slot: %v\n%s", ps, text)
 	}
-	if err := client(importer).Do(ctx, "CLUSTER", "SETSLOT", slot, "STABLE").Err(); err != nil {
-		t.Fatal(err)
-	}
-	checkOK(t, ctx, seed)
+	l.do(importer, "CLUSTER", "SETSLOT", slot, "STABLE")
+	checkOK(l.t, l.ctx, l.seed)
+}
 
-	// An uncovered slot: its master stops claiming it.
-	if err := client(owner).Do(ctx, "CLUSTER", "DELSLOTS", slot).Err(); err != nil {
-		t.Fatal(err)
+// checkUncoveredSlot: a slot its master stops claiming is reported with
+// redis-cli --cluster fix as the fix.
+func (l *createdCluster) checkUncoveredSlot() {
+	slot, owner := l.slotOfX()
+	l.do(owner, "CLUSTER", "DELSLOTS", slot)
+	ps, text := checkUntil(l.t, l.ctx, l.seed, fmt.Sprintf("slot %d is not served by any master", slot))
+	if p := ps[len(ps)-1]; !strings.Contains(p.What, "not served") || p.Fix != "redis-cli --cluster fix "+l.seed {
+		l.t.Fatalf("uncovered slot: %v\n%s", ps, text)
 	}
-	ps, text = checkUntil(t, ctx, seed, fmt.Sprintf("slot %d is not served by any master", slot))
-	if p := ps[len(ps)-1]; !strings.Contains(p.What, "not served") || p.Fix != "redis-cli --cluster fix "+seed {
-		t.Fatalf("uncovered slot: %v\n%s", ps, text)
-	}
-	if err := client(owner).Do(ctx, "CLUSTER", "ADDSLOTS", slot).Err(); err != nil {
-		t.Fatal(err)
-	}
-	checkOK(t, ctx, seed)
+	l.do(owner, "CLUSTER", "ADDSLOTS", slot)
+	checkOK(l.t, l.ctx, l.seed)
+}
 
-	// A replica moved onto its new master's host: that master's old replica host is
-	// fine, but the replica shares a host and its old master has none left.
+// checkReplicaOnMastersHost: a replica moved onto its new master's host is reported,
+// and so is its old master, left without a replica on another host; the fix suggested
+// for the old master (replicate it again) repairs both.
+func (l *createdCluster) checkReplicaOnMastersHost() {
 	var moved, oldMaster, newMaster string
-	for a, m := range lay {
+	for a, m := range l.lay {
 		if m != "" {
 			moved, oldMaster = a, m
 			break
 		}
 	}
-	for _, m := range masters {
+	for _, m := range l.masters {
 		if hostOf(m) == hostOf(moved) {
 			newMaster = m
 		}
 	}
-	if err := client(moved).Do(ctx, "CLUSTER", "REPLICATE", id(newMaster)).Err(); err != nil {
-		t.Fatal(err)
-	}
-	ps, text = checkUntil(t, ctx, seed, fmt.Sprintf("replica %s is on the same host as its master %s", moved, newMaster))
-	t.Logf("replica on its master's host:\n%s", text)
+	l.do(moved, "CLUSTER", "REPLICATE", l.id(newMaster))
+	ps, text := checkUntil(l.t, l.ctx, l.seed, fmt.Sprintf("replica %s is on the same host as its master %s", moved, newMaster))
+	l.t.Logf("replica on its master's host:\n%s", text)
 	var orphan *Problem
 	for i, p := range ps {
 		if strings.Contains(p.What, fmt.Sprintf("master %s (", oldMaster)) && strings.Contains(p.What, "has no replica on another host") {
 			orphan = &ps[i]
 		}
 	}
-	wantFix := fmt.Sprintf("redis-cli -h %s -p %s CLUSTER REPLICATE %s", hostOf(moved), portOf(moved), id(oldMaster))
+	wantFix := fmt.Sprintf("redis-cli -h %s -p %s CLUSTER REPLICATE %s", hostOf(moved), portOf(moved), l.id(oldMaster))
 	if orphan == nil || orphan.Fix != wantFix {
-		t.Fatalf("missing replica not reported with fix %q: %v\n%s", wantFix, ps, text)
+		l.t.Fatalf("missing replica not reported with fix %q: %v\n%s", wantFix, ps, text)
 	}
-	// The suggested fix repairs it.
-	if err := client(moved).Do(ctx, "CLUSTER", "REPLICATE", id(oldMaster)).Err(); err != nil {
-		t.Fatal(err)
-	}
-	checkOK(t, ctx, seed)
+	l.do(moved, "CLUSTER", "REPLICATE", l.id(oldMaster))
+	checkOK(l.t, l.ctx, l.seed)
+}
 
-	// A missing replica: its process dies.
-	if err := c.Kill(c.Nodes[1]); err != nil {
-		t.Fatal(err)
+// checkDeadReplica: a replica whose process dies is reported as not answering (and its
+// master as without a replica), then, after cluster-node-timeout, as failing.
+func (l *createdCluster) checkDeadReplica() {
+	if err := l.c.Kill(l.c.Nodes[1]); err != nil {
+		l.t.Fatal(err)
 	}
-	dead := c.Nodes[1].Addr
-	ps, text = checkUntil(t, ctx, seed, "has no replica on another host")
-	t.Logf("dead replica:\n%s", text)
+	dead := l.c.Nodes[1].Addr
+	ps, text := checkUntil(l.t, l.ctx, l.seed, "has no replica on another host")
+	l.t.Logf("dead replica:\n%s", text)
 	found := false
 	for _, p := range ps {
 		if strings.Contains(p.What, dead+" (") && strings.Contains(p.What, "does not answer") {
@@ -299,11 +344,11 @@ func TestInitStartCreateCheck(t *testing.T) {
 		}
 	}
 	if !found || !strings.Contains(text, "unreachable") {
-		t.Fatalf("dead replica %s not reported: %v\n%s", dead, ps, text)
+		l.t.Fatalf("dead replica %s not reported: %v\n%s", dead, ps, text)
 	}
 	// After cluster-node-timeout the others flag it pfail, then fail.
-	_, text = checkUntil(t, ctx, seed, dead+" is seen as failing by")
-	t.Logf("failing replica:\n%s", text)
+	_, text = checkUntil(l.t, l.ctx, l.seed, dead+" is seen as failing by")
+	l.t.Logf("failing replica:\n%s", text)
 }
 
 func TestCreateInterruptedResetRecreate(t *testing.T) {

@@ -232,13 +232,49 @@ const (
 // the host state and the slot coverage, promtool's lint of /metrics, and that the log
 // has one line per transition and no password or key.
 func TestAdminEndToEnd(t *testing.T) {
+	e := startAdminE2E(t)
+	e.healthAndReadiness()
+	keys := e.knownTraffic()
+	e.hotKeys(keys[0])
+	e.movedSlot()
+	e.askSlot()
+	kt := e.stalledNode()
+	e.unservedSlot()
+	e.killedNode(kt)
+	e.checkLogs()
+}
+
+// adminE2E is TestAdminEndToEnd's proxy (event-driven refreshes only, short timeouts, a
+// password, every command sampled for hot keys) in front of a 3-master cluster, its
+// admin listener, its log, and the raw client of the traffic.
+type adminE2E struct {
+	t       *testing.T
+	ctx     context.Context
+	c       *testcluster.Cluster
+	masters []*testcluster.Node
+	A, B, C *testcluster.Node
+	cfg     *config.Config
+	logs    *testutil.SyncBuffer
+	srv     *proxy.Server
+	admin   string // the admin listener's URL
+	hs      sync.Mutex
+	state   proxy.HostState
+	ln      net.Listener
+	rc      *respConn
+	used    map[int]bool // slots of the keys used so far
+	aID     string       // A's node ID
+}
+
+// startAdminE2E starts the cluster, the proxy with the daemon's metrics, its listener
+// and its admin handler.
+func startAdminE2E(t *testing.T) *adminE2E {
 	c := testcluster.New(t, testcluster.Options{Replicas: -1})
 	ctx := context.Background()
 	masters, err := c.Masters(ctx)
 	if err != nil || len(masters) != 3 {
 		t.Fatalf("masters: %v %v", masters, err)
 	}
-	A, B, C := masters[0], masters[1], masters[2]
+	e := &adminE2E{t: t, ctx: ctx, c: c, masters: masters, A: masters[0], B: masters[1], C: masters[2], used: map[int]bool{}}
 
 	cfg := config.Default()
 	cfg.ClusterSeeds = c.Seeds()[:1]
@@ -249,72 +285,136 @@ func TestAdminEndToEnd(t *testing.T) {
 	cfg.TryagainBackoff = 10 * time.Millisecond
 	cfg.RequirePass = testPassword
 	cfg.HotkeysSampleRate = 1
-	logs := &testutil.SyncBuffer{}
-	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	e.cfg = cfg
+	e.logs = &testutil.SyncBuffer{}
+	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("proxy log:\n%s", logs.String())
+			t.Logf("proxy log:\n%s", e.logs.String())
 		}
 	})
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	gate.NewMetrics(reg) // as the daemon does: redis_carp_proxy_active is linted too
-	srv := proxy.NewServer(cfg, log, reg)
+	e.srv = proxy.NewServer(cfg, log, reg)
 	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	if err := srv.Start(sctx); err != nil {
+	if err := e.srv.Start(sctx); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
+	e.ln, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		t.Fatal(err)
 	}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() { served <- e.srv.Serve(e.ln) }()
 	t.Cleanup(func() {
-		ln.Close()
+		e.ln.Close()
 		<-served
-		srv.Close()
+		e.srv.Close()
 	})
-	admin := httptest.NewServer(adminHandler(cfg, srv, reg, log))
+	admin := httptest.NewServer(adminHandler(cfg, e.srv, reg, log))
 	t.Cleanup(admin.Close)
+	e.admin = admin.URL
+	return e
+}
 
-	// Health, readiness and the host state.
-	if code, body := httpGet(t, admin.URL+"/healthz"); code != 200 || body != "ok\n" {
+// healthAndReadiness: /healthz, and /readyz following the host state (static, BACKUP,
+// MASTER); no pprof unless enabled.
+func (e *adminE2E) healthAndReadiness() {
+	t := e.t
+	if code, body := httpGet(t, e.admin+"/healthz"); code != 200 || body != "ok\n" {
 		t.Fatalf("/healthz: %d %q", code, body)
 	}
-	if code, body := httpGet(t, admin.URL+"/readyz"); code != 200 || !strings.Contains(body, "covers all 16384 slots") {
+	if code, body := httpGet(t, e.admin+"/readyz"); code != 200 || !strings.Contains(body, "covers all 16384 slots") {
 		t.Fatalf("/readyz with a static host state: %d %q", code, body)
 	}
-	var hs sync.Mutex
-	state := proxy.HostState{CARP: "BACKUP", Active: false}
-	srv.SetHostState(func() proxy.HostState { hs.Lock(); defer hs.Unlock(); return state })
-	if code, body := httpGet(t, admin.URL+"/readyz"); code != 503 || !strings.HasPrefix(body, "not active (CARP state BACKUP), slot map epoch ") || !strings.Contains(body, "covers all 16384 slots") {
+	e.state = proxy.HostState{CARP: "BACKUP", Active: false}
+	e.srv.SetHostState(func() proxy.HostState { e.hs.Lock(); defer e.hs.Unlock(); return e.state })
+	if code, body := httpGet(t, e.admin+"/readyz"); code != 503 || !strings.HasPrefix(body, "not active (CARP state BACKUP), slot map epoch ") || !strings.Contains(body, "covers all 16384 slots") {
 		t.Fatalf("/readyz while BACKUP: %d %q", code, body)
 	}
-	hs.Lock()
-	state = proxy.HostState{CARP: "MASTER", Active: true}
-	hs.Unlock()
-	if code, body := httpGet(t, admin.URL+"/readyz"); code != 200 || !strings.HasPrefix(body, "active (CARP state MASTER)") {
+	e.hs.Lock()
+	e.state = proxy.HostState{CARP: "MASTER", Active: true}
+	e.hs.Unlock()
+	if code, body := httpGet(t, e.admin+"/readyz"); code != 200 || !strings.HasPrefix(body, "active (CARP state MASTER)") {
 		t.Fatalf("/readyz while MASTER: %d %q", code, body)
 	}
-	if code, _ := httpGet(t, admin.URL+"/debug/pprof/"); code != 404 {
+	if code, _ := httpGet(t, e.admin+"/debug/pprof/"); code != 404 {
 		t.Errorf("/debug/pprof/ with admin-pprof no: %d", code)
 	}
+}
 
-	// Phase 1: known traffic, exact deltas.
-	used := map[int]bool{}
+// knownTraffic is phase 1: known traffic on a fresh client connection (AUTH, SETs, GETs,
+// unknown commands, WRONGTYPE errors, a pipeline) gives exact counter deltas and moving
+// histograms, and /metrics passes promtool. It returns the keys written.
+func (e *adminE2E) knownTraffic() []string {
+	t, c, masters, admin := e.t, e.c, e.masters, e.admin
 	var keys []string
 	for i, n := range masters {
 		for j := 0; j < 7; j++ {
-			k, _ := keyOn(t, c, n, fmt.Sprintf("%s%d-%d-", keyPrefix, i, j), used)
+			k, _ := keyOn(t, c, n, fmt.Sprintf("%s%d-%d-", keyPrefix, i, j), e.used)
 			keys = append(keys, k)
 		}
 	}
 	keys = keys[:20]
-	before, _ := scrape(t, admin.URL)
-	rc := dialRESP(t, ln.Addr().String())
+	before, _ := scrape(t, admin)
+	e.rc = dialRESP(t, e.ln.Addr().String())
+	rc := e.rc
+	e.sendKnownTraffic(keys)
+	after, body := scrape(t, admin)
+	const forwarded = 20 + 20 + 5 + 3 + 2 + 10 // everything but AUTH and PING
+	const commands = 2 + forwarded + 3
+	checkDeltas(t, "traffic", before, after, []delta{
+		{"commands_total", []string{"command", "auth", "result", "error"}, 1},
+		{"commands_total", []string{"command", "auth", "result", "ok"}, 1},
+		{"commands_total", []string{"command", "set", "result", "ok"}, 20},
+		{"commands_total", []string{"command", "get", "result", "ok"}, 35},
+		{"commands_total", []string{"command", "ping", "result", "ok"}, 3},
+		{"commands_total", []string{"command", "other", "result", "error"}, 3},
+		{"commands_total", []string{"command", "lpush", "result", "error"}, 2},
+		{"commands_total", nil, commands},
+		{"command_duration_seconds", []string{"command", "get"}, 35},
+		{"command_duration_seconds", nil, commands},
+		{"backend_request_duration_seconds", nil, forwarded},
+		{"redirections_total", nil, 0},
+		{"backend_errors_total", nil, 0},
+		{"client_connections_accepted_total", nil, 1},
+		{"client_connections", nil, 1},
+		{"client_received_bytes_total", nil, float64(rc.sent)},
+		{"client_sent_bytes_total", nil, float64(rc.recv)},
+		{"backend_pending_requests", nil, 0},
+	})
+	if got := after.histSum("client_pipeline_depth") - before.histSum("client_pipeline_depth"); got != commands {
+		t.Errorf("client_pipeline_depth sum grew by %v, want %d (every command read once)", got, commands)
+	}
+	if after.histSum("command_duration_seconds", "command", "get") <= before.histSum("command_duration_seconds", "command", "get") {
+		t.Error("command_duration_seconds{command=get} sum did not grow")
+	}
+	for _, n := range masters {
+		if got := after.sum("backend_request_duration_seconds", "node", n.Addr) - before.sum("backend_request_duration_seconds", "node", n.Addr); got < 7 {
+			t.Errorf("backend_request_duration_seconds{node=%s} grew by %v, want at least the 7 SETs and GETs of its keys", n.Addr, got)
+		}
+	}
+	if got := after.sum("backend_nodes"); got != 3 {
+		t.Errorf("backend_nodes = %v, want 3", got)
+	}
+	if got := after.sum("slotmap_slots_covered"); got != 16384 {
+		t.Errorf("slotmap_slots_covered = %v", got)
+	}
+	if after.sum("build_info", "version", proxy.Version) != 1 {
+		t.Error("build_info missing")
+	}
+	promtoolCheckMetrics(t, body)
+	return keys
+}
+
+// sendKnownTraffic sends phase 1's traffic on e.rc: a refused and an accepted AUTH, a SET
+// and a GET of every key, 5 GETs of missing keys, 3 PINGs and 3 unknown commands, 2
+// WRONGTYPE errors, and a pipeline of 10 GETs of keys[0].
+func (e *adminE2E) sendKnownTraffic(keys []string) {
+	t, rc := e.t, e.rc
 	if r := rc.do("AUTH", "wrong-"+testPassword); !strings.HasPrefix(r, "-WRONGPASS") {
 		t.Fatalf("AUTH with a wrong password: %q", r)
 	}
@@ -359,65 +459,28 @@ func TestAdminEndToEnd(t *testing.T) {
 			t.Fatalf("pipelined GET: %q", r)
 		}
 	}
-	after, body := scrape(t, admin.URL)
-	const forwarded = 20 + 20 + 5 + 3 + 2 + 10 // everything but AUTH and PING
-	const commands = 2 + forwarded + 3
-	checkDeltas(t, "traffic", before, after, []delta{
-		{"commands_total", []string{"command", "auth", "result", "error"}, 1},
-		{"commands_total", []string{"command", "auth", "result", "ok"}, 1},
-		{"commands_total", []string{"command", "set", "result", "ok"}, 20},
-		{"commands_total", []string{"command", "get", "result", "ok"}, 35},
-		{"commands_total", []string{"command", "ping", "result", "ok"}, 3},
-		{"commands_total", []string{"command", "other", "result", "error"}, 3},
-		{"commands_total", []string{"command", "lpush", "result", "error"}, 2},
-		{"commands_total", nil, commands},
-		{"command_duration_seconds", []string{"command", "get"}, 35},
-		{"command_duration_seconds", nil, commands},
-		{"backend_request_duration_seconds", nil, forwarded},
-		{"redirections_total", nil, 0},
-		{"backend_errors_total", nil, 0},
-		{"client_connections_accepted_total", nil, 1},
-		{"client_connections", nil, 1},
-		{"client_received_bytes_total", nil, float64(rc.sent)},
-		{"client_sent_bytes_total", nil, float64(rc.recv)},
-		{"backend_pending_requests", nil, 0},
-	})
-	if got := after.histSum("client_pipeline_depth") - before.histSum("client_pipeline_depth"); got != commands {
-		t.Errorf("client_pipeline_depth sum grew by %v, want %d (every command read once)", got, commands)
-	}
-	if after.histSum("command_duration_seconds", "command", "get") <= before.histSum("command_duration_seconds", "command", "get") {
-		t.Error("command_duration_seconds{command=get} sum did not grow")
-	}
-	for _, n := range masters {
-		if got := after.sum("backend_request_duration_seconds", "node", n.Addr) - before.sum("backend_request_duration_seconds", "node", n.Addr); got < 7 {
-			t.Errorf("backend_request_duration_seconds{node=%s} grew by %v, want at least the 7 SETs and GETs of its keys", n.Addr, got)
-		}
-	}
-	if got := after.sum("backend_nodes"); got != 3 {
-		t.Errorf("backend_nodes = %v, want 3", got)
-	}
-	if got := after.sum("slotmap_slots_covered"); got != 16384 {
-		t.Errorf("slotmap_slots_covered = %v", got)
-	}
-	if after.sum("build_info", "version", proxy.Version) != 1 {
-		t.Error("build_info missing")
-	}
-	promtoolCheckMetrics(t, body)
+}
 
-	// Hot keys on the admin listener.
-	if code, hot := httpGet(t, admin.URL+"/debug/hotkeys?n=1"); code != 200 || !strings.HasSuffix(hot, " "+strconv.Quote(keys[0])+"\n") {
-		t.Errorf("/debug/hotkeys?n=1: %d %q, want %s (GET 11 times)", code, hot, keys[0])
+// hotKeys: /debug/hotkeys names the key read most (hot), and refuses n=0.
+func (e *adminE2E) hotKeys(hot string) {
+	t := e.t
+	if code, body := httpGet(t, e.admin+"/debug/hotkeys?n=1"); code != 200 || !strings.HasSuffix(body, " "+strconv.Quote(hot)+"\n") {
+		t.Errorf("/debug/hotkeys?n=1: %d %q, want %s (GET 11 times)", code, body, hot)
 	}
-	if code, _ := httpGet(t, admin.URL+"/debug/hotkeys?n=0"); code != 400 {
+	if code, _ := httpGet(t, e.admin+"/debug/hotkeys?n=0"); code != 400 {
 		t.Errorf("/debug/hotkeys?n=0: %d, want 400", code)
 	}
+}
 
-	// Phase 2: a slot moved behind the proxy's back gives exactly one MOVED.
-	km, sm := keyOn(t, c, A, keyPrefix+"moved-", used)
+// movedSlot is phase 2: a slot moved behind the proxy's back gives exactly one MOVED and
+// one refresh.
+func (e *adminE2E) movedSlot() {
+	t, c, ctx, rc, admin, A, B := e.t, e.c, e.ctx, e.rc, e.admin, e.A, e.B
+	km, sm := keyOn(t, c, A, keyPrefix+"moved-", e.used)
 	if r := rc.do("SET", km, "m"); r != "OK" {
 		t.Fatal(r)
 	}
-	before, _ = scrape(t, admin.URL)
+	before, _ := scrape(t, admin)
 	if err := c.MoveSlots(ctx, []int{sm}, B); err != nil {
 		t.Fatal(err)
 	}
@@ -425,10 +488,10 @@ func TestAdminEndToEnd(t *testing.T) {
 		t.Fatalf("GET after the slot moved: %q", r)
 	}
 	testutil.WaitFor(t, 10*time.Second, "the refresh triggered by MOVED", func() bool {
-		m, _ := scrape(t, admin.URL)
+		m, _ := scrape(t, admin)
 		return m.sum("slotmap_refreshes_total", "trigger", "moved") > before.sum("slotmap_refreshes_total", "trigger", "moved")
 	})
-	after, _ = scrape(t, admin.URL)
+	after, _ := scrape(t, admin)
 	checkDeltas(t, "MOVED", before, after, []delta{
 		{"redirections_total", []string{"type", "moved", "node", A.Addr}, 1},
 		{"redirections_total", nil, 1},
@@ -439,19 +502,23 @@ func TestAdminEndToEnd(t *testing.T) {
 		{"backend_request_duration_seconds", []string{"node", A.Addr}, 1},
 		{"backend_request_duration_seconds", []string{"node", B.Addr}, 1},
 	})
+}
 
-	// Phase 3: a slot in migration gives exactly one ASK and leaves the map alone.
-	ka, sa := keyOn(t, c, A, keyPrefix+"ask-", used)
+// askSlot is phase 3: a slot in migration gives exactly one ASK and leaves the map alone;
+// the slot then moves to B for good.
+func (e *adminE2E) askSlot() {
+	t, c, ctx, rc, admin, A, B, C := e.t, e.c, e.ctx, e.rc, e.admin, e.A, e.B, e.C
+	ka, sa := keyOn(t, c, A, keyPrefix+"ask-", e.used)
 	if r := rc.do("SET", ka, "a"); r != "OK" {
 		t.Fatal(r)
 	}
-	aID, _ := c.Client(A).Do(ctx, "CLUSTER", "MYID").Text()
+	e.aID, _ = c.Client(A).Do(ctx, "CLUSTER", "MYID").Text()
 	bID, _ := c.Client(B).Do(ctx, "CLUSTER", "MYID").Text()
 	for _, step := range []struct {
 		n    *testcluster.Node
 		args []any
 	}{
-		{B, []any{"CLUSTER", "SETSLOT", sa, "IMPORTING", aID}},
+		{B, []any{"CLUSTER", "SETSLOT", sa, "IMPORTING", e.aID}},
 		{A, []any{"CLUSTER", "SETSLOT", sa, "MIGRATING", bID}},
 		{A, []any{"MIGRATE", "127.0.0.1", B.Port, "", 0, 5000, "KEYS", ka}},
 	} {
@@ -459,11 +526,11 @@ func TestAdminEndToEnd(t *testing.T) {
 			t.Fatalf("%v on %s: %v", step.args, step.n.Addr, err)
 		}
 	}
-	before, _ = scrape(t, admin.URL)
+	before, _ := scrape(t, admin)
 	if r := rc.do("GET", ka); r != "a" {
 		t.Fatalf("GET of a migrated key: %q", r)
 	}
-	after, _ = scrape(t, admin.URL)
+	after, _ := scrape(t, admin)
 	checkDeltas(t, "ASK", before, after, []delta{
 		{"redirections_total", []string{"type", "ask", "node", A.Addr}, 1},
 		{"redirections_total", nil, 1},
@@ -479,13 +546,17 @@ func TestAdminEndToEnd(t *testing.T) {
 	if err := c.WaitHealthy(ctx); err != nil {
 		t.Fatal(err)
 	}
+}
 
-	// Phase 4: a stalled node: pending requests show, then exactly one timeout.
-	kt, _ := keyOn(t, c, C, keyPrefix+"stall-", used)
+// stalledNode is phase 4: a stalled node (CLIENT PAUSE) shows the pending request, then
+// exactly one timeout; the node answers again afterwards. It returns the key used, on C.
+func (e *adminE2E) stalledNode() string {
+	t, c, ctx, rc, admin, C, cfg := e.t, e.c, e.ctx, e.rc, e.admin, e.C, e.cfg
+	kt, _ := keyOn(t, c, C, keyPrefix+"stall-", e.used)
 	if r := rc.do("SET", kt, "t"); r != "OK" {
 		t.Fatal(r)
 	}
-	before, _ = scrape(t, admin.URL)
+	before, _ := scrape(t, admin)
 	const pause = 2500 * time.Millisecond // longer than backend-read-timeout plus the watchdog's tick
 	if err := c.Pause(ctx, C, pause); err != nil {
 		t.Fatal(err)
@@ -494,7 +565,7 @@ func TestAdminEndToEnd(t *testing.T) {
 	rc.send([]string{"GET", kt})
 	sawPending := false
 	for time.Since(paused) < cfg.BackendReadTimeout && !sawPending {
-		m, _ := scrape(t, admin.URL)
+		m, _ := scrape(t, admin)
 		sawPending = m.sum("backend_pending_requests", "node", C.Addr) == 1
 	}
 	if r := rc.read(); !strings.Contains(r, "did not answer in time") {
@@ -503,7 +574,7 @@ func TestAdminEndToEnd(t *testing.T) {
 	if !sawPending {
 		t.Error("backend_pending_requests never showed the command waiting on the paused node")
 	}
-	after, _ = scrape(t, admin.URL)
+	after, _ := scrape(t, admin)
 	checkDeltas(t, "timeout", before, after, []delta{
 		{"backend_errors_total", []string{"node", C.Addr, "kind", "timeout"}, 1},
 		{"commands_total", []string{"command", "get", "result", "error"}, 1},
@@ -512,10 +583,15 @@ func TestAdminEndToEnd(t *testing.T) {
 	// Only after the pause: a command sent during it could time out too.
 	time.Sleep(time.Until(paused.Add(pause + 200*time.Millisecond)))
 	testutil.WaitFor(t, 10*time.Second, "the paused node to answer again", func() bool { return rc.do("GET", kt) == "t" })
+	return kt
+}
 
-	// Phase 5: the cluster stops serving a slot: CLUSTERDOWN, coverage and /readyz.
-	kd, sd := keyOn(t, c, A, keyPrefix+"down-", used)
-	before, _ = scrape(t, admin.URL)
+// unservedSlot is phase 5: the cluster stops serving a slot: CLUSTERDOWN after the
+// retries, the coverage gauge, /readyz and INFO proxy report it, and they recover.
+func (e *adminE2E) unservedSlot() {
+	t, c, ctx, rc, admin, masters, A, B, C := e.t, e.c, e.ctx, e.rc, e.admin, e.masters, e.A, e.B, e.C
+	kd, sd := keyOn(t, c, A, keyPrefix+"down-", e.used)
+	before, _ := scrape(t, admin)
 	for _, n := range masters {
 		if err := c.Client(n).Do(ctx, "CLUSTER", "DELSLOTS", sd).Err(); err != nil {
 			t.Fatalf("DELSLOTS on %s: %v", n.Addr, err)
@@ -525,10 +601,10 @@ func TestAdminEndToEnd(t *testing.T) {
 		t.Fatalf("GET on an unserved slot: %q", r)
 	}
 	testutil.WaitFor(t, 10*time.Second, "/readyz to report the incomplete slot map", func() bool {
-		code, body := httpGet(t, admin.URL+"/readyz")
+		code, body := httpGet(t, admin+"/readyz")
 		return code == 503 && strings.Contains(body, "slot map incomplete: the cluster serves 16383 of 16384 slots")
 	})
-	after, _ = scrape(t, admin.URL)
+	after, _ := scrape(t, admin)
 	checkDeltas(t, "CLUSTERDOWN", before, after, []delta{
 		{"redirections_total", []string{"type", "clusterdown", "node", A.Addr}, 3}, // first try and tryagain-retries 2
 		{"commands_total", []string{"command", "get", "result", "error"}, 1},
@@ -546,18 +622,22 @@ func TestAdminEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range []*testcluster.Node{B, C} {
-		c.Client(n).Do(ctx, "CLUSTER", "SETSLOT", sd, "NODE", aID) // gossip would do it too
+		c.Client(n).Do(ctx, "CLUSTER", "SETSLOT", sd, "NODE", e.aID) // gossip would do it too
 	}
 	if err := c.WaitHealthy(ctx); err != nil {
 		t.Fatal(err)
 	}
 	testutil.WaitFor(t, 10*time.Second, "/readyz to recover", func() bool {
-		code, _ := httpGet(t, admin.URL+"/readyz")
+		code, _ := httpGet(t, admin+"/readyz")
 		return code == 200
 	})
+}
 
-	// Phase 6: a killed node: every command for it is an error reply, counted once.
-	before, _ = scrape(t, admin.URL)
+// killedNode is phase 6: every command for a killed node (C, holding kt) is an error
+// reply, counted once; a refresh follows and INFO proxy shows the node down.
+func (e *adminE2E) killedNode(kt string) {
+	t, c, rc, admin, C := e.t, e.c, e.rc, e.admin, e.C
+	before, _ := scrape(t, admin)
 	if err := c.Kill(C); err != nil {
 		t.Fatal(err)
 	}
@@ -566,7 +646,7 @@ func TestAdminEndToEnd(t *testing.T) {
 			t.Fatalf("GET on a killed node: %q", r)
 		}
 	}
-	after, _ = scrape(t, admin.URL)
+	after, _ := scrape(t, admin)
 	checkDeltas(t, "kill", before, after, []delta{
 		{"commands_total", []string{"command", "get", "result", "error"}, 2},
 		{"commands_total", nil, 2},
@@ -577,7 +657,7 @@ func TestAdminEndToEnd(t *testing.T) {
 	// Requests made while one is pending are coalesced into it, so the refresh counts under
 	// whichever came first: the lost connections or the retries of the commands not sent.
 	testutil.WaitFor(t, 10*time.Second, "a refresh triggered by the connection loss", func() bool {
-		m, _ := scrape(t, admin.URL)
+		m, _ := scrape(t, admin)
 		grew := func(trigger string) bool {
 			return m.sum("slotmap_refreshes_total", "trigger", trigger) > before.sum("slotmap_refreshes_total", "trigger", trigger)
 		}
@@ -586,9 +666,12 @@ func TestAdminEndToEnd(t *testing.T) {
 	testutil.WaitFor(t, 5*time.Second, "INFO proxy to show the killed node down", func() bool {
 		return strings.Contains(rc.do("INFO", "proxy"), "addr="+C.Addr+",role=master,state=down")
 	})
+}
 
-	// Logs: one line per transition or error, with context; never a password or a key.
-	out := logs.String()
+// checkLogs: one line per transition or error, with context; never a password or a key.
+func (e *adminE2E) checkLogs() {
+	t := e.t
+	out := e.logs.String()
 	for _, secret := range []string{testPassword, keyPrefix} {
 		if strings.Contains(out, secret) {
 			t.Errorf("log output contains %q:\n%s", secret, out)
@@ -603,7 +686,7 @@ func TestAdminEndToEnd(t *testing.T) {
 		{"backend connection failed", `"reason":"timeout"`, 1},
 		{"slot map refresh failed; keeping the last good map", `"err":`, 1},
 		{"slot map refresh works again", `"failed_attempts":`, 1},
-		{"cluster node unreachable", `"node":"` + C.Addr + `"`, 1},
+		{"cluster node unreachable", `"node":"` + e.C.Addr + `"`, 1},
 	} {
 		n := 0
 		for _, line := range strings.Split(out, "\n") {

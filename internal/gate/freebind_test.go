@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
 )
 
 // IP_BINDANY refused (no PRIV_NETINET_BINDANY: not root, or a jail without VNET): the
@@ -23,7 +25,7 @@ func TestFreeBindRefusedLoggedOnce(t *testing.T) {
 	freeBindOptional = true
 	freeBindRefusal = refusal{}
 
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	for range 3 { // three gates' activations (three VIPs)
 		addr := freeAddr(t)

@@ -361,23 +361,6 @@ func TestGateActivationLatency(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestGroupFollowsTogether drives two gates (a VIP's plain and TLS listeners, say) through
 // one Group: both open on MASTER and close on BACKUP, the group reports the last state by
 // name, and per-VIP metrics move only for the group's VIP.

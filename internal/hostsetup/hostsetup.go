@@ -73,12 +73,39 @@ func (s *Setup) Run(ctx context.Context) error {
 			return fmt.Errorf("setup: pfsync-peer %q: %w", peer, ErrBadPeer)
 		}
 	}
+	// 1. Kernel modules at boot, then now.
+	if err := s.kernelModules(ctx, p); err != nil {
+		return err
+	}
+	// 2. rc.conf settings for pf, pflog and pfsync.
+	pfsyncChanged, err := s.rcConfD(p)
+	if err != nil {
+		return err
+	}
+	// 3. The CARP addresses: printed, written with WriteCarp (carp.go).
+	if err := s.carp(ctx); err != nil {
+		return err
+	}
+	// 4. Preemption, persistently and now.
+	if err := s.preempt(ctx); err != nil {
+		return err
+	}
+	// 5. The anchor's files and the hook in pf.conf.
+	rules, pfConf, pfChanged, err := s.pfFiles(p)
+	if err != nil {
+		return err
+	}
+	// 6. pf running with the new pf.conf, pflog and pfsync up, then the anchor and its table.
+	return s.startPF(ctx, p, rules, pfConf, pfChanged, pfsyncChanged)
+}
+
+// kernelModules writes the loader.conf.d file that loads carp, pf, pfsync (and pflog
+// when pf-log is on) at boot, and loads those not loaded now.
+func (s *Setup) kernelModules(ctx context.Context, p pfctl.Params) error {
 	modules := []string{"carp", "pf", "pfsync"}
 	if p.Log {
 		modules = append(modules, "pflog")
 	}
-
-	// 1. Kernel modules at boot, then now.
 	var loader strings.Builder
 	loader.WriteString(managed + "\n")
 	for _, m := range modules {
@@ -96,70 +123,73 @@ func (s *Setup) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	return nil
+}
 
-	// 2. rc.conf settings in rc.conf.d files (rc.subr reads /etc/rc.conf.d/NAME for
-	// service NAME after /etc/rc.conf, so these win).
+// rcConfD enables pf, pflog (with pf-log) and pfsync (with pfsync-interface, and its
+// peer) in rc.conf.d files: rc.subr reads /etc/rc.conf.d/NAME for service NAME after
+// /etc/rc.conf, so these win. It reports whether the pfsync file changed, so that
+// pfsync is started with its new settings.
+func (s *Setup) rcConfD(p pfctl.Params) (pfsyncChanged bool, err error) {
 	if _, err := s.editFile(RCConfDir+"/pf", func(c string) string { return s.setVar(c, "pf_enable", "YES", rcconf.Quoted) }); err != nil {
-		return err
+		return false, err
 	}
 	if p.Log {
 		if _, err := s.editFile(RCConfDir+"/pflog", func(c string) string { return s.setVar(c, "pflog_enable", "YES", rcconf.Quoted) }); err != nil {
-			return err
+			return false, err
 		}
 	}
-	pfsyncChanged := false
-	if p.SyncIf != "" {
-		pfsyncChanged, err = s.editFile(RCConfDir+"/pfsync", func(c string) string {
-			c = s.setVar(c, "pfsync_enable", "YES", rcconf.Quoted)
-			c = s.setVar(c, "pfsync_syncdev", p.SyncIf, rcconf.Quoted)
-			if s.Config.PFSyncPeer != "" {
-				c = s.setVar(c, "pfsync_syncpeer", s.Config.PFSyncPeer, rcconf.Quoted)
-			}
-			return c
-		})
-		if err != nil {
-			return err
-		}
-	} else {
+	if p.SyncIf == "" {
 		s.say("pfsync: not enabled (pfsync-interface is empty)")
+		return false, nil
 	}
+	return s.editFile(RCConfDir+"/pfsync", func(c string) string {
+		c = s.setVar(c, "pfsync_enable", "YES", rcconf.Quoted)
+		c = s.setVar(c, "pfsync_syncdev", p.SyncIf, rcconf.Quoted)
+		if s.Config.PFSyncPeer != "" {
+			c = s.setVar(c, "pfsync_syncpeer", s.Config.PFSyncPeer, rcconf.Quoted)
+		}
+		return c
+	})
+}
 
-	// 3. The CARP addresses: printed, written with WriteCarp (carp.go).
-	if err := s.carp(ctx); err != nil {
-		return err
-	}
-
-	// 4. Preemption, persistently and now.
+// preempt sets net.inet.carp.preempt=1 in sysctl.conf and, unless it already is 1, in
+// the running kernel.
+func (s *Setup) preempt(ctx context.Context) error {
 	if _, err := s.editFile(SysctlConf, func(c string) string { return s.setVar(c, "net.inet.carp.preempt", "1", rcconf.Bare) }); err != nil {
 		return err
 	}
 	if out, err := s.probe(ctx, "sysctl", "-n", "net.inet.carp.preempt"); err == nil && strings.TrimSpace(string(out)) == "1" {
 		s.say("sysctl net.inet.carp.preempt: already 1")
-	} else if err := s.act(ctx, nil, "sysctl", "net.inet.carp.preempt=1"); err != nil {
-		return err
+		return nil
 	}
+	return s.act(ctx, nil, "sysctl", "net.inet.carp.preempt=1")
+}
 
-	// 5. The anchor's rules in the file pf.conf loads them from at boot, the hook in
-	// pf.conf before its first filter rule, and the allowlist file the anchor's table
-	// loads (pfctl refuses a table whose file is missing).
-	rules, err := pfctl.Render(p)
+// pfFiles writes the anchor's rules into the file pf.conf loads them from at boot, the
+// allowlist file the anchor's table loads when it is missing (pfctl refuses a table
+// whose file is missing), and the hook into the pf.conf rc.d/pf loads (pf_rules), before
+// its first filter rule. It returns the rules, that pf.conf's name, and whether it
+// changed.
+func (s *Setup) pfFiles(p pfctl.Params) (rules, pfConf string, pfChanged bool, err error) {
+	rules, err = pfctl.Render(p)
 	if err != nil {
-		return err
+		return "", "", false, err
 	}
 	if _, err := s.writeFile(p.AnchorFile, rules); err != nil {
-		return err
+		return "", "", false, err
 	}
 	if _, err := os.Stat(s.path(p.AllowFile)); os.IsNotExist(err) {
 		if _, err := s.writeFile(p.AllowFile, pfctl.AllowListHeader); err != nil {
-			return err
+			return "", "", false, err
 		}
 	}
 	// rc.d/pf loads ${pf_rules}, /etc/pf.conf only by default.
-	pfConf, err := s.pfRules()
+	pfConf, err = s.pfRules()
 	if err != nil {
-		return err
+		return "", "", false, err
 	}
-	pfChanged, err := s.editFile(pfConf, func(c string) string {
+	pfChanged, err = s.editFile(pfConf, func(c string) string {
 		if c == "" {
 			c = managed + "\n" + strings.Join(hookLines(p.Anchor, p.AnchorFile), "\n") +
 				"\n\n# pf(4) had no rule set; this one passes everything the anchor does not block.\npass all\n"
@@ -171,10 +201,15 @@ func (s *Setup) Run(ctx context.Context) error {
 		return c
 	})
 	if err != nil {
-		return err
+		return "", "", false, err
 	}
+	return rules, pfConf, pfChanged, nil
+}
 
-	// 6. pf running with the new pf.conf, pfsync up, then the anchor and its table.
+// startPF brings the running system in line: pf started (or pfConf reloaded when it
+// changed), pflog running with pf-log, pfsync restarted when its settings changed, and
+// finally the anchor loaded with rules and its table with the allowlist file.
+func (s *Setup) startPF(ctx context.Context, p pfctl.Params, rules, pfConf string, pfChanged, pfsyncChanged bool) error {
 	out, err := s.probe(ctx, "pfctl", "-s", "info")
 	switch {
 	case err != nil || !strings.Contains(string(out), "Status: Enabled"):

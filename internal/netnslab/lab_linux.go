@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
 )
 
 // Unavailable returns why a lab cannot run here (not root, no ip(8), a missing command),
@@ -139,7 +141,7 @@ type Proc struct {
 	Name string
 	NS   string // full namespace name
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testutil.SyncBuffer
 	done chan struct{}
 	err  error
 }
@@ -147,7 +149,7 @@ type Proc struct {
 // Start starts argv in namespace ns in the background; its output is kept for Output.
 func (l *Lab) Start(ns, name string, argv ...string) *Proc {
 	l.t.Helper()
-	p := &Proc{Name: name, NS: l.NS(ns), out: &syncBuffer{}, done: make(chan struct{})}
+	p := &Proc{Name: name, NS: l.NS(ns), out: &testutil.SyncBuffer{Limit: 4 << 20}, done: make(chan struct{})}
 	// ip netns exec execs argv in place: the PID is the process itself.
 	p.cmd = exec.Command("ip", append([]string{"netns", "exec", p.NS}, argv...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
@@ -427,24 +429,4 @@ func (l *Lab) teardown() {
 		}
 	}
 	l.t.Logf("teardown of %d namespaces and %d processes took %v", len(nss), len(procs), time.Since(start).Round(time.Millisecond))
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.b.Len() > 4<<20 { // bounded: keep the first 4 MiB
-		return len(p), nil
-	}
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

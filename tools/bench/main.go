@@ -16,6 +16,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -57,25 +58,43 @@ type cell struct {
 	p, conc int
 }
 
-func run() error {
-	bin := flag.String("proxy", "build/redis-carp-proxy", "proxy binary")
-	reps := flag.Int("reps", 3, "interleaved rounds (the median is reported)")
-	n1 := flag.Int("n", 100000, "requests per run with -P 1 (with -P 16: x10, MSET x4, so that each run lasts seconds)")
-	tests := flag.String("tests", "set,get,mset", "redis-benchmark tests")
-	concs := flag.String("clients", "50,500", "client counts (-c)")
-	peer := flag.String("peer", "", "host:port of a peer proxy serving the same cluster (column 'peer')")
-	peerCmd := flag.String("peer-cmd", "", "command that starts the peer; the cluster's seeds are appended (comma-separated)")
-	idle := flag.Int("idle", 10000, "idle clients for the RSS measurement (0: skip)")
-	cpuprofile := flag.String("cpuprofile", "", "write a 20 s CPU profile of the proxy to this file (its admin pprof endpoint)")
-	proxyArgs := flag.String("proxy-args", "", "extra flags for the proxy (e.g. \"--event-loops 2\")")
-	tlsDir := flag.String("tls", "", "measure TLS clients: write certificates into this directory (proxy.crt, proxy.key, proxy-ca.crt), serve tls-port, and run redis-benchmark --tls against the proxy's TLS port (column proxy) and the peer (start it with the same files); the second column is then the same proxy's plain port (plain), so proxy/plain is TLS over plain")
+// options are the command's flags.
+type options struct {
+	bin               string
+	reps, n1, idle    int
+	tests, concs      string
+	peer, peerCmd     string
+	cpuprofile        string
+	proxyArgs, tlsDir string
+}
+
+func parseFlags() options {
+	var o options
+	flag.StringVar(&o.bin, "proxy", "build/redis-carp-proxy", "proxy binary")
+	flag.IntVar(&o.reps, "reps", 3, "interleaved rounds (the median is reported)")
+	flag.IntVar(&o.n1, "n", 100000, "requests per run with -P 1 (with -P 16: x10, MSET x4, so that each run lasts seconds)")
+	flag.StringVar(&o.tests, "tests", "set,get,mset", "redis-benchmark tests")
+	flag.StringVar(&o.concs, "clients", "50,500", "client counts (-c)")
+	flag.StringVar(&o.peer, "peer", "", "host:port of a peer proxy serving the same cluster (column 'peer')")
+	flag.StringVar(&o.peerCmd, "peer-cmd", "", "command that starts the peer; the cluster's seeds are appended (comma-separated)")
+	flag.IntVar(&o.idle, "idle", 10000, "idle clients for the RSS measurement (0: skip)")
+	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a 20 s CPU profile of the proxy to this file (its admin pprof endpoint)")
+	flag.StringVar(&o.proxyArgs, "proxy-args", "", "extra flags for the proxy (e.g. \"--event-loops 2\")")
+	flag.StringVar(&o.tlsDir, "tls", "", "measure TLS clients: write certificates into this directory (proxy.crt, proxy.key, proxy-ca.crt), serve tls-port, and run redis-benchmark --tls against the proxy's TLS port (column proxy) and the peer (start it with the same files); the second column is then the same proxy's plain port (plain), so proxy/plain is TLS over plain")
 	flag.Parse()
-	if *tlsDir != "" {
-		*idle = 0 // the idle clients are plain connections
+	if o.tlsDir != "" {
+		o.idle = 0 // the idle clients are plain connections
 	}
+	return o
+}
+
+// run starts the cluster, the proxy and the peer, measures the idle clients' RSS, runs
+// the interleaved rounds and prints the table.
+func run() error {
+	o := parseFlags()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := raiseNoFile(uint64(*idle) + 4096); err != nil {
+	if err := raiseNoFile(uint64(o.idle) + 4096); err != nil {
 		return err
 	}
 
@@ -87,150 +106,261 @@ func run() error {
 	}
 	defer c.Close()
 
-	listen, admin := freeAddr(), freeAddr()
-	args := []string{"--listen", listen, "--cluster-seeds", strings.Join(c.Seeds(), ","), "--admin-listen", admin,
-		"--log-level", "warn", "--maxclients", strconv.Itoa(*idle + 1000)}
-	if *cpuprofile != "" {
-		args = append(args, "--admin-pprof", "yes")
-	}
-	var tlsFiles *testcluster.TLSFiles
-	tlsListen := ""
-	if *tlsDir != "" {
-		if err := os.MkdirAll(*tlsDir, 0o700); err != nil {
-			return err
-		}
-		if tlsFiles, err = testcluster.WriteTLSFiles(*tlsDir, "proxy"); err != nil {
-			return err
-		}
-		tlsListen = freeAddr()
-		_, tp, _ := net.SplitHostPort(tlsListen)
-		args = append(args, "--tls-port", tp, "--tls-cert-file", tlsFiles.CertFile, "--tls-key-file", tlsFiles.KeyFile,
-			"--tls-ca-cert-file", tlsFiles.CACertFile)
-	}
-	args = append(args, strings.Fields(*proxyArgs)...)
-	proxy := exec.Command(*bin, args...)
-	proxy.Stderr = os.Stderr
-	proxy.SysProcAttr = testcluster.ChildProcAttr()
-	if err := proxy.Start(); err != nil {
+	p, err := startProxy(o, c.Seeds())
+	if err != nil {
 		return err
 	}
-	defer func() { proxy.Process.Signal(syscall.SIGTERM); proxy.Wait() }()
-	if err := waitPort(listen, 15*time.Second); err != nil {
+	defer p.stop()
+	targets, second, err := p.targets(c.Seeds()[0])
+	if err != nil {
 		return err
 	}
-	ph, pp, _ := net.SplitHostPort(listen)
-	dh, dp, _ := net.SplitHostPort(c.Seeds()[0])
-	targets := []target{{name: "proxy", host: ph, port: pp, pid: proxy.Process.Pid}, {name: "direct", host: dh, port: dp, cluster: true}}
-	second := "direct"
-	if tlsFiles != nil {
-		if err := waitTLSPort(tlsListen, tlsFiles, 15*time.Second); err != nil {
-			return err
-		}
-		second = "plain"
-		th, tp, _ := net.SplitHostPort(tlsListen)
-		targets = []target{{name: "proxy", host: th, port: tp, pid: proxy.Process.Pid, tls: tlsFiles},
-			{name: "direct", host: ph, port: pp, pid: proxy.Process.Pid}}
-	}
-	if *peer != "" {
-		t := target{name: "peer", tls: tlsFiles}
-		t.host, t.port, _ = net.SplitHostPort(*peer)
-		if *peerCmd != "" {
-			f := strings.Fields(*peerCmd)
-			pc := exec.Command(f[0], append(f[1:], strings.Join(c.Seeds(), ","))...)
-			pc.Stdout, pc.Stderr = os.Stderr, os.Stderr
-			pc.SysProcAttr = testcluster.ChildProcAttr()
-			if err := pc.Start(); err != nil {
-				return fmt.Errorf("peer: %w", err)
-			}
-			defer func() { pc.Process.Signal(syscall.SIGTERM); pc.Wait() }()
-			t.pid = pc.Process.Pid
-		}
-		wait := waitPort(*peer, 15*time.Second)
-		if tlsFiles != nil {
-			wait = waitTLSPort(*peer, tlsFiles, 15*time.Second)
-		}
-		if err := wait; err != nil {
+	if o.peer != "" {
+		t, stopPeer, err := startPeer(o, c.Seeds(), p.tlsFiles)
+		if err != nil {
 			return fmt.Errorf("peer: %w", err)
 		}
+		defer stopPeer()
 		targets = append(targets, t)
 	}
 
 	// Idle clients first, while the processes are fresh: a heap grown by the load runs and
 	// given back later would blur the growth per client.
-	idleLine := ""
-	if *idle > 0 {
-		idleLine = fmt.Sprintf("RSS per idle client (%d clients, each after one GET):", *idle)
-		for _, t := range targets {
-			if t.pid == 0 {
-				continue
-			}
-			kib, err := idleRSS(ctx, t, *idle)
-			if err != nil {
-				return fmt.Errorf("idle clients on %s: %w", t.name, err)
-			}
-			idleLine += fmt.Sprintf(" %s %.2f KiB", t.name, kib)
-		}
-		fmt.Fprintln(os.Stderr, "bench:", idleLine)
+	idleLine, err := idleClients(ctx, targets, o.idle)
+	if err != nil {
+		return err
 	}
+	cells := cellsOf(o.tests, o.concs)
+	var prof *exec.Cmd
+	if o.cpuprofile != "" {
+		prof = exec.Command("curl", "-s", "-o", o.cpuprofile, "http://"+p.admin+"/debug/pprof/profile?seconds=20")
+		prof.Start()
+	}
+	res, err := rounds(ctx, targets, cells, o.reps, o.n1)
+	if err != nil {
+		return err
+	}
+	if prof != nil {
+		prof.Wait()
+	}
+	printReport(os.Stdout, res, reportLayout{cells: cells, reps: o.reps, second: second, hasPeer: len(targets) > 2, tls: p.tlsFiles != nil})
+	if idleLine != "" {
+		fmt.Printf("\n%s\n", idleLine)
+	}
+	return nil
+}
+
+// proxyProc is the proxy under test, started by startProxy.
+type proxyProc struct {
+	cmd           *exec.Cmd
+	listen, admin string
+	tlsListen     string                // with -tls: its TLS port
+	tlsFiles      *testcluster.TLSFiles // with -tls: its certificate files
+}
+
+// startProxy starts the proxy binary on the cluster's seeds (with its pprof endpoint for
+// -cpuprofile, a TLS port with fresh certificates for -tls, and -proxy-args) and waits
+// until it answers PING.
+func startProxy(o options, seeds []string) (*proxyProc, error) {
+	p := &proxyProc{listen: freeAddr(), admin: freeAddr()}
+	args := []string{"--listen", p.listen, "--cluster-seeds", strings.Join(seeds, ","), "--admin-listen", p.admin,
+		"--log-level", "warn", "--maxclients", strconv.Itoa(o.idle + 1000)}
+	if o.cpuprofile != "" {
+		args = append(args, "--admin-pprof", "yes")
+	}
+	if o.tlsDir != "" {
+		if err := os.MkdirAll(o.tlsDir, 0o700); err != nil {
+			return nil, err
+		}
+		var err error
+		if p.tlsFiles, err = testcluster.WriteTLSFiles(o.tlsDir, "proxy"); err != nil {
+			return nil, err
+		}
+		p.tlsListen = freeAddr()
+		_, tp, _ := net.SplitHostPort(p.tlsListen)
+		args = append(args, "--tls-port", tp, "--tls-cert-file", p.tlsFiles.CertFile, "--tls-key-file", p.tlsFiles.KeyFile,
+			"--tls-ca-cert-file", p.tlsFiles.CACertFile)
+	}
+	args = append(args, strings.Fields(o.proxyArgs)...)
+	p.cmd = exec.Command(o.bin, args...)
+	p.cmd.Stderr = os.Stderr
+	p.cmd.SysProcAttr = testcluster.ChildProcAttr()
+	if err := p.cmd.Start(); err != nil {
+		return nil, err
+	}
+	if err := waitPort(p.listen, 15*time.Second); err != nil {
+		p.stop()
+		return nil, err
+	}
+	return p, nil
+}
+
+// stop ends the proxy and waits for it.
+func (p *proxyProc) stop() {
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.cmd.Wait()
+}
+
+// targets are the proxy and what it is compared with, and that column's name: the
+// cluster directly at seed ("direct"), or with -tls the proxy's TLS port compared with its
+// plain port ("plain"; the target keeps the name "direct"), once the TLS port answers.
+func (p *proxyProc) targets(seed string) ([]target, string, error) {
+	ph, pp, _ := net.SplitHostPort(p.listen)
+	if p.tlsFiles == nil {
+		dh, dp, _ := net.SplitHostPort(seed)
+		return []target{{name: "proxy", host: ph, port: pp, pid: p.cmd.Process.Pid}, {name: "direct", host: dh, port: dp, cluster: true}}, "direct", nil
+	}
+	if err := waitTLSPort(p.tlsListen, p.tlsFiles, 15*time.Second); err != nil {
+		return nil, "", err
+	}
+	th, tp, _ := net.SplitHostPort(p.tlsListen)
+	return []target{{name: "proxy", host: th, port: tp, pid: p.cmd.Process.Pid, tls: p.tlsFiles},
+		{name: "direct", host: ph, port: pp, pid: p.cmd.Process.Pid}}, "plain", nil
+}
+
+// startPeer starts the peer proxy with -peer-cmd (the seeds appended), if given, and
+// waits until -peer answers PING (over TLS with -tls). The peer is measured when this
+// started it. stop ends what it started; on error nothing is left running.
+func startPeer(o options, seeds []string, tlsFiles *testcluster.TLSFiles) (t target, stop func(), err error) {
+	t = target{name: "peer", tls: tlsFiles}
+	t.host, t.port, _ = net.SplitHostPort(o.peer)
+	stop = func() {}
+	if o.peerCmd != "" {
+		f := strings.Fields(o.peerCmd)
+		pc := exec.Command(f[0], append(f[1:], strings.Join(seeds, ","))...)
+		pc.Stdout, pc.Stderr = os.Stderr, os.Stderr
+		pc.SysProcAttr = testcluster.ChildProcAttr()
+		if err := pc.Start(); err != nil {
+			return target{}, nil, err
+		}
+		stop = func() { pc.Process.Signal(syscall.SIGTERM); pc.Wait() }
+		t.pid = pc.Process.Pid
+	}
+	wait := waitPort(o.peer, 15*time.Second)
+	if tlsFiles != nil {
+		wait = waitTLSPort(o.peer, tlsFiles, 15*time.Second)
+	}
+	if wait != nil {
+		stop()
+		return target{}, nil, wait
+	}
+	return t, stop, nil
+}
+
+// idleClients measures the RSS per idle client of every target with a process (n
+// clients each; none when n is 0) and returns the report's line, also logged.
+func idleClients(ctx context.Context, targets []target, n int) (string, error) {
+	if n <= 0 {
+		return "", nil
+	}
+	line := fmt.Sprintf("RSS per idle client (%d clients, each after one GET):", n)
+	for _, t := range targets {
+		if t.pid == 0 {
+			continue
+		}
+		kib, err := idleRSS(ctx, t, n)
+		if err != nil {
+			return "", fmt.Errorf("idle clients on %s: %w", t.name, err)
+		}
+		line += fmt.Sprintf(" %s %.2f KiB", t.name, kib)
+	}
+	fmt.Fprintln(os.Stderr, "bench:", line)
+	return line, nil
+}
+
+// cellsOf is every combination of a test, -P 1 and 16, and a client count, in the
+// order of the table.
+func cellsOf(tests, concs string) []cell {
 	var cells []cell
-	for _, test := range strings.Split(*tests, ",") {
+	for _, test := range strings.Split(tests, ",") {
 		for _, p := range []int{1, 16} {
-			for _, cs := range strings.Split(*concs, ",") {
+			for _, cs := range strings.Split(concs, ",") {
 				n, _ := strconv.Atoi(cs)
 				cells = append(cells, cell{test, p, n})
 			}
 		}
 	}
-	var prof *exec.Cmd
-	if *cpuprofile != "" {
-		prof = exec.Command("curl", "-s", "-o", *cpuprofile, "http://"+admin+"/debug/pprof/profile?seconds=20")
-		prof.Start()
-	}
-	results := map[cell]map[string][]sample{}
-	for r := 0; r < *reps; r++ {
+	return cells
+}
+
+// results are the samples of every cell by target name, one per round in round order.
+type results map[cell]map[string][]sample
+
+// rounds runs every cell against every target reps times, the order of the targets
+// rotating every round, and logs each sample.
+func rounds(ctx context.Context, targets []target, cells []cell, reps, n1 int) (results, error) {
+	res := results{}
+	for r := 0; r < reps; r++ {
 		for _, ce := range cells {
-			if results[ce] == nil {
-				results[ce] = map[string][]sample{}
+			if res[ce] == nil {
+				res[ce] = map[string][]sample{}
 			}
 			for i := range targets {
 				t := targets[(i+r)%len(targets)] // rotate the order every round
 				if ctx.Err() != nil {
-					return ctx.Err()
+					return nil, ctx.Err()
 				}
-				n := *n1
-				if ce.p > 1 {
-					// Pipelined runs last seconds too: with a run of a second, accepting
-					// 500 connections and warming up weigh on the result.
-					n *= 10
-					if ce.test == "mset" {
-						n = *n1 * 4 // ten keys per request
-					}
-				}
+				n := requests(ce, n1)
 				s, err := measure(ctx, t, ce, n)
 				if err != nil {
-					return fmt.Errorf("%s %s -P %d -c %d: %w", t.name, ce.test, ce.p, ce.conc, err)
+					return nil, fmt.Errorf("%s %s -P %d -c %d: %w", t.name, ce.test, ce.p, ce.conc, err)
 				}
-				results[ce][t.name] = append(results[ce][t.name], s)
+				res[ce][t.name] = append(res[ce][t.name], s)
 				fmt.Fprintf(os.Stderr, "bench: round %d %-4s -P %-2d -c %-3d %-6s %9.0f req/s p50 %.3f p99 %.3f ms cpu %.2f s/1M syscalls %.2f/req\n",
 					r+1, ce.test, ce.p, ce.conc, t.name, s.rps, s.p50, s.p99, s.cpuPerM, s.sysPer)
 			}
 		}
 	}
-	if prof != nil {
-		prof.Wait()
+	return res, nil
+}
+
+// requests is the number of requests of one run of ce: n1 unpipelined, ten times that
+// pipelined (MSET, with ten keys per request, four times).
+func requests(ce cell, n1 int) int {
+	if ce.p <= 1 {
+		return n1
 	}
-	hasPeer := len(targets) > 2
-	if tlsFiles != nil {
-		fmt.Printf("\nTLS clients: proxy and peer are served over TLS; %q is the same proxy's plain port\n", second)
+	// Pipelined runs last seconds too: with a run of a second, accepting 500 connections
+	// and warming up weigh on the result.
+	if ce.test == "mset" {
+		return n1 * 4 // ten keys per request
 	}
-	fmt.Printf("\nredis-benchmark -r 100000 -d 64, median of %d interleaved rounds; ratios are proxy/%s and proxy/peer\n", *reps, second)
-	if hasPeer {
-		fmt.Printf("of the medians; \"paired\": the median of the ratios within each round (both ran minutes\n" +
+	return n1 * 10
+}
+
+// reportLayout is what the table's shape depends on.
+type reportLayout struct {
+	cells   []cell
+	reps    int
+	second  string // the second column: "direct", or "plain" with -tls
+	hasPeer bool
+	tls     bool
+}
+
+// printReport prints the heading and the table of medians, ratios, p99, CPU and system
+// calls, with the peer's and the paired columns when there is a peer.
+func printReport(w io.Writer, res results, l reportLayout) {
+	if l.tls {
+		fmt.Fprintf(w, "\nTLS clients: proxy and peer are served over TLS; %q is the same proxy's plain port\n", l.second)
+	}
+	fmt.Fprintf(w, "\nredis-benchmark -r 100000 -d 64, median of %d interleaved rounds; ratios are proxy/%s and proxy/peer\n", l.reps, l.second)
+	if l.hasPeer {
+		fmt.Fprintf(w, "of the medians; \"paired\": the median of the ratios within each round (both ran minutes\n"+
 			"apart under the same conditions), with the rounds in which the proxy did at least as well\n")
 	}
-	fmt.Println()
-	head := fmt.Sprintf("| test | -P | -c | proxy req/s | %[1]s req/s | proxy/%[1]s |", second)
-	sep := "|---|---|---|---|---|---|"
+	fmt.Fprintln(w)
+	head, sep := tableHead(l.second, l.hasPeer)
+	fmt.Fprintln(w, head)
+	fmt.Fprintln(w, sep)
+	for _, ce := range l.cells {
+		fmt.Fprintln(w, tableRow(ce, res[ce], l.hasPeer))
+	}
+}
+
+// tableHead is the table's header line and separator line.
+func tableHead(second string, hasPeer bool) (head, sep string) {
+	head = fmt.Sprintf("| test | -P | -c | proxy req/s | %[1]s req/s | proxy/%[1]s |", second)
+	sep = "|---|---|---|---|---|---|"
 	if hasPeer {
 		head += " peer req/s | proxy/peer | req/s paired |"
 		sep += "---|---|---|"
@@ -247,33 +377,30 @@ func run() error {
 		head += " CPU-s/1M peer | syscalls/req peer | CPU paired |"
 		sep += "---|---|---|"
 	}
-	fmt.Println(head)
-	fmt.Println(sep)
-	for _, ce := range cells {
-		pr, dr := median(results[ce]["proxy"]), median(results[ce]["direct"])
-		line := fmt.Sprintf("| %s | %d | %d | %.0f | %.0f | %.2f |", strings.ToUpper(ce.test), ce.p, ce.conc, pr.rps, dr.rps, pr.rps/dr.rps)
-		var er sample
-		ps, es := results[ce]["proxy"], results[ce]["peer"]
-		if hasPeer {
-			er = median(es)
-			line += fmt.Sprintf(" %.0f | %.2f | %s |", er.rps, pr.rps/er.rps,
-				paired(ps, es, func(s sample) float64 { return s.rps }, true))
-		}
-		line += fmt.Sprintf(" %.3f | %.3f |", pr.p99, dr.p99)
-		if hasPeer {
-			line += fmt.Sprintf(" %.3f | %s |", er.p99, paired(ps, es, func(s sample) float64 { return s.p99 }, false))
-		}
-		line += fmt.Sprintf(" %s | %s |", num(pr.cpuPerM), num(pr.sysPer))
-		if hasPeer {
-			line += fmt.Sprintf(" %s | %s | %s |", num(er.cpuPerM), num(er.sysPer),
-				paired(ps, es, func(s sample) float64 { return s.cpuPerM }, false))
-		}
-		fmt.Println(line)
+	return head, sep
+}
+
+// tableRow is the table's line for one cell, from its samples by target name.
+func tableRow(ce cell, bySample map[string][]sample, hasPeer bool) string {
+	pr, dr := median(bySample["proxy"]), median(bySample["direct"])
+	line := fmt.Sprintf("| %s | %d | %d | %.0f | %.0f | %.2f |", strings.ToUpper(ce.test), ce.p, ce.conc, pr.rps, dr.rps, pr.rps/dr.rps)
+	var er sample
+	ps, es := bySample["proxy"], bySample["peer"]
+	if hasPeer {
+		er = median(es)
+		line += fmt.Sprintf(" %.0f | %.2f | %s |", er.rps, pr.rps/er.rps,
+			paired(ps, es, func(s sample) float64 { return s.rps }, true))
 	}
-	if idleLine != "" {
-		fmt.Printf("\n%s\n", idleLine)
+	line += fmt.Sprintf(" %.3f | %.3f |", pr.p99, dr.p99)
+	if hasPeer {
+		line += fmt.Sprintf(" %.3f | %s |", er.p99, paired(ps, es, func(s sample) float64 { return s.p99 }, false))
 	}
-	return nil
+	line += fmt.Sprintf(" %s | %s |", num(pr.cpuPerM), num(pr.sysPer))
+	if hasPeer {
+		line += fmt.Sprintf(" %s | %s | %s |", num(er.cpuPerM), num(er.sysPer),
+			paired(ps, es, func(s sample) float64 { return s.cpuPerM }, false))
+	}
+	return line
 }
 
 func num(v float64) string {

@@ -112,249 +112,348 @@ func (s *stats) fail(kind string, n int64) {
 	s.mu.Unlock()
 }
 
-func run() error {
-	bin := flag.String("proxy", "build/redis-carp-proxy", "proxy binary")
-	duration := flag.Duration("duration", 10*time.Minute, "how long to run")
-	interval := flag.Duration("interval", time.Minute, "report interval (p99 per interval)")
-	workers := flag.Int("clients", 8, "client connections")
-	pipeline := flag.Int("pipeline", 16, "commands per pipeline")
-	pause := flag.Duration("pause", time.Millisecond, "pause between a client's pipelines (keeps a shared machine usable)")
+// options are the command's flags.
+type options struct {
+	bin                string
+	duration, interval time.Duration
+	workers, pipeline  int
+	pause              time.Duration
+}
+
+func parseFlags() options {
+	var o options
+	flag.StringVar(&o.bin, "proxy", "build/redis-carp-proxy", "proxy binary")
+	flag.DurationVar(&o.duration, "duration", 10*time.Minute, "how long to run")
+	flag.DurationVar(&o.interval, "interval", time.Minute, "report interval (p99 per interval)")
+	flag.IntVar(&o.workers, "clients", 8, "client connections")
+	flag.IntVar(&o.pipeline, "pipeline", 16, "commands per pipeline")
+	flag.DurationVar(&o.pause, "pause", time.Millisecond, "pause between a client's pipelines (keeps a shared machine usable)")
 	flag.Parse()
+	return o
+}
+
+// run starts the cluster and the proxy, puts them under load and the chaos schedule for
+// the duration, and reports.
+func run() error {
+	o := parseFlags()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	logf := func(format string, args ...any) {
-		fmt.Printf("%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
-	}
-	sctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-	c, err := testcluster.Start(sctx, testcluster.Options{NodeTimeout: 3 * time.Second})
-	cancel()
+	r, err := startRig(ctx, o)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	listen, admin := freeAddr(), freeAddr()
-	proxy := exec.Command(*bin, "--listen", listen, "--cluster-seeds", strings.Join(c.Seeds(), ","),
-		"--admin-listen", admin, "--log-level", "warn", "--slotmap-refresh-interval", "1s")
-	proxy.Stderr = os.Stderr
-	if err := proxy.Start(); err != nil {
-		return err
-	}
-	defer func() { proxy.Process.Signal(syscall.SIGTERM); proxy.Wait() }()
-	cl := redis.NewClient(&redis.Options{Addr: listen, PoolSize: *workers + 2, MaxRetries: -1, ReadTimeout: 10 * time.Second, DisableIdentity: true})
-	defer cl.Close()
-	for deadline := time.Now().Add(20 * time.Second); cl.Ping(ctx).Err() != nil; time.Sleep(100 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			return errors.New("proxy did not answer PING")
-		}
-	}
+	defer r.close()
 	logf("cluster up, proxy %s (pid %d); running %v with %d clients x pipeline %d",
-		listen, proxy.Process.Pid, *duration, *workers, *pipeline)
+		r.listen, r.proxy.Process.Pid, o.duration, o.workers, o.pipeline)
 
-	startTime = time.Now()
-	total := newStats()
-	var curMu sync.Mutex
-	cur := newStats()
-	lctx, lcancel := context.WithTimeout(ctx, *duration)
+	start := time.Now() // the chaos schedule counts from it
+	l := &load{total: newStats(), cur: newStats()}
+	lctx, lcancel := context.WithTimeout(ctx, o.duration)
 	defer lcancel()
 	var wg sync.WaitGroup
-	for w := 0; w < *workers; w++ {
+	for w := 0; w < o.workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; lctx.Err() == nil; i++ {
-				p := cl.Pipeline()
-				for j := 0; j < *pipeline; j++ {
-					k := "soak:" + strconv.Itoa(rand.IntN(100000))
-					if j%2 == 0 {
-						p.Set(lctx, k, strconv.Itoa(i), 0)
-					} else {
-						p.Get(lctx, k)
-					}
-				}
-				start := time.Now()
-				cmds, _ := p.Exec(lctx)
-				d := time.Since(start)
-				if lctx.Err() != nil {
-					return
-				}
-				curMu.Lock()
-				s := cur
-				curMu.Unlock()
-				for _, cmd := range cmds {
-					if err := cmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
-						k := classify(err)
-						s.fail(k, 1)
-						total.fail(k, 1)
-						continue
-					}
-					s.cmds.Add(1)
-					total.cmds.Add(1)
-				}
-				s.lat.add(d)
-				total.lat.add(d)
-				time.Sleep(*pause)
-			}
+			l.worker(lctx, r.client, o.pipeline, o.pause)
 		}()
 	}
-
-	// The chaos schedule, as fractions of the run.
 	chaosDone := make(chan struct{})
 	go func() {
 		defer close(chaosDone)
-		at := func(f float64) bool {
-			t := time.NewTimer(time.Duration(f*float64(*duration)) - time.Since(startTime))
-			defer t.Stop()
-			select {
-			case <-t.C:
-				return true
-			case <-lctx.Done():
-				return false
-			}
-		}
-		step := func(what string, f func(context.Context) error) {
-			sctx, cancel := context.WithTimeout(lctx, 90*time.Second)
-			defer cancel()
-			start := time.Now()
-			if err := f(sctx); err != nil {
-				logf("chaos: %s FAILED: %v", what, err)
-				return
-			}
-			logf("chaos: %s done in %v", what, time.Since(start).Round(time.Millisecond))
-		}
-		var killed *testcluster.Node
-		if !at(0.15) {
-			return
-		}
-		step("kill a master", func(ctx context.Context) error {
-			m, err := c.Masters(ctx)
-			if err != nil {
-				return err
-			}
-			killed = m[0]
-			if err := c.Kill(killed); err != nil {
-				return err
-			}
-			return c.WaitHealthy(ctx) // its replica takes over
-		})
-		if !at(0.30) {
-			return
-		}
-		if killed != nil {
-			step("restart the killed master (rejoins as a replica)", func(ctx context.Context) error {
-				if err := c.Restart(ctx, killed); err != nil {
-					return err
-				}
-				return c.WaitHealthy(ctx)
-			})
-		}
-		if !at(0.45) {
-			return
-		}
-		step("replica failover (CLUSTER FAILOVER)", func(ctx context.Context) error {
-			r, err := c.Replicas(ctx)
-			if err != nil || len(r) == 0 {
-				return fmt.Errorf("no replica: %v", err)
-			}
-			return c.Failover(ctx, r[0])
-		})
-		if !at(0.60) {
-			return
-		}
-		step("migrate 64 slots", func(ctx context.Context) error {
-			m, err := c.Masters(ctx)
-			if err != nil {
-				return err
-			}
-			from, err := c.OwnerOf(ctx, 0)
-			if err != nil {
-				return err
-			}
-			to := m[0]
-			if to.Addr == from.Addr {
-				to = m[1]
-			}
-			slots := make([]int, 64)
-			for i := range slots {
-				slots[i] = i
-			}
-			return c.MoveSlots(ctx, slots, to)
-		})
-		if !at(0.75) {
-			return
-		}
-		step("stall a master for 5s (CLIENT PAUSE)", func(ctx context.Context) error {
-			m, err := c.Masters(ctx)
-			if err != nil {
-				return err
-			}
-			if err := c.Pause(ctx, m[len(m)-1], 5*time.Second); err != nil {
-				return err
-			}
-			time.Sleep(5 * time.Second)
-			return nil
-		})
+		chaos(lctx, r.cluster, start, o.duration)
 	}()
+	steady := r.steadyResources(lctx)
 
-	// Resource snapshot once the load is steady (every client and backend connection open).
-	var rss0 int64
-	var gor0 int
-	snapped := make(chan struct{})
-	go func() {
-		defer close(snapped)
-		select {
-		case <-time.After(3 * time.Second):
-			rss0, _ = rss(proxy.Process.Pid)
-			gor0, _ = goroutines(admin)
-			logf("after 3s of load: proxy RSS %d KiB, %d goroutines", rss0>>10, gor0)
-		case <-lctx.Done():
-		}
-	}()
-
-	type row struct {
-		n    int64
-		errs map[string]int64
-		p99  time.Duration
-	}
-	var rows []row
-	tick := time.NewTicker(*interval)
-	defer tick.Stop()
-	flush := func() {
-		curMu.Lock()
-		s := cur
-		cur = newStats()
-		curMu.Unlock()
-		s.mu.Lock()
-		r := row{n: s.cmds.Load(), errs: s.errs, p99: s.lat.p99()}
-		s.mu.Unlock()
-		if r.n == 0 && len(r.errs) == 0 {
-			return
-		}
-		rows = append(rows, r)
-		logf("interval %d: %d commands ok, errors %v, pipeline p99 %v", len(rows), r.n, r.errs, r.p99.Round(10*time.Microsecond))
-	}
-	for done := false; !done; {
-		select {
-		case <-tick.C:
-			flush()
-		case <-lctx.Done():
-			done = true
-		}
-	}
+	l.intervals(lctx, o.interval)
 	wg.Wait()
-	flush()
+	l.flush()
 	<-chaosDone
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	<-snapped
+	before := <-steady
 	time.Sleep(2 * time.Second) // same connections open as at the start snapshot
-	rss1, _ := rss(proxy.Process.Pid)
-	gor1, _ := goroutines(admin)
+	return report(o, l, before, r.resources())
+}
 
+func logf(format string, args ...any) {
+	fmt.Printf("%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
+// rig is the 6-node cluster, the proxy in front of it and the client of the load.
+type rig struct {
+	cluster       *testcluster.Cluster
+	proxy         *exec.Cmd
+	client        *redis.Client
+	listen, admin string
+}
+
+// startRig starts the cluster and the proxy binary, and waits for the proxy to answer
+// PING. On error, whatever it started is stopped again.
+func startRig(ctx context.Context, o options) (*rig, error) {
+	sctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	c, err := testcluster.Start(sctx, testcluster.Options{NodeTimeout: 3 * time.Second})
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	r := &rig{cluster: c, listen: freeAddr(), admin: freeAddr()}
+	r.proxy = exec.Command(o.bin, "--listen", r.listen, "--cluster-seeds", strings.Join(c.Seeds(), ","),
+		"--admin-listen", r.admin, "--log-level", "warn", "--slotmap-refresh-interval", "1s")
+	r.proxy.Stderr = os.Stderr
+	if err := r.proxy.Start(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	r.client = redis.NewClient(&redis.Options{Addr: r.listen, PoolSize: o.workers + 2, MaxRetries: -1, ReadTimeout: 10 * time.Second, DisableIdentity: true})
+	for deadline := time.Now().Add(20 * time.Second); r.client.Ping(ctx).Err() != nil; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			r.close()
+			return nil, errors.New("proxy did not answer PING")
+		}
+	}
+	return r, nil
+}
+
+// close closes the client, stops the proxy and then the cluster.
+func (r *rig) close() {
+	r.client.Close()
+	r.proxy.Process.Signal(syscall.SIGTERM)
+	r.proxy.Wait()
+	r.cluster.Close()
+}
+
+// resources are the proxy's RSS and goroutine count (zero where unreadable).
+type resources struct {
+	rss        int64
+	goroutines int
+}
+
+func (r *rig) resources() resources {
+	rs, _ := rss(r.proxy.Process.Pid)
+	g, _ := goroutines(r.admin)
+	return resources{rss: rs, goroutines: g}
+}
+
+// steadyResources reads the proxy's resources once the load is steady (every client and
+// backend connection open), 3s into it, and logs them. The channel yields them, or zero
+// when the load ends first.
+func (r *rig) steadyResources(ctx context.Context) <-chan resources {
+	ch := make(chan resources, 1)
+	go func() {
+		select {
+		case <-time.After(3 * time.Second):
+			res := r.resources()
+			logf("after 3s of load: proxy RSS %d KiB, %d goroutines", res.rss>>10, res.goroutines)
+			ch <- res
+		case <-ctx.Done():
+			ch <- resources{}
+		}
+	}()
+	return ch
+}
+
+// load is the clients' pipelined SET/GET load and its statistics: over the whole run,
+// for the current report interval, and one row per interval reported.
+type load struct {
+	total *stats
+	mu    sync.Mutex
+	cur   *stats
+	rows  []row
+}
+
+// row is one report interval.
+type row struct {
+	n    int64
+	errs map[string]int64
+	p99  time.Duration
+}
+
+// worker sends pipelines of SETs and GETs on random keys, pausing between them, until
+// ctx ends; each command counts as served or as an error of its kind, and each pipeline's
+// latency goes into the histograms.
+func (l *load) worker(ctx context.Context, cl *redis.Client, pipeline int, pause time.Duration) {
+	for i := 0; ctx.Err() == nil; i++ {
+		p := cl.Pipeline()
+		for j := 0; j < pipeline; j++ {
+			k := "soak:" + strconv.Itoa(rand.IntN(100000))
+			if j%2 == 0 {
+				p.Set(ctx, k, strconv.Itoa(i), 0)
+			} else {
+				p.Get(ctx, k)
+			}
+		}
+		start := time.Now()
+		cmds, _ := p.Exec(ctx)
+		d := time.Since(start)
+		if ctx.Err() != nil {
+			return
+		}
+		l.mu.Lock()
+		s := l.cur
+		l.mu.Unlock()
+		for _, cmd := range cmds {
+			if err := cmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
+				k := classify(err)
+				s.fail(k, 1)
+				l.total.fail(k, 1)
+				continue
+			}
+			s.cmds.Add(1)
+			l.total.cmds.Add(1)
+		}
+		s.lat.add(d)
+		l.total.lat.add(d)
+		time.Sleep(pause)
+	}
+}
+
+// intervals closes an interval every period until ctx ends.
+func (l *load) intervals(ctx context.Context, every time.Duration) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			l.flush()
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// flush closes the current interval: a row, printed, unless nothing happened in it.
+func (l *load) flush() {
+	l.mu.Lock()
+	s := l.cur
+	l.cur = newStats()
+	l.mu.Unlock()
+	s.mu.Lock()
+	r := row{n: s.cmds.Load(), errs: s.errs, p99: s.lat.p99()}
+	s.mu.Unlock()
+	if r.n == 0 && len(r.errs) == 0 {
+		return
+	}
+	l.rows = append(l.rows, r)
+	logf("interval %d: %d commands ok, errors %v, pipeline p99 %v", len(l.rows), r.n, r.errs, r.p99.Round(10*time.Microsecond))
+}
+
+// chaos runs the schedule, at fractions of the run d counted from start: kill a master
+// (15%), restart it (30%), a replica failover (45%), migrate 64 slots (60%), stall a
+// master (75%). A step that fails is logged; the schedule goes on.
+func chaos(ctx context.Context, c *testcluster.Cluster, start time.Time, d time.Duration) {
+	at := func(f float64) bool {
+		t := time.NewTimer(time.Duration(f*float64(d)) - time.Since(start))
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	var killed *testcluster.Node
+	if !at(0.15) {
+		return
+	}
+	step(ctx, "kill a master", func(ctx context.Context) error {
+		m, err := c.Masters(ctx)
+		if err != nil {
+			return err
+		}
+		killed = m[0]
+		if err := c.Kill(killed); err != nil {
+			return err
+		}
+		return c.WaitHealthy(ctx) // its replica takes over
+	})
+	if !at(0.30) {
+		return
+	}
+	if killed != nil {
+		step(ctx, "restart the killed master (rejoins as a replica)", func(ctx context.Context) error {
+			if err := c.Restart(ctx, killed); err != nil {
+				return err
+			}
+			return c.WaitHealthy(ctx)
+		})
+	}
+	if !at(0.45) {
+		return
+	}
+	step(ctx, "replica failover (CLUSTER FAILOVER)", func(ctx context.Context) error {
+		r, err := c.Replicas(ctx)
+		if err != nil || len(r) == 0 {
+			return fmt.Errorf("no replica: %v", err)
+		}
+		return c.Failover(ctx, r[0])
+	})
+	if !at(0.60) {
+		return
+	}
+	step(ctx, "migrate 64 slots", func(ctx context.Context) error { return migrateSlots(ctx, c, 64) })
+	if !at(0.75) {
+		return
+	}
+	step(ctx, "stall a master for 5s (CLIENT PAUSE)", func(ctx context.Context) error { return stallMaster(ctx, c, 5*time.Second) })
+}
+
+// step runs one chaos step with 90s to finish, and logs how it ended.
+func step(ctx context.Context, what string, f func(context.Context) error) {
+	sctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := f(sctx); err != nil {
+		logf("chaos: %s FAILED: %v", what, err)
+		return
+	}
+	logf("chaos: %s done in %v", what, time.Since(start).Round(time.Millisecond))
+}
+
+// migrateSlots moves slots 0 to n-1 from their owner to another master.
+func migrateSlots(ctx context.Context, c *testcluster.Cluster, n int) error {
+	m, err := c.Masters(ctx)
+	if err != nil {
+		return err
+	}
+	from, err := c.OwnerOf(ctx, 0)
+	if err != nil {
+		return err
+	}
+	to := m[0]
+	if to.Addr == from.Addr {
+		to = m[1]
+	}
+	slots := make([]int, n)
+	for i := range slots {
+		slots[i] = i
+	}
+	return c.MoveSlots(ctx, slots, to)
+}
+
+// stallMaster pauses the last master's clients for d (CLIENT PAUSE) and waits it out.
+func stallMaster(ctx context.Context, c *testcluster.Cluster, d time.Duration) error {
+	m, err := c.Masters(ctx)
+	if err != nil {
+		return err
+	}
+	if err := c.Pause(ctx, m[len(m)-1], d); err != nil {
+		return err
+	}
+	time.Sleep(d)
+	return nil
+}
+
+// report prints the totals, the errors by kind (marking kinds the scenario does not
+// allow), the proxy's resources at start and end, and the p99 of every interval. It
+// fails when an error of a kind not allowed occurred.
+func report(o options, l *load, before, after resources) error {
+	total := l.total
 	fmt.Println("\n== soak report ==")
-	fmt.Printf("duration %v, %d clients x pipeline %d\n", *duration, *workers, *pipeline)
-	fmt.Printf("commands served: %d (%.0f/s)\n", total.cmds.Load(), float64(total.cmds.Load())/duration.Seconds())
+	fmt.Printf("duration %v, %d clients x pipeline %d\n", o.duration, o.workers, o.pipeline)
+	fmt.Printf("commands served: %d (%.0f/s)\n", total.cmds.Load(), float64(total.cmds.Load())/o.duration.Seconds())
 	var kinds []string
 	for k := range total.errs {
 		kinds = append(kinds, k)
@@ -372,10 +471,10 @@ func run() error {
 		}
 		fmt.Printf("  %-20s %8d  %s\n", k, total.errs[k], mark)
 	}
-	fmt.Printf("proxy RSS: start (after 3s of load) %d KiB, end %d KiB\n", rss0>>10, rss1>>10)
-	fmt.Printf("proxy goroutines: start (after 3s of load) %d, end %d\n", gor0, gor1)
+	fmt.Printf("proxy RSS: start (after 3s of load) %d KiB, end %d KiB\n", before.rss>>10, after.rss>>10)
+	fmt.Printf("proxy goroutines: start (after 3s of load) %d, end %d\n", before.goroutines, after.goroutines)
 	fmt.Println("pipeline p99 per interval:")
-	for i, r := range rows {
+	for i, r := range l.rows {
 		fmt.Printf("  %3d  %10v  (%d commands)\n", i+1, r.p99.Round(10*time.Microsecond), r.n)
 	}
 	if bad {
@@ -383,8 +482,6 @@ func run() error {
 	}
 	return nil
 }
-
-var startTime time.Time // when the load started; the chaos schedule counts from it
 
 func freeAddr() string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
