@@ -5,7 +5,7 @@ FUZZTIME ?= 30s
 FUZZMINTIME ?= 2s
 DURATION ?= 10m
 CONNS    ?= 10000
-FUZZ_TARGETS := FuzzClientRequest FuzzReplyFramer
+FUZZ_TARGETS := ./proxy/:FuzzClientRequest ./proxy/resp/:FuzzReplyFramer
 
 .PHONY: fuzz fuzz-ci
 
@@ -16,12 +16,13 @@ FUZZ_TARGETS := FuzzClientRequest FuzzReplyFramer
 fuzz-ci:
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=20000x
 
-# Runs each fuzz target for FUZZTIME (the seed corpora in proxy/testdata/fuzz run in every
-# `go test`). New crashers are written to proxy/testdata/fuzz/<target>/.
+# Runs each fuzz target (PACKAGE:TARGET) for FUZZTIME (the seed corpora in each package's testdata/fuzz run in every
+# `go test`). New crashers are written to PACKAGE/testdata/fuzz/<target>/.
 fuzz:
-	@for t in $(FUZZ_TARGETS); do \
-		echo "fuzz $$t for $(FUZZTIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) ./proxy/ || exit 1; \
+	@for pt in $(FUZZ_TARGETS); do \
+		p=$${pt%%:*}; t=$${pt#*:}; \
+		echo "fuzz $$t ($$p) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) $$p || exit 1; \
 	done
 
 # Steady pipelined load plus a master kill, a replica failover, a slot migration and a

@@ -3,6 +3,8 @@ package proxy
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
 )
 
 // authRequired reports whether clients must authenticate.
@@ -53,7 +55,7 @@ func (ss *session) authGate(r *request) []byte {
 			return wrongArgs("auth")
 		}
 		if !ss.s.authRequired() {
-			return errorReply("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
+			return resp.ErrorReply("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
 		}
 		ro, ok := ss.s.checkAuth(user, pass)
 		if !ok {

@@ -1,5 +1,7 @@
 package proxy
 
+import "github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
+
 // Before a client has authenticated (with requirepass or users set), the request limits
 // are Redis's unauthenticated ones, not the configured ones: a connection that has proved
 // nothing may send at most unauthenticated-max-multibulk-len arguments of at most
@@ -9,17 +11,19 @@ package proxy
 // that pipelines a large command right behind its AUTH gets the unauthenticated limit for
 // the part read together with the AUTH (clients wait for the AUTH reply first).
 
-// setLimits sets the request limits of a client's scanner from cfg, the unauthenticated ones
-// while authed is false.
-func (g *scanner) setLimits(cfg *Config, authed bool) {
-	g.maxBulk, g.maxArgs, g.maxInline, g.maxQuery = cfg.ProtoMaxBulkLen, int64(cfg.ProtoMaxMultibulkLen), cfg.ProtoInlineMaxSize, cfg.QueryBufferLimit
-	g.unauth = !authed
+// requestLimits returns a client's request limits from cfg, the unauthenticated ones while
+// authed is false.
+func requestLimits(cfg *Config, authed bool) resp.Limits {
+	l := resp.Limits{MaxBulk: cfg.ProtoMaxBulkLen, MaxArgs: int64(cfg.ProtoMaxMultibulkLen),
+		MaxInline: cfg.ProtoInlineMaxSize, MaxQuery: cfg.QueryBufferLimit}
 	if authed {
-		return
+		return l
 	}
-	g.maxBulk = min(g.maxBulk, cfg.UnauthenticatedMaxBulkLen)
-	g.maxArgs = min(g.maxArgs, int64(cfg.UnauthenticatedMaxMultibulkLen))
-	g.maxInline = min(g.maxInline, int(cfg.UnauthenticatedMaxBulkLen))
+	l.Unauthenticated = true
+	l.MaxBulk = min(l.MaxBulk, cfg.UnauthenticatedMaxBulkLen)
+	l.MaxArgs = min(l.MaxArgs, int64(cfg.UnauthenticatedMaxMultibulkLen))
+	l.MaxInline = min(l.MaxInline, int(cfg.UnauthenticatedMaxBulkLen))
 	// The whole command: every argument at its limit with its header.
-	g.maxQuery = min(g.maxQuery, g.maxArgs*(g.maxBulk+32)+32)
+	l.MaxQuery = min(l.MaxQuery, l.MaxArgs*(l.MaxBulk+32)+32)
+	return l
 }

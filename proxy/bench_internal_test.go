@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/tidwall/redcon"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
 )
 
 // Micro-benchmarks of the request path's pure functions; `go test -bench . -run ^$ ./proxy/`.
@@ -21,42 +23,18 @@ func BenchmarkKeySlot(b *testing.B) {
 // redcon's parse of the bytes in the read buffer.
 func BenchmarkParseCommand(b *testing.B) {
 	cmd := []byte("*3\r\n$3\r\nSET\r\n$16\r\nkey:000000012345\r\n$64\r\n" + string(make([]byte, 64)) + "\r\n")
-	g := scanner{maxBulk: 512 << 20, maxArgs: 1 << 20, maxInline: 64 << 10, maxQuery: 1 << 30}
+	g := resp.NewScanner(resp.Limits{MaxBulk: 512 << 20, MaxArgs: 1 << 20, MaxInline: 64 << 10, MaxQuery: 1 << 30})
 	args := make([][]byte, 0, 8)
 	b.SetBytes(int64(len(cmd)))
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		if g.scan(cmd) != len(cmd) || g.err != nil {
+		if g.Scan(cmd) != len(cmd) || g.Err() != nil {
 			b.Fatal("guard refused the command")
 		}
 		complete, a, _, _, err := redcon.ReadNextCommand(cmd, args[:0])
 		if !complete || err != nil || len(a) != 3 {
 			b.Fatal("not parsed")
 		}
-	}
-}
-
-// BenchmarkFrameReply is the loop's framing of backend replies: a bulk GET reply and an
-// MGET array.
-func BenchmarkFrameReply(b *testing.B) {
-	bulk := []byte("$64\r\n" + string(make([]byte, 64)) + "\r\n")
-	arr := appendArrayHeader(nil, 10)
-	for i := 0; i < 10; i++ {
-		arr = append(arr, bulk...)
-	}
-	for _, tc := range []struct {
-		name string
-		rep  []byte
-	}{{"bulk", bulk}, {"array10", arr}} {
-		b.Run(tc.name, func(b *testing.B) {
-			b.SetBytes(int64(len(tc.rep)))
-			b.ReportAllocs()
-			for i := 0; i < b.N; i++ {
-				if n, _, err := frameReply(tc.rep); n != len(tc.rep) || err != nil {
-					b.Fatal("not framed")
-				}
-			}
-		})
 	}
 }
 

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"errors"
 	"net"
 	"net/netip"
@@ -10,6 +9,8 @@ import (
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
 	"github.com/tidwall/redcon"
 	"golang.org/x/sys/unix"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
 )
 
 // lclient is a client connection served by a loop. Its commands are read from the loop's
@@ -20,9 +21,9 @@ type lclient struct {
 	fd int
 	ss *session // identity and state shared with the slow path
 
-	in      []byte  // bytes read but not yet parsed (an incomplete command)
-	g       scanner // request limits, checked as bytes arrive
-	protoEr string  // a protocol error after the bytes in in: answered after them
+	in      []byte       // bytes read but not yet parsed (an incomplete command)
+	g       resp.Scanner // request limits, checked as bytes arrive
+	protoEr string       // a protocol error after the bytes in in: answered after them
 	fifo    reqRing
 	out     []byte
 	outOff  int
@@ -128,16 +129,16 @@ func (c *lclient) readable() {
 	c.lastActive = l.nowNano
 	cfg := l.s.conf()
 	g := &c.g
-	g.setLimits(cfg, c.authed)
+	g.SetLimits(requestLimits(cfg, c.authed))
 	data := buf[:n]
 	completed := false // a command ended in these bytes (readable)
 	for off := 0; off < n; {
-		k := g.scan(data[off:])
-		completed = completed || g.lastEnd >= 0
+		k := g.Scan(data[off:])
+		completed = completed || g.LastEnd() >= 0
 		off += k
-		if g.err != nil {
+		if g.Err() != nil {
 			data = data[:off]
-			c.protoEr = g.err.Error()
+			c.protoEr = g.Err().Error()
 			c.reading = false
 			c.updateInterest()
 			break
@@ -172,7 +173,7 @@ func (c *lclient) process(data []byte) {
 			break
 		}
 		before := data
-		args, raw, left, perr := nextCommand(data, c.l.argsBuf[:0])
+		args, raw, left, perr := resp.NextCommand(data, c.l.argsBuf[:0])
 		if perr != "" {
 			c.protoEr = perr
 			data, starved = nil, true
@@ -210,7 +211,7 @@ func (c *lclient) process(data []byte) {
 		r := c.l.getReq(c)
 		r.slowEntry = true
 		c.fifo.push(r)
-		c.deliver(r, errorReply("ERR "+c.protoEr))
+		c.deliver(r, resp.ErrorReply("ERR "+c.protoEr))
 		c.protoEr = ""
 		c.quitting = true
 	}
@@ -460,7 +461,7 @@ func (c *lclient) runSlow(args [][]byte, raw []byte) {
 	for i, a := range args {
 		args2[i] = append([]byte{}, a...)
 	}
-	raw2 := appendCommand(nil, args2...)
+	raw2 := resp.AppendCommand(nil, args2...)
 	if raw != nil && raw[0] == '*' {
 		raw2 = append(raw2[:0], raw...)
 	}
@@ -529,7 +530,7 @@ func (c *lclient) resolveSlow(r *lreq, rep []byte, err error) {
 	raw := append([]byte(nil), r.raw...)
 	cmd, perr := redcon.Parse(raw)
 	if perr != nil {
-		c.complete(r, errorReply("ERR proxy: "+perr.Error()))
+		c.complete(r, resp.ErrorReply("ERR proxy: "+perr.Error()))
 		return
 	}
 	or := &request{info: r.info, args: cmd.Args, raw: raw, slot: r.slot, node: r.node, err: err,
@@ -569,7 +570,7 @@ var errBehind = errors.New("queued behind a redirection")
 
 // backendReply handles the reply of r from its node.
 func (c *lclient) backendReply(r *lreq, rep []byte) {
-	if rep[0] == '-' && redirectKind(rep) != redirNone {
+	if rep[0] == '-' && resp.RedirectKind(rep) != resp.RedirNone {
 		c.resolveSlow(r, rep, nil)
 		return
 	}
@@ -587,7 +588,7 @@ func (l *loop) failReq(r *lreq, err error) {
 		r.c.resolveSlow(r, nil, err) // never written: safe to send again
 		return
 	}
-	r.c.complete(r, errorReply("ERR proxy: "+err.Error()))
+	r.c.complete(r, resp.ErrorReply("ERR proxy: "+err.Error()))
 }
 
 // complete finishes r (a command or a part of one) with its final reply.
@@ -683,49 +684,6 @@ func (s *Server) newLoopClient(l *loop, fd int, local, remote netip.AddrPort) *l
 	ss.pending = newMsgQueue(func() { l.post(func() { c.pullMsgs() }) })
 	c.ss = ss
 	return c
-}
-
-// nextCommand parses the next command at the start of data (after the scanner checked its
-// limits): RESP multibulk through redcon, or an inline command. It returns its arguments
-// (in argsBuf's array for multibulk), its raw bytes (nil for an inline command) and what
-// follows it. An incomplete command returns nil arguments and data unchanged; an empty
-// inline line returns nil arguments and the rest after it; a malformed command returns the
-// protocol error's text (after "-ERR ").
-func nextCommand(data []byte, argsBuf [][]byte) (args [][]byte, raw, left []byte, protoErr string) {
-	if data[0] == '*' {
-		complete, a, _, rest, err := redcon.ReadNextCommand(data, argsBuf)
-		if err != nil {
-			return nil, nil, data, protoErrorText(err)
-		}
-		if !complete {
-			return nil, nil, data, ""
-		}
-		if len(a) == 0 { // "*0", "*-1": refused as the command reader always did
-			return nil, nil, data, "Protocol error: invalid multibulk length"
-		}
-		return a, data[:len(data)-len(rest)], rest, ""
-	}
-	i := bytes.IndexByte(data, '\n')
-	if i < 0 {
-		return nil, nil, data, ""
-	}
-	line := data[:i+1]
-	if len(bytes.TrimSpace(line)) == 0 {
-		return nil, nil, data[i+1:], ""
-	}
-	cmd, err := redcon.Parse(line)
-	if err != nil {
-		return nil, nil, data, protoErrorText(err)
-	}
-	return cmd.Args, nil, data[i+1:], ""
-}
-
-// protoErrorText is the text after "-ERR " for a parser error.
-func protoErrorText(err error) string {
-	if msg, ok := isProtoError(err); ok {
-		return msg
-	}
-	return "Protocol error: " + err.Error()
 }
 
 // keepPartial keeps bytes read that completed no command: only their place in the

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
 )
 
 // node is one cluster node and its shared, pipelined connections.
@@ -130,9 +132,9 @@ func (c *cluster) dialReady(ctx context.Context, addr string) (net.Conn, error) 
 	if cfg.BackendPassword != "" {
 		var cmd []byte
 		if cfg.BackendUser != "" {
-			cmd = appendCommand(nil, []byte("AUTH"), []byte(cfg.BackendUser), []byte(cfg.BackendPassword))
+			cmd = resp.AppendCommand(nil, []byte("AUTH"), []byte(cfg.BackendUser), []byte(cfg.BackendPassword))
 		} else {
-			cmd = appendCommand(nil, []byte("AUTH"), []byte(cfg.BackendPassword))
+			cmd = resp.AppendCommand(nil, []byte("AUTH"), []byte(cfg.BackendPassword))
 		}
 		conn.SetDeadline(time.Now().Add(cfg.BackendReadTimeout))
 		reply, err := roundTrip(conn, cmd)
@@ -178,5 +180,5 @@ func roundTrip(conn net.Conn, cmd []byte) ([]byte, error) {
 	if _, err := conn.Write(cmd); err != nil {
 		return nil, err
 	}
-	return newReplyReader(conn).next()
+	return resp.NewReader(conn).Next()
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
 )
 
 // adminOnly refuses h unless enable-admin-commands is set.
@@ -21,7 +23,7 @@ func adminOnly(h handler) handler {
 				if len(r.args) > 1 {
 					name += " " + strings.ToUpper(string(r.args[1]))
 				}
-				return errorReply(fmt.Sprintf("ERR %s is disabled by the proxy (set enable-admin-commands yes)", name))
+				return resp.ErrorReply(fmt.Sprintf("ERR %s is disabled by the proxy (set enable-admin-commands yes)", name))
 			})(ss, r)
 		}
 		return h(ss, r)
@@ -210,7 +212,7 @@ func fileBound(c *Config, key, v string) error {
 }
 
 func configSetError(param, why string) []byte {
-	return errorReply(fmt.Sprintf("ERR CONFIG SET failed (possibly related to argument '%s') - %s", param, why))
+	return resp.ErrorReply(fmt.Sprintf("ERR CONFIG SET failed (possibly related to argument '%s') - %s", param, why))
 }
 
 // configSet applies CONFIG SET: the proxy's own settings to the proxy, the others to every
@@ -221,7 +223,7 @@ func configSet(ss *session, r *request) bool {
 	if len(args) < 4 || len(args)%2 != 0 {
 		reply := wrongArgs("config|set")
 		if len(args) > 4 {
-			reply = errorReply("ERR syntax error")
+			reply = resp.ErrorReply("ERR syntax error")
 		}
 		return localHandler(func(*session, *request) []byte { return reply })(ss, r)
 	}
@@ -301,9 +303,9 @@ func (s *Server) mergeConfigGet(parts []*request, replies [][]byte) []byte {
 	per := make([]map[string]string, len(replies))
 	var order []string
 	for i, rep := range replies {
-		elems, ok := splitArray(rep)
+		elems, ok := resp.SplitArray(rep)
 		if !ok || len(elems)%2 != 0 {
-			return errorReply("ERR proxy: unexpected CONFIG GET reply from " + parts[i].pinned.addr)
+			return resp.ErrorReply("ERR proxy: unexpected CONFIG GET reply from " + parts[i].pinned.addr)
 		}
 		per[i] = map[string]string{}
 		for j := 0; j < len(elems); j += 2 {
@@ -355,12 +357,12 @@ func (s *Server) mergeConfigGet(parts []*request, replies [][]byte) []byte {
 		out = append(out, pair{k, per[0][k]})
 	}
 	if disagree != nil {
-		return errorReply("ERR proxy: masters disagree: " + strings.Join(disagree, "; "))
+		return resp.ErrorReply("ERR proxy: masters disagree: " + strings.Join(disagree, "; "))
 	}
-	b := appendArrayHeader(nil, 2*len(out))
+	b := resp.AppendArrayHeader(nil, 2*len(out))
 	for _, p := range out {
-		b = appendBulkString(b, p.name)
-		b = appendBulkString(b, redactConfigValue(p.name, p.value))
+		b = resp.AppendBulkString(b, p.name)
+		b = resp.AppendBulkString(b, redactConfigValue(p.name, p.value))
 	}
 	return b
 }

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
 )
 
 // CLIENT LIST / INFO / KILL over the proxy's own clients, with Redis's fields and filters.
@@ -128,28 +130,28 @@ func clientList(ss *session, r *request) []byte {
 		switch strings.ToLower(string(args[0])) {
 		case "type":
 			if len(args) < 2 {
-				return errorReply("ERR syntax error")
+				return resp.ErrorReply("ERR syntax error")
 			}
 			f.typ = strings.ToLower(string(args[1]))
 			if !validType(f.typ) {
-				return errorReply("ERR Unknown client type '" + string(args[1]) + "'")
+				return resp.ErrorReply("ERR Unknown client type '" + string(args[1]) + "'")
 			}
 			args = args[2:]
 		case "id":
 			if len(args) < 2 {
-				return errorReply("ERR syntax error")
+				return resp.ErrorReply("ERR syntax error")
 			}
 			f.ids = map[uint64]bool{}
 			for _, a := range args[1:] {
 				id, err := strconv.ParseInt(string(a), 10, 64)
 				if err != nil || id <= 0 {
-					return errorReply("ERR Invalid client ID")
+					return resp.ErrorReply("ERR Invalid client ID")
 				}
 				f.ids[uint64(id)] = true
 			}
 			args = nil
 		default:
-			return errorReply("ERR syntax error")
+			return resp.ErrorReply("ERR syntax error")
 		}
 	}
 	var b strings.Builder
@@ -158,7 +160,7 @@ func clientList(ss *session, r *request) []byte {
 			b.WriteString(o.clientLine(o == ss))
 		}
 	}
-	return appendBulkString(nil, b.String())
+	return resp.AppendBulkString(nil, b.String())
 }
 
 // clientKill answers CLIENT KILL addr:port and CLIENT KILL <filter> <value> ….
@@ -174,10 +176,10 @@ func clientKill(ss *session, r *request) []byte {
 				return replyOK
 			}
 		}
-		return errorReply("ERR No such client")
+		return resp.ErrorReply("ERR No such client")
 	}
 	if len(args)%2 != 0 {
-		return errorReply("ERR syntax error")
+		return resp.ErrorReply("ERR syntax error")
 	}
 	f := &clientFilter{skipMe: true}
 	for i := 0; i < len(args); i += 2 {
@@ -186,7 +188,7 @@ func clientKill(ss *session, r *request) []byte {
 		case "id":
 			id, err := strconv.ParseInt(v, 10, 64)
 			if err != nil || id <= 0 {
-				return errorReply("ERR client-id should be greater than 0")
+				return resp.ErrorReply("ERR client-id should be greater than 0")
 			}
 			f.ids = map[uint64]bool{uint64(id): true}
 		case "addr":
@@ -198,7 +200,7 @@ func clientKill(ss *session, r *request) []byte {
 		case "type":
 			f.typ = strings.ToLower(v)
 			if !validType(f.typ) {
-				return errorReply("ERR Unknown client type '" + v + "'")
+				return resp.ErrorReply("ERR Unknown client type '" + v + "'")
 			}
 		case "skipme":
 			switch strings.ToLower(v) {
@@ -207,16 +209,16 @@ func clientKill(ss *session, r *request) []byte {
 			case "no":
 				f.skipMe = false
 			default:
-				return errorReply("ERR syntax error")
+				return resp.ErrorReply("ERR syntax error")
 			}
 		case "maxage":
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil {
-				return errorReply("ERR value is not an integer or out of range")
+				return resp.ErrorReply("ERR value is not an integer or out of range")
 			}
 			f.maxAge, f.hasAge = n, true
 		default:
-			return errorReply("ERR syntax error")
+			return resp.ErrorReply("ERR syntax error")
 		}
 	}
 	killed := 0
@@ -226,7 +228,7 @@ func clientKill(ss *session, r *request) []byte {
 			killed++
 		}
 	}
-	return appendInt(nil, int64(killed))
+	return resp.AppendInt(nil, int64(killed))
 }
 
 // kill closes the client's connection (CLIENT KILL); its commands in flight are dropped.
@@ -301,13 +303,13 @@ func clientCommand(ss *session, r *request) []byte {
 		if ss.cs.name == "" {
 			return replyNil
 		}
-		return appendBulkString(nil, ss.cs.name)
+		return resp.AppendBulkString(nil, ss.cs.name)
 	case "setinfo":
 		if len(r.args) != 4 {
 			return wrongArgs("client|setinfo")
 		}
 		if opt := lowerName(r.args[2]); (opt == "lib-name" || opt == "lib-ver") && !validClientAttr(r.args[3]) {
-			return errorReply("ERR " + opt + " cannot contain spaces, newlines or special characters.")
+			return resp.ErrorReply("ERR " + opt + " cannot contain spaces, newlines or special characters.")
 		}
 		ss.csMu.Lock()
 		defer ss.csMu.Unlock()
@@ -317,13 +319,13 @@ func clientCommand(ss *session, r *request) []byte {
 		case "lib-ver":
 			ss.cs.libVer = string(r.args[3])
 		default:
-			return errorReply("ERR Unrecognized option '" + string(r.args[2]) + "'")
+			return resp.ErrorReply("ERR Unrecognized option '" + string(r.args[2]) + "'")
 		}
 		return replyOK
 	case "id":
-		return appendInt(nil, int64(ss.id))
+		return resp.AppendInt(nil, int64(ss.id))
 	case "info":
-		return appendBulkString(nil, ss.clientLine(true))
+		return resp.AppendBulkString(nil, ss.clientLine(true))
 	case "list":
 		return clientList(ss, r)
 	case "kill":
@@ -333,7 +335,7 @@ func clientCommand(ss *session, r *request) []byte {
 			return wrongArgs("client|" + sub)
 		}
 		if m := lowerName(r.args[2]); m != "on" && m != "off" {
-			return errorReply("ERR syntax error")
+			return resp.ErrorReply("ERR syntax error")
 		}
 		return replyOK
 	case "reply":
@@ -351,7 +353,7 @@ func clientCommand(ss *session, r *request) []byte {
 			r.replyMode = replyModeSkip
 			return replyOK
 		}
-		return errorReply("ERR syntax error")
+		return resp.ErrorReply("ERR syntax error")
 	}
-	return errorReply(fmt.Sprintf("ERR CLIENT %s is not supported by the proxy", strings.ToUpper(string(r.args[1]))))
+	return resp.ErrorReply(fmt.Sprintf("ERR CLIENT %s is not supported by the proxy", strings.ToUpper(string(r.args[1]))))
 }

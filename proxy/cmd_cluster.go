@@ -7,6 +7,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
 )
 
 // The proxy presents itself to cluster-aware clients as a cluster of one node that owns
@@ -43,43 +45,43 @@ func clusterCommand(ss *session, r *request) []byte {
 		if s.cl.smap.Load() == nil {
 			state = "fail"
 		}
-		return appendBulkString(nil, fmt.Sprintf("cluster_enabled:1\r\ncluster_state:%s\r\ncluster_slots_assigned:16384\r\ncluster_slots_ok:16384\r\ncluster_slots_pfail:0\r\ncluster_slots_fail:0\r\ncluster_known_nodes:1\r\ncluster_size:1\r\ncluster_current_epoch:1\r\ncluster_my_epoch:1\r\n", state))
+		return resp.AppendBulkString(nil, fmt.Sprintf("cluster_enabled:1\r\ncluster_state:%s\r\ncluster_slots_assigned:16384\r\ncluster_slots_ok:16384\r\ncluster_slots_pfail:0\r\ncluster_slots_fail:0\r\ncluster_known_nodes:1\r\ncluster_size:1\r\ncluster_current_epoch:1\r\ncluster_my_epoch:1\r\n", state))
 	case "myid":
-		return appendBulkString(nil, id)
+		return resp.AppendBulkString(nil, id)
 	case "keyslot":
 		if len(r.args) != 3 {
 			return wrongArgs("cluster|keyslot")
 		}
-		return appendInt(nil, int64(KeySlot(r.args[2])))
+		return resp.AppendInt(nil, int64(KeySlot(r.args[2])))
 	case "slots":
-		b := appendArrayHeader(nil, 1)
-		b = appendArrayHeader(b, 3)
-		b = appendInt(b, 0)
-		b = appendInt(b, NumSlots-1)
-		b = appendArrayHeader(b, 3)
-		b = appendBulkString(b, host)
-		b = appendInt(b, int64(port))
-		return appendBulkString(b, id)
+		b := resp.AppendArrayHeader(nil, 1)
+		b = resp.AppendArrayHeader(b, 3)
+		b = resp.AppendInt(b, 0)
+		b = resp.AppendInt(b, NumSlots-1)
+		b = resp.AppendArrayHeader(b, 3)
+		b = resp.AppendBulkString(b, host)
+		b = resp.AppendInt(b, int64(port))
+		return resp.AppendBulkString(b, id)
 	case "shards":
-		b := appendArrayHeader(nil, 1)
-		b = appendArrayHeader(b, 4)
-		b = appendBulkString(b, "slots")
-		b = appendArrayHeader(b, 2)
-		b = appendInt(b, 0)
-		b = appendInt(b, NumSlots-1)
-		b = appendBulkString(b, "nodes")
-		b = appendArrayHeader(b, 1)
-		b = appendArrayHeader(b, 14)
+		b := resp.AppendArrayHeader(nil, 1)
+		b = resp.AppendArrayHeader(b, 4)
+		b = resp.AppendBulkString(b, "slots")
+		b = resp.AppendArrayHeader(b, 2)
+		b = resp.AppendInt(b, 0)
+		b = resp.AppendInt(b, NumSlots-1)
+		b = resp.AppendBulkString(b, "nodes")
+		b = resp.AppendArrayHeader(b, 1)
+		b = resp.AppendArrayHeader(b, 14)
 		for _, kv := range [][2]string{{"id", id}, {"ip", host}, {"endpoint", host}, {"role", "master"}, {"health", "online"}} {
-			b = appendBulkString(b, kv[0])
-			b = appendBulkString(b, kv[1])
+			b = resp.AppendBulkString(b, kv[0])
+			b = resp.AppendBulkString(b, kv[1])
 		}
-		b = appendBulkString(b, "port")
-		b = appendInt(b, int64(port))
-		b = appendBulkString(b, "replication-offset")
-		return appendInt(b, 0)
+		b = resp.AppendBulkString(b, "port")
+		b = resp.AppendInt(b, int64(port))
+		b = resp.AppendBulkString(b, "replication-offset")
+		return resp.AppendInt(b, 0)
 	case "nodes":
-		return appendBulkString(nil, fmt.Sprintf("%s %s:%d@0 myself,master - 0 0 1 connected 0-16383\n", id, host, port))
+		return resp.AppendBulkString(nil, fmt.Sprintf("%s %s:%d@0 myself,master - 0 0 1 connected 0-16383\n", id, host, port))
 	}
-	return errorReply(fmt.Sprintf("ERR CLUSTER %s is not supported by the proxy", strings.ToUpper(string(r.args[1]))))
+	return resp.ErrorReply(fmt.Sprintf("ERR CLUSTER %s is not supported by the proxy", strings.ToUpper(string(r.args[1]))))
 }

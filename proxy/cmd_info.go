@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
 )
 
 // INFO for the cluster as one server. Sections are Redis 7's, in its order; the proxy
@@ -90,7 +92,7 @@ func execInfo(ss *session, r *request) []byte {
 		parts := make([]*request, len(m.masters))
 		for i, n := range m.masters {
 			parts[i] = &request{args: [][]byte{[]byte("INFO"), []byte("everything")}, slot: -1, pinned: n, done: make(chan struct{}, 1), start: r.start}
-			parts[i].raw = appendCommand(nil, parts[i].args...)
+			parts[i].raw = resp.AppendCommand(nil, parts[i].args...)
 			ss.dispatch(parts[i])
 		}
 		for _, p := range parts {
@@ -115,7 +117,7 @@ func execInfo(ss *session, r *request) []byte {
 		}
 		out = append(out, strings.TrimSuffix(b.String(), "\r\n")+"\r\n")
 	}
-	return appendBulkString(nil, strings.Join(out, "\r\n"))
+	return resp.AppendBulkString(nil, strings.Join(out, "\r\n"))
 }
 
 // sections returns the named section of every node that has it.

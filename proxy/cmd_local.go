@@ -3,6 +3,8 @@ package proxy
 import (
 	"fmt"
 	"strings"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
 )
 
 // The commands the proxy answers itself (see the commands table in dispatch.go).
@@ -12,7 +14,7 @@ func localPing(ss *session, r *request) []byte {
 	case 1:
 		return replyPong
 	case 2:
-		return appendBulk(nil, r.args[1])
+		return resp.AppendBulk(nil, r.args[1])
 	}
 	return wrongArgs("ping")
 }
@@ -21,7 +23,7 @@ func localEcho(ss *session, r *request) []byte {
 	if len(r.args) != 2 {
 		return wrongArgs("echo")
 	}
-	return appendBulk(nil, r.args[1])
+	return resp.AppendBulk(nil, r.args[1])
 }
 
 // localQuit answers QUIT; the session closes after writing the reply.
@@ -35,7 +37,7 @@ func localSelect(ss *session, r *request) []byte {
 		return wrongArgs("select")
 	}
 	if string(r.args[1]) != "0" {
-		return errorReply("ERR DB index is out of range")
+		return resp.ErrorReply("ERR DB index is out of range")
 	}
 	return replyOK
 }
@@ -44,11 +46,11 @@ func localOK(ss *session, r *request) []byte { return replyOK }
 
 // unsupported refuses a command that would act on one node of the cluster, or on none.
 var unsupported = localHandler(func(ss *session, r *request) []byte {
-	return errorReply(fmt.Sprintf("ERR %s is not supported by the proxy", strings.ToUpper(string(r.args[0]))))
+	return resp.ErrorReply(fmt.Sprintf("ERR %s is not supported by the proxy", strings.ToUpper(string(r.args[0]))))
 })
 
 func wrongArgs(cmd string) []byte {
-	return errorReply("ERR wrong number of arguments for '" + cmd + "' command")
+	return resp.ErrorReply("ERR wrong number of arguments for '" + cmd + "' command")
 }
 
 // hello answers HELLO [2|3 …]: the protocol switches once authentication is settled, and
@@ -63,7 +65,7 @@ func (ss *session) hello(r *request) []byte {
 		case "3":
 			proto = 3
 		default:
-			return errorReply("NOPROTO unsupported protocol version")
+			return resp.ErrorReply("NOPROTO unsupported protocol version")
 		}
 		// As Redis: the options are parsed first, then AUTH is tried, and only an
 		// authenticated client gets its name set (issue 28: a name set before AUTH showed
@@ -73,18 +75,18 @@ func (ss *session) hello(r *request) []byte {
 			switch strings.ToLower(string(args[i])) {
 			case "auth":
 				if i+2 >= len(args) {
-					return errorReply("ERR Syntax error in HELLO option 'auth'")
+					return resp.ErrorReply("ERR Syntax error in HELLO option 'auth'")
 				}
 				user, pass = args[i+1], args[i+2]
 				i += 2
 			case "setname":
 				if i+1 >= len(args) {
-					return errorReply("ERR Syntax error in HELLO option 'setname'")
+					return resp.ErrorReply("ERR Syntax error in HELLO option 'setname'")
 				}
 				name = args[i+1]
 				i++
 			default:
-				return errorReply("ERR Syntax error in HELLO option '" + string(args[i]) + "'")
+				return resp.ErrorReply("ERR Syntax error in HELLO option '" + string(args[i]) + "'")
 			}
 		}
 		if user != nil {
@@ -108,20 +110,28 @@ func (ss *session) hello(r *request) []byte {
 		return replyHelloNoAuth
 	}
 	ss.resp3.Store(proto == 3)
-	b := appendArrayHeader(nil, 14)
-	b = appendBulkString(b, "server")
-	b = appendBulkString(b, "redis")
-	b = appendBulkString(b, "version")
-	b = appendBulkString(b, "7.0.0")
-	b = appendBulkString(b, "proto")
-	b = appendInt(b, int64(proto))
-	b = appendBulkString(b, "id")
-	b = appendInt(b, int64(ss.id))
-	b = appendBulkString(b, "mode")
-	b = appendBulkString(b, "standalone")
-	b = appendBulkString(b, "role")
-	b = appendBulkString(b, "master")
-	b = appendBulkString(b, "modules")
-	b = appendArrayHeader(b, 0)
+	b := resp.AppendArrayHeader(nil, 14)
+	b = resp.AppendBulkString(b, "server")
+	b = resp.AppendBulkString(b, "redis")
+	b = resp.AppendBulkString(b, "version")
+	b = resp.AppendBulkString(b, "7.0.0")
+	b = resp.AppendBulkString(b, "proto")
+	b = resp.AppendInt(b, int64(proto))
+	b = resp.AppendBulkString(b, "id")
+	b = resp.AppendInt(b, int64(ss.id))
+	b = resp.AppendBulkString(b, "mode")
+	b = resp.AppendBulkString(b, "standalone")
+	b = resp.AppendBulkString(b, "role")
+	b = resp.AppendBulkString(b, "master")
+	b = resp.AppendBulkString(b, "modules")
+	b = resp.AppendArrayHeader(b, 0)
 	return b
 }
+
+// Replies the proxy gives itself.
+var (
+	replyOK     = []byte("+OK\r\n")
+	replyPong   = []byte("+PONG\r\n")
+	replyNil    = []byte("$-1\r\n")
+	replyQueued = []byte("+QUEUED\r\n")
+)

@@ -1,6 +1,10 @@
 package proxy
 
-import "strconv"
+import (
+	"strconv"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
+)
 
 // proxyCommand answers PROXY HOTKEYS [count] and PROXY INFO: admin commands of the proxy
 // itself.
@@ -14,19 +18,19 @@ func proxyCommand(ss *session, r *request) []byte {
 		if len(r.args) > 2 {
 			v, err := strconv.Atoi(string(r.args[2]))
 			if err != nil || v < 1 {
-				return errorReply("ERR count must be a positive integer")
+				return resp.ErrorReply("ERR count must be a positive integer")
 			}
 			n = v
 		}
 		top := ss.s.hot.top(n)
-		b := appendArrayHeader(nil, 2*len(top))
+		b := resp.AppendArrayHeader(nil, 2*len(top))
 		for _, hk := range top {
-			b = appendBulkString(b, hk.Key)
-			b = appendBulkString(b, strconv.FormatFloat(hk.PerSecond, 'f', 1, 64))
+			b = resp.AppendBulkString(b, hk.Key)
+			b = resp.AppendBulkString(b, strconv.FormatFloat(hk.PerSecond, 'f', 1, 64))
 		}
 		return b
 	case "info":
-		return appendBulkString(nil, ss.s.proxyInfo())
+		return resp.AppendBulkString(nil, ss.s.proxyInfo())
 	}
-	return errorReply("ERR unknown subcommand '" + string(r.args[1]) + "'. Try PROXY HOTKEYS or PROXY INFO.")
+	return resp.ErrorReply("ERR unknown subcommand '" + string(r.args[1]) + "'. Try PROXY HOTKEYS or PROXY INFO.")
 }

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
 )
 
 // SCAN and RANDOMKEY over the whole cluster: SCAN walks the slots' owners in slot order (its
@@ -14,14 +16,14 @@ import (
 
 // callNode sends args to node n and waits for the final reply.
 func (ss *session) callNode(n *node, args ...[]byte) []byte {
-	r := &request{args: args, raw: appendCommand(nil, args...), slot: -1, pinned: n, start: time.Now()}
+	r := &request{args: args, raw: resp.AppendCommand(nil, args...), slot: -1, pinned: n, start: time.Now()}
 	return ss.call(r)
 }
 
 func execRandomKey(ss *session, r *request) []byte {
 	m := ss.s.cl.smap.Load()
 	if m == nil {
-		return errorReply("ERR proxy: " + ErrNoSlotMap.Error())
+		return resp.ErrorReply("ERR proxy: " + ErrNoSlotMap.Error())
 	}
 	start := int(time.Now().UnixNano() % int64(len(m.masters)))
 	for i := range m.masters {
@@ -86,20 +88,20 @@ func (ss *session) nodeView(n *node) (*nodeSlots, []byte) {
 		if len(rep) > 0 && rep[0] == '-' {
 			return nil, rep
 		}
-		return nil, errorReply("ERR proxy: unexpected CLUSTER NODES reply from " + n.addr)
+		return nil, resp.ErrorReply("ERR proxy: unexpected CLUSTER NODES reply from " + n.addr)
 	}
 	ns, ok := parseMyself(text)
 	if !ok {
-		return nil, errorReply("ERR proxy: cannot parse CLUSTER NODES from " + n.addr)
+		return nil, resp.ErrorReply("ERR proxy: cannot parse CLUSTER NODES from " + n.addr)
 	}
 	return ns, nil
 }
 
 func scanReply(cursor uint64, elems []byte) []byte {
-	b := appendArrayHeader(nil, 2)
-	b = appendBulkString(b, strconv.FormatUint(cursor, 10))
+	b := resp.AppendArrayHeader(nil, 2)
+	b = resp.AppendBulkString(b, strconv.FormatUint(cursor, 10))
 	if elems == nil {
-		return appendArrayHeader(b, 0)
+		return resp.AppendArrayHeader(b, 0)
 	}
 	return append(b, elems...)
 }
@@ -110,13 +112,13 @@ func execScan(ss *session, r *request) []byte {
 	}
 	cur, err := strconv.ParseUint(string(r.args[1]), 10, 64)
 	if err != nil {
-		return errorReply("ERR invalid cursor")
+		return resp.ErrorReply("ERR invalid cursor")
 	}
 	slot, hash, nodeCur := 0, uint64(0), uint64(0)
 	if cur != 0 {
 		f := int(cur & (1<<scanSlotBits - 1))
 		if f == 0 || f > NumSlots {
-			return errorReply("ERR invalid cursor")
+			return resp.ErrorReply("ERR invalid cursor")
 		}
 		slot = f - 1
 		hash = (cur >> scanSlotBits) & (1<<scanHashBits - 1)
@@ -124,7 +126,7 @@ func execScan(ss *session, r *request) []byte {
 	}
 	m := ss.s.cl.smap.Load()
 	if m == nil {
-		return errorReply("ERR proxy: " + ErrNoSlotMap.Error())
+		return resp.ErrorReply("ERR proxy: " + ErrNoSlotMap.Error())
 	}
 	n := m.master(slot)
 	same := uint64(slot + 1) // this slot again, from the start of its owner's scan
@@ -143,20 +145,20 @@ func execScan(ss *session, r *request) []byte {
 	}
 	args := append([][]byte{r.args[0], []byte(strconv.FormatUint(nodeCur, 10))}, r.args[2:]...)
 	rep := ss.callNode(n, args...)
-	elems, ok := splitArray(rep)
+	elems, ok := resp.SplitArray(rep)
 	if !ok || len(elems) != 2 {
 		if len(rep) > 0 && rep[0] == '-' {
 			return rep
 		}
-		return errorReply("ERR proxy: unexpected SCAN reply")
+		return resp.ErrorReply("ERR proxy: unexpected SCAN reply")
 	}
 	nextStr, ok := bulkValue(elems[0])
 	if !ok {
-		return errorReply("ERR proxy: unexpected SCAN reply")
+		return resp.ErrorReply("ERR proxy: unexpected SCAN reply")
 	}
 	next, err := strconv.ParseUint(nextStr, 10, 64)
 	if err != nil || next >= 1<<scanNodeBits {
-		return errorReply("ERR proxy: node cursor out of range")
+		return resp.ErrorReply("ERR proxy: node cursor out of range")
 	}
 	if next != 0 {
 		return scanReply(next<<(scanSlotBits+scanHashBits)|hash<<scanSlotBits|uint64(slot+1), elems[1])

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"strings"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
 )
 
 // txState is a client's MULTI/WATCH state. It is changed by the reader goroutine and by
@@ -46,12 +48,12 @@ func (ss *session) queueInMulti(r *request) bool {
 			}
 			fmt.Fprintf(&b, "'%s' ", a)
 		}
-		r.reply = errorReply(fmt.Sprintf("ERR unknown command '%s', with args beginning with: %s", r.args[0], b.String()))
+		r.reply = resp.ErrorReply(fmt.Sprintf("ERR unknown command '%s', with args beginning with: %s", r.args[0], b.String()))
 		return true
 	}
 	if info.flags&flagNoMulti != 0 {
 		tx.aborted = true
-		r.reply = errorReply("ERR Command not allowed inside a transaction")
+		r.reply = resp.ErrorReply("ERR Command not allowed inside a transaction")
 		return true
 	}
 	if argc := len(r.args); info.arity > 0 && argc != info.arity || argc < -info.arity {
@@ -83,7 +85,7 @@ func (ss *session) queueInMulti(r *request) bool {
 func txMulti(ss *session, r *request) bool {
 	return localHandler(func(ss *session, r *request) []byte {
 		if ss.tx.inMulti {
-			return errorReply("ERR MULTI calls can not be nested")
+			return resp.ErrorReply("ERR MULTI calls can not be nested")
 		}
 		ss.tx.inMulti, ss.tx.queued, ss.tx.aborted = true, nil, false
 		if ss.tx.watchConn == nil {
@@ -95,7 +97,7 @@ func txMulti(ss *session, r *request) bool {
 
 func txDiscard(ss *session, r *request) bool {
 	if !ss.tx.inMulti {
-		return localHandler(func(*session, *request) []byte { return errorReply("ERR DISCARD without MULTI") })(ss, r)
+		return localHandler(func(*session, *request) []byte { return resp.ErrorReply("ERR DISCARD without MULTI") })(ss, r)
 	}
 	ss.tx.inMulti, ss.tx.queued = false, nil
 	return execHandler(func(ss *session, r *request) []byte {
@@ -131,7 +133,7 @@ func (ss *session) releaseWatch(unwatch bool) {
 // transaction that follows runs on it.
 func txWatch(ss *session, r *request) bool {
 	if ss.tx.inMulti {
-		return localHandler(func(*session, *request) []byte { return errorReply("ERR WATCH inside MULTI is not allowed") })(ss, r)
+		return localHandler(func(*session, *request) []byte { return resp.ErrorReply("ERR WATCH inside MULTI is not allowed") })(ss, r)
 	}
 	if len(r.args) < 2 {
 		return localHandler(func(*session, *request) []byte { return wrongArgs("watch") })(ss, r)
@@ -150,25 +152,25 @@ func txWatch(ss *session, r *request) bool {
 		if tx.watchConn == nil {
 			m := ss.s.cl.smap.Load()
 			if m == nil {
-				return errorReply("ERR proxy: " + ErrNoSlotMap.Error())
+				return resp.ErrorReply("ERR proxy: " + ErrNoSlotMap.Error())
 			}
 			n := m.master(slot)
 			dc, err := ss.s.direct.acquire(ss.ctx, n)
 			if err != nil {
-				return errorReply("ERR proxy: " + err.Error())
+				return resp.ErrorReply("ERR proxy: " + err.Error())
 			}
 			tx.watchConn, tx.watchNode, tx.slot = dc, n, slot
 		}
 		reps, err := tx.watchConn.roundTrip(ss.ctx, r.raw, 1)
 		if err != nil {
 			ss.releaseWatch(false)
-			return errorReply("ERR proxy: " + err.Error())
+			return resp.ErrorReply("ERR proxy: " + err.Error())
 		}
-		if kind, _, _ := parseRedirect(reps[0]); kind != redirNone {
+		if kind, _, _ := resp.ParseRedirect(reps[0]); kind != resp.RedirNone {
 			// The slot is moving: a watch there cannot be kept reliably.
 			ss.releaseWatch(true)
 			ss.s.cl.requestRefresh(refreshMoved)
-			return errorReply("TRYAGAIN slot is being migrated, retry the WATCH")
+			return resp.ErrorReply("TRYAGAIN slot is being migrated, retry the WATCH")
 		}
 		return reps[0]
 	})(ss, r)
@@ -178,7 +180,7 @@ func txWatch(ss *session, r *request) bool {
 func txExec(ss *session, r *request) bool {
 	tx := &ss.tx
 	if !tx.inMulti {
-		return localHandler(func(*session, *request) []byte { return errorReply("ERR EXEC without MULTI") })(ss, r)
+		return localHandler(func(*session, *request) []byte { return resp.ErrorReply("ERR EXEC without MULTI") })(ss, r)
 	}
 	queued, aborted, slot := tx.queued, tx.aborted, tx.slot
 	tx.inMulti, tx.queued, tx.aborted = false, nil, false
@@ -193,7 +195,7 @@ func txExec(ss *session, r *request) bool {
 		var cmd []byte
 		cmd = append(cmd, "*1\r\n$5\r\nMULTI\r\n"...)
 		for _, args := range queued {
-			cmd = appendCommand(cmd, args...)
+			cmd = resp.AppendCommand(cmd, args...)
 		}
 		cmd = append(cmd, "*1\r\n$4\r\nEXEC\r\n"...)
 		for attempt := 0; ; attempt++ {
@@ -201,7 +203,7 @@ func txExec(ss *session, r *request) bool {
 			if dc == nil {
 				m := ss.s.cl.smap.Load()
 				if m == nil {
-					return errorReply("ERR proxy: " + ErrNoSlotMap.Error())
+					return resp.ErrorReply("ERR proxy: " + ErrNoSlotMap.Error())
 				}
 				if slot >= 0 {
 					n = m.master(slot)
@@ -210,7 +212,7 @@ func txExec(ss *session, r *request) bool {
 				}
 				var err error
 				if dc, err = ss.s.direct.acquire(ss.ctx, n); err != nil {
-					return errorReply("ERR proxy: " + err.Error())
+					return resp.ErrorReply("ERR proxy: " + err.Error())
 				}
 				owned = true
 			}
@@ -222,7 +224,7 @@ func txExec(ss *session, r *request) bool {
 				tx.watchConn, tx.watchNode, tx.slot = nil, nil, -1
 			}
 			if err != nil {
-				return errorReply("ERR proxy: " + err.Error())
+				return resp.ErrorReply("ERR proxy: " + err.Error())
 			}
 			ss.wrote(n)
 			// A queued command redirected by the cluster aborted the transaction before
@@ -230,10 +232,10 @@ func txExec(ss *session, r *request) bool {
 			// guarantee would be lost).
 			moved := false
 			for _, rep := range reps[1 : len(reps)-1] {
-				if k, s, addr := parseRedirect(rep); k == redirMoved {
+				if k, s, addr := resp.ParseRedirect(rep); k == resp.RedirMoved {
 					ss.s.cl.learnOwner(s, ss.s.cl.node(resolveAddr(addr, n.addr)))
 					moved = true
-				} else if k != redirNone {
+				} else if k != resp.RedirNone {
 					moved = true
 				}
 			}

@@ -3,6 +3,8 @@ package proxy
 import (
 	"strconv"
 	"sync"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
 )
 
 // WAIT through the proxy: a client's writes went over connections shared with other
@@ -37,16 +39,16 @@ func execWait(ss *session, r *request) []byte {
 		return wrongArgs("wait")
 	}
 	if _, err := strconv.ParseInt(string(r.args[1]), 10, 64); err != nil {
-		return errorReply("ERR value is not an integer or out of range")
+		return resp.ErrorReply("ERR value is not an integer or out of range")
 	}
 	if t, err := strconv.ParseInt(string(r.args[2]), 10, 64); err != nil {
-		return errorReply("ERR timeout is not an integer or out of range")
+		return resp.ErrorReply("ERR timeout is not an integer or out of range")
 	} else if t < 0 {
-		return errorReply("ERR timeout is negative")
+		return resp.ErrorReply("ERR timeout is negative")
 	}
 	m := ss.s.cl.smap.Load()
 	if m == nil {
-		return errorReply("ERR proxy: " + ErrNoSlotMap.Error())
+		return resp.ErrorReply("ERR proxy: " + ErrNoSlotMap.Error())
 	}
 	first := map[*node]int{}
 	for s := NumSlots - 1; s >= 0; s-- {
@@ -70,23 +72,23 @@ func execWait(ss *session, r *request) []byte {
 		go func() {
 			defer wg.Done()
 			key := []byte("__redis-carp-proxy:wait:{" + tagForSlot(first[n]) + "}")
-			cmd := appendCommand(nil, []byte("MULTI"))
-			cmd = appendCommand(cmd, []byte("SET"), key, []byte("1"))
-			cmd = appendCommand(cmd, []byte("DEL"), key)
-			cmd = appendCommand(cmd, []byte("EXEC"))
-			cmd = appendCommand(cmd, r.args...)
+			cmd := resp.AppendCommand(nil, []byte("MULTI"))
+			cmd = resp.AppendCommand(cmd, []byte("SET"), key, []byte("1"))
+			cmd = resp.AppendCommand(cmd, []byte("DEL"), key)
+			cmd = resp.AppendCommand(cmd, []byte("EXEC"))
+			cmd = resp.AppendCommand(cmd, r.args...)
 			dc, err := ss.s.direct.acquire(ss.ctx, n)
 			if err != nil {
-				replies[i] = errorReply("ERR proxy: " + err.Error())
+				replies[i] = resp.ErrorReply("ERR proxy: " + err.Error())
 				return
 			}
 			reps, err := dc.roundTrip(ss.ctx, cmd, 5)
 			ss.s.direct.release(n, dc, err == nil)
 			switch {
 			case err != nil:
-				replies[i] = errorReply("ERR proxy: " + err.Error())
+				replies[i] = resp.ErrorReply("ERR proxy: " + err.Error())
 			case len(reps[3]) == 0 || reps[3][0] != '*':
-				replies[i] = errorReply("ERR proxy: WAIT on " + n.addr + ": " + string(reps[3][:max(0, len(reps[3])-2)]))
+				replies[i] = resp.ErrorReply("ERR proxy: WAIT on " + n.addr + ": " + string(reps[3][:max(0, len(reps[3])-2)]))
 			default:
 				replies[i] = reps[4]
 			}
@@ -100,11 +102,11 @@ func execWait(ss *session, r *request) []byte {
 		}
 		v, err := strconv.ParseInt(string(rep[1:len(rep)-2]), 10, 64)
 		if err != nil {
-			return errorReply("ERR proxy: unexpected WAIT reply")
+			return resp.ErrorReply("ERR proxy: unexpected WAIT reply")
 		}
 		if least < 0 || v < least {
 			least = v
 		}
 	}
-	return appendInt(nil, least)
+	return resp.AppendInt(nil, least)
 }

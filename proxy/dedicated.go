@@ -7,6 +7,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
 )
 
 // directPool hands out dedicated backend connections for commands that may block a
@@ -22,7 +24,7 @@ type directPool struct {
 
 type directConn struct {
 	conn net.Conn
-	rr   *replyReader
+	rr   *resp.Reader
 }
 
 func newDirectPool(c *cluster, limit int) *directPool {
@@ -67,7 +69,7 @@ func (dc *directConn) roundTrip(ctx context.Context, cmd []byte, replies int) ([
 	}
 	out := make([][]byte, 0, replies)
 	for i := 0; i < replies; i++ {
-		rep, err := dc.rr.next()
+		rep, err := dc.rr.Next()
 		if err != nil {
 			return out, fmt.Errorf("%w: %v", errFateUnknown, err)
 		}
@@ -114,7 +116,7 @@ func (p *directPool) get(ctx context.Context, n *node) (*directConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &directConn{conn: conn, rr: newReplyReader(conn)}, nil
+	return &directConn{conn: conn, rr: resp.NewReader(conn)}, nil
 }
 
 func (p *directPool) put(addr string, dc *directConn) {

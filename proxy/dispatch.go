@@ -3,6 +3,8 @@ package proxy
 import (
 	"bytes"
 	"time"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
 )
 
 // Where a command goes. Every command a client sends passes these stages, in this order;
@@ -161,7 +163,7 @@ func (ss *session) stages(args [][]byte, raw []byte) *request {
 	r.done = make(chan struct{}, 1)
 	r.info = ss.s.cl.cmds.Load().lookup(args[0])
 	if raw[0] != '*' {
-		r.raw = appendCommand(nil, args...)
+		r.raw = resp.AppendCommand(nil, args...)
 	}
 	if h, ok := commands[lowerName(args[0])]; ok && h(ss, r) {
 		return r

@@ -1,6 +1,10 @@
 package proxy
 
-import "bytes"
+import (
+	"bytes"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
+)
 
 // fastKind says how the loop serves a command without the slow path.
 type fastKind uint8
@@ -97,7 +101,7 @@ func (c *lclient) dispatch(args [][]byte, raw []byte) bool {
 		case 1:
 			c.localReply(fc, replyPong)
 		case 2:
-			l.scratch = appendBulk(l.scratch[:0], args[1])
+			l.scratch = resp.AppendBulk(l.scratch[:0], args[1])
 			c.localReply(fc, l.scratch)
 		default:
 			return c.slow(args, raw)
@@ -106,7 +110,7 @@ func (c *lclient) dispatch(args [][]byte, raw []byte) bool {
 		if len(args) != 2 {
 			return c.slow(args, raw)
 		}
-		l.scratch = appendBulk(l.scratch[:0], args[1])
+		l.scratch = resp.AppendBulk(l.scratch[:0], args[1])
 		c.localReply(fc, l.scratch)
 	case fkKeyed:
 		return c.sendKeyed(fc, args, raw)
@@ -271,11 +275,11 @@ func (c *lclient) sendMulti(fc *fastCmd, args [][]byte, raw []byte) bool {
 	}
 	parent.pending = len(parts)
 	for _, p := range parts {
-		p.raw = appendArrayHeader(p.raw[:0], 1+len(p.keyPos)*group)
-		p.raw = appendBulk(p.raw, args[0])
+		p.raw = resp.AppendArrayHeader(p.raw[:0], 1+len(p.keyPos)*group)
+		p.raw = resp.AppendBulk(p.raw, args[0])
 		for _, k := range p.keyPos {
 			for j := 0; j < group; j++ {
-				p.raw = appendBulk(p.raw, args[1+int(k)*group+j])
+				p.raw = resp.AppendBulk(p.raw, args[1+int(k)*group+j])
 			}
 		}
 	}
@@ -325,10 +329,10 @@ func (c *lclient) partDone(p *lreq, rep []byte) {
 	case parent.kind == fkAllOK:
 		c.complete(parent, replyOK)
 	case parent.kind == fkSum:
-		l.scratch = appendInt(l.scratch[:0], parent.sum)
+		l.scratch = resp.AppendInt(l.scratch[:0], parent.sum)
 		c.complete(parent, l.scratch)
 	default:
-		out := appendArrayHeader(l.scratch[:0], parent.nkeys)
+		out := resp.AppendArrayHeader(l.scratch[:0], parent.nkeys)
 		for _, v := range parent.vals {
 			out = append(out, parent.reply[v[0]:v[0]+v[1]]...)
 		}
@@ -344,13 +348,13 @@ func (c *lclient) storeValues(parent, p *lreq, rep []byte) bool {
 		return false
 	}
 	i := bytes.IndexByte(rep, '\n')
-	n, ok := parseLen(rep[1 : i-1])
+	n, ok := resp.ParseLen(rep[1 : i-1])
 	if !ok || int(n) != len(p.keyPos) {
 		return false
 	}
 	pos := i + 1
 	for _, k := range p.keyPos {
-		end, _, err := frameValue(rep, pos, 1)
+		end, _, err := resp.FrameValue(rep, pos, 1)
 		if err != nil || end == 0 {
 			return false
 		}
@@ -365,5 +369,5 @@ func parseIntReply(rep []byte) (int64, bool) {
 	if len(rep) < 4 || rep[0] != ':' {
 		return 0, false
 	}
-	return parseLen(rep[1 : len(rep)-2])
+	return resp.ParseLen(rep[1 : len(rep)-2])
 }

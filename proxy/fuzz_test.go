@@ -1,16 +1,16 @@
 package proxy
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"log/slog"
 	"sync"
 	"testing"
-	"testing/iotest"
 	"time"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
 )
 
 var (
@@ -58,24 +58,24 @@ func FuzzClientRequest(f *testing.F) {
 			}
 		}()
 		const maxBulk, maxArgs, maxQuery = 4096, 64, 16384
-		g := scanner{maxBulk: maxBulk, maxArgs: maxArgs, maxInline: 1024, maxQuery: maxQuery}
+		g := resp.NewScanner(resp.Limits{MaxBulk: maxBulk, MaxArgs: maxArgs, MaxInline: 1024, MaxQuery: maxQuery})
 		ss := fuzzSession()
 		defer ss.cancel()
 		var in []byte
 		passed := 0
 		chunk := 1 + len(data)%7 // reads of varying size, as from a socket
-		for off := 0; off < len(data) && g.err == nil; {
+		for off := 0; off < len(data) && g.Err() == nil; {
 			end := min(off+chunk, len(data))
 			read := data[off:end]
 			ok := 0
-			for ok < len(read) && g.err == nil {
-				ok += g.scan(read[ok:])
+			for ok < len(read) && g.Err() == nil {
+				ok += g.Scan(read[ok:])
 			}
 			passed += ok
 			in = append(in, read[:ok]...)
 			off = end
 			for len(in) > 0 {
-				args, raw, left, perr := nextCommand(in, nil)
+				args, raw, left, perr := resp.NextCommand(in, nil)
 				if perr != "" {
 					in = nil
 					break
@@ -95,7 +95,7 @@ func FuzzClientRequest(f *testing.F) {
 					t.Fatalf("scanner passed a command over the limits: %d args, %d bytes", len(args), size)
 				}
 				if raw == nil {
-					raw = appendCommand(nil, args...) // as runSlow frames an inline command
+					raw = resp.AppendCommand(nil, args...) // as runSlow frames an inline command
 				}
 				r := ss.newRequest(args, raw)
 				if r.slot >= NumSlots || r.slot < slotQuit {
@@ -113,38 +113,6 @@ func FuzzClientRequest(f *testing.F) {
 		}
 		if passed > len(data) {
 			t.Fatalf("scanner passed %d bytes of %d", passed, len(data))
-		}
-	})
-}
-
-// FuzzReplyFramer feeds arbitrary backend bytes to the reply framer: it must never panic,
-// every frame it returns is exactly the next bytes of the stream, and memory stays within
-// the limits it was given.
-func FuzzReplyFramer(f *testing.F) {
-	for _, s := range []string{
-		"+OK\r\n", "-MOVED 3999 127.0.0.1:6381\r\n", ":42\r\n", "$5\r\nhello\r\n", "$-1\r\n",
-		"*2\r\n$1\r\na\r\n*1\r\n:1\r\n", "%1\r\n+k\r\n+v\r\n", "*-1\r\n", "$1073741824\r\nabc",
-		"-ASK 1 :7000\r\n", "*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$3\r\nmsg\r\n",
-	} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		rr := newReplyReader(iotest.HalfReader(bytes.NewReader(data)))
-		var framed []byte
-		for {
-			rep, err := rr.next()
-			if err != nil {
-				break
-			}
-			framed = append(framed, rep...)
-			if !bytes.HasPrefix(data, framed) {
-				t.Fatalf("frames %q are not a prefix of the input", framed)
-			}
-			kind, slot, _ := parseRedirect(rep)
-			if kind != redirNone && (slot < 0 || slot >= NumSlots) {
-				t.Fatalf("redirect slot %d", slot)
-			}
-			splitArray(rep)
 		}
 	})
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"strings"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
 )
 
 // Handler combinators of the commands table (dispatch.go): answered locally, run in the
@@ -48,7 +50,7 @@ func guarded(enabled func(*Config) bool, key string, h handler) handler {
 	return func(ss *session, r *request) bool {
 		if !enabled(ss.s.conf()) {
 			return localHandler(func(ss *session, r *request) []byte {
-				return errorReply(fmt.Sprintf("ERR %s is disabled by the proxy (set %s yes)", strings.ToUpper(string(r.args[0])), key))
+				return resp.ErrorReply(fmt.Sprintf("ERR %s is disabled by the proxy (set %s yes)", strings.ToUpper(string(r.args[0])), key))
 			})(ss, r)
 		}
 		return h(ss, r)
@@ -108,7 +110,7 @@ func nodeError(parts []*request, replies [][]byte) []byte {
 	if strings.HasPrefix(msg, "ERR proxy: ") {
 		msg = strings.TrimPrefix(msg, "ERR proxy: ")
 	}
-	return errorReply(fmt.Sprintf("ERR proxy: failed on %d of %d masters (%s): %s", len(failed), len(parts), strings.Join(failed, ", "), msg))
+	return resp.ErrorReply(fmt.Sprintf("ERR proxy: failed on %d of %d masters (%s): %s", len(failed), len(parts), strings.Join(failed, ", "), msg))
 }
 
 func mergeNodeSum(parts []*request, replies [][]byte) []byte {
@@ -132,7 +134,7 @@ func mergeNodeSame(parts []*request, replies [][]byte) []byte {
 	}
 	for _, rep := range replies[1:] {
 		if !bytes.Equal(rep, replies[0]) {
-			return errorReply("ERR proxy: masters disagree")
+			return resp.ErrorReply("ERR proxy: masters disagree")
 		}
 	}
 	return replies[0]
@@ -168,13 +170,13 @@ func mergeNodeConcat(parts []*request, replies [][]byte) []byte {
 	}
 	var all [][]byte
 	for _, rep := range replies {
-		elems, ok := splitArray(rep)
+		elems, ok := resp.SplitArray(rep)
 		if !ok {
-			return errorReply("ERR proxy: unexpected reply from a cluster node")
+			return resp.ErrorReply("ERR proxy: unexpected reply from a cluster node")
 		}
 		all = append(all, elems...)
 	}
-	out := appendArrayHeader(nil, len(all))
+	out := resp.AppendArrayHeader(nil, len(all))
 	for _, e := range all {
 		out = append(out, e...)
 	}
@@ -188,9 +190,9 @@ func mergeNodeAnd(parts []*request, replies [][]byte) []byte {
 	}
 	var res []bool
 	for i, rep := range replies {
-		elems, ok := splitArray(rep)
+		elems, ok := resp.SplitArray(rep)
 		if !ok || i > 0 && len(elems) != len(res) {
-			return errorReply("ERR proxy: unexpected reply from a cluster node")
+			return resp.ErrorReply("ERR proxy: unexpected reply from a cluster node")
 		}
 		if i == 0 {
 			res = make([]bool, len(elems))
@@ -202,12 +204,12 @@ func mergeNodeAnd(parts []*request, replies [][]byte) []byte {
 			res[j] = res[j] && string(e) == ":1\r\n"
 		}
 	}
-	out := appendArrayHeader(nil, len(res))
+	out := resp.AppendArrayHeader(nil, len(res))
 	for _, v := range res {
 		if v {
-			out = appendInt(out, 1)
+			out = resp.AppendInt(out, 1)
 		} else {
-			out = appendInt(out, 0)
+			out = resp.AppendInt(out, 0)
 		}
 	}
 	return out
@@ -248,7 +250,7 @@ func (m *slotMap) everyNode() []*node {
 
 // fanoutTo sends args to each of nodes in parallel and merges the replies in finish.
 func fanoutTo(ss *session, r *request, nodes []*node, args [][]byte, merge func(parts []*request, replies [][]byte) []byte) {
-	raw := appendCommand(nil, args...)
+	raw := resp.AppendCommand(nil, args...)
 	parts := make([]*request, len(nodes))
 	for i, n := range nodes {
 		parts[i] = &request{info: r.info, args: args, raw: raw, slot: -1, pinned: n, done: make(chan struct{}, 1), start: r.start}
@@ -298,7 +300,7 @@ func nodesError(parts []*request, replies [][]byte, ok func([]byte) bool) []byte
 	if msg != "" && msg[0] == '-' {
 		msg = strings.TrimPrefix(msg[1:], "ERR proxy: ")
 	}
-	return errorReply(fmt.Sprintf("ERR proxy: %d of %d nodes did not agree (%s): %s", len(failed), len(parts), strings.Join(failed, ", "), msg))
+	return resp.ErrorReply(fmt.Sprintf("ERR proxy: %d of %d nodes did not agree (%s): %s", len(failed), len(parts), strings.Join(failed, ", "), msg))
 }
 
 func isOK(rep []byte) bool { return bytes.Equal(rep, replyOK) }

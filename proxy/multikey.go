@@ -3,6 +3,8 @@ package proxy
 import (
 	"bytes"
 	"strconv"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
 )
 
 // multiKeyCmds are the commands whose keys may span slots, as data: how many arguments go
@@ -58,7 +60,7 @@ func splitKeys(group int, merge func(parts []*request, replies [][]byte, keys in
 			p.keyPos = append(p.keyPos, k)
 		}
 		for _, p := range parts {
-			p.raw = appendCommand(nil, p.args...)
+			p.raw = resp.AppendCommand(nil, p.args...)
 			ss.send(p)
 		}
 		r.parts = parts
@@ -84,11 +86,11 @@ func mergeSum(_ []*request, replies [][]byte, _ int) []byte {
 	for _, rep := range replies {
 		n, err := strconv.ParseInt(string(bytes.TrimSpace(rep[1:])), 10, 64)
 		if rep[0] != ':' || err != nil {
-			return errorReply("ERR proxy: unexpected reply from a cluster node")
+			return resp.ErrorReply("ERR proxy: unexpected reply from a cluster node")
 		}
 		sum += n
 	}
-	return appendInt(nil, sum)
+	return resp.AppendInt(nil, sum)
 }
 
 func mergeAllOK(_ []*request, replies [][]byte, _ int) []byte {
@@ -104,15 +106,15 @@ func mergeMGET(parts []*request, replies [][]byte, nkeys int) []byte {
 	}
 	vals := make([][]byte, nkeys)
 	for i, rep := range replies {
-		elems, ok := splitArray(rep)
+		elems, ok := resp.SplitArray(rep)
 		if !ok || len(elems) != len(parts[i].keyPos) {
-			return errorReply("ERR proxy: unexpected reply from a cluster node")
+			return resp.ErrorReply("ERR proxy: unexpected reply from a cluster node")
 		}
 		for j, e := range elems {
 			vals[parts[i].keyPos[j]] = e
 		}
 	}
-	out := appendArrayHeader(nil, nkeys)
+	out := resp.AppendArrayHeader(nil, nkeys)
 	for _, v := range vals {
 		out = append(out, v...)
 	}

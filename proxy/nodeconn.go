@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
 )
 
 // lreq is a command served by a loop: a client's command (in its reply queue) or one part
@@ -383,7 +385,7 @@ func (b *lbackend) readable() {
 	l := b.l
 	off := 0
 	for off < b.rlen {
-		end, need, err := frameReply(b.rbuf[off:b.rlen])
+		end, need, err := resp.FrameReply(b.rbuf[off:b.rlen])
 		if err != nil {
 			b.failAll(errFateUnknown, err, "connection_lost")
 			return

@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
 )
 
 // serveInternal starts a server with cfg and serves it on a loopback listener; it returns
@@ -47,7 +49,7 @@ func dialInternal(t *testing.T, addr string) (conn net.Conn, br *bufio.Reader, s
 	t.Cleanup(func() { conn.Close() })
 	send = func(cmd ...string) {
 		t.Helper()
-		if _, err := conn.Write(appendCommand(nil, toBytes(cmd)...)); err != nil {
+		if _, err := conn.Write(resp.AppendCommand(nil, toBytes(cmd)...)); err != nil {
 			t.Fatal(err)
 		}
 	}

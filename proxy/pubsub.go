@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
 )
 
 // pubsubState is a client's subscriptions. SUBSCRIBE and PSUBSCRIBE use dedicated
@@ -101,7 +103,7 @@ func (ss *session) pubsubRequest(r *request) bool {
 	case "quit", "reset":
 		return false
 	}
-	r.reply = errorReply(fmt.Sprintf("ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context", name))
+	r.reply = resp.ErrorReply(fmt.Sprintf("ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context", name))
 	r.local, r.done = true, closedDone()
 	return true
 }
@@ -112,7 +114,7 @@ func (sc *subConn) write(args [][]byte) error {
 		return fmt.Errorf("subscription to %s is being re-established", sc.node.addr)
 	}
 	sc.dc.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	_, err := sc.dc.conn.Write(appendCommand(nil, args...))
+	_, err := sc.dc.conn.Write(resp.AppendCommand(nil, args...))
 	return err
 }
 
@@ -121,7 +123,7 @@ func execPing(ss *session, r *request) []byte {
 	ps := ss.ps
 	target := ps.pending()
 	if err := ps.ping(r.args); err != nil {
-		return errorReply("ERR proxy: " + err.Error())
+		return resp.ErrorReply("ERR proxy: " + err.Error())
 	}
 	return ss.collect(ps, target)
 }
@@ -199,14 +201,14 @@ func (ps *pubsubState) ping(args [][]byte) error {
 
 // confirmation is the reply Redis gives to an (un)subscribe of name with count left.
 func confirmation(kind string, name []byte, count int) []byte {
-	b := appendArrayHeader(nil, 3)
-	b = appendBulkString(b, kind)
+	b := resp.AppendArrayHeader(nil, 3)
+	b = resp.AppendBulkString(b, kind)
 	if name == nil {
 		b = append(b, replyNil...)
 	} else {
-		b = appendBulk(b, name)
+		b = resp.AppendBulk(b, name)
 	}
-	return appendInt(b, int64(count))
+	return resp.AppendInt(b, int64(count))
 }
 
 // unsubscribe forwards UNSUBSCRIBE/PUNSUBSCRIBE/SUNSUBSCRIBE to the connections holding
@@ -264,7 +266,7 @@ func (ps *pubsubState) unsubscribe(kind string, names [][]byte) []byte {
 func execSubscribe(ss *session, r *request) []byte {
 	m := ss.s.cl.smap.Load()
 	if m == nil {
-		return errorReply("ERR proxy: " + ErrNoSlotMap.Error())
+		return resp.ErrorReply("ERR proxy: " + ErrNoSlotMap.Error())
 	}
 	if ss.ps == nil {
 		ss.ps = newPubsubState()
@@ -281,7 +283,7 @@ func execSubscribe(ss *session, r *request) []byte {
 		n := m.master(KeySlot(r.args[1]))
 		dc, err := ss.s.direct.acquire(ss.ctx, n)
 		if err != nil {
-			return errorReply("ERR proxy: " + err.Error())
+			return resp.ErrorReply("ERR proxy: " + err.Error())
 		}
 		sc = &subConn{node: n, dc: dc, sharded: true}
 		ps.mu.Lock()
@@ -298,7 +300,7 @@ func execSubscribe(ss *session, r *request) []byte {
 	}
 	ps.mu.Unlock()
 	if err != nil {
-		return errorReply("ERR proxy: " + err.Error())
+		return resp.ErrorReply("ERR proxy: " + err.Error())
 	}
 	return ss.collect(ps, target)
 }
@@ -353,7 +355,7 @@ func (ss *session) relay(ps *pubsubState, sc *subConn) {
 		ps.mu.Lock()
 		dc := sc.dc
 		ps.mu.Unlock()
-		rep, err := dc.rr.next()
+		rep, err := dc.rr.Next()
 		if err != nil {
 			ps.mu.Lock()
 			closed := ps.closed
@@ -419,7 +421,7 @@ func (ss *session) endShard(ps *pubsubState, sc *subConn) {
 // account updates the subscription state from one reply on sc and returns what the
 // client should see (shard confirmations carry the count over all shard connections).
 func (ps *pubsubState) account(sc *subConn, rep []byte) (out []byte, show, confirm bool) {
-	elems, ok := splitArray(rep)
+	elems, ok := resp.SplitArray(rep)
 	if !ok || len(elems) < 2 {
 		return rep, true, false
 	}
@@ -501,10 +503,10 @@ func (ss *session) resubscribe(ps *pubsubState, sc *subConn) bool {
 				}
 				var cmd []byte
 				if len(sc.channels) > 0 {
-					cmd = appendCommand(cmd, append([][]byte{[]byte("SUBSCRIBE")}, keysOf(sc.channels)...)...)
+					cmd = resp.AppendCommand(cmd, append([][]byte{[]byte("SUBSCRIBE")}, keysOf(sc.channels)...)...)
 				}
 				if len(sc.patterns) > 0 {
-					cmd = appendCommand(cmd, append([][]byte{[]byte("PSUBSCRIBE")}, keysOf(sc.patterns)...)...)
+					cmd = resp.AppendCommand(cmd, append([][]byte{[]byte("PSUBSCRIBE")}, keysOf(sc.patterns)...)...)
 				}
 				sc.suppress = len(sc.channels) + len(sc.patterns)
 				sc.moving = moving{} // nothing sent on the lost connection will be confirmed

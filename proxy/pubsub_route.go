@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strings"
 	"time"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
 )
 
 // Routing of SUBSCRIBE and PSUBSCRIBE (the sharded family is in pubsub.go).
@@ -61,7 +63,7 @@ func execSubscribeRouted(ss *session, r *request, m *slotMap) []byte {
 			}
 			dc, err := ss.s.direct.acquire(ss.ctx, n)
 			if err != nil {
-				return errorReply("ERR proxy: " + err.Error())
+				return resp.ErrorReply("ERR proxy: " + err.Error())
 			}
 			sc = &subConn{node: n, dc: dc, channels: map[string]bool{}, patterns: map[string]bool{}}
 			ps.mu.Lock()
@@ -216,7 +218,7 @@ func (ps *pubsubState) abandonConfirms() []byte {
 // are counted and turned into the client's when complete; pmessages of ordinary
 // patterns are shown from the pattern home connection only.
 func (ps *pubsubState) accountRouted(sc *subConn, rep []byte) (out []byte, show, confirm bool) {
-	elems, ok := splitArray(rep)
+	elems, ok := resp.SplitArray(rep)
 	if !ok || len(elems) < 2 {
 		return rep, true, false
 	}
@@ -331,13 +333,13 @@ func pubsubNumsub(ss *session, r *request) bool {
 		}
 		var counts [][][]byte
 		for _, rep := range replies {
-			elems, ok := splitArray(rep)
+			elems, ok := resp.SplitArray(rep)
 			if !ok || len(elems) != 2*(len(r.args)-2) {
-				return errorReply("ERR proxy: unexpected reply from a cluster node")
+				return resp.ErrorReply("ERR proxy: unexpected reply from a cluster node")
 			}
 			counts = append(counts, elems)
 		}
-		out := appendArrayHeader(nil, 2*(len(r.args)-2))
+		out := resp.AppendArrayHeader(nil, 2*(len(r.args)-2))
 		for j, ch := range r.args[2:] {
 			owner := m.master(KeySlot(ch))
 			var best []byte
@@ -352,7 +354,7 @@ func pubsubNumsub(ss *session, r *request) bool {
 					best, bestN = v, n
 				}
 			}
-			out = appendBulk(out, ch)
+			out = resp.AppendBulk(out, ch)
 			out = append(out, best...)
 		}
 		return out
@@ -367,9 +369,9 @@ func mergeChannels(parts []*request, replies [][]byte) []byte {
 	seen := map[string]bool{}
 	var all [][]byte
 	for _, rep := range replies {
-		elems, ok := splitArray(rep)
+		elems, ok := resp.SplitArray(rep)
 		if !ok {
-			return errorReply("ERR proxy: unexpected reply from a cluster node")
+			return resp.ErrorReply("ERR proxy: unexpected reply from a cluster node")
 		}
 		for _, e := range elems {
 			if !seen[string(e)] {
@@ -378,7 +380,7 @@ func mergeChannels(parts []*request, replies [][]byte) []byte {
 			}
 		}
 	}
-	out := appendArrayHeader(nil, len(all))
+	out := resp.AppendArrayHeader(nil, len(all))
 	for _, e := range all {
 		out = append(out, e...)
 	}

@@ -1,6 +1,10 @@
 package proxy
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
+)
 
 // A read-only user may run what the command table marks read-only (with the flags of the
 // subcommand for container commands such as XGROUP, XINFO or OBJECT), plus the proxy-local
@@ -73,5 +77,5 @@ func (s *Server) readonlyRefusal(args [][]byte) []byte {
 }
 
 func noPerm(name string) []byte {
-	return errorReply(fmt.Sprintf("NOPERM User has no permissions to run the '%s' command", name))
+	return resp.ErrorReply(fmt.Sprintf("NOPERM User has no permissions to run the '%s' command", name))
 }

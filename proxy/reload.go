@@ -4,6 +4,8 @@ import (
 	"strings"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
 )
 
 // reloadable lists the keys Reload applies to a running proxy. Keys not listed need a
@@ -75,7 +77,7 @@ func (s *Server) denied(name []byte) []byte {
 		return nil
 	}
 	s.metrics.denied.Inc()
-	return errorReply("ERR command '" + lowerName(name) + "' is denied by the proxy configuration (deny-commands)")
+	return resp.ErrorReply("ERR command '" + lowerName(name) + "' is denied by the proxy configuration (deny-commands)")
 }
 
 // isDenied reports whether deny-commands lists the command.

@@ -3,6 +3,8 @@ package proxy
 import (
 	"bytes"
 	"strconv"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
 )
 
 // RESP3 for clients that sent HELLO 3. The cluster connections stay RESP2. On an event
@@ -28,7 +30,7 @@ type rv struct {
 // parseReply parses one RESP2 or RESP3 reply from the front of b.
 func parseReply(b []byte, depth int) (rv, []byte, bool) {
 	i := bytes.IndexByte(b, '\n')
-	if i < 2 || b[i-1] != '\r' || depth > maxReplyDepth {
+	if i < 2 || b[i-1] != '\r' || depth > resp.MaxReplyDepth {
 		return rv{}, nil, false
 	}
 	line, rest := b[1:i-1], b[i+1:]

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
 )
 
 // session is the state of one client connection that outlives a single command: identity
@@ -271,7 +273,7 @@ func (ss *session) awaitReply(r *request) []byte {
 			// A command for one given node (fan-out) is not retried: waiting for a dead
 			// node to come back would only delay the error that names it.
 			if !errors.Is(r.err, ErrNotSent) && !errors.Is(r.err, ErrNoSlotMap) || retries >= cfg.TryagainRetries || r.pinned != nil {
-				return errorReply("ERR proxy: " + r.err.Error())
+				return resp.ErrorReply("ERR proxy: " + r.err.Error())
 			}
 			retries++
 			// A slot map that names another owner by now (its node was replaced, or its
@@ -281,21 +283,21 @@ func (ss *session) awaitReply(r *request) []byte {
 			} else {
 				cl.requestRefresh(refreshNoOwner)
 				if !ss.sleep(backoff) {
-					return errorReply("ERR proxy: " + r.err.Error())
+					return resp.ErrorReply("ERR proxy: " + r.err.Error())
 				}
 				backoff = min(2*backoff, 500*time.Millisecond)
 			}
 		} else {
-			kind, slot, addr := parseRedirect(r.reply)
+			kind, slot, addr := resp.ParseRedirect(r.reply)
 			switch kind {
-			case redirNone:
+			case resp.RedirNone:
 				if bytes.HasPrefix(r.reply, []byte("-NOSCRIPT")) && !noscriptRetried && ss.recoverNoScript(r) {
 					noscriptRetried = true
 					next = r.node
 					break
 				}
 				return r.reply
-			case redirMoved, redirAsk:
+			case resp.RedirMoved, resp.RedirAsk:
 				redirects++
 				if redirects == 1 {
 					redirStart = time.Now()
@@ -306,26 +308,26 @@ func (ss *session) awaitReply(r *request) []byte {
 					// redirect-budget.
 					left := cfg.RedirectBudget - time.Since(redirStart)
 					if left <= 0 {
-						return errorReply("ERR proxy: " + errTooManyRedirects.Error() + ": last was " + strings.TrimSpace(string(r.reply[1:])))
+						return resp.ErrorReply("ERR proxy: " + errTooManyRedirects.Error() + ": last was " + strings.TrimSpace(string(r.reply[1:])))
 					}
 					m.redirectBackoffs.Inc()
 					cl.requestRefresh(refreshMoved)
 					if !ss.sleep(min(redirBackoff, left)) {
-						return errorReply("ERR proxy: " + errTooManyRedirects.Error() + ": last was " + strings.TrimSpace(string(r.reply[1:])))
+						return resp.ErrorReply("ERR proxy: " + errTooManyRedirects.Error() + ": last was " + strings.TrimSpace(string(r.reply[1:])))
 					}
 					redirBackoff = min(2*redirBackoff, 100*time.Millisecond)
 				}
 				next = cl.node(resolveAddr(addr, r.node.addr))
 				r.redirected = true
-				if kind == redirMoved {
+				if kind == resp.RedirMoved {
 					m.redirects.WithLabelValues("moved", r.node.addr).Inc()
 					defer cl.learnOwner(slot, next)
 				} else {
 					m.redirects.WithLabelValues("ask", r.node.addr).Inc()
 					r.asking = true
 				}
-			case redirTryAgain, redirClusterDown:
-				if kind == redirTryAgain {
+			case resp.RedirTryAgain, resp.RedirClusterDown:
+				if kind == resp.RedirTryAgain {
 					m.redirects.WithLabelValues("tryagain", r.node.addr).Inc()
 				} else {
 					m.redirects.WithLabelValues("clusterdown", r.node.addr).Inc()

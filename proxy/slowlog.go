@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
 )
 
 // slowEntry is one SLOWLOG entry: a command slower than slowlog-log-slower-than, end to
@@ -153,7 +155,7 @@ func slowlogCommand(ss *session, r *request) []byte {
 	defer sl.mu.Unlock()
 	switch lowerName(r.args[1]) {
 	case "len":
-		return appendInt(nil, int64(sl.n))
+		return resp.AppendInt(nil, int64(sl.n))
 	case "reset":
 		sl.clear()
 		return replyOK
@@ -162,29 +164,29 @@ func slowlogCommand(ss *session, r *request) []byte {
 		if len(r.args) > 2 {
 			n, err := strconv.Atoi(string(r.args[2]))
 			if err != nil || n < -1 {
-				return errorReply("ERR count should be greater than or equal to -1")
+				return resp.ErrorReply("ERR count should be greater than or equal to -1")
 			}
 			count = n
 		}
 		if count == -1 || count > sl.n {
 			count = sl.n
 		}
-		b := appendArrayHeader(nil, count)
+		b := resp.AppendArrayHeader(nil, count)
 		for i := 0; i < count; i++ {
 			e := sl.newest(i)
-			b = appendArrayHeader(b, 7)
-			b = appendInt(b, e.id)
-			b = appendInt(b, e.at.Unix())
-			b = appendInt(b, e.duration.Microseconds())
-			b = appendArrayHeader(b, len(e.args))
+			b = resp.AppendArrayHeader(b, 7)
+			b = resp.AppendInt(b, e.id)
+			b = resp.AppendInt(b, e.at.Unix())
+			b = resp.AppendInt(b, e.duration.Microseconds())
+			b = resp.AppendArrayHeader(b, len(e.args))
 			for _, a := range e.args {
-				b = appendBulk(b, a)
+				b = resp.AppendBulk(b, a)
 			}
-			b = appendBulkString(b, e.client)
-			b = appendBulkString(b, e.name)
-			b = appendBulkString(b, e.node)
+			b = resp.AppendBulkString(b, e.client)
+			b = resp.AppendBulkString(b, e.name)
+			b = resp.AppendBulkString(b, e.node)
 		}
 		return b
 	}
-	return errorReply("ERR unknown subcommand '" + string(r.args[1]) + "'. Try SLOWLOG HELP.")
+	return resp.ErrorReply("ERR unknown subcommand '" + string(r.args[1]) + "'. Try SLOWLOG HELP.")
 }

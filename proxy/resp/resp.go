@@ -1,4 +1,4 @@
-package proxy
+package resp
 
 import (
 	"bytes"
@@ -7,32 +7,32 @@ import (
 	"strconv"
 )
 
-// maxReplyDepth bounds nesting of aggregate replies from a backend.
-const maxReplyDepth = 64
+// MaxReplyDepth bounds nesting of aggregate replies from a backend.
+const MaxReplyDepth = 64
 
-var errBadReply = errors.New("malformed reply from cluster node")
+var ErrBadReply = errors.New("malformed reply from cluster node")
 
-// replyReader reads RESP replies from a blocking connection (dedicated, subscription and
-// control connections) and frames them with frameReply, the event loops' framer. Each
+// Reader reads RESP replies from a blocking connection (dedicated, subscription and
+// control connections) and frames them with FrameReply, the event loops' framer. Each
 // reply is returned in a fresh slice that holds its complete wire form. Its buffer grows
 // with the bytes actually read, so a (broken) header announcing a huge bulk allocates
 // nothing before that bulk arrives.
-type replyReader struct {
+type Reader struct {
 	rd   io.Reader
 	buf  []byte // buf[off:] is read and not yet returned
 	off  int
-	need int // frameReply's need for buf[off:]: fewer bytes cannot frame a reply
+	need int // FrameReply's need for buf[off:]: fewer bytes cannot frame a reply
 }
 
-func newReplyReader(rd io.Reader) *replyReader {
-	return &replyReader{rd: rd}
+func NewReader(rd io.Reader) *Reader {
+	return &Reader{rd: rd}
 }
 
 // next reads one complete reply; io.EOF when the stream ends between replies.
-func (r *replyReader) next() ([]byte, error) {
+func (r *Reader) Next() ([]byte, error) {
 	for {
 		if have := len(r.buf) - r.off; have > 0 && have >= r.need {
-			n, need, err := frameReply(r.buf[r.off:])
+			n, need, err := FrameReply(r.buf[r.off:])
 			if err != nil {
 				return nil, err
 			}
@@ -72,27 +72,18 @@ func (r *replyReader) next() ([]byte, error) {
 	}
 }
 
-func grow(b []byte, n int) []byte {
-	if cap(b)-len(b) >= n {
-		return b[:len(b)+n]
-	}
-	nb := make([]byte, len(b)+n, 2*cap(b)+n)
-	copy(nb, b)
-	return nb
-}
-
-// appendCommand encodes args as a RESP array of bulk strings.
-func appendCommand(dst []byte, args ...[]byte) []byte {
+// AppendCommand encodes args as a RESP array of bulk strings.
+func AppendCommand(dst []byte, args ...[]byte) []byte {
 	dst = append(dst, '*')
 	dst = strconv.AppendInt(dst, int64(len(args)), 10)
 	dst = append(dst, '\r', '\n')
 	for _, a := range args {
-		dst = appendBulk(dst, a)
+		dst = AppendBulk(dst, a)
 	}
 	return dst
 }
 
-func appendBulk(dst, b []byte) []byte {
+func AppendBulk(dst, b []byte) []byte {
 	dst = append(dst, '$')
 	dst = strconv.AppendInt(dst, int64(len(b)), 10)
 	dst = append(dst, '\r', '\n')
@@ -100,7 +91,7 @@ func appendBulk(dst, b []byte) []byte {
 	return append(dst, '\r', '\n')
 }
 
-func appendBulkString(dst []byte, s string) []byte {
+func AppendBulkString(dst []byte, s string) []byte {
 	dst = append(dst, '$')
 	dst = strconv.AppendInt(dst, int64(len(s)), 10)
 	dst = append(dst, '\r', '\n')
@@ -108,21 +99,21 @@ func appendBulkString(dst []byte, s string) []byte {
 	return append(dst, '\r', '\n')
 }
 
-func appendInt(dst []byte, n int64) []byte {
+func AppendInt(dst []byte, n int64) []byte {
 	dst = append(dst, ':')
 	dst = strconv.AppendInt(dst, n, 10)
 	return append(dst, '\r', '\n')
 }
 
-func appendArrayHeader(dst []byte, n int) []byte {
+func AppendArrayHeader(dst []byte, n int) []byte {
 	dst = append(dst, '*')
 	dst = strconv.AppendInt(dst, int64(n), 10)
 	return append(dst, '\r', '\n')
 }
 
-// errorReply returns the wire form of a RESP error. msg must not contain CR or LF; they are
+// ErrorReply returns the wire form of a RESP error. msg must not contain CR or LF; they are
 // replaced with spaces if it does.
-func errorReply(msg string) []byte {
+func ErrorReply(msg string) []byte {
 	b := make([]byte, 0, len(msg)+3)
 	b = append(b, '-')
 	for i := 0; i < len(msg); i++ {
@@ -135,57 +126,50 @@ func errorReply(msg string) []byte {
 	return append(b, '\r', '\n')
 }
 
-var (
-	replyOK     = []byte("+OK\r\n")
-	replyPong   = []byte("+PONG\r\n")
-	replyNil    = []byte("$-1\r\n")
-	replyQueued = []byte("+QUEUED\r\n")
-)
-
-// redirect describes a cluster redirection or transient error carried by a reply.
-type redirect int
+// Redirect describes a cluster redirection or transient error carried by a reply.
+type Redirect int
 
 const (
-	redirNone redirect = iota
-	redirMoved
-	redirAsk
-	redirTryAgain
-	redirClusterDown
+	RedirNone Redirect = iota
+	RedirMoved
+	RedirAsk
+	RedirTryAgain
+	RedirClusterDown
 )
 
-// redirectKind classifies an error reply by its prefix, without allocating: the event
-// loops call it on every error reply, and parseRedirect builds on it.
-func redirectKind(reply []byte) redirect {
+// RedirectKind classifies an error reply by its prefix, without allocating: the event
+// loops call it on every error reply, and ParseRedirect builds on it.
+func RedirectKind(reply []byte) Redirect {
 	if len(reply) < 5 || reply[0] != '-' {
-		return redirNone
+		return RedirNone
 	}
 	switch {
 	case bytes.HasPrefix(reply, []byte("-MOVED ")):
-		return redirMoved
+		return RedirMoved
 	case bytes.HasPrefix(reply, []byte("-ASK ")):
-		return redirAsk
+		return RedirAsk
 	case bytes.HasPrefix(reply, []byte("-TRYAGAIN")):
-		return redirTryAgain
+		return RedirTryAgain
 	case bytes.HasPrefix(reply, []byte("-CLUSTERDOWN")):
-		return redirClusterDown
+		return RedirClusterDown
 	}
-	return redirNone
+	return RedirNone
 }
 
-// parseRedirect reports what kind of redirection reply is, and for MOVED/ASK the slot and
+// ParseRedirect reports what kind of redirection reply is, and for MOVED/ASK the slot and
 // target address (a malformed MOVED/ASK is no redirection).
-func parseRedirect(reply []byte) (kind redirect, slot int, addr string) {
-	kind = redirectKind(reply)
-	if kind != redirMoved && kind != redirAsk {
+func ParseRedirect(reply []byte) (kind Redirect, slot int, addr string) {
+	kind = RedirectKind(reply)
+	if kind != RedirMoved && kind != RedirAsk {
 		return kind, 0, ""
 	}
 	f := bytes.Fields(reply[1:])
 	if len(f) != 3 {
-		return redirNone, 0, ""
+		return RedirNone, 0, ""
 	}
 	s, err := strconv.Atoi(string(f[1]))
-	if err != nil || s < 0 || s >= NumSlots {
-		return redirNone, 0, ""
+	if err != nil || s < 0 || s >= numSlots {
+		return RedirNone, 0, ""
 	}
 	a := string(f[2])
 	if a[0] == ':' {

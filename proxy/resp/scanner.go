@@ -1,26 +1,26 @@
-package proxy
+package resp
 
 import (
 	"errors"
 )
 
-// protoError is a client protocol violation; its text follows "-ERR " on the wire.
-type protoError struct{ msg string }
+// ProtoError is a client protocol violation; its text follows "-ERR " on the wire.
+type ProtoError struct{ msg string }
 
-func (e *protoError) Error() string { return "Protocol error: " + e.msg }
+func (e *ProtoError) Error() string { return "Protocol error: " + e.msg }
 
-// scanner checks the RESP stream from a client as it is read, before it is parsed, and
+// Scanner checks the RESP stream from a client as it is read, before it is parsed, and
 // fails the stream as soon as a limit is exceeded: a bulk length over proto-max-bulk-len,
 // more arguments than proto-max-multibulk-len, an inline line over proto-inline-max-size
 // or a command over client-query-buffer-limit. Bytes of complete commands before the
 // violation are passed, so they are still answered. It is a state machine over the bytes
 // of each read: a command's cost is linear in its size.
-type scanner struct {
+type Scanner struct {
 	maxBulk   int64
 	maxArgs   int64
 	maxInline int
 	maxQuery  int64
-	unauth    bool // the limits are the unauthenticated ones (authlimits.go)
+	unauth    bool // the limits are the unauthenticated ones: errors say so
 
 	err      error
 	state    uint8
@@ -45,13 +45,13 @@ const (
 	gInline
 )
 
-func (g *scanner) fail(msg string) { g.err = &protoError{msg} }
+func (g *Scanner) fail(msg string) { g.err = &ProtoError{msg} }
 
 // scan advances the state machine over b and returns how many bytes are valid. An inline
 // command is always cut out of the stream on its own (scan stops before and after it), so
 // that a malformed inline command, which the command reader rejects with everything read
 // together with it, never takes earlier commands with it.
-func (g *scanner) scan(b []byte) int {
+func (g *Scanner) Scan(b []byte) int {
 	i := 0
 	g.lastEnd = -1
 	for i < len(b) {
@@ -130,7 +130,7 @@ func (g *scanner) scan(b []byte) int {
 				g.fail("invalid multibulk length")
 				return i - 1
 			}
-			v, ok := parseLen(h[:len(h)-1])
+			v, ok := ParseLen(h[:len(h)-1])
 			if g.state == gArrayHdr {
 				if ok && v > g.maxArgs && g.unauth {
 					g.fail("unauthenticated multibulk length")
@@ -173,8 +173,8 @@ func (g *scanner) scan(b []byte) int {
 	return i
 }
 
-func isProtoError(err error) (string, bool) {
-	var pe *protoError
+func IsProtoError(err error) (string, bool) {
+	var pe *ProtoError
 	if errors.As(err, &pe) {
 		return pe.Error(), true
 	}
@@ -183,3 +183,33 @@ func isProtoError(err error) (string, bool) {
 	}
 	return "", false
 }
+
+// Limits are a Scanner's request limits.
+type Limits struct {
+	MaxBulk   int64 // proto-max-bulk-len: the longest bulk argument
+	MaxArgs   int64 // proto-max-multibulk-len: the most arguments of a command
+	MaxInline int   // proto-inline-max-size: the longest inline command
+	MaxQuery  int64 // client-query-buffer-limit: the largest command
+	// Unauthenticated marks the limits of a client that has not authenticated: a command
+	// over them is refused with "unauthenticated bulk length" (or multibulk length).
+	Unauthenticated bool
+}
+
+// NewScanner returns a Scanner with limits l.
+func NewScanner(l Limits) Scanner {
+	var g Scanner
+	g.SetLimits(l)
+	return g
+}
+
+// SetLimits sets the limits checked from the next byte on.
+func (g *Scanner) SetLimits(l Limits) {
+	g.maxBulk, g.maxArgs, g.maxInline, g.maxQuery, g.unauth = l.MaxBulk, l.MaxArgs, l.MaxInline, l.MaxQuery, l.Unauthenticated
+}
+
+// Err is the limit or protocol violation that stopped the stream (nil: none yet).
+func (g *Scanner) Err() error { return g.err }
+
+// LastEnd is where the last command completed in the bytes of the last Scan (the offset
+// after its last byte), -1 if none did: the bytes before it can be parsed.
+func (g *Scanner) LastEnd() int { return g.lastEnd }

@@ -1,0 +1,50 @@
+package resp
+
+import (
+	"bytes"
+
+	"github.com/tidwall/redcon"
+)
+
+// NextCommand parses the next command at the start of data (after the scanner checked its
+// limits): RESP multibulk through redcon, or an inline command. It returns its arguments
+// (in argsBuf's array for multibulk), its raw bytes (nil for an inline command) and what
+// follows it. An incomplete command returns nil arguments and data unchanged; an empty
+// inline line returns nil arguments and the rest after it; a malformed command returns the
+// protocol error's text (after "-ERR ").
+func NextCommand(data []byte, argsBuf [][]byte) (args [][]byte, raw, left []byte, protoErr string) {
+	if data[0] == '*' {
+		complete, a, _, rest, err := redcon.ReadNextCommand(data, argsBuf)
+		if err != nil {
+			return nil, nil, data, ProtoErrorText(err)
+		}
+		if !complete {
+			return nil, nil, data, ""
+		}
+		if len(a) == 0 { // "*0", "*-1": refused as the command reader always did
+			return nil, nil, data, "Protocol error: invalid multibulk length"
+		}
+		return a, data[:len(data)-len(rest)], rest, ""
+	}
+	i := bytes.IndexByte(data, '\n')
+	if i < 0 {
+		return nil, nil, data, ""
+	}
+	line := data[:i+1]
+	if len(bytes.TrimSpace(line)) == 0 {
+		return nil, nil, data[i+1:], ""
+	}
+	cmd, err := redcon.Parse(line)
+	if err != nil {
+		return nil, nil, data, ProtoErrorText(err)
+	}
+	return cmd.Args, nil, data[i+1:], ""
+}
+
+// ProtoErrorText is the text after "-ERR " for a parser error.
+func ProtoErrorText(err error) string {
+	if msg, ok := IsProtoError(err); ok {
+		return msg
+	}
+	return "Protocol error: " + err.Error()
+}
