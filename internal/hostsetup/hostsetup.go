@@ -169,14 +169,14 @@ func (s *Setup) Run(ctx context.Context) error {
 	}
 
 	// 6. pf running with the new pf.conf, pfsync up, then the anchor and its table.
-	out, err := s.probe(ctx, "pfctl", "-s", "info")
+	out, err := s.probe(ctx, pfctl.Pfctl, "-s", "info")
 	switch {
 	case err != nil || !strings.Contains(string(out), "Status: Enabled"):
 		if err := s.act(ctx, nil, "service", "pf", "start"); err != nil {
 			return err
 		}
 	case pfChanged:
-		if err := s.act(ctx, nil, "pfctl", "-f", PFConf); err != nil {
+		if err := s.act(ctx, nil, pfctl.Pfctl, "-f", PFConf); err != nil {
 			return err
 		}
 	default:
@@ -194,10 +194,10 @@ func (s *Setup) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := s.act(ctx, []byte(rules), "pfctl", "-a", p.Anchor, "-f", "-"); err != nil {
+	if err := s.act(ctx, []byte(rules), pfctl.Pfctl, "-a", p.Anchor, "-f", "-"); err != nil {
 		return err
 	}
-	return s.act(ctx, nil, "pfctl", "-a", p.Anchor, "-t", p.Table, "-T", "replace", "-f", p.AllowFile)
+	return s.act(ctx, nil, pfctl.Pfctl, "-a", p.Anchor, "-t", p.Table, "-T", "replace", "-f", p.AllowFile)
 }
 
 // suggestCarp prints the rc.conf line for the VIP; the password and advskew are the
