@@ -39,7 +39,7 @@ type Params struct {
 	// Per-source limits of the client rules (pf-max-src-conn, pf-max-src-conn-rate N/S).
 	MaxSrcConn     int
 	MaxSrcConnRate string
-	Source     string // the configuration file, for the header comment
+	Source         string // the configuration file, for the header comment
 
 	// ProxyAddrs are the VIPs of an active-active configuration (vips); when set they
 	// replace ProxyAddr.

@@ -30,7 +30,7 @@ var (
 		"kldstat -q -m pfsync":            {Exit: 1},
 		"kldstat -q -m pflog":             {Exit: 1},
 		"sysctl -n net.inet.carp.preempt": {Stdout: "0\n"},
-		"/sbin/pfctl -s info":                   {Stdout: "Status: Disabled                              Debug: Urgent\n"},
+		"/sbin/pfctl -s info":             {Stdout: "Status: Disabled                              Debug: Urgent\n"},
 		"service pflog status":            {Exit: 1, Stdout: "pflogd is not running.\n"},
 	}
 	readyHost = map[string]cmdruntest.Reply{
@@ -173,7 +173,7 @@ func TestSetupIsIdempotent(t *testing.T) {
 	// The host now has the modules, preemption, pf and pflog running.
 	tc.replies = map[string]cmdruntest.Reply{
 		"sysctl -n net.inet.carp.preempt": {Stdout: "1\n"},
-		"/sbin/pfctl -s info":                   readyHost["/sbin/pfctl -s info"],
+		"/sbin/pfctl -s info":             readyHost["/sbin/pfctl -s info"],
 	}
 	stdout, commands := runCase(t, tc, root)
 	compareTrees(t, readTree(t, root), first, "second run")
