@@ -109,7 +109,10 @@ func (fr *frameReader) parse() ([]redcon.Command, error) {
 				return fr.fail(cmds, err)
 			}
 			raw := append([]byte(nil), region[:len(region)-len(left)]...)
-			_, args, _, _, _ = redcon.ReadNextCommand(raw, args[:0]) // the same, into raw
+			for i, a := range args { // the same arguments, in raw: a is region[off:off+len(a)]
+				off := cap(region) - cap(a)
+				args[i] = raw[off : off+len(a) : off+len(a)]
+			}
 			cmds = append(cmds, redcon.Command{Raw: raw, Args: args})
 			region = left
 			continue
