@@ -14,8 +14,9 @@ import (
 
 // CheckOptions configures Check.
 type CheckOptions struct {
-	Seed string    // HOST:PORT of any node of the cluster
-	Out  io.Writer // the table and the problems; default io.Discard
+	Seed     string    // HOST:PORT of any node of the cluster
+	Out      io.Writer // the table and the problems; default io.Discard
+	Password string    // the nodes' requirepass; "" for none
 }
 
 // Problem is one thing wrong with a cluster and the command that fixes it.
@@ -47,7 +48,7 @@ func Check(ctx context.Context, o CheckOptions) ([]Problem, error) {
 		return nil, err
 	}
 	seed := seeds[0]
-	scl := newClient(seed)
+	scl := newClient(seed, o.Password)
 	s, err := scl.ClusterNodes(ctx).Result()
 	scl.Close()
 	if err != nil {
@@ -64,7 +65,7 @@ func Check(ctx context.Context, o CheckOptions) ([]Problem, error) {
 		if ln.Addr == "" || ln.has("handshake") {
 			continue
 		}
-		cl := newClient(ln.Addr)
+		cl := newClient(ln.Addr, o.Password)
 		s, err := cl.ClusterNodes(ctx).Result()
 		var ci string
 		if err == nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -145,8 +146,10 @@ func initAndCreate(t *testing.T, ctx context.Context) *createdCluster {
 	for _, h := range hosts {
 		root := t.TempDir()
 		var out bytes.Buffer
+		// Without a password: the test drives the nodes directly (TestCreateWithClusterPassword
+		// covers the password).
 		err := redissetup.Init(ctx, redissetup.Options{Ports: []int{p1, p2}, Bind: h, Root: root,
-			NodeTimeout: 2 * time.Second, Out: &out})
+			NodeTimeout: 2 * time.Second, Out: &out, NoAuth: true})
 		if err != nil {
 			t.Fatalf("redis init on %s: %v\n%s", h, err, out.String())
 		}
@@ -440,5 +443,68 @@ func TestCreateBadArgs(t *testing.T) {
 	}
 	if _, err := Check(ctx, CheckOptions{Seed: "nohost"}); !errors.Is(err, ErrBadArgs) {
 		t.Errorf("check bad seed: %v", err)
+	}
+}
+
+// TestCreateWithClusterPassword (issue 28, finding 12): redis init gives every instance
+// the cluster password (one file, copied to the other hosts); the nodes refuse clients
+// without it, and create and check work with it.
+func TestCreateWithClusterPassword(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Second)
+	defer cancel()
+	p1, p2 := freePair(t)
+	var specs []testcluster.NodeSpec
+	var addrs []string
+	var pass string
+	for i, h := range hosts {
+		root := t.TempDir()
+		passFile := filepath.Join(root, redissetup.DefaultPassFile)
+		if i > 0 { // copied from the first host
+			os.MkdirAll(filepath.Dir(passFile), 0o755)
+			if err := os.WriteFile(passFile, []byte(pass+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var out bytes.Buffer
+		if err := redissetup.Init(ctx, redissetup.Options{Ports: []int{p1, p2}, Bind: h, Root: root,
+			NodeTimeout: 2 * time.Second, Out: &out}); err != nil {
+			t.Fatalf("redis init on %s: %v\n%s", h, err, out.String())
+		}
+		if i == 0 {
+			var err error
+			if pass, err = redissetup.ReadPassFile(passFile); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, p := range []int{p1, p2} {
+			specs = append(specs, testcluster.NodeSpec{Host: h, Port: p,
+				Config: filepath.Join(root, "usr/local/etc", fmt.Sprintf("redis-%d.conf", p))})
+			addrs = append(addrs, net.JoinHostPort(h, strconv.Itoa(p)))
+		}
+	}
+	testcluster.NewNodes(t, testcluster.Options{}, specs)
+
+	anon := redis.NewClient(&redis.Options{Addr: addrs[0], DialTimeout: 2 * time.Second, Protocol: 2, DisableIdentity: true})
+	defer anon.Close()
+	if err := anon.Ping(ctx).Err(); err == nil || !strings.Contains(err.Error(), "NOAUTH") {
+		t.Fatalf("a node answered a client without the password: %v", err)
+	}
+	if err := Create(ctx, CreateOptions{Nodes: addrs}); err == nil {
+		t.Fatal("create without the password succeeded")
+	}
+	out := &testutil.SyncBuffer{}
+	if err := Create(ctx, CreateOptions{Nodes: addrs, Out: out, Password: pass}); err != nil {
+		t.Fatalf("create: %v\n%s", err, out.String())
+	}
+	var cout bytes.Buffer
+	if ps, err := Check(ctx, CheckOptions{Seed: addrs[0], Out: &cout, Password: pass}); err != nil || len(ps) != 0 {
+		t.Fatalf("check: %v %v\n%s", err, ps, cout.String())
+	}
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Password: pass, DialTimeout: 2 * time.Second, ReadTimeout: 5 * time.Second})
+	defer cc.Close()
+	for i := 0; i < 20; i++ {
+		if err := cc.Set(ctx, fmt.Sprint("pw", i), i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -19,6 +19,7 @@ type CreateOptions struct {
 	Replicas int           // replicas per master; default 1, negative: none
 	Timeout  time.Duration // bound of each wait (nodes meeting, convergence); default 60s
 	Out      io.Writer     // progress; default io.Discard
+	Password string        // the nodes' requirepass (redis init's cluster password); "" for none
 
 	// afterStep, if set (tests), is called after each step that changed the nodes.
 	afterStep func(step string)
@@ -58,7 +59,7 @@ func Create(ctx context.Context, o CreateOptions) error {
 	}
 	nodes := make(map[string]*node, len(addrs))
 	for _, a := range addrs {
-		nodes[a] = &node{addr: a, cl: newClient(a)}
+		nodes[a] = &node{addr: a, cl: newClient(a, o.Password)}
 	}
 	defer func() {
 		for _, n := range nodes {

@@ -126,11 +126,11 @@ func infoField(info, field string) string {
 	return ""
 }
 
-// newClient returns a control connection to one node: short timeouts, no retries (the
-// callers retry where it is safe, within a deadline).
-func newClient(addr string) *redis.Client {
+// newClient returns a control connection to one node, authenticated with password when
+// set: short timeouts, no retries (the callers retry where it is safe, within a deadline).
+func newClient(addr, password string) *redis.Client {
 	return redis.NewClient(&redis.Options{
-		Addr: addr, DialTimeout: 3 * time.Second, ReadTimeout: 5 * time.Second,
+		Addr: addr, Password: password, DialTimeout: 3 * time.Second, ReadTimeout: 5 * time.Second,
 		WriteTimeout: 5 * time.Second, MaxRetries: -1, PoolSize: 2, DisableIdentity: true,
 		Protocol: 2,
 	})

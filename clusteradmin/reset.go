@@ -13,6 +13,8 @@ type ResetOptions struct {
 	Yes   bool      // without it Reset only says what it would do
 	Force bool      // also reset nodes holding keys (their keys are deleted)
 	Out   io.Writer // progress; default io.Discard
+	// Password is the nodes' requirepass; "" for none.
+	Password string
 }
 
 // Reset turns nodes back into fresh, empty, unjoined cluster nodes: the recovery for a
@@ -34,7 +36,7 @@ func Reset(ctx context.Context, o ResetOptions) error {
 	}
 	nodes := make([]*node, len(addrs))
 	for i, a := range addrs {
-		nodes[i] = &node{addr: a, cl: newClient(a)}
+		nodes[i] = &node{addr: a, cl: newClient(a, o.Password)}
 		defer nodes[i].cl.Close()
 	}
 	var problems []string

@@ -11,10 +11,14 @@ import (
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/cmdrun"
 )
 
+// Pfctl is pfctl(8) by its path (sbin/pfctl installs to /sbin): never looked up in PATH,
+// which the environment of a reload or of setup could change.
+const Pfctl = "/sbin/pfctl"
+
 // PF drives pfctl(8) for one anchor and its table. Loading needs root (/dev/pf).
 type PF struct {
 	Runner cmdrun.Runner
-	Path   string // pfctl binary; "" = "pfctl"
+	Path   string // pfctl binary; "" = Pfctl
 	Anchor string
 	Table  string
 }
@@ -22,7 +26,7 @@ type PF struct {
 func (pf *PF) run(ctx context.Context, stdin []byte, args ...string) ([]byte, error) {
 	path := pf.Path
 	if path == "" {
-		path = "pfctl"
+		path = Pfctl
 	}
 	out, err := pf.Runner.Run(ctx, stdin, path, args...)
 	if err != nil {

@@ -46,7 +46,7 @@ func (ss *session) authFailed(r *request, user string) []byte {
 			vip = ss.ep.vip
 		}
 		s.metrics.clientsRejected.WithLabelValues(vip, "auth_failures").Inc()
-		r.slot = -2 // answered, then the connection is closed (as QUIT)
+		r.slot = slotQuit // answered, then the connection is closed (as QUIT)
 		return replyAuthTooMany
 	}
 	return replyWrongPass

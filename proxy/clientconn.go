@@ -230,7 +230,7 @@ func (c *lclient) process(data []byte) {
 // resume handles commands kept while the client was paused.
 func (c *lclient) resume() {
 	if len(c.in) > 0 || c.protoEr != "" {
-		c.process(c.in)
+		c.processSafe(c.in) // c.process, a panic closing only this client (panics.go)
 	} else {
 		c.updateInterest()
 	}

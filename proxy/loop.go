@@ -218,14 +218,14 @@ func (l *loop) flush() {
 	for i := 0; i < len(l.dirtyB); i++ { // a failing backend may fail requests: clients get dirty
 		b := l.dirtyB[i]
 		b.dirty = false
-		b.flush()
+		l.flushOne(b) // b.flush(), recovering a panic (panics.go)
 		l.dirtyB[i] = nil
 	}
 	l.dirtyB = l.dirtyB[:0]
 	for i := 0; i < len(l.dirtyC); i++ {
 		c := l.dirtyC[i]
 		c.dirty = false
-		c.flush()
+		l.flushOne(c) // c.flush(): it may resume the client's commands
 		l.dirtyC[i] = nil
 	}
 	l.dirtyC = l.dirtyC[:0]

@@ -70,6 +70,26 @@ func (l *loop) recoverHandler(h fdHandler) {
 	}
 }
 
+// processSafe is c.process for commands resumed from another connection's event (a
+// backend's reply, a task): a panic closes c, not the connection whose event it was.
+func (c *lclient) processSafe(data []byte) {
+	defer func() {
+		if v := recover(); v != nil {
+			c.l.s.clientPanic("loop", c.ss.id, v)
+			c.processing = false
+			c.close()
+		}
+	}()
+	c.process(data)
+}
+
+// flushOne writes what h has pending (a client's replies, which may resume its paused
+// commands, or a backend's commands), recovering a panic as handle does.
+func (l *loop) flushOne(h fdHandler) {
+	defer l.recoverHandler(h)
+	h.writable()
+}
+
 // runTask runs one task posted to the loop, recovering a panic (the task's client is not
 // known here: it is logged and counted, and the loop goes on).
 func (l *loop) runTask(f func()) {

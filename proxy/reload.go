@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"strings"
+	"time"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
 
@@ -49,8 +50,10 @@ func (s *Server) Reload(cfg *Config) (applied, needRestart []string) {
 	}
 	s.setDeny(next.DenyCommands)
 	s.cfgp.Store(&next)
+	// Every loop sends its clients' next command through the rights check (rights.go)
+	// before Reload returns: a command read after a reload is judged by it.
 	for _, l := range s.loops {
-		l.post(l.recheckRights) // rights.go
+		l.call(l.recheckRights, time.Second)
 	}
 	s.metrics.reloads.WithLabelValues("ok").Inc()
 	s.log.Info("configuration reloaded", "applied", strings.Join(applied, " "), "need_restart", strings.Join(needRestart, " "))

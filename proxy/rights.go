@@ -37,7 +37,7 @@ func (ss *session) recheckRights(r *request) []byte {
 	}
 	ss.authed = false
 	ss.log().Info("closing a connection whose user was removed by a reload", "client_id", ss.id, "user", user)
-	r.slot = -2
+	r.slot = slotQuit
 	return replyUserRemoved
 }
 

@@ -90,7 +90,7 @@ func TestPanicClosesOnlyThatClient(t *testing.T) {
 	defer restore()
 	c := sharedCluster(t)
 	transports(t, func(t *testing.T, start func(testing.TB, *testcluster.Cluster, func(*config.Config)) *testProxy) {
-		p := start(t, c, nil)
+		p := start(t, c, func(cfg *config.Config) { cfg.ClientPipelineDepth = 1 })
 		other := dialRaw(t, p.addr)
 		other.send("PING\r\n")
 		if got := other.line(); got != "+PONG" {
@@ -111,6 +111,22 @@ func TestPanicClosesOnlyThatClient(t *testing.T) {
 			other.send("PING\r\n")
 			if got := other.line(); got != "+PONG" {
 				t.Fatalf("other client after a panic (%s): %q", tc.where, got)
+			}
+		}
+		// A command resumed when an earlier reply arrives (pipeline depth 1): the panic
+		// happens while the loop handles the node's reply, and still costs only this client.
+		if strings.HasSuffix(t.Name(), "loop") {
+			r := dialRaw(t, p.addr)
+			r.send(cmd("GET", "panicresume") + cmd("ECHO", "panic-loop"))
+			r.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			io.ReadAll(r.br)
+			other.send(cmd("GET", "panicresume"))
+			if got := other.line(); got != "$-1" {
+				t.Fatalf("other client after a panic in a resumed command: %q", got)
+			}
+			cases = append(cases, struct{ send, where string }{"", "resumed"})
+			if v := testutil.MetricSum(t, p.reg, "redis_carp_proxy_panics_recovered_total", "where", "loop_backend"); v != 0 {
+				t.Fatalf("the panic was taken for the node connection's (%v): its other commands failed", v)
 			}
 		}
 		if v := testutil.MetricSum(t, p.reg, "redis_carp_proxy_panics_recovered_total"); v != float64(len(cases)) {

@@ -67,6 +67,12 @@ type Options struct {
 	DefaultConf string
 	NodeTimeout time.Duration // cluster-node-timeout; default 5s
 	Out         io.Writer     // progress and diffs; default io.Discard
+	// PassFile is the cluster password file (auth.go; default DefaultPassFile), read, or
+	// created with a random password; NoAuth writes instances without a password.
+	PassFile string
+	NoAuth   bool
+
+	randPass func() (string, error) // default newPassword
 
 	runner cmdrun.Runner                            // chown; default cmdrun.Exec
 	lookup func(name string) (account, bool, error) // the server's user; default os/user
@@ -82,6 +88,8 @@ type fileChange struct {
 	mode     fs.FileMode
 	notes    []string
 	isRemove bool
+	secret   bool   // the content is the password: never shown in a diff
+	mask     string // the password, replaced in diffs
 }
 
 // Init writes the instance configurations, rc.conf.d settings and data directories.
@@ -91,12 +99,24 @@ func Init(ctx context.Context, o Options) error {
 	}
 	fl := Flavors[o.Flavor]
 	var changes []*fileChange
-	for _, p := range o.Ports {
-		c, err := o.load(fl.ConfPath(p), 0o644)
+	pass, confMode := "", fs.FileMode(0o644)
+	if !o.NoAuth {
+		p, passChange, err := o.password()
 		if err != nil {
 			return err
 		}
-		c.new = []byte(instanceConfig(fl, p, o.Bind, o.NodeTimeout))
+		pass, confMode = p, 0o640
+		if passChange != nil {
+			changes = append(changes, passChange)
+		}
+	}
+	for _, p := range o.Ports {
+		c, err := o.load(fl.ConfPath(p), confMode)
+		if err != nil {
+			return err
+		}
+		c.new = []byte(instanceConfig(fl, p, o.Bind, o.NodeTimeout) + authConfig(o.PassFile, pass))
+		c.mask = pass
 		changes = append(changes, c)
 	}
 	rcPath := fl.RCConfPath()
@@ -144,12 +164,21 @@ func Init(ctx context.Context, o Options) error {
 		return err
 	}
 	changed += n
+	if !o.NoAuth {
+		if n, err = o.ownConfigs(ctx, fl); err != nil {
+			return err
+		}
+		changed += n
+	}
 	switch {
 	case changed == 0:
 		fmt.Fprintln(o.Out, "nothing to change")
 	case o.DryRun:
 		fmt.Fprintf(o.Out, "%d change(s) would be made; run again without --dry-run to apply\n", changed)
 	default:
+		if !o.NoAuth {
+			fmt.Fprintf(o.Out, "the instances require the password in %s: copy it (mode 0600) to the same path on every other host before redis init runs there; the proxy reads it with backend-password-file %s\n", o.PassFile, o.PassFile)
+		}
 		fmt.Fprintf(o.Out, "next: service %s start, then on one host: redis-carp-proxy cluster create HOST:PORT ... (every instance of every host)\n", fl.Name)
 	}
 	return nil
@@ -210,6 +239,15 @@ func (o *Options) defaults() error {
 	if o.euid == nil {
 		o.euid = os.Geteuid
 	}
+	if o.PassFile == "" {
+		o.PassFile = DefaultPassFile
+	}
+	if !filepath.IsAbs(o.PassFile) {
+		return fmt.Errorf("%w: --password-file %q: want an absolute path", ErrBadOptions, o.PassFile)
+	}
+	if o.randPass == nil {
+		o.randPass = newPassword
+	}
 	return nil
 }
 
@@ -239,15 +277,24 @@ func (o *Options) apply(c *fileChange) (int, error) {
 		return 0, nil
 	}
 	if o.DryRun {
+		mask := func(b []byte) string {
+			if c.mask == "" {
+				return string(b)
+			}
+			return strings.ReplaceAll(string(b), c.mask, "<"+o.PassFile+">")
+		}
 		switch {
+		case c.secret:
+			fmt.Fprintf(o.Out, "would create %s (mode %04o, a new random password)\n", c.target, c.mode)
+			return 1, nil
 		case c.isRemove:
 			fmt.Fprintf(o.Out, "would remove %s (moved to %s)\n", c.target, o.backupName(c.target))
 		case c.existed:
 			fmt.Fprintf(o.Out, "would update %s (previous kept as %s)\n", c.target, o.backupName(c.target))
-			io.WriteString(o.Out, textdiff.Unified(c.target, c.target+" (new)", string(c.old), string(c.new)))
+			io.WriteString(o.Out, textdiff.Unified(c.target, c.target+" (new)", mask(c.old), mask(c.new)))
 		default:
 			fmt.Fprintf(o.Out, "would create %s\n", c.target)
-			io.WriteString(o.Out, textdiff.Unified("/dev/null", c.target, "", string(c.new)))
+			io.WriteString(o.Out, textdiff.Unified("/dev/null", c.target, "", mask(c.new)))
 		}
 		return 1, nil
 	}
@@ -263,14 +310,21 @@ func (o *Options) apply(c *fileChange) (int, error) {
 		return 0, fmt.Errorf("redis init: %w", err)
 	}
 	msg := "created " + c.target
+	if c.secret {
+		msg += fmt.Sprintf(" (mode %04o, a new random password)", c.mode)
+	}
+	write := atomicfile.Write
+	if c.mode&0o077 != 0o044 {
+		write = atomicfile.WriteSecret // 0600/0640: whatever the old file's mode
+	}
 	if c.existed {
 		bak := o.backupName(c.target)
-		if err := atomicfile.Write(o.real(bak), c.old, c.mode); err != nil {
+		if err := write(o.real(bak), c.old, c.mode); err != nil {
 			return 0, fmt.Errorf("redis init: back up %s: %w", real, err)
 		}
 		msg = "updated " + c.target + ", previous kept as " + bak
 	}
-	if err := atomicfile.Write(real, c.new, c.mode); err != nil {
+	if err := write(real, c.new, c.mode); err != nil {
 		return 0, fmt.Errorf("redis init: write %s: %w", real, err)
 	}
 	fmt.Fprintln(o.Out, msg)
@@ -425,4 +479,17 @@ func rcConf(fl Flavor, old []byte, ports []int) ([]byte, []string) {
 		notes = append(notes, n...)
 	}
 	return []byte(content), notes
+}
+
+// authConfig is the part of an instance configuration that makes it require the cluster
+// password ("" with NoAuth).
+func authConfig(passFile, pass string) string {
+	if pass == "" {
+		return ""
+	}
+	return fmt.Sprintf(`# The cluster password, the same on every host (from %s):
+# clients, the proxy (backend-password-file) and replicas authenticate with it.
+requirepass %s
+masterauth %s
+`, passFile, pass, pass)
 }

@@ -19,6 +19,9 @@ import (
 
 func noUser(string) (account, bool, error) { return account{}, false, nil }
 
+// testPassword stands in for the random cluster password in the golden trees.
+const testPassword = "0123456789abcdef0123456789abcdef"
+
 // someoneElse is a user that owns none of the directories the test creates.
 func someoneElse(string) (account, bool, error) {
 	return account{uid: os.Getuid() + 4242, gid: os.Getgid() + 4242}, true, nil
@@ -63,6 +66,9 @@ func runInit(t *testing.T, o Options) (string, error) {
 	t.Helper()
 	var out bytes.Buffer
 	o.Out = &out
+	if o.randPass == nil {
+		o.randPass = func() (string, error) { return testPassword, nil }
+	}
 	err := Init(context.Background(), o)
 	return strings.ReplaceAll(out.String(), o.Root, "$ROOT"), err
 }
@@ -114,6 +120,9 @@ $ chown valkey:valkey ROOT/var/log/valkey
 $ chown valkey:valkey ROOT/var/db/valkey/7000
 $ chown valkey:valkey ROOT/var/db/valkey/7001
 $ chown valkey:valkey ROOT/var/db/valkey/7002
+$ chown root:valkey ROOT/usr/local/etc/valkey-7000.conf
+$ chown root:valkey ROOT/usr/local/etc/valkey-7001.conf
+$ chown root:valkey ROOT/usr/local/etc/valkey-7002.conf
 `, "ROOT", root)
 	if got := r.Log(); got != want {
 		t.Fatalf("commands:\n%s\nwant:\n%s", got, want)
@@ -244,5 +253,68 @@ func TestRCConfDuplicateProfiles(t *testing.T) {
 	joined := strings.Join(notes, "\n")
 	if !strings.Contains(joined, "profiles 7002 are no longer started") || !strings.Contains(joined, `redis_profiles="6379"`) {
 		t.Fatalf("notes: %q", notes)
+	}
+}
+
+// TestInitClusterPassword (issue 28, finding 12): the instances require the cluster
+// password, made once (mode 0600) and reused from the copied file on the next host; it is
+// never printed, and --no-auth writes none.
+func TestInitClusterPassword(t *testing.T) {
+	first := t.TempDir()
+	out, err := runInit(t, Options{Ports: []int{7000}, Bind: "198.51.100.11", Root: first, runner: cmdruntest.New(nil),
+		lookup: noUser, randPass: newPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	passPath := filepath.Join(first, DefaultPassFile)
+	pass, err := ReadPassFile(passPath)
+	if err != nil || len(pass) != 64 {
+		t.Fatalf("cluster.pass: %q %v", pass, err)
+	}
+	if strings.Contains(out, pass) {
+		t.Fatalf("the password was printed:\n%s", out)
+	}
+	conf := filepath.Join(first, "usr/local/etc/redis-7000.conf")
+	b, _ := os.ReadFile(conf)
+	if !strings.Contains(string(b), "\nrequirepass "+pass+"\n") || !strings.Contains(string(b), "\nmasterauth "+pass+"\n") {
+		t.Fatalf("instance config:\n%s", b)
+	}
+	for p, want := range map[string]fs.FileMode{passPath: 0o600, conf: 0o640} {
+		if st, _ := os.Stat(p); st.Mode().Perm() != want {
+			t.Errorf("%s: mode %04o, want %04o", p, st.Mode().Perm(), want)
+		}
+	}
+	// The second host: the file copied there, the same password; a dry run masks it.
+	second := t.TempDir()
+	os.MkdirAll(filepath.Dir(filepath.Join(second, DefaultPassFile)), 0o755)
+	os.WriteFile(filepath.Join(second, DefaultPassFile), []byte(pass+"\n"), 0o600)
+	o := Options{Ports: []int{7000}, Bind: "198.51.100.12", Root: second, runner: cmdruntest.New(nil), lookup: noUser,
+		randPass: func() (string, error) { t.Fatal("a new password on the second host"); return "", nil }}
+	o.DryRun = true
+	if out, err = runInit(t, o); err != nil || strings.Contains(out, pass) || !strings.Contains(out, "+requirepass <"+DefaultPassFile+">") {
+		t.Fatalf("dry run: %v\n%s", err, out)
+	}
+	o.DryRun = false
+	if _, err = runInit(t, o); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(second, "usr/local/etc/redis-7000.conf")); !strings.Contains(string(b), "requirepass "+pass+"\n") {
+		t.Fatalf("second host:\n%s", b)
+	}
+	// A password file others can read is refused.
+	os.Chmod(filepath.Join(second, DefaultPassFile), 0o644)
+	if _, err = runInit(t, o); !errors.Is(err, ErrPassFile) {
+		t.Fatalf("world-readable cluster.pass: %v", err)
+	}
+	// --no-auth: no password anywhere.
+	third := t.TempDir()
+	if _, err = runInit(t, Options{Ports: []int{7000}, Bind: "198.51.100.13", Root: third, runner: cmdruntest.New(nil), lookup: noUser, NoAuth: true}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(third, "usr/local/etc/redis-7000.conf")); strings.Contains(string(b), "requirepass") {
+		t.Fatalf("--no-auth:\n%s", b)
+	}
+	if _, err := os.Stat(filepath.Join(third, DefaultPassFile)); err == nil {
+		t.Fatal("--no-auth created a password file")
 	}
 }

@@ -44,8 +44,8 @@ func TestPFRenderWithShippedSample(t *testing.T) {
 func TestPFApplyAndShow(t *testing.T) {
 	allow := filepath.Join(t.TempDir(), "allow.list")
 	rec := cmdruntest.New(map[string]cmdruntest.Reply{
-		"pfctl -a redis-carp-proxy -s rules":               {Stdout: "pass in quick proto tcp from <redis_allow> to any port 7000:7100 flags S/SA keep state\n"},
-		"pfctl -a redis-carp-proxy -t redis_allow -T show": {Stdout: "   198.51.100.1\n   198.51.100.0/24\n"},
+		"/sbin/pfctl -a redis-carp-proxy -s rules":               {Stdout: "pass in quick proto tcp from <redis_allow> to any port 7000:7100 flags S/SA keep state\n"},
+		"/sbin/pfctl -a redis-carp-proxy -t redis_allow -T show": {Stdout: "   198.51.100.1\n   198.51.100.0/24\n"},
 	})
 	anchorFile := filepath.Join(t.TempDir(), "pf.anchor")
 	out, err := runWith(t, rec, "pf", "apply", "-c", sampleConf, "-pf-allow-file", allow, "-pf-anchor-file", anchorFile)
@@ -59,9 +59,9 @@ func TestPFApplyAndShow(t *testing.T) {
 		t.Fatalf("apply output:\n%s", out)
 	}
 	log := rec.Log()
-	if !strings.HasPrefix(log, "$ pfctl -a redis-carp-proxy -f -\n> # pf anchor") ||
+	if !strings.HasPrefix(log, "$ /sbin/pfctl -a redis-carp-proxy -f -\n> # pf anchor") ||
 		!strings.Contains(log, "> table <redis_allow> persist file \""+allow+"\"\n") ||
-		!strings.HasSuffix(log, "$ pfctl -a redis-carp-proxy -t redis_allow -T replace -f "+allow+"\n") {
+		!strings.HasSuffix(log, "$ /sbin/pfctl -a redis-carp-proxy -t redis_allow -T replace -f "+allow+"\n") {
 		t.Fatalf("apply commands:\n%s", log)
 	}
 	out, err = runWith(t, rec, "pf", "show", "-c", sampleConf)
@@ -82,7 +82,7 @@ pass in quick proto tcp from <redis_allow> to any port 7000:7100 flags S/SA keep
 func TestPFApplySurfacesPfctlStderr(t *testing.T) {
 	allow := filepath.Join(t.TempDir(), "allow.list")
 	rec := cmdruntest.New(map[string]cmdruntest.Reply{
-		"pfctl -a redis-carp-proxy -f -": {Exit: 1, Stderr: "pfctl: /dev/pf: Permission denied\n"},
+		"/sbin/pfctl -a redis-carp-proxy -f -": {Exit: 1, Stderr: "pfctl: /dev/pf: Permission denied\n"},
 	})
 	_, err := runWith(t, rec, "pf", "apply", "-c", sampleConf, "-pf-allow-file", allow, "-pf-anchor-file", filepath.Join(t.TempDir(), "pf.anchor"))
 	if err == nil || !strings.Contains(err.Error(), "/dev/pf: Permission denied") {
@@ -135,8 +135,8 @@ func TestAllowAddDelList(t *testing.T) {
 	if got, _ := os.ReadFile(allow); string(got) != "# web servers\n# web1\n198.51.100.11\n2001:db8::/48\n" {
 		t.Fatalf("file after del:\n%s", got)
 	}
-	wantCmds := "$ pfctl -a redis-carp-proxy -t redis_allow -T replace -f " + allow + "\n" +
-		"$ pfctl -a redis-carp-proxy -t redis_allow -T replace -f " + allow + "\n"
+	wantCmds := "$ /sbin/pfctl -a redis-carp-proxy -t redis_allow -T replace -f " + allow + "\n" +
+		"$ /sbin/pfctl -a redis-carp-proxy -t redis_allow -T replace -f " + allow + "\n"
 	if rec.Log() != wantCmds {
 		t.Fatalf("commands:\n%s\nwant:\n%s", rec.Log(), wantCmds)
 	}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -19,7 +20,7 @@ import (
 // runRedis runs `redis init`: the Redis side of one host.
 func runRedis(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "init" {
-		fmt.Fprintln(stderr, "usage: redis-carp-proxy redis init --ports 7000,7001 --bind ADDR [--root DIR] [--dry-run] [--flavor redis|valkey] [--default-conf keep|remove] [--node-timeout 5s]")
+		fmt.Fprintln(stderr, "usage: redis-carp-proxy redis init --ports 7000,7001 --bind ADDR [--root DIR] [--dry-run] [--flavor redis|valkey] [--default-conf keep|remove] [--node-timeout 5s] [--password-file FILE | --no-auth]")
 		return errors.New("redis: unknown or missing subcommand (want init)")
 	}
 	fs := flag.NewFlagSet("redis init", flag.ContinueOnError)
@@ -30,6 +31,8 @@ func runRedis(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	dryRun := fs.Bool("dry-run", false, "print a unified diff of every change, write nothing")
 	flavor := fs.String("flavor", "redis", "server package: redis or valkey")
 	defConf := fs.String("default-conf", "", "what to do with an existing default redis.conf/valkey.conf: keep or remove (moved to a backup)")
+	passFile := fs.String("password-file", redissetup.DefaultPassFile, "the cluster password file (mode 0600; created with a random password if missing, then copied to every other host)")
+	noAuth := fs.Bool("no-auth", false, "write instances without a password (only pf protects them)")
 	nodeTimeout := fs.Duration("node-timeout", 5*time.Second, "cluster-node-timeout of the instances")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -49,7 +52,8 @@ func runRedis(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		ps = append(ps, p)
 	}
 	return redissetup.Init(ctx, redissetup.Options{Ports: ps, Bind: *bind, Root: *root, DryRun: *dryRun,
-		Flavor: *flavor, DefaultConf: *defConf, NodeTimeout: *nodeTimeout, Out: stdout})
+		Flavor: *flavor, DefaultConf: *defConf, NodeTimeout: *nodeTimeout, Out: stdout,
+		PassFile: *passFile, NoAuth: *noAuth})
 }
 
 // quietRedisLogger drops go-redis's own log lines: the cluster commands report every
@@ -72,6 +76,17 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	redis.SetLogger(quietRedisLogger{})
 	fs := flag.NewFlagSet("cluster "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	passFile := fs.String("password-file", "", "file holding the nodes' password (redis init's; default "+redissetup.DefaultPassFile+" when it exists)")
+	password := func() (string, error) {
+		path := *passFile
+		if path == "" {
+			if _, err := os.Stat(redissetup.DefaultPassFile); err != nil {
+				return "", nil
+			}
+			path = redissetup.DefaultPassFile
+		}
+		return redissetup.ReadPassFile(path)
+	}
 	switch args[0] {
 	case "create":
 		replicas := fs.Int("replicas", 1, "replicas per master (0: none)")
@@ -84,7 +99,11 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if r == 0 {
 			r = -1 // CreateOptions: 0 means the default (1), negative means none
 		}
-		return clusteradmin.Create(ctx, clusteradmin.CreateOptions{Nodes: nodes, Replicas: r, Timeout: *timeout, Out: stdout})
+		pw, err := password()
+		if err != nil {
+			return err
+		}
+		return clusteradmin.Create(ctx, clusteradmin.CreateOptions{Nodes: nodes, Replicas: r, Timeout: *timeout, Out: stdout, Password: pw})
 	case "check":
 		seeds, err := parseInterleaved(fs, args[1:])
 		if err != nil {
@@ -93,7 +112,11 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if len(seeds) != 1 {
 			return fmt.Errorf("cluster check: want exactly one HOST:PORT of any node, got %d", len(seeds))
 		}
-		ps, err := clusteradmin.Check(ctx, clusteradmin.CheckOptions{Seed: seeds[0], Out: stdout})
+		pw, err := password()
+		if err != nil {
+			return err
+		}
+		ps, err := clusteradmin.Check(ctx, clusteradmin.CheckOptions{Seed: seeds[0], Out: stdout, Password: pw})
 		if err != nil {
 			return err
 		}
@@ -109,7 +132,11 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err != nil {
 			return err
 		}
-		return clusteradmin.Reset(ctx, clusteradmin.ResetOptions{Nodes: nodes, Yes: *yes, Force: *force, Out: stdout})
+		pw, err := password()
+		if err != nil {
+			return err
+		}
+		return clusteradmin.Reset(ctx, clusteradmin.ResetOptions{Nodes: nodes, Yes: *yes, Force: *force, Out: stdout, Password: pw})
 	default:
 		usage()
 		return fmt.Errorf("cluster: unknown subcommand %q", args[0])

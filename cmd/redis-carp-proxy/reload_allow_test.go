@@ -26,7 +26,7 @@ func TestReloadAllowlist(t *testing.T) {
 	if err != nil || n != 2 {
 		t.Fatalf("reloadAllowlist = %d, %v", n, err)
 	}
-	want := "$ pfctl -a redis-carp-proxy -t redis_allow -T replace -f " + allow + "\n"
+	want := "$ /sbin/pfctl -a redis-carp-proxy -t redis_allow -T replace -f " + allow + "\n"
 	if got := rec.Log(); got != want {
 		t.Fatalf("commands:\n%s\nwant:\n%s", got, want)
 	}

@@ -210,14 +210,14 @@ func (s *Setup) pfFiles(p pfctl.Params) (rules, pfConf string, pfChanged bool, e
 // changed), pflog running with pf-log, pfsync restarted when its settings changed, and
 // finally the anchor loaded with rules and its table with the allowlist file.
 func (s *Setup) startPF(ctx context.Context, p pfctl.Params, rules, pfConf string, pfChanged, pfsyncChanged bool) error {
-	out, err := s.probe(ctx, "pfctl", "-s", "info")
+	out, err := s.probe(ctx, pfctl.Pfctl, "-s", "info")
 	switch {
 	case err != nil || !strings.Contains(string(out), "Status: Enabled"):
 		if err := s.act(ctx, nil, "service", "pf", "start"); err != nil {
 			return err
 		}
 	case pfChanged:
-		if err := s.act(ctx, nil, "pfctl", "-f", pfConf); err != nil {
+		if err := s.act(ctx, nil, pfctl.Pfctl, "-f", pfConf); err != nil {
 			return err
 		}
 	default:
@@ -235,10 +235,10 @@ func (s *Setup) startPF(ctx context.Context, p pfctl.Params, rules, pfConf strin
 			return err
 		}
 	}
-	if err := s.act(ctx, []byte(rules), "pfctl", "-a", p.Anchor, "-f", "-"); err != nil {
+	if err := s.act(ctx, []byte(rules), pfctl.Pfctl, "-a", p.Anchor, "-f", "-"); err != nil {
 		return err
 	}
-	return s.act(ctx, nil, "pfctl", "-a", p.Anchor, "-t", p.Table, "-T", "replace", "-f", p.AllowFile)
+	return s.act(ctx, nil, pfctl.Pfctl, "-a", p.Anchor, "-t", p.Table, "-T", "replace", "-f", p.AllowFile)
 }
 
 // suggestCarp prints the rc.conf line for the VIP; the password and advskew are the

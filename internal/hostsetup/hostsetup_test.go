@@ -30,12 +30,12 @@ var (
 		"kldstat -q -m pfsync":            {Exit: 1},
 		"kldstat -q -m pflog":             {Exit: 1},
 		"sysctl -n net.inet.carp.preempt": {Stdout: "0\n"},
-		"pfctl -s info":                   {Stdout: "Status: Disabled                              Debug: Urgent\n"},
+		"/sbin/pfctl -s info":             {Stdout: "Status: Disabled                              Debug: Urgent\n"},
 		"service pflog status":            {Exit: 1, Stdout: "pflogd is not running.\n"},
 	}
 	readyHost = map[string]cmdruntest.Reply{
 		"sysctl -n net.inet.carp.preempt": {Stdout: "1\n"},
-		"pfctl -s info": {Stdout: "Status: Enabled for 12 days 03:04:05           Debug: Urgent\n\n" +
+		"/sbin/pfctl -s info": {Stdout: "Status: Enabled for 12 days 03:04:05           Debug: Urgent\n\n" +
 			"Interface Stats for vtnet0            IPv4             IPv6\n"},
 	}
 )
@@ -175,7 +175,7 @@ func TestSetupIsIdempotent(t *testing.T) {
 	// The host now has the modules, preemption, pf and pflog running.
 	tc.replies = map[string]cmdruntest.Reply{
 		"sysctl -n net.inet.carp.preempt": {Stdout: "1\n"},
-		"pfctl -s info":                   readyHost["pfctl -s info"],
+		"/sbin/pfctl -s info":             readyHost["/sbin/pfctl -s info"],
 	}
 	stdout, commands := runCase(t, tc, root)
 	compareTrees(t, readTree(t, root), first, "second run")
@@ -187,11 +187,11 @@ $ kldstat -q -m pf
 $ kldstat -q -m pfsync
 $ kldstat -q -m pflog
 $ sysctl -n net.inet.carp.preempt
-$ pfctl -s info
+$ /sbin/pfctl -s info
 $ service pflog status
-$ pfctl -a redis-carp-proxy -f -
+$ /sbin/pfctl -a redis-carp-proxy -f -
 `
-	if !strings.HasPrefix(commands, wantCmds) || !strings.HasSuffix(commands, "$ pfctl -a redis-carp-proxy -t redis_allow -T replace -f /usr/local/etc/redis-carp-proxy/allow.list\n") {
+	if !strings.HasPrefix(commands, wantCmds) || !strings.HasSuffix(commands, "$ /sbin/pfctl -a redis-carp-proxy -t redis_allow -T replace -f /usr/local/etc/redis-carp-proxy/allow.list\n") {
 		t.Errorf("second run commands:\n%s", commands)
 	}
 }

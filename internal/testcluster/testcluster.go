@@ -258,7 +258,8 @@ func (c *Cluster) startNode(ctx context.Context, n *Node) error {
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
 		err := cl.Ping(pctx).Err()
 		cancel()
-		if err == nil {
+		// A node with requirepass (redis init's cluster password) answers NOAUTH: it is up.
+		if err == nil || strings.HasPrefix(err.Error(), "NOAUTH") {
 			return nil
 		}
 		select {

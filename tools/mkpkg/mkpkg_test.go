@@ -319,7 +319,10 @@ func TestRCScriptContract(t *testing.T) {
 		`redis_carp_proxy_flags=""`,
 		`extra_commands="configtest reload"`,
 		`check-config "${_config}"`,
-		`kill -HUP "$(cat "${child_pidfile}")"`,
+		`_pid=$(check_pidfile "${child_pidfile}" "${procname_proxy}")`,
+		`kill -HUP "${_pid}"`,
+		`install -d -o root -g wheel -m 0755 "${rundir}"`,
+		`-T ${_tag} ${_uflag}`,
 		"redis_carp_proxy_profiles",
 	} {
 		if !strings.Contains(s, want) {
