@@ -8,6 +8,7 @@
 package testcluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -126,7 +127,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		c.Nodes = append(c.Nodes, n)
 	}
 	for _, n := range c.Nodes {
-		if err := c.startNode(ctx, n); err != nil {
+		if err := c.startNodeRetry(ctx, n); err != nil {
 			return nil, err
 		}
 	}
@@ -239,6 +240,30 @@ func (c *Cluster) writeConfig(n *Node) error {
 	return os.WriteFile(filepath.Join(n.Dir, "redis.conf"), []byte(strings.Join(lines, "\n")+"\n"), 0o644)
 }
 
+// errPortTaken means redis-server could not bind its port or bus port: another process
+// (a parallel test's cluster) took it between freePorts' check and the bind.
+var errPortTaken = errors.New("port taken")
+
+// startNodeRetry starts a new node, moving it to other free ports when another process
+// took its port or bus port first (up to five times).
+func (c *Cluster) startNodeRetry(ctx context.Context, n *Node) error {
+	for attempt := 0; ; attempt++ {
+		err := c.startNode(ctx, n)
+		if err == nil || attempt == 4 || !errors.Is(err, errPortTaken) {
+			return err
+		}
+		ports, perr := freePorts(1)
+		if perr != nil {
+			return perr
+		}
+		c.opts.Logf("%s: %v; moving to port %d", n.Addr, err, ports[0])
+		n.Port, n.Addr = ports[0], net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
+		if err := c.writeConfig(n); err != nil {
+			return err
+		}
+	}
+}
+
 func (c *Cluster) startNode(ctx context.Context, n *Node) error {
 	cmd := exec.Command(c.opts.RedisServer, filepath.Join(n.Dir, "redis.conf"))
 	cmd.Dir = n.Dir
@@ -265,6 +290,9 @@ func (c *Cluster) startNode(ctx context.Context, n *Node) error {
 		select {
 		case <-exited:
 			log, _ := os.ReadFile(filepath.Join(n.Dir, "redis.log"))
+			if bytes.Contains(log, []byte("Address already in use")) {
+				return fmt.Errorf("testcluster: redis-server %s: %w:\n%s", n.Addr, errPortTaken, tail(log, 2000))
+			}
 			return fmt.Errorf("testcluster: redis-server %s exited at start:\n%s", n.Addr, tail(log, 2000))
 		case <-ctx.Done():
 			return fmt.Errorf("testcluster: start %s: %w", n.Addr, ctx.Err())
