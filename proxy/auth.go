@@ -61,10 +61,7 @@ func (ss *session) authGate(r *request) []byte {
 		if !ok {
 			return ss.authFailed(r, user)
 		}
-		ss.authed, ss.readonly, ss.rightsCfg = true, ro, ss.s.conf()
-		ss.csMu.Lock()
-		ss.cs.user = user
-		ss.csMu.Unlock()
+		ss.authenticated(user, ro)
 		return replyOK
 	}
 	if ss.authed {

@@ -6,18 +6,12 @@ import (
 	"github.com/tidwall/redcon"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
 // Micro-benchmarks of the request path's pure functions; `go test -bench . -run ^$ ./proxy/`.
 // BenchmarkProxyGET (bench_test.go) measures a whole request through a real cluster.
-
-func BenchmarkKeySlot(b *testing.B) {
-	keys := [][]byte{[]byte("key:000000012345"), []byte("{user1000}.following"), []byte("plain")}
-	b.ReportAllocs()
-	for i := 0; i < b.N; i++ {
-		KeySlot(keys[i%len(keys)])
-	}
-}
 
 // BenchmarkParseCommand is what a loop does per command read: the guard's limit scan and
 // redcon's parse of the bytes in the read buffer.
@@ -41,7 +35,7 @@ func BenchmarkParseCommand(b *testing.B) {
 // BenchmarkFastLookup is the per-command dispatch decision of a loop.
 func BenchmarkFastLookup(b *testing.B) {
 	s := &Server{}
-	ft := buildFastTable(newBuiltinTable())
+	ft := buildFastTable(command.Builtin())
 	s.fast.Store(&ft)
 	names := [][]byte{[]byte("GET"), []byte("set"), []byte("MSet")}
 	b.ReportAllocs()

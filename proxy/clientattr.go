@@ -26,9 +26,14 @@ func (ss *session) helloAuth(r *request, user, pass string) []byte {
 	if !ok {
 		return ss.authFailed(r, user)
 	}
-	ss.authed, ss.readonly, ss.rightsCfg = true, ro, ss.s.conf()
+	ss.authenticated(user, ro)
+	return nil
+}
+
+// authenticated records a successful AUTH (or HELLO AUTH) as user, read-only or not.
+func (ss *session) authenticated(user string, readonly bool) {
+	ss.authed, ss.readonly, ss.rightsCfg = true, readonly, ss.s.conf()
 	ss.csMu.Lock()
 	ss.cs.user = user
 	ss.csMu.Unlock()
-	return nil
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
 // node is one cluster node and its shared, pipelined connections.
@@ -48,7 +50,7 @@ type cluster struct {
 	refreshCh chan refreshReason
 	tls       *tls.Config // nil: plain TCP to the nodes
 	tlsErr    error
-	cmds      atomic.Pointer[cmdTable] // replaced once, when a node first answers COMMAND
+	cmds      atomic.Pointer[command.Table] // replaced once, when a node first answers COMMAND
 	wg        sync.WaitGroup
 
 	suspects    atomic.Int32 // nodes with suspect set
@@ -69,7 +71,7 @@ func newCluster(ctx context.Context, cfgp *atomic.Pointer[Config], log *slog.Log
 		nodes:     map[string]*node{},
 		refreshCh: make(chan refreshReason, 1),
 	}
-	c.cmds.Store(newBuiltinTable())
+	c.cmds.Store(command.Builtin())
 	c.tls, c.tlsErr = backendTLSConfig(cfgp.Load())
 	return c
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
 // The proxy presents itself to cluster-aware clients as a cluster of one node that owns
@@ -52,12 +54,12 @@ func clusterCommand(ss *session, r *request) []byte {
 		if len(r.args) != 3 {
 			return wrongArgs("cluster|keyslot")
 		}
-		return resp.AppendInt(nil, int64(KeySlot(r.args[2])))
+		return resp.AppendInt(nil, int64(command.KeySlot(r.args[2])))
 	case "slots":
 		b := resp.AppendArrayHeader(nil, 1)
 		b = resp.AppendArrayHeader(b, 3)
 		b = resp.AppendInt(b, 0)
-		b = resp.AppendInt(b, NumSlots-1)
+		b = resp.AppendInt(b, command.NumSlots-1)
 		b = resp.AppendArrayHeader(b, 3)
 		b = resp.AppendBulkString(b, host)
 		b = resp.AppendInt(b, int64(port))
@@ -68,7 +70,7 @@ func clusterCommand(ss *session, r *request) []byte {
 		b = resp.AppendBulkString(b, "slots")
 		b = resp.AppendArrayHeader(b, 2)
 		b = resp.AppendInt(b, 0)
-		b = resp.AppendInt(b, NumSlots-1)
+		b = resp.AppendInt(b, command.NumSlots-1)
 		b = resp.AppendBulkString(b, "nodes")
 		b = resp.AppendArrayHeader(b, 1)
 		b = resp.AppendArrayHeader(b, 14)

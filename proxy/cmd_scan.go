@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
 // SCAN and RANDOMKEY over the whole cluster: SCAN walks the slots' owners in slot order (its
@@ -37,8 +39,8 @@ func execRandomKey(ss *session, r *request) []byte {
 
 // nodeSlots is a node's own view of the slots it serves (from CLUSTER NODES, myself line).
 type nodeSlots struct {
-	owns   [NumSlots]bool
-	moving [NumSlots]bool // migrating out or importing in
+	owns   [command.NumSlots]bool
+	moving [command.NumSlots]bool // migrating out or importing in
 	hash   uint64
 }
 
@@ -55,7 +57,7 @@ func parseMyself(text string) (*nodeSlots, bool) {
 			h.Write([]byte{' '})
 			if strings.HasPrefix(tok, "[") {
 				n, _, _ := strings.Cut(strings.TrimPrefix(tok, "["), "-")
-				if s, err := strconv.Atoi(n); err == nil && s >= 0 && s < NumSlots {
+				if s, err := strconv.Atoi(n); err == nil && s >= 0 && s < command.NumSlots {
 					ns.moving[s] = true
 				}
 				continue
@@ -67,7 +69,7 @@ func parseMyself(text string) (*nodeSlots, bool) {
 			if rng {
 				b, err2 = strconv.Atoi(hi)
 			}
-			if err1 != nil || err2 != nil || a < 0 || b >= NumSlots || a > b {
+			if err1 != nil || err2 != nil || a < 0 || b >= command.NumSlots || a > b {
 				return nil, false
 			}
 			for s := a; s <= b; s++ {
@@ -117,7 +119,7 @@ func execScan(ss *session, r *request) []byte {
 	slot, hash, nodeCur := 0, uint64(0), uint64(0)
 	if cur != 0 {
 		f := int(cur & (1<<scanSlotBits - 1))
-		if f == 0 || f > NumSlots {
+		if f == 0 || f > command.NumSlots {
 			return resp.ErrorReply("ERR invalid cursor")
 		}
 		slot = f - 1
@@ -173,11 +175,11 @@ func execScan(ss *session, r *request) []byte {
 		return scanReply(same, elems[1])
 	}
 	end := slot
-	for end < NumSlots && ns.owns[end] && !ns.moving[end] {
+	for end < command.NumSlots && ns.owns[end] && !ns.moving[end] {
 		end++
 	}
 	switch {
-	case end == NumSlots:
+	case end == command.NumSlots:
 		return scanReply(0, elems[1])
 	case end == slot:
 		// slot itself is migrating: its keys may be on either side; scan again.

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
 // txState is a client's MULTI/WATCH state. It is changed by the reader goroutine and by
@@ -38,7 +40,7 @@ func (ss *session) queueInMulti(r *request) bool {
 	}
 	r.local = true
 	r.done = closedDone()
-	info := ss.s.cl.cmds.Load().lookup(r.args[0])
+	info := ss.s.cl.cmds.Load().Lookup(r.args[0])
 	if info == nil {
 		tx.aborted = true
 		var b strings.Builder
@@ -51,21 +53,21 @@ func (ss *session) queueInMulti(r *request) bool {
 		r.reply = resp.ErrorReply(fmt.Sprintf("ERR unknown command '%s', with args beginning with: %s", r.args[0], b.String()))
 		return true
 	}
-	if info.flags&flagNoMulti != 0 {
+	if info.Flags&command.NoMulti != 0 {
 		tx.aborted = true
 		r.reply = resp.ErrorReply("ERR Command not allowed inside a transaction")
 		return true
 	}
-	if argc := len(r.args); info.arity > 0 && argc != info.arity || argc < -info.arity {
+	if argc := len(r.args); info.Arity > 0 && argc != info.Arity || argc < -info.Arity {
 		tx.aborted = true
-		r.reply = wrongArgs(info.name)
+		r.reply = wrongArgs(info.Name)
 		return true
 	}
 	var keyIdx [16]int
-	idx, ok := info.keyIndexes(r.args, keyIdx[:])
+	idx, ok := info.KeyIndexes(r.args, keyIdx[:])
 	if ok {
 		for _, i := range idx {
-			s := KeySlot(r.args[i])
+			s := command.KeySlot(r.args[i])
 			if tx.slot < 0 {
 				tx.slot = s
 			} else if s != tx.slot {
@@ -138,9 +140,9 @@ func txWatch(ss *session, r *request) bool {
 	if len(r.args) < 2 {
 		return localHandler(func(*session, *request) []byte { return wrongArgs("watch") })(ss, r)
 	}
-	slot := KeySlot(r.args[1])
+	slot := command.KeySlot(r.args[1])
 	for _, k := range r.args[2:] {
-		if KeySlot(k) != slot {
+		if command.KeySlot(k) != slot {
 			return localHandler(func(*session, *request) []byte { return errCrossSlot })(ss, r)
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"sync"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
 // WAIT through the proxy: a client's writes went over connections shared with other
@@ -16,16 +18,16 @@ import (
 
 var (
 	slotTagsOnce sync.Once
-	slotTags     [NumSlots]string
+	slotTags     [command.NumSlots]string
 )
 
 // tagForSlot returns a short string whose hash slot is slot.
 func tagForSlot(slot int) string {
 	slotTagsOnce.Do(func() {
-		left := NumSlots
+		left := command.NumSlots
 		for i := 0; left > 0; i++ {
 			t := strconv.Itoa(i)
-			if s := KeySlot([]byte(t)); slotTags[s] == "" {
+			if s := command.KeySlot([]byte(t)); slotTags[s] == "" {
 				slotTags[s] = t
 				left--
 			}
@@ -51,7 +53,7 @@ func execWait(ss *session, r *request) []byte {
 		return resp.ErrorReply("ERR proxy: " + ErrNoSlotMap.Error())
 	}
 	first := map[*node]int{}
-	for s := NumSlots - 1; s >= 0; s-- {
+	for s := command.NumSlots - 1; s >= 0; s-- {
 		first[m.master(s)] = s
 	}
 	var targets []*node

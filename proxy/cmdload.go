@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
 // The command table comes from a node's COMMAND reply, with the subcommands of container
@@ -26,7 +28,7 @@ func (s *Server) loadCommandTable(ctx context.Context) bool {
 		v, err := cl.Do(cctx, "COMMAND").Slice()
 		cl.Close()
 		cancel()
-		var specs []commandSpec
+		var specs []command.Spec
 		if err == nil {
 			specs, err = parseCommandReply(v)
 		}
@@ -34,12 +36,12 @@ func (s *Server) loadCommandTable(ctx context.Context) bool {
 			s.log.Warn("COMMAND failed; trying another node", "node", n.addr, "err", err)
 			continue
 		}
-		t := newBuiltinTable()
-		t.mergeSpecs(specs)
+		t := command.Builtin()
+		t.Merge(specs)
 		s.cl.cmds.Store(t)
 		ft := buildFastTable(t)
 		s.fast.Store(&ft)
-		s.log.Info("command table loaded", "node", n.addr, "commands", len(t.m), "subcommands", len(t.sub))
+		s.log.Info("command table loaded", "node", n.addr, "commands", len(t.Cmds), "subcommands", len(t.Sub))
 		return true
 	}
 	s.log.Warn("no node answered COMMAND; using the built-in command table")
@@ -67,8 +69,8 @@ func (s *Server) loadCommandTableLater() {
 // parseCommandReply reads a COMMAND reply (RESP2, as go-redis returns it): per command
 // its name, arity, flags, first key, last key, step, and from Redis 7 on, at index 9, its
 // subcommands in the same form.
-func parseCommandReply(v []any) ([]commandSpec, error) {
-	out := make([]commandSpec, 0, len(v))
+func parseCommandReply(v []any) ([]command.Spec, error) {
+	out := make([]command.Spec, 0, len(v))
 	for _, e := range v {
 		cs, err := parseCommandEntry(e)
 		if err != nil {
@@ -79,10 +81,10 @@ func parseCommandReply(v []any) ([]commandSpec, error) {
 	return out, nil
 }
 
-func parseCommandEntry(e any) (commandSpec, error) {
+func parseCommandEntry(e any) (command.Spec, error) {
 	a, ok := e.([]any)
 	if !ok || len(a) < 6 {
-		return commandSpec{}, fmt.Errorf("COMMAND: unexpected entry %v", e)
+		return command.Spec{}, fmt.Errorf("COMMAND: unexpected entry %v", e)
 	}
 	name, ok1 := a[0].(string)
 	arity, ok2 := a[1].(int64)
@@ -91,9 +93,9 @@ func parseCommandEntry(e any) (commandSpec, error) {
 	last, ok5 := a[4].(int64)
 	step, ok6 := a[5].(int64)
 	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 {
-		return commandSpec{}, fmt.Errorf("COMMAND: unexpected entry %v", e)
+		return command.Spec{}, fmt.Errorf("COMMAND: unexpected entry %v", e)
 	}
-	cs := commandSpec{Name: name, Arity: int(arity), FirstKey: int(first), LastKey: int(last), Step: int(step)}
+	cs := command.Spec{Name: name, Arity: int(arity), FirstKey: int(first), LastKey: int(last), Step: int(step)}
 	for _, f := range flags {
 		if s, ok := f.(string); ok {
 			cs.Flags = append(cs.Flags, strings.ToLower(s))
@@ -104,31 +106,11 @@ func parseCommandEntry(e any) (commandSpec, error) {
 			for _, se := range subs {
 				sc, err := parseCommandEntry(se)
 				if err != nil {
-					return commandSpec{}, err
+					return command.Spec{}, err
 				}
 				cs.Subcommands = append(cs.Subcommands, sc)
 			}
 		}
 	}
 	return cs, nil
-}
-
-// specFlags converts COMMAND flags into the table's.
-func specFlags(flags []string) cmdFlags {
-	var fl cmdFlags
-	for _, f := range flags {
-		switch f {
-		case "readonly":
-			fl |= flagReadonly
-		case "write":
-			fl |= flagWrite
-		case "blocking":
-			fl |= flagBlocking
-		case "movablekeys":
-			fl |= flagMovableKeys
-		case "no_multi":
-			fl |= flagNoMulti
-		}
-	}
-	return fl
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
-	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
 // startReference starts a standalone redis-server: the single Redis whose answers the
@@ -145,7 +145,7 @@ func spreadKeys(t testing.TB, c *testcluster.Cluster, n int) []string {
 	seen := map[string]bool{}
 	for i := range keys {
 		keys[i] = prefix + strconv.Itoa(i)
-		seen[own[proxy.KeySlot([]byte(keys[i]))]] = true
+		seen[own[command.KeySlot([]byte(keys[i]))]] = true
 	}
 	masters, _ := c.Masters(context.Background())
 	if len(seen) != len(masters) {

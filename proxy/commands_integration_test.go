@@ -14,7 +14,7 @@ import (
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
-	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
 // Every family test runs against the shared 6-node cluster with keys on every master and
@@ -97,7 +97,7 @@ func TestSameSlotCommandsCrossSlotWithoutBackend(t *testing.T) {
 	}
 	// Keys in different slots: CROSSSLOT from the proxy, no cluster node asked.
 	x, y := fmt.Sprintf("cx%d", rand.Int()), fmt.Sprintf("cy%d", rand.Int())
-	for proxy.KeySlot([]byte(x)) == proxy.KeySlot([]byte(y)) {
+	for command.KeySlot([]byte(x)) == command.KeySlot([]byte(y)) {
 		y += "1"
 	}
 	nodes := c.Nodes
@@ -339,7 +339,7 @@ func TestTransactions(t *testing.T) {
 	}
 	tag := "{" + keys[0] + "}"
 	other := keys[1]
-	for proxy.KeySlot([]byte(other)) == proxy.KeySlot([]byte(keys[0])) {
+	for command.KeySlot([]byte(other)) == command.KeySlot([]byte(keys[0])) {
 		other += "x"
 	}
 	// Queue-time errors abort the transaction; EXECABORT as Redis.
@@ -407,7 +407,7 @@ func TestTransactions(t *testing.T) {
 		t.Errorf("after Watch helper: %d, want 12", v)
 	}
 	// The transaction ran on the slot owner: its keys are there.
-	owner, err := c.OwnerOf(ctx, proxy.KeySlot([]byte(wk)))
+	owner, err := c.OwnerOf(ctx, command.KeySlot([]byte(wk)))
 	if err != nil {
 		t.Fatal(err)
 	}

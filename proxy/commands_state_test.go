@@ -18,6 +18,7 @@ import (
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
 // receive waits for one pub/sub message.
@@ -50,7 +51,7 @@ func keysOnDistinctMasters(t testing.TB, c *testcluster.Cluster, prefix string) 
 	var out []string
 	for i := 0; len(out) < 3 && i < 10000; i++ {
 		k := prefix + strconv.Itoa(i)
-		if o := own[proxy.KeySlot([]byte(k))]; !seen[o] {
+		if o := own[command.KeySlot([]byte(k))]; !seen[o] {
 			seen[o] = true
 			out = append(out, k)
 		}

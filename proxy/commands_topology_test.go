@@ -16,14 +16,14 @@ import (
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
-	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
 // slotsWithKeys returns up to n distinct slots of keys, owned by owner.
 func slotsWithKeys(keys []string, own map[int]string, owner string, n int) []int {
 	var out []int
 	for _, k := range keys {
-		s := proxy.KeySlot([]byte(k))
+		s := command.KeySlot([]byte(k))
 		if own[s] == owner && !slices.Contains(out, s) {
 			out = append(out, s)
 			if len(out) == n {
@@ -186,7 +186,7 @@ func TestCommandsDuringTopologyChanges(t *testing.T) {
 		if m := receive(t, ps); m.Payload != "before" {
 			t.Fatalf("got %+v", m)
 		}
-		slot := proxy.KeySlot([]byte(ch))
+		slot := command.KeySlot([]byte(ch))
 		from, to, err := c.OwnerAndOther(ctx, slot)
 		if err != nil {
 			t.Fatal(err)
@@ -245,7 +245,7 @@ func TestCommandsDuringTopologyChanges(t *testing.T) {
 		if v, err := p.EvalSha(ctx, sha, []string{key}).Int(); err != nil || v != 1 {
 			t.Fatalf("EVALSHA = %d, %v", v, err)
 		}
-		owner, err := c.OwnerOf(ctx, proxy.KeySlot([]byte(key)))
+		owner, err := c.OwnerOf(ctx, command.KeySlot([]byte(key)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -316,7 +316,7 @@ func TestCommandsDuringTopologyChanges(t *testing.T) {
 		// A shard channel served by the same node.
 		own := slotOwners(t, c)
 		sch := ch + "s"
-		for own[proxy.KeySlot([]byte(sch))] != host.Addr {
+		for own[command.KeySlot([]byte(sch))] != host.Addr {
 			sch += "x"
 		}
 		sps := p.SSubscribe(ctx, sch)
@@ -331,7 +331,7 @@ func TestCommandsDuringTopologyChanges(t *testing.T) {
 			t.Fatal(err)
 		}
 		pch := ch + "p"
-		for own[proxy.KeySlot([]byte(pch))] != host.Addr {
+		for own[command.KeySlot([]byte(pch))] != host.Addr {
 			pch += "x"
 		}
 		if err := c.Kill(host); err != nil {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
 // directPool hands out dedicated backend connections for commands that may block a
@@ -142,7 +144,7 @@ func (p *directPool) close() {
 
 // blockedCall counts r as a blocked client while it runs (call the result when done).
 func (ss *session) blockedCall(r *request) func() {
-	if r.info == nil || r.info.flags&flagBlocking == 0 || len(r.args) == 0 {
+	if r.info == nil || r.info.Flags&command.Blocking == 0 || len(r.args) == 0 {
 		return func() {}
 	}
 	if name := lowerName(r.args[0]); name == "xread" || name == "xreadgroup" {

@@ -1,10 +1,11 @@
 package proxy
 
 import (
-	"bytes"
 	"time"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
 // Where a command goes. Every command a client sends passes these stages, in this order;
@@ -96,7 +97,7 @@ func init() {
 var knownNames = map[string]string{}
 
 func init() {
-	for name := range newBuiltinTable().m {
+	for name := range command.Builtin().Cmds {
 		knownNames[name] = name
 	}
 	for name := range commands {
@@ -104,27 +105,11 @@ func init() {
 	}
 }
 
-// asciiLower writes the ASCII lower case of name into buf and returns it (a new slice when
-// name is longer than buf). The one case-folding of command names.
-func asciiLower(buf []byte, name []byte) []byte {
-	if len(name) > len(buf) {
-		return bytes.ToLower(name)
-	}
-	b := buf[:len(name)]
-	for i, c := range name {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		b[i] = c
-	}
-	return b
-}
-
 // lowerName returns the lower-case command name; known names come back interned, so the
 // hot path does not allocate.
 func lowerName(name []byte) string {
 	var buf [32]byte
-	b := asciiLower(buf[:], name)
+	b := command.Lower(buf[:], name)
 	if s, ok := knownNames[string(b)]; ok {
 		return s
 	}
@@ -161,7 +146,7 @@ func (ss *session) stages(args [][]byte, raw []byte) *request {
 		return r
 	}
 	r.done = make(chan struct{}, 1)
-	r.info = ss.s.cl.cmds.Load().lookup(args[0])
+	r.info = ss.s.cl.cmds.Load().Lookup(args[0])
 	if raw[0] != '*' {
 		r.raw = resp.AppendCommand(nil, args...)
 	}
@@ -169,20 +154,20 @@ func (ss *session) stages(args [][]byte, raw []byte) *request {
 		return r
 	}
 	if r.info != nil {
-		if (r.info.name == "eval" || r.info.name == "eval_ro") && len(args) > 1 {
+		if (r.info.Name == "eval" || r.info.Name == "eval_ro") && len(args) > 1 {
 			ss.s.scripts.remember(args[1])
 		}
 		var keyIdx [16]int
-		idx, ok := r.info.keyIndexes(args, keyIdx[:])
+		idx, ok := r.info.KeyIndexes(args, keyIdx[:])
 		if ok && len(idx) > 0 {
 			var cross bool
-			if r.slot, cross = keysSlot(args, idx); cross {
+			if r.slot, cross = command.KeysSlot(args, idx); cross {
 				r.reply, r.local = errCrossSlot, true
 				r.done <- struct{}{}
 				return r
 			}
 		}
-		if r.info.flags&flagBlocking != 0 {
+		if r.info.Flags&command.Blocking != 0 {
 			r.barrier, r.direct = true, true
 			return r
 		}

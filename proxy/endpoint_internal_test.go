@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
 // TestClusterHealthy walks the states the CARP demotion check must tell apart: no map, an
@@ -31,9 +33,9 @@ func TestClusterHealthy(t *testing.T) {
 	check("no slot map loaded")
 	m := &slotMap{masters: []*node{{addr: "127.0.0.1:1"}}, epoch: 1, loaded: time.Now()}
 	s.cl.smap.Store(m)
-	s.cl.covered.Store(NumSlots - 1)
+	s.cl.covered.Store(command.NumSlots - 1)
 	check("serves 16383 of 16384 slots")
-	s.cl.covered.Store(NumSlots)
+	s.cl.covered.Store(command.NumSlots)
 	check("")
 	// 3 × 1s refresh + 1s + 1s timeouts = 5s: a map confirmed 6s ago is stale.
 	old := *m

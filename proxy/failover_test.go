@@ -14,7 +14,7 @@ import (
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
-	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
 // opRecord is one command of the frozen-master probe: when it was sent and how it ended.
@@ -171,7 +171,7 @@ func TestRedirectLoopDuringResharding(t *testing.T) {
 	p := startProxy(t, c, nil)
 	ctx := context.Background()
 	const tag = "{pingpong}"
-	slot := proxy.KeySlot([]byte(tag))
+	slot := command.KeySlot([]byte(tag))
 	a, b, err := c.OwnerAndOther(ctx, slot)
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,8 @@ import (
 	"bytes"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
 // fastKind says how the loop serves a command without the slow path.
@@ -21,7 +23,7 @@ const (
 // fastCmd is an entry of the fast table.
 type fastCmd struct {
 	kind  fastKind
-	info  *cmdInfo
+	info  *command.Info
 	label string
 	group int // multi-key: arguments per key
 }
@@ -35,26 +37,26 @@ var slowOnly = map[string]bool{
 }
 
 // buildFastTable derives the fast table from the command table.
-func buildFastTable(t *cmdTable) map[string]*fastCmd {
+func buildFastTable(t *command.Table) map[string]*fastCmd {
 	m := map[string]*fastCmd{}
-	for name, info := range t.m {
+	for name, info := range t.Cmds {
 		if _, h := commands[name]; h || slowOnly[name] {
 			continue
 		}
-		if info.flags&(flagBlocking|flagMovableKeys) != 0 || info.first <= 0 {
+		if info.Flags&(command.Blocking|command.MovableKeys) != 0 || info.First <= 0 {
 			continue
 		}
-		m[name] = &fastCmd{kind: fkKeyed, info: info, label: info.name}
+		m[name] = &fastCmd{kind: fkKeyed, info: info, label: info.Name}
 	}
 	for name, mk := range multiKeyCmds {
-		if info := t.m[name]; info != nil {
-			m[name] = &fastCmd{kind: mk.merge, info: info, label: info.name, group: mk.group}
+		if info := t.Cmds[name]; info != nil {
+			m[name] = &fastCmd{kind: mk.merge, info: info, label: info.Name, group: mk.group}
 		}
 	}
 	for name, kind := range map[string]fastKind{"ping": fkPing, "echo": fkEcho} {
 		fc := &fastCmd{kind: kind, label: "other"}
-		if info := t.m[name]; info != nil {
-			fc.info, fc.label = info, info.name
+		if info := t.Cmds[name]; info != nil {
+			fc.info, fc.label = info, info.Name
 		}
 		m[name] = fc
 	}
@@ -65,7 +67,7 @@ func buildFastTable(t *cmdTable) map[string]*fastCmd {
 // allocating.
 func (s *Server) fastLookup(name []byte) *fastCmd {
 	var buf [32]byte
-	return (*s.fast.Load())[string(asciiLower(buf[:], name))]
+	return (*s.fast.Load())[string(command.Lower(buf[:], name))]
 }
 
 // fastLookup is Server.fastLookup with a one-entry cache: a pipeline mostly repeats one
@@ -148,7 +150,7 @@ func (c *lclient) localReply(fc *fastCmd, rep []byte) {
 
 // target returns the node that serves slot for info now (nil: let the slow path decide),
 // and false when the command must wait for the client's earlier ones (ordered).
-func (c *lclient) target(slot int, info *cmdInfo) (*node, bool) {
+func (c *lclient) target(slot int, info *command.Info) (*node, bool) {
 	m := c.l.s.cl.smap.Load()
 	if m == nil {
 		return nil, true
@@ -160,18 +162,18 @@ func (c *lclient) target(slot int, info *cmdInfo) (*node, bool) {
 }
 
 // pick returns the node of m that serves slot for info (read-from), nil if none may.
-func (c *lclient) pick(m *slotMap, slot int, info *cmdInfo) *node {
+func (c *lclient) pick(m *slotMap, slot int, info *command.Info) *node {
 	return m.nodeFor(slot, info, c.l.s.conf().ReadFrom, c.ss.id)
 }
 
 func (c *lclient) sendKeyed(fc *fastCmd, args [][]byte, raw []byte) bool {
 	l := c.l
 	info := fc.info
-	idx, _ := info.keyIndexes(args, l.keyIdx[:])
+	idx, _ := info.KeyIndexes(args, l.keyIdx[:])
 	if len(idx) == 0 {
 		return c.slow(args, raw)
 	}
-	slot, cross := keysSlot(args, idx)
+	slot, cross := command.KeysSlot(args, idx)
 	if cross {
 		c.localReply(fc, errCrossSlot)
 		return true
@@ -183,7 +185,7 @@ func (c *lclient) sendKeyed(fc *fastCmd, args [][]byte, raw []byte) bool {
 	if n == nil {
 		return c.slow(args, raw)
 	}
-	l.observeHot(args[info.first])
+	l.observeHot(args[info.First])
 	r := l.getReq(c)
 	r.info, r.label, r.slot, r.resp3 = info, fc.label, slot, c.resp3
 	r.raw = append(r.raw[:0], raw...)
@@ -198,7 +200,7 @@ func (c *lclient) send(r *lreq, n *node) {
 		c.resolveSlow(r, nil, errBehind)
 		return
 	}
-	if r.info.flags&flagWrite != 0 && !c.wroteTo(n) {
+	if r.info.Flags&command.Write != 0 && !c.wroteTo(n) {
 		c.ss.wrote(n)
 	}
 	c.l.backend(n).enqueue(r)
@@ -216,7 +218,7 @@ func (c *lclient) sendMulti(fc *fastCmd, args [][]byte, raw []byte) bool {
 	slots := l.slotBuf[:0]
 	same := true
 	for k := 0; k < nkeys; k++ {
-		slots = append(slots, KeySlot(args[1+k*group]))
+		slots = append(slots, command.KeySlot(args[1+k*group]))
 		if slots[k] != slots[0] {
 			same = false
 		}

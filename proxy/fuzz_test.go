@@ -11,6 +11,8 @@ import (
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
 var (
@@ -98,11 +100,11 @@ func FuzzClientRequest(f *testing.F) {
 					raw = resp.AppendCommand(nil, args...) // as runSlow frames an inline command
 				}
 				r := ss.newRequest(args, raw)
-				if r.slot >= NumSlots || r.slot < slotQuit {
+				if r.slot >= command.NumSlots || r.slot < slotQuit {
 					t.Fatalf("slot %d", r.slot)
 				}
-				if info := ss.s.cl.cmds.Load().lookup(args[0]); info != nil {
-					idx, _ := info.keyIndexes(args, make([]int, 0, 4))
+				if info := ss.s.cl.cmds.Load().Lookup(args[0]); info != nil {
+					idx, _ := info.KeyIndexes(args, make([]int, 0, 4))
 					for _, k := range idx {
 						if k <= 0 || k >= len(args) {
 							t.Fatalf("key index %d of %d args", k, len(args))

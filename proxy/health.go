@@ -3,6 +3,8 @@ package proxy
 import (
 	"context"
 	"strings"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
 // Node health: a node that shows the first sign of trouble (commands waiting longer than
@@ -110,7 +112,7 @@ func (c *cluster) abandonLost(old, m *slotMap, failing map[string]bool) {
 		return
 	}
 	var lost map[*node]bool
-	for s := 0; s < NumSlots; s++ {
+	for s := 0; s < command.NumSlots; s++ {
 		n := old.master(s)
 		if n == m.master(s) || lost[n] || !n.suspect.Load() && !failing[n.addr] {
 			continue

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
 // HostState is what the daemon knows about this host's role: the CARP state and whether
@@ -97,10 +99,10 @@ func (s *Server) ready(hs HostState) (bool, string) {
 	if m == nil {
 		return false, state + ", no slot map loaded: cluster not reachable yet"
 	}
-	if n := s.cl.covered.Load(); n != NumSlots {
-		return false, fmt.Sprintf("%s, slot map incomplete: the cluster serves %d of %d slots (last complete map: epoch %d)", state, n, NumSlots, m.epoch)
+	if n := s.cl.covered.Load(); n != command.NumSlots {
+		return false, fmt.Sprintf("%s, slot map incomplete: the cluster serves %d of %d slots (last complete map: epoch %d)", state, n, command.NumSlots, m.epoch)
 	}
-	return hs.Active, fmt.Sprintf("%s, slot map epoch %d covers all %d slots (%d masters)", state, m.epoch, NumSlots, len(m.masters))
+	return hs.Active, fmt.Sprintf("%s, slot map epoch %d covers all %d slots (%d masters)", state, m.epoch, command.NumSlots, len(m.masters))
 }
 
 // ClusterHealthy returns nil while the proxy can serve: its slot map covers every slot and
@@ -112,8 +114,8 @@ func (s *Server) ClusterHealthy() error {
 	if m == nil {
 		return errors.New("proxy: no slot map loaded: cluster not reachable yet")
 	}
-	if n := s.cl.covered.Load(); n != NumSlots {
-		return fmt.Errorf("proxy: the cluster serves %d of %d slots", n, NumSlots)
+	if n := s.cl.covered.Load(); n != command.NumSlots {
+		return fmt.Errorf("proxy: the cluster serves %d of %d slots", n, command.NumSlots)
 	}
 	cfg := s.conf()
 	stale := 3*cfg.SlotmapRefresh + cfg.BackendConnectTimeout + cfg.BackendReadTimeout

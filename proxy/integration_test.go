@@ -19,7 +19,8 @@ import (
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
-	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
 func TestKeySlotAgreesWithCluster(t *testing.T) {
@@ -44,8 +45,8 @@ func TestKeySlotAgreesWithCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, k := range keys {
-		if got, want := proxy.KeySlot([]byte(k)), int(cmds[i].Val()); got != want {
-			t.Errorf("KeySlot(%q) = %d, CLUSTER KEYSLOT says %d", k, got, want)
+		if got, want := command.KeySlot([]byte(k)), int(cmds[i].Val()); got != want {
+			t.Errorf("command.KeySlot(%q) = %d, CLUSTER KEYSLOT says %d", k, got, want)
 		}
 	}
 }
@@ -87,7 +88,7 @@ func TestEveryDataTypeAcrossSlots(t *testing.T) {
 	slots := map[int]bool{}
 	for i := 0; i < n; i++ {
 		k := prefix + strconv.Itoa(i)
-		slots[proxy.KeySlot([]byte(k))] = true
+		slots[command.KeySlot([]byte(k))] = true
 	}
 	if len(slots) < 4000 {
 		t.Fatalf("keys cover only %d slots", len(slots))
@@ -494,7 +495,7 @@ func TestReshardingUnderLoad(t *testing.T) {
 	hot := map[int]bool{}
 	for w := 0; w < 8; w++ {
 		for i := 0; i < 500; i += 50 {
-			hot[proxy.KeySlot([]byte(fmt.Sprintf("%s:%d:%d", prefix, w, i)))] = true
+			hot[command.KeySlot([]byte(fmt.Sprintf("%s:%d:%d", prefix, w, i)))] = true
 		}
 	}
 	var slots []int
@@ -681,7 +682,7 @@ func TestStalledBackendTimesOut(t *testing.T) {
 	var key string
 	for i := 0; ; i++ {
 		key = fmt.Sprintf("stall%d", i)
-		if o, _ := c.OwnerOf(ctx, proxy.KeySlot([]byte(key))); o != nil && o.Addr == victim.Addr {
+		if o, _ := c.OwnerOf(ctx, command.KeySlot([]byte(key))); o != nil && o.Addr == victim.Addr {
 			break
 		}
 	}
@@ -702,7 +703,7 @@ func TestStalledBackendTimesOut(t *testing.T) {
 	// Other masters keep working meanwhile.
 	for i := 0; i < 50; i++ {
 		k := fmt.Sprintf("other%d", i)
-		if o, _ := c.OwnerOf(ctx, proxy.KeySlot([]byte(k))); o != nil && o.Addr != victim.Addr {
+		if o, _ := c.OwnerOf(ctx, command.KeySlot([]byte(k))); o != nil && o.Addr != victim.Addr {
 			if err := cl.Set(ctx, k, "1", 0).Err(); err != nil {
 				t.Fatalf("SET %s on a healthy master: %v", k, err)
 			}

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
 const namespace = "redis_carp_proxy"
@@ -90,7 +92,7 @@ func (m *Metrics) refreshed(trigger string, sm *slotMap, d time.Duration) {
 	m.refreshes.WithLabelValues(trigger, "ok").Inc()
 	m.refreshDuration.Observe(d.Seconds())
 	m.lastRefresh.Set(float64(sm.loaded.UnixNano()) / 1e9)
-	m.slotsCovered.Set(NumSlots)
+	m.slotsCovered.Set(command.NumSlots)
 	m.slotmapEpoch.Set(float64(sm.epoch))
 }
 
@@ -129,15 +131,15 @@ var proxyCommands = map[string]string{"proxy": "proxy"}
 // commandLabel returns the command label of r: a command of the command table (which comes
 // from the cluster's COMMAND reply and the built-in table, so it is bounded), a proxy
 // command, or "other". A client sending random command names cannot add label values.
-func commandLabel(t *cmdTable, r *request) string {
+func commandLabel(t *command.Table, r *request) string {
 	if r.info != nil {
-		return r.info.name
+		return r.info.Name
 	}
 	if len(r.args) == 0 {
 		return "other"
 	}
-	if info := t.lookup(r.args[0]); info != nil {
-		return info.name
+	if info := t.Lookup(r.args[0]); info != nil {
+		return info.Name
 	}
 	if len(r.args[0]) <= 8 {
 		if name, ok := proxyCommands[lowerName(r.args[0])]; ok {

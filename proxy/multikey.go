@@ -5,6 +5,8 @@ import (
 	"strconv"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
 // multiKeyCmds are the commands whose keys may span slots, as data: how many arguments go
@@ -34,10 +36,10 @@ func splitKeys(group int, merge func(parts []*request, replies [][]byte, keys in
 			return false // wrong arity: let a node answer
 		}
 		nkeys := (len(args) - 1) / group
-		first := KeySlot(args[1])
+		first := command.KeySlot(args[1])
 		same := true
 		for i := 1 + group; i < len(args); i += group {
-			if KeySlot(args[i]) != first {
+			if command.KeySlot(args[i]) != first {
 				same = false
 				break
 			}
@@ -49,7 +51,7 @@ func splitKeys(group int, merge func(parts []*request, replies [][]byte, keys in
 		var parts []*request
 		for k := 0; k < nkeys; k++ {
 			pos := 1 + k*group
-			slot := KeySlot(args[pos])
+			slot := command.KeySlot(args[pos])
 			p, ok := bySlot[slot]
 			if !ok {
 				p = &request{info: r.info, slot: slot, args: [][]byte{args[0]}, done: make(chan struct{}, 1), start: r.start}

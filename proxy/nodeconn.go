@@ -9,6 +9,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
 // lreq is a command served by a loop: a client's command (in its reply queue) or one part
@@ -17,7 +19,7 @@ import (
 type lreq struct {
 	c      *lclient
 	parent *lreq // for a part: the command it belongs to
-	info   *cmdInfo
+	info   *command.Info
 	label  string // metrics label
 	raw    []byte // the RESP command (owned, reused)
 	slot   int

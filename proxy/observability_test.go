@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
 // TestSlowlogNamesServingNode checks SLOWLOG GET/LEN/RESET: entries carry the end-to-end
@@ -48,7 +49,7 @@ func TestSlowlogNamesServingNode(t *testing.T) {
 	if len(entries) != 2 {
 		t.Fatalf("SLOWLOG GET 2 returned %d entries", len(entries))
 	}
-	owner, err := c.OwnerOf(ctx, proxy.KeySlot([]byte(key)))
+	owner, err := c.OwnerOf(ctx, command.KeySlot([]byte(key)))
 	if err != nil {
 		t.Fatal(err)
 	}

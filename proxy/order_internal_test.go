@@ -14,6 +14,8 @@ import (
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
 // serveInternal starts a server with cfg and serves it on a loopback listener; it returns
@@ -70,7 +72,7 @@ func TestPipelineOrderAcrossOwnerChange(t *testing.T) {
 			srv, addr := serveInternal(t, cfg)
 
 			key := "{order-" + mode + "}k"
-			slot := KeySlot([]byte(key))
+			slot := command.KeySlot([]byte(key))
 			a, b, err := c.OwnerAndOther(ctx, slot)
 			if err != nil {
 				t.Fatal(err)

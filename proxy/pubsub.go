@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
 // pubsubState is a client's subscriptions. SUBSCRIBE and PSUBSCRIBE use dedicated
@@ -69,9 +71,9 @@ func (ss *session) pubsubRequest(r *request) bool {
 			return true
 		}
 		if name == "ssubscribe" {
-			slot := KeySlot(r.args[1])
+			slot := command.KeySlot(r.args[1])
 			for _, ch := range r.args[2:] {
-				if KeySlot(ch) != slot {
+				if command.KeySlot(ch) != slot {
 					r.reply, r.local, r.done = errCrossSlot, true, closedDone()
 					return true
 				}
@@ -277,10 +279,10 @@ func execSubscribe(ss *session, r *request) []byte {
 		return execSubscribeRouted(ss, r, m)
 	}
 	ps.mu.Lock()
-	sc := ps.shards[m.master(KeySlot(r.args[1]))]
+	sc := ps.shards[m.master(command.KeySlot(r.args[1]))]
 	ps.mu.Unlock()
 	if sc == nil {
-		n := m.master(KeySlot(r.args[1]))
+		n := m.master(command.KeySlot(r.args[1]))
 		dc, err := ss.s.direct.acquire(ss.ctx, n)
 		if err != nil {
 			return resp.ErrorReply("ERR proxy: " + err.Error())

@@ -4,6 +4,8 @@ import (
 	"context"
 	"slices"
 	"sync"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
 // Subscriptions follow their slot: when a channel's slot moves to another master (a
@@ -160,7 +162,7 @@ func (ps *pubsubState) connsNeeded(m *slotMap) (map[*node]bool, bool) {
 	need := map[*node]bool{}
 	for _, sc := range ps.all {
 		for c := range sc.channels {
-			if want := m.master(KeySlot([]byte(c))); !notification([]byte(c)) && want != sc.node && ps.conns[want] == nil {
+			if want := m.master(command.KeySlot([]byte(c))); !notification([]byte(c)) && want != sc.node && ps.conns[want] == nil {
 				need[want] = true
 			}
 		}
@@ -216,7 +218,7 @@ func (ps *pubsubState) planMoves(m *slotMap) subMoves {
 			continue // being re-subscribed elsewhere
 		}
 		for c := range sc.channels {
-			want := m.master(KeySlot([]byte(c)))
+			want := m.master(command.KeySlot([]byte(c)))
 			t := ps.conns[want]
 			if notification([]byte(c)) || want == sc.node || t == nil || t.dc == nil {
 				continue

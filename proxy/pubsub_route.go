@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
 // Routing of SUBSCRIBE and PSUBSCRIBE (the sharded family is in pubsub.go).
@@ -43,7 +45,7 @@ func subTargets(m *slotMap, pattern bool, name []byte) []*node {
 	if pattern || notification(name) {
 		return m.masters
 	}
-	return []*node{m.master(KeySlot(name))}
+	return []*node{m.master(command.KeySlot(name))}
 }
 
 // execSubscribeRouted runs SUBSCRIBE/PSUBSCRIBE in the writer: every name is sent to its
@@ -315,7 +317,7 @@ func (ps *pubsubState) movePatternHome(sc *subConn) {
 // subscriptions through the proxy are (a cluster node passes it to all others).
 func publishBySlot(ss *session, r *request) bool {
 	if len(r.args) == 3 {
-		r.slot = KeySlot(r.args[1])
+		r.slot = command.KeySlot(r.args[1])
 	}
 	return false // routing: by r.slot (arity errors from any master)
 }
@@ -341,7 +343,7 @@ func pubsubNumsub(ss *session, r *request) bool {
 		}
 		out := resp.AppendArrayHeader(nil, 2*(len(r.args)-2))
 		for j, ch := range r.args[2:] {
-			owner := m.master(KeySlot(ch))
+			owner := m.master(command.KeySlot(ch))
 			var best []byte
 			var bestN int64 = -1
 			for i, p := range parts {

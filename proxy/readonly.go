@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
 // A read-only user may run what the command table marks read-only (with the flags of the
@@ -53,8 +55,8 @@ func (s *Server) readonlyRefusal(args [][]byte) []byte {
 		return nil
 	}
 	t := s.cl.cmds.Load()
-	info := t.lookup(args[0])
-	if containers[name] || info != nil && info.container {
+	info := t.Lookup(args[0])
+	if containers[name] || info != nil && info.Container {
 		if len(args) < 2 {
 			return nil // the arity error comes from the handler or a node
 		}
@@ -62,7 +64,7 @@ func (s *Server) readonlyRefusal(args [][]byte) []byte {
 		if readonlySafeSub[full] {
 			return nil
 		}
-		if fl, ok := t.sub[full]; ok && fl&flagReadonly != 0 && fl&flagWrite == 0 {
+		if fl, ok := t.Sub[full]; ok && fl&command.Readonly != 0 && fl&command.Write == 0 {
 			return nil
 		}
 		return noPerm(full)
@@ -70,7 +72,7 @@ func (s *Server) readonlyRefusal(args [][]byte) []byte {
 	if readonlyDenied[name] {
 		return noPerm(name)
 	}
-	if info != nil && info.flags&flagReadonly != 0 && info.flags&flagWrite == 0 {
+	if info != nil && info.Flags&command.Readonly != 0 && info.Flags&command.Write == 0 {
 		return nil
 	}
 	return noPerm(name)

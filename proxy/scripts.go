@@ -54,7 +54,7 @@ func (sc *scriptCache) lookup(sha []byte) ([]byte, bool) {
 // recoverNoScript handles a NOSCRIPT reply to EVALSHA: if the proxy knows the script, it
 // loads it on the node that answered and reports true so the command is sent again.
 func (ss *session) recoverNoScript(r *request) bool {
-	if r.info == nil || (r.info.name != "evalsha" && r.info.name != "evalsha_ro") || len(r.args) < 2 || r.node == nil {
+	if r.info == nil || (r.info.Name != "evalsha" && r.info.Name != "evalsha_ro") || len(r.args) < 2 || r.node == nil {
 		return false
 	}
 	body, ok := ss.s.scripts.lookup(r.args[1])

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
 // session is the state of one client connection that outlives a single command: identity
@@ -184,8 +186,8 @@ func (ss *session) finish(r *request) []byte {
 	default:
 		reply = ss.await(r)
 	}
-	if r.slot >= 0 && r.info != nil && r.info.first > 0 && r.info.first < len(r.args) {
-		ss.s.hot.observe(r.args[r.info.first])
+	if r.slot >= 0 && r.info != nil && r.info.First > 0 && r.info.First < len(r.args) {
+		ss.s.hot.observe(r.args[r.info.First])
 	}
 	if r.resp3 {
 		reply = toRESP3(r.args, r.queued, reply)
@@ -217,7 +219,7 @@ func (ss *session) call(r *request) []byte {
 // and returns the bytes for the client. It never re-sends a command whose fate is unknown.
 func (ss *session) await(r *request) []byte {
 	reply := ss.awaitReply(r)
-	if r.info != nil && (r.info.flags&flagWrite != 0 || readonlyDenied[r.info.name]) && r.node != nil {
+	if r.info != nil && (r.info.Flags&command.Write != 0 || readonlyDenied[r.info.Name]) && r.node != nil {
 		ss.wrote(r.node)
 	}
 	return reply

@@ -10,12 +10,14 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
 // slotMap is an immutable snapshot of which node serves which slot. A new snapshot
 // replaces the old one atomically; readers never see a partial update.
 type slotMap struct {
-	owner    [NumSlots]uint16 // index into masters
+	owner    [command.NumSlots]uint16 // index into masters
 	masters  []*node
 	replicas [][]*node // replicas[i] are the replicas of masters[i]
 	epoch    uint64    // increases with every accepted map
@@ -205,7 +207,7 @@ func (c *cluster) refresh(ctx context.Context, why refreshReason) error {
 		c.smap.Store(m)
 		c.failFlagged.Store(len(failing) > 0)
 		c.abandonLost(old, m, failing)
-		c.covered.Store(NumSlots)
+		c.covered.Store(command.NumSlots)
 		c.metrics.refreshed(string(why), m, time.Since(start))
 		if old == nil || !sameOwners(old, m) {
 			c.ownerChanges.notify()
@@ -227,7 +229,7 @@ func sameOwners(a, b *slotMap) bool {
 	if len(a.masters) != len(b.masters) {
 		return false
 	}
-	for s := 0; s < NumSlots; s++ {
+	for s := 0; s < command.NumSlots; s++ {
 		if a.master(s) != b.master(s) {
 			return false
 		}
@@ -345,7 +347,7 @@ func (c *cluster) buildMap(slots []redis.ClusterSlot) (*slotMap, int, error) {
 	index := map[*node]int{}
 	covered := 0
 	for _, r := range slots {
-		if len(r.Nodes) == 0 || r.Start < 0 || r.End >= NumSlots || r.Start > r.End {
+		if len(r.Nodes) == 0 || r.Start < 0 || r.End >= command.NumSlots || r.Start > r.End {
 			return nil, -1, fmt.Errorf("bad slot range %d-%d", r.Start, r.End)
 		}
 		addr := r.Nodes[0].Addr
@@ -372,8 +374,8 @@ func (c *cluster) buildMap(slots []redis.ClusterSlot) (*slotMap, int, error) {
 			m.owner[s] = uint16(idx)
 		}
 	}
-	if covered != NumSlots {
-		return nil, covered, fmt.Errorf("slot map covers %d of %d slots", covered, NumSlots)
+	if covered != command.NumSlots {
+		return nil, covered, fmt.Errorf("slot map covers %d of %d slots", covered, command.NumSlots)
 	}
 	return m, covered, nil
 }
@@ -411,8 +413,8 @@ func resolveAddr(addr, from string) string {
 // (chosen by the client's id, so that one client keeps reading from one replica); else
 // the master. It returns nil when read-from is replica and no replica is reachable. The
 // one node choice of the fast and the slow path.
-func (m *slotMap) nodeFor(slot int, info *cmdInfo, readFrom string, client uint64) *node {
-	if readFrom != "master" && info != nil && info.flags&(flagReadonly|flagWrite) == flagReadonly {
+func (m *slotMap) nodeFor(slot int, info *command.Info, readFrom string, client uint64) *node {
+	if readFrom != "master" && info != nil && info.Flags&(command.Readonly|command.Write) == command.Readonly {
 		reps := m.replicas[m.owner[slot]]
 		for i := range reps {
 			if n := reps[(client+uint64(i))%uint64(len(reps))]; !n.down.Load() {

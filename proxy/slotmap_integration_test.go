@@ -10,7 +10,7 @@ import (
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
-	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
 // An incomplete slot map from the cluster never replaces the last complete one: the proxy
@@ -58,7 +58,7 @@ func TestIncompleteSlotMapKeepsLastGood(t *testing.T) {
 	}
 	for i := 0; i < 200; i++ {
 		k := fmt.Sprintf("cov%d", i)
-		if proxy.KeySlot([]byte(k)) == lost {
+		if command.KeySlot([]byte(k)) == lost {
 			continue
 		}
 		if err := cl.Set(ctx, k, i, 0).Err(); err != nil {
@@ -97,7 +97,7 @@ func TestAskRedirection(t *testing.T) {
 	cl := p.client(t)
 
 	const movedKey, stayingKey, newKey = "{ask}moved", "{ask}staying", "{ask}new"
-	slot := proxy.KeySlot([]byte(movedKey))
+	slot := command.KeySlot([]byte(movedKey))
 	for _, k := range []string{movedKey, stayingKey} {
 		if err := cl.Set(ctx, k, "v-"+k, 0).Err(); err != nil {
 			t.Fatal(err)

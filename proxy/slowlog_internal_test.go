@@ -2,8 +2,15 @@ package proxy
 
 import (
 	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
 )
 
 func slowArgs(s string) [][]byte {
@@ -71,5 +78,36 @@ func TestSlowlogRing(t *testing.T) {
 	sl.reset()
 	if d := sl.dump(); len(d) != 0 {
 		t.Fatalf("after reset: %v", d)
+	}
+}
+
+// TestSlowlogCappedPerTick: under overload every command is slow; a loop records at most
+// max(slowlog-max-len, slowlogTickMin) entries per tick, and counts again after the tick.
+func TestSlowlogCappedPerTick(t *testing.T) {
+	cfg := config.Default()
+	cfg.ClusterSeeds = []string{"127.0.0.1:1"}
+	cfg.SlowlogSlowerThan, cfg.SlowlogMaxLen, cfg.EventLoops = 0, 4, 1
+	s := NewServer(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	defer s.Close()
+	l := s.loops[0]
+	c := s.newLoopClient(l, -1, netip.AddrPort{}, netip.AddrPort{})
+	burst := func(n int) {
+		if !l.call(func() {
+			for i := 0; i < n; i++ {
+				r := &lreq{c: c, label: "set", raw: resp.AppendCommand(nil, []byte("SET"), []byte("k"), []byte("v")), start: l.nowNano - 1, slowEntry: true}
+				c.account(r, replyOK)
+			}
+		}, 5*time.Second) {
+			t.Fatal("loop did not run the burst")
+		}
+	}
+	burst(3 * slowlogTickMin)
+	if got := s.slow.nextID; got != slowlogTickMin {
+		t.Fatalf("entries recorded in one tick: %d, want %d", got, slowlogTickMin)
+	}
+	l.call(func() { l.slowLogged = 0 }, 5*time.Second) // what the tick does
+	burst(1)
+	if got := s.slow.nextID; got != slowlogTickMin+1 {
+		t.Fatalf("entries after the tick: %d, want %d", got, slowlogTickMin+1)
 	}
 }

@@ -1,10 +1,14 @@
 package proxy
 
-import "time"
+import (
+	"time"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
+)
 
 // request is one command on its way to a cluster node and back.
 type request struct {
-	info    *cmdInfo
+	info    *command.Info
 	args    [][]byte
 	raw     []byte // RESP encoding of args
 	slot    int    // -1: no key; slotQuit: QUIT, close after the reply

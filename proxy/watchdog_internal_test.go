@@ -8,6 +8,8 @@ import (
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
 // TestWatchdogWakesAfterIdle: the watchdog of a shared node connection sleeps while nothing
@@ -22,7 +24,7 @@ func TestWatchdogWakesAfterIdle(t *testing.T) {
 	_, addr := serveInternal(t, cfg)
 
 	key := "watchdog-idle"
-	owner, err := c.OwnerOf(ctx, KeySlot([]byte(key)))
+	owner, err := c.OwnerOf(ctx, command.KeySlot([]byte(key)))
 	if err != nil {
 		t.Fatal(err)
 	}

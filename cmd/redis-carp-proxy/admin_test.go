@@ -28,6 +28,7 @@ import (
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
 // respConn is a raw RESP client that counts the bytes it sends and receives, so byte
@@ -207,7 +208,7 @@ func keyOn(t *testing.T, c *testcluster.Cluster, n *testcluster.Node, prefix str
 	ctx := context.Background()
 	for i := 0; i < 10000; i++ {
 		k := fmt.Sprintf("%s%d", prefix, i)
-		s := proxy.KeySlot([]byte(k))
+		s := command.KeySlot([]byte(k))
 		if avoid[s] {
 			continue
 		}

@@ -22,7 +22,7 @@ const module = "github.com/redis-carp-proxy/redis-carp-proxy"
 // directory and everything below it.
 var layers = [][]string{
 	// Leaves: no project imports.
-	{"internal/atomicfile", "internal/cmdrun", "internal/textdiff", "internal/rcconf", "internal/config", "proxy/netpoll", "proxy/resp"},
+	{"internal/atomicfile", "internal/cmdrun", "internal/textdiff", "internal/rcconf", "internal/config", "proxy/netpoll", "proxy/resp", "proxy/command"},
 	// Test support, and the subsystems built on the leaves alone.
 	{"internal/cmdrun/cmdruntest", "internal/testutil", "internal/testcluster", "internal/gate", "carp", "pfctl", "redissetup", "clusteradmin"},
 	// The request path, and host set-up (which renders pf through pfctl).
@@ -34,7 +34,8 @@ var layers = [][]string{
 // narrow lists the only imports outside the standard library that a package may have
 // (its own module's included): the wire format stays a leaf anyone can read alone.
 var narrow = map[string][]string{
-	"proxy/resp": {"github.com/tidwall/redcon"},
+	"proxy/resp":    {"github.com/tidwall/redcon"},
+	"proxy/command": {},
 }
 
 // testOnly are packages for tests and tools; the daemon must not link them.

@@ -621,27 +621,21 @@ func waitTLSPort(addr string, f *testcluster.TLSFiles, d time.Duration) error {
 	if err != nil {
 		return err
 	}
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		c, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr, cfg)
-		if err == nil {
-			c.SetDeadline(time.Now().Add(time.Second))
-			c.Write([]byte("PING\r\n"))
-			line, err := bufio.NewReader(c).ReadString('\n')
-			c.Close()
-			if err == nil && strings.HasPrefix(line, "+PONG") {
-				return nil
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("%s not answering PING over TLS after %v", addr, d)
+	return waitPING(addr, d, func() (net.Conn, error) {
+		return tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr, cfg)
+	})
 }
 
+// waitPort waits until addr answers PING.
 func waitPort(addr string, d time.Duration) error {
+	return waitPING(addr, d, func() (net.Conn, error) { return net.DialTimeout("tcp", addr, time.Second) })
+}
+
+// waitPING dials with dial until a connection answers PING with +PONG, for at most d.
+func waitPING(addr string, d time.Duration, dial func() (net.Conn, error)) error {
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
+		c, err := dial()
 		if err == nil {
 			c.SetDeadline(time.Now().Add(time.Second))
 			c.Write([]byte("PING\r\n"))

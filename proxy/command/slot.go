@@ -1,4 +1,4 @@
-package proxy
+package command
 
 // NumSlots is the number of hash slots in a Redis Cluster.
 const NumSlots = 16384
@@ -62,9 +62,9 @@ func KeySlot(key []byte) int {
 	return int(crc16(key) & (NumSlots - 1))
 }
 
-// keysSlot returns the slot of the keys at positions idx of args (at least one), or
+// KeysSlot returns the slot of the keys at positions idx of args (at least one), or
 // cross when they span slots: the CROSSSLOT check of every path.
-func keysSlot(args [][]byte, idx []int) (slot int, cross bool) {
+func KeysSlot(args [][]byte, idx []int) (slot int, cross bool) {
 	slot = KeySlot(args[idx[0]])
 	for _, i := range idx[1:] {
 		if KeySlot(args[i]) != slot {

@@ -1,4 +1,4 @@
-package proxy
+package command
 
 import (
 	"bytes"
@@ -6,43 +6,43 @@ import (
 	"strings"
 )
 
-// cmdFlags are the properties of a command that matter for routing.
-type cmdFlags uint16
+// Flags are the properties of a command that matter for routing.
+type Flags uint16
 
 const (
-	flagReadonly cmdFlags = 1 << iota
-	flagWrite
-	flagBlocking
-	flagMovableKeys
-	flagNoKeys
-	flagNoMulti // refused inside MULTI ("no_multi"), as Redis does
+	Readonly Flags = 1 << iota
+	Write
+	Blocking
+	MovableKeys
+	NoKeys
+	NoMulti // refused inside MULTI ("no_multi"), as Redis does
 )
 
-// cmdInfo is one entry of the command table.
-type cmdInfo struct {
-	name  string // lower case
-	arity int    // as COMMAND: negative means "at least -arity"
-	first int    // position of the first key (0: none)
-	last  int    // position of the last key; negative counts from the end
-	step  int
-	flags cmdFlags
-	// container: the node reported subcommands (their flags are in cmdTable.sub)
-	container bool
+// Info is one entry of the command table.
+type Info struct {
+	Name  string // lower case
+	Arity int    // as COMMAND: negative means "at least -arity"
+	First int    // position of the first key (0: none)
+	Last  int    // position of the last key; negative counts from the end
+	Step  int
+	Flags Flags
+	// Container: the node reported subcommands (their flags are in Table.sub)
+	Container bool
 }
 
-// cmdTable maps lower-case command names to their info. It is built once at start-up from
+// Table maps lower-case command names to their info. It is built once at start-up from
 // a backend's COMMAND reply merged over a built-in fallback, and never changed afterwards.
-type cmdTable struct {
-	m map[string]*cmdInfo
-	// sub holds the flags of container commands' subcommands ("xgroup|create"), as the
+type Table struct {
+	Cmds map[string]*Info
+	// Sub holds the flags of container commands' subcommands ("xgroup|create"), as the
 	// node reports them (readonly.go); empty in the built-in table.
-	sub map[string]cmdFlags
+	Sub map[string]Flags
 }
 
-// lookup finds a command by name, case-insensitively, without allocating.
-func (t *cmdTable) lookup(name []byte) *cmdInfo {
+// Lookup finds a command by name, case-insensitively, without allocating.
+func (t *Table) Lookup(name []byte) *Info {
 	var buf [32]byte
-	return t.m[string(asciiLower(buf[:], name))]
+	return t.Cmds[string(Lower(buf[:], name))]
 }
 
 // builtinCommands is the fallback table used when no node answers COMMAND, and for
@@ -201,81 +201,82 @@ sort_ro -2 1 1 1 rm
 wait 3 0 0 0 b
 `
 
-func newBuiltinTable() *cmdTable {
-	t := &cmdTable{m: make(map[string]*cmdInfo)}
+// Builtin returns the built-in table (builtinCommands).
+func Builtin() *Table {
+	t := &Table{Cmds: make(map[string]*Info)}
 	for _, line := range strings.Split(builtinCommands, "\n") {
 		f := strings.Fields(line)
 		if len(f) < 5 {
 			continue
 		}
-		ci := &cmdInfo{name: f[0]}
-		ci.arity, _ = strconv.Atoi(f[1])
-		ci.first, _ = strconv.Atoi(f[2])
-		ci.last, _ = strconv.Atoi(f[3])
-		ci.step, _ = strconv.Atoi(f[4])
+		ci := &Info{Name: f[0]}
+		ci.Arity, _ = strconv.Atoi(f[1])
+		ci.First, _ = strconv.Atoi(f[2])
+		ci.Last, _ = strconv.Atoi(f[3])
+		ci.Step, _ = strconv.Atoi(f[4])
 		if len(f) > 5 {
-			ci.flags = parseFlagLetters(f[5])
+			ci.Flags = parseFlagLetters(f[5])
 		}
-		if ci.first == 0 && ci.flags&flagMovableKeys == 0 {
-			ci.flags |= flagNoKeys
+		if ci.First == 0 && ci.Flags&MovableKeys == 0 {
+			ci.Flags |= NoKeys
 		}
-		t.m[ci.name] = ci
+		t.Cmds[ci.Name] = ci
 	}
 	return t
 }
 
-func parseFlagLetters(s string) cmdFlags {
-	var fl cmdFlags
+func parseFlagLetters(s string) Flags {
+	var fl Flags
 	for _, c := range s {
 		switch c {
 		case 'r':
-			fl |= flagReadonly
+			fl |= Readonly
 		case 'w':
-			fl |= flagWrite
+			fl |= Write
 		case 'b':
-			fl |= flagBlocking
+			fl |= Blocking
 		case 'm':
-			fl |= flagMovableKeys
+			fl |= MovableKeys
 		}
 	}
 	return fl
 }
 
-// commandSpec is one command as reported by a node's COMMAND reply.
-type commandSpec struct {
+// Spec is one command as reported by a node's COMMAND reply.
+type Spec struct {
 	Name                    string
 	Arity                   int
 	Flags                   []string
 	FirstKey, LastKey, Step int
-	Subcommands             []commandSpec // Redis 7: "xgroup|create" …
+	Subcommands             []Spec // Redis 7: "xgroup|create" …
 }
 
-// mergeSpecs adds the commands reported by a node to the table; the node's view wins over
+// Merge adds the commands reported by a node to the table; the node's view wins over
 // the built-in one for key positions and flags.
-func (t *cmdTable) mergeSpecs(specs []commandSpec) {
+func (t *Table) Merge(specs []Spec) {
 	for _, s := range specs {
-		ci := &cmdInfo{name: strings.ToLower(s.Name), arity: s.Arity, first: s.FirstKey, last: s.LastKey, step: s.Step}
-		ci.flags = specFlags(s.Flags)
-		ci.container = len(s.Subcommands) > 0
+		ci := &Info{Name: strings.ToLower(s.Name), Arity: s.Arity, First: s.FirstKey, Last: s.LastKey, Step: s.Step}
+		ci.Flags = specFlags(s.Flags)
+		ci.Container = len(s.Subcommands) > 0
 		for _, sc := range s.Subcommands {
-			if t.sub == nil {
-				t.sub = map[string]cmdFlags{}
+			if t.Sub == nil {
+				t.Sub = map[string]Flags{}
 			}
-			t.sub[strings.ToLower(sc.Name)] = specFlags(sc.Flags)
+			t.Sub[strings.ToLower(sc.Name)] = specFlags(sc.Flags)
 		}
-		if old, ok := t.m[ci.name]; ok {
+		if old, ok := t.Cmds[ci.Name]; ok {
 			// Keep what the built-in table knows that older servers do not report
 			// (the "blocking" flag appeared in Redis 7), and its write flag where the node
 			// reports none (Redis 7 gives container commands such as XGROUP no flags).
-			ci.flags |= old.flags & (flagBlocking | flagMovableKeys)
-			if ci.flags&(flagReadonly|flagWrite) == 0 {
-				ci.flags |= old.flags & flagWrite
+			ci.Flags |= old.Flags & (Blocking | MovableKeys)
+			if ci.Flags&(Readonly|Write) == 0 {
+				ci.Flags |= old.Flags & Write
 			}
 		}
-		if ci.first == 0 && ci.flags&flagMovableKeys == 0 {
-			ci.flags |= flagNoKeys
+		if ci.First == 0 && ci.Flags&MovableKeys == 0 {
+			ci.Flags |= NoKeys
 		}
-		t.m[ci.name] = ci
+		t.Cmds[ci.Name] = ci
 	}
 }
 
@@ -283,40 +284,41 @@ func (t *cmdTable) mergeSpecs(specs []commandSpec) {
 // all but USAGE) take the key right after the subcommand name.
 var containerKeyAt2 = map[string]bool{"object": true, "xinfo": true, "xgroup": true, "memory": true}
 
-// keyIndexes returns the positions of the keys in args (args[0] is the command name). ok is
+// KeyIndexes returns the positions of the keys in args (args[0] is the command name). ok is
 // false when the arguments are malformed for a command with movable keys; the node then
 // gives the proper error.
-func (ci *cmdInfo) keyIndexes(args [][]byte, dst []int) (idx []int, ok bool) {
+func (ci *Info) KeyIndexes(args [][]byte, dst []int) (idx []int, ok bool) {
 	idx = dst[:0]
-	if ci.first == 0 && len(args) > 2 && containerKeyAt2[ci.name] {
+	if ci.First == 0 && len(args) > 2 && containerKeyAt2[ci.Name] {
 		// OBJECT ENCODING key, XINFO STREAM key …: the key follows the subcommand.
-		if sub := lowerName(args[1]); sub != "help" && !(ci.name == "memory" && sub != "usage") {
+		var buf [16]byte
+		if sub := string(Lower(buf[:], args[1])); sub != "help" && !(ci.Name == "memory" && sub != "usage") {
 			return append(idx, 2), true
 		}
 		return idx, true
 	}
-	if ci.flags&flagMovableKeys != 0 {
-		idx, ok = movableKeys(ci.name, args, idx)
+	if ci.Flags&MovableKeys != 0 {
+		idx, ok = movableKeys(ci.Name, args, idx)
 		if !ok {
 			idx = idx[:0] // malformed: no positions, never a partial list
 		}
 		return idx, ok
 	}
-	if ci.first <= 0 || ci.first >= len(args) {
+	if ci.First <= 0 || ci.First >= len(args) {
 		return idx, true
 	}
-	last := ci.last
+	last := ci.Last
 	if last < 0 {
 		last = len(args) + last
 	}
 	if last >= len(args) {
 		last = len(args) - 1
 	}
-	step := ci.step
+	step := ci.Step
 	if step <= 0 {
 		step = 1
 	}
-	for i := ci.first; i <= last; i += step {
+	for i := ci.First; i <= last; i += step {
 		idx = append(idx, i)
 	}
 	return idx, true
@@ -384,4 +386,40 @@ func movableKeys(name string, args [][]byte, idx []int) ([]int, bool) {
 		idx = append(idx, 1)
 	}
 	return idx, true
+}
+
+// specFlags converts COMMAND flags into the table's.
+func specFlags(flags []string) Flags {
+	var fl Flags
+	for _, f := range flags {
+		switch f {
+		case "readonly":
+			fl |= Readonly
+		case "write":
+			fl |= Write
+		case "blocking":
+			fl |= Blocking
+		case "movablekeys":
+			fl |= MovableKeys
+		case "no_multi":
+			fl |= NoMulti
+		}
+	}
+	return fl
+}
+
+// Lower writes the ASCII lower case of name into buf and returns it (a new slice when
+// name is longer than buf). The one case-folding of command names.
+func Lower(buf []byte, name []byte) []byte {
+	if len(name) > len(buf) {
+		return bytes.ToLower(name)
+	}
+	b := buf[:len(name)]
+	for i, c := range name {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b[i] = c
+	}
+	return b
 }
