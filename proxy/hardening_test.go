@@ -487,11 +487,14 @@ func TestTLSClientsAndBackends(t *testing.T) {
 	if v, err := tcl.Get(ctx, "tls7").Result(); err != nil || v != "tls7" {
 		t.Fatalf("GET over the TLS listener: %q %v", v, err)
 	}
-	// A TLS client is served by an event loop through its bridge: deep pipelines of values
+	// A TLS client is served by an event loop through its bridge: pipelines of values
 	// larger than a TLS record and than the bridge's buffers arrive whole and in order.
-	big := strings.Repeat("v", 300<<10)
+	// (The pipeline stays well below what the kernel's socket buffers hold: go-redis writes
+	// all of it before it reads, and the loop stops reading a client that has 256 KiB of
+	// replies unread, outPause.)
+	big := strings.Repeat("v", 100<<10)
 	pipe := tcl.Pipeline()
-	for i := 0; i < 32; i++ {
+	for i := 0; i < 12; i++ {
 		pipe.Set(ctx, fmt.Sprintf("tls-big-%d", i), fmt.Sprintf("%d:%s", i, big), 0)
 		pipe.Get(ctx, fmt.Sprintf("tls-big-%d", i))
 	}
@@ -499,7 +502,7 @@ func TestTLSClientsAndBackends(t *testing.T) {
 	if err != nil {
 		t.Fatalf("pipelined large values over TLS: %v", err)
 	}
-	for i := 0; i < 32; i++ {
+	for i := 0; i < 12; i++ {
 		if v := cmds[2*i+1].(*redis.StringCmd).Val(); v != fmt.Sprintf("%d:%s", i, big) {
 			t.Fatalf("GET tls-big-%d over TLS: %d bytes, want %d", i, len(v), len(big)+len(fmt.Sprint(i))+1)
 		}
