@@ -54,6 +54,9 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	level := new(slog.LevelVar)
 	log := newLevelLogger(cfg, level, stderr)
+	if err := checkPrivileges(cfg, os.Geteuid()); err != nil {
+		return err
+	}
 	if w := configModeWarning(fs.File(), cfg, os.Getegid()); w != "" {
 		log.Warn(w)
 	}
@@ -96,7 +99,7 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 		defer adm.Close()
 	}
 
-	stopHUP := reloadOnHUP(fs, srv, level, log)
+	stopHUP := reloadOnHUP(fs, srv, level, log, reloadPF && cfg.PFReload)
 	defer stopHUP()
 	err = serveGated(ctx, cfg, cw, srv, reg, log)
 	srv.Close()
