@@ -57,7 +57,7 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := checkPrivileges(cfg, os.Geteuid()); err != nil {
 		return err
 	}
-	if w := configModeWarning(fs.File(), cfg, os.Getegid()); w != "" {
+	if w := configModeWarning(fs.File(), cfg, os.Getegid(), serviceGID()); w != "" {
 		log.Warn(w)
 	}
 	redis.SetLogger(goRedisLogger{log.With("component", "go-redis")})
