@@ -312,7 +312,7 @@ func TestRCScriptContract(t *testing.T) {
 		"# KEYWORD: shutdown\n",
 		"rcvar=redis_carp_proxy_enable\n",
 		`: "${redis_carp_proxy_config:=%%PREFIX%%/etc/redis-carp-proxy.conf}"`,
-		`: "${redis_carp_proxy_user:=root}"`,
+		`: "${redis_carp_proxy_user:=redis_carp_proxy}"`,
 		`command="/usr/sbin/daemon"`,
 		"-r -P ${pidfile} -p ${child_pidfile} -S",
 		"-T ${_tag}",
@@ -346,11 +346,17 @@ func TestRCScriptProfilesAtBoot(t *testing.T) {
 	}{
 		{"profiles", `redis_carp_proxy_profiles="a b"` + "\nredis_carp_proxy_b_config=/etc/b.conf\n",
 			"rc faststart\n" +
-				"run_rc_command faststart config=PREFIX/etc/redis-carp-proxy-a.conf pidfile=/var/run/redis_carp_proxy/a.pid tag=redis-carp-proxy-a\n" +
-				"run_rc_command faststart config=/etc/b.conf pidfile=/var/run/redis_carp_proxy/b.pid tag=redis-carp-proxy-b\n"},
+				"run_rc_command faststart config=PREFIX/etc/redis-carp-proxy-a.conf pidfile=/var/run/redis_carp_proxy/a.pid tag=redis-carp-proxy-a daemon-u=redis_carp_proxy su=\n" +
+				"run_rc_command faststart config=/etc/b.conf pidfile=/var/run/redis_carp_proxy/b.pid tag=redis-carp-proxy-b daemon-u=redis_carp_proxy su=\n"},
+		// The default user is the package's unprivileged one (finding 17): daemon(8) runs
+		// the proxy as it (-u), and rc.subr is left no user to su to (daemon(8) is root).
 		{"single instance", "",
 			"rc faststart\n" +
-				"run_rc_command faststart config=PREFIX/etc/redis-carp-proxy.conf pidfile=/var/run/redis_carp_proxy/redis_carp_proxy.pid tag=redis-carp-proxy\n"},
+				"run_rc_command faststart config=PREFIX/etc/redis-carp-proxy.conf pidfile=/var/run/redis_carp_proxy/redis_carp_proxy.pid tag=redis-carp-proxy daemon-u=redis_carp_proxy su=\n"},
+		// What needs root (carp-demote yes, pf-reload yes, a port below 1024): no -u.
+		{"root", "redis_carp_proxy_user=root\n",
+			"rc faststart\n" +
+				"run_rc_command faststart config=PREFIX/etc/redis-carp-proxy.conf pidfile=/var/run/redis_carp_proxy/redis_carp_proxy.pid tag=redis-carp-proxy daemon-u=none su=\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -365,7 +371,11 @@ func TestRCScriptProfilesAtBoot(t *testing.T) {
 			// records what it would start.
 			stub := `load_rc_config() { . "` + rcconf + `"; }
 run_rc_command() {
-	echo "run_rc_command $1 config=${_config} pidfile=${pidfile} tag=${_tag}" >> "` + log + `"
+	_c=$1; _u=none
+	# shellcheck disable=SC2086
+	set -- ${command_args}
+	while [ $# -gt 0 ]; do if [ "$1" = -u ]; then _u=$2; fi; shift; done
+	echo "run_rc_command ${_c} config=${_config} pidfile=${pidfile} tag=${_tag} daemon-u=${_u} su=${redis_carp_proxy_user}" >> "` + log + `"
 }
 `
 			if err := os.WriteFile(subr, []byte(stub), 0o644); err != nil {
