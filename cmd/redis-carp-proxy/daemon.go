@@ -54,7 +54,7 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	level := new(slog.LevelVar)
 	log := newLevelLogger(cfg, level, stderr)
-	if err := checkPrivileges(cfg, os.Geteuid()); err != nil {
+	if err := checkPrivileges(cfg, geteuid()); err != nil {
 		return err
 	}
 	if w := configModeWarning(fs.File(), cfg, os.Getegid(), serviceGID()); w != "" {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 
@@ -13,6 +14,9 @@ import (
 // errNeedsRoot: the configuration asks for something only root may do and the daemon is
 // not root.
 var errNeedsRoot = errors.New("the configuration needs root")
+
+// geteuid is os.Geteuid; tests run the daemon as another user through it.
+var geteuid = os.Geteuid
 
 // reservedPorts is FreeBSD's default net.inet.ip.portrange.reservedhigh + 1 (IPPORT_RESERVED):
 // binding a port below it needs PRIV_NETINET_RESERVEDPORT.

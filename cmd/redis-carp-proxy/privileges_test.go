@@ -1,9 +1,13 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"io"
+	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
 )
@@ -66,5 +70,45 @@ func TestRootNeeds(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
+	}
+}
+
+// TestDaemonRefusesUnprivileged: the daemon checks before it opens anything. Run as uid
+// 1001, a listener on port 636 stops the start with the error naming listen; the same
+// configuration on a port above 1023 starts (and is stopped by the test).
+func TestDaemonRefusesUnprivileged(t *testing.T) {
+	old := geteuid
+	geteuid = func() int { return 1001 }
+	t.Cleanup(func() { geteuid = old })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := runDaemon(ctx, []string{"--listen", "127.0.0.1:636", "--cluster-seeds", "127.0.0.1:1", "--admin-listen", ""}, io.Discard)
+	if !errors.Is(err, errNeedsRoot) || !strings.Contains(err.Error(), "listen 127.0.0.1:636") || !strings.Contains(err.Error(), "redis_carp_proxy_user=root") {
+		t.Fatalf("listen on 636 as uid 1001: %v", err)
+	}
+	addr := freeAddr(t)
+	done := make(chan error, 1)
+	go func() {
+		done <- runDaemon(ctx, []string{"--listen", addr, "--cluster-seeds", "127.0.0.1:1", "--admin-listen", ""}, io.Discard)
+	}()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("listen on %s as uid 1001: %v", addr, err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("listen on %s as uid 1001: not listening", addr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("stop: %v", err)
 	}
 }
