@@ -340,6 +340,7 @@ func TestRCScriptContract(t *testing.T) {
 		`kill -HUP "${_pid}"`,
 		`install -d -o root -g wheel -m 0755 "${rundir}"`,
 		`-T ${_tag} ${_uflag}`,
+		`if [ "${_user}" != "root" ] && ! id "${_user}" >/dev/null 2>&1; then`,
 		"redis_carp_proxy_profiles",
 	} {
 		if !strings.Contains(s, want) {
@@ -752,5 +753,46 @@ func TestReadAccounts(t *testing.T) {
 	}
 	if _, _, err := accountScripts([]Account{{Name: "svc", ID: "1", GID: "1", Home: "/home/svc", Shell: "/usr/sbin/nologin"}}, nil); err == nil {
 		t.Error("a home directory to create was accepted")
+	}
+}
+
+// TestRCScriptUnknownUser: start with a redis_carp_proxy_user that does not exist stops in
+// the pre-start check with a message, instead of daemon(8) restarting a child that cannot
+// drop to the user every second while "start" reports success. The check comes before
+// anything is created (the run directory).
+func TestRCScriptUnknownUser(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh")
+	}
+	dir := t.TempDir()
+	prefix := filepath.Join(dir, "usr", "local")
+	if err := os.MkdirAll(filepath.Join(prefix, "sbin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The proxy's check-config: a stand-in that accepts the configuration.
+	if err := os.WriteFile(filepath.Join(prefix, "sbin", "redis-carp-proxy"), []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	subr := filepath.Join(dir, "rc.subr")
+	stub := `load_rc_config() { redis_carp_proxy_user=no_such_user_rcp_28; }
+install() { echo "install $*"; }
+run_rc_command() { ${start_precmd}; }
+`
+	if err := os.WriteFile(subr, []byte(stub), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile(filepath.Join(repo, rcScript))
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := strings.Replace(strings.ReplaceAll(string(src), "%%PREFIX%%", prefix), ". /etc/rc.subr\n", ". "+subr+"\n", 1)
+	path := filepath.Join(dir, "redis_carp_proxy")
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(sh, path, "start").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "no user 'no_such_user_rcp_28'") || strings.Contains(string(out), "install ") {
+		t.Fatalf("start with an unknown user: %v\n%s", err, out)
 	}
 }
