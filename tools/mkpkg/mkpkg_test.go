@@ -518,6 +518,7 @@ esac
 `), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	rootdir := root
 	run := func(name string) string {
 		t.Helper()
 		script, ok := scripts[name]
@@ -525,7 +526,7 @@ esac
 			t.Fatalf("%s script missing or not calling %s:\n%s", name, pwPath, script)
 		}
 		c := exec.Command(sh, "-e", "-c", strings.ReplaceAll(script, pwPath, fake))
-		c.Env = append(os.Environ(), "PKG_ROOTDIR="+root, "PKG_PREFIX=/usr/local")
+		c.Env = append(os.Environ(), "PKG_ROOTDIR="+rootdir, "PKG_PREFIX=/usr/local")
 		out, err := c.CombinedOutput()
 		if err != nil {
 			t.Fatalf("%s: %v\n%s", name, err, out)
@@ -547,6 +548,12 @@ esac
 	}
 	if got := run("post-deinstall"); strings.Contains(got, "del") {
 		t.Fatalf("post-deinstall removed an account:\n%s", got)
+	}
+	// pkg without -r: the host's accounts, no -R.
+	os.Remove(db)
+	rootdir = ""
+	if got := run("pre-install"); !strings.HasPrefix(got, "groupshow redis_carp_proxy\ngroupadd redis_carp_proxy -g 320\n") || strings.Contains(got, "-R") {
+		t.Fatalf("install without PKG_ROOTDIR ran pw:\n%s", got)
 	}
 }
 
