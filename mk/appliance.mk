@@ -34,6 +34,10 @@ install-files:
 	sed 's|%%PREFIX%%|$(PREFIX)|g' $(RC_SCRIPT) > $(DESTDIR)$(PREFIX)/etc/rc.d/redis_carp_proxy
 	chmod 0755 $(DESTDIR)$(PREFIX)/etc/rc.d/redis_carp_proxy
 	install -m 0640 etc/redis-carp-proxy.conf.sample $(DESTDIR)$(PREFIX)/etc/redis-carp-proxy.conf.sample
+	@# In a stage (DESTDIR) the package gives it the group; installed directly, the group
+	@# the daemon runs as must exist (the package creates it: port/files/GIDs).
+	@if [ -z "$(DESTDIR)" ]; then chgrp redis_carp_proxy $(PREFIX)/etc/redis-carp-proxy.conf.sample 2>/dev/null || \
+		echo "install-files: no group redis_carp_proxy: create it (pw groupadd redis_carp_proxy -g 320; pw useradd redis_carp_proxy -u 320 -g 320 -d /nonexistent -s /usr/sbin/nologin), then chgrp redis_carp_proxy $(PREFIX)/etc/redis-carp-proxy.conf.sample" >&2; fi
 	install -m 0644 etc/redis-carp-proxy.allow.list.sample $(DESTDIR)$(PREFIX)/etc/redis-carp-proxy/allow.list.sample
 	install -m 0644 etc/redis-carp-proxy.pf.anchor.sample $(DESTDIR)$(PREFIX)/share/examples/redis-carp-proxy/pf.anchor
 	gzip -9nc man/redis-carp-proxy.conf.5 > $(DESTDIR)$(PREFIX)/share/man/man5/redis-carp-proxy.conf.5.gz

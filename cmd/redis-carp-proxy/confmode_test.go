@@ -27,19 +27,29 @@ func TestSecretsOutOfTheConfigFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := configModeWarning(conf, cfg, os.Getegid())
+	w := configModeWarning(conf, cfg, os.Getegid(), -1)
 	if !strings.Contains(w, "holds requirepass") || !strings.Contains(w, "every user") || strings.Contains(w, "inline-secret") {
 		t.Fatalf("0444 file with requirepass: %q", w)
 	}
 	os.Chmod(conf, 0o640) // group-readable by the daemon's own group: fine
-	if w := configModeWarning(conf, cfg, os.Getegid()); w != "" {
+	if w := configModeWarning(conf, cfg, os.Getegid(), -1); w != "" {
 		t.Fatalf("0640, the daemon's group: %q", w)
 	}
-	if w := configModeWarning(conf, cfg, os.Getegid()+1); !strings.Contains(w, "its group") {
+	if w := configModeWarning(conf, cfg, os.Getegid()+1, -1); !strings.Contains(w, "its group") {
 		t.Fatalf("0640, another group: %q", w)
 	}
+	// The daemon runs as root (egid 0, say) and the file is root:redis_carp_proxy, the
+	// group the package creates for the unprivileged daemon: its only member is the
+	// service, so that is no warning either (finding 17); world-readable still is.
+	if w := configModeWarning(conf, cfg, os.Getegid()+1, os.Getegid()); w != "" {
+		t.Fatalf("0640, the service's group: %q", w)
+	}
+	os.Chmod(conf, 0o644)
+	if w := configModeWarning(conf, cfg, os.Getegid()+1, os.Getegid()); !strings.Contains(w, "every user") {
+		t.Fatalf("0644, the service's group: %q", w)
+	}
 	os.Chmod(conf, 0o600)
-	if w := configModeWarning(conf, cfg, os.Getegid()); w != "" {
+	if w := configModeWarning(conf, cfg, os.Getegid(), -1); w != "" {
 		t.Fatalf("0600: %q", w)
 	}
 
@@ -56,7 +66,7 @@ func TestSecretsOutOfTheConfigFile(t *testing.T) {
 	if cfg.RequirePass != "file-secret" || cfg.BackendPassword != "node-secret" || len(cfg.Users) != 2 || !cfg.Users[1].ReadOnly || cfg.Users[0].Password != "apppw" {
 		t.Fatalf("secrets from files: %q %q %+v", cfg.RequirePass, cfg.BackendPassword, cfg.Users)
 	}
-	if w := configModeWarning(conf, cfg, os.Getegid()); w != "" {
+	if w := configModeWarning(conf, cfg, os.Getegid(), -1); w != "" {
 		t.Fatalf("no inline secrets, yet: %q", w)
 	}
 	os.Chmod(pass, 0o604)

@@ -54,7 +54,10 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	level := new(slog.LevelVar)
 	log := newLevelLogger(cfg, level, stderr)
-	if w := configModeWarning(fs.File(), cfg, os.Getegid()); w != "" {
+	if err := checkPrivileges(cfg, geteuid()); err != nil {
+		return err
+	}
+	if w := configModeWarning(fs.File(), cfg, os.Getegid(), serviceGID()); w != "" {
 		log.Warn(w)
 	}
 	redis.SetLogger(goRedisLogger{log.With("component", "go-redis")})
@@ -96,7 +99,7 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 		defer adm.Close()
 	}
 
-	stopHUP := reloadOnHUP(fs, srv, level, log)
+	stopHUP := reloadOnHUP(fs, srv, level, log, reloadPF && cfg.PFReload)
 	defer stopHUP()
 	err = serveGated(ctx, cfg, cw, srv, reg, log)
 	srv.Close()

@@ -16,9 +16,10 @@ import (
 )
 
 // reloadOnHUP re-reads the configuration (file, then flags) on every SIGHUP and applies
-// it to srv; a configuration that does not load keeps the running one. It returns a
-// function that stops listening for SIGHUP.
-func reloadOnHUP(fs *config.FlagSet, srv *proxy.Server, level *slog.LevelVar, log *slog.Logger) func() {
+// it to srv; a configuration that does not load keeps the running one. With pf set (the
+// start configuration's pf-reload, on FreeBSD) it also replaces the pf table. It returns
+// a function that stops listening for SIGHUP.
+func reloadOnHUP(fs *config.FlagSet, srv *proxy.Server, level *slog.LevelVar, log *slog.Logger, pf bool) func() {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	done := make(chan struct{})
@@ -36,7 +37,7 @@ func reloadOnHUP(fs *config.FlagSet, srv *proxy.Server, level *slog.LevelVar, lo
 				continue
 			}
 			applied, restart := srv.Reload(cfg)
-			if reloadPF {
+			if pf {
 				if n, err := reloadAllowlist(context.Background(), cmdrun.Exec{}, cfg, fs.File()); err != nil {
 					log.Error("allowlist not reloaded; pf keeps the previous table", "err", err)
 				} else {
@@ -56,7 +57,8 @@ func reloadOnHUP(fs *config.FlagSet, srv *proxy.Server, level *slog.LevelVar, lo
 	return func() { signal.Stop(hup); close(done) }
 }
 
-// reloadPF reports whether SIGHUP also re-applies the pf allowlist table: where pf is.
+// reloadPF reports whether SIGHUP may re-apply the pf allowlist table (pf-reload yes):
+// where pf is.
 var reloadPF = runtime.GOOS == "freebsd"
 
 // reloadAllowlist validates pf-allow-file and replaces the pf table with it (pfctl -T

@@ -125,6 +125,8 @@ type Config struct {
 	PFLBNetwork         []string
 	RedisPorts          string
 	PFLog               bool
+	// PFReload: SIGHUP also replaces the pf table from PFAllowFile (needs root: /dev/pf).
+	PFReload bool
 	// Per-source limits on the client rules (0, "": none).
 	PFMaxSrcConn     int
 	PFMaxSrcConnRate string
@@ -494,6 +496,7 @@ var keys = []key{
 		return nil
 	}},
 	{"pf-log", "no", "log blocked packets to pflog", boolVar(func(c *Config) *bool { return &c.PFLog })},
+	{"pf-reload", "no", "on FreeBSD, a SIGHUP reload also replaces pf-table with pf-allow-file (opens /dev/pf: the daemon must run as root; allow add|del and pf apply load the table without it)", boolVar(func(c *Config) *bool { return &c.PFReload })},
 	{"pf-max-src-conn", "0", "most simultaneous client connections pf lets one source address open to the proxy ports (0: no limit; a load balancer or NAT in front is one source)", intVar(0, 1<<24, func(c *Config) *int { return &c.PFMaxSrcConn })},
 	{"pf-max-src-conn-rate", "", "most new client connections one source address may open in a period, as N/SECONDS like 100/10 (empty: no limit)", func(c *Config, v string) error {
 		if v == "" {

@@ -142,6 +142,7 @@ var keySyntax = map[string]syntax{
 	"pf-lb-network":                     {kindList, "address[/prefix],...", ""},
 	"redis-ports":                       {kindList, "low:high", "port range"},
 	"pf-log":                            synBool,
+	"pf-reload":                         synBool,
 }
 
 // KeyDocs returns the documentation of every key, in the order of the key table (the

@@ -241,11 +241,16 @@ A file that does not load leaves the running configuration unchanged and
 logs the file, line and reason.
 On
 .Fx ,
+with
+.Cm pf-reload yes ,
 a reload also replaces the pf table
 .Cm pf-table
 with the contents of
 .Cm pf-allow-file ,
 after checking every line; a bad line leaves the table as it was.
+That opens
+.Pa /dev/pf :
+the daemon must run as root.
 .Sh KEYS
 `
 

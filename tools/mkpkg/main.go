@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -81,6 +82,70 @@ func build(stage, prefix, arch, version, port, out string) error {
 type Meta struct {
 	Name, Origin, Version, Comment, Maintainer, WWW, ABI, Prefix, Desc, Message string
 	Categories, Samples                                                         []string // Samples: plist @sample paths, relative to the prefix
+	// Attrs: the owner, group and mode pkg-plist gives a file (@sample(OWNER,GROUP,MODE)),
+	// by its path relative to the prefix; an empty field keeps root, wheel, the staged mode.
+	Attrs map[string]Attr
+	// Users and Groups: the port's USERS and GROUPS, as the UIDs and GIDs files define them.
+	Users  []Account
+	Groups []Account
+}
+
+// Attr is a plist entry's (owner,group,mode).
+type Attr struct{ Owner, Group, Mode string }
+
+// Account is a line of the ports tree's UIDs (name:*:uid:gid:class:0:0:gecos:home:shell)
+// or GIDs (name:*:gid:members) file; a group uses Name and ID.
+type Account struct {
+	Name, ID, GID, Class, Gecos, Home, Shell string
+}
+
+// sampleRe is a pkg-plist @sample line, with pkg's optional keyword attributes.
+var sampleRe = regexp.MustCompile(`^@sample(?:\(([^,()]*),([^,()]*),([^,()]*)\))? (\S+)$`)
+
+// accountNameRe is what do-users-groups.sh and pw(8) accept unquoted.
+var accountNameRe = regexp.MustCompile(`^[a-z_][a-z0-9_-]*$`)
+
+// readAccounts returns the entries of file (UIDs or GIDs format) named in names, in that
+// order; a name missing from the file is an error, as in the ports framework.
+func readAccounts(file string, names []string, users bool) ([]Account, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]Account{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		f := strings.Split(l, ":")
+		if users && len(f) == 10 {
+			byName[f[0]] = Account{Name: f[0], ID: f[2], GID: f[3], Class: f[4], Gecos: f[7], Home: f[8], Shell: f[9]}
+		} else if !users && len(f) == 4 {
+			byName[f[0]] = Account{Name: f[0], ID: f[2]}
+		} else {
+			return nil, fmt.Errorf("%s: malformed line %q", file, l)
+		}
+	}
+	var out []Account
+	for _, n := range names {
+		a, ok := byName[n]
+		if !ok {
+			return nil, fmt.Errorf("%s has no entry for %q", file, n)
+		}
+		if !accountNameRe.MatchString(n) || !isDigits(a.ID) || (users && !isDigits(a.GID)) {
+			return nil, fmt.Errorf("%s: entry %q needs a plain name and numeric ids", file, n)
+		}
+		// The script quotes the comment; the rest must be single words.
+		if users && (strings.ContainsAny(a.Gecos, "\"`$\\") || strings.ContainsAny(a.Class+a.Home+a.Shell, "\"'`$\\ \t")) {
+			return nil, fmt.Errorf("%s: entry %q has shell metacharacters", file, n)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+func isDigits(s string) bool {
+	return s != "" && strings.Trim(s, "0123456789") == ""
 }
 
 var makeVarRe = regexp.MustCompile(`(?m)^([A-Z_]+)=\s*(.*)$`)
@@ -118,9 +183,28 @@ func readPort(dir, prefix string) (Meta, error) {
 	if err != nil {
 		return m, err
 	}
+	m.Attrs = map[string]Attr{}
 	for _, l := range strings.Split(plistSub(m.Name).Replace(string(plist)), "\n") {
-		if s, ok := strings.CutPrefix(l, "@sample "); ok {
-			m.Samples = append(m.Samples, strings.TrimSuffix(strings.TrimSpace(s), ".sample"))
+		if !strings.HasPrefix(l, "@sample") {
+			continue
+		}
+		sm := sampleRe.FindStringSubmatch(strings.TrimSpace(l))
+		if sm == nil {
+			return m, fmt.Errorf("%s/pkg-plist: malformed %q", dir, l)
+		}
+		m.Samples = append(m.Samples, strings.TrimSuffix(sm[4], ".sample"))
+		if a := (Attr{sm[1], sm[2], sm[3]}); a != (Attr{}) {
+			m.Attrs[sm[4]] = a
+		}
+	}
+	if u := strings.Fields(vars["USERS"]); len(u) > 0 {
+		if m.Users, err = readAccounts(filepath.Join(dir, "files", "UIDs"), u, true); err != nil {
+			return m, err
+		}
+	}
+	if g := strings.Fields(vars["GROUPS"]); len(g) > 0 {
+		if m.Groups, err = readAccounts(filepath.Join(dir, "files", "GIDs"), g, false); err != nil {
+			return m, err
 		}
 	}
 	if m.Name == "" || m.Comment == "" || m.Origin == "" {
@@ -206,13 +290,89 @@ type manifestFile struct {
 	Perm  string `json:"perm"`
 }
 
+// fileAttrs returns f's +MANIFEST entry: root, wheel and the staged mode, unless
+// pkg-plist gives the file other attributes.
+func fileAttrs(m Meta, f File) manifestFile {
+	mf := manifestFile{Sum: f.Sum, Uname: "root", Gname: "wheel", Perm: fmt.Sprintf("%04o", f.Mode.Perm())}
+	a := m.Attrs[strings.TrimPrefix(f.Path, strings.TrimSuffix(m.Prefix, "/")+"/")]
+	if a.Owner != "" {
+		mf.Uname = a.Owner
+	}
+	if a.Group != "" {
+		mf.Gname = a.Group
+	}
+	if a.Mode != "" {
+		mf.Perm = fmt.Sprintf("%04s", strings.TrimLeft(a.Mode, "0"))
+	}
+	return mf
+}
+
+// pwPath is pw(8); the test runs the scripts with a stand-in.
+const pwPath = "/usr/sbin/pw"
+
+// accountScripts returns the pre-install script that creates the groups, then the users,
+// with pw(8), each only when it does not exist yet (an upgrade or a reinstall keeps them
+// and their ids), and the post-deinstall script that, like the ports framework, only says
+// they are left. Under pkg -r ROOT (PKG_ROOTDIR) pw works on ROOT's files (-R). This is
+// what the ports framework generates for USERS and GROUPS (Mk/Scripts/do-users-groups.sh),
+// which pkg runs before it extracts the files, so files can belong to the new group.
+func accountScripts(users, groups []Account) (install, deinstall string, err error) {
+	var in, de strings.Builder
+	pw := `pw() {
+	if [ -n "${PKG_ROOTDIR}" ] && [ "${PKG_ROOTDIR}" != "/" ]; then
+		` + pwPath + ` -R "${PKG_ROOTDIR}" "$@"
+	else
+		` + pwPath + ` "$@"
+	fi
+}
+`
+	in.WriteString(pw)
+	de.WriteString(pw)
+	for _, g := range groups {
+		fmt.Fprintf(&in, `if pw groupshow %[1]s >/dev/null 2>&1; then
+	echo "Using existing group '%[1]s'."
+else
+	echo "Creating group '%[1]s' with gid '%[2]s'."
+	pw groupadd %[1]s -g %[2]s
+fi
+`, g.Name, g.ID)
+		fmt.Fprintf(&de, `if pw groupshow %[1]s >/dev/null 2>&1; then
+	echo "==> You should manually remove the \"%[1]s\" group."
+fi
+`, g.Name)
+	}
+	for _, u := range users {
+		switch u.Home {
+		case "/", "/nonexistent", "/var/empty":
+		default:
+			return "", "", fmt.Errorf("user %s: home %s: only /nonexistent, /var/empty or / (nothing to create)", u.Name, u.Home)
+		}
+		class := ""
+		if u.Class != "" {
+			class = " -L " + u.Class
+		}
+		fmt.Fprintf(&in, `if pw usershow %[1]s >/dev/null 2>&1; then
+	echo "Using existing user '%[1]s'."
+else
+	echo "Creating user '%[1]s' with uid '%[2]s'."
+	pw useradd %[1]s -u %[2]s -g %[3]s%[4]s -c "%[5]s" -d %[6]s -s %[7]s
+fi
+`, u.Name, u.ID, u.GID, class, u.Gecos, u.Home, u.Shell)
+		fmt.Fprintf(&de, `if pw usershow %[1]s >/dev/null 2>&1; then
+	echo "==> You should manually remove the \"%[1]s\" user."
+fi
+`, u.Name)
+	}
+	return in.String(), de.String(), nil
+}
+
 // manifests returns +COMPACT_MANIFEST and +MANIFEST.
 func manifests(m Meta, files []File) (compact, full []byte, err error) {
 	var flat int64
 	fileMap := map[string]manifestFile{}
 	for _, f := range files {
 		flat += f.Size
-		fileMap[f.Path] = manifestFile{Sum: f.Sum, Uname: "root", Gname: "wheel", Perm: fmt.Sprintf("%04o", f.Mode.Perm())}
+		fileMap[f.Path] = fileAttrs(m, f)
 	}
 	base := map[string]any{
 		"name": m.Name, "origin": m.Origin, "version": m.Version, "comment": m.Comment,
@@ -237,6 +397,33 @@ func manifests(m Meta, files []File) (compact, full []byte, err error) {
 			fmt.Fprintf(&pre, "if cmp -s %s %s; then rm -f %s; fi\n", f, strings.TrimSuffix(f, `"`)+`.sample"`, f)
 		}
 		base["scripts"] = map[string]string{"post-install": post.String(), "pre-deinstall": pre.String()}
+	}
+	if len(m.Users)+len(m.Groups) > 0 {
+		install, deinstall, err := accountScripts(m.Users, m.Groups)
+		if err != nil {
+			return nil, nil, err
+		}
+		scripts, _ := base["scripts"].(map[string]string)
+		if scripts == nil {
+			scripts = map[string]string{}
+		}
+		scripts["pre-install"], scripts["post-deinstall"] = install, deinstall
+		base["scripts"] = scripts
+		// Names only, as pkg records them (libpkg/pkg_manifest.c: "users" and "groups"
+		// arrays of strings, pkg_adduser/pkg_addgroup); pkg creates nothing from them.
+		var users, groups []string
+		for _, u := range m.Users {
+			users = append(users, u.Name)
+		}
+		for _, g := range m.Groups {
+			groups = append(groups, g.Name)
+		}
+		if len(users) > 0 {
+			base["users"] = users
+		}
+		if len(groups) > 0 {
+			base["groups"] = groups
+		}
 	}
 	full, err = json.MarshalIndent(base, "", "  ")
 	return compact, full, err
@@ -266,7 +453,15 @@ func writePackage(w io.Writer, m Meta, files []File) error {
 		}
 	}
 	for _, f := range files {
-		if err := tw.WriteHeader(hdr(f.Path, f.Mode, f.Size)); err != nil {
+		h := hdr(f.Path, f.Mode, f.Size)
+		// The archive entry says what the manifest says.
+		a := fileAttrs(m, f)
+		mode, err := strconv.ParseUint(a.Perm, 8, 32)
+		if err != nil {
+			return fmt.Errorf("%s: mode %q: %w", f.Path, a.Perm, err)
+		}
+		h.Uname, h.Gname, h.Mode = a.Uname, a.Gname, int64(mode)
+		if err := tw.WriteHeader(h); err != nil {
 			return err
 		}
 		src, err := os.Open(f.Src)

@@ -90,7 +90,9 @@ func plistFiles(t *testing.T) []string {
 	}
 	files := []string{"etc/rc.d/redis_carp_proxy"}
 	for _, l := range strings.Split(strings.TrimSpace(plistSub("redis-carp-proxy").Replace(string(b))), "\n") {
-		l = strings.TrimPrefix(l, "@sample ")
+		if sm := sampleRe.FindStringSubmatch(l); sm != nil {
+			l = sm[4]
+		}
 		if strings.HasPrefix(l, "@") {
 			t.Fatalf("unexpected plist keyword in %q", l)
 		}
@@ -198,6 +200,7 @@ func TestInstallMatchesPlistAndPackage(t *testing.T) {
 		Files                                                              map[string]manifestFile
 		Scripts                                                            map[string]string
 		Messages                                                           []map[string]string
+		Users, Groups                                                      []string
 	}
 	if err := json.Unmarshal(contents["+MANIFEST"], &man); err != nil {
 		t.Fatal(err)
@@ -225,11 +228,14 @@ func TestInstallMatchesPlistAndPackage(t *testing.T) {
 		if strings.HasSuffix(p, "/sbin/redis-carp-proxy") || strings.Contains(p, "/rc.d/") {
 			wantPerm = "0755"
 		}
+		wantGroup := "wheel"
 		if strings.HasSuffix(p, "/etc/redis-carp-proxy.conf.sample") {
-			wantPerm = "0640" // it may hold passwords (issue 28, finding 15)
+			// It may hold passwords (finding 15); the unprivileged daemon reads it
+			// through its group (finding 17). @sample's copy keeps both (pkg.copy).
+			wantPerm, wantGroup = "0640", "redis_carp_proxy"
 		}
-		if mf.Perm != wantPerm || mf.Uname != "root" || mf.Gname != "wheel" {
-			t.Errorf("%s: manifest attributes %+v, want perm %s root:wheel", p, mf, wantPerm)
+		if mf.Perm != wantPerm || mf.Uname != "root" || mf.Gname != wantGroup {
+			t.Errorf("%s: manifest attributes %+v, want perm %s root:%s", p, mf, wantPerm, wantGroup)
 		}
 		flat += int64(len(data))
 	}
@@ -247,7 +253,11 @@ func TestInstallMatchesPlistAndPackage(t *testing.T) {
 	if err := json.Unmarshal(contents["+COMPACT_MANIFEST"], &compact); err != nil || compact["files"] != nil || compact["name"] != "redis-carp-proxy" {
 		t.Fatalf("+COMPACT_MANIFEST: %v %v", compact, err)
 	}
+	if strings.Join(man.Users, ",") != "redis_carp_proxy" || strings.Join(man.Groups, ",") != "redis_carp_proxy" {
+		t.Errorf("+MANIFEST users %q, groups %q: want the service's", man.Users, man.Groups)
+	}
 	runPackageScripts(t, man.Scripts)
+	runAccountScripts(t, man.Scripts)
 	if len(man.Messages) != 1 || !strings.Contains(man.Messages[0]["message"], "sysrc redis_carp_proxy_enable=YES") ||
 		strings.Contains(man.Messages[0]["message"], "%%") ||
 		!strings.Contains(man.Messages[0]["message"], "/usr/local/share/examples/redis-carp-proxy/pf.anchor") {
@@ -290,8 +300,15 @@ func readPkg(t *testing.T, path string) ([]string, map[string][]byte) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if h.Uname != "root" || h.Gname != "wheel" {
-			t.Errorf("%s owned by %s:%s", h.Name, h.Uname, h.Gname)
+		want := "root:wheel"
+		if strings.HasSuffix(h.Name, "/etc/redis-carp-proxy.conf.sample") {
+			want = "root:redis_carp_proxy" // the daemon's group reads it (finding 17)
+		}
+		if h.Uname+":"+h.Gname != want {
+			t.Errorf("%s owned by %s:%s, want %s", h.Name, h.Uname, h.Gname, want)
+		}
+		if strings.HasPrefix(h.Name, "/") && strings.HasSuffix(h.Name, ".conf.sample") && h.Mode != 0o640 {
+			t.Errorf("%s: archive mode %04o, want 0640", h.Name, h.Mode)
 		}
 		names = append(names, h.Name)
 		contents[h.Name] = b
@@ -312,7 +329,7 @@ func TestRCScriptContract(t *testing.T) {
 		"# KEYWORD: shutdown\n",
 		"rcvar=redis_carp_proxy_enable\n",
 		`: "${redis_carp_proxy_config:=%%PREFIX%%/etc/redis-carp-proxy.conf}"`,
-		`: "${redis_carp_proxy_user:=root}"`,
+		`: "${redis_carp_proxy_user:=redis_carp_proxy}"`,
 		`command="/usr/sbin/daemon"`,
 		"-r -P ${pidfile} -p ${child_pidfile} -S",
 		"-T ${_tag}",
@@ -323,6 +340,7 @@ func TestRCScriptContract(t *testing.T) {
 		`kill -HUP "${_pid}"`,
 		`install -d -o root -g wheel -m 0755 "${rundir}"`,
 		`-T ${_tag} ${_uflag}`,
+		`if [ "${_user}" != "root" ] && ! id "${_user}" >/dev/null 2>&1; then`,
 		"redis_carp_proxy_profiles",
 	} {
 		if !strings.Contains(s, want) {
@@ -346,11 +364,17 @@ func TestRCScriptProfilesAtBoot(t *testing.T) {
 	}{
 		{"profiles", `redis_carp_proxy_profiles="a b"` + "\nredis_carp_proxy_b_config=/etc/b.conf\n",
 			"rc faststart\n" +
-				"run_rc_command faststart config=PREFIX/etc/redis-carp-proxy-a.conf pidfile=/var/run/redis_carp_proxy/a.pid tag=redis-carp-proxy-a\n" +
-				"run_rc_command faststart config=/etc/b.conf pidfile=/var/run/redis_carp_proxy/b.pid tag=redis-carp-proxy-b\n"},
+				"run_rc_command faststart config=PREFIX/etc/redis-carp-proxy-a.conf pidfile=/var/run/redis_carp_proxy/a.pid tag=redis-carp-proxy-a daemon-u=redis_carp_proxy su=\n" +
+				"run_rc_command faststart config=/etc/b.conf pidfile=/var/run/redis_carp_proxy/b.pid tag=redis-carp-proxy-b daemon-u=redis_carp_proxy su=\n"},
+		// The default user is the package's unprivileged one (finding 17): daemon(8) runs
+		// the proxy as it (-u), and rc.subr is left no user to su to (daemon(8) is root).
 		{"single instance", "",
 			"rc faststart\n" +
-				"run_rc_command faststart config=PREFIX/etc/redis-carp-proxy.conf pidfile=/var/run/redis_carp_proxy/redis_carp_proxy.pid tag=redis-carp-proxy\n"},
+				"run_rc_command faststart config=PREFIX/etc/redis-carp-proxy.conf pidfile=/var/run/redis_carp_proxy/redis_carp_proxy.pid tag=redis-carp-proxy daemon-u=redis_carp_proxy su=\n"},
+		// What needs root (carp-demote yes, pf-reload yes, a port below 1024): no -u.
+		{"root", "redis_carp_proxy_user=root\n",
+			"rc faststart\n" +
+				"run_rc_command faststart config=PREFIX/etc/redis-carp-proxy.conf pidfile=/var/run/redis_carp_proxy/redis_carp_proxy.pid tag=redis-carp-proxy daemon-u=none su=\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -365,7 +389,11 @@ func TestRCScriptProfilesAtBoot(t *testing.T) {
 			// records what it would start.
 			stub := `load_rc_config() { . "` + rcconf + `"; }
 run_rc_command() {
-	echo "run_rc_command $1 config=${_config} pidfile=${pidfile} tag=${_tag}" >> "` + log + `"
+	_c=$1; _u=none
+	# shellcheck disable=SC2086
+	set -- ${command_args}
+	while [ $# -gt 0 ]; do if [ "$1" = -u ]; then _u=$2; fi; shift; done
+	echo "run_rc_command ${_c} config=${_config} pidfile=${pidfile} tag=${_tag} daemon-u=${_u} su=${redis_carp_proxy_user}" >> "` + log + `"
 }
 `
 			if err := os.WriteFile(subr, []byte(stub), 0o644); err != nil {
@@ -458,6 +486,74 @@ func runPackageScripts(t *testing.T, scripts map[string]string) {
 	}
 	if _, err := os.Stat(filepath.Join(etc, "redis-carp-proxy/allow.list")); !os.IsNotExist(err) {
 		t.Fatalf("pre-deinstall left the unchanged allow.list: %v", err)
+	}
+}
+
+// runAccountScripts runs the pre-install script as pkg -r ROOT does, with a stand-in
+// for pw(8) that keeps ROOT's accounts in a file and records every call: the first run
+// creates the group (gid 320), then the user (uid 320, in that group, no login), both in
+// ROOT (-R); a second run (a reinstall, an upgrade) creates nothing. The post-deinstall
+// script removes nothing and says so.
+func runAccountScripts(t *testing.T, scripts map[string]string) {
+	t.Helper()
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh")
+	}
+	dir := t.TempDir()
+	root, db, calls := filepath.Join(dir, "root"), filepath.Join(dir, "accounts"), filepath.Join(dir, "calls")
+	fake := filepath.Join(dir, "pw")
+	// pw -R ROOT CMD NAME ...: groupshow/usershow succeed when NAME is in db.
+	if err := os.WriteFile(fake, []byte(`#!/bin/sh
+echo "$*" >> "`+calls+`"
+[ "$1" = -R ] && shift 2
+cmd=$1 name=$2
+case $cmd in
+groupshow) grep -qx "group $name" "`+db+`" 2>/dev/null ;;
+usershow) grep -qx "user $name" "`+db+`" 2>/dev/null ;;
+groupadd) echo "group $name" >> "`+db+`" ;;
+useradd) echo "user $name" >> "`+db+`" ;;
+*) exit 64 ;;
+esac
+`), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rootdir := root
+	run := func(name string) string {
+		t.Helper()
+		script, ok := scripts[name]
+		if !ok || !strings.Contains(script, pwPath+" ") {
+			t.Fatalf("%s script missing or not calling %s:\n%s", name, pwPath, script)
+		}
+		c := exec.Command(sh, "-e", "-c", strings.ReplaceAll(script, pwPath, fake))
+		c.Env = append(os.Environ(), "PKG_ROOTDIR="+rootdir, "PKG_PREFIX=/usr/local")
+		out, err := c.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", name, err, out)
+		}
+		b, _ := os.ReadFile(calls)
+		os.Remove(calls)
+		return string(b)
+	}
+	want := "-R " + root + " groupshow redis_carp_proxy\n" +
+		"-R " + root + " groupadd redis_carp_proxy -g 320\n" +
+		"-R " + root + " usershow redis_carp_proxy\n" +
+		"-R " + root + " useradd redis_carp_proxy -u 320 -g 320 -c redis-carp-proxy daemon -d /nonexistent -s /usr/sbin/nologin\n"
+	if got := run("pre-install"); got != want {
+		t.Fatalf("first install ran pw:\n%s\nwant:\n%s", got, want)
+	}
+	want = "-R " + root + " groupshow redis_carp_proxy\n-R " + root + " usershow redis_carp_proxy\n"
+	if got := run("pre-install"); got != want {
+		t.Fatalf("second install ran pw:\n%s\nwant only the lookups:\n%s", got, want)
+	}
+	if got := run("post-deinstall"); strings.Contains(got, "del") {
+		t.Fatalf("post-deinstall removed an account:\n%s", got)
+	}
+	// pkg without -r: the host's accounts, no -R.
+	os.Remove(db)
+	rootdir = ""
+	if got := run("pre-install"); !strings.HasPrefix(got, "groupshow redis_carp_proxy\ngroupadd redis_carp_proxy -g 320\n") || strings.Contains(got, "-R") {
+		t.Fatalf("install without PKG_ROOTDIR ran pw:\n%s", got)
 	}
 }
 
@@ -566,7 +662,7 @@ func TestPortConventions(t *testing.T) {
 		if strings.Contains(l, "etc/redis-carp-proxy/") {
 			t.Errorf("pkg-plist %q: use %%%%ETCDIR%%%%", l)
 		}
-		if strings.HasSuffix(l, ".sample") && !strings.HasPrefix(l, "@sample ") {
+		if strings.HasSuffix(l, ".sample") && sampleRe.FindStringSubmatch(l) == nil {
 			t.Errorf("pkg-plist %q: a .sample file is installed with @sample", l)
 		}
 	}
@@ -576,6 +672,9 @@ func TestPortConventions(t *testing.T) {
 	for _, f := range append(files, more...) {
 		if st, err := os.Stat(f); err != nil || st.IsDir() {
 			continue
+		}
+		if b := filepath.Base(f); b == "UIDs" || b == "GIDs" {
+			continue // passwd(5)/group(5) lines, as long as they are in the ports tree
 		}
 		b, _ := os.ReadFile(f)
 		for n, l := range strings.Split(string(b), "\n") {
@@ -624,5 +723,83 @@ func TestPkgMessageFollowsExamplesOption(t *testing.T) {
 	}
 	if !strings.Contains(off, "redis-carp-proxy pf render") {
 		t.Errorf("EXAMPLES off: the message does not say how to see the anchor:\n%s", off)
+	}
+}
+
+// TestReadAccounts: USERS and GROUPS come from UIDs/GIDs lines; a name without a line,
+// a malformed line or a value the pre-install script could not carry as one word is
+// refused instead of packaged.
+func TestReadAccounts(t *testing.T) {
+	dir := t.TempDir()
+	write := func(s string) string {
+		p := filepath.Join(dir, "UIDs")
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := "# comment\nsvc:*:320:320::0:0:Svc daemon:/nonexistent:/usr/sbin/nologin\n"
+	a, err := readAccounts(write(good), []string{"svc"}, true)
+	if err != nil || len(a) != 1 || a[0].ID != "320" || a[0].GID != "320" || a[0].Gecos != "Svc daemon" || a[0].Shell != "/usr/sbin/nologin" {
+		t.Fatalf("good line: %+v %v", a, err)
+	}
+	for name, tc := range map[string]struct{ file, user string }{
+		"missing":    {good, "other"},
+		"malformed":  {"svc:*:320:320\n", "svc"},
+		"uid":        {"svc:*:x:320::0:0:S:/nonexistent:/usr/sbin/nologin\n", "svc"},
+		"gecos":      {"svc:*:320:320::0:0:S $(id):/nonexistent:/usr/sbin/nologin\n", "svc"},
+		"shell word": {"svc:*:320:320::0:0:S:/nonexistent:/bin/sh -c x\n", "svc"},
+		"name":       {"Svc;x:*:320:320::0:0:S:/nonexistent:/usr/sbin/nologin\n", "Svc;x"},
+	} {
+		if _, err := readAccounts(write(tc.file), []string{tc.user}, true); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if g, err := readAccounts(write("svc:*:320:\n"), []string{"svc"}, false); err != nil || g[0].ID != "320" {
+		t.Fatalf("group: %+v %v", g, err)
+	}
+	if _, _, err := accountScripts([]Account{{Name: "svc", ID: "1", GID: "1", Home: "/home/svc", Shell: "/usr/sbin/nologin"}}, nil); err == nil {
+		t.Error("a home directory to create was accepted")
+	}
+}
+
+// TestRCScriptUnknownUser: start with a redis_carp_proxy_user that does not exist stops in
+// the pre-start check with a message, instead of daemon(8) restarting a child that cannot
+// drop to the user every second while "start" reports success. The check comes before
+// anything is created (the run directory).
+func TestRCScriptUnknownUser(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh")
+	}
+	dir := t.TempDir()
+	prefix := filepath.Join(dir, "usr", "local")
+	if err := os.MkdirAll(filepath.Join(prefix, "sbin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The proxy's check-config: a stand-in that accepts the configuration.
+	if err := os.WriteFile(filepath.Join(prefix, "sbin", "redis-carp-proxy"), []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	subr := filepath.Join(dir, "rc.subr")
+	stub := `load_rc_config() { redis_carp_proxy_user=no_such_user_rcp_28; }
+install() { echo "install $*"; }
+run_rc_command() { ${start_precmd}; }
+`
+	if err := os.WriteFile(subr, []byte(stub), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile(filepath.Join(repo, rcScript))
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := strings.Replace(strings.ReplaceAll(string(src), "%%PREFIX%%", prefix), ". /etc/rc.subr\n", ". "+subr+"\n", 1)
+	path := filepath.Join(dir, "redis_carp_proxy")
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(sh, path, "start").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "no user 'no_such_user_rcp_28'") || strings.Contains(string(out), "install ") {
+		t.Fatalf("start with an unknown user: %v\n%s", err, out)
 	}
 }
