@@ -21,7 +21,6 @@ import (
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
-	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
 )
 
 func TestMaxClients(t *testing.T) {
@@ -466,23 +465,12 @@ func TestTLSClientsAndBackends(t *testing.T) {
 	}
 
 	// The client-side TLS listener, requiring client certificates.
-	pcfg := config.Default()
-	pcfg.TLSCertFile, pcfg.TLSKeyFile, pcfg.TLSCACertFile, pcfg.TLSAuthClients = srvFiles.CertFile, srvFiles.KeyFile, srvFiles.CACertFile, true
-	stc, err := proxy.ClientTLSConfig(pcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", stc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go p.srv.Serve(ln)
-	t.Cleanup(func() { ln.Close() })
+	tlsAddr := serveTLS(t, p, srvFiles, true)
 	ctc, err := srvFiles.Config()
 	if err != nil {
 		t.Fatal(err)
 	}
-	tcl := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), TLSConfig: ctc, MaxRetries: -1, DisableIdentity: true})
+	tcl := redis.NewClient(&redis.Options{Addr: tlsAddr, TLSConfig: ctc, MaxRetries: -1, DisableIdentity: true})
 	t.Cleanup(func() { tcl.Close() })
 	if v, err := tcl.Get(ctx, "tls7").Result(); err != nil || v != "tls7" {
 		t.Fatalf("GET over the TLS listener: %q %v", v, err)
@@ -513,7 +501,7 @@ func TestTLSClientsAndBackends(t *testing.T) {
 	}
 	// A TLS client that goes away is closed on the proxy too (the bridge ends with it).
 	before := p.srv.Clients()
-	extra := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), TLSConfig: ctc, MaxRetries: -1, DisableIdentity: true, PoolSize: 1})
+	extra := redis.NewClient(&redis.Options{Addr: tlsAddr, TLSConfig: ctc, MaxRetries: -1, DisableIdentity: true, PoolSize: 1})
 	if err := extra.Ping(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -525,7 +513,7 @@ func TestTLSClientsAndBackends(t *testing.T) {
 	// Without a client certificate the handshake fails.
 	noCert := ctc.Clone()
 	noCert.Certificates = nil
-	conn, err := tls.Dial("tcp", ln.Addr().String(), noCert)
+	conn, err := tls.Dial("tcp", tlsAddr, noCert)
 	if err == nil {
 		conn.SetDeadline(time.Now().Add(5 * time.Second))
 		_, err = conn.Write([]byte("PING\r\n"))
@@ -538,7 +526,7 @@ func TestTLSClientsAndBackends(t *testing.T) {
 		t.Fatal("client without a certificate was served")
 	}
 	// A plain-text client on the TLS port gets no service either.
-	r := dialRaw(t, ln.Addr().String())
+	r := dialRaw(t, tlsAddr)
 	r.send("PING\r\n")
 	r.c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if l, _ := r.br.ReadString('\n'); strings.Contains(l, "PONG") {

@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
@@ -100,4 +101,27 @@ func (p *testProxy) client(t testing.TB, opts ...func(*redis.Options)) *redis.Cl
 	cl := redis.NewClient(o)
 	t.Cleanup(func() { cl.Close() })
 	return cl
+}
+
+// serveTLS serves p's clients also on a TLS listener with the certificate in files
+// (requiring client certificates signed by its CA when authClients is set) until the test
+// ends, and returns the listener's address.
+func serveTLS(t testing.TB, p *testProxy, files *testcluster.TLSFiles, authClients bool) string {
+	t.Helper()
+	pcfg := config.Default()
+	pcfg.TLSCertFile, pcfg.TLSKeyFile = files.CertFile, files.KeyFile
+	if authClients {
+		pcfg.TLSCACertFile, pcfg.TLSAuthClients = files.CACertFile, true
+	}
+	stc, err := proxy.ClientTLSConfig(pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", stc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go p.srv.Serve(ln)
+	t.Cleanup(func() { ln.Close() })
+	return ln.Addr().String()
 }

@@ -283,19 +283,8 @@ func TestAuthDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := startProxy(t, c, func(cfg *config.Config) { cfg.ClientAuthTimeout = time.Second })
-	pcfg := config.Default()
-	pcfg.TLSCertFile, pcfg.TLSKeyFile = files.CertFile, files.KeyFile
-	stc, err := proxy.ClientTLSConfig(pcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", stc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go p.srv.Serve(ln)
-	t.Cleanup(func() { ln.Close() })
-	r := dialRaw(t, ln.Addr().String())
+	tlsAddr := serveTLS(t, p, files, false)
+	r := dialRaw(t, tlsAddr)
 	begin := time.Now()
 	r.expectClosed()
 	if d := time.Since(begin); d > 4*time.Second {
@@ -767,18 +756,7 @@ func TestTLSOffersAEADOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := startProxy(t, c, nil)
-	pcfg := config.Default()
-	pcfg.TLSCertFile, pcfg.TLSKeyFile = files.CertFile, files.KeyFile
-	stc, err := proxy.ClientTLSConfig(pcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", stc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go p.srv.Serve(ln)
-	t.Cleanup(func() { ln.Close() })
+	tlsAddr := serveTLS(t, p, files, false)
 	base, err := files.Config()
 	if err != nil {
 		t.Fatal(err)
@@ -786,7 +764,7 @@ func TestTLSOffersAEADOnly(t *testing.T) {
 	dial := func(suites ...uint16) error {
 		cc := base.Clone()
 		cc.MaxVersion, cc.CipherSuites = tls.VersionTLS12, suites
-		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", ln.Addr().String(), cc)
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", tlsAddr, cc)
 		if err != nil {
 			return err
 		}
