@@ -1,8 +1,9 @@
 // Command bench compares the proxy with direct cluster access and, optionally, with a peer
 // proxy on the same cluster, on the same machine, in one run. It starts a 6-node cluster
 // and the proxy (and the peer, with -peer-cmd), then runs redis-benchmark -r 100000 -d 64
-// for SET, GET and MSET with -P 1 and -P 16 and -c 50 and -c 500 against every target,
-// interleaved (the order rotates each round), and prints the medians, the ratios, the
+// for SET, GET and MSET with -P 1 and -P 16 and -c 50 and -c 500, and SET and GET with the
+// larger values of -sizes (4 KiB and 64 KiB) with -P 1 and -P 16 and -c 50, against every
+// target, interleaved (the order rotates each round), and prints the medians, the ratios, the
 // proxies' CPU-seconds per million requests and system calls per request (from
 // /proc/PID/stat and /proc/PID/io), and their RSS per idle client after one command.
 // Run it with `make bench [PEER=host:port PEER_CMD='…']`.
@@ -54,8 +55,8 @@ type sample struct {
 }
 
 type cell struct {
-	test    string
-	p, conc int
+	test          string
+	p, conc, size int // size: the value size (-d)
 }
 
 // options are the command's flags.
@@ -63,6 +64,7 @@ type options struct {
 	bin               string
 	reps, n1, idle    int
 	tests, concs      string
+	sizes             string
 	peer, peerCmd     string
 	cpuprofile        string
 	proxyArgs, tlsDir string
@@ -75,6 +77,7 @@ func parseFlags() options {
 	flag.IntVar(&o.n1, "n", 100000, "requests per run with -P 1 (with -P 16: x10, MSET x4, so that each run lasts seconds)")
 	flag.StringVar(&o.tests, "tests", "set,get,mset", "redis-benchmark tests")
 	flag.StringVar(&o.concs, "clients", "50,500", "client counts (-c)")
+	flag.StringVar(&o.sizes, "sizes", "64,4096,65536", "value sizes (-d): the first for every test and client count, the others for SET and GET with the first client count")
 	flag.StringVar(&o.peer, "peer", "", "host:port of a peer proxy serving the same cluster (column 'peer')")
 	flag.StringVar(&o.peerCmd, "peer-cmd", "", "command that starts the peer; the cluster's seeds are appended (comma-separated)")
 	flag.IntVar(&o.idle, "idle", 10000, "idle clients for the RSS measurement (0: skip)")
@@ -130,7 +133,10 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	cells := cellsOf(o.tests, o.concs)
+	cells, err := cellsOf(o.tests, o.concs, o.sizes)
+	if err != nil {
+		return err
+	}
 	var prof *exec.Cmd
 	if o.cpuprofile != "" {
 		prof = exec.Command("curl", "-s", "-o", o.cpuprofile, "http://"+p.admin+"/debug/pprof/profile?seconds=20")
@@ -268,19 +274,45 @@ func idleClients(ctx context.Context, targets []target, n int) (string, error) {
 	return line, nil
 }
 
-// cellsOf is every combination of a test, -P 1 and 16, and a client count, in the
-// order of the table.
-func cellsOf(tests, concs string) []cell {
+// cellsOf is every combination of a test, -P 1 and 16, and a client count with the first
+// value size, in the order of the table, followed by SET and GET (those of tests) with -P 1
+// and 16 and the first client count for each further value size.
+func cellsOf(tests, concs, sizes string) ([]cell, error) {
+	var ss []int
+	for _, f := range strings.Split(sizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("-sizes: %q is not a value size in bytes", f)
+		}
+		ss = append(ss, n)
+	}
+	var cs []int
+	for _, f := range strings.Split(concs, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("-clients: %q is not a client count", f)
+		}
+		cs = append(cs, n)
+	}
 	var cells []cell
 	for _, test := range strings.Split(tests, ",") {
 		for _, p := range []int{1, 16} {
-			for _, cs := range strings.Split(concs, ",") {
-				n, _ := strconv.Atoi(cs)
-				cells = append(cells, cell{test, p, n})
+			for _, n := range cs {
+				cells = append(cells, cell{test, p, n, ss[0]})
 			}
 		}
 	}
-	return cells
+	for _, size := range ss[1:] {
+		for _, test := range strings.Split(tests, ",") {
+			if test != "set" && test != "get" {
+				continue
+			}
+			for _, p := range []int{1, 16} {
+				cells = append(cells, cell{test, p, cs[0], size})
+			}
+		}
+	}
+	return cells, nil
 }
 
 // results are the samples of every cell by target name, one per round in round order.
@@ -303,11 +335,11 @@ func rounds(ctx context.Context, targets []target, cells []cell, reps, n1 int) (
 				n := requests(ce, n1)
 				s, err := measure(ctx, t, ce, n)
 				if err != nil {
-					return nil, fmt.Errorf("%s %s -P %d -c %d: %w", t.name, ce.test, ce.p, ce.conc, err)
+					return nil, fmt.Errorf("%s %s -P %d -c %d -d %d: %w", t.name, ce.test, ce.p, ce.conc, ce.size, err)
 				}
 				res[ce][t.name] = append(res[ce][t.name], s)
-				fmt.Fprintf(os.Stderr, "bench: round %d %-4s -P %-2d -c %-3d %-6s %9.0f req/s p50 %.3f p99 %.3f ms cpu %.2f s/1M syscalls %.2f/req\n",
-					r+1, ce.test, ce.p, ce.conc, t.name, s.rps, s.p50, s.p99, s.cpuPerM, s.sysPer)
+				fmt.Fprintf(os.Stderr, "bench: round %d %-4s -P %-2d -c %-3d -d %-5d %-6s %9.0f req/s p50 %.3f p99 %.3f ms cpu %.2f s/1M syscalls %.2f/req\n",
+					r+1, ce.test, ce.p, ce.conc, ce.size, t.name, s.rps, s.p50, s.p99, s.cpuPerM, s.sysPer)
 			}
 		}
 	}
@@ -315,17 +347,22 @@ func rounds(ctx context.Context, targets []target, cells []cell, reps, n1 int) (
 }
 
 // requests is the number of requests of one run of ce: n1 unpipelined, ten times that
-// pipelined (MSET, with ten keys per request, four times).
+// pipelined (MSET, with ten keys per request, four times), and fewer for values above
+// 4 KiB, in proportion, so that a run moves about as many bytes as one of 4 KiB.
 func requests(ce cell, n1 int) int {
-	if ce.p <= 1 {
-		return n1
+	n := n1
+	if ce.p > 1 {
+		// Pipelined runs last seconds too: with a run of a second, accepting 500 connections
+		// and warming up weigh on the result.
+		n = n1 * 10
+		if ce.test == "mset" {
+			n = n1 * 4 // ten keys per request
+		}
 	}
-	// Pipelined runs last seconds too: with a run of a second, accepting 500 connections
-	// and warming up weigh on the result.
-	if ce.test == "mset" {
-		return n1 * 4 // ten keys per request
+	if ce.size > 4096 {
+		n = max(n*4096/ce.size, 1000)
 	}
-	return n1 * 10
+	return n
 }
 
 // reportLayout is what the table's shape depends on.
@@ -343,7 +380,7 @@ func printReport(w io.Writer, res results, l reportLayout) {
 	if l.tls {
 		fmt.Fprintf(w, "\nTLS clients: proxy and peer are served over TLS; %q is the same proxy's plain port\n", l.second)
 	}
-	fmt.Fprintf(w, "\nredis-benchmark -r 100000 -d 64, median of %d interleaved rounds; ratios are proxy/%s and proxy/peer\n", l.reps, l.second)
+	fmt.Fprintf(w, "\nredis-benchmark -r 100000 (-d: value size), median of %d interleaved rounds; ratios are proxy/%s and proxy/peer\n", l.reps, l.second)
 	if l.hasPeer {
 		fmt.Fprintf(w, "of the medians; \"paired\": the median of the ratios within each round (both ran minutes\n"+
 			"apart under the same conditions), with the rounds in which the proxy did at least as well\n")
@@ -359,8 +396,8 @@ func printReport(w io.Writer, res results, l reportLayout) {
 
 // tableHead is the table's header line and separator line.
 func tableHead(second string, hasPeer bool) (head, sep string) {
-	head = fmt.Sprintf("| test | -P | -c | proxy req/s | %[1]s req/s | proxy/%[1]s |", second)
-	sep = "|---|---|---|---|---|---|"
+	head = fmt.Sprintf("| test | -P | -c | -d | proxy req/s | %[1]s req/s | proxy/%[1]s |", second)
+	sep = "|---|---|---|---|---|---|---|"
 	if hasPeer {
 		head += " peer req/s | proxy/peer | req/s paired |"
 		sep += "---|---|---|"
@@ -383,7 +420,7 @@ func tableHead(second string, hasPeer bool) (head, sep string) {
 // tableRow is the table's line for one cell, from its samples by target name.
 func tableRow(ce cell, bySample map[string][]sample, hasPeer bool) string {
 	pr, dr := median(bySample["proxy"]), median(bySample["direct"])
-	line := fmt.Sprintf("| %s | %d | %d | %.0f | %.0f | %.2f |", strings.ToUpper(ce.test), ce.p, ce.conc, pr.rps, dr.rps, pr.rps/dr.rps)
+	line := fmt.Sprintf("| %s | %d | %d | %d | %.0f | %.0f | %.2f |", strings.ToUpper(ce.test), ce.p, ce.conc, ce.size, pr.rps, dr.rps, pr.rps/dr.rps)
 	var er sample
 	ps, es := bySample["proxy"], bySample["peer"]
 	if hasPeer {
@@ -413,7 +450,7 @@ func num(v float64) string {
 // measure runs one redis-benchmark against t and reads t's CPU time and system calls
 // around it.
 func measure(ctx context.Context, t target, ce cell, n int) (sample, error) {
-	a := []string{"-t", ce.test, "-c", strconv.Itoa(ce.conc), "-r", "100000", "-d", "64", "-n", strconv.Itoa(n),
+	a := []string{"-t", ce.test, "-c", strconv.Itoa(ce.conc), "-r", "100000", "-d", strconv.Itoa(ce.size), "-n", strconv.Itoa(n),
 		"-P", strconv.Itoa(ce.p), "--csv", "-h", t.host, "-p", t.port}
 	if t.cluster {
 		a = append(a, "--cluster")
