@@ -67,6 +67,7 @@ type options struct {
 	sizes             string
 	peer, peerCmd     string
 	cpuprofile        string
+	profileCell       string
 	proxyArgs, tlsDir string
 }
 
@@ -82,6 +83,7 @@ func parseFlags() options {
 	flag.StringVar(&o.peerCmd, "peer-cmd", "", "command that starts the peer; the cluster's seeds are appended (comma-separated)")
 	flag.IntVar(&o.idle, "idle", 10000, "idle clients for the RSS measurement (0: skip)")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a 20 s CPU profile of the proxy to this file (its admin pprof endpoint)")
+	flag.StringVar(&o.profileCell, "profile-cell", "", "with -cpuprofile: start the profile at the proxy's first run of this cell, test/P/size (e.g. get/16/4096); default: at the first run")
 	flag.StringVar(&o.proxyArgs, "proxy-args", "", "extra flags for the proxy (e.g. \"--event-loops 2\")")
 	flag.StringVar(&o.tlsDir, "tls", "", "measure TLS clients: write certificates into this directory (proxy.crt, proxy.key, proxy-ca.crt), serve tls-port, and run redis-benchmark --tls against the proxy's TLS port (column proxy) and the peer (start it with the same files); the second column is then the same proxy's plain port (plain), so proxy/plain is TLS over plain")
 	flag.Parse()
@@ -138,11 +140,19 @@ func run() error {
 		return err
 	}
 	var prof *exec.Cmd
-	if o.cpuprofile != "" {
+	startProf := func(ce cell, t target) {
+		if prof != nil || o.cpuprofile == "" || t.name != "proxy" {
+			return
+		}
+		if o.profileCell != "" && o.profileCell != fmt.Sprintf("%s/%d/%d", ce.test, ce.p, ce.size) {
+			return
+		}
 		prof = exec.Command("curl", "-s", "-o", o.cpuprofile, "http://"+p.admin+"/debug/pprof/profile?seconds=20")
-		prof.Start()
+		if err := prof.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: cpu profile:", err)
+		}
 	}
-	res, err := rounds(ctx, targets, cells, o.reps, o.n1)
+	res, err := rounds(ctx, targets, cells, o.reps, o.n1, startProf)
 	if err != nil {
 		return err
 	}
@@ -320,7 +330,7 @@ type results map[cell]map[string][]sample
 
 // rounds runs every cell against every target reps times, the order of the targets
 // rotating every round, and logs each sample.
-func rounds(ctx context.Context, targets []target, cells []cell, reps, n1 int) (results, error) {
+func rounds(ctx context.Context, targets []target, cells []cell, reps, n1 int, before func(cell, target)) (results, error) {
 	res := results{}
 	for r := 0; r < reps; r++ {
 		for _, ce := range cells {
@@ -333,6 +343,7 @@ func rounds(ctx context.Context, targets []target, cells []cell, reps, n1 int) (
 					return nil, ctx.Err()
 				}
 				n := requests(ce, n1)
+				before(ce, t)
 				s, err := measure(ctx, t, ce, n)
 				if err != nil {
 					return nil, fmt.Errorf("%s %s -P %d -c %d -d %d: %w", t.name, ce.test, ce.p, ce.conc, ce.size, err)
