@@ -25,8 +25,7 @@ type lclient struct {
 	g       resp.Scanner // request limits, checked as bytes arrive
 	protoEr string       // a protocol error after the bytes in in: answered after them
 	fifo    reqRing
-	out     []byte
-	outOff  int
+	wchain        // replies to write (outchain.go)
 	held    int64 // bytes of completed replies waiting for earlier ones
 
 	simple     bool // the session state allows the fast path
@@ -164,7 +163,7 @@ func (c *lclient) process(data []byte) {
 	starved := false // everything complete in data was handled
 	c.processing = true
 	for !c.busy && !c.draining && !c.quitting && !c.closed {
-		if c.fifo.len() >= depth || len(c.out)-c.outOff > outPause {
+		if c.fifo.len() >= depth || c.outLen() > outPause {
 			c.paused = true
 			break
 		}
@@ -247,7 +246,7 @@ func (c *lclient) updateInterest() {
 	// nothing more is read until replies are written.
 	read := !c.draining && !c.quitting && !c.eof && c.protoEr == "" && !c.paused &&
 		(!c.busy || len(c.in) < backlogLimit)
-	write := c.outOff < len(c.out)
+	write := c.outLen() > 0
 	if read != c.reading || write != c.wantWrite {
 		c.reading, c.wantWrite = read, write
 		c.l.p.Set(c.fd, read, write)
@@ -261,7 +260,7 @@ func (c *lclient) peerClosed() {
 		// cancel it, which also closes its dedicated connection.
 		c.ss.cancel()
 	}
-	if c.fifo.len() == 0 && c.outOff == len(c.out) {
+	if c.fifo.len() == 0 && c.outLen() == 0 {
 		c.close()
 		return
 	}
@@ -287,19 +286,32 @@ func (l *loop) outBuf() []byte {
 	return make([]byte, 0, 16<<10)
 }
 
-// deliver hands r's reply to the client in order and releases r.
+// deliver hands r's reply to the client in order and releases r. A reply of at least
+// refMin bytes that lies in the chunk of the node connection being read is queued, or held,
+// by reference (chunk.go); any other is copied.
 func (c *lclient) deliver(r *lreq, rep []byte) {
 	if c.closed {
 		c.l.release(r)
 		return
 	}
+	ch := c.l.refChunk(rep)
 	if c.fifo.peek() == r {
 		c.fifo.pop()
-		c.write(rep)
+		if ch != nil {
+			c.writeRef(rep, ch)
+		} else {
+			c.write(rep)
+		}
 		c.l.release(r)
 		c.advance()
 	} else {
-		r.reply = append(r.reply[:0], rep...)
+		if ch != nil {
+			ch.refs++
+			r.ref, r.refc = rep, ch
+			c.l.pinned = append(c.l.pinned, r)
+		} else {
+			r.reply = append(r.reply[:0], rep...)
+		}
 		r.done = true
 		c.held += int64(len(rep))
 	}
@@ -314,8 +326,13 @@ func (c *lclient) advance() {
 			break
 		}
 		c.fifo.pop()
-		c.write(r.reply)
-		c.held -= int64(len(r.reply))
+		if r.refc != nil {
+			c.writeRef(r.ref, r.refc)
+			c.held -= int64(len(r.ref))
+		} else {
+			c.write(r.reply)
+			c.held -= int64(len(r.reply))
+		}
 		c.l.release(r)
 	}
 	c.maybeResume()
@@ -333,7 +350,7 @@ func (c *lclient) maybeResume() {
 		}
 		c.barrier = false
 	}
-	if c.fifo.len() < c.l.s.conf().ClientPipelineDepth && len(c.out)-c.outOff <= outPause {
+	if c.fifo.len() < c.l.s.conf().ClientPipelineDepth && c.outLen() <= outPause {
 		c.paused = false
 		if !c.busy {
 			c.resume()
@@ -341,30 +358,29 @@ func (c *lclient) maybeResume() {
 	}
 }
 
-// flush writes the pending replies (end of a pass, or writable).
+// flush writes the pending replies (end of a pass, or writable). What the socket does not
+// take is kept in memory the client owns (detach).
 func (c *lclient) flush() {
 	if c.closed {
 		return
 	}
-	if c.outOff < len(c.out) {
-		n, err := sysWrite(c.fd, c.out[c.outOff:])
-		if n > 0 {
-			c.outOff += n
-		}
+	if c.outLen() > 0 {
+		_, err := c.writeTo(c.l, c.fd)
 		if err != nil && err != unix.EAGAIN && err != unix.EINTR {
 			c.close()
 			return
 		}
 	}
-	if c.outOff == len(c.out) && c.out != nil {
-		if cap(c.out) <= 64<<10 && len(c.l.outBufs) < 1024 {
-			c.l.outBufs = append(c.l.outBufs, c.out[:0])
+	if c.outLen() == 0 {
+		if c.out != nil {
+			c.recycleOut(c.l)
+			c.softSince = 0
 		}
-		c.out, c.outOff = nil, 0
-		c.softSince = 0
+	} else {
+		c.detach(c.l)
 	}
 	c.maybeResume()
-	if c.fifo.len() == 0 && c.out == nil && !c.busy && (c.quitting || c.eof || c.draining) {
+	if c.fifo.len() == 0 && c.outLen() == 0 && !c.busy && (c.quitting || c.eof || c.draining) {
 		c.close()
 		return
 	}
@@ -374,7 +390,7 @@ func (c *lclient) flush() {
 func (c *lclient) writable() { c.flush() }
 
 // pendingOut is what the proxy holds for the client.
-func (c *lclient) pendingOut() int64 { return int64(len(c.out)-c.outOff) + c.held }
+func (c *lclient) pendingOut() int64 { return int64(c.outLen()) + c.held }
 
 func (c *lclient) outputLimit() (lim config.OutputLimit, class string) {
 	cfg := c.l.s.conf()
@@ -403,6 +419,7 @@ func (c *lclient) overflow(class, why string, held int64) {
 	s.log.Warn("client output buffer limit reached; closing the client", "client_id", c.ss.id,
 		"addr", c.ss.conn.RemoteAddr().String(), "class", class, "limit", why, "held_bytes", held)
 	c.close()
+	s.collectFreed(held)
 }
 
 // checkIdle closes a client idle for longer than timeout; blocked and subscribed clients
@@ -442,7 +459,8 @@ func (c *lclient) close() {
 		}
 		// Others are still referenced by a backend or the slow path, which release them.
 	}
-	c.out, c.in = nil, nil
+	c.releaseSegs(l)
+	c.out, c.outOff, c.in = nil, 0, nil
 	c.ss.cancel()
 	if !c.busy {
 		go c.ss.finalize(c)
@@ -512,8 +530,15 @@ func (c *lclient) pullMsgs() {
 		return
 	}
 	msgs := c.ss.pending.takeAll()
+	took := 0
+	defer func() { c.l.noteClientMem(took) }()
 	for _, m := range msgs {
-		c.write(m)
+		took += len(m)
+		if len(m) >= refMin {
+			c.writeOwned(m) // the relay's own copy: queued as it is
+		} else {
+			c.write(m)
+		}
 		c.ss.releaseOut(int64(len(m)))
 	}
 	if len(msgs) > 0 {

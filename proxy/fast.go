@@ -188,7 +188,7 @@ func (c *lclient) sendKeyed(fc *fastCmd, args [][]byte, raw []byte) bool {
 	l.observeHot(args[info.First])
 	r := l.getReq(c)
 	r.info, r.label, r.slot, r.resp3 = info, fc.label, slot, c.resp3
-	r.raw = append(r.raw[:0], raw...)
+	l.keepRaw(r, raw)
 	c.fifo.push(r)
 	c.send(r, n)
 	return true
@@ -235,7 +235,7 @@ func (c *lclient) sendMulti(fc *fastCmd, args [][]byte, raw []byte) bool {
 		l.observeHot(args[1])
 		r := l.getReq(c)
 		r.info, r.label, r.slot, r.resp3 = fc.info, fc.label, slots[0], c.resp3
-		r.raw = append(r.raw[:0], raw...)
+		l.keepRaw(r, raw)
 		c.fifo.push(r)
 		c.send(r, n)
 		return true

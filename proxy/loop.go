@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -42,15 +43,28 @@ type loop struct {
 	spare []func()
 
 	// Owned by the loop goroutine.
-	now      time.Time // the coarse clock: read once per pass
-	nowNano  int64
-	rbuf     []byte // the read buffer every connection reads into
-	scratch  []byte // reply assembly (multi-key merges)
-	free     []*lreq
-	outBufs  [][]byte // client output buffers not in use
-	keyIdx   [16]int
-	argsBuf  [][]byte
-	slowArgs [][]byte // a slow command's arguments (account)
+	now     time.Time // the coarse clock: read once per pass
+	nowNano int64
+	rbuf    []byte // the read buffer every connection reads into
+
+	// Replies by reference (chunk.go, outchain.go).
+	chunks   chunkPool
+	repChunk *chunk  // the chunk of the node connection whose replies are being handled
+	pinned   []*lreq // held replies that may reference a chunk (detachHeld)
+	pinGen   uint32
+	iov      []unix.Iovec // writev's vectors
+	freeSegs [][]oseg     // emptied segment lists for reuse
+	arena    *chunk       // where long commands are kept (keepRaw), from arenaOff
+	arenaOff int
+
+	clientMem atomic.Int64 // bytes held for the loop's clients at the last check (clientmem.go)
+	memSince  int64        // Pub/Sub bytes taken in since that check
+	scratch   []byte       // reply assembly (multi-key merges)
+	free      []*lreq
+	outBufs   [][]byte // client output buffers not in use
+	keyIdx    [16]int
+	argsBuf   [][]byte
+	slowArgs  [][]byte // a slow command's arguments (account)
 	// parseWork counts the bytes handed to process (readable): linear in what clients
 	// send, as a test checks.
 	parseWork int64
@@ -229,7 +243,48 @@ func (l *loop) flush() {
 		l.dirtyC[i] = nil
 	}
 	l.dirtyC = l.dirtyC[:0]
+	l.detachHeld(false)
 }
+
+// detachHeld bounds what replies held for earlier ones pin of the node connections'
+// chunks (chunk.go): at the end of a pass, when the chunks they pin exceed heldRefBudget,
+// and on every tick (force), they are copied into memory of their own, so a reply held
+// by reference lives one tick at most and a loop's held replies pin heldRefBudget at most.
+func (l *loop) detachHeld(force bool) {
+	if len(l.pinned) == 0 {
+		return
+	}
+	l.pinGen++
+	pinned := 0
+	keep := l.pinned[:0]
+	for _, r := range l.pinned {
+		if r.refc == nil || !r.done {
+			continue // written, released or reused since
+		}
+		keep = append(keep, r)
+		if r.refc.pinGen != l.pinGen {
+			r.refc.pinGen = l.pinGen
+			pinned += len(r.refc.buf)
+		}
+	}
+	clear(l.pinned[len(keep):])
+	l.pinned = keep
+	if !force && pinned <= heldRefBudget {
+		return
+	}
+	for i, r := range l.pinned {
+		if r.refc != nil && r.done {
+			r.reply = append(r.reply[:0], r.ref...)
+			l.chunks.unref(r.refc)
+			r.ref, r.refc = nil, nil
+		}
+		l.pinned[i] = nil
+	}
+	l.pinned = l.pinned[:0]
+}
+
+// heldRefBudget bounds the chunk bytes a loop's held replies pin (detachHeld).
+const heldRefBudget = 8 << 20
 
 // tick enforces timeouts: backends that stopped answering, idle clients.
 func (l *loop) tick() {
@@ -237,6 +292,9 @@ func (l *loop) tick() {
 	l.slowLogged = 0
 	l.holdP = l.canHoldP()
 	l.trimFree()
+	l.chunks.trim()
+	l.detachHeld(true)
+	l.checkClientMem()
 	for _, b := range l.backends {
 		b.checkTimeout(cfg.BackendReadTimeout, cfg.BackendSuspectAfter)
 	}

@@ -24,6 +24,8 @@ type Metrics struct {
 	protoErrors prometheus.Counter
 
 	outputLimitClosed *prometheus.CounterVec
+	clientMemEvicted  prometheus.Counter
+	clientMemory      prometheus.Gauge
 	denied            prometheus.Counter
 	reloads           *prometheus.CounterVec
 
@@ -73,6 +75,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		nodesKnown:        prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "backend_nodes", Help: "Cluster nodes known to the proxy."}),
 		buildInfo:         prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "build_info", Help: "Always 1; the version label is the proxy's version."}, []string{"version"}),
 		outputLimitClosed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "client_output_limit_closed_total", Help: "Clients disconnected for exceeding the output buffer limit, by class (normal, pubsub)."}, []string{"class"}),
+		clientMemEvicted:  prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "client_memory_evicted_total", Help: "Clients closed because the bytes held for all clients exceeded maxmemory-clients (those holding the most first)."}),
+		clientMemory:      prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "client_memory_bytes", Help: "Bytes held for all clients together (replies and messages not yet written, commands not yet parsed), as maxmemory-clients counts them; updated every 100 ms."}),
 		denied:            prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "commands_denied_total", Help: "Commands refused by deny-commands."}),
 		reloads:           prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "config_reloads_total", Help: "Configuration reloads by result (ok, error)."}, []string{"result"}),
 	}
@@ -81,7 +85,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.clientsCurrent, m.clientsAccepted, m.clientsRejected, m.clientsClosed,
 			m.redirects, m.protoErrors,
-			m.outputLimitClosed, m.denied, m.reloads,
+			m.outputLimitClosed, m.clientMemEvicted, m.clientMemory, m.denied, m.reloads,
 			m.backendErrors, m.backendConns, m.suspectNodes, m.suspectTotal, m.abandoned, m.redirectBackoffs, m.refreshes, m.refreshDuration, m.lastRefresh,
 			m.slotsCovered, m.slotmapEpoch, m.nodesKnown, m.buildInfo)
 	}

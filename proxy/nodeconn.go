@@ -32,6 +32,9 @@ type lreq struct {
 
 	done       bool   // reply is complete and waits for the replies before it
 	reply      []byte // held reply (owned, reused)
+	ref        []byte // or the held reply by reference, in refc (chunk.go)
+	refc       *chunk
+	rawc       *chunk // the chunk raw lies in (a long command, loop.keepRaw), or nil
 	redirected bool
 	slowEntry  bool // produced by the slow path: not pooled
 	// ext is the slow-path request this command carries (sendExt): its reply or failure
@@ -64,6 +67,14 @@ func (l *loop) getReq(c *lclient) *lreq {
 
 // release returns r to the pool.
 func (l *loop) release(r *lreq) {
+	if r.refc != nil {
+		l.chunks.unref(r.refc)
+		r.ref, r.refc = nil, nil
+	}
+	if r.rawc != nil {
+		l.chunks.unref(r.rawc)
+		r.raw, r.rawc = nil, nil
+	}
 	if r.slowEntry {
 		return
 	}
@@ -169,16 +180,15 @@ type lbackend struct {
 	nextDial int64 // no new dial before (backoff after a failure)
 	backoff  time.Duration
 
-	out       []byte
-	outOff    int
+	wchain        // commands to write (outchain.go)
 	outPeak   int // most bytes out held in the last second (trimOut)
 	trimTicks int
 	queuedOff int64 // bytes ever queued on this connection
 	written   int64 // bytes ever written
 	inflight  reqRing
 
-	rbuf []byte
-	rlen int
+	rc   *chunk // the chunk replies are read into (nil: none yet, or given back when empty)
+	rlen int    // bytes in rc not yet handled, from its start
 	need int
 
 	lastProgress int64
@@ -244,7 +254,11 @@ func (b *lbackend) enqueue(r *lreq) {
 	}
 	r.sendOff = b.queuedOff
 	r.sent = l.nowNano
-	b.out = append(b.out, r.raw...)
+	if r.rawc != nil {
+		b.queueRef(l, r.raw, r.rawc) // a long command: written from the loop's arena (chunk.go)
+	} else {
+		b.out = append(b.out, r.raw...)
+	}
 	b.queuedOff += int64(len(r.raw))
 	if b.inflight.len() == 0 {
 		b.lastProgress = l.nowNano
@@ -318,16 +332,13 @@ func (b *lbackend) dialed(fd int, err error) {
 
 // flush writes the queued commands.
 func (b *lbackend) flush() {
-	if b.fd < 0 || b.outOff == len(b.out) {
+	if b.fd < 0 || b.outLen() == 0 {
 		return
 	}
-	n, err := sysWrite(b.fd, b.out[b.outOff:])
-	if n > 0 {
-		b.outOff += n
-		b.written += int64(n)
-	}
 	b.outPeak = max(b.outPeak, len(b.out))
-	if b.outOff == len(b.out) {
+	n, err := b.writeTo(b.l, b.fd)
+	b.written += int64(n)
+	if b.outLen() == 0 {
 		b.outOff = 0
 		b.out = b.out[:0]
 		if b.wantWrite {
@@ -340,7 +351,7 @@ func (b *lbackend) flush() {
 		b.failAll(errFateUnknown, err, "connection_lost")
 		return
 	}
-	if b.outOff >= len(b.out)/2 {
+	if len(b.segs) == 0 && b.outOff >= len(b.out)/2 {
 		// The node reads slower than commands come: move the rest to the front rather
 		// than grow the buffer behind bytes already written.
 		b.out = b.out[:copy(b.out, b.out[b.outOff:])]
@@ -354,18 +365,17 @@ func (b *lbackend) flush() {
 
 func (b *lbackend) writable() { b.flush() }
 
-// readable reads replies and hands each to the oldest request in flight.
+// readable reads replies into the connection's chunk and hands each to the oldest request
+// in flight; long replies go to their clients by reference (chunk.go).
 func (b *lbackend) readable() {
 	if b.fd < 0 {
 		return
 	}
-	if cap(b.rbuf)-b.rlen < 4<<10 || b.need > cap(b.rbuf) {
-		nb := make([]byte, max(2*cap(b.rbuf), b.need, loopReadBuffer))
-		copy(nb, b.rbuf[:b.rlen])
-		b.rbuf = nb
+	l := b.l
+	if b.rc == nil || len(b.rc.buf)-b.rlen < 4<<10 || b.need > len(b.rc.buf) {
+		b.moveChunk(max(2*b.rlen, b.need, chunkMin))
 	}
-	b.rbuf = b.rbuf[:cap(b.rbuf)]
-	n, err := sysRead(b.fd, b.rbuf[b.rlen:])
+	n, err := sysRead(b.fd, b.rc.buf[b.rlen:])
 	if n <= 0 {
 		if err == unix.EAGAIN || err == unix.EINTR {
 			return
@@ -384,10 +394,12 @@ func (b *lbackend) readable() {
 		return
 	}
 	b.need = 0
-	l := b.l
+	rc := b.rc
+	l.repChunk = rc
+	defer func() { l.repChunk = nil }()
 	off := 0
 	for off < b.rlen {
-		end, need, err := resp.FrameReply(b.rbuf[off:b.rlen])
+		end, need, err := resp.FrameReply(rc.buf[off:b.rlen])
 		if err != nil {
 			b.failAll(errFateUnknown, err, "connection_lost")
 			return
@@ -396,7 +408,7 @@ func (b *lbackend) readable() {
 			b.need = need
 			break
 		}
-		rep := b.rbuf[off : off+end]
+		rep := rc.buf[off : off+end : off+end]
 		off += end
 		r := b.inflight.pop()
 		if r == nil {
@@ -422,11 +434,44 @@ func (b *lbackend) readable() {
 			return
 		}
 	}
-	if off > 0 {
-		b.rlen = copy(b.rbuf, b.rbuf[off:b.rlen])
+	if off == 0 {
+		return
 	}
-	if b.rlen == 0 && cap(b.rbuf) > 4*loopReadBuffer {
-		b.rbuf = nil
+	switch {
+	case rc.refs > 1:
+		// Clients reference replies in the chunk: the rest goes to a new one.
+		b.moveChunkFrom(off, max(b.need, chunkMin))
+	case off < b.rlen:
+		b.rlen = copy(rc.buf, rc.buf[off:b.rlen])
+	default:
+		b.rlen = 0
+		b.dropChunk() // back to the pool while the connection is quiet
+	}
+}
+
+// moveChunk moves the unhandled bytes to a new chunk of at least size bytes.
+func (b *lbackend) moveChunk(size int) { b.moveChunkFrom(0, size) }
+
+// moveChunkFrom moves the unhandled bytes from off on to a new chunk of at least size
+// bytes (none while there are none: the next read takes one) and lets the old one go.
+func (b *lbackend) moveChunkFrom(off, size int) {
+	left := b.rlen - off
+	var nc *chunk
+	if left > 0 || off == 0 {
+		nc = b.l.chunks.get(max(size, left))
+		if left > 0 {
+			copy(nc.buf, b.rc.buf[off:b.rlen])
+		}
+	}
+	b.dropChunk()
+	b.rc, b.rlen = nc, left
+}
+
+// dropChunk lets the connection's chunk go (to the pool once no client references it).
+func (b *lbackend) dropChunk() {
+	if b.rc != nil {
+		b.l.chunks.unref(b.rc)
+		b.rc = nil
 	}
 }
 
@@ -478,8 +523,10 @@ func (b *lbackend) failAll(sentErr, cause error, reason string) {
 		}
 		b.l.failReq(r, err)
 	}
+	b.releaseSegs(b.l)
 	b.out, b.outOff, b.queuedOff, b.written = b.out[:0], 0, 0, 0
 	b.rlen, b.need = 0, 0
+	b.dropChunk()
 	if reason == "" {
 		return
 	}

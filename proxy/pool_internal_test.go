@@ -24,7 +24,7 @@ func TestLoopLetsIdleBuffersGo(t *testing.T) {
 		t.Fatalf("after many ticks %d pooled, want %d", n, keepFreeReqs)
 	}
 
-	b := &lbackend{l: l, out: make([]byte, 0, 4<<20)}
+	b := &lbackend{l: l, wchain: wchain{out: make([]byte, 0, 4<<20)}}
 	for tick := 0; tick < 3*trimOutTicks; tick++ {
 		b.outPeak = max(b.outPeak, 3<<20) // a busy pass every tick
 		b.trimOut()

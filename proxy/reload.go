@@ -21,7 +21,7 @@ var reloadable = map[string]bool{
 	"proto-max-bulk-len": true, "proto-max-multibulk-len": true, "proto-inline-max-size": true,
 	"client-query-buffer-limit": true, "requirepass": true, "users": true, "enable-flushall": true, "enable-admin-commands": true,
 	"announce-address": true, "shutdown-timeout": true, "client-output-buffer-limit": true,
-	"client-output-buffer-limit-pubsub": true, "deny-commands": true,
+	"client-output-buffer-limit-pubsub": true, "maxmemory-clients": true, "deny-commands": true,
 	"backend-connect-timeout": true, "backend-read-timeout": true, "max-redirects": true,
 	"tryagain-retries": true, "tryagain-backoff": true, "slowlog-log-slower-than": true,
 	"slowlog-max-len": true, "backend-suspect-after": true, "slotmap-fast-refresh-interval": true,

@@ -32,18 +32,20 @@ var Version = "0.1.0"
 // Server is the proxy. Create it with NewServer, call Start once, then Serve on one or more
 // listeners (and again after CloseClients, when CARP state flips back).
 type Server struct {
-	cfgp    atomic.Pointer[Config]
-	deny    atomic.Pointer[map[string]bool]
-	log     *slog.Logger
-	metrics *Metrics
-	cl      *cluster
-	ctx     context.Context
-	cancel  context.CancelFunc
-	started time.Time
-	direct  *directPool
-	scripts scriptCache
-	slow    slowlog
-	hot     *hotkeys
+	cfgp atomic.Pointer[Config]
+	deny atomic.Pointer[map[string]bool]
+
+	gcRunning atomic.Bool // collectFreed's collection runs (clientmem.go)
+	log       *slog.Logger
+	metrics   *Metrics
+	cl        *cluster
+	ctx       context.Context
+	cancel    context.CancelFunc
+	started   time.Time
+	direct    *directPool
+	scripts   scriptCache
+	slow      slowlog
+	hot       *hotkeys
 
 	hostState atomic.Pointer[func() HostState]
 

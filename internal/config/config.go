@@ -54,6 +54,7 @@ type Config struct {
 	// Hardening: output buffer limits, command deny-list, client-side TLS.
 	OutputLimit       OutputLimit
 	OutputLimitPubSub OutputLimit
+	MaxmemoryClients  int64 // bound on the bytes held for all clients together (0: none)
 	DenyCommands      []string
 	TLSPort           int
 	TLSCertFile       string
@@ -352,6 +353,14 @@ var keys = []key{
 	{"shutdown-timeout", "10s", "on SIGTERM, how long in-flight commands may take to finish", durVar(0, func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
 	{"client-output-buffer-limit", "256mb 64mb 60s", "reply bytes held for one client not reading them: hard limit, soft limit, soft duration (0: off); over it the client is disconnected", outputLimitVar(func(c *Config) *OutputLimit { return &c.OutputLimit })},
 	{"client-output-buffer-limit-pubsub", "32mb 8mb 60s", "the same for clients in Pub/Sub mode (messages not yet written to a subscriber)", outputLimitVar(func(c *Config) *OutputLimit { return &c.OutputLimitPubSub })},
+	{"maxmemory-clients", "0", "bytes held for all clients together (replies and messages not yet written, commands not yet parsed), as Redis's maxmemory-clients; over it the clients holding the most are closed first (0: no bound)", func(c *Config, v string) error {
+		n, err := ParseSize(v)
+		if err != nil {
+			return err
+		}
+		c.MaxmemoryClients = n
+		return nil
+	}},
 	{"deny-commands", "", "space-separated commands the proxy refuses with an error (e.g. FLUSHALL KEYS DEBUG)", func(c *Config, v string) error {
 		c.DenyCommands = nil
 		for _, f := range splitList(v) {

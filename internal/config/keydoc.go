@@ -84,6 +84,7 @@ var keySyntax = map[string]syntax{
 	"shutdown-timeout":                  synDuration,
 	"client-output-buffer-limit":        synOutLimit,
 	"client-output-buffer-limit-pubsub": synOutLimit,
+	"maxmemory-clients":                 synSize,
 	"deny-commands":                     {kindList, "command ...", ""},
 	"tls-port":                          {kindInt, "port", ""},
 	"tls-cert-file":                     synFile,
