@@ -440,14 +440,22 @@ func (b *lbackend) checkTimeout(timeout, suspectAfter time.Duration) {
 		return
 	}
 	now := b.l.nowNano
+	waiting := b.fd >= 0 && now-b.lastProgress > int64(suspectAfter) || b.dialing && now-b.dialFrom > int64(suspectAfter)
+	if waiting {
+		b.n.c.probeExecuting(b.n, now) // busy.go: executing or paused is not gone
+	}
+	held := b.n.c.holdsCommands(b.n, now, timeout)
 	if b.fd >= 0 && now-b.lastProgress > int64(timeout) {
+		if held && now-b.lastProgress <= int64(b.l.s.conf().BackendBusyTimeout) {
+			return
+		}
 		b.failAll(errBackendTimeout, fmt.Errorf("no reply within %v", timeout), "timeout")
 		return
 	}
-	if b.n.suspect.Load() {
+	if b.n.suspect.Load() || held {
 		return
 	}
-	if b.fd >= 0 && now-b.lastProgress > int64(suspectAfter) || b.dialing && now-b.dialFrom > int64(suspectAfter) {
+	if waiting {
 		b.n.c.markSuspect(b.n, "slow")
 	}
 }
