@@ -134,7 +134,7 @@ func notePause(h handler) handler {
 	return func(ss *session, r *request) bool {
 		switch lowerName(r.args[1]) {
 		case "pause":
-			if len(r.args) >= 3 {
+			if len(r.args) == 3 || len(r.args) == 4 && (lowerName(r.args[3]) == "write" || lowerName(r.args[3]) == "all") {
 				if ms, err := strconv.ParseInt(string(r.args[2]), 10, 64); err == nil && ms >= 0 && ms <= int64(ss.s.conf().BackendBusyTimeout/time.Millisecond) {
 					ss.s.cl.pausedUntil.Store(time.Now().Add(time.Duration(ms) * time.Millisecond).UnixNano())
 				}

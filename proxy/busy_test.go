@@ -271,6 +271,21 @@ end`
 		mr.finish(t, busy.Addr)
 	})
 
+	// backend-busy-timeout bounds the wait: a script that never ends fails its caller then.
+	t.Run("BusyTimeoutBounds", func(t *testing.T) {
+		defer killScripts(c, masters)
+		bp := startProxy(t, c, func(cfg *config.Config) {
+			cfg.BackendReadTimeout = busyReadTimeout
+			cfg.BackendBusyTimeout = 1500 * time.Millisecond
+		})
+		bc := bp.client(t, func(o *redis.Options) { o.ReadTimeout = 30 * time.Second })
+		r := <-goDo(bc, "EVAL", "while true do end", 0)
+		const want = "ERR proxy: cluster node stayed busy (a script, loading or a pause) beyond backend-busy-timeout; the command may or may not have been executed"
+		if r.err == nil || r.err.Error() != want || r.took < 1400*time.Millisecond || r.took > 4*time.Second {
+			t.Fatalf("a looping script's caller with backend-busy-timeout 1.5s got %v, %v after %v; want %q after 1.5 s", r.val, r.err, r.took, want)
+		}
+	})
+
 	t.Run("PausedWritesComplete", func(t *testing.T) {
 		mr := startMasterReaders(t, p, keys)
 		defer cl.Do(ctx, "CLIENT", "UNPAUSE")
@@ -407,5 +422,36 @@ end`
 			return
 		}
 		t.Logf("reads while loading: %d answered LOADING or CLUSTERDOWN, %d the value", nLoading, nValue)
+	})
+
+	// A script that wrote cannot be killed: Redis's UNKILLABLE comes back, SHUTDOWN NOSAVE
+	// through the proxy is refused and says where to send it, and once the node is shut
+	// down directly the caller learns that its script's fate is unknown. (Last: it stops a
+	// master.)
+	t.Run("UnkillableScript", func(t *testing.T) {
+		victim := masters[len(masters)-1]
+		eval := goDo(cl, "EVAL", "redis.call('SET', KEYS[1], 'x') while true do end", 1, keys[victim.Addr])
+		if busy := busyMaster(t, c, masters); busy != victim {
+			t.Fatalf("busy master %s, want %s", busy.Addr, victim.Addr)
+		}
+		const unkillable = "UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command."
+		if _, err := cl.Do(ctx, "SCRIPT", "KILL").Result(); err == nil || err.Error() != unkillable {
+			t.Fatalf("SCRIPT KILL of a script that wrote: %v; want %q", err, unkillable)
+		}
+		const refused = "ERR SHUTDOWN is not supported by the proxy: it would stop one node of the cluster behind it; to stop a node whose script cannot be killed (UNKILLABLE), send SHUTDOWN NOSAVE to that node directly"
+		if _, err := cl.Do(ctx, "SHUTDOWN", "NOSAVE").Result(); err == nil || err.Error() != refused {
+			t.Fatalf("SHUTDOWN NOSAVE through the proxy: %v; want %q", err, refused)
+		}
+		time.Sleep(3 * busyReadTimeout)
+		select {
+		case r := <-eval:
+			t.Fatalf("the unkillable script's caller got %v, %v after %v; want it to wait", r.val, r.err, r.took)
+		default:
+		}
+		c.Client(victim).Do(ctx, "SHUTDOWN", "NOSAVE")
+		r := <-eval
+		if r.err == nil || !strings.Contains(r.err.Error(), "may or may not have been executed") {
+			t.Fatalf("the caller of a script whose node was shut down got %v, %v; want an unknown fate", r.val, r.err)
+		}
 	})
 }

@@ -446,7 +446,11 @@ func (b *lbackend) checkTimeout(timeout, suspectAfter time.Duration) {
 	}
 	held := b.n.c.holdsCommands(b.n, now, timeout)
 	if b.fd >= 0 && now-b.lastProgress > int64(timeout) {
-		if held && now-b.lastProgress <= int64(b.l.s.conf().BackendBusyTimeout) {
+		if busy := b.l.s.conf().BackendBusyTimeout; held && busy > timeout {
+			if now-b.lastProgress <= int64(busy) {
+				return
+			}
+			b.failAll(errBusyTimeout, fmt.Errorf("no reply within backend-busy-timeout %v", busy), "timeout")
 			return
 		}
 		b.failAll(errBackendTimeout, fmt.Errorf("no reply within %v", timeout), "timeout")
