@@ -27,8 +27,8 @@ import (
 //     single Redis does;
 //   - the CLIENT PAUSE the proxy itself fanned out, until its end.
 //
-// While either holds (a probe saw -BUSY/-LOADING within the last backend-read-timeout, or
-// the pause has not ended for longer than backend-read-timeout), the node is not suspect
+// While either holds (the node answered -BUSY/-LOADING, or the pause ended, less than twice
+// backend-read-timeout plus backend-connect-timeout ago), the node is not suspect
 // and backend-read-timeout does not apply to its connections: their commands wait for
 // their replies up to backend-busy-timeout (measured from the last reply). No failover is
 // assumed and nothing is abandoned. A frozen node (SIGSTOP, a hung host) answers no probe
@@ -66,6 +66,9 @@ func (c *cluster) sawExecuting(n *node, reason string) {
 		return
 	}
 	now := time.Now().UnixNano()
+	if reason == "busy" {
+		n.scriptAt.Store(now)
+	}
 	if prev := n.executing.Swap(now); now-prev > int64(c.conf().BackendReadTimeout) {
 		c.metrics.busyNodes.WithLabelValues(n.addr, reason).Inc()
 		c.log.Info("cluster node is executing, not gone; its commands wait up to backend-busy-timeout",
@@ -75,10 +78,18 @@ func (c *cluster) sawExecuting(n *node, reason string) {
 }
 
 // holdsCommands reports whether n is known to hold commands while alive at now (UnixNano):
-// a probe saw it executing within the last readTimeout, or a CLIENT PAUSE fanned out by
-// the proxy ended less than readTimeout ago.
+// it answered -BUSY or -LOADING within the last holdWindow, or a CLIENT PAUSE fanned out
+// by the proxy ended less than holdWindow ago.
 func (c *cluster) holdsCommands(n *node, now int64, readTimeout time.Duration) bool {
-	return now-n.executing.Load() < int64(readTimeout) || now < c.pausedUntil.Load()+int64(readTimeout)
+	w := int64(c.holdWindow(readTimeout))
+	return now-n.executing.Load() < w || now < c.pausedUntil.Load()+w
+}
+
+// holdWindow is how long one sign that a node is executing counts: twice readTimeout plus
+// the connect timeout, so that a probe that takes its whole time (a node slow to accept on
+// a loaded host) does not let it lapse while probes every readTimeout/4 renew it.
+func (c *cluster) holdWindow(readTimeout time.Duration) time.Duration {
+	return 2*readTimeout + c.conf().BackendConnectTimeout
 }
 
 // probeExecuting asks n on a fresh connection whether it is executing, unless a probe runs

@@ -140,6 +140,20 @@ func busyMaster(t *testing.T, c *testcluster.Cluster, masters []*testcluster.Nod
 	return nil
 }
 
+// expectBusy checks that a command for the busy master's key, from a new client of the
+// proxy (on the same event loop as the script's caller), gets Redis's -BUSY at once rather
+// than waiting behind the script.
+func expectBusy(t *testing.T, p *testProxy, key, kill string) {
+	t.Helper()
+	nc := p.client(t, func(o *redis.Options) { o.PoolSize = 1; o.ReadTimeout = 2 * time.Second })
+	start := time.Now()
+	err := nc.Get(context.Background(), key).Err()
+	want := "BUSY Redis is busy running a script. You can only call " + kill + " KILL or SHUTDOWN NOSAVE."
+	if err == nil || err.Error() != want || time.Since(start) > time.Second {
+		t.Fatalf("GET of the busy master's key from a new client: %v after %v; want %q at once", err, time.Since(start), want)
+	}
+}
+
 // killScripts ends any script or function still running on the masters (cleanup).
 func killScripts(c *testcluster.Cluster, masters []*testcluster.Node) {
 	ctx := context.Background()
@@ -181,7 +195,7 @@ func TestBusyNodesAreAlive(t *testing.T) {
 	p := startProxy(t, c, func(cfg *config.Config) {
 		cfg.BackendReadTimeout = busyReadTimeout
 		cfg.EnableAdminCommands = true
-		cfg.EventLoops = 2
+		cfg.EventLoops = 1 // every client shares the loop's one connection per node
 	})
 	ctx := context.Background()
 	masters, err := c.Masters(ctx)
@@ -202,6 +216,7 @@ func TestBusyNodesAreAlive(t *testing.T) {
 			t.Fatalf("the looping script's caller got %v, %v after %v; want it to wait until the script is killed", r.val, r.err, r.took)
 		default:
 		}
+		expectBusy(t, p, keys[busy.Addr], "SCRIPT")
 		if got, err := cl.Do(ctx, "SCRIPT", "KILL").Result(); err != nil || got != "OK" {
 			t.Fatalf("SCRIPT KILL through the proxy: %v, %v; want OK", got, err)
 		}
@@ -235,6 +250,7 @@ func TestBusyNodesAreAlive(t *testing.T) {
 			t.Fatalf("the looping function's caller got %v, %v after %v; want it to wait until the function is killed", r.val, r.err, r.took)
 		default:
 		}
+		expectBusy(t, p, keys[busy.Addr], "FUNCTION")
 		// SCRIPT KILL does not kill a function: Redis's answer says which command does.
 		if _, err := cl.Do(ctx, "SCRIPT", "KILL").Result(); err == nil || err.Error() != "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE." {
 			t.Fatalf("SCRIPT KILL while a function runs: %v; want Redis's BUSY answer naming FUNCTION KILL", err)
@@ -251,6 +267,37 @@ func TestBusyNodesAreAlive(t *testing.T) {
 		}
 		time.Sleep(300 * time.Millisecond)
 		mr.finish(t, busy.Addr)
+	})
+
+	// A client whose command waits behind the script (sent before the node turned BUSY,
+	// on the connection the script runs on) does not have its next command for that node
+	// overtake it on the new connection: it runs after, as on a single Redis.
+	t.Run("ParkedConnectionKeepsOrder", func(t *testing.T) {
+		defer killScripts(c, masters)
+		var addr string
+		for a := range keys {
+			addr = a
+		}
+		k := keys[addr]
+		eval := goDo(cl, "EVAL", "while true do end", 1, k)
+		time.Sleep(20 * time.Millisecond) // before busy-reply-threshold (100 ms)
+		b := dialRaw(t, p.addr)
+		b.send(fmt.Sprintf("*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$4\r\nord1\r\n", len(k), k))
+		if busy := busyMaster(t, c, masters); busy.Addr != addr {
+			t.Fatalf("busy master %s, want %s", busy.Addr, addr)
+		}
+		time.Sleep(3 * busyReadTimeout)
+		b.send(fmt.Sprintf("*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n", len(k), k))
+		time.Sleep(300 * time.Millisecond)
+		if got, err := cl.Do(ctx, "SCRIPT", "KILL").Result(); err != nil || got != "OK" {
+			t.Fatalf("SCRIPT KILL: %v, %v", got, err)
+		}
+		<-eval
+		for _, want := range []string{"+OK", "$4", "ord1"} {
+			if got := b.line(); got != want {
+				t.Fatalf("SET then GET behind the script: got %q, want %q", got, want)
+			}
+		}
 	})
 
 	t.Run("LongScriptCallerGetsResult", func(t *testing.T) {

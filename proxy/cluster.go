@@ -26,6 +26,7 @@ type node struct {
 	// executing is when (UnixNano) the node last answered -BUSY or -LOADING on a fresh
 	// connection; probing is set while such a probe runs (busy.go).
 	executing atomic.Int64
+	scriptAt  atomic.Int64 // the last -BUSY (a script runs), UnixNano
 	probeAt   atomic.Int64
 	probing   atomic.Bool
 

@@ -184,6 +184,7 @@ type lbackend struct {
 	lastProgress int64
 	wantWrite    bool
 	dirty        bool
+	parked       bool // moved aside while its node runs a script (busypark.go)
 	rtt          *histo
 }
 
@@ -196,6 +197,9 @@ var askingCmd = []byte("*1\r\n$6\r\nASKING\r\n")
 // session follows redirections and retries itself.
 func (l *loop) sendExt(n *node, r *request) {
 	b := l.backend(n)
+	if p := l.parkedFor(n, r.owner); p != nil {
+		b = p // behind the session's commands waiting for a script (busypark.go)
+	}
 	if r.asking {
 		b.enqueue(&lreq{raw: askingCmd, slowEntry: true, start: l.nowNano})
 	}
@@ -398,6 +402,11 @@ func (b *lbackend) readable() {
 		}
 		rep := b.rbuf[off : off+end]
 		off += end
+		if rep[0] == '-' {
+			if reason, ok := executingReply(rep); ok {
+				b.n.c.sawExecuting(b.n, reason) // busy.go
+			}
+		}
 		r := b.inflight.pop()
 		if r == nil {
 			b.failAll(errFateUnknown, fmt.Errorf("reply without a request from %s", b.n.addr), "connection_lost")
@@ -428,6 +437,9 @@ func (b *lbackend) readable() {
 	if b.rlen == 0 && cap(b.rbuf) > 4*loopReadBuffer {
 		b.rbuf = nil
 	}
+	if b.parked && b.inflight.len() == 0 {
+		l.closeParked(b) // busypark.go
+	}
 }
 
 // checkTimeout fails the connection when commands wait longer than timeout for a reply,
@@ -443,6 +455,9 @@ func (b *lbackend) checkTimeout(timeout, suspectAfter time.Duration) {
 	waiting := b.fd >= 0 && now-b.lastProgress > int64(suspectAfter) || b.dialing && now-b.dialFrom > int64(suspectAfter)
 	if waiting {
 		b.n.c.probeExecuting(b.n, now) // busy.go: executing or paused is not gone
+		if b.fd >= 0 && now-b.n.scriptAt.Load() < int64(b.n.c.holdWindow(timeout)) {
+			b.l.park(b) // busypark.go: waits behind a script; new commands get -BUSY
+		}
 	}
 	held := b.n.c.holdsCommands(b.n, now, timeout)
 	if b.fd >= 0 && now-b.lastProgress > int64(timeout) {
