@@ -23,10 +23,11 @@ type node struct {
 	// suspect is set on the first sign of trouble and cleared when the node answers again
 	// (health.go).
 	suspect atomic.Bool
-	// executing is when (UnixNano) the node last answered -BUSY or -LOADING on a fresh
-	// connection; probing is set while such a probe runs (busy.go).
+	// executing is when (UnixNano) the node last answered -BUSY or -LOADING (to a probe,
+	// a hand-shake or a command), scriptAt when it last answered -BUSY; probeAt is when
+	// the last probe started, probing is set while one runs (busy.go).
 	executing atomic.Int64
-	scriptAt  atomic.Int64 // the last -BUSY (a script runs), UnixNano
+	scriptAt  atomic.Int64
 	probeAt   atomic.Int64
 	probing   atomic.Bool
 

@@ -459,7 +459,7 @@ func (b *lbackend) checkTimeout(timeout, suspectAfter time.Duration) {
 			b.l.park(b) // busypark.go: waits behind a script; new commands get -BUSY
 		}
 	}
-	held := b.n.c.holdsCommands(b.n, now, timeout)
+	held := waiting && b.n.c.holdsCommands(b.n, now, timeout)
 	if b.fd >= 0 && now-b.lastProgress > int64(timeout) {
 		if busy := b.l.s.conf().BackendBusyTimeout; held && busy > timeout {
 			if now-b.lastProgress <= int64(busy) {
