@@ -66,8 +66,11 @@ func (c *cluster) sawExecuting(n *node, reason string) {
 		return
 	}
 	now := time.Now().UnixNano()
-	if reason == "busy" {
+	switch reason {
+	case "busy":
 		n.scriptAt.Store(now)
+	case "loading":
+		n.loadingAt.Store(now)
 	}
 	if prev := n.executing.Swap(now); now-prev > int64(c.conf().BackendReadTimeout) {
 		c.metrics.busyNodes.WithLabelValues(n.addr, reason).Inc()
@@ -136,6 +139,40 @@ func (c *cluster) probeReply(addr string) ([]byte, error) {
 		}
 	}
 	return roundTrip(conn, []byte("*1\r\n$4\r\nPING\r\n"))
+}
+
+// stillLoading reports whether a command answered CLUSTERDOWN by n should get its retries
+// anew because n is a restarted node that is loading its dataset, or loaded it less than
+// holdWindow ago (a restarted cluster node answers CLUSTERDOWN to commands with keys until
+// it has loaded and rejoined the cluster): n answered -LOADING within the window (to a
+// hand-shake, a probe or a command), or answers it now to a probe (at most one every
+// quarter of backend-read-timeout per node, whoever asks). It stops backend-busy-timeout
+// after the first such retry (*since).
+func (c *cluster) stillLoading(n *node, since *time.Time) bool {
+	if n == nil {
+		return false
+	}
+	cfg := c.conf()
+	now := time.Now()
+	if since.IsZero() {
+		*since = now
+	} else if now.Sub(*since) > cfg.BackendBusyTimeout {
+		return false
+	}
+	nowNano := now.UnixNano()
+	if nowNano-n.loadingAt.Load() < int64(c.holdWindow(cfg.BackendReadTimeout)) {
+		return true
+	}
+	last := n.probeAt.Load()
+	if nowNano-last < int64(max(cfg.BackendReadTimeout/4, loopTick)) || !n.probeAt.CompareAndSwap(last, nowNano) {
+		return false
+	}
+	rep, err := c.probeReply(n.addr)
+	if reason, ok := executingReply(rep); err == nil && ok && reason == "loading" {
+		c.sawExecuting(n, reason)
+		return true
+	}
+	return false
 }
 
 // notePause records the end of a CLIENT PAUSE the proxy fans out to every node (and

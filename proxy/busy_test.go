@@ -405,12 +405,13 @@ end`
 		if !loading {
 			t.Fatal("the restarted node never answered LOADING")
 		}
-		// Clients of the proxy meanwhile: the value, or the node's own answer while it
-		// loads (-LOADING; -CLUSTERDOWN to a command with keys, which a restarted cluster
-		// node answers until it has loaded and rejoined, after the proxy's retries); never
-		// an error that says the node is unreachable or that the command's fate is unknown.
+		// Clients of the proxy meanwhile wait for the data: a restarted cluster node answers
+		// -LOADING to the hand-shake and CLUSTERDOWN to commands with keys until it has
+		// loaded and rejoined, and the proxy keeps retrying those while it loads. Never an
+		// error that says the node is unreachable or that the command's fate is unknown.
 		var mu sync.Mutex
 		var got []string
+		var longest time.Duration
 		var wg sync.WaitGroup
 		stop := make(chan struct{})
 		for w := range 4 {
@@ -424,13 +425,16 @@ end`
 						return
 					case <-time.After(5 * time.Millisecond):
 					}
+					t0 := time.Now()
 					v, err := rc.Get(ctx, fmt.Sprintf("%s:%d", tag, (w*2500+i)%10000)).Result()
+					took := time.Since(t0)
 					s := "value " + v
 					if err != nil {
 						s = err.Error()
 					}
 					mu.Lock()
 					got = append(got, s)
+					longest = max(longest, took)
 					mu.Unlock()
 				}
 			}()
@@ -451,24 +455,15 @@ end`
 		}
 		close(stop)
 		wg.Wait()
-		var nLoading, nValue int
 		for _, s := range got {
-			switch {
-			case s == "value v":
-				nValue++
-			case s == "LOADING Redis is loading the dataset in memory", s == "CLUSTERDOWN The cluster is down":
-				nLoading++
-			default:
+			if s != "value v" && s != "LOADING Redis is loading the dataset in memory" {
 				t.Errorf("a read through the proxy while %s loaded got %q", victim.Addr, s)
 			}
 		}
-		if nLoading == 0 || nValue == 0 {
-			t.Errorf("reads while loading: %d answered LOADING or CLUSTERDOWN, %d the value; want both", nLoading, nValue)
+		if longest < time.Second {
+			t.Errorf("the longest read took %v: the reads did not overlap the loading", longest)
 		}
-		if t.Failed() {
-			return
-		}
-		t.Logf("reads while loading: %d answered LOADING or CLUSTERDOWN, %d the value", nLoading, nValue)
+		t.Logf("%d reads while loading, the longest waited %v", len(got), longest)
 	})
 
 	// A script that wrote cannot be killed: Redis's UNKILLABLE comes back, SHUTDOWN NOSAVE

@@ -24,10 +24,12 @@ type node struct {
 	// (health.go).
 	suspect atomic.Bool
 	// executing is when (UnixNano) the node last answered -BUSY or -LOADING (to a probe,
-	// a hand-shake or a command), scriptAt when it last answered -BUSY; probeAt is when
+	// a hand-shake or a command), scriptAt and loadingAt when it last answered -BUSY and
+	// -LOADING; probeAt is when
 	// the last probe started, probing is set while one runs (busy.go).
 	executing atomic.Int64
 	scriptAt  atomic.Int64
+	loadingAt atomic.Int64
 	probeAt   atomic.Int64
 	probing   atomic.Bool
 
