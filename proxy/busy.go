@@ -72,7 +72,7 @@ func (c *cluster) sawExecuting(n *node, reason string) {
 	case "loading":
 		n.loadingAt.Store(now)
 	}
-	if prev := n.executing.Swap(now); now-prev > int64(c.conf().BackendReadTimeout) {
+	if prev := n.executing.Swap(now); now-prev > int64(c.holdWindow(c.conf().BackendReadTimeout)) { // a new episode
 		c.metrics.busyNodes.WithLabelValues(n.addr, reason).Inc()
 		c.log.Info("cluster node is executing, not gone; its commands wait up to backend-busy-timeout",
 			"node", n.addr, "reason", reason)
@@ -270,6 +270,6 @@ func errorCodeAny(rep []byte, code string) bool {
 // chosen by nobody. A node running a script that wrote (UNKILLABLE) is stopped with
 // SHUTDOWN NOSAVE sent to that node directly.
 var shutdownRefused = localHandler(func(ss *session, r *request) []byte {
-	return resp.ErrorReply("ERR SHUTDOWN is not supported by the proxy: it would stop one node of the cluster behind it; " +
-		"to stop a node whose script cannot be killed (UNKILLABLE), send SHUTDOWN NOSAVE to that node directly")
+	return resp.ErrorReply("ERR SHUTDOWN would stop one node of the cluster behind the proxy (to stop a node whose script " +
+		"cannot be killed, UNKILLABLE, send SHUTDOWN NOSAVE to that node directly): not supported by the proxy")
 })

@@ -480,7 +480,7 @@ end`
 		if _, err := cl.Do(ctx, "SCRIPT", "KILL").Result(); err == nil || err.Error() != unkillable {
 			t.Fatalf("SCRIPT KILL of a script that wrote: %v; want %q", err, unkillable)
 		}
-		const refused = "ERR SHUTDOWN is not supported by the proxy: it would stop one node of the cluster behind it; to stop a node whose script cannot be killed (UNKILLABLE), send SHUTDOWN NOSAVE to that node directly"
+		const refused = "ERR SHUTDOWN would stop one node of the cluster behind the proxy (to stop a node whose script cannot be killed, UNKILLABLE, send SHUTDOWN NOSAVE to that node directly): not supported by the proxy"
 		if _, err := cl.Do(ctx, "SHUTDOWN", "NOSAVE").Result(); err == nil || err.Error() != refused {
 			t.Fatalf("SHUTDOWN NOSAVE through the proxy: %v; want %q", err, refused)
 		}
