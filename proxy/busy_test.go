@@ -152,6 +152,13 @@ func expectBusy(t *testing.T, p *testProxy, key, kill string) {
 	if err == nil || err.Error() != want || time.Since(start) > time.Second {
 		t.Fatalf("GET of the busy master's key from a new client: %v after %v; want %q at once", err, time.Since(start), want)
 	}
+	// A blocking command's dedicated connection: its hand-shake PING is answered -BUSY,
+	// which means reachable; the command gets the node's -BUSY too.
+	start = time.Now()
+	err = nc.BLPop(context.Background(), time.Second, key+":list").Err()
+	if err == nil || err.Error() != want || time.Since(start) > time.Second {
+		t.Fatalf("BLPOP of a busy master's key from a new client: %v after %v; want %q at once", err, time.Since(start), want)
+	}
 }
 
 // killScripts ends any script or function still running on the masters (cleanup).
