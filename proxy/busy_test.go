@@ -374,6 +374,40 @@ end`
 		mr.finish(t, "")
 	})
 
+	// CLIENT PAUSE ALL holds reads too, and the probes: the pause the proxy fanned out is
+	// what it knows.
+	t.Run("PausedAllCompletes", func(t *testing.T) {
+		for _, k := range keys {
+			if err := cl.Set(ctx, k, "v", 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		defer cl.Do(ctx, "CLIENT", "UNPAUSE")
+		paused := time.Now()
+		if err := cl.Do(ctx, "CLIENT", "PAUSE", 2000, "ALL").Err(); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, 8)
+		for addr, k := range keys {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				wc := p.client(t, func(o *redis.Options) { o.PoolSize = 1; o.ReadTimeout = 30 * time.Second })
+				if v, err := wc.Get(ctx, k).Result(); err != nil || v != "v" {
+					errs <- fmt.Errorf("GET %s (master %s) after %v: %q, %v", k, addr, time.Since(paused).Round(time.Millisecond), v, err)
+				} else if d := time.Since(paused); d < 1500*time.Millisecond {
+					errs <- fmt.Errorf("GET %s completed %v into a 2 s pause", k, d)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+	})
+
 	t.Run("RestartedNodeLoading", func(t *testing.T) {
 		victim := masters[0]
 		tag := ""
