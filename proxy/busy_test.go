@@ -287,7 +287,9 @@ func TestBusyNodesAreAlive(t *testing.T) {
 		}
 		k := keys[addr]
 		eval := goDo(cl, "EVAL", "while true do end", 1, k)
-		time.Sleep(20 * time.Millisecond) // before busy-reply-threshold (100 ms)
+		// After the script was queued on the loop's connection to the node, before the
+		// proxy parks that connection (backend-suspect-after, 200 ms, at the earliest).
+		time.Sleep(100 * time.Millisecond)
 		b := dialRaw(t, p.addr)
 		b.send(fmt.Sprintf("*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$4\r\nord1\r\n", len(k), k))
 		if busy := busyMaster(t, c, masters); busy.Addr != addr {
