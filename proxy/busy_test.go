@@ -276,9 +276,9 @@ func TestBusyNodesAreAlive(t *testing.T) {
 		mr.finish(t, busy.Addr)
 	})
 
-	// A client whose command waits behind the script (sent before the node turned BUSY,
-	// on the connection the script runs on) does not have its next command for that node
-	// overtake it on the new connection: it runs after, as on a single Redis.
+	// A client whose command waits behind the script (sent while it runs, on the loop's
+	// connection the script runs on, before the proxy parks it) does not have its next
+	// command for that node overtake it on the new connection: it runs after, as on a single Redis.
 	t.Run("ParkedConnectionKeepsOrder", func(t *testing.T) {
 		defer killScripts(c, masters)
 		var addr string
