@@ -23,6 +23,15 @@ type node struct {
 	// suspect is set on the first sign of trouble and cleared when the node answers again
 	// (health.go).
 	suspect atomic.Bool
+	// executing is when (UnixNano) the node last answered -BUSY or -LOADING (to a probe,
+	// a hand-shake or a command), scriptAt and loadingAt when it last answered -BUSY and
+	// -LOADING; probeAt is when
+	// the last probe started, probing is set while one runs (busy.go).
+	executing atomic.Int64
+	scriptAt  atomic.Int64
+	loadingAt atomic.Int64
+	probeAt   atomic.Int64
+	probing   atomic.Bool
 
 	// loopPending counts the commands queued for or awaiting a reply on the event loops'
 	// connections to the node.
@@ -56,6 +65,8 @@ type cluster struct {
 	suspects    atomic.Int32 // nodes with suspect set
 	failFlagged atomic.Bool  // the last CLUSTER NODES flagged a node serving slots fail? or fail
 	fetching    atomic.Pointer[fetchingNode]
+	// pausedUntil is when (UnixNano) the last CLIENT PAUSE the proxy fanned out ends (busy.go).
+	pausedUntil atomic.Int64
 	// onAbandon abandons the event loops' connections to a node (set by the server).
 	onAbandon func(n *node)
 	// ownerChanges is signalled when a slot changes owner (subscriptions follow).
@@ -168,7 +179,11 @@ func (c *cluster) dialReady(ctx context.Context, addr string) (net.Conn, error) 
 			conn.Close()
 			return nil, fmt.Errorf("ping: %w", err)
 		}
-		if reply[0] == '-' {
+		if reason, ok := executingReply(reply); ok {
+			// Executing (a script, loading), not gone: the connection is taken, and the
+			// commands sent on it get the node's own -BUSY or -LOADING (busy.go).
+			c.sawExecuting(c.lookupNode(addr), reason)
+		} else if reply[0] == '-' {
 			conn.Close()
 			return nil, fmt.Errorf("ping: %s", reply[1:len(reply)-2])
 		}

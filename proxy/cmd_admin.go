@@ -35,7 +35,7 @@ func clientHandler(ss *session, r *request) bool {
 	if len(r.args) >= 2 {
 		switch lowerName(r.args[1]) {
 		case "pause", "unpause":
-			return adminOnly(fanoutEveryNode(mergeNodesOK))(ss, r)
+			return adminOnly(notePause(fanoutEveryNode(mergeNodesOK)))(ss, r)
 		}
 	}
 	return localHandler(clientCommand)(ss, r)

@@ -13,6 +13,10 @@ var (
 	// errBackendTimeout means the node did not answer within backend-read-timeout; the
 	// command may or may not have been executed.
 	errBackendTimeout = errors.New("cluster node did not answer in time; the command may or may not have been executed")
+	// errBusyTimeout means the node was known to be executing (-BUSY, -LOADING) or paused
+	// and still did not answer within backend-busy-timeout (busy.go); the command may or
+	// may not have been executed.
+	errBusyTimeout = errors.New("cluster node stayed busy (a script, loading or a pause) beyond backend-busy-timeout; the command may or may not have been executed")
 	// errFailedOver means the command was written to a node that stopped answering and
 	// whose slots the cluster then gave to another node; it may or may not have been
 	// executed (a frozen master may still run it when it wakes up), so it is never re-sent.

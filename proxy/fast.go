@@ -136,6 +136,9 @@ func (c *lclient) slow(args [][]byte, raw []byte) bool {
 // ordered reports whether a command for slot, routed by m, cannot overtake an earlier
 // command of the client (routeOrder); if not, it waits until they are answered.
 func (c *lclient) ordered(m *slotMap, slot int) bool {
+	if len(c.l.parked) > 0 && c.fifo.len() > 0 && c.l.parkedNode(m.master(slot)) {
+		return false // busypark.go: not past commands waiting behind a script
+	}
 	return c.order.admit(m, slot, c.fifo.len() == 0)
 }
 

@@ -140,22 +140,6 @@ func mergeNodeSame(parts []*request, replies [][]byte) []byte {
 	return replies[0]
 }
 
-// mergeKill combines SCRIPT KILL / FUNCTION KILL: the script runs on one master; OK if
-// one of them killed it, else a node's error (NOTBUSY when none runs one).
-func mergeKill(_ []*request, replies [][]byte) []byte {
-	for _, rep := range replies {
-		if bytes.Equal(rep, replyOK) {
-			return rep
-		}
-	}
-	for _, rep := range replies {
-		if !bytes.HasPrefix(rep, []byte("-NOTBUSY")) {
-			return rep // e.g. UNKILLABLE
-		}
-	}
-	return replies[0]
-}
-
 func mergeNodeFirst(parts []*request, replies [][]byte) []byte {
 	if e := nodeError(parts, replies); e != nil {
 		return e

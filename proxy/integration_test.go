@@ -317,7 +317,7 @@ func TestLocalCommandsAndInline(t *testing.T) {
 		r.line()
 	}
 	r.send("SET inl{1} \"v 1\"\r\nGET inl{1}\r\nCONFIG SET x y\r\nSHUTDOWN\r\nMSETNX a 1 b 2\r\n")
-	for _, want := range []string{"+OK", "$3", "v 1", "-ERR CONFIG SET is disabled by the proxy (set enable-admin-commands yes)", "-ERR SHUTDOWN is not supported by the proxy", "-CROSSSLOT Keys in request don't hash to the same slot"} {
+	for _, want := range []string{"+OK", "$3", "v 1", "-ERR CONFIG SET is disabled by the proxy (set enable-admin-commands yes)", "-ERR SHUTDOWN would stop one node of the cluster behind the proxy (to stop a node whose script cannot be killed, UNKILLABLE, send SHUTDOWN NOSAVE to that node directly): not supported by the proxy", "-CROSSSLOT Keys in request don't hash to the same slot"} {
 		if got := r.line(); got != want {
 			t.Fatalf("got %q, want %q", got, want)
 		}

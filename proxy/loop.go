@@ -75,6 +75,7 @@ type loop struct {
 	dirtyB     []*lbackend
 	dirtyC     []*lclient
 	backends   map[*node]*lbackend
+	parked     []*lbackend // connections waiting behind a script (busypark.go)
 	clients    map[*lclient]struct{}
 	stats      *statSet
 	lastTick   int64
@@ -298,6 +299,7 @@ func (l *loop) tick() {
 	for _, b := range l.backends {
 		b.checkTimeout(cfg.BackendReadTimeout, cfg.BackendSuspectAfter)
 	}
+	l.tickParked(cfg.BackendReadTimeout, cfg.BackendSuspectAfter)
 	for c := range l.clients {
 		if cfg.ClientIdleTimeout > 0 {
 			c.checkIdle(cfg.ClientIdleTimeout)
@@ -329,6 +331,9 @@ func (l *loop) shutdown() {
 		c.close()
 	}
 	for _, b := range l.backends {
+		b.failAll(errShuttingDown, nil, "")
+	}
+	for _, b := range l.parked {
 		b.failAll(errShuttingDown, nil, "")
 	}
 	l.flush()

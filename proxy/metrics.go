@@ -36,6 +36,7 @@ type Metrics struct {
 	suspectTotal     *prometheus.CounterVec
 	abandoned        *prometheus.CounterVec
 	redirectBackoffs prometheus.Counter
+	busyNodes        *prometheus.CounterVec // busy.go
 
 	refreshes       *prometheus.CounterVec
 	refreshDuration prometheus.Histogram
@@ -64,6 +65,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		suspectNodes:     prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "backend_suspect_nodes", Help: "Cluster nodes currently suspect (commands waiting past backend-suspect-after, a timeout, a failed or reset connection), until they answer again."}),
 		suspectTotal:     prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "backend_suspect_total", Help: "Nodes becoming suspect, by node and reason (slow, timeout, connect, connection_lost)."}, []string{"node", "reason"}),
 		abandoned:        prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "backend_abandoned_total", Help: "Times the connections of an unwell node were abandoned because the slot map moved its slots to another node."}, []string{"node"}),
+		busyNodes:        prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "backend_busy_total", Help: "Times a node that kept commands waiting was found executing rather than gone, by node and reason (busy: a script past its busy-reply-threshold, loading: loading its dataset); its commands then wait up to backend-busy-timeout."}, []string{"node", "reason"}),
 		redirectBackoffs: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "redirect_backoffs_total", Help: "Pauses taken by commands whose redirections looped (beyond max-redirects, within redirect-budget)."}),
 		backendConns:     prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "backend_connections", Help: "Open event-loop connections per cluster node (one per loop that has sent to it)."}, []string{"node"}),
 		refreshes:        prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "slotmap_refreshes_total", Help: "Slot map refreshes by trigger and result."}, []string{"trigger", "result"}),
@@ -86,7 +88,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.clientsCurrent, m.clientsAccepted, m.clientsRejected, m.clientsClosed,
 			m.redirects, m.protoErrors,
 			m.outputLimitClosed, m.clientMemEvicted, m.clientMemory, m.denied, m.reloads,
-			m.backendErrors, m.backendConns, m.suspectNodes, m.suspectTotal, m.abandoned, m.redirectBackoffs, m.refreshes, m.refreshDuration, m.lastRefresh,
+			m.backendErrors, m.backendConns, m.suspectNodes, m.suspectTotal, m.abandoned, m.busyNodes, m.redirectBackoffs, m.refreshes, m.refreshDuration, m.lastRefresh,
 			m.slotsCovered, m.slotmapEpoch, m.nodesKnown, m.buildInfo)
 	}
 	return m

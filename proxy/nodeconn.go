@@ -194,6 +194,7 @@ type lbackend struct {
 	lastProgress int64
 	wantWrite    bool
 	dirty        bool
+	parked       bool // moved aside while its node runs a script (busypark.go)
 	rtt          *histo
 }
 
@@ -206,6 +207,9 @@ var askingCmd = []byte("*1\r\n$6\r\nASKING\r\n")
 // session follows redirections and retries itself.
 func (l *loop) sendExt(n *node, r *request) {
 	b := l.backend(n)
+	if p := l.parkedFor(n, r.owner); p != nil {
+		b = p // behind the session's commands waiting for a script (busypark.go)
+	}
 	if r.asking {
 		b.enqueue(&lreq{raw: askingCmd, slowEntry: true, start: l.nowNano})
 	}
@@ -410,6 +414,11 @@ func (b *lbackend) readable() {
 		}
 		rep := rc.buf[off : off+end : off+end]
 		off += end
+		if rep[0] == '-' {
+			if reason, ok := executingReply(rep); ok {
+				b.n.c.sawExecuting(b.n, reason) // busy.go
+			}
+		}
 		r := b.inflight.pop()
 		if r == nil {
 			b.failAll(errFateUnknown, fmt.Errorf("reply without a request from %s", b.n.addr), "connection_lost")
@@ -433,6 +442,9 @@ func (b *lbackend) readable() {
 		if b.fd < 0 { // the handler (a resumed client's commands) may not fail b, but stop if it did
 			return
 		}
+	}
+	if b.parked && b.inflight.len() == 0 {
+		defer l.closeParked(b) // busypark.go
 	}
 	if off == 0 {
 		return
@@ -485,14 +497,29 @@ func (b *lbackend) checkTimeout(timeout, suspectAfter time.Duration) {
 		return
 	}
 	now := b.l.nowNano
+	waiting := b.fd >= 0 && now-b.lastProgress > int64(suspectAfter) || b.dialing && now-b.dialFrom > int64(suspectAfter)
+	if waiting {
+		b.n.c.probeExecuting(b.n, now) // busy.go: executing or paused is not gone
+		if b.fd >= 0 && now-b.n.scriptAt.Load() < int64(b.n.c.holdWindow(timeout)) {
+			b.l.park(b) // busypark.go: waits behind a script; new commands get -BUSY
+		}
+	}
+	held := waiting && b.n.c.holdsCommands(b.n, now, timeout)
 	if b.fd >= 0 && now-b.lastProgress > int64(timeout) {
+		if busy := b.l.s.conf().BackendBusyTimeout; held && busy > timeout {
+			if now-b.lastProgress <= int64(busy) {
+				return
+			}
+			b.failAll(errBusyTimeout, fmt.Errorf("no reply within backend-busy-timeout %v", busy), "timeout")
+			return
+		}
 		b.failAll(errBackendTimeout, fmt.Errorf("no reply within %v", timeout), "timeout")
 		return
 	}
-	if b.n.suspect.Load() {
+	if b.n.suspect.Load() || held {
 		return
 	}
-	if b.fd >= 0 && now-b.lastProgress > int64(suspectAfter) || b.dialing && now-b.dialFrom > int64(suspectAfter) {
+	if waiting {
 		b.n.c.markSuspect(b.n, "slow")
 	}
 }

@@ -24,7 +24,7 @@ var reloadable = map[string]bool{
 	"client-output-buffer-limit-pubsub": true, "maxmemory-clients": true, "deny-commands": true,
 	"backend-connect-timeout": true, "backend-read-timeout": true, "max-redirects": true,
 	"tryagain-retries": true, "tryagain-backoff": true, "slowlog-log-slower-than": true,
-	"slowlog-max-len": true, "backend-suspect-after": true, "slotmap-fast-refresh-interval": true,
+	"slowlog-max-len": true, "backend-suspect-after": true, "slotmap-fast-refresh-interval": true, "backend-busy-timeout": true,
 	"redirect-budget": true, "unauthenticated-max-bulk-len": true, "unauthenticated-max-multibulk-len": true,
 	"client-auth-timeout": true, "auth-max-failures": true, "requirepass-file": true, "users-file": true,
 	// Applied by the daemon (its log handler), not by the proxy.

@@ -96,6 +96,11 @@ func NewServer(cfg *Config, log *slog.Logger, reg prometheus.Registerer) *Server
 				if b := l.backends[n]; b != nil {
 					b.abandon()
 				}
+				for _, b := range l.parked {
+					if b.n == n {
+						b.abandon()
+					}
+				}
 			})
 		}
 	}

@@ -268,6 +268,7 @@ func (ss *session) awaitReply(r *request) []byte {
 	noscriptRetried := false
 	backoff := cfg.TryagainBackoff
 	var redirStart time.Time // first redirection
+	var loadStart time.Time  // first CLUSTERDOWN retried because its node was loading
 	redirBackoff := max(cfg.TryagainBackoff, time.Millisecond)
 	for {
 		var next *node
@@ -334,6 +335,9 @@ func (ss *session) awaitReply(r *request) []byte {
 				} else {
 					m.redirects.WithLabelValues("clusterdown", r.node.addr).Inc()
 					cl.requestRefresh(refreshDown)
+				}
+				if kind == resp.RedirClusterDown && cl.stillLoading(r.node, &loadStart) {
+					retries = 0 // busy.go: a restarted node loading its data, then rejoining
 				}
 				if retries >= cfg.TryagainRetries || !ss.sleep(backoff) {
 					return r.reply

@@ -73,6 +73,7 @@ type Config struct {
 	SlotmapRefresh        time.Duration
 	SlotmapFastRefresh    time.Duration
 	BackendSuspectAfter   time.Duration
+	BackendBusyTimeout    time.Duration
 	MaxRedirects          int
 	RedirectBudget        time.Duration
 	TryagainRetries       int
@@ -382,6 +383,7 @@ var keys = []key{
 	{"blocking-connections", "1000", "dedicated backend connections for blocking commands (BLPOP, XREAD BLOCK, WAIT …), all nodes together", intVar(1, 1<<20, func(c *Config) *int { return &c.BlockingConnections })},
 	{"slotmap-refresh-interval", "5s", "periodic slot map refresh (also refreshed on MOVED, CLUSTERDOWN and connection loss)", durVar(100*time.Millisecond, func(c *Config) *time.Duration { return &c.SlotmapRefresh })},
 	{"slotmap-fast-refresh-interval", "25ms", "slot map refresh interval while a node that serves slots is suspect or flagged fail?/fail in CLUSTER NODES (until the cluster names a new owner or the node recovers)", durVar(5*time.Millisecond, func(c *Config) *time.Duration { return &c.SlotmapFastRefresh })},
+	{"backend-busy-timeout", "5m", "how long commands wait for a node that is executing rather than gone: it answers a fresh connection -BUSY (a script runs past its busy-reply-threshold) or -LOADING (it loads its dataset), or the proxy fanned out a CLIENT PAUSE that still runs; meanwhile backend-read-timeout does not apply to it (0: never wait beyond backend-read-timeout)", durVar(0, func(c *Config) *time.Duration { return &c.BackendBusyTimeout })},
 	{"backend-suspect-after", "200ms", "a node with commands waiting this long for a reply (or a failed or refused connection) is suspect: the slot map is refreshed at once and then every slotmap-fast-refresh-interval", durVar(time.Millisecond, func(c *Config) *time.Duration { return &c.BackendSuspectAfter })},
 	{"max-redirects", "5", "MOVED/ASK redirections followed at once for one command; after that the proxy backs off and refreshes the slot map between redirections, within redirect-budget", intVar(1, 100, func(c *Config) *int { return &c.MaxRedirects })},
 	{"redirect-budget", "1s", "how long one command may keep following redirections that loop (nodes disagree while a new slot owner spreads) before the proxy gives up", durVar(0, func(c *Config) *time.Duration { return &c.RedirectBudget })},

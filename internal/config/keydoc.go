@@ -99,6 +99,7 @@ var keySyntax = map[string]syntax{
 	"blocking-connections":              synInt,
 	"slotmap-refresh-interval":          synDuration,
 	"slotmap-fast-refresh-interval":     synDuration,
+	"backend-busy-timeout":              synDuration,
 	"backend-suspect-after":             synDuration,
 	"max-redirects":                     synInt,
 	"redirect-budget":                   synDuration,
