@@ -49,7 +49,7 @@ type lclient struct {
 
 	reading, wantWrite bool
 	dirty              bool
-	draining           bool // stop reading, close once everything is answered
+	draining           bool // close at the next request boundary (drainIdle), once everything is answered
 	eof                bool // the client closed its side
 	quitting           bool // QUIT or a protocol error: close once written
 	closed             bool
@@ -163,7 +163,7 @@ func (c *lclient) process(data []byte) {
 	cmds := 0
 	starved := false // everything complete in data was handled
 	c.processing = true
-	for !c.busy && !c.draining && !c.quitting && !c.closed {
+	for !c.busy && !c.quitting && !c.closed {
 		if c.fifo.len() >= depth || len(c.out)-c.outOff > outPause {
 			c.paused = true
 			break
@@ -245,7 +245,7 @@ func (c *lclient) updateInterest() {
 	// A command still incomplete is always read on (the guard bounds its size); complete
 	// commands waiting behind a slow one are bounded by backlogLimit; at the pipeline depth
 	// nothing more is read until replies are written.
-	read := !c.draining && !c.quitting && !c.eof && c.protoEr == "" && !c.paused &&
+	read := !c.quitting && !c.eof && c.protoEr == "" && !c.paused &&
 		(!c.busy || len(c.in) < backlogLimit)
 	write := c.outOff < len(c.out)
 	if read != c.reading || write != c.wantWrite {
@@ -364,7 +364,7 @@ func (c *lclient) flush() {
 		c.softSince = 0
 	}
 	c.maybeResume()
-	if c.fifo.len() == 0 && c.out == nil && !c.busy && (c.quitting || c.eof || c.draining) {
+	if c.fifo.len() == 0 && c.out == nil && !c.busy && (c.quitting || c.eof || c.draining && c.drainIdle()) {
 		c.close()
 		return
 	}
@@ -417,7 +417,23 @@ func (c *lclient) checkIdle(timeout time.Duration) {
 	c.close()
 }
 
-// drain stops reading; the client is closed once its commands are answered.
+// drainIdle reports whether a draining client is between two requests: nothing of a
+// command is buffered, not even unread bytes in the socket. A request that reached the
+// proxy before the drain is answered, never dropped: closing a socket with unread data
+// resets the connection, and the client's command would fail. (A client that goes on
+// sending is closed by the drain's grace period.)
+func (c *lclient) drainIdle() bool {
+	if len(c.in) > 0 {
+		return false
+	}
+	var b [1]byte
+	n, _, err := unix.Recvfrom(c.fd, b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	return n <= 0 || err != nil
+}
+
+// drain closes the client at its next request boundary: what it has sent is answered,
+// then the connection is closed while it is idle, so it reconnects without a failed
+// command.
 func (c *lclient) drain() {
 	if c.closed {
 		return
