@@ -185,6 +185,9 @@ func (p *Plan) Run(ctx context.Context) (*Report, error) {
 	return rep, nil
 }
 
+// stateNoPeerServes: this host is BACKUP for the VIP, no peer reports it served yet.
+const stateNoPeerServes = "this host BACKUP, no peer reports it served yet"
+
 // waitMoved waits until this host is BACKUP for every VIP of vips and, when peers are
 // known, one of them reports each VIP served.
 func (p *Plan) waitMoved(ctx context.Context, vips []string, rep *Report) error {
@@ -208,7 +211,7 @@ func (p *Plan) waitMoved(ctx context.Context, vips []string, rep *Report) error 
 					}
 				}
 				if by == "" {
-					states[v] = "this host BACKUP, no peer reports it served yet"
+					states[v] = stateNoPeerServes
 					break
 				}
 				rep.TakenBy[v] = by
@@ -225,6 +228,16 @@ func (p *Plan) waitMoved(ctx context.Context, vips []string, rep *Report) error 
 		}
 		select {
 		case <-ctx.Done():
+			if !slices.ContainsFunc(pending, func(v string) bool { return states[v] != stateNoPeerServes }) {
+				// This host let every VIP go; only the peers' confirmation is missing (their
+				// admin listeners stopped answering?). Undoing now would take the VIPs back
+				// from whoever serves them.
+				p.Log.Warn("handover: this host is BACKUP, but no peer confirmed serving", "vips", pending)
+				for _, v := range pending {
+					rep.TakenBy[v] = ""
+				}
+				return nil
+			}
 			var why []string
 			for _, v := range pending {
 				why = append(why, v+": "+states[v])

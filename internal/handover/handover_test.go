@@ -300,3 +300,26 @@ func TestHTTPPeersAndClients(t *testing.T) {
 		t.Fatalf("clients: %d %v", n, err)
 	}
 }
+
+// This host went BACKUP but no peer confirms serving (their admin listeners stopped
+// answering): the handover ends at its timeout without undoing the demotion, which would
+// take the VIPs back from whoever serves them.
+func TestHandoverUnconfirmedIsNotUndone(t *testing.T) {
+	l := newLab(t, map[string]carp.State{"198.51.100.100": carp.Master})
+	p := l.plan(t)
+	p.Timeout = 200 * time.Millisecond
+	peers := p.Peers
+	p.Peers = func(ctx context.Context, vip string) []PeerStatus {
+		if l.moved(t) {
+			return []PeerStatus{{Peer: "b:9479", Err: errors.New("i/o timeout")}}
+		}
+		return peers(ctx, vip)
+	}
+	rep, err := p.Run(context.Background())
+	if err != nil || len(rep.Moved) != 1 || rep.TakenBy["198.51.100.100"] != "" {
+		t.Fatalf("report %+v, err %v", rep, err)
+	}
+	if got := l.rec.Log(); got != "$ /sbin/sysctl net.inet.carp.demotion=240\n" {
+		t.Fatalf("commands:\n%s", got)
+	}
+}
