@@ -53,6 +53,9 @@ type lclient struct {
 	eof                bool // the client closed its side
 	quitting           bool // QUIT or a protocol error: close once written
 	closed             bool
+
+	// drainSince is when the drain began (loop clock): reading stops drainReadWindow later.
+	drainSince int64
 }
 
 // backlogLimit is how many unparsed bytes a client may have before the loop stops reading
@@ -245,7 +248,7 @@ func (c *lclient) updateInterest() {
 	// A command still incomplete is always read on (the guard bounds its size); complete
 	// commands waiting behind a slow one are bounded by backlogLimit; at the pipeline depth
 	// nothing more is read until replies are written.
-	read := !c.quitting && !c.eof && c.protoEr == "" && !c.paused &&
+	read := !c.quitting && !c.eof && c.protoEr == "" && !c.paused && !c.drainReadDone() &&
 		(!c.busy || len(c.in) < backlogLimit)
 	write := c.outOff < len(c.out)
 	if read != c.reading || write != c.wantWrite {
@@ -364,7 +367,7 @@ func (c *lclient) flush() {
 		c.softSince = 0
 	}
 	c.maybeResume()
-	if c.fifo.len() == 0 && c.out == nil && !c.busy && (c.quitting || c.eof || c.draining && c.drainIdle()) {
+	if c.fifo.len() == 0 && c.out == nil && !c.busy && (c.quitting || c.eof || c.draining && (c.drainIdle() || c.drainReadDone() && !c.paused)) {
 		c.close()
 		return
 	}
@@ -417,6 +420,18 @@ func (c *lclient) checkIdle(timeout time.Duration) {
 	c.close()
 }
 
+// drainReadWindow is how long a draining client is still read from: long enough for
+// what it sent before the drain to arrive, short enough that a client that never stops
+// sending (pipelining) does not hold the drain open until its grace period.
+const drainReadWindow = 100 * time.Millisecond
+
+// drainReadDone reports whether a draining client is no longer read from: what it sent
+// later than drainReadWindow into the drain is not read, and a command left incomplete
+// in the buffer is dropped (as before a drain was read at all).
+func (c *lclient) drainReadDone() bool {
+	return c.draining && c.l.nowNano-c.drainSince >= int64(drainReadWindow)
+}
+
 // drainIdle reports whether a draining client is between two requests: nothing of a
 // command is buffered, not even unread bytes in the socket. A request that reached the
 // proxy before the drain is answered, never dropped: closing a socket with unread data
@@ -439,6 +454,7 @@ func (c *lclient) drain() {
 		return
 	}
 	c.draining = true
+	c.drainSince = c.l.nowNano
 	c.flush()
 }
 

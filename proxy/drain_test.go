@@ -64,3 +64,45 @@ func TestDrainAnswersWhatWasSentBeforeIt(t *testing.T) {
 		t.Fatal("CloseClients did not return")
 	}
 }
+
+// A client that never stops sending (pipelining PINGs) does not hold a drain open until
+// the grace period: it is read for drainReadWindow (100 ms), then what it has sent is
+// answered and it is closed.
+func TestDrainOfANonStopClientIsBounded(t *testing.T) {
+	c := sharedCluster(t)
+	p := startProxy(t, c, nil)
+	conn, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	stop := make(chan struct{})
+	wrote := make(chan struct{})
+	go func() { // bounded: 3 s, or until the proxy closes the connection
+		defer close(wrote)
+		batch := strings.Repeat("*1\r\n$4\r\nPING\r\n", 4096)
+		deadline := time.Now().Add(3 * time.Second)
+		for time.Now().Before(deadline) {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			conn.SetWriteDeadline(time.Now().Add(time.Second))
+			if _, err := io.WriteString(conn, batch); err != nil {
+				return
+			}
+		}
+	}()
+	go io.Copy(io.Discard, conn) // the answers
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	p.srv.CloseClients(5 * time.Second)
+	took := time.Since(start)
+	close(stop)
+	<-wrote
+	if took > 2*time.Second {
+		t.Fatalf("the drain of a client that never stops sending took %v (grace 5s)", took)
+	}
+	t.Logf("drained in %v", took)
+}
