@@ -48,10 +48,13 @@ type lclient struct {
 
 	reading, wantWrite bool
 	dirty              bool
-	draining           bool // stop reading, close once everything is answered
+	draining           bool // close at the next request boundary (drainIdle), once everything is answered
 	eof                bool // the client closed its side
 	quitting           bool // QUIT or a protocol error: close once written
 	closed             bool
+
+	// drainSince is when the drain began (loop clock): reading stops drainReadWindow later.
+	drainSince int64
 }
 
 // backlogLimit is how many unparsed bytes a client may have before the loop stops reading
@@ -162,7 +165,7 @@ func (c *lclient) process(data []byte) {
 	cmds := 0
 	starved := false // everything complete in data was handled
 	c.processing = true
-	for !c.busy && !c.draining && !c.quitting && !c.closed {
+	for !c.busy && !c.quitting && !c.closed {
 		if c.fifo.len() >= depth || c.outLen() > outPause {
 			c.paused = true
 			break
@@ -244,7 +247,7 @@ func (c *lclient) updateInterest() {
 	// A command still incomplete is always read on (the guard bounds its size); complete
 	// commands waiting behind a slow one are bounded by backlogLimit; at the pipeline depth
 	// nothing more is read until replies are written.
-	read := !c.draining && !c.quitting && !c.eof && c.protoEr == "" && !c.paused &&
+	read := !c.quitting && !c.eof && c.protoEr == "" && !c.paused && !c.drainReadDone() &&
 		(!c.busy || len(c.in) < backlogLimit)
 	write := c.outLen() > 0
 	if read != c.reading || write != c.wantWrite {
@@ -380,7 +383,7 @@ func (c *lclient) flush() {
 		c.detach(c.l)
 	}
 	c.maybeResume()
-	if c.fifo.len() == 0 && c.outLen() == 0 && !c.busy && (c.quitting || c.eof || c.draining) {
+	if c.fifo.len() == 0 && c.outLen() == 0 && !c.busy && (c.quitting || c.eof || c.draining && (c.drainIdle() || c.drainReadDone() && !c.paused)) {
 		c.close()
 		return
 	}
@@ -434,12 +437,41 @@ func (c *lclient) checkIdle(timeout time.Duration) {
 	c.close()
 }
 
-// drain stops reading; the client is closed once its commands are answered.
+// drainReadWindow is how long a draining client is still read from: long enough for
+// what it sent before the drain to arrive, short enough that a client that never stops
+// sending (pipelining) does not hold the drain open until its grace period.
+const drainReadWindow = 100 * time.Millisecond
+
+// drainReadDone reports whether a draining client is no longer read from: what it sent
+// later than drainReadWindow into the drain is not read, and a command left incomplete
+// in the buffer is dropped (as before a drain was read at all).
+func (c *lclient) drainReadDone() bool {
+	return c.draining && c.l.nowNano-c.drainSince >= int64(drainReadWindow)
+}
+
+// drainIdle reports whether a draining client is between two requests: nothing of a
+// command is buffered, not even unread bytes in the socket. A request that reached the
+// proxy before the drain is answered, never dropped: closing a socket with unread data
+// resets the connection, and the client's command would fail. (A client that goes on
+// sending is closed by the drain's grace period.)
+func (c *lclient) drainIdle() bool {
+	if len(c.in) > 0 {
+		return false
+	}
+	var b [1]byte
+	n, _, err := unix.Recvfrom(c.fd, b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	return n <= 0 || err != nil
+}
+
+// drain closes the client at its next request boundary: what it has sent is answered,
+// then the connection is closed while it is idle, so it reconnects without a failed
+// command.
 func (c *lclient) drain() {
 	if c.closed {
 		return
 	}
 	c.draining = true
+	c.drainSince = c.l.nowNano
 	c.flush()
 }
 

@@ -70,6 +70,11 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer cw.close()
+	if hf := carp.HandoverStateFile(fs.File()); cfg.CarpMode != "static" {
+		if n, err := carp.HandoverApplied(hf); err == nil && n > 0 {
+			log.Warn("this host handed its VIPs over and stays BACKUP until `redis-carp-proxy handover --undo`", "state", hf)
+		}
+	}
 	srv := proxy.NewServer(cfg, log, reg)
 	// Until the gates install each VIP's state, nothing is served: /readyz (the admin
 	// listener starts first) must not report a listener that is not open yet.

@@ -26,7 +26,7 @@ var layers = [][]string{
 	// Test support, and the subsystems built on the leaves alone.
 	{"internal/cmdrun/cmdruntest", "internal/testutil", "internal/testcluster", "internal/gate", "carp", "pfctl", "redissetup", "clusteradmin"},
 	// The request path, and host set-up (which renders pf through pfctl).
-	{"proxy", "internal/hostsetup"},
+	{"proxy", "internal/hostsetup", "internal/handover"},
 	// Programs and the end-to-end lab.
 	{"cmd/...", "tools/...", "internal/netnslab"},
 }

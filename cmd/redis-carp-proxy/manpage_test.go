@@ -124,7 +124,7 @@ func TestManPageListsEveryOption(t *testing.T) {
 	total := 0
 	for _, args := range [][]string{
 		{"setup"}, {"pf", "render"}, {"allow", "list"}, {"redis", "init"},
-		{"cluster", "create"}, {"cluster", "check"}, {"cluster", "reset"},
+		{"cluster", "create"}, {"cluster", "check"}, {"cluster", "reset"}, {"handover"},
 	} {
 		for _, f := range subcommandFlags(t, args...) {
 			total++

@@ -25,6 +25,7 @@ func subcommands(runner cmdrun.Runner) map[string]subcommand {
 		"allow":        h.runAllow,
 		"check-config": runCheckConfig,
 		"cluster":      runCluster,
+		"handover":     h.runHandover,
 		"redis":        runRedis,
 		"pf":           h.runPF,
 		"setup":        h.runSetup,

@@ -115,6 +115,11 @@ type Config struct {
 	CarpPassFile    string
 	// CarpPeers: unicast CARP, the other host's addresses (at most one per family).
 	CarpPeers []string
+	// Planned handover (redis-carp-proxy handover): the other proxies' admin addresses
+	// asked whether they can take the VIPs, whether stop hands over first, the bound.
+	HandoverPeers   []string
+	HandoverOnStop  bool
+	HandoverTimeout time.Duration
 
 	// pf allowlist anchor.
 	PFAnchor            string
@@ -474,6 +479,18 @@ var keys = []key{
 		return nil
 	}},
 
+	{"handover-peers", "", "planned handover: the other hosts' proxies as their admin-listen HOST:PORT (comma-separated); handover asks their /readyz and hands a VIP over only while one of them is BACKUP with a complete slot map (empty: carp-peers with this host's admin-listen port; none: handover refuses unless --force)", func(c *Config, v string) error {
+		c.HandoverPeers = nil
+		for _, f := range splitList(v) {
+			if err := checkHostPort(f); err != nil {
+				return err
+			}
+			c.HandoverPeers = append(c.HandoverPeers, f)
+		}
+		return nil
+	}},
+	{"handover-on-stop", "yes", "the rc script's stop hands this host's VIPs over first (redis-carp-proxy handover) when it serves one and a peer is ready to take it", boolVar(func(c *Config) *bool { return &c.HandoverOnStop })},
+	{"handover-timeout", "30s", "how long a planned handover may take (peer check, the VIPs moving, the drain) before it gives up and undoes its demotion", durVar(time.Second, func(c *Config) *time.Duration { return &c.HandoverTimeout })},
 	{"pf-anchor", "redis-carp-proxy", "pf anchor holding the allowlist rules", strVar(func(c *Config) *string { return &c.PFAnchor })},
 	{"pf-table", "redis_allow", "pf table of addresses allowed to reach Redis and the admin port", strVar(func(c *Config) *string { return &c.PFTable })},
 	{"pf-allow-file", "${PREFIX}/etc/redis-carp-proxy/allow.list", "file with one allowed address or CIDR per line", strVar(func(c *Config) *string { return &c.PFAllowFile })},

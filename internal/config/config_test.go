@@ -365,3 +365,33 @@ func TestAdminListenRefusesWildcardAndVIP(t *testing.T) {
 		}
 	}
 }
+
+// handover-peers, handover-on-stop and handover-timeout: the planned handover's keys.
+func TestHandoverKeys(t *testing.T) {
+	load := func(s string) (*Config, error) {
+		c := Default()
+		if err := c.Parse(strings.NewReader("cluster-seeds 127.0.0.1:7000\n"+s), "t.conf"); err != nil {
+			return nil, err
+		}
+		return c, c.Validate()
+	}
+	c, err := load("handover-peers 198.51.100.2:9479, [2001:db8::2]:9479\nhandover-on-stop no\nhandover-timeout 45s\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.HandoverPeers) != 2 || c.HandoverPeers[0] != "198.51.100.2:9479" || c.HandoverPeers[1] != "[2001:db8::2]:9479" {
+		t.Fatalf("HandoverPeers = %q", c.HandoverPeers)
+	}
+	if c.HandoverOnStop || c.HandoverTimeout != 45*time.Second {
+		t.Fatalf("on-stop %v, timeout %v", c.HandoverOnStop, c.HandoverTimeout)
+	}
+	d := Default()
+	if !d.HandoverOnStop || d.HandoverTimeout != 30*time.Second || d.HandoverPeers != nil {
+		t.Fatalf("defaults: on-stop %v, timeout %v, peers %q", d.HandoverOnStop, d.HandoverTimeout, d.HandoverPeers)
+	}
+	for _, bad := range []string{"handover-peers 198.51.100.2\n", "handover-peers host:port\n", "handover-timeout 10ms\n", "handover-on-stop maybe\n"} {
+		if _, err := load(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
