@@ -322,7 +322,7 @@ func infoClients(s *Server, secs []*infoSection, port string, add func(k, v stri
 	add("client_recent_max_input_buffer", "0")
 	add("client_recent_max_output_buffer", "0")
 	add("blocked_clients", blocked)
-	add("tracking_clients", "0")
+	add("tracking_clients", strconv.Itoa(s.track.clientCount()))
 	add("clients_in_timeout_table", blocked)
 }
 

@@ -1,0 +1,508 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
+)
+
+// tconn is a raw client connection that reads whole RESP frames (pushes included).
+type tconn struct {
+	t  testing.TB
+	c  net.Conn
+	rr *resp.Reader
+}
+
+func dialT(t testing.TB, addr string) *tconn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &tconn{t: t, c: c, rr: resp.NewReader(c)}
+}
+
+func (tc *tconn) send(args ...string) {
+	tc.t.Helper()
+	b := make([][]byte, len(args))
+	for i, a := range args {
+		b[i] = []byte(a)
+	}
+	tc.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if _, err := tc.c.Write(resp.AppendCommand(nil, b...)); err != nil {
+		tc.t.Fatal(err)
+	}
+}
+
+// next reads one frame within d.
+func (tc *tconn) next(d time.Duration) (string, error) {
+	tc.c.SetReadDeadline(time.Now().Add(d))
+	f, err := tc.rr.Next()
+	return string(f), err
+}
+
+func (tc *tconn) frame() string {
+	tc.t.Helper()
+	f, err := tc.next(5 * time.Second)
+	if err != nil {
+		tc.t.Fatalf("read: %v", err)
+	}
+	return f
+}
+
+// do sends a command and returns its reply, collecting the push frames before it.
+func (tc *tconn) do(args ...string) (reply string, pushes []string) {
+	tc.t.Helper()
+	tc.send(args...)
+	for {
+		f := tc.frame()
+		if strings.HasPrefix(f, ">") || strings.HasPrefix(f, "*3\r\n$7\r\nmessage\r\n") {
+			pushes = append(pushes, f)
+			continue
+		}
+		return f, pushes
+	}
+}
+
+func (tc *tconn) must(want string, args ...string) []string {
+	tc.t.Helper()
+	got, pushes := tc.do(args...)
+	if got != want {
+		tc.t.Fatalf("%v: got %q, want %q", args, got, want)
+	}
+	return pushes
+}
+
+func inval(keys ...string) string {
+	var b strings.Builder
+	b.WriteString(">2\r\n$10\r\ninvalidate\r\n")
+	fmt.Fprintf(&b, "*%d\r\n", len(keys))
+	for _, k := range keys {
+		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(k), k)
+	}
+	return b.String()
+}
+
+const invalFlush = ">2\r\n$10\r\ninvalidate\r\n_\r\n"
+
+// waitPush sends PINGs until a push satisfying ok arrives (within d), and returns it.
+func (tc *tconn) waitPush(d time.Duration, ok func(string) bool) string {
+	tc.t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		_, pushes := tc.do("PING")
+		for _, p := range pushes {
+			if ok(p) {
+				return p
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	tc.t.Fatalf("no matching invalidation within %v", d)
+	return ""
+}
+
+// keysOnMasters returns one key per master of c, with prefix, in the slot order of the
+// masters.
+func keysOnMasters(t testing.TB, c *testcluster.Cluster, prefix string) []string {
+	t.Helper()
+	owners := slotOwners(t, c)
+	seen := map[string]bool{}
+	var keys []string
+	for i := 0; len(keys) < len(seenMasters(owners)) && i < 100000; i++ {
+		k := fmt.Sprintf("%s%d", prefix, i)
+		o := owners[command.KeySlot([]byte(k))]
+		if !seen[o] {
+			seen[o] = true
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+func seenMasters(owners map[int]string) map[string]bool {
+	m := map[string]bool{}
+	for _, o := range owners {
+		m[o] = true
+	}
+	return m
+}
+
+// TestTrackingRepliesAgainstReference sends the tracking subcommands, their options and
+// their mistakes to the proxy and to a standalone redis-server, in RESP2 and RESP3, and
+// compares the replies byte for byte.
+func TestTrackingRepliesAgainstReference(t *testing.T) {
+	c := sharedCluster(t)
+	p := startProxy(t, c, nil)
+	ref := startReference(t)
+	seq := [][]string{
+		{"CLIENT", "TRACKING"},
+		{"CLIENT", "TRACKING", "maybe"},
+		{"CLIENT", "GETREDIR"},
+		{"CLIENT", "TRACKINGINFO"},
+		{"CLIENT", "CACHING", "yes"},
+		{"CLIENT", "TRACKING", "on", "REDIRECT", "987654"},
+		{"CLIENT", "TRACKING", "on", "REDIRECT", "abc"},
+		{"CLIENT", "TRACKING", "on", "PREFIX", "a"},
+		{"CLIENT", "TRACKING", "on", "OPTIN", "OPTOUT"},
+		{"CLIENT", "TRACKING", "on", "BCAST", "OPTIN"},
+		{"CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "a", "PREFIX", "ab"},
+		{"CLIENT", "TRACKING", "on", "bogus"},
+		{"CLIENT", "TRACKING", "on", "PREFIX"},
+		{"CLIENT", "TRACKING", "on", "OPTIN"},
+		{"CLIENT", "GETREDIR"},
+		{"CLIENT", "TRACKINGINFO"},
+		{"CLIENT", "CACHING", "yes"},
+		{"CLIENT", "TRACKINGINFO"},
+		{"CLIENT", "CACHING", "no"},
+		{"CLIENT", "CACHING", "maybe"},
+		{"CLIENT", "CACHING"},
+		{"CLIENT", "TRACKING", "on", "OPTOUT"},
+		{"CLIENT", "TRACKING", "on", "BCAST"},
+		{"CLIENT", "TRACKING", "off"},
+		{"CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "a", "PREFIX", "b"},
+		{"CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "x"},
+		{"CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "xy"},
+		{"CLIENT", "TRACKINGINFO"},
+		{"CLIENT", "CACHING", "yes"},
+		{"CLIENT", "TRACKING", "off"},
+		{"CLIENT", "TRACKING", "on", "NOLOOP", "OPTOUT"},
+		{"CLIENT", "TRACKINGINFO"},
+		{"CLIENT", "CACHING", "no"},
+		{"CLIENT", "TRACKINGINFO"},
+		{"CLIENT", "GETREDIR"},
+		{"CLIENT", "TRACKING", "off"},
+		{"CLIENT", "GETREDIR"},
+		{"CLIENT", "TRACKINGINFO"},
+	}
+	for _, proto := range []string{"2", "3"} {
+		pc, rc := dialT(t, p.addr), dialT(t, ref.Options().Addr)
+		if proto == "3" {
+			pc.do("HELLO", "3")
+			rc.do("HELLO", "3")
+		}
+		for _, args := range seq {
+			got, _ := pc.do(args...)
+			want, _ := rc.do(args...)
+			if got != want {
+				t.Errorf("RESP%s %v: proxy %q, redis-server %q", proto, args, got, want)
+			}
+		}
+	}
+}
+
+// TestTrackingInvalidationRESP3 reads a key on every master with tracking on; a change by
+// another client through the proxy, a change made directly at the node, an expiry and a
+// FLUSHALL at a node each reach the reader as Redis 7's push, and an invalidation of a
+// write whose reply the writer has already seen precedes the reader's next reply.
+func TestTrackingInvalidationRESP3(t *testing.T) {
+	c := sharedCluster(t)
+	p := startProxy(t, c, func(cfg *config.Config) { cfg.EnableFlushall = true })
+	ctx := context.Background()
+	pre := fmt.Sprintf("trk%d:", time.Now().UnixNano())
+	keys := keysOnMasters(t, c, pre)
+	w := p.client(t)
+	for _, k := range keys {
+		if err := w.Set(ctx, k, "v1", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := dialT(t, p.addr)
+	a.do("HELLO", "3")
+	a.must("+OK\r\n", "CLIENT", "TRACKING", "on")
+	for _, k := range keys {
+		a.must("$2\r\nv1\r\n", "GET", k)
+	}
+	// Through the proxy: the writer's reply is seen (by this test, a third party), then
+	// the reader's very next reply comes after the invalidation.
+	for _, k := range keys {
+		if err := w.Set(ctx, k, "v2", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		pushes := a.must("+PONG\r\n", "PING")
+		if len(pushes) != 1 || pushes[0] != inval(k) {
+			t.Fatalf("after SET %s: pushes %q, want %q", k, pushes, inval(k))
+		}
+	}
+	// Not read again: no invalidation for the next change.
+	for _, k := range keys {
+		w.Set(ctx, k, "v3", 0)
+	}
+	if pushes := a.must("+PONG\r\n", "PING"); len(pushes) != 0 {
+		t.Fatalf("key not read again, got %q", pushes)
+	}
+	// Directly at the node.
+	owners := slotOwners(t, c)
+	for _, k := range keys {
+		a.must("$2\r\nv3\r\n", "GET", k)
+	}
+	for _, k := range keys {
+		node := c.Client(nodeByAddr(t, c, owners[command.KeySlot([]byte(k))]))
+		if err := node.Set(ctx, k, "v4", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		pushes := a.must("+PONG\r\n", "PING")
+		if len(pushes) != 1 || pushes[0] != inval(k) {
+			t.Fatalf("after SET %s at the node: pushes %q", k, pushes)
+		}
+	}
+	// Expiry.
+	w.Set(ctx, keys[0], "e", 150*time.Millisecond)
+	a.must("$1\r\ne\r\n", "GET", keys[0])
+	a.waitPush(5*time.Second, func(s string) bool { return s == inval(keys[0]) })
+	// FLUSHALL through the proxy: a null invalidation.
+	a.must("_\r\n", "GET", keys[0]) // nothing there: tracked anyway, as Redis does
+	a.must("$2\r\nv4\r\n", "GET", keys[1])
+	if err := w.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	pushes := a.must("+PONG\r\n", "PING")
+	if len(pushes) == 0 || pushes[0] != invalFlush {
+		t.Fatalf("after FLUSHALL: pushes %q", pushes)
+	}
+	if got := testutil.MetricSum(t, p.reg, "redis_carp_proxy_tracking_flushes_total"); got < 1 {
+		t.Errorf("tracking_flushes_total %v", got)
+	}
+	if got := testutil.MetricSum(t, p.reg, "redis_carp_proxy_tracking_invalidations_total"); got < float64(2*len(keys)+1) {
+		t.Errorf("tracking_invalidations_total %v", got)
+	}
+	if got := testutil.MetricSum(t, p.reg, "redis_carp_proxy_tracking_clients"); got != 1 {
+		t.Errorf("tracking_clients %v", got)
+	}
+}
+
+func nodeByAddr(t testing.TB, c *testcluster.Cluster, addr string) *testcluster.Node {
+	t.Helper()
+	for _, n := range c.Nodes {
+		if n.Addr == addr {
+			return n
+		}
+	}
+	t.Fatalf("no node %s", addr)
+	return nil
+}
+
+// TestTrackingModes covers BCAST with prefixes, OPTIN with CLIENT CACHING, OPTOUT, NOLOOP,
+// and tracking inside MULTI/EXEC and Lua scripts.
+func TestTrackingModes(t *testing.T) {
+	c := sharedCluster(t)
+	p := startProxy(t, c, nil)
+	ctx := context.Background()
+	w := p.client(t)
+	pre := fmt.Sprintf("trm%d", time.Now().UnixNano())
+
+	t.Run("bcast-prefixes", func(t *testing.T) {
+		a := dialT(t, p.addr)
+		a.do("HELLO", "3")
+		a.must("+OK\r\n", "CLIENT", "TRACKING", "on", "BCAST", "PREFIX", pre+"a:", "PREFIX", pre+"b:")
+		// Keys never read, on whichever master: every write under a prefix is reported.
+		for i := 0; i < 6; i++ {
+			in := fmt.Sprintf("%sa:%d", pre, i)
+			out := fmt.Sprintf("%sc:%d", pre, i)
+			w.Set(ctx, out, "x", 0)
+			w.Set(ctx, in, "x", 0)
+			pushes := a.must("+PONG\r\n", "PING")
+			if len(pushes) != 1 || pushes[0] != inval(in) {
+				t.Fatalf("BCAST after SET %s and %s: %q", in, out, pushes)
+			}
+		}
+	})
+
+	t.Run("optin", func(t *testing.T) {
+		a := dialT(t, p.addr)
+		a.do("HELLO", "3")
+		a.must("+OK\r\n", "CLIENT", "TRACKING", "on", "OPTIN")
+		k1, k2 := pre+"in1", pre+"in2"
+		a.do("GET", k1) // not cached: not tracked
+		a.must("+OK\r\n", "CLIENT", "CACHING", "yes")
+		a.do("GET", k2)
+		a.do("GET", k1) // the CACHING yes was for the previous command only
+		w.Set(ctx, k1, "x", 0)
+		w.Set(ctx, k2, "x", 0)
+		pushes := a.must("+PONG\r\n", "PING")
+		if len(pushes) != 1 || pushes[0] != inval(k2) {
+			t.Fatalf("OPTIN: %q, want only %q", pushes, inval(k2))
+		}
+	})
+
+	t.Run("optout", func(t *testing.T) {
+		a := dialT(t, p.addr)
+		a.do("HELLO", "3")
+		a.must("+OK\r\n", "CLIENT", "TRACKING", "on", "OPTOUT")
+		k1, k2 := pre+"out1", pre+"out2"
+		a.must("+OK\r\n", "CLIENT", "CACHING", "no")
+		a.do("GET", k1)
+		a.do("GET", k2)
+		w.Set(ctx, k1, "x", 0)
+		w.Set(ctx, k2, "x", 0)
+		pushes := a.must("+PONG\r\n", "PING")
+		if len(pushes) != 1 || pushes[0] != inval(k2) {
+			t.Fatalf("OPTOUT: %q, want only %q", pushes, inval(k2))
+		}
+	})
+
+	t.Run("noloop", func(t *testing.T) {
+		a := dialT(t, p.addr)
+		a.do("HELLO", "3")
+		a.must("+OK\r\n", "CLIENT", "TRACKING", "on", "NOLOOP")
+		k1, k2 := pre+"nl1", pre+"nl2"
+		a.do("GET", k1)
+		a.do("GET", k2)
+		a.must("+OK\r\n", "SET", k1, "mine")
+		w.Set(ctx, k2, "theirs", 0)
+		pushes := a.must("+PONG\r\n", "PING")
+		if len(pushes) != 1 || pushes[0] != inval(k2) {
+			t.Fatalf("NOLOOP: %q, want only %q", pushes, inval(k2))
+		}
+	})
+
+	t.Run("multi-and-lua", func(t *testing.T) {
+		a := dialT(t, p.addr)
+		a.do("HELLO", "3")
+		a.must("+OK\r\n", "CLIENT", "TRACKING", "on")
+		km, kl := "{"+pre+"}m", "{"+pre+"}l"
+		w.Set(ctx, km, "1", 0)
+		w.Set(ctx, kl, "2", 0)
+		a.must("+OK\r\n", "MULTI")
+		a.must("+QUEUED\r\n", "GET", km)
+		a.must("*1\r\n$1\r\n1\r\n", "EXEC")
+		a.must("$1\r\n2\r\n", "EVAL", "return redis.call('GET', KEYS[1])", "1", kl)
+		w.Set(ctx, km, "x", 0)
+		pushes := a.must("+PONG\r\n", "PING")
+		if len(pushes) != 1 || pushes[0] != inval(km) {
+			t.Fatalf("MULTI: %q", pushes)
+		}
+		w.Set(ctx, kl, "x", 0)
+		pushes = a.must("+PONG\r\n", "PING")
+		if len(pushes) != 1 || pushes[0] != inval(kl) {
+			t.Fatalf("EVAL: %q", pushes)
+		}
+		// A write inside a transaction by another client.
+		a.must("$1\r\nx\r\n", "GET", km)
+		tx := w.TxPipeline()
+		tx.Set(ctx, km, "y", 0)
+		if _, err := tx.Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+		pushes = a.must("+PONG\r\n", "PING")
+		if len(pushes) != 1 || pushes[0] != inval(km) {
+			t.Fatalf("write in MULTI: %q", pushes)
+		}
+	})
+}
+
+// TestTrackingRESP2Redirect: a RESP2 client tracks with REDIRECT to a connection
+// subscribed to __redis__:invalidate, which gets Redis 7's messages (a key list, and $-1
+// for a flush).
+func TestTrackingRESP2Redirect(t *testing.T) {
+	c := sharedCluster(t)
+	p := startProxy(t, c, nil)
+	ctx := context.Background()
+	w := p.client(t)
+	k := fmt.Sprintf("trr%d", time.Now().UnixNano())
+	w.Set(ctx, k, "1", 0)
+	r := dialT(t, p.addr)
+	id, _ := r.do("CLIENT", "ID")
+	id = strings.TrimSuffix(strings.TrimPrefix(id, ":"), "\r\n")
+	r.must("*3\r\n$9\r\nsubscribe\r\n$20\r\n__redis__:invalidate\r\n:1\r\n", "SUBSCRIBE", "__redis__:invalidate")
+	a := dialT(t, p.addr)
+	a.must("+OK\r\n", "CLIENT", "TRACKING", "on", "REDIRECT", id)
+	a.must(":"+id+"\r\n", "CLIENT", "GETREDIR")
+	a.must("$1\r\n1\r\n", "GET", k)
+	w.Set(ctx, k, "2", 0)
+	want := "*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n*1\r\n$" + strconv.Itoa(len(k)) + "\r\n" + k + "\r\n"
+	if got := r.frame(); got != want {
+		t.Fatalf("redirected invalidation %q, want %q", got, want)
+	}
+	// The redirect target goes away: TRACKINGINFO says so.
+	r.c.Close()
+	testutil.WaitFor(t, 5*time.Second, "broken_redirect", func() bool {
+		got, _ := a.do("CLIENT", "TRACKINGINFO")
+		return strings.Contains(got, "broken_redirect")
+	})
+}
+
+// TestTrackingKeyspaceNotifications: a RESP3 client both tracks a key and subscribes to its
+// keyspace notifications; a change brings both pushes.
+func TestTrackingKeyspaceNotifications(t *testing.T) {
+	c := sharedCluster(t)
+	p := startProxy(t, c, nil)
+	ctx := context.Background()
+	masters, err := c.Masters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range masters {
+		if err := c.Client(m).ConfigSet(ctx, "notify-keyspace-events", "K$").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, m := range masters {
+			c.Client(m).ConfigSet(ctx, "notify-keyspace-events", "")
+		}
+	})
+	w := p.client(t)
+	k := fmt.Sprintf("trk%d", time.Now().UnixNano())
+	w.Set(ctx, k, "1", 0)
+	a := dialT(t, p.addr)
+	a.do("HELLO", "3")
+	a.must("+OK\r\n", "CLIENT", "TRACKING", "on")
+	a.must("$1\r\n1\r\n", "GET", k)
+	ch := "__keyspace@0__:" + k
+	a.send("SUBSCRIBE", ch)
+	if got := a.frame(); !strings.HasPrefix(got, ">3\r\n$9\r\nsubscribe\r\n") {
+		t.Fatalf("subscribe: %q", got)
+	}
+	w.Set(ctx, k, "2", 0)
+	var gotInval, gotEvent bool
+	for !(gotInval && gotEvent) {
+		f := a.frame()
+		switch {
+		case f == inval(k):
+			gotInval = true
+		case strings.HasPrefix(f, ">3\r\n$7\r\nmessage\r\n") && strings.Contains(f, ch) && strings.HasSuffix(f, "$3\r\nset\r\n"):
+			gotEvent = true
+		default:
+			t.Fatalf("unexpected frame %q", f)
+		}
+	}
+}
+
+// TestTrackingTableBound: with tracking-table-max-keys 4, reading a fifth key evicts one,
+// whose reader gets its invalidation at once.
+func TestTrackingTableBound(t *testing.T) {
+	c := sharedCluster(t)
+	p := startProxy(t, c, func(cfg *config.Config) { cfg.TrackingTableMaxKeys = 4 })
+	a := dialT(t, p.addr)
+	a.do("HELLO", "3")
+	a.must("+OK\r\n", "CLIENT", "TRACKING", "on")
+	pre := fmt.Sprintf("trb%d:", time.Now().UnixNano())
+	var evicted []string
+	for i := 0; i < 10; i++ {
+		_, pushes := a.do("GET", pre+strconv.Itoa(i))
+		evicted = append(evicted, pushes...)
+	}
+	_, pushes := a.do("PING")
+	evicted = append(evicted, pushes...)
+	if len(evicted) != 6 {
+		t.Fatalf("evictions: %q, want 6", evicted)
+	}
+	if got := testutil.MetricSum(t, p.reg, "redis_carp_proxy_tracking_keys"); got != 4 {
+		t.Errorf("tracking_keys %v, want 4", got)
+	}
+	if got := testutil.MetricSum(t, p.reg, "redis_carp_proxy_tracking_invalidations_total", "reason", "table_full"); got != 6 {
+		t.Errorf("tracking_invalidations_total{reason=table_full} %v, want 6", got)
+	}
+}
