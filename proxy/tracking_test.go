@@ -506,3 +506,112 @@ func TestTrackingTableBound(t *testing.T) {
 		t.Errorf("tracking_invalidations_total{reason=table_full} %v, want 6", got)
 	}
 }
+
+// hasKeys reports whether the push invalidates every key in keys (or is a flush).
+func hasKeys(push string, keys ...string) bool {
+	if push == invalFlush {
+		return true
+	}
+	if !strings.HasPrefix(push, ">2\r\n$10\r\ninvalidate\r\n") {
+		return false
+	}
+	for _, k := range keys {
+		if !strings.Contains(push, "\r\n"+k+"\r\n") {
+			return false
+		}
+	}
+	return true
+}
+
+// waitKeys sends PINGs until every key in keys was invalidated (or a flush came), within d.
+func (tc *tconn) waitKeys(d time.Duration, keys ...string) {
+	tc.t.Helper()
+	left := map[string]bool{}
+	for _, k := range keys {
+		left[k] = true
+	}
+	tc.waitPush(d, func(p string) bool {
+		if p == invalFlush {
+			left = nil
+			return true
+		}
+		for k := range left {
+			if hasKeys(p, k) {
+				delete(left, k)
+			}
+		}
+		return len(left) == 0
+	})
+}
+
+// TestTrackingTopologyChanges: a resharded slot and a master killed and replaced each
+// invalidate the keys tracking clients read there, including keys that did not exist (no
+// node reports a change for them: the proxy invalidates them because their slot moved), and
+// flush BCAST clients when the node is lost.
+func TestTrackingTopologyChanges(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{NodeTimeout: 2 * time.Second})
+	p := startProxy(t, c, nil)
+	ctx := context.Background()
+	w := p.client(t)
+	pre := fmt.Sprintf("trt%d", time.Now().UnixNano())
+
+	// Resharding.
+	k1, k1missing := "{"+pre+"r}a", "{"+pre+"r}b"
+	slot := command.KeySlot([]byte(k1))
+	if err := w.Set(ctx, k1, "1", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	owner, other, err := c.OwnerAndOther(ctx, slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := dialT(t, p.addr)
+	a.do("HELLO", "3")
+	a.must("+OK\r\n", "CLIENT", "TRACKING", "on")
+	a.must("$1\r\n1\r\n", "GET", k1)
+	a.must("_\r\n", "GET", k1missing)
+	t.Logf("moving slot %d from %s to %s", slot, owner.Addr, other.Addr)
+	if err := c.MoveSlots(ctx, []int{slot}, other); err != nil {
+		t.Fatal(err)
+	}
+	a.waitKeys(10*time.Second, k1, k1missing)
+	if got := testutil.MetricSum(t, p.reg, "redis_carp_proxy_tracking_invalidations_total", "reason", "slot_moved"); got < 1 {
+		t.Errorf("tracking_invalidations_total{reason=slot_moved} %v", got)
+	}
+
+	// A master killed and replaced by its replica.
+	k2, k2missing := "{"+pre+"k}a", "{"+pre+"k}b"
+	if err := w.Set(ctx, k2, "1", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	victim, err := c.OwnerOf(ctx, command.KeySlot([]byte(k2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Client(victim).Do(ctx, "WAIT", 1, 2000).Err(); err != nil {
+		t.Fatal(err)
+	}
+	a.must("$1\r\n1\r\n", "GET", k2)
+	a.must("_\r\n", "GET", k2missing)
+	b := dialT(t, p.addr)
+	b.do("HELLO", "3")
+	b.must("+OK\r\n", "CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "{"+pre)
+	if err := c.Kill(victim); err != nil {
+		t.Fatal(err)
+	}
+	a.waitKeys(20*time.Second, k2, k2missing)
+	b.waitPush(20*time.Second, func(p string) bool { return p == invalFlush })
+	// Tracking goes on with the new master.
+	testutil.WaitFor(t, 30*time.Second, "the replica serves the slot", func() bool {
+		o, err := c.OwnerOf(ctx, command.KeySlot([]byte(k2)))
+		return err == nil && o != victim && w.Set(ctx, k2, "2", 0).Err() == nil
+	})
+	a.must("$1\r\n2\r\n", "GET", k2)
+	if err := w.Set(ctx, k2, "3", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	a.waitKeys(5*time.Second, k2)
+	if got := testutil.MetricSum(t, p.reg, "redis_carp_proxy_tracking_flushes_total"); got < 1 {
+		t.Errorf("tracking_flushes_total %v", got)
+	}
+}
