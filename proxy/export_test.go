@@ -20,3 +20,7 @@ func (s *Server) ParseWork() int64 {
 	}
 	return n
 }
+
+// SetTrackingInvalidationDelay makes the proxy wait d before handling each invalidation
+// message a node sends (a slow invalidation connection).
+func (s *Server) SetTrackingInvalidationDelay(d time.Duration) { s.track.slowInval.Store(int64(d)) }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
@@ -226,6 +228,8 @@ func TestTrackingInvalidationRESP3(t *testing.T) {
 	}
 	// Through the proxy: the writer's reply is seen (by this test, a third party), then
 	// the reader's very next reply comes after the invalidation.
+	p.srv.SetTrackingInvalidationDelay(30 * time.Millisecond) // a slow invalidation path
+	defer p.srv.SetTrackingInvalidationDelay(0)
 	for _, k := range keys {
 		if err := w.Set(ctx, k, "v2", 0).Err(); err != nil {
 			t.Fatal(err)
@@ -260,6 +264,10 @@ func TestTrackingInvalidationRESP3(t *testing.T) {
 	// Expiry.
 	w.Set(ctx, keys[0], "e", 150*time.Millisecond)
 	a.must("$1\r\ne\r\n", "GET", keys[0])
+	// The SET's own invalidation may have arrived while the GET ran: then it came before
+	// the reply and once more after it (the change may have followed the read), and the
+	// key stays tracked.
+	a.must("+PONG\r\n", "PING")
 	a.waitPush(5*time.Second, func(s string) bool { return s == inval(keys[0]) })
 	// FLUSHALL through the proxy: a null invalidation.
 	a.must("_\r\n", "GET", keys[0]) // nothing there: tracked anyway, as Redis does
@@ -613,5 +621,51 @@ func TestTrackingTopologyChanges(t *testing.T) {
 	a.waitKeys(5*time.Second, k2)
 	if got := testutil.MetricSum(t, p.reg, "redis_carp_proxy_tracking_flushes_total"); got < 1 {
 		t.Errorf("tracking_flushes_total %v", got)
+	}
+}
+
+// TestTrackingGoRedisCache runs go-redis v9's own client-side cache (RESP3, CLIENT
+// TRACKING on) through the proxy: a second read of a key is served from the client's
+// memory, and after another client's write has been answered, a round trip on the cached
+// connection (which reads the invalidation before its reply) makes the next read fetch
+// the new value, for keys on every master, many times over.
+func TestTrackingGoRedisCache(t *testing.T) {
+	c := sharedCluster(t)
+	p := startProxy(t, c, nil)
+	ctx := context.Background()
+	cache := redis.NewLocalCache(redis.CacheConfig{MaxEntries: 1024})
+	reader := p.client(t, func(o *redis.Options) {
+		o.Protocol, o.ClientSideCache, o.PoolSize = 3, cache, 1
+	})
+	writer := p.client(t)
+	keys := keysOnMasters(t, c, fmt.Sprintf("trg%d:", time.Now().UnixNano()))
+	for _, k := range keys {
+		if err := writer.Set(ctx, k, "0", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A slow invalidation path: the reader's round trip must still bring the
+	// invalidation first (tracker.sync).
+	p.srv.SetTrackingInvalidationDelay(20 * time.Millisecond)
+	for round := 1; round <= 30; round++ {
+		for _, k := range keys {
+			want := strconv.Itoa(round - 1)
+			for i := 0; i < 3; i++ {
+				if got, err := reader.Get(ctx, k).Result(); err != nil || got != want {
+					t.Fatalf("round %d GET %s: %q %v, want %q", round, k, got, err, want)
+				}
+			}
+			if err := writer.Set(ctx, k, strconv.Itoa(round), 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if err := reader.Ping(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	st := reader.CSCStats()
+	t.Logf("go-redis cache: %d hits, %d misses", st.Hits, st.Misses)
+	if st.Hits < uint64(30*len(keys)) || st.Misses < uint64(30*len(keys)) {
+		t.Errorf("go-redis cache stats %+v: every value should be fetched once and then hit twice", st)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
@@ -23,6 +24,9 @@ type tracker struct {
 	conns   map[*node]*invConn
 	last    *slotMap // the map the invalidation connections follow
 	started bool
+	// slowInval delays each invalidation message read (tests: a slow invalidation path
+	// must not let a client's reply overtake the invalidation).
+	slowInval atomic.Int64
 }
 
 // invConn is the invalidation connection to one master: CLIENT TRACKING on BCAST, redirected
@@ -514,6 +518,9 @@ func (t *tracker) handle(ic *invConn, rep []byte) {
 		}
 		ic.mu.Unlock()
 	case kind == "message" && len(v.elems) == 3:
+		if d := t.slowInval.Load(); d > 0 {
+			time.Sleep(time.Duration(d))
+		}
 		body := v.elems[2]
 		if body.t != '*' {
 			t.flushAll(t.slotsOf(ic.n), "flushall")
