@@ -669,3 +669,31 @@ func TestTrackingGoRedisCache(t *testing.T) {
 		t.Errorf("go-redis cache stats %+v: every value should be fetched once and then hit twice", st)
 	}
 }
+
+// BenchmarkTrackingGET is a GET from one RESP3 connection, one at a time, without and with
+// CLIENT TRACKING on (default mode: the key is recorded; bcast: nothing is recorded), for
+// the extra work per read of a tracking client (docs/architecture.md).
+func BenchmarkTrackingGET(b *testing.B) {
+	c := sharedCluster(b)
+	p := startProxy(b, c, nil)
+	w := p.client(b)
+	w.Set(context.Background(), "benchtrk", "v", 0)
+	for _, mode := range []string{"off", "on", "bcast"} {
+		b.Run(mode, func(b *testing.B) {
+			a := dialT(b, p.addr)
+			a.do("HELLO", "3")
+			switch mode {
+			case "on":
+				a.must("+OK\r\n", "CLIENT", "TRACKING", "on")
+			case "bcast":
+				a.must("+OK\r\n", "CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "none:")
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if got, _ := a.do("GET", "benchtrk"); got != "$1\r\nv\r\n" {
+					b.Fatalf("GET: %q", got)
+				}
+			}
+		})
+	}
+}
