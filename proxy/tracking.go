@@ -459,3 +459,14 @@ func hasPrefix(key []byte, prefixes []string) bool {
 	}
 	return false
 }
+
+// trackingSubcommand reports whether args is CLIENT TRACKING or CLIENT CACHING: inside
+// MULTI they are refused (the transaction runs on a node connection, which must not start
+// tracking; the proxy's tracking state is not part of the transaction).
+func trackingSubcommand(args [][]byte) bool {
+	if len(args) < 2 || lowerName(args[0]) != "client" {
+		return false
+	}
+	sub := lowerName(args[1])
+	return sub == "tracking" || sub == "caching"
+}

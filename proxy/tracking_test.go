@@ -14,6 +14,7 @@ import (
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
 )
@@ -382,6 +383,11 @@ func TestTrackingModes(t *testing.T) {
 		km, kl := "{"+pre+"}m", "{"+pre+"}l"
 		w.Set(ctx, km, "1", 0)
 		w.Set(ctx, kl, "2", 0)
+		// CLIENT TRACKING inside MULTI is refused (it would reach the node running the
+		// transaction) and aborts it.
+		a.must("+OK\r\n", "MULTI")
+		a.must("-ERR Command not allowed inside a transaction\r\n", "CLIENT", "TRACKING", "off")
+		a.must("-EXECABORT Transaction discarded because of previous errors.\r\n", "EXEC")
 		a.must("+OK\r\n", "MULTI")
 		a.must("+QUEUED\r\n", "GET", km)
 		a.must("*1\r\n$1\r\n1\r\n", "EXEC")
@@ -694,6 +700,68 @@ func BenchmarkTrackingGET(b *testing.B) {
 					b.Fatalf("GET: %q", got)
 				}
 			}
+		})
+	}
+}
+
+// trackingConnsAtNodes counts the connections with tracking on (flag t) at the masters.
+func trackingConnsAtNodes(t testing.TB, c *testcluster.Cluster) int {
+	t.Helper()
+	ctx := context.Background()
+	masters, err := c.Masters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, m := range masters {
+		list, err := c.Client(m).ClientList(ctx).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(list, "\n") {
+			for _, f := range strings.Fields(line) {
+				if strings.HasPrefix(f, "flags=") && strings.Contains(f, "t") {
+					n++
+				}
+			}
+		}
+	}
+	return n
+}
+
+// TestTrackingIdleStop: no invalidation connection exists before a client enables tracking
+// (a proxy whose clients never track costs the nodes nothing); they close once the last
+// tracking client has been gone for a while, and open again for the next one.
+func TestTrackingIdleStop(t *testing.T) {
+	defer proxy.SetTrackIdleStop(300 * time.Millisecond)()
+	c := sharedCluster(t)
+	base := trackingConnsAtNodes(t, c) // other tests' proxies may still be closing
+	p := startProxy(t, c, nil)
+	ctx := context.Background()
+	w := p.client(t)
+	masters, _ := c.Masters(ctx)
+	if n := p.srv.TrackingConnections(); n != 0 {
+		t.Fatalf("%d invalidation connections before any client tracks", n)
+	}
+	for round := 0; round < 2; round++ {
+		a := dialT(t, p.addr)
+		a.do("HELLO", "3")
+		a.must("+OK\r\n", "CLIENT", "TRACKING", "on")
+		if n := p.srv.TrackingConnections(); n != len(masters) {
+			t.Fatalf("round %d: %d invalidation connections, want %d", round, n, len(masters))
+		}
+		if n := trackingConnsAtNodes(t, c); n < len(masters) {
+			t.Fatalf("round %d: %d tracking connections at the nodes", round, n)
+		}
+		k := fmt.Sprintf("tri%d:%d", time.Now().UnixNano(), round)
+		a.do("GET", k)
+		w.Set(ctx, k, "1", 0)
+		if pushes := a.must("+PONG\r\n", "PING"); len(pushes) != 1 || pushes[0] != inval(k) {
+			t.Fatalf("round %d: pushes %q", round, pushes)
+		}
+		a.c.Close()
+		testutil.WaitFor(t, 10*time.Second, "invalidation connections closed", func() bool {
+			return p.srv.TrackingConnections() == 0 && trackingConnsAtNodes(t, c) <= base
 		})
 	}
 }

@@ -52,7 +52,7 @@ func newTracker(s *Server) *tracker {
 // enable switches tracking on for ss with n's settings (CLIENT TRACKING on: a client that
 // already tracks keeps its table entries; BCAST prefixes accumulate).
 func (t *tracker) enable(ss *session, n *trackState) {
-	t.start()
+	defer t.start() // after the client is registered: stopIfIdle cannot close what it needs
 	t.mu.Lock()
 	if old := ss.track; old != nil {
 		seen := map[string]bool{}
@@ -329,7 +329,11 @@ func (t *tracker) start() {
 func (t *tracker) manage() {
 	defer t.s.cl.wg.Done()
 	ctx := t.s.ctx
+	var idleSince time.Time
 	for {
+		if t.stopIfIdle(&idleSince) {
+			return
+		}
 		ch := t.s.cl.ownerChanges.wait()
 		select {
 		case <-ctx.Done():
@@ -340,10 +344,39 @@ func (t *tracker) manage() {
 			t.mu.Unlock()
 			return
 		case <-ch:
-		case <-time.After(time.Second):
+		case <-time.After(min(time.Second, trackIdleStop)):
 		}
 		t.reconcile(true)
 	}
+}
+
+// trackIdleStop is how long the invalidation connections stay after the last tracking
+// client is gone: then they are closed (the nodes stop reporting every write) and the
+// table is emptied, until a client enables tracking again.
+var trackIdleStop = 30 * time.Second
+
+// stopIfIdle closes the invalidation connections once no client has tracked for
+// trackIdleStop, and reports whether it did.
+func (t *tracker) stopIfIdle(since *time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.clients) > 0 {
+		*since = time.Time{}
+		return false
+	}
+	if since.IsZero() {
+		*since = time.Now()
+	}
+	if time.Since(*since) < trackIdleStop {
+		return false
+	}
+	for _, ic := range t.conns {
+		ic.cancel()
+	}
+	t.conns, t.keys, t.last, t.started = map[*node]*invConn{}, map[string][]uint64{}, nil, false
+	t.updateGauges()
+	t.s.log.Info("client tracking: no tracking client left, invalidation connections closed")
+	return true
 }
 
 // reconcile opens connections to new masters, closes those to nodes no longer masters,
