@@ -141,7 +141,9 @@ func clientTracking(ss *session, r *request) []byte {
 	if err := checkPrefixes(n.prefixes, ss.track); err != nil {
 		return err
 	}
-	if n.redirect != 0 && n.redirect != ss.id {
+	if n.redirect == ss.id {
+		n.target = ss // to itself: a RESP2 client that then subscribes to __redis__:invalidate
+	} else if n.redirect != 0 {
 		for _, o := range ss.s.allSessions() {
 			if o.id == n.redirect {
 				n.target = o

@@ -563,11 +563,48 @@ func (tc *tconn) waitKeys(d time.Duration, keys ...string) {
 // node reports a change for them: the proxy invalidates them because their slot moved), and
 // flush BCAST clients when the node is lost.
 func TestTrackingTopologyChanges(t *testing.T) {
-	c := testcluster.New(t, testcluster.Options{NodeTimeout: 2 * time.Second})
-	p := startProxy(t, c, nil)
+	c := testcluster.New(t, testcluster.Options{NodeTimeout: 3 * time.Second})
+	p := startProxy(t, c, func(cfg *config.Config) { cfg.BackendReadTimeout = 400 * time.Millisecond })
 	ctx := context.Background()
 	w := p.client(t)
 	pre := fmt.Sprintf("trt%d", time.Now().UnixNano())
+
+	// A frozen master (shorter than the cluster's node timeout): a tracking client's
+	// command waits for its invalidation connection at most backend-read-timeout, then the
+	// connection is given up and the keys of its slots are invalidated.
+	{
+		kf := "{" + pre + "f}a"
+		frozen, err := c.OwnerOf(ctx, command.KeySlot([]byte(kf)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := dialT(t, p.addr)
+		a.do("HELLO", "3")
+		a.must("+OK\r\n", "CLIENT", "TRACKING", "on")
+		a.must("_\r\n", "GET", kf)
+		if err := c.Freeze(frozen); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		pushes := a.must("+PONG\r\n", "PING")
+		took := time.Since(start)
+		resumeErr := c.Resume(frozen)
+		if took > 1500*time.Millisecond {
+			t.Errorf("PING of a tracking client took %v while a master was frozen", took)
+		}
+		if resumeErr != nil {
+			t.Fatal(resumeErr)
+		}
+		if len(pushes) == 0 {
+			a.waitKeys(5*time.Second, kf)
+		} else if !hasKeys(pushes[0], kf) {
+			t.Fatalf("frozen master: pushes %q", pushes)
+		}
+		a.c.Close()
+		if err := c.WaitHealthy(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	// Resharding.
 	k1, k1missing := "{"+pre+"r}a", "{"+pre+"r}b"

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -37,7 +38,7 @@ type invConn struct {
 	ready  chan struct{} // closed once the first connection is made (or given up)
 
 	mu      sync.Mutex
-	conn    interface{ Write([]byte) (int, error) }
+	conn    net.Conn
 	up      bool
 	pingOut bool
 	waiting []chan struct{} // sync calls waiting for a PING not yet sent
@@ -245,23 +246,26 @@ func (t *tracker) flushAll(in func(slot int) bool, reason string) {
 func (t *tracker) deliver(id uint64, keys [][]byte, reason string) {
 	t.mu.Lock()
 	ts := t.clients[id]
+	var self, target *session
+	var redirect uint64
+	if ts != nil {
+		self, target, redirect = ts.ss, ts.target, ts.redirect
+	}
 	t.mu.Unlock()
 	if ts == nil {
 		return // no longer tracking
 	}
-	target := ts.ss
-	if ts.target != nil {
-		target = ts.target
-		if target.ctx.Err() != nil {
-			if ts.ss.resp3.Load() {
-				ts.ss.queueInvalidation(redirBrokenFrame(ts.redirect), nil, false)
-			}
-			return
+	if target == nil {
+		target = self
+	} else if target.ctx.Err() != nil {
+		if self.resp3.Load() {
+			self.queueInvalidation(redirBrokenFrame(redirect), nil, false)
 		}
+		return
 	}
 	resp3 := target.resp3.Load()
-	if !resp3 && (ts.target == nil || !target.invSub.Load()) {
-		return
+	if !resp3 && (redirect == 0 || !target.invSub.Load()) {
+		return // RESP2 without a subscribed REDIRECT target: nowhere to send it, as Redis
 	}
 	target.queueInvalidation(invalidationFrame(resp3, keys), keys, keys == nil)
 	if keys == nil {
@@ -571,10 +575,13 @@ var pingCmd = resp.AppendCommand(nil, []byte("PING"))
 
 // sync waits until every invalidation connection that is up has been read up to a PING
 // sent now: whatever a node sent before it answered a command whose reply the proxy already
-// has is then delivered. It gives up after backend-read-timeout (a frozen node).
+// has is then delivered. A connection that does not answer within backend-read-timeout (a
+// frozen node) is closed: the keys of its node's slots are invalidated (run), and later
+// calls do not wait for it until it is made again.
 func (t *tracker) sync(ctx context.Context) {
 	t.mu.Lock()
 	var chans []chan struct{}
+	var conns []*invConn
 	for _, ic := range t.conns {
 		ic.mu.Lock()
 		if ic.up {
@@ -588,6 +595,7 @@ func (t *tracker) sync(ctx context.Context) {
 				close(ch)
 			}
 			chans = append(chans, ch)
+			conns = append(conns, ic)
 		}
 		ic.mu.Unlock()
 	}
@@ -597,12 +605,25 @@ func (t *tracker) sync(ctx context.Context) {
 	}
 	timeout := time.NewTimer(t.s.conf().BackendReadTimeout)
 	defer timeout.Stop()
-	for _, ch := range chans {
+	for i, ch := range chans {
 		select {
 		case <-ch:
 		case <-ctx.Done():
 			return
 		case <-timeout.C:
+			for j := i; j < len(chans); j++ {
+				select {
+				case <-chans[j]:
+				default:
+					ic := conns[j]
+					ic.mu.Lock()
+					if ic.conn != nil {
+						t.s.log.Warn("client tracking: invalidation connection does not answer, closed", "node", ic.n.addr)
+						ic.conn.Close()
+					}
+					ic.mu.Unlock()
+				}
+			}
 			return
 		}
 	}
