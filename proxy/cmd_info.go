@@ -397,6 +397,10 @@ func infoPersistence(s *Server, secs []*infoSection, port string, add func(k, v 
 
 func infoStats(s *Server, secs []*infoSection, port string, add func(k, v string)) {
 	for _, k := range unionKeys(secs) {
+		if v, ok := s.track.infoField(k); ok {
+			add(k, v) // the proxy's own tracking table, not the nodes' (tracking.go)
+			continue
+		}
 		add(k, mergeNumbers(secs, k, k == "latest_fork_usec"))
 	}
 }

@@ -516,6 +516,20 @@ func TestTrackingTableBound(t *testing.T) {
 	if got := testutil.MetricSum(t, p.reg, "redis_carp_proxy_tracking_keys"); got != 4 {
 		t.Errorf("tracking_keys %v, want 4", got)
 	}
+	// INFO shows the proxy's table, not the nodes' (which hold the proxy's BCAST
+	// invalidation connections).
+	b := dialT(t, p.addr)
+	b.do("HELLO", "3")
+	b.must("+OK\r\n", "CLIENT", "TRACKING", "on", "BCAST", "PREFIX", pre+"x", "PREFIX", pre+"y")
+	info, err := p.client(t).Info(context.Background(), "stats", "clients").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"tracking_total_keys:4\r\n", "tracking_total_items:4\r\n", "tracking_total_prefixes:2\r\n", "tracking_clients:2\r\n"} {
+		if !strings.Contains(info, want) {
+			t.Errorf("INFO lacks %q:\n%s", want, info)
+		}
+	}
 	if got := testutil.MetricSum(t, p.reg, "redis_carp_proxy_tracking_invalidations_total", "reason", "table_full"); got != 6 {
 		t.Errorf("tracking_invalidations_total{reason=table_full} %v, want 6", got)
 	}

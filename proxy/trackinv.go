@@ -628,3 +628,34 @@ func (t *tracker) sync(ctx context.Context) {
 		}
 	}
 }
+
+// infoField answers INFO stats' tracking_total_keys, tracking_total_items and
+// tracking_total_prefixes from the proxy's table (the nodes' count the proxy's own
+// invalidation connections).
+func (t *tracker) infoField(k string) (string, bool) {
+	switch k {
+	case "tracking_total_keys", "tracking_total_items", "tracking_total_prefixes":
+	default:
+		return "", false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	switch k {
+	case "tracking_total_keys":
+		n = len(t.keys)
+	case "tracking_total_items":
+		for _, ids := range t.keys {
+			n += len(ids)
+		}
+	default:
+		seen := map[string]bool{}
+		for _, ts := range t.bcast {
+			for _, p := range ts.prefixes {
+				seen[p] = true
+			}
+		}
+		n = len(seen)
+	}
+	return strconv.Itoa(n), true
+}
