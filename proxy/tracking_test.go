@@ -618,6 +618,12 @@ func TestTrackingTopologyChanges(t *testing.T) {
 		if err := c.WaitHealthy(ctx); err != nil {
 			t.Fatal(err)
 		}
+		// The connection to the resumed node is made again (which invalidates its keys:
+		// connection_made) before the next step counts slot_moved invalidations.
+		testutil.WaitFor(t, 10*time.Second, "invalidation connections up", func() bool {
+			return p.srv.TrackingConnections() == 3
+		})
+		time.Sleep(200 * time.Millisecond)
 	}
 
 	// Resharding.
