@@ -97,11 +97,12 @@ func (c *lclient) wroteTo(n *node) bool {
 
 // refreshSimple recomputes whether the fast path may serve the next command: not while a
 // transaction, WATCH, Pub/Sub or CLIENT REPLY OFF/SKIP is in effect, before AUTH, or for
-// read-only users (their commands are checked one by one).
+// read-only users (their commands are checked one by one), nor while the client tracks
+// keys (CLIENT TRACKING: tracking.go records its reads on the slow path).
 func (c *lclient) refreshSimple() {
 	ss := c.ss
 	c.simple = ss.authed && !ss.readonly && ss.rightsCfg == c.l.s.conf() && !ss.tx.inMulti && ss.tx.watchConn == nil &&
-		(ss.ps == nil || !ss.ps.subscribed()) && !ss.replyOff && !ss.skipNext
+		(ss.ps == nil || !ss.ps.subscribed()) && !ss.replyOff && !ss.skipNext && ss.track == nil
 	c.resp3 = ss.resp3.Load()
 	c.authed = ss.authed
 }

@@ -257,6 +257,7 @@ func resetCommand(ss *session, r *request) bool {
 	ss.tx.inMulti, ss.tx.queued, ss.tx.aborted = false, nil, false
 	ss.authed, ss.readonly = !ss.s.authRequired(), false
 	ss.resp3.Store(false) // as Redis: RESET goes back to RESP2
+	ss.s.track.disable(ss)
 	ss.csMu.Lock()
 	ss.cs.name, ss.cs.user = "", ""
 	ss.csMu.Unlock()
@@ -354,6 +355,9 @@ func clientCommand(ss *session, r *request) []byte {
 			return replyOK
 		}
 		return resp.ErrorReply("ERR syntax error")
+	}
+	if out := trackingCommand(ss, r, sub); out != nil {
+		return out
 	}
 	return resp.ErrorReply(fmt.Sprintf("ERR CLIENT %s is not supported by the proxy", strings.ToUpper(string(r.args[1]))))
 }

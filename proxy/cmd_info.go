@@ -322,7 +322,7 @@ func infoClients(s *Server, secs []*infoSection, port string, add func(k, v stri
 	add("client_recent_max_input_buffer", "0")
 	add("client_recent_max_output_buffer", "0")
 	add("blocked_clients", blocked)
-	add("tracking_clients", "0")
+	add("tracking_clients", strconv.Itoa(s.track.clientCount()))
 	add("clients_in_timeout_table", blocked)
 }
 
@@ -397,6 +397,10 @@ func infoPersistence(s *Server, secs []*infoSection, port string, add func(k, v 
 
 func infoStats(s *Server, secs []*infoSection, port string, add func(k, v string)) {
 	for _, k := range unionKeys(secs) {
+		if v, ok := s.track.infoField(k); ok {
+			add(k, v) // the proxy's own tracking table, not the nodes' (tracking.go)
+			continue
+		}
 		add(k, mergeNumbers(secs, k, k == "latest_fork_usec"))
 	}
 }

@@ -53,7 +53,7 @@ func (ss *session) queueInMulti(r *request) bool {
 		r.reply = resp.ErrorReply(fmt.Sprintf("ERR unknown command '%s', with args beginning with: %s", r.args[0], b.String()))
 		return true
 	}
-	if info.Flags&command.NoMulti != 0 {
+	if info.Flags&command.NoMulti != 0 || trackingSubcommand(r.args) {
 		tx.aborted = true
 		r.reply = resp.ErrorReply("ERR Command not allowed inside a transaction")
 		return true

@@ -120,6 +120,9 @@ func lowerName(name []byte) string {
 // locally, routed to a slot owner, split into parts, or deferred to the writer (exec)
 // when it needs more than one round trip or session state.
 func (ss *session) newRequest(args [][]byte, raw []byte) *request {
+	if ss.track != nil {
+		ss.trackBefore(args)
+	}
 	r := ss.stages(args, raw)
 	r.resp3 = ss.resp3.Load() // after the stages: HELLO 3 is answered in RESP3 (resp3.go)
 	return r

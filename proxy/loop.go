@@ -474,6 +474,7 @@ func tcpAddrPort(a net.Addr) netip.AddrPort {
 func (ss *session) finalize(c *lclient) {
 	ss.releaseWatch(false)
 	ss.closePubsub()
+	ss.s.track.disable(ss)
 	close(ss.closed)
 	s := ss.s
 	s.mu.Lock()

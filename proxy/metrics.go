@@ -46,7 +46,8 @@ type Metrics struct {
 	nodesKnown      prometheus.Gauge
 	buildInfo       *prometheus.GaugeVec
 
-	sec secMetrics // security counters (docs/security.md)
+	sec   secMetrics   // security counters (docs/security.md)
+	track trackMetrics // client-side caching (tracking.go)
 }
 
 // latencyBuckets cover 100 µs to 2.5 s: a proxied command on a LAN takes a few hundred µs.
@@ -84,6 +85,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.buildInfo.WithLabelValues(Version).Set(1)
 	m.sec = newSecMetrics(reg)
+	m.track = newTrackMetrics(reg)
 	if reg != nil {
 		reg.MustRegister(m.clientsCurrent, m.clientsAccepted, m.clientsRejected, m.clientsClosed,
 			m.redirects, m.protoErrors,
@@ -168,6 +170,27 @@ func newSecMetrics(reg prometheus.Registerer) secMetrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.panics, m.authFailures)
+	}
+	return m
+}
+
+// trackMetrics are the client-side caching metrics (CLIENT TRACKING, tracking.go).
+type trackMetrics struct {
+	keys          prometheus.Gauge
+	clients       prometheus.Gauge
+	invalidations *prometheus.CounterVec
+	flushes       *prometheus.CounterVec
+}
+
+func newTrackMetrics(reg prometheus.Registerer) trackMetrics {
+	m := trackMetrics{
+		keys:          prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "tracking_keys", Help: "Keys in the proxy's client-side caching table (read by clients with CLIENT TRACKING on, not yet invalidated)."}),
+		clients:       prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "tracking_clients", Help: "Clients with CLIENT TRACKING on."}),
+		invalidations: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "tracking_invalidations_total", Help: "Invalidation messages with keys sent to tracking clients, by reason (write, table_full, slot_moved, connection_lost, connection_made, node_removed)."}, []string{"reason"}),
+		flushes:       prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "tracking_flushes_total", Help: "Null invalidation messages (flush everything) sent to tracking clients, by reason (flushall, slot_moved, connection_lost, connection_made, node_removed)."}, []string{"reason"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.keys, m.clients, m.invalidations, m.flushes)
 	}
 	return m
 }

@@ -343,6 +343,9 @@ func resp3Shape(args [][]byte, queued [][][]byte) shape {
 		if sub == "list" || sub == "info" {
 			return toVerbatim
 		}
+		if sub == "trackinginfo" {
+			return mapWith(fields(map[string]shape{"flags": toSet}))
+		}
 	case "cluster":
 		switch sub {
 		case "info", "nodes":

@@ -65,6 +65,7 @@ type Server struct {
 	nextID    atomic.Uint64
 	wg        sync.WaitGroup
 	authFails authFailLog // rate limit of the failed-AUTH log line (authfail.go)
+	track     *tracker    // client-side caching (tracking.go)
 }
 
 // NewServer returns a proxy for cfg. reg receives the proxy's metrics (nil: none).
@@ -109,6 +110,7 @@ func NewServer(cfg *Config, log *slog.Logger, reg prometheus.Registerer) *Server
 	}
 	s.hot = newHotkeys(cfg.HotkeysSampleRate, cfg.HotkeysWindow)
 	s.direct = newDirectPool(s.cl, cfg.BlockingConnections)
+	s.track = newTracker(s)
 	return s
 }
 

@@ -58,6 +58,13 @@ type session struct {
 	order    routeOrder
 
 	written map[*node]bool // masters this session wrote to (writer goroutine only), for WAIT
+
+	// Client-side caching (tracking.go): the settings (nil: off; slow path only), the
+	// invalidations waiting for the running command's reply, and whether the session
+	// subscribed to __redis__:invalidate.
+	track  *trackState
+	inv    invQueue
+	invSub atomic.Bool
 }
 
 // newSessionState makes the session of a new client; its loop client sets pending.
@@ -191,6 +198,12 @@ func (ss *session) finish(r *request) []byte {
 	}
 	if r.resp3 {
 		reply = toRESP3(r.args, r.queued, reply)
+	}
+	if ss.track != nil || ss.inv.running {
+		reply = ss.trackAfter(r, reply)
+	}
+	if len(r.args) > 0 && ss.ps != nil {
+		ss.invSub.Store(ss.subscribedToInvalidate())
 	}
 	return reply
 }

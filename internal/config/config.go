@@ -70,6 +70,7 @@ type Config struct {
 	BackendReadTimeout    time.Duration
 	BackendQueueDepth     int
 	BlockingConnections   int
+	TrackingTableMaxKeys  int
 	SlotmapRefresh        time.Duration
 	SlotmapFastRefresh    time.Duration
 	BackendSuspectAfter   time.Duration
@@ -386,6 +387,7 @@ var keys = []key{
 	{"backend-read-timeout", "3s", "a node that sends no reply for this long while commands are pending is timed out", durVar(time.Millisecond, func(c *Config) *time.Duration { return &c.BackendReadTimeout })},
 	{"backend-queue-depth", "4096", "obsolete, accepted and ignored (kept so that existing files load): the event loops' node connections queue without a fixed depth, bounded by client-pipeline-depth per client", intVar(1, 1<<20, func(c *Config) *int { return &c.BackendQueueDepth })},
 	{"blocking-connections", "1000", "dedicated backend connections for blocking commands (BLPOP, XREAD BLOCK, WAIT …), all nodes together", intVar(1, 1<<20, func(c *Config) *int { return &c.BlockingConnections })},
+	{"tracking-table-max-keys", "1000000", "keys the proxy remembers for clients with CLIENT TRACKING on (client-side caching); when full, a key is evicted and its clients get its invalidation, as Redis's tracking-table-max-keys (0: no limit)", intVar(0, 1<<30, func(c *Config) *int { return &c.TrackingTableMaxKeys })},
 	{"slotmap-refresh-interval", "5s", "periodic slot map refresh (also refreshed on MOVED, CLUSTERDOWN and connection loss)", durVar(100*time.Millisecond, func(c *Config) *time.Duration { return &c.SlotmapRefresh })},
 	{"slotmap-fast-refresh-interval", "25ms", "slot map refresh interval while a node that serves slots is suspect or flagged fail?/fail in CLUSTER NODES (until the cluster names a new owner or the node recovers)", durVar(5*time.Millisecond, func(c *Config) *time.Duration { return &c.SlotmapFastRefresh })},
 	{"backend-busy-timeout", "5m", "how long commands wait for a node that is executing rather than gone: it answers a fresh connection -BUSY (a script runs past its busy-reply-threshold) or -LOADING (it loads its dataset), or the proxy fanned out a CLIENT PAUSE that still runs; meanwhile backend-read-timeout does not apply to it (0: never wait beyond backend-read-timeout)", durVar(0, func(c *Config) *time.Duration { return &c.BackendBusyTimeout })},

@@ -97,6 +97,7 @@ var keySyntax = map[string]syntax{
 	"backend-read-timeout":              synDuration,
 	"backend-queue-depth":               synInt,
 	"blocking-connections":              synInt,
+	"tracking-table-max-keys":           synInt,
 	"slotmap-refresh-interval":          synDuration,
 	"slotmap-fast-refresh-interval":     synDuration,
 	"backend-busy-timeout":              synDuration,
