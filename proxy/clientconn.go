@@ -53,6 +53,7 @@ type lclient struct {
 	eof                bool // the client closed its side
 	quitting           bool // QUIT or a protocol error: close once written
 	closed             bool
+	bridged            bool // a TLS client through a bridge: never handed over (handoff.go)
 }
 
 // backlogLimit is how many unparsed bytes a client may have before the loop stops reading

@@ -390,6 +390,7 @@ func (s *Server) toLoop(ep *Endpoint, conn net.Conn) {
 	}
 	l := s.loops[int(s.nextLoop.Add(1))%len(s.loops)]
 	c := s.newLoopClient(l, fd, local, remote)
+	_, c.bridged = conn.(*tls.Conn)
 	ep.opened(c.ss)
 	s.mu.Lock()
 	s.sessions[c.ss] = struct{}{}

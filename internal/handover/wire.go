@@ -79,16 +79,18 @@ type Credit struct {
 // Client is the state of an idle client connection that travels with it. Everything
 // else about the connection is in the socket itself (unread bytes stay queued in it).
 type Client struct {
-	VIP      string `json:"vip"` // the endpoint it was accepted on
-	RESP3    bool   `json:"resp3"`
-	Authed   bool   `json:"authed"`
-	User     string `json:"user,omitempty"` // as authenticated ("": never, auth not required)
-	ReadOnly bool   `json:"readonly,omitempty"`
-	Name     string `json:"name,omitempty"`
-	LibName  string `json:"lib_name,omitempty"`
-	LibVer   string `json:"lib_ver,omitempty"`
-	ReplyOff bool   `json:"reply_off,omitempty"`
-	Created  int64  `json:"created"` // UnixNano
+	VIP    string `json:"vip"` // the endpoint it was accepted on
+	RESP3  bool   `json:"resp3"`
+	Authed bool   `json:"authed"`
+	// AuthRequired: the old process needed authentication (Authed is then by AUTH).
+	AuthRequired bool   `json:"auth_required"`
+	User         string `json:"user,omitempty"` // as authenticated ("": never, auth not required)
+	ReadOnly     bool   `json:"readonly,omitempty"`
+	Name         string `json:"name,omitempty"`
+	LibName      string `json:"lib_name,omitempty"`
+	LibVer       string `json:"lib_ver,omitempty"`
+	ReplyOff     bool   `json:"reply_off,omitempty"`
+	Created      int64  `json:"created"` // UnixNano
 }
 
 // Clients is a batch of clients, one per descriptor, in order.
