@@ -123,6 +123,8 @@ var keySyntax = map[string]syntax{
 	"vip":                               {kindIP, "address", "IP address"},
 	"carp-poll-interval":                synDuration,
 	"drain-timeout":                     synDuration,
+	"handover-socket":                   synFile,
+	"handover-wait":                     synDuration,
 	"carp-demote":                       synBool,
 	"carp-demote-after":                 synDuration,
 	"carp-health-file":                  synFile,
