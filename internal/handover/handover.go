@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -42,8 +43,10 @@ type Sink interface {
 
 // Options tune a hand-over.
 type Options struct {
-	Version string        // this binary's version (Hello)
-	Drain   time.Duration // the old process passes clients for at most this long
+	Version string // this binary's version (Hello)
+	// Instance names this process's configuration; a peer of another is refused.
+	Instance string
+	Drain    time.Duration // the old process passes clients for at most this long
 	// Step is how long the old process waits for a client to become idle before it
 	// answers a credit with an empty batch (default 5 ms).
 	Step time.Duration
@@ -66,8 +69,16 @@ func (o *Options) defaults() {
 	}
 	if o.proto == 0 {
 		o.proto = Proto
+		if n, err := strconv.Atoi(protoOverride); err == nil && n > 0 {
+			o.proto = n
+		}
 	}
 }
+
+// protoOverride, set at build time (-ldflags -X ...handover.protoOverride=N), makes a
+// binary speak client-state version N: the test of the listener-only fallback runs a
+// real binary of another version.
+var protoOverride string
 
 // Result summarises a hand-over.
 type Result struct {
@@ -79,12 +90,15 @@ type Result struct {
 }
 
 func (c *Conn) hello(o *Options) (Hello, error) {
-	if err := c.Send(MsgHello, Hello{Proto: o.proto, Version: o.Version, PID: os.Getpid()}, nil); err != nil {
+	if err := c.Send(MsgHello, Hello{Proto: o.proto, Version: o.Version, PID: os.Getpid(), Instance: o.Instance}, nil); err != nil {
 		return Hello{}, err
 	}
 	var h Hello
 	if err := c.expect(MsgHello, &h); err != nil {
 		return Hello{}, err
+	}
+	if h.Instance != o.Instance {
+		return h, fmt.Errorf("%w: %q, this is %q", ErrOtherInst, h.Instance, o.Instance)
 	}
 	return h, nil
 }

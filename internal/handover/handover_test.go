@@ -388,6 +388,19 @@ func TestIncompatibleVersionListenerOnly(t *testing.T) {
 	}
 }
 
+// A process of another configuration is refused by both sides, before any descriptor.
+func TestOtherInstanceRefused(t *testing.T) {
+	src := &fakeSource{t: t, listeners: pipeFDs(t, 1)}
+	sink := &fakeSink{room: 10}
+	_, _, gerr, terr := runPair(t, src, sink, Options{Instance: "/a.conf"}, Options{Instance: "/b.conf"})
+	if !errors.Is(gerr, ErrOtherInst) || !errors.Is(terr, ErrOtherInst) {
+		t.Fatalf("Give: %v, Take: %v", gerr, terr)
+	}
+	if len(sink.listeners) != 0 || len(src.stopped) != 0 {
+		t.Fatal("listeners passed to another instance")
+	}
+}
+
 // A successor that dies mid-way leaves the old process serving: clients not sent are
 // returned and its listeners re-opened.
 func TestGiveSuccessorDies(t *testing.T) {

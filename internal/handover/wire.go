@@ -52,13 +52,18 @@ type Hello struct {
 	Proto   int    `json:"proto"`
 	Version string `json:"version"` // the binary's version, for the logs
 	PID     int    `json:"pid"`
+	// Instance names the configuration (its file): a process takes over only from one
+	// of the same instance.
+	Instance string `json:"instance"`
 }
 
 // ListenerInfo describes the listening socket passed as the descriptor of the same index.
 type ListenerInfo struct {
 	Addr string `json:"addr"` // the configured listen address (the gate's)
 	TLS  bool   `json:"tls"`  // a TLS listener: the new process wraps it with its own certificates
-	VIP  string `json:"vip"`
+	// Admin: the admin HTTP listener (both processes accept on it until the old one exits).
+	Admin bool   `json:"admin,omitempty"`
+	VIP   string `json:"vip"`
 }
 
 // Listeners is the old process's listening sockets.
@@ -112,6 +117,7 @@ var (
 	ErrFDMismatch = errors.New("handover: descriptor count does not match the message")
 	ErrTooMany    = errors.New("handover: too many descriptors for one message")
 	ErrIncompat   = errors.New("handover: peer speaks another client-state version")
+	ErrOtherInst  = errors.New("handover: peer is another instance (another configuration file)")
 )
 
 // encode makes a frame: header, then the JSON payload of v.
