@@ -334,7 +334,8 @@ func TestRCScriptContract(t *testing.T) {
 		"-r -P ${pidfile} -p ${child_pidfile} -S",
 		"-T ${_tag}",
 		`redis_carp_proxy_flags=""`,
-		`extra_commands="configtest reload"`,
+		`extra_commands="configtest reload upgrade"`,
+		`restart_cmd="redis_carp_proxy_upgrade"`,
 		`check-config "${_config}"`,
 		`_pid=$(check_pidfile "${child_pidfile}" "${procname_proxy}")`,
 		`kill -HUP "${_pid}"`,
@@ -388,6 +389,7 @@ func TestRCScriptProfilesAtBoot(t *testing.T) {
 			// The stub rc.subr: load_rc_config reads the test's rc.conf, run_rc_command
 			// records what it would start.
 			stub := `load_rc_config() { . "` + rcconf + `"; }
+check_pidfile() { :; }
 run_rc_command() {
 	_c=$1; _u=none
 	# shellcheck disable=SC2086
@@ -783,6 +785,7 @@ func TestRCScriptUnknownUser(t *testing.T) {
 	}
 	subr := filepath.Join(dir, "rc.subr")
 	stub := `load_rc_config() { redis_carp_proxy_user=no_such_user_rcp_28; }
+check_pidfile() { :; }
 install() { echo "install $*"; }
 run_rc_command() { ${start_precmd}; }
 `
