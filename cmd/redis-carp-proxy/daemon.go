@@ -103,7 +103,7 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 		defer adm.Close()
 	}
 
-	stopHUP := reloadOnHUP(fs, srv, level, log, reloadPF && cfg.PFReload)
+	stopHUP := reloadOnHUP(fs, srv, level, log, reloadPF && cfg.PFReload, rs.spawnSuccessor)
 	defer stopHUP()
 	sctx, stopServe := rs.stopContext(ctx)
 	defer stopServe()

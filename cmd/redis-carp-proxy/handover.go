@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"sync"
@@ -359,6 +360,35 @@ func (r *restart) serveSuccessors(ctx context.Context) {
 		r.finishOne.Do(func() { close(r.finished) })
 		return
 	}
+}
+
+// spawnSuccessor starts a new process with this one's arguments, which takes over in
+// place (a SIGHUP changed keys that need a restart: reload-restart). Under daemon(8) the
+// new process is this one's child: when this one exits, daemon(8) starts another, which
+// takes over from it the same way, so the supervised process ends with the new
+// configuration and no client is cut. It reports whether it started one.
+func (r *restart) spawnSuccessor(keys []string) bool {
+	if r.path == "" || !r.cfg.ReloadRestart {
+		return false
+	}
+	if r.active.Load() {
+		r.log.Warn("a hand-over is in progress; the changed settings wait for it", "keys", keys)
+		return true
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		r.log.Error("cannot start a successor", "err", err)
+		return false
+	}
+	cmd := exec.Command(exe, os.Args[1:]...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Start(); err != nil {
+		r.log.Error("cannot start a successor", "err", err)
+		return false
+	}
+	r.log.Info("changed settings need a restart: started a successor to hand over to", "keys", keys, "successor_pid", cmd.Process.Pid)
+	go cmd.Wait()
+	return true
 }
 
 // stopContext returns the context the daemon serves under: it ends when this process has

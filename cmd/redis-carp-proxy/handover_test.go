@@ -61,15 +61,26 @@ const module_ = "github.com/redis-carp-proxy/redis-carp-proxy"
 // daemon is one proxy process.
 type daemon struct {
 	cmd    *exec.Cmd
-	log    *testutil.SyncBuffer
+	log    fileLog
 	exited chan error
 }
 
+// fileLog is a daemon's output, in a file: a successor it starts inherits it, and
+// waiting for the daemon must not wait for the successor to close a pipe.
+type fileLog struct{ path string }
+
+func (f fileLog) String() string { b, _ := os.ReadFile(f.path); return string(b) }
+
 func startDaemon(t *testing.T, bin, conf string) *daemon {
 	t.Helper()
-	d := &daemon{log: new(testutil.SyncBuffer), exited: make(chan error, 1)}
+	d := &daemon{log: fileLog{filepath.Join(t.TempDir(), "daemon.log")}, exited: make(chan error, 1)}
+	f, err := os.Create(d.log.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
 	d.cmd = exec.Command(bin, "-c", conf)
-	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	d.cmd.Stdout, d.cmd.Stderr = f, f
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -360,4 +371,44 @@ func mustRead(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestSIGHUPRestartHandoverBinary: a SIGHUP that changes a key needing a restart
+// (event-loops) starts a successor, which takes the listeners and clients over: no
+// failed command, no reconnect.
+func TestSIGHUPRestartHandoverBinary(t *testing.T) {
+	bin := binary(t)
+	c := testcluster.New(t, testcluster.Options{Replicas: -1})
+	s := setupRestart(t, c)
+	old := startDaemon(t, bin, s.conf)
+	waitListening(t, s.addr)
+	stop := make(chan struct{})
+	st, wait := runLoad(t, s.addr, loadClients, stop)
+	time.Sleep(500 * time.Millisecond)
+	os.WriteFile(s.conf, []byte(mustRead(t, s.conf)+"event-loops 3\n"), 0o644)
+	old.signal(t, syscall.SIGHUP)
+	var succ int
+	testutil.WaitFor(t, 10*time.Second, "successor started", func() bool {
+		_, after, ok := strings.Cut(old.log.String(), "successor_pid=")
+		if ok {
+			fmt.Sscanf(after, "%d", &succ)
+		}
+		return succ > 0
+	})
+	t.Cleanup(func() {
+		if p, err := os.FindProcess(succ); err == nil {
+			p.Kill()
+		}
+	})
+	old.wait(t, 20*time.Second)
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	wait()
+	st.report(t, "SIGHUP with a key needing a restart")
+	if !strings.Contains(old.log.String(), "hand-over from the running process complete") {
+		t.Errorf("the successor did not complete the hand-over")
+	}
+	if st.failed.Load() != 0 || st.dials.Load() != loadClients || st.refused.Load() != 0 {
+		t.Errorf("failed %d, dials %d (want %d), refused %d", st.failed.Load(), st.dials.Load(), loadClients, st.refused.Load())
+	}
 }

@@ -125,6 +125,7 @@ var keySyntax = map[string]syntax{
 	"drain-timeout":                     synDuration,
 	"handover-socket":                   synFile,
 	"handover-wait":                     synDuration,
+	"reload-restart":                    synBool,
 	"carp-demote":                       synBool,
 	"carp-demote-after":                 synDuration,
 	"carp-health-file":                  synFile,
