@@ -16,13 +16,17 @@ import (
 // loop at a request boundary (movable), the new one adopts it into one of its loops with
 // that state (AdoptClient). Bytes the client sent meanwhile wait in the socket.
 
-// movable reports whether the client is at a request boundary with no state that cannot
-// travel: nothing in flight or held, nothing read and unparsed, every reply written, and
-// no transaction, WATCH, subscription, blocking command or CLIENT REPLY SKIP. TLS clients
-// (through a bridge) never move: their TLS session lives in this process.
-func (c *lclient) movable() bool {
+// movable reports whether the client can move now: a plain TCP client at a request
+// boundary (atBoundary). TLS clients (through a bridge) never move: their TLS session
+// (keys, sequence numbers) lives in this process's crypto/tls.
+func (c *lclient) movable() bool { return !c.bridged && c.atBoundary() }
+
+// atBoundary reports whether the client is at a request boundary with no state that
+// cannot travel: nothing in flight or held, nothing read and unparsed, every reply
+// written, and no transaction, WATCH, subscription, blocking command or CLIENT REPLY SKIP.
+func (c *lclient) atBoundary() bool {
 	ss := c.ss
-	if c.closed || c.bridged || c.busy || c.resolving > 0 || c.fifo.len() > 0 || len(c.in) > 0 ||
+	if c.closed || c.busy || c.resolving > 0 || c.fifo.len() > 0 || len(c.in) > 0 ||
 		c.protoEr != "" || c.outOff < len(c.out) || c.held != 0 || c.draining || c.quitting || c.eof || c.paused {
 		return false
 	}
@@ -63,6 +67,9 @@ func (c *lclient) detach() (handover.Client, int) {
 }
 
 // TakeIdle detaches up to max movable clients from the event loops (for the successor).
+// A TLS client at a request boundary is closed instead: it reconnects, to the successor
+// (which accepts on the handed-over listener), rather than being cut in the middle of
+// a command when this process exits.
 func (s *Server) TakeIdle(max int) ([]handover.Client, []int) {
 	var cs []handover.Client
 	var fds []int
@@ -75,9 +82,13 @@ func (s *Server) TakeIdle(max int) ([]handover.Client, []int) {
 				if len(fds) >= max {
 					return
 				}
-				if c.movable() {
+				switch {
+				case c.movable():
 					st, fd := c.detach()
 					cs, fds = append(cs, st), append(fds, fd)
+				case c.bridged && c.atBoundary():
+					c.close()
+					s.metrics.handoverClients.WithLabelValues("tls_closed").Inc()
 				}
 			}
 		}, time.Second)

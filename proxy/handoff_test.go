@@ -2,13 +2,17 @@ package proxy_test
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
 )
 
 // handoffConn is one RESP connection, read line by line (simple replies only).
@@ -138,5 +142,38 @@ func TestHandoffRESP3(t *testing.T) {
 	}
 	if got := cl.do("GET", "handoff:missing"); got != "_" {
 		t.Fatalf("GET of a missing key over RESP3 after the hand-over: %q", got)
+	}
+}
+
+// A TLS client does not move (its TLS session is this process's): when idle it is closed
+// at a request boundary, and it reconnects.
+func TestHandoffTLSClientClosedWhenIdle(t *testing.T) {
+	c := sharedCluster(t)
+	a := startProxy(t, c, nil)
+	files, err := testcluster.WriteTLSFiles(t.TempDir(), "proxy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	taddr := serveTLS(t, a, files, false)
+	pool := x509.NewCertPool()
+	ca, _ := os.ReadFile(files.CACertFile)
+	pool.AppendCertsFromPEM(ca)
+	tc, err := tls.Dial("tcp", taddr, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	cl := &handoffConn{t: t, c: tc, br: bufio.NewReader(tc)}
+	if got := cl.do("PING"); got != "+PONG" {
+		t.Fatalf("PING over TLS: %q", got)
+	}
+	time.Sleep(20 * time.Millisecond)
+	cs, fds := a.srv.TakeIdle(10)
+	if len(fds) != 0 {
+		t.Fatalf("a TLS client was handed over: %+v", cs)
+	}
+	tc.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, err := cl.br.ReadByte(); err == nil {
+		t.Fatal("idle TLS client not closed")
 	}
 }
