@@ -258,7 +258,8 @@ func TestInstallMatchesPlistAndPackage(t *testing.T) {
 	}
 	runPackageScripts(t, man.Scripts)
 	runAccountScripts(t, man.Scripts)
-	if len(man.Messages) != 1 || !strings.Contains(man.Messages[0]["message"], "sysrc redis_carp_proxy_enable=YES") ||
+	if len(man.Messages) != 2 || man.Messages[1]["type"] != "upgrade" || !strings.Contains(man.Messages[1]["message"], "service redis_carp_proxy upgrade") ||
+		man.Messages[0]["type"] != "install" || !strings.Contains(man.Messages[0]["message"], "sysrc redis_carp_proxy_enable=YES") ||
 		strings.Contains(man.Messages[0]["message"], "%%") ||
 		!strings.Contains(man.Messages[0]["message"], "/usr/local/share/examples/redis-carp-proxy/pf.anchor") {
 		t.Fatalf("pkg-message: %v", man.Messages)
