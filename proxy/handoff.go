@@ -77,7 +77,11 @@ func (s *Server) TakeIdle(max int) ([]handover.Client, []int) {
 		if len(fds) >= max {
 			break
 		}
-		l.call(func() {
+		// Waited for without a time limit: what the loop detaches must reach the caller
+		// (a loop that stopped has closed its clients: none is movable then).
+		done := make(chan struct{})
+		l.post(func() {
+			defer close(done)
 			for c := range l.clients {
 				if len(fds) >= max {
 					return
@@ -91,7 +95,12 @@ func (s *Server) TakeIdle(max int) ([]handover.Client, []int) {
 					s.metrics.handoverClients.WithLabelValues("tls_closed").Inc()
 				}
 			}
-		}, time.Second)
+		})
+		select {
+		case <-done:
+		case <-l.done:
+			<-done // run once after the loop's exit (loopexit.go)
+		}
 	}
 	return cs, fds
 }

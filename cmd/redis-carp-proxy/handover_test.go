@@ -129,6 +129,8 @@ type loadStats struct {
 	refused                 atomic.Int64 // new connections refused (the prober)
 	mu                      sync.Mutex
 	maxGap                  time.Duration
+	maxGapEnd               time.Time // when the longest gap ended
+	mark                    time.Time // the restart began (for the report)
 	errs                    []string
 	versions                map[string]int // proxy_version seen at the end, per client
 }
@@ -194,7 +196,9 @@ func runLoad(t *testing.T, addr string, n int, stop <-chan struct{}) (*loadStats
 					}
 					now := time.Now()
 					st.mu.Lock()
-					st.maxGap = max(st.maxGap, now.Sub(last))
+					if g := now.Sub(last); g > st.maxGap {
+						st.maxGap, st.maxGapEnd = g, now
+					}
 					st.mu.Unlock()
 					last = now
 				}
@@ -228,8 +232,9 @@ func runLoad(t *testing.T, addr string, n int, stop <-chan struct{}) (*loadStats
 func (st *loadStats) report(t *testing.T, what string) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	t.Logf("%s: commands %d, failed %d, client dials %d (8 at start), refused new connections %d, longest gap between answers of one client %v, versions at the end %v, errors %q",
-		what, st.commands.Load(), st.failed.Load(), st.dials.Load(), st.refused.Load(), st.maxGap.Round(100*time.Microsecond), st.versions, st.errs)
+	t.Logf("%s: commands %d, failed %d, client dials %d (8 at start), refused new connections %d, longest gap between answers of one client %v (ended %v after the restart began), versions at the end %v, errors %q",
+		what, st.commands.Load(), st.failed.Load(), st.dials.Load(), st.refused.Load(), st.maxGap.Round(100*time.Microsecond),
+		st.maxGapEnd.Sub(st.mark).Round(time.Millisecond), st.versions, st.errs)
 }
 
 type restartSetup struct {
@@ -270,6 +275,7 @@ func handoverRun(t *testing.T, oldBin, newBin string) (*loadStats, *daemon) {
 	stop := make(chan struct{})
 	st, wait := runLoad(t, s.addr, loadClients, stop)
 	time.Sleep(500 * time.Millisecond)
+	st.mark = time.Now()
 	old.signal(t, syscall.SIGUSR2)
 	testutil.WaitFor(t, 5*time.Second, "SIGUSR2 noted", func() bool { return strings.Contains(old.log.String(), "expecting a successor") })
 	old.signal(t, syscall.SIGTERM)
@@ -352,6 +358,7 @@ func TestRestartBaselineBinary(t *testing.T) {
 	stop := make(chan struct{})
 	st, wait := runLoad(t, s.addr, loadClients, stop)
 	time.Sleep(500 * time.Millisecond)
+	st.mark = time.Now()
 	old.signal(t, syscall.SIGTERM)
 	old.wait(t, 20*time.Second)
 	startDaemon(t, bin, s.conf)
@@ -386,6 +393,7 @@ func TestSIGHUPRestartHandoverBinary(t *testing.T) {
 	st, wait := runLoad(t, s.addr, loadClients, stop)
 	time.Sleep(500 * time.Millisecond)
 	os.WriteFile(s.conf, []byte(mustRead(t, s.conf)+"event-loops 3\n"), 0o644)
+	st.mark = time.Now()
 	old.signal(t, syscall.SIGHUP)
 	var succ int
 	testutil.WaitFor(t, 10*time.Second, "successor started", func() bool {
