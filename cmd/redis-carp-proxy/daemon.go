@@ -91,9 +91,9 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 
 	// An in-place restart: take the running process's listeners and clients (handover.go),
-	// and hand ours to the next one.
+	// and hand ours to the next one. Not while this process cannot reach the cluster.
 	rs := newRestart(cfg, fs.File(), srv, log)
-	rs.takeOver(ctx)
+	rs.takeOver(ctx, err == nil)
 	if cfg.AdminListen != "" {
 		adm, err := startAdmin(ctx, cfg, srv, reg, log, rs.adminListen)
 		if err != nil {

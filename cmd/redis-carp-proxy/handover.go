@@ -89,8 +89,15 @@ func newRestart(cfg *config.Config, configFile string, srv *proxy.Server, log *s
 
 // takeOver connects to a running predecessor, if there is one, and takes over from it in
 // the background; it returns once its listeners are here (or there are none to wait for).
-func (r *restart) takeOver(ctx context.Context) {
+// A process that could not load the slot map (ready false) takes nothing over: the
+// running one serves on (until it stops, after handover-wait if it expects a successor).
+func (r *restart) takeOver(ctx context.Context, ready bool) {
 	if r.path == "" {
+		close(r.takeDone)
+		return
+	}
+	if !ready {
+		r.log.Warn("not taking over from a running process: the cluster is not reachable from this one")
 		close(r.takeDone)
 		return
 	}
