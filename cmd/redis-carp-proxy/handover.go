@@ -80,7 +80,11 @@ func newRestart(cfg *config.Config, configFile string, srv *proxy.Server, log *s
 	switch cfg.HandoverSocket {
 	case "none":
 	case "":
-		r.path = handover.SocketPath(configFile)
+		// Only an instance with a configuration file has a default socket: two daemons
+		// run from flags alone are not told apart.
+		if configFile != "" {
+			r.path = handover.SocketPath(configFile)
+		}
 	default:
 		r.path = cfg.HandoverSocket
 	}
