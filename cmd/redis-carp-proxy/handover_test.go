@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -418,5 +419,75 @@ func TestSIGHUPRestartHandoverBinary(t *testing.T) {
 	}
 	if st.failed.Load() != 0 || st.dials.Load() != loadClients || st.refused.Load() != 0 {
 		t.Errorf("failed %d, dials %d (want %d), refused %d", st.failed.Load(), st.dials.Load(), loadClients, st.refused.Load())
+	}
+}
+
+// TestRestartHandoverTLSBinary: the TLS listener is handed over too (the new process
+// wraps it with its own certificate); a TLS client is closed by the old process when
+// idle and reconnects to the new one: no connection is refused.
+func TestRestartHandoverTLSBinary(t *testing.T) {
+	bin := binary(t)
+	c := testcluster.New(t, testcluster.Options{Replicas: -1})
+	s := setupRestart(t, c)
+	files, err := testcluster.WriteTLSFiles(t.TempDir(), "proxy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	taddr := freeAddr(t)
+	_, tport, _ := net.SplitHostPort(taddr)
+	os.WriteFile(s.conf, []byte(mustRead(t, s.conf)+fmt.Sprintf("tls-port %s\ntls-cert-file %s\ntls-key-file %s\ntls-ca-cert-file %s\n",
+		tport, files.CertFile, files.KeyFile, files.CACertFile)), 0o644)
+	tc, err := files.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.ServerName = "127.0.0.1"
+	old := startDaemon(t, bin, s.conf)
+	waitListening(t, taddr)
+	var dials, failed atomic.Int64
+	cl := redis.NewClient(&redis.Options{Addr: taddr, PoolSize: 1, MaxRetries: -1, Protocol: 2, DisableIdentity: true,
+		Dialer: func(ctx context.Context, network, a string) (net.Conn, error) {
+			dials.Add(1) // a custom Dialer does the TLS itself
+			d := tls.Dialer{Config: tc}
+			return d.DialContext(ctx, network, a)
+		}})
+	defer cl.Close()
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for k := 0; k < 100000; k++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := cl.Set(context.Background(), "handover:tls", k, 0).Err(); err != nil {
+				failed.Add(1)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	old.signal(t, syscall.SIGUSR2)
+	testutil.WaitFor(t, 5*time.Second, "SIGUSR2 noted", func() bool { return strings.Contains(old.log.String(), "expecting a successor") })
+	old.signal(t, syscall.SIGTERM)
+	nw := startDaemon(t, bin, s.conf)
+	old.wait(t, 20*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	<-done
+	t.Logf("TLS client across the hand-over: failed %d, dials %d", failed.Load(), dials.Load())
+	if !strings.Contains(nw.log.String(), "tls=true") {
+		t.Error("the new process did not inherit the TLS listener")
+	}
+	// The command a client sends on its idle TLS connection while the old process closes
+	// it fails (never read, so never executed: a retry is safe; go-redis retries it by
+	// default, MaxRetries is off here to count it). At most one per connection.
+	if failed.Load() > 1 || dials.Load() != 2 {
+		t.Errorf("TLS client: failed %d (want at most 1), dials %d (want 2: one reconnect)", failed.Load(), dials.Load())
+	}
+	if err := cl.Ping(context.Background()).Err(); err != nil {
+		t.Errorf("TLS client after the hand-over: %v", err)
 	}
 }
