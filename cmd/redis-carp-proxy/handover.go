@@ -68,7 +68,7 @@ type gateRef struct {
 
 // listenWait bounds how long a new process waits for its gates to take the inherited
 // listeners (a VIP in BACKUP never does: that listener was not open anyway for long).
-const listenWait = 10 * time.Second
+var listenWait = 10 * time.Second
 
 func newRestart(cfg *config.Config, configFile string, srv *proxy.Server, log *slog.Logger) *restart {
 	r := &restart{cfg: cfg, srv: srv, log: log.With("component", "handover"), offered: make(chan struct{}),
@@ -151,14 +151,17 @@ func (r *restart) OfferListeners(ls []handover.ListenerInfo, fds []int) []int {
 	list := r.inherited
 	r.mu.Unlock()
 	close(r.offered)
-	deadline := time.After(listenWait)
+	timer := time.NewTimer(listenWait)
+	defer timer.Stop()
+	expired := false
 	for _, in := range list {
-		if in.dead {
+		if in.dead || expired {
 			continue
 		}
 		select {
 		case <-in.taken:
-		case <-deadline:
+		case <-timer.C:
+			expired = true
 		}
 	}
 	r.mu.Lock()
