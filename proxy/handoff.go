@@ -114,9 +114,6 @@ func (s *Server) ReturnClients(cs []handover.Client, fds []int) {
 	}
 }
 
-// ErrNoLoops is returned by AdoptClient when no event loop runs.
-var errNoLoops = errors.New("proxy: no event loop to adopt the client")
-
 // AdoptClient serves a client connection passed by the previous process: it is
 // registered with one of this process's loops (a poller cannot be passed) with the state
 // that travelled. Its user is checked against this configuration at its first command,

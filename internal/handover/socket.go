@@ -29,9 +29,6 @@ func SocketPath(configFile string) string {
 	return filepath.Join(DefaultDir, stem+".sock")
 }
 
-// ErrUnsafeDir is returned for a socket directory others could reach.
-var ErrUnsafeDir = errors.New("handover: socket directory must be owned by this user and mode 0700")
-
 // checkDir creates dir (0700) if missing and refuses one not owned by this user or open
 // to group or others.
 func checkDir(dir string) error {
@@ -105,9 +102,6 @@ func (l *Listener) Remove() {
 		os.Remove(l.path)
 	}
 }
-
-// ErrNoPredecessor is returned by Dial when no process listens at the path.
-var ErrNoPredecessor = errors.New("handover: no running process to take over from")
 
 // Dial connects to the running process's hand-over socket. ErrNoPredecessor means there
 // is none (no socket, or a stale one): start as usual.

@@ -8,7 +8,6 @@ package handover
 import (
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 )
 
@@ -109,16 +108,6 @@ type Done struct {
 	Kept   int    `json:"kept"` // clients with state that cannot move, finished by the old process
 	Reason string `json:"reason,omitempty"`
 }
-
-// Sentinel errors.
-var (
-	ErrBadFrame   = errors.New("handover: bad frame")
-	ErrPeerCreds  = errors.New("handover: peer is not this service's user")
-	ErrFDMismatch = errors.New("handover: descriptor count does not match the message")
-	ErrTooMany    = errors.New("handover: too many descriptors for one message")
-	ErrIncompat   = errors.New("handover: peer speaks another client-state version")
-	ErrOtherInst  = errors.New("handover: peer is another instance (another configuration file)")
-)
 
 // encode makes a frame: header, then the JSON payload of v.
 func encode(t MsgType, v any, nfds int) ([]byte, error) {
