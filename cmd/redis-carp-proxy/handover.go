@@ -430,6 +430,12 @@ func (r *restart) stopContext(ctx context.Context) (context.Context, func()) {
 		if r.path == "" {
 			return
 		}
+		// A SIGUSR2 sent just before the SIGTERM can reach its channel after it.
+		select {
+		case <-usr2:
+			r.expectUntil.Store(time.Now().Add(r.cfg.HandoverWait).UnixNano())
+		case <-time.After(20 * time.Millisecond):
+		}
 		if r.active.Load() || time.Now().UnixNano() < r.expectUntil.Load() {
 			r.log.Info("stopping once the hand-over to the successor is done")
 		}
