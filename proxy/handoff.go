@@ -8,11 +8,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/redis-carp-proxy/redis-carp-proxy/internal/handover"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/handoff"
 )
 
 // An in-place restart passes each idle client connection to the successor process with
-// the state that travels (internal/handover): the old process detaches a client from its
+// the state that travels (internal/handoff): the old process detaches a client from its
 // loop at a request boundary (movable), the new one adopts it into one of its loops with
 // that state (AdoptClient). Bytes the client sent meanwhile wait in the socket.
 
@@ -42,10 +42,10 @@ func (c *lclient) atBoundary() bool {
 
 // detach removes a movable client from its loop without closing its descriptor, which
 // it returns with the client's state; the session ends here (as a closed client's).
-func (c *lclient) detach() (handover.Client, int) {
+func (c *lclient) detach() (handoff.Client, int) {
 	ss := c.ss
 	ss.csMu.Lock()
-	st := handover.Client{RESP3: ss.resp3.Load(), Authed: ss.authed, User: ss.cs.user, ReadOnly: ss.readonly,
+	st := handoff.Client{RESP3: ss.resp3.Load(), Authed: ss.authed, User: ss.cs.user, ReadOnly: ss.readonly,
 		Name: ss.cs.name, LibName: ss.cs.libName, LibVer: ss.cs.libVer, ReplyOff: ss.replyOff,
 		AuthRequired: c.l.s.authRequired(), Created: ss.cs.created.UnixNano()}
 	ss.csMu.Unlock()
@@ -62,7 +62,7 @@ func (c *lclient) detach() (handover.Client, int) {
 	c.out, c.in = nil, nil
 	ss.cancel()
 	go ss.finalize(c)
-	l.s.metrics.handoverClients.WithLabelValues("passed").Inc()
+	l.s.metrics.handoffClients.WithLabelValues("passed").Inc()
 	return st, fd
 }
 
@@ -70,8 +70,8 @@ func (c *lclient) detach() (handover.Client, int) {
 // A TLS client at a request boundary is closed instead: it reconnects, to the successor
 // (which accepts on the handed-over listener), rather than being cut in the middle of
 // a command when this process exits.
-func (s *Server) TakeIdle(max int) ([]handover.Client, []int) {
-	var cs []handover.Client
+func (s *Server) TakeIdle(max int) ([]handoff.Client, []int) {
+	var cs []handoff.Client
 	var fds []int
 	for _, l := range s.loops {
 		if len(fds) >= max {
@@ -92,7 +92,7 @@ func (s *Server) TakeIdle(max int) ([]handover.Client, []int) {
 					cs, fds = append(cs, st), append(fds, fd)
 				case c.bridged && c.atBoundary():
 					c.close()
-					s.metrics.handoverClients.WithLabelValues("tls_closed").Inc()
+					s.metrics.handoffClients.WithLabelValues("tls_closed").Inc()
 				}
 			}
 		})
@@ -106,7 +106,7 @@ func (s *Server) TakeIdle(max int) ([]handover.Client, []int) {
 }
 
 // ReturnClients serves clients again that TakeIdle detached but could not be passed.
-func (s *Server) ReturnClients(cs []handover.Client, fds []int) {
+func (s *Server) ReturnClients(cs []handoff.Client, fds []int) {
 	for i, fd := range fds {
 		if err := s.AdoptClient(cs[i], fd); err != nil {
 			unix.Close(fd)
@@ -121,7 +121,7 @@ func (s *Server) ReturnClients(cs []handover.Client, fds []int) {
 // read-only downgraded. A client that never authenticated where no password was needed
 // must authenticate here if this configuration needs one. The descriptor is the
 // server's once AdoptClient returns nil.
-func (s *Server) AdoptClient(st handover.Client, fd int) error {
+func (s *Server) AdoptClient(st handoff.Client, fd int) error {
 	if len(s.loops) == 0 {
 		return errNoLoops
 	}
@@ -162,7 +162,7 @@ func (s *Server) AdoptClient(st handover.Client, fd int) error {
 	s.sessions[ss] = struct{}{}
 	s.mu.Unlock()
 	s.wg.Add(1)
-	s.metrics.handoverClients.WithLabelValues("adopted").Inc()
+	s.metrics.handoffClients.WithLabelValues("adopted").Inc()
 	l.post(func() { l.accept(c) })
 	return nil
 }

@@ -20,7 +20,7 @@ type Metrics struct {
 	clientsRejected *prometheus.CounterVec
 	clientsClosed   *prometheus.CounterVec
 	// Client connections passed to a successor or adopted from a predecessor (handoff.go).
-	handoverClients *prometheus.CounterVec
+	handoffClients *prometheus.CounterVec
 
 	redirects   *prometheus.CounterVec
 	protoErrors prometheus.Counter
@@ -58,7 +58,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		clientsAccepted:  prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "client_connections_accepted_total", Help: "Client connections accepted, by VIP."}, []string{"vip"}),
 		clientsRejected:  prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "client_connections_rejected_total", Help: "Client connections refused, by VIP and reason."}, []string{"vip", "reason"}),
 		clientsClosed:    prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "client_connections_closed_total", Help: "Client connections closed, by VIP."}, []string{"vip"}),
-		handoverClients:  prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "handover_clients_total", Help: "Client connections handed over in an in-place restart: passed to the successor or adopted from the predecessor."}, []string{"direction"}),
+		handoffClients:  prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "handoff_clients_total", Help: "Client connections handed over in an in-place restart: passed to the successor or adopted from the predecessor."}, []string{"direction"}),
 		redirects:        prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "redirections_total", Help: "Cluster redirections and transient errors handled, by type (moved, ask, tryagain, clusterdown) and the node that sent them."}, []string{"type", "node"}),
 		protoErrors:      prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "client_protocol_errors_total", Help: "Client connections closed for a protocol error or exceeded limit."}),
 		backendErrors:    prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "backend_errors_total", Help: "Backend connection failures by node and kind (connect, timeout, connection_lost)."}, []string{"node", "kind"}),
@@ -82,7 +82,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.buildInfo.WithLabelValues(Version).Set(1)
 	m.sec = newSecMetrics(reg)
 	if reg != nil {
-		reg.MustRegister(m.clientsCurrent, m.clientsAccepted, m.clientsRejected, m.clientsClosed, m.handoverClients,
+		reg.MustRegister(m.clientsCurrent, m.clientsAccepted, m.clientsRejected, m.clientsClosed, m.handoffClients,
 			m.redirects, m.protoErrors,
 			m.outputLimitClosed, m.denied, m.reloads,
 			m.backendErrors, m.backendConns, m.suspectNodes, m.suspectTotal, m.abandoned, m.redirectBackoffs, m.refreshes, m.refreshDuration, m.lastRefresh,

@@ -1,4 +1,4 @@
-package handover
+package handoff
 
 import (
 	"context"
@@ -75,7 +75,7 @@ func (o *Options) defaults() {
 	}
 }
 
-// protoOverride, set at build time (-ldflags -X ...handover.protoOverride=N), makes a
+// protoOverride, set at build time (-ldflags -X ...handoff.protoOverride=N), makes a
 // binary speak client-state version N: the test of the listener-only fallback runs a
 // real binary of another version.
 var protoOverride string
@@ -152,12 +152,12 @@ func Give(ctx context.Context, c *Conn, src Source, o Options) (Result, error) {
 	if len(acc.Adopted) > 0 {
 		src.StopAccepting(acc.Adopted)
 	}
-	o.Log.Info("handover: the successor accepts on the listeners", "adopted", len(acc.Adopted),
+	o.Log.Info("handoff: the successor accepts on the listeners", "adopted", len(acc.Adopted),
 		"of", len(infos), "peer_version", peer.Version, "peer_pid", peer.PID)
 	if peer.Proto != o.proto {
 		res.ListenerOnly = true
 		res.Kept = src.Remaining()
-		o.Log.Warn("handover: the successor speaks another client-state version: listeners only; clients are drained",
+		o.Log.Warn("handoff: the successor speaks another client-state version: listeners only; clients are drained",
 			"proto", o.proto, "peer_proto", peer.Proto)
 		c.SetDeadline(time.Now().Add(o.HelloTimeout))
 		err := c.Send(MsgDone, Done{Kept: res.Kept, Reason: "incompatible client-state version"}, nil)
@@ -276,7 +276,7 @@ func Take(ctx context.Context, c *Conn, sink Sink, o Options) (Result, error) {
 			for i, fd := range m.FDs {
 				if err := sink.AdoptClient(cs.Clients[i], fd); err != nil {
 					unix.Close(fd)
-					o.Log.Warn("handover: client not adopted; closed", "err", err)
+					o.Log.Warn("handoff: client not adopted; closed", "err", err)
 					continue
 				}
 				res.Passed++

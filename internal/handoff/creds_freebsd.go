@@ -1,4 +1,4 @@
-package handover
+package handoff
 
 import (
 	"fmt"
@@ -39,7 +39,7 @@ func openFDs() (int, error) {
 	_, _, e := unix.Syscall6(unix.SYS___SYSCTL, uintptr(unsafe.Pointer(&mib[0])), 4,
 		uintptr(unsafe.Pointer(&n)), uintptr(unsafe.Pointer(&size)), 0, 0)
 	if e != 0 {
-		return 0, fmt.Errorf("handover: kern.proc.nfds: %w", e)
+		return 0, fmt.Errorf("handoff: kern.proc.nfds: %w", e)
 	}
 	return int(n), nil
 }

@@ -12,7 +12,7 @@ import (
 )
 
 // An in-place restart hands the open listener to the successor process
-// (internal/handover): the gate gives a duplicate of its socket (ListenerFD), stops
+// (internal/handoff): the gate gives a duplicate of its socket (ListenerFD), stops
 // accepting once the successor accepts on it (StopAccepting, without draining the
 // clients: they are handed over one by one), and opens it again only if the hand-over
 // fails (ResumeAccepting).

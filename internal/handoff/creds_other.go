@@ -1,6 +1,6 @@
 //go:build !linux && !freebsd
 
-package handover
+package handoff
 
 import "errors"
 

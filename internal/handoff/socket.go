@@ -1,4 +1,4 @@
-package handover
+package handoff
 
 import (
 	"errors"
@@ -33,11 +33,11 @@ func SocketPath(configFile string) string {
 // to group or others.
 func checkDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("handover: %w", err)
+		return fmt.Errorf("handoff: %w", err)
 	}
 	fi, err := os.Lstat(dir)
 	if err != nil {
-		return fmt.Errorf("handover: %w", err)
+		return fmt.Errorf("handoff: %w", err)
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !fi.IsDir() || !ok || int(st.Uid) != os.Geteuid() || fi.Mode().Perm()&0o077 != 0 {
@@ -60,19 +60,19 @@ func Listen(path string) (*Listener, error) {
 	}
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		c.Close()
-		return nil, fmt.Errorf("handover: %s: another process listens there", path)
+		return nil, fmt.Errorf("handoff: %s: another process listens there", path)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("handover: %w", err)
+		return nil, fmt.Errorf("handoff: %w", err)
 	}
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
-		return nil, fmt.Errorf("handover: %w", err)
+		return nil, fmt.Errorf("handoff: %w", err)
 	}
 	ln.SetUnlinkOnClose(false) // the successor may already have its own socket there
 	if err := os.Chmod(path, 0o600); err != nil {
 		ln.Close()
-		return nil, fmt.Errorf("handover: %w", err)
+		return nil, fmt.Errorf("handoff: %w", err)
 	}
 	return &Listener{ln: ln, path: path}, nil
 }
@@ -111,7 +111,7 @@ func Dial(path string, timeout time.Duration) (*Conn, error) {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
 			return nil, ErrNoPredecessor
 		}
-		return nil, fmt.Errorf("handover: %w", err)
+		return nil, fmt.Errorf("handoff: %w", err)
 	}
 	return newConn(c.(*net.UnixConn))
 }

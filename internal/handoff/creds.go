@@ -1,4 +1,4 @@
-package handover
+package handoff
 
 import (
 	"fmt"
@@ -23,7 +23,7 @@ type osCreds struct{}
 func Room(reserve int) (int, error) {
 	var rl unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
-		return 0, fmt.Errorf("handover: RLIMIT_NOFILE: %w", err)
+		return 0, fmt.Errorf("handoff: RLIMIT_NOFILE: %w", err)
 	}
 	open, err := openFDs()
 	if err != nil {

@@ -1,4 +1,4 @@
-package handover
+package handoff
 
 import (
 	"encoding/json"
@@ -65,7 +65,7 @@ func (c *Conn) checkPeer(uid uint32) error {
 		return err
 	}
 	if gerr != nil {
-		return fmt.Errorf("handover: peer credentials: %w", gerr)
+		return fmt.Errorf("handoff: peer credentials: %w", gerr)
 	}
 	if got != uid {
 		return fmt.Errorf("%w: uid %d, want %d", ErrPeerCreds, got, uid)
@@ -98,13 +98,13 @@ func (c *Conn) Send(t MsgType, v any, fds []int) error {
 			return serr != unix.EAGAIN
 		})
 		if werr != nil {
-			return fmt.Errorf("handover: send: %w", werr)
+			return fmt.Errorf("handoff: send: %w", werr)
 		}
 		if serr == unix.EINTR {
 			continue
 		}
 		if serr != nil {
-			return fmt.Errorf("handover: send: %w", serr)
+			return fmt.Errorf("handoff: send: %w", serr)
 		}
 		b, oob = b[n:], nil // the descriptors went with the first byte
 	}
@@ -153,13 +153,13 @@ func (c *Conn) readFull(b []byte, fds *[]int) error {
 			return rerr != unix.EAGAIN
 		})
 		if err != nil {
-			return fmt.Errorf("handover: receive: %w", err)
+			return fmt.Errorf("handoff: receive: %w", err)
 		}
 		if rerr == unix.EINTR {
 			continue
 		}
 		if rerr != nil {
-			return fmt.Errorf("handover: receive: %w", rerr)
+			return fmt.Errorf("handoff: receive: %w", rerr)
 		}
 		if oobn > 0 {
 			got, perr := parseRights(oob[:oobn])
@@ -172,7 +172,7 @@ func (c *Conn) readFull(b []byte, fds *[]int) error {
 			return fmt.Errorf("%w: control message truncated", ErrFDMismatch)
 		}
 		if n == 0 {
-			return fmt.Errorf("handover: receive: %w", errors.New("peer closed the connection"))
+			return fmt.Errorf("handoff: receive: %w", errors.New("peer closed the connection"))
 		}
 		b = b[n:]
 	}

@@ -19,11 +19,11 @@ import (
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/gate"
-	"github.com/redis-carp-proxy/redis-carp-proxy/internal/handover"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/handoff"
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
 )
 
-// restart ties an in-place restart (internal/handover) to the daemon. As the new process
+// restart ties an in-place restart (internal/handoff) to the daemon. As the new process
 // (takeOver) it connects to the running one's hand-over socket, receives its listeners
 // (the gates take them instead of binding: inheritedListen) and adopts its clients. As
 // the running process (serveSuccessors) it listens on that socket and passes its
@@ -53,7 +53,7 @@ type restart struct {
 
 // inheritedLn is a listening socket received from the predecessor.
 type inheritedLn struct {
-	info  handover.ListenerInfo
+	info  handoff.ListenerInfo
 	ln    net.Listener
 	taken chan struct{}
 	used  bool
@@ -71,22 +71,22 @@ type gateRef struct {
 var listenWait = 10 * time.Second
 
 func newRestart(cfg *config.Config, configFile string, srv *proxy.Server, log *slog.Logger) *restart {
-	r := &restart{cfg: cfg, srv: srv, log: log.With("component", "handover"), offered: make(chan struct{}),
+	r := &restart{cfg: cfg, srv: srv, log: log.With("component", "handoff"), offered: make(chan struct{}),
 		takeDone: make(chan struct{}), finished: make(chan struct{})}
 	r.inst = configFile
 	if abs, err := filepath.Abs(configFile); err == nil && configFile != "" {
 		r.inst = abs
 	}
-	switch cfg.HandoverSocket {
+	switch cfg.HandoffSocket {
 	case "none":
 	case "":
 		// Only an instance with a configuration file has a default socket: two daemons
 		// run from flags alone are not told apart.
 		if configFile != "" {
-			r.path = handover.SocketPath(configFile)
+			r.path = handoff.SocketPath(configFile)
 		}
 	default:
-		r.path = cfg.HandoverSocket
+		r.path = cfg.HandoffSocket
 	}
 	return r
 }
@@ -94,7 +94,7 @@ func newRestart(cfg *config.Config, configFile string, srv *proxy.Server, log *s
 // takeOver connects to a running predecessor, if there is one, and takes over from it in
 // the background; it returns once its listeners are here (or there are none to wait for).
 // A process that could not load the slot map (ready false) takes nothing over: the
-// running one serves on (until it stops, after handover-wait if it expects a successor).
+// running one serves on (until it stops, after handoff-wait if it expects a successor).
 func (r *restart) takeOver(ctx context.Context, ready bool) {
 	if r.path == "" {
 		close(r.takeDone)
@@ -105,9 +105,9 @@ func (r *restart) takeOver(ctx context.Context, ready bool) {
 		close(r.takeDone)
 		return
 	}
-	conn, err := handover.Dial(r.path, time.Second)
+	conn, err := handoff.Dial(r.path, time.Second)
 	if err != nil {
-		if !errors.Is(err, handover.ErrNoPredecessor) {
+		if !errors.Is(err, handoff.ErrNoPredecessor) {
 			r.log.Warn("cannot reach the running process's hand-over socket; starting without a hand-over", "socket", r.path, "err", err)
 		}
 		close(r.takeDone)
@@ -118,7 +118,7 @@ func (r *restart) takeOver(ctx context.Context, ready bool) {
 		defer close(r.takeDone)
 		defer conn.Close()
 		start := time.Now()
-		res, err := handover.Take(ctx, conn, r, handover.Options{Version: proxy.Version, Instance: r.inst, Log: r.log})
+		res, err := handoff.Take(ctx, conn, r, handoff.Options{Version: proxy.Version, Instance: r.inst, Log: r.log})
 		if err != nil {
 			r.log.Error("hand-over from the running process failed", "err", err, "listeners", res.Listeners, "clients_adopted", res.Passed)
 			return
@@ -129,14 +129,14 @@ func (r *restart) takeOver(ctx context.Context, ready bool) {
 	select {
 	case <-r.offered:
 	case <-r.takeDone:
-	case <-time.After(r.cfg.HandoverWait):
+	case <-time.After(r.cfg.HandoffWait):
 		r.log.Warn("the running process did not pass its listeners in time; starting without them")
 	}
 }
 
 // OfferListeners keeps the predecessor's listeners for the gates and waits until they
-// take them (handover.Sink).
-func (r *restart) OfferListeners(ls []handover.ListenerInfo, fds []int) []int {
+// take them (handoff.Sink).
+func (r *restart) OfferListeners(ls []handoff.ListenerInfo, fds []int) []int {
 	r.mu.Lock()
 	for i, fd := range fds {
 		f := os.NewFile(uintptr(fd), "inherited-listener")
@@ -179,15 +179,15 @@ func (r *restart) OfferListeners(ls []handover.ListenerInfo, fds []int) []int {
 	return adopted
 }
 
-// AdoptClient serves a client of the predecessor (handover.Sink).
-func (r *restart) AdoptClient(c handover.Client, fd int) error { return r.srv.AdoptClient(c, fd) }
+// AdoptClient serves a client of the predecessor (handoff.Sink).
+func (r *restart) AdoptClient(c handoff.Client, fd int) error { return r.srv.AdoptClient(c, fd) }
 
 // fdReserve is kept free for this process's own use (node connections, files).
 const fdReserve = 256
 
-// Room is how many more client descriptors this process can take (handover.Sink).
+// Room is how many more client descriptors this process can take (handoff.Sink).
 func (r *restart) Room() int {
-	n, err := handover.Room(fdReserve)
+	n, err := handoff.Room(fdReserve)
 	if err != nil {
 		r.log.Warn("cannot count open descriptors; taking no clients", "err", err)
 		return 0
@@ -273,11 +273,11 @@ func (r *restart) attach(g *gate.Gate, isTLS bool, tc *tls.Config, vip string) {
 	r.mu.Unlock()
 }
 
-// Listeners returns the open listeners (handover.Source).
-func (r *restart) Listeners() ([]handover.ListenerInfo, []int, error) {
+// Listeners returns the open listeners (handoff.Source).
+func (r *restart) Listeners() ([]handoff.ListenerInfo, []int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var infos []handover.ListenerInfo
+	var infos []handoff.ListenerInfo
 	var fds []int
 	var sent []gateRef
 	for _, gr := range r.gates {
@@ -285,21 +285,21 @@ func (r *restart) Listeners() ([]handover.ListenerInfo, []int, error) {
 		if err != nil {
 			continue // not open (BACKUP)
 		}
-		infos = append(infos, handover.ListenerInfo{Addr: gr.g.Addr, TLS: gr.tls, VIP: gr.vip})
+		infos = append(infos, handoff.ListenerInfo{Addr: gr.g.Addr, TLS: gr.tls, VIP: gr.vip})
 		fds = append(fds, fd)
 		sent = append(sent, gr)
 	}
 	r.sent = sent
 	if r.adminLn != nil {
 		if fd, err := dupListener(r.adminLn); err == nil {
-			infos = append(infos, handover.ListenerInfo{Addr: r.cfg.AdminListen, Admin: true})
+			infos = append(infos, handoff.ListenerInfo{Addr: r.cfg.AdminListen, Admin: true})
 			fds = append(fds, fd)
 		}
 	}
 	return infos, fds, nil
 }
 
-// StopAccepting stops the gates whose listeners the successor accepts on (handover.Source).
+// StopAccepting stops the gates whose listeners the successor accepts on (handoff.Source).
 func (r *restart) StopAccepting(adopted []int) {
 	r.mu.Lock()
 	open := r.sent
@@ -311,7 +311,7 @@ func (r *restart) StopAccepting(adopted []int) {
 	}
 }
 
-// ResumeAccepting reopens every gate after a failed hand-over (handover.Source).
+// ResumeAccepting reopens every gate after a failed hand-over (handoff.Source).
 func (r *restart) ResumeAccepting() {
 	r.mu.Lock()
 	gates := append([]gateRef(nil), r.gates...)
@@ -321,9 +321,9 @@ func (r *restart) ResumeAccepting() {
 	}
 }
 
-// TakeIdle, Return and Remaining pass the proxy's clients (handover.Source).
-func (r *restart) TakeIdle(max int) ([]handover.Client, []int) { return r.srv.TakeIdle(max) }
-func (r *restart) Return(cs []handover.Client, fds []int)      { r.srv.ReturnClients(cs, fds) }
+// TakeIdle, Return and Remaining pass the proxy's clients (handoff.Source).
+func (r *restart) TakeIdle(max int) ([]handoff.Client, []int) { return r.srv.TakeIdle(max) }
+func (r *restart) Return(cs []handoff.Client, fds []int)      { r.srv.ReturnClients(cs, fds) }
 func (r *restart) Remaining() int                              { return r.srv.Clients() }
 
 // serveSuccessors listens on the hand-over socket (once taking over is done) and hands
@@ -339,16 +339,16 @@ func (r *restart) serveSuccessors(ctx context.Context) {
 		return
 	}
 	for ctx.Err() == nil {
-		ln, err := handover.Listen(r.path)
+		ln, err := handoff.Listen(r.path)
 		if err != nil {
 			r.log.Warn("no hand-over socket: a restart of this process will not hand over", "socket", r.path, "err", err)
 			return
 		}
 		stop := context.AfterFunc(ctx, func() { ln.Remove() })
-		var conn *handover.Conn
+		var conn *handoff.Conn
 		for {
 			conn, err = ln.Accept()
-			if err == nil || ctx.Err() != nil || !errors.Is(err, handover.ErrPeerCreds) {
+			if err == nil || ctx.Err() != nil || !errors.Is(err, handoff.ErrPeerCreds) {
 				break
 			}
 			r.log.Warn("hand-over connection refused", "err", err)
@@ -362,7 +362,7 @@ func (r *restart) serveSuccessors(ctx context.Context) {
 		r.active.Store(true)
 		start := time.Now()
 		r.log.Info("a successor connected: handing over listeners and idle clients", "drain", r.cfg.DrainTimeout)
-		res, err := handover.Give(context.Background(), conn, r, handover.Options{Version: proxy.Version, Instance: r.inst, Drain: r.cfg.DrainTimeout, Log: r.log})
+		res, err := handoff.Give(context.Background(), conn, r, handoff.Options{Version: proxy.Version, Instance: r.inst, Drain: r.cfg.DrainTimeout, Log: r.log})
 		conn.Close()
 		r.active.Store(false)
 		if err != nil {
@@ -407,7 +407,7 @@ func (r *restart) spawnSuccessor(keys []string) bool {
 
 // stopContext returns the context the daemon serves under: it ends when this process has
 // handed everything over, or on SIGTERM/SIGINT (ctx), except that a SIGTERM while a
-// successor is being served, or expected (SIGUSR2, within handover-wait), waits for that
+// successor is being served, or expected (SIGUSR2, within handoff-wait), waits for that
 // hand-over to end first.
 func (r *restart) stopContext(ctx context.Context) (context.Context, func()) {
 	sctx, cancel := context.WithCancel(context.Background())
@@ -418,8 +418,8 @@ func (r *restart) stopContext(ctx context.Context) (context.Context, func()) {
 		for {
 			select {
 			case <-usr2:
-				r.expectUntil.Store(time.Now().Add(r.cfg.HandoverWait).UnixNano())
-				r.log.Info("SIGUSR2: expecting a successor; a SIGTERM now waits for the hand-over", "wait", r.cfg.HandoverWait)
+				r.expectUntil.Store(time.Now().Add(r.cfg.HandoffWait).UnixNano())
+				r.log.Info("SIGUSR2: expecting a successor; a SIGTERM now waits for the hand-over", "wait", r.cfg.HandoffWait)
 				continue
 			case <-r.finished:
 				return
@@ -433,7 +433,7 @@ func (r *restart) stopContext(ctx context.Context) (context.Context, func()) {
 		// A SIGUSR2 sent just before the SIGTERM can reach its channel after it.
 		select {
 		case <-usr2:
-			r.expectUntil.Store(time.Now().Add(r.cfg.HandoverWait).UnixNano())
+			r.expectUntil.Store(time.Now().Add(r.cfg.HandoffWait).UnixNano())
 		case <-time.After(20 * time.Millisecond):
 		}
 		if r.active.Load() || time.Now().UnixNano() < r.expectUntil.Load() {

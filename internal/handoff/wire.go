@@ -1,9 +1,9 @@
-// Package handover passes a running proxy's listening sockets and idle client
+// Package handoff passes a running proxy's listening sockets and idle client
 // connections to its successor (an in-place restart or upgrade) over a unix socket:
 // SCM_RIGHTS in batches, peer credentials checked, the messages versioned. It knows
 // nothing of the proxy: the daemon wires a Source (the old process) and a Sink (the new
 // one) to it.
-package handover
+package handoff
 
 import (
 	"encoding/binary"
@@ -116,7 +116,7 @@ func encode(t MsgType, v any, nfds int) ([]byte, error) {
 	}
 	p, err := json.Marshal(v)
 	if err != nil {
-		return nil, fmt.Errorf("handover: encode: %w", err)
+		return nil, fmt.Errorf("handoff: encode: %w", err)
 	}
 	if len(p) > MaxPayload {
 		return nil, fmt.Errorf("%w: payload of %d bytes", ErrBadFrame, len(p))

@@ -250,7 +250,7 @@ func setupRestart(t *testing.T, c *testcluster.Cluster) restartSetup {
 	}
 	addr := freeAddr(t)
 	conf := filepath.Join(dir, "redis-carp-proxy.conf")
-	body := fmt.Sprintf("listen %s\ncluster-seeds %s\nadmin-listen %s\nhandover-socket %s\ndrain-timeout 5s\nhandover-wait 10s\n",
+	body := fmt.Sprintf("listen %s\ncluster-seeds %s\nadmin-listen %s\nhandoff-socket %s\ndrain-timeout 5s\nhandoff-wait 10s\n",
 		addr, c.Seeds()[0], freeAddr(t), filepath.Join(run, "handover.sock"))
 	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
@@ -333,7 +333,7 @@ func TestUpgradeHandoverBinary(t *testing.T) {
 // clients, which reconnect to the new one.
 func TestIncompatibleHandoverBinary(t *testing.T) {
 	bin := binary(t)
-	other := variant(t, "proto99", module_+"/internal/handover.protoOverride=99")
+	other := variant(t, "proto99", module_+"/internal/handoff.protoOverride=99")
 	st, nw := handoverRun(t, bin, other)
 	st.report(t, "hand-over to another protocol version (listener only)")
 	if st.refused.Load() != 0 {
@@ -353,7 +353,7 @@ func TestRestartBaselineBinary(t *testing.T) {
 	bin := binary(t)
 	c := testcluster.New(t, testcluster.Options{Replicas: -1})
 	s := setupRestart(t, c)
-	os.WriteFile(s.conf, []byte(strings.Replace(mustRead(t, s.conf), "handover-socket ", "handover-socket none\n# ", 1)), 0o644)
+	os.WriteFile(s.conf, []byte(strings.Replace(mustRead(t, s.conf), "handoff-socket ", "handoff-socket none\n# ", 1)), 0o644)
 	old := startDaemon(t, bin, s.conf)
 	waitListening(t, s.addr)
 	stop := make(chan struct{})

@@ -11,7 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
-	"github.com/redis-carp-proxy/redis-carp-proxy/internal/handover"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/handoff"
 )
 
 // Inherited listeners go to the gate of the same address and kind; one no gate takes in
@@ -36,7 +36,7 @@ func TestOfferListenersAdoptsMatching(t *testing.T) {
 		}
 		lns, fds = append(lns, ln), append(fds, fd)
 	}
-	infos := []handover.ListenerInfo{{Addr: lns[0].Addr().String()}, {Addr: lns[1].Addr().String(), TLS: true}, {Addr: lns[2].Addr().String()}}
+	infos := []handoff.ListenerInfo{{Addr: lns[0].Addr().String()}, {Addr: lns[1].Addr().String(), TLS: true}, {Addr: lns[2].Addr().String()}}
 	plain := r.inheritedListen(false, nil, func(context.Context, string) (net.Listener, error) { return nil, unix.EADDRINUSE })
 	got := make(chan []int, 1)
 	go func() { got <- r.OfferListeners(infos, fds) }()
