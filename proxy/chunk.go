@@ -12,14 +12,14 @@ import (
 // the chunk holds one. A chunk whose last reference goes returns to its loop's pool.
 //
 // A client references a chunk for one pass of the loop at most: what it could not write by
-// the end of the pass is copied then (lclient.detach), so a slow client never pins a
+// the end of the pass is copied then (wchain.unpin), so a slow client never pins a
 // node's buffer and the output limits count bytes that the client alone holds. A reply
 // held for an earlier one still unanswered (another node's) keeps its reference for one
-// tick at most, and a loop's held replies pin heldRefBudget at most (loop.detachHeld).
+// tick at most, and a loop's held replies pin heldRefBudget at most (loop.unpinHeld).
 type chunk struct {
 	buf    []byte
 	refs   int32
-	pinGen uint32 // detachHeld's mark
+	pinGen uint32 // unpinHeld's mark
 }
 
 const (

@@ -52,6 +52,7 @@ type lclient struct {
 	eof                bool // the client closed its side
 	quitting           bool // QUIT or a protocol error: close once written
 	closed             bool
+	bridged            bool // a TLS client through a bridge: never handed over (handoff.go)
 
 	// drainSince is when the drain began (loop clock): reading stops drainReadWindow later.
 	drainSince int64
@@ -381,7 +382,7 @@ func (c *lclient) flush() {
 			c.softSince = 0
 		}
 	} else {
-		c.detach(c.l)
+		c.unpin(c.l)
 	}
 	c.maybeResume()
 	if c.fifo.len() == 0 && c.outLen() == 0 && !c.busy && (c.quitting || c.eof || c.draining && (c.drainIdle() || c.drainReadDone() && !c.paused)) {

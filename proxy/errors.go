@@ -27,4 +27,6 @@ var (
 	errShuttingDown = errors.New("proxy is shutting down")
 	// errTooManyRedirects ends a MOVED/ASK loop.
 	errTooManyRedirects = errors.New("too many cluster redirections")
+	// errNoLoops is returned by AdoptClient when no event loop runs (handoff.go).
+	errNoLoops = errors.New("proxy: no event loop to adopt the client")
 )

@@ -50,7 +50,7 @@ type loop struct {
 	// Replies by reference (chunk.go, outchain.go).
 	chunks   chunkPool
 	repChunk *chunk  // the chunk of the node connection whose replies are being handled
-	pinned   []*lreq // held replies that may reference a chunk (detachHeld)
+	pinned   []*lreq // held replies that may reference a chunk (unpinHeld)
 	pinGen   uint32
 	iov      []unix.Iovec // writev's vectors
 	freeSegs [][]oseg     // emptied segment lists for reuse
@@ -244,14 +244,14 @@ func (l *loop) flush() {
 		l.dirtyC[i] = nil
 	}
 	l.dirtyC = l.dirtyC[:0]
-	l.detachHeld(false)
+	l.unpinHeld(false)
 }
 
-// detachHeld bounds what replies held for earlier ones pin of the node connections'
+// unpinHeld bounds what replies held for earlier ones pin of the node connections'
 // chunks (chunk.go): at the end of a pass, when the chunks they pin exceed heldRefBudget,
 // and on every tick (force), they are copied into memory of their own, so a reply held
 // by reference lives one tick at most and a loop's held replies pin heldRefBudget at most.
-func (l *loop) detachHeld(force bool) {
+func (l *loop) unpinHeld(force bool) {
 	if len(l.pinned) == 0 {
 		return
 	}
@@ -284,7 +284,7 @@ func (l *loop) detachHeld(force bool) {
 	l.pinned = l.pinned[:0]
 }
 
-// heldRefBudget bounds the chunk bytes a loop's held replies pin (detachHeld).
+// heldRefBudget bounds the chunk bytes a loop's held replies pin (unpinHeld).
 const heldRefBudget = 8 << 20
 
 // tick enforces timeouts: backends that stopped answering, idle clients.
@@ -294,7 +294,7 @@ func (l *loop) tick() {
 	l.holdP = l.canHoldP()
 	l.trimFree()
 	l.chunks.trim()
-	l.detachHeld(true)
+	l.unpinHeld(true)
 	l.checkClientMem()
 	for _, b := range l.backends {
 		b.checkTimeout(cfg.BackendReadTimeout, cfg.BackendSuspectAfter)
@@ -453,6 +453,7 @@ func (s *Server) toLoop(ep *Endpoint, conn net.Conn) {
 	}
 	l := s.loops[int(s.nextLoop.Add(1))%len(s.loops)]
 	c := s.newLoopClient(l, fd, local, remote)
+	_, c.bridged = conn.(*tls.Conn)
 	ep.opened(c.ss)
 	s.mu.Lock()
 	s.sessions[c.ss] = struct{}{}

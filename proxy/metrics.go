@@ -19,6 +19,8 @@ type Metrics struct {
 	clientsAccepted *prometheus.CounterVec
 	clientsRejected *prometheus.CounterVec
 	clientsClosed   *prometheus.CounterVec
+	// Client connections passed to a successor or adopted from a predecessor (handoff.go).
+	handoffClients *prometheus.CounterVec
 
 	redirects   *prometheus.CounterVec
 	protoErrors prometheus.Counter
@@ -60,6 +62,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		clientsAccepted:  prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "client_connections_accepted_total", Help: "Client connections accepted, by VIP."}, []string{"vip"}),
 		clientsRejected:  prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "client_connections_rejected_total", Help: "Client connections refused, by VIP and reason."}, []string{"vip", "reason"}),
 		clientsClosed:    prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "client_connections_closed_total", Help: "Client connections closed, by VIP."}, []string{"vip"}),
+		handoffClients:  prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "handoff_clients_total", Help: "Client connections handed over in an in-place restart: passed to the successor or adopted from the predecessor."}, []string{"direction"}),
 		redirects:        prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "redirections_total", Help: "Cluster redirections and transient errors handled, by type (moved, ask, tryagain, clusterdown) and the node that sent them."}, []string{"type", "node"}),
 		protoErrors:      prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "client_protocol_errors_total", Help: "Client connections closed for a protocol error or exceeded limit."}),
 		backendErrors:    prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "backend_errors_total", Help: "Backend connection failures by node and kind (connect, timeout, connection_lost)."}, []string{"node", "kind"}),
@@ -87,7 +90,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.sec = newSecMetrics(reg)
 	m.track = newTrackMetrics(reg)
 	if reg != nil {
-		reg.MustRegister(m.clientsCurrent, m.clientsAccepted, m.clientsRejected, m.clientsClosed,
+		reg.MustRegister(m.clientsCurrent, m.clientsAccepted, m.clientsRejected, m.clientsClosed, m.handoffClients,
 			m.redirects, m.protoErrors,
 			m.outputLimitClosed, m.clientMemEvicted, m.clientMemory, m.denied, m.reloads,
 			m.backendErrors, m.backendConns, m.suspectNodes, m.suspectTotal, m.abandoned, m.busyNodes, m.redirectBackoffs, m.refreshes, m.refreshDuration, m.lastRefresh,

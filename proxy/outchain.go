@@ -134,10 +134,10 @@ func (l *loop) segsBuf(s []oseg) []oseg {
 	return nil
 }
 
-// detach copies the pending bytes that reference chunks into memory of the connection's
+// unpin copies the pending bytes that reference chunks into memory of the connection's
 // own: a client that could not take its replies by the end of a pass does not pin a
 // node's chunk, and its output limit counts what it really holds.
-func (w *wchain) detach(l *loop) {
+func (w *wchain) unpin(l *loop) {
 	for i := range w.segs {
 		sg := &w.segs[i]
 		if sg.ch == nil {

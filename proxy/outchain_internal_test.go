@@ -120,7 +120,7 @@ func TestWchainWritesInOrderAndDetaches(t *testing.T) {
 		t.Fatalf("after the write: refs %d (want 1: the owner's), segs %v", ch.refs, wc.segs)
 	}
 
-	// A peer that does not read: the socket takes part, detach keeps the rest.
+	// A peer that does not read: the socket takes part, unpin keeps the rest.
 	want = want[:0]
 	for i := 0; i < 64; i++ { // far more than a socket buffer
 		c := l.chunks.get(chunkMin)
@@ -133,21 +133,21 @@ func TestWchainWritesInOrderAndDetaches(t *testing.T) {
 	if err != nil || n <= 0 || wc.outLen() != len(want)-n {
 		t.Fatalf("partial writeTo: %d %v, %d left of %d", n, err, wc.outLen(), len(want))
 	}
-	wc.detach(l)
+	wc.unpin(l)
 	for _, sg := range wc.segs {
 		if sg.ch != nil {
-			t.Fatal("a segment still references a chunk after detach")
+			t.Fatal("a segment still references a chunk after unpin")
 		}
 	}
 	if wc.outLen() != len(want)-n {
-		t.Fatalf("after detach: %d left (want %d)", wc.outLen(), len(want)-n)
+		t.Fatalf("after unpin: %d left (want %d)", wc.outLen(), len(want)-n)
 	}
 	pooled := 0
 	for _, f := range l.chunks.free {
 		pooled += len(f)
 	}
 	if pooled != min(64, chunkKeepBytes/chunkMin) {
-		t.Fatalf("%d chunks back in the pool after detach, want every one (%d)", pooled, min(64, chunkKeepBytes/chunkMin))
+		t.Fatalf("%d chunks back in the pool after unpin, want every one (%d)", pooled, min(64, chunkKeepBytes/chunkMin))
 	}
 	done := make(chan []byte)
 	go func() {

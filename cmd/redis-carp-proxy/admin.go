@@ -110,9 +110,11 @@ func adminServer(ctx context.Context, h http.Handler) *http.Server {
 }
 
 // startAdmin serves adminHandler on cfg.AdminListen until the returned server is closed.
-func startAdmin(ctx context.Context, cfg *config.Config, srv *proxy.Server, reg *prometheus.Registry, log *slog.Logger) (*http.Server, error) {
+// listen opens the listener (net.Listen, or the one inherited in a restart).
+func startAdmin(ctx context.Context, cfg *config.Config, srv *proxy.Server, reg *prometheus.Registry, log *slog.Logger,
+	listen func(network, addr string) (net.Listener, error)) (*http.Server, error) {
 	log = log.With("component", "admin")
-	ln, err := net.Listen("tcp", cfg.AdminListen)
+	ln, err := listen("tcp", cfg.AdminListen)
 	if err != nil {
 		return nil, fmt.Errorf("admin listen %s: %w", cfg.AdminListen, err)
 	}

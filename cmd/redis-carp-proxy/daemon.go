@@ -95,8 +95,12 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 		log.Warn("cluster not reachable yet; serving anyway and retrying in the background", "err", err)
 	}
 
+	// An in-place restart: take the running process's listeners and clients (handover.go),
+	// and hand ours to the next one. Not while this process cannot reach the cluster.
+	rs := newRestart(cfg, fs.File(), srv, log)
+	rs.takeOver(ctx, err == nil)
 	if cfg.AdminListen != "" {
-		adm, err := startAdmin(ctx, cfg, srv, reg, log)
+		adm, err := startAdmin(ctx, cfg, srv, reg, log, rs.adminListen)
 		if err != nil {
 			srv.Close()
 			return err
@@ -104,9 +108,11 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 		defer adm.Close()
 	}
 
-	stopHUP := reloadOnHUP(fs, srv, level, log, reloadPF && cfg.PFReload)
+	stopHUP := reloadOnHUP(fs, srv, level, log, reloadPF && cfg.PFReload, rs.spawnSuccessor)
 	defer stopHUP()
-	err = serveGated(ctx, cfg, cw, srv, reg, log)
+	sctx, stopServe := rs.stopContext(ctx)
+	defer stopServe()
+	err = serveGated(sctx, cfg, cw, srv, reg, log, rs)
 	srv.Close()
 	return err
 }
@@ -116,7 +122,7 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 // watcher, one gate.Group and one proxy.Endpoint per VIP, over one proxy.Server. On
 // BACKUP the proxy keeps its slot map and backend connections warm, so taking over costs
 // milliseconds.
-func serveGated(ctx context.Context, cfg *config.Config, cw *carpParts, srv *proxy.Server, reg prometheus.Registerer, log *slog.Logger) error {
+func serveGated(ctx context.Context, cfg *config.Config, cw *carpParts, srv *proxy.Server, reg prometheus.Registerer, log *slog.Logger, rs *restart) error {
 	var tc *tls.Config
 	if cfg.TLSPort != 0 {
 		var err error
@@ -138,6 +144,9 @@ func serveGated(ctx context.Context, cfg *config.Config, cw *carpParts, srv *pro
 			grp.Gates = append(grp.Gates, &gate.Gate{Addr: net.JoinHostPort(host, strconv.Itoa(cfg.TLSPort)), VIP: ep.VIP,
 				Server: pe, Drain: cfg.DrainTimeout, Log: glog.With("listener", "tls"), Listen: gate.ListenTLS(tc)})
 		}
+		for j, g := range grp.Gates {
+			rs.attach(g, j == 1, tc, ep.VIP)
+		}
 		// INFO proxy and /readyz report the VIP's CARP state and whether it is served.
 		pe.SetHostState(func() proxy.HostState { return proxy.HostState{CARP: grp.State(), Active: grp.Active()} })
 		groups[i] = grp
@@ -156,6 +165,7 @@ func serveGated(ctx context.Context, cfg *config.Config, cw *carpParts, srv *pro
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	go rs.serveSuccessors(ctx)
 	if cw.demoter != nil {
 		hm := &carp.HealthMonitor{Check: func(context.Context) error { return srv.ClusterHealthy() }, After: cfg.CarpDemoteAfter,
 			Interval: time.Second, Demoter: cw.demoter, Log: log, Metrics: cw.metrics}
@@ -197,7 +207,11 @@ func serveGated(ctx context.Context, cfg *config.Config, cw *carpParts, srv *pro
 // listenFirst opens g's listener now and hands it to the gate's first activation: in
 // static mode a listen error is fatal at start.
 func listenFirst(ctx context.Context, g *gate.Gate) error {
-	ln, err := gate.Listen(ctx, g.Addr)
+	listen := g.Listen // a listener inherited in a restart first (restart.inheritedListen)
+	if listen == nil {
+		listen = gate.Listen
+	}
+	ln, err := listen(ctx, g.Addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", g.Addr, err)
 	}
@@ -218,7 +232,7 @@ func listenFirst(ctx context.Context, g *gate.Gate) error {
 			ln, first = first, nil
 			return ln, nil
 		}
-		return gate.Listen(ctx, addr)
+		return listen(ctx, addr)
 	}
 	return nil
 }

@@ -22,7 +22,7 @@ const module = "github.com/redis-carp-proxy/redis-carp-proxy"
 // directory and everything below it.
 var layers = [][]string{
 	// Leaves: no project imports.
-	{"internal/atomicfile", "internal/cmdrun", "internal/textdiff", "internal/rcconf", "internal/config", "proxy/netpoll", "proxy/resp", "proxy/command"},
+	{"internal/atomicfile", "internal/cmdrun", "internal/textdiff", "internal/rcconf", "internal/config", "internal/handoff", "proxy/netpoll", "proxy/resp", "proxy/command"},
 	// Test support, and the subsystems built on the leaves alone.
 	{"internal/cmdrun/cmdruntest", "internal/testutil", "internal/testcluster", "internal/gate", "carp", "pfctl", "redissetup", "clusteradmin"},
 	// The request path, and host set-up (which renders pf through pfctl).

@@ -19,7 +19,9 @@ import (
 // it to srv; a configuration that does not load keeps the running one. With pf set (the
 // start configuration's pf-reload, on FreeBSD) it also replaces the pf table. It returns
 // a function that stops listening for SIGHUP.
-func reloadOnHUP(fs *config.FlagSet, srv *proxy.Server, level *slog.LevelVar, log *slog.Logger, pf bool) func() {
+// A change that needs a restart is handed to restartFor (nil: logged only), which may
+// start a successor that takes over in place.
+func reloadOnHUP(fs *config.FlagSet, srv *proxy.Server, level *slog.LevelVar, log *slog.Logger, pf bool, restartFor func(keys []string) bool) func() {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	done := make(chan struct{})
@@ -49,7 +51,7 @@ func reloadOnHUP(fs *config.FlagSet, srv *proxy.Server, level *slog.LevelVar, lo
 					_ = level.UnmarshalText([]byte(cfg.LogLevel))
 				}
 			}
-			if len(restart) > 0 {
+			if len(restart) > 0 && (restartFor == nil || !restartFor(restart)) {
 				log.Warn("changed settings need a restart to take effect", "keys", restart)
 			}
 		}

@@ -104,9 +104,14 @@ type Config struct {
 	VIP              string
 	CarpPollInterval time.Duration
 	DrainTimeout     time.Duration
-	CarpDemote       bool
-	CarpDemoteAfter  time.Duration
-	CarpHealthFile   string
+	// In-place restart (internal/handoff): the socket a successor connects to, and how
+	// long a process told to expect one (SIGUSR2) waits for it after SIGTERM.
+	HandoffSocket  string
+	HandoffWait    time.Duration
+	ReloadRestart   bool // a SIGHUP that changes a key needing a restart starts a successor
+	CarpDemote      bool
+	CarpDemoteAfter time.Duration
+	CarpHealthFile  string
 	// Active-active: several VIPs, one listener and gate each (vips); the advskew rotation
 	// and password `setup` writes into rc.conf.d.
 	VIPs            []VIPSpec
@@ -435,7 +440,10 @@ var keys = []key{
 		return nil
 	}},
 	{"carp-poll-interval", "1s", "how often the CARP state is re-read as a safety net", durVar(10*time.Millisecond, func(c *Config) *time.Duration { return &c.CarpPollInterval })},
-	{"drain-timeout", "3s", "after losing MASTER, how long existing clients may finish before they are closed", durVar(0, func(c *Config) *time.Duration { return &c.DrainTimeout })},
+	{"drain-timeout", "3s", "after losing MASTER, how long existing clients may finish before they are closed; in an in-place restart, how long the old process passes its clients to the new one as they become idle before it closes the rest", durVar(0, func(c *Config) *time.Duration { return &c.DrainTimeout })},
+	{"handoff-socket", "", "unix socket on which a running proxy hands its listeners and idle clients to its successor (service restart, upgrade); in a directory of mode 0700 owned by the proxy's user (empty: /var/run/redis-carp-proxy/ plus the configuration file name with .sock for .conf, and off without a configuration file; none: off)", strVar(func(c *Config) *string { return &c.HandoffSocket })},
+	{"reload-restart", "yes", "a SIGHUP that changes a key needing a restart starts a new process with the same arguments and hands over to it in place (listeners and idle clients, as service restart does); no: the change waits for a restart", boolVar(func(c *Config) *bool { return &c.ReloadRestart })},
+	{"handoff-wait", "30s", "how long a proxy told to expect a successor (SIGUSR2, sent by service restart and upgrade) keeps serving after SIGTERM until the successor connects", durVar(time.Second, func(c *Config) *time.Duration { return &c.HandoffWait })},
 	{"carp-demote", "no", "demote this host's CARP when the proxy cannot serve (needs net.inet.carp.preempt=1)", boolVar(func(c *Config) *bool { return &c.CarpDemote })},
 	{"carp-demote-after", "10s", "how long the proxy must be unable to serve before it demotes", durVar(0, func(c *Config) *time.Duration { return &c.CarpDemoteAfter })},
 	{"carp-health-file", "", "file holding the demotion this proxy applies (0 or 240); vip mode: keepalived's track_file (empty: off); freebsd mode: read at start to undo a demotion a crash left, one per instance (empty: /var/run/ plus the configuration file name with .demotion for .conf, e.g. redis-carp-proxy-NAME.demotion for profile NAME)", strVar(func(c *Config) *string { return &c.CarpHealthFile })},

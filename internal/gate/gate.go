@@ -36,6 +36,8 @@ type Gate struct {
 
 	mu       sync.Mutex
 	ln       net.Listener
+	want     bool // the state Follow was last asked for (handover.go)
+	handed   bool // the listener was handed over to a successor: never reopened (handover.go)
 	serving  sync.WaitGroup
 	draining sync.WaitGroup
 }
@@ -99,6 +101,7 @@ func (g *Gate) Follow(ctx context.Context, wants <-chan Want) error {
 			continue
 		}
 		want = w.Active
+		g.setWant(want)
 		retry = nil
 		if w.Active {
 			if err := g.activate(ctx, w.At); err != nil {
@@ -114,7 +117,7 @@ func (g *Gate) Follow(ctx context.Context, wants <-chan Want) error {
 func (g *Gate) activate(ctx context.Context, since time.Time) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.ln != nil {
+	if g.ln != nil || g.handed {
 		return nil
 	}
 	ln, err := g.Listen(ctx, g.Addr)

@@ -21,6 +21,20 @@ func ListenTLS(tc *tls.Config) func(ctx context.Context, addr string) (net.Liste
 		if err != nil {
 			return nil, err
 		}
-		return tls.NewListener(ln, tc), nil
+		return WrapTLS(ln, tc), nil
 	}
 }
+
+// WrapTLS serves TLS with tc on ln; the result keeps ln for a hand-over (Raw).
+func WrapTLS(ln net.Listener, tc *tls.Config) net.Listener {
+	return &tlsListener{Listener: tls.NewListener(ln, tc), raw: ln}
+}
+
+// tlsListener is a TLS listener that knows its TCP listener.
+type tlsListener struct {
+	net.Listener
+	raw net.Listener
+}
+
+// Raw returns the TCP listener under the TLS one.
+func (l *tlsListener) Raw() net.Listener { return l.raw }

@@ -80,8 +80,9 @@ func build(stage, prefix, arch, version, port, out string) error {
 
 // Meta is the package metadata that is not derived from the files.
 type Meta struct {
-	Name, Origin, Version, Comment, Maintainer, WWW, ABI, Prefix, Desc, Message string
-	Categories, Samples                                                         []string // Samples: plist @sample paths, relative to the prefix
+	Name, Origin, Version, Comment, Maintainer, WWW, ABI, Prefix, Desc string
+	Messages                                                           []Message
+	Categories, Samples                                                []string // Samples: plist @sample paths, relative to the prefix
 	// Attrs: the owner, group and mode pkg-plist gives a file (@sample(OWNER,GROUP,MODE)),
 	// by its path relative to the prefix; an empty field keeps root, wheel, the staged mode.
 	Attrs map[string]Attr
@@ -89,6 +90,9 @@ type Meta struct {
 	Users  []Account
 	Groups []Account
 }
+
+// Message is one pkg-message entry: shown on install, or on upgrade.
+type Message struct{ Type, Text string }
 
 // Attr is a plist entry's (owner,group,mode).
 type Attr struct{ Owner, Group, Mode string }
@@ -175,9 +179,18 @@ func readPort(dir, prefix string) (Meta, error) {
 	if err != nil {
 		return m, err
 	}
-	if _, body, ok := strings.Cut(string(msg), "<<EOM\n"); ok {
-		body, _, _ = strings.Cut(body, "\nEOM")
-		m.Message = applySlist(body, m.Name, prefix, true)
+	// Each entry: { type: install|upgrade\n  message: <<EOM ... EOM }.
+	for rest := string(msg); ; {
+		head, body, ok := strings.Cut(rest, "<<EOM\n")
+		if !ok {
+			break
+		}
+		typ := "install"
+		if i := strings.LastIndex(head, "type:"); i >= 0 {
+			typ = strings.Fields(head[i+len("type:"):])[0]
+		}
+		body, rest, _ = strings.Cut(body, "\nEOM")
+		m.Messages = append(m.Messages, Message{Type: typ, Text: applySlist(body, m.Name, prefix, true)})
 	}
 	plist, err := os.ReadFile(filepath.Join(dir, "pkg-plist"))
 	if err != nil {
@@ -384,8 +397,9 @@ func manifests(m Meta, files []File) (compact, full []byte, err error) {
 		return nil, nil, err
 	}
 	base["files"] = fileMap
-	if m.Message != "" {
-		base["messages"] = []map[string]string{{"message": m.Message, "type": "install"}}
+	for _, msg := range m.Messages {
+		ms, _ := base["messages"].([]map[string]string)
+		base["messages"] = append(ms, map[string]string{"message": msg.Text, "type": msg.Type})
 	}
 	if len(m.Samples) > 0 {
 		var post, pre strings.Builder

@@ -258,7 +258,8 @@ func TestInstallMatchesPlistAndPackage(t *testing.T) {
 	}
 	runPackageScripts(t, man.Scripts)
 	runAccountScripts(t, man.Scripts)
-	if len(man.Messages) != 1 || !strings.Contains(man.Messages[0]["message"], "sysrc redis_carp_proxy_enable=YES") ||
+	if len(man.Messages) != 2 || man.Messages[1]["type"] != "upgrade" || !strings.Contains(man.Messages[1]["message"], "service redis_carp_proxy upgrade") ||
+		man.Messages[0]["type"] != "install" || !strings.Contains(man.Messages[0]["message"], "sysrc redis_carp_proxy_enable=YES") ||
 		strings.Contains(man.Messages[0]["message"], "%%") ||
 		!strings.Contains(man.Messages[0]["message"], "/usr/local/share/examples/redis-carp-proxy/pf.anchor") {
 		t.Fatalf("pkg-message: %v", man.Messages)
@@ -334,10 +335,11 @@ func TestRCScriptContract(t *testing.T) {
 		"-r -P ${pidfile} -p ${child_pidfile} -S",
 		"-T ${_tag}",
 		`redis_carp_proxy_flags=""`,
-		`extra_commands="configtest reload handover handback"`,
+		`extra_commands="configtest reload upgrade handover handback"`,
 		`stop_precmd="redis_carp_proxy_prestop"`,
 		`handover --on-stop -c "${_config}"`,
 		`handover --undo --after-stop -c "${_config}"`,
+		`restart_cmd="redis_carp_proxy_upgrade"`,
 		`check-config "${_config}"`,
 		`_pid=$(check_pidfile "${child_pidfile}" "${procname_proxy}")`,
 		`kill -HUP "${_pid}"`,
@@ -391,6 +393,7 @@ func TestRCScriptProfilesAtBoot(t *testing.T) {
 			// The stub rc.subr: load_rc_config reads the test's rc.conf, run_rc_command
 			// records what it would start.
 			stub := `load_rc_config() { . "` + rcconf + `"; }
+check_pidfile() { :; }
 run_rc_command() {
 	_c=$1; _u=none
 	# shellcheck disable=SC2086
@@ -786,6 +789,7 @@ func TestRCScriptUnknownUser(t *testing.T) {
 	}
 	subr := filepath.Join(dir, "rc.subr")
 	stub := `load_rc_config() { redis_carp_proxy_user=no_such_user_rcp_28; }
+check_pidfile() { :; }
 install() { echo "install $*"; }
 run_rc_command() { ${start_precmd}; }
 `
