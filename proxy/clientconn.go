@@ -99,7 +99,7 @@ func (c *lclient) wroteTo(n *node) bool {
 func (c *lclient) refreshSimple() {
 	ss := c.ss
 	c.simple = ss.authed && !ss.readonly && ss.rightsCfg == c.l.s.conf() && !ss.tx.inMulti && ss.tx.watchConn == nil &&
-		(ss.ps == nil || !ss.ps.subscribed()) && !ss.replyOff && !ss.skipNext
+		(ss.ps == nil || !ss.ps.subscribed()) && !ss.replyOff && !ss.skipNext && !ss.monitor.Load()
 	c.resp3 = ss.resp3.Load()
 	c.authed = ss.authed
 }
@@ -160,6 +160,7 @@ func (c *lclient) readable() {
 // rest in c.in.
 func (c *lclient) process(data []byte) {
 	depth := c.l.s.conf().ClientPipelineDepth
+	monitored := c.l.s.mon.on.Load() // the one cost of MONITOR while none is attached
 	cmds := 0
 	starved := false // everything complete in data was handled
 	c.processing = true
@@ -195,6 +196,9 @@ func (c *lclient) process(data []byte) {
 			data = before
 			c.paused, c.barrier = true, true
 			break
+		}
+		if monitored {
+			c.l.s.monitorFeed(c.ss, c.authed, args)
 		}
 		cmds++
 	}
@@ -381,6 +385,9 @@ func (c *lclient) outputLimit() (lim config.OutputLimit, class string) {
 	if c.ss.inPubSub.Load() {
 		return cfg.OutputLimitPubSub, "pubsub"
 	}
+	if c.ss.monitor.Load() {
+		return cfg.OutputLimitPubSub, "monitor" // monitor.go
+	}
 	return cfg.OutputLimit, "normal"
 }
 
@@ -411,7 +418,7 @@ func (c *lclient) checkIdle(timeout time.Duration) {
 	if c.busy || c.fifo.len() > 0 || c.l.nowNano-c.lastActive < int64(timeout) {
 		return
 	}
-	if ps := c.ss.ps; ps != nil && ps.subscribed() {
+	if ps := c.ss.ps; ps != nil && ps.subscribed() || c.ss.monitor.Load() {
 		return
 	}
 	c.close()

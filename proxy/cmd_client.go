@@ -39,6 +39,9 @@ func (ss *session) clientLine(self bool) string {
 	if ss.blocking.Load() {
 		flags += "b"
 	}
+	if ss.monitor.Load() {
+		flags += "O"
+	}
 	sub, psub, ssub, multi := 0, 0, 0, -1
 	if self {
 		if ss.tx.inMulti {
@@ -257,6 +260,7 @@ func resetCommand(ss *session, r *request) bool {
 	ss.tx.inMulti, ss.tx.queued, ss.tx.aborted = false, nil, false
 	ss.authed, ss.readonly = !ss.s.authRequired(), false
 	ss.resp3.Store(false) // as Redis: RESET goes back to RESP2
+	ss.s.monitorRemove(ss)
 	ss.csMu.Lock()
 	ss.cs.name, ss.cs.user = "", ""
 	ss.csMu.Unlock()

@@ -411,6 +411,7 @@ func tcpAddrPort(a net.Addr) netip.AddrPort {
 func (ss *session) finalize(c *lclient) {
 	ss.releaseWatch(false)
 	ss.closePubsub()
+	ss.s.monitorRemove(ss)
 	close(ss.closed)
 	s := ss.s
 	s.mu.Lock()

@@ -25,6 +25,8 @@ type Metrics struct {
 
 	outputLimitClosed *prometheus.CounterVec
 	denied            prometheus.Counter
+	monitors          prometheus.Gauge   // monitor.go
+	monitorLines      prometheus.Counter // monitor.go
 	reloads           *prometheus.CounterVec
 
 	backendErrors *prometheus.CounterVec
@@ -72,8 +74,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		slotmapEpoch:      prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "slotmap_epoch", Help: "Generation of the current slot map; increases with every accepted refresh."}),
 		nodesKnown:        prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "backend_nodes", Help: "Cluster nodes known to the proxy."}),
 		buildInfo:         prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "build_info", Help: "Always 1; the version label is the proxy's version."}, []string{"version"}),
-		outputLimitClosed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "client_output_limit_closed_total", Help: "Clients disconnected for exceeding the output buffer limit, by class (normal, pubsub)."}, []string{"class"}),
+		outputLimitClosed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "client_output_limit_closed_total", Help: "Clients disconnected for exceeding the output buffer limit, by class (normal, pubsub, monitor)."}, []string{"class"}),
 		denied:            prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "commands_denied_total", Help: "Commands refused by deny-commands."}),
+		monitors:          prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "monitor_clients", Help: "Clients in MONITOR mode."}),
+		monitorLines:      prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "monitor_commands_total", Help: "Commands shown to MONITOR clients (once per command, whatever the number of monitors)."}),
 		reloads:           prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "config_reloads_total", Help: "Configuration reloads by result (ok, error)."}, []string{"result"}),
 	}
 	m.buildInfo.WithLabelValues(Version).Set(1)
@@ -81,7 +85,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.clientsCurrent, m.clientsAccepted, m.clientsRejected, m.clientsClosed,
 			m.redirects, m.protoErrors,
-			m.outputLimitClosed, m.denied, m.reloads,
+			m.outputLimitClosed, m.denied, m.reloads, m.monitors, m.monitorLines,
 			m.backendErrors, m.backendConns, m.suspectNodes, m.suspectTotal, m.abandoned, m.redirectBackoffs, m.refreshes, m.refreshDuration, m.lastRefresh,
 			m.slotsCovered, m.slotmapEpoch, m.nodesKnown, m.buildInfo)
 	}

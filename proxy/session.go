@@ -45,6 +45,7 @@ type session struct {
 	inPubSub atomic.Bool
 	resp3    atomic.Bool  // HELLO 3 (set by the reader; replies carry it in request.resp3)
 	blocking atomic.Bool  // in a blocking command (CLIENT LIST flag b)
+	monitor  atomic.Bool  // in monitor mode (monitor.go; CLIENT LIST flag O)
 	lastCmd  atomic.Int64 // UnixNano of the last command (CLIENT LIST idle)
 
 	authed   bool // reader goroutine only

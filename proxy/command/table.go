@@ -16,6 +16,7 @@ const (
 	MovableKeys
 	NoKeys
 	NoMulti // refused inside MULTI ("no_multi"), as Redis does
+	Admin   // an administrative command ("admin"): not shown to MONITOR
 )
 
 // Info is one entry of the command table.
@@ -403,6 +404,8 @@ func specFlags(flags []string) Flags {
 			fl |= MovableKeys
 		case "no_multi":
 			fl |= NoMulti
+		case "admin":
+			fl |= Admin
 		}
 	}
 	return fl

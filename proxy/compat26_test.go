@@ -1,0 +1,236 @@
+package proxy_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
+)
+
+// Issue 26: the command families that behaved differently from a single Redis 7.0, each
+// compared with a standalone redis-server (startReference).
+
+// respConn is a client speaking RESP by hand, reading whole replies: for replies go-redis
+// closed connections).
+type respConn struct {
+	t  testing.TB
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func dialResp(t testing.TB, addr string) *respConn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &respConn{t: t, c: c, br: bufio.NewReader(c)}
+}
+
+func (rc *respConn) send(args ...string) {
+	rc.t.Helper()
+	b := make([][]byte, len(args))
+	for i, a := range args {
+		b[i] = []byte(a)
+	}
+	if _, err := rc.c.Write(resp.AppendCommand(nil, b...)); err != nil {
+		rc.t.Fatal(err)
+	}
+}
+
+// read returns one reply as text (arrays as [a b …]); "EOF" when the connection closed.
+func (rc *respConn) read(timeout time.Duration) (string, error) {
+	rc.c.SetReadDeadline(time.Now().Add(timeout))
+	return readReply(rc.br)
+}
+
+func (rc *respConn) mustRead() string {
+	rc.t.Helper()
+	s, err := rc.read(5 * time.Second)
+	if err != nil {
+		rc.t.Fatalf("read: %v", err)
+	}
+	return s
+}
+
+func (rc *respConn) do(args ...string) string {
+	rc.t.Helper()
+	rc.send(args...)
+	return rc.mustRead()
+}
+
+func readReply(br *bufio.Reader) (string, error) {
+	line, err := br.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	line = strings.TrimSuffix(line, "\r\n")
+	if line == "" {
+		return "", fmt.Errorf("empty line")
+	}
+	switch line[0] {
+	case '$':
+		n, _ := strconv.Atoi(line[1:])
+		if n < 0 {
+			return "(nil)", nil
+		}
+		b := make([]byte, n+2)
+		if _, err := readFullBuf(br, b); err != nil {
+			return "", err
+		}
+		return string(b[:n]), nil
+	case '*':
+		n, _ := strconv.Atoi(line[1:])
+		if n < 0 {
+			return "(nil)", nil
+		}
+		parts := make([]string, n)
+		for i := range parts {
+			if parts[i], err = readReply(br); err != nil {
+				return "", err
+			}
+		}
+		return "[" + strings.Join(parts, " ") + "]", nil
+	}
+	return line, nil
+}
+
+func readFullBuf(br *bufio.Reader, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		k, err := br.Read(b[n:])
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// monitorLines reads monitor lines until none comes for a while, without the timestamp and
+// with the client's address replaced by "C".
+func monitorLines(t testing.TB, m *respConn, client string) []string {
+	t.Helper()
+	var out []string
+	ts := regexp.MustCompile(`^\+\d+\.\d{6} \[0 `)
+	for {
+		s, err := m.read(300 * time.Millisecond)
+		if err != nil {
+			return out
+		}
+		if !ts.MatchString(s) {
+			t.Errorf("monitor line %q lacks Redis's timestamp and database", s)
+			continue
+		}
+		s = ts.ReplaceAllString(s, "[")
+		s = strings.Replace(s, "["+client+"]", "[C]", 1)
+		out = append(out, s)
+	}
+}
+
+func TestMonitorStreamsCommands(t *testing.T) {
+	c := sharedCluster(t)
+	tp := startProxy(t, c, nil)
+	ref := startReference(t)
+	script := [][]string{
+		{"SET", "mon{1}", "a\"b\n\x01\xc3\xa9 \\"},
+		{"get", "mon{1}"},
+		{"nosuchcommand", "x"},
+		{"GET"}, // wrong arity: refused before it runs, not shown
+		{"AUTH", "secret"},
+		{"HELLO", "2", "AUTH", "default", "secret", "SETNAME", "n"},
+		{"CLIENT", "SETNAME", "mon"},
+		{"CLIENT", "LIST"},             // admin: not shown
+		{"CONFIG", "GET", "maxmemory"}, // admin: not shown
+		{"SLOWLOG", "LEN"},             // admin: not shown
+		{"PING"},
+		{"MULTI"}, {"SET", "mon{1}", "1"}, {"INCR", "mon{1}"}, {"EXEC"},
+		{"DEL", "mon{1}"},
+	}
+	run := func(addr string) []string {
+		m := dialResp(t, addr)
+		if got := m.do("MONITOR"); got != "+OK" {
+			t.Fatalf("MONITOR: %q", got)
+		}
+		cl := dialResp(t, addr)
+		for _, a := range script {
+			cl.do(a...)
+		}
+		lines := monitorLines(t, m, cl.c.LocalAddr().String())
+		// The monitor itself: keyed commands refused, others shown; RESET ends monitor mode.
+		if got := m.do("GET", "x"); got != "-ERR Replica can't interact with the keyspace" {
+			t.Errorf("%s: GET from a monitor: %q", addr, got)
+		}
+		lines = append(lines, "PING: "+m.do("PING"))
+		lines = append(lines, monitorLines(t, m, m.c.LocalAddr().String())...)
+		lines = append(lines, "RESET: "+m.do("RESET"))
+		cl.do("SET", "mon{1}", "after reset")
+		cl.do("DEL", "mon{1}")
+		lines = append(lines, monitorLines(t, m, "")...)
+		return lines
+	}
+	got, want := run(tp.addr), run(ref.Options().Addr)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("monitor stream differs:\n proxy:\n  %s\n reference:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+}
+
+// A monitor that does not read is disconnected once client-output-buffer-limit-pubsub is
+// exceeded; the proxy's memory does not grow with it.
+func TestMonitorSlowConsumerDropped(t *testing.T) {
+	c := sharedCluster(t)
+	tp := startProxy(t, c, func(cfg *config.Config) {
+		cfg.OutputLimitPubSub = config.OutputLimit{Hard: 1 << 20}
+	})
+	d := net.Dialer{Timeout: 5 * time.Second}
+	mc, err := d.Dial("tcp", tp.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mc.Close()
+	mc.(*net.TCPConn).SetReadBuffer(4096)
+	m := &respConn{t: t, c: mc, br: bufio.NewReader(mc)}
+	if got := m.do("MONITOR"); got != "+OK" {
+		t.Fatalf("MONITOR: %q", got)
+	}
+	cl := tp.client(t)
+	ctx := context.Background()
+	val := strings.Repeat("v", 64<<10)
+	closed := func() bool {
+		return testutil.MetricSum(t, tp.reg, "redis_carp_proxy_client_output_limit_closed_total", "class", "monitor") >= 1
+	}
+	// At most 2000 commands of 64 KiB (128 MiB of monitor output), and 20 s.
+	deadline := time.Now().Add(20 * time.Second)
+	for i := 0; i < 2000 && !closed() && time.Now().Before(deadline); i++ {
+		if err := cl.Set(ctx, "slowmon{1}", val, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !closed() {
+		t.Fatal("a monitor that does not read was not disconnected")
+	}
+	if n := testutil.MetricSum(t, tp.reg, "redis_carp_proxy_monitor_clients"); n != 0 {
+		t.Errorf("monitor_clients %v after the monitor was dropped", n)
+	}
+	// The proxy forgot the client (reading what the kernel still holds for it would take
+	// long through a 4 KiB window).
+	testutil.WaitFor(t, 5*time.Second, "the dropped monitor gone from CLIENT LIST", func() bool {
+		for _, f := range clientLines(t, cl) {
+			if strings.Contains(f["flags"], "O") {
+				return false
+			}
+		}
+		return true
+	})
+	cl.Del(ctx, "slowmon{1}")
+}
