@@ -37,6 +37,7 @@ type lclient struct {
 	lastActive int64
 	softSince  int64
 	wrote      []*node // nodes written to, also recorded in the session (for WAIT)
+	cmd        string  // the last command answered (CLIENT LIST cmd, clientstats.go)
 
 	// resolveTail is closed when the last resolution started has finished: resolutions
 	// run one after the other, in the client's order (resolveSlow).
@@ -482,11 +483,13 @@ func (c *lclient) runSlow(args [][]byte, raw []byte) {
 		quit := or.slot == slotQuit
 		// What the loop accounts the command by (account, as for every command).
 		label, redirected, node := commandLabel(ss.s.cl.cmds.Load(), or), or.redirected, or.node
+		cmdName := ss.s.fullCommandName(args2) // CLIENT LIST cmd
 		protoErr := len(or.args) == 0
 		l.post(func() {
 			if !protoErr {
 				r.label, r.redirected, r.node, r.raw = label, redirected, node, raw2
 				c.account(r, reply)
+				c.cmd = cmdName
 			}
 			c.slowDone(r, reply, noReply, quit)
 		})
@@ -626,6 +629,7 @@ func (c *lclient) account(r *lreq, rep []byte) {
 		result = "redirected"
 	}
 	l.stats.command(r.label, result, d)
+	c.cmd = r.label
 	c.ss.lastCmd.Store(l.nowNano)
 	if cfg := l.s.conf(); cfg.SlowlogMaxLen > 0 && d >= cfg.SlowlogSlowerThan && cfg.SlowlogSlowerThan >= 0 {
 		// Under overload every command can be slow (the time includes queueing): a loop

@@ -31,7 +31,7 @@ func (ss *session) clientType() string {
 
 // clientLine renders one CLIENT LIST line. self is the calling session, whose
 // subscription and transaction state may be read (that of others is another goroutine's).
-func (ss *session) clientLine(self bool) string {
+func (ss *session) clientLine(self bool, st clientStats) string {
 	flags := ""
 	if ss.inPubSub.Load() {
 		flags += "P"
@@ -47,6 +47,11 @@ func (ss *session) clientLine(self bool) string {
 		if ss.tx.inMulti {
 			flags += "x"
 			multi = len(ss.tx.queued)
+			for _, q := range ss.tx.queued {
+				for _, a := range q {
+					st.multiMem += int64(len(a))
+				}
+			}
 		}
 		if ps := ss.ps; ps != nil {
 			ps.mu.Lock()
@@ -65,8 +70,15 @@ func (ss *session) clientLine(self bool) string {
 	if at := ss.lastCmd.Load(); at > 0 {
 		idle = int(time.Since(time.Unix(0, at)).Seconds())
 	}
-	return fmt.Sprintf("id=%d addr=%s laddr=%s fd=-1 name=%s age=%d idle=%d flags=%s db=0 sub=%d psub=%d ssub=%d multi=%d user=%s resp=%d lib-name=%s lib-ver=%s\n",
-		ss.id, ss.conn.RemoteAddr(), ss.conn.LocalAddr(), ss.cs.name, age, idle, flags, sub, psub, ssub, multi, user, ss.proto(), ss.cs.libName, ss.cs.libVer)
+	if !st.ok {
+		st.fd = -1
+	}
+	if st.cmd == "" {
+		st.cmd = "NULL"
+	}
+	return fmt.Sprintf("id=%d addr=%s laddr=%s fd=%d name=%s age=%d idle=%d flags=%s db=0 sub=%d psub=%d ssub=%d multi=%d%s cmd=%s user=%s redir=-1 resp=%d lib-name=%s lib-ver=%s\n",
+		ss.id, ss.conn.RemoteAddr(), ss.conn.LocalAddr(), st.fd, ss.cs.name, age, idle, flags, sub, psub, ssub, multi,
+		appendStatsFields(nil, st), st.cmd, user, ss.proto(), ss.cs.libName, ss.cs.libVer)
 }
 
 // proto is the client's RESP version.
@@ -158,10 +170,19 @@ func clientList(ss *session, r *request) []byte {
 		}
 	}
 	var b strings.Builder
+	var listed []*session
 	for _, o := range ss.s.allSessions() {
 		if f.match(o, ss) {
-			b.WriteString(o.clientLine(o == ss))
+			listed = append(listed, o)
 		}
+	}
+	stats := loopStats(listed) // clientstats.go
+	for _, o := range listed {
+		st := stats[o]
+		if o == ss {
+			st.cmd = ss.s.fullCommandName(r.args) // as Redis: the command running
+		}
+		b.WriteString(o.clientLine(o == ss, st))
 	}
 	return resp.AppendBulkString(nil, b.String())
 }
@@ -329,7 +350,9 @@ func clientCommand(ss *session, r *request) []byte {
 	case "id":
 		return resp.AppendInt(nil, int64(ss.id))
 	case "info":
-		return resp.AppendBulkString(nil, ss.clientLine(true))
+		st := loopStats([]*session{ss})[ss] // clientstats.go
+		st.cmd = ss.s.fullCommandName(r.args)
+		return resp.AppendBulkString(nil, ss.clientLine(true, st))
 	case "list":
 		return clientList(ss, r)
 	case "kill":

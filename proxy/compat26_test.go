@@ -234,3 +234,91 @@ func TestMonitorSlowConsumerDropped(t *testing.T) {
 	})
 	cl.Del(ctx, "slowmon{1}")
 }
+
+// fieldNames returns the field names of a CLIENT LIST line in order.
+func fieldNames(line string) []string {
+	var out []string
+	for _, f := range strings.Fields(line) {
+		k, _, _ := strings.Cut(f, "=")
+		out = append(out, k)
+	}
+	return out
+}
+
+// CLIENT LIST / CLIENT INFO carry Redis 7.0's buffer fields with the proxy's numbers, a real
+// descriptor and the last command.
+func TestClientListBufferFields(t *testing.T) {
+	c := sharedCluster(t)
+	tp := startProxy(t, c, nil)
+	ref := startReference(t)
+	big := strings.Repeat("x", 4<<20)
+	for _, tc := range []struct {
+		name string
+		addr string
+	}{{"proxy", tp.addr}, {"reference", ref.Options().Addr}} {
+		t.Run(tc.name, func(t *testing.T) {
+			me := dialResp(t, tc.addr)
+			info := me.do("CLIENT", "INFO")
+			f := clientFields(info)
+			if fd, err := strconv.Atoi(f["fd"]); err != nil || fd <= 0 {
+				t.Errorf("fd %q", f["fd"])
+			}
+			if f["cmd"] != "client|info" || f["redir"] != "-1" || f["events"] != "r" {
+				t.Errorf("CLIENT INFO %q", info)
+			}
+			// The field order of Redis 7.0.
+			want := []string{"id", "addr", "laddr", "fd", "name", "age", "idle", "flags", "db", "sub", "psub", "ssub", "multi",
+				"qbuf", "qbuf-free", "argv-mem", "multi-mem", "rbs", "rbp", "obl", "oll", "omem", "tot-mem", "events", "cmd", "user", "redir", "resp"}
+			if got := fieldNames(info); strings.Join(got[:len(want)], " ") != strings.Join(want, " ") {
+				t.Errorf("fields %v, want %v", got, want)
+			}
+			// Another client: its last command, a partial command in its query buffer.
+			other := dialResp(t, tc.addr)
+			other.do("SET", "cl{1}", big)
+			other.do("GET", "nosuch{1}")
+			otherID := other.do("CLIENT", "ID")[1:]
+			other.do("EXISTS", "cl{1}")
+			partial := "*3\r\n$3\r\nSET\r\n$5\r\ncl{2}\r\n$100\r\nabcdefgh"
+			other.c.Write([]byte(partial))
+			var of map[string]string
+			testutil.WaitFor(t, 5*time.Second, "the partial command in qbuf", func() bool {
+				of = clientFields(me.do("CLIENT", "LIST", "ID", otherID))
+				q, _ := strconv.Atoi(of["qbuf"])
+				return q > 0 // Redis keeps only the unfinished argument, the proxy the whole command
+			})
+			if of["cmd"] != "exists" {
+				t.Errorf("cmd of the other client %q", of["cmd"])
+			}
+			if me := clientFields(me.do("CLIENT", "LIST", "ID", f["id"])); me["cmd"] != "client|list" {
+				t.Errorf("own cmd %q", me["cmd"])
+			}
+			// A client that does not read: its replies are held (omem, tot-mem).
+			slow, err := net.Dial("tcp", tc.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer slow.Close()
+			slow.(*net.TCPConn).SetReadBuffer(4096)
+			var cmds []byte
+			for i := 0; i < 8; i++ {
+				cmds = append(cmds, "*2\r\n$3\r\nGET\r\n$5\r\ncl{1}\r\n"...)
+			}
+			slow.Write(cmds)
+			testutil.WaitFor(t, 5*time.Second, "held replies in omem", func() bool {
+				for _, l := range strings.Split(me.do("CLIENT", "LIST"), "\n") {
+					sf := clientFields(l)
+					om, _ := strconv.Atoi(sf["omem"])
+					tm, _ := strconv.Atoi(sf["tot-mem"])
+					if sf["cmd"] == "get" && om > 1<<20 && tm > om {
+						return true
+					}
+				}
+				return false
+			})
+			other.c.Write([]byte(strings.Repeat("z", 92) + "\r\n"))
+			other.mustRead()
+			me.do("DEL", "cl{1}")
+			me.do("DEL", "cl{2}")
+		})
+	}
+}
