@@ -79,7 +79,9 @@ func readReply(br *bufio.Reader) (string, error) {
 		return "", fmt.Errorf("empty line")
 	}
 	switch line[0] {
-	case '$':
+	case '_':
+		return "(nil)", nil
+	case '$', '=':
 		n, _ := strconv.Atoi(line[1:])
 		if n < 0 {
 			return "(nil)", nil
@@ -89,10 +91,13 @@ func readReply(br *bufio.Reader) (string, error) {
 			return "", err
 		}
 		return string(b[:n]), nil
-	case '*':
+	case '*', '%', '~', '>':
 		n, _ := strconv.Atoi(line[1:])
 		if n < 0 {
 			return "(nil)", nil
+		}
+		if line[0] == '%' {
+			n *= 2
 		}
 		parts := make([]string, n)
 		for i := range parts {
@@ -320,5 +325,114 @@ func TestClientListBufferFields(t *testing.T) {
 			me.do("DEL", "cl{1}")
 			me.do("DEL", "cl{2}")
 		})
+	}
+}
+
+// RESET clears what a single Redis 7.0 clears: MULTI, WATCH, subscriptions, the name, the
+// RESP version, CLIENT REPLY, monitor mode, authentication.
+func TestResetClearsState(t *testing.T) {
+	c := sharedCluster(t)
+	tp := startProxy(t, c, nil)
+	ref := startReference(t)
+	run := func(addr string, setKey, publish func(string)) []string {
+		var out []string
+		m := dialResp(t, addr)
+		step := func(args ...string) {
+			out = append(out, strings.Join(args, " ")+" -> "+m.do(args...))
+		}
+		info := func() {
+			f := clientFields(m.do("CLIENT", "INFO"))
+			out = append(out, fmt.Sprintf("name=%s flags=%s multi=%s sub=%s psub=%s resp=%s user=%s", f["name"], f["flags"], f["multi"], f["sub"], f["psub"], f["resp"], f["user"]))
+		}
+		step("CLIENT", "SETNAME", "before")
+		step("WATCH", "rs{1}")
+		step("MULTI")
+		step("SET", "rs{1}", "1")
+		step("RESET")
+		info()
+		step("EXEC")
+		// WATCH forgotten: a change of the key does not abort the next transaction.
+		step("WATCH", "rs{1}")
+		step("RESET")
+		setKey("rs{1}")
+		step("MULTI")
+		step("SET", "rs{1}", "2")
+		step("EXEC")
+		// Subscriptions (RESP2 subscribed mode), then RESP3.
+		step("SUBSCRIBE", "rsch")
+		m.send("PSUBSCRIBE", "rs*")
+		out = append(out, "PSUBSCRIBE -> "+m.mustRead())
+		m.send("RESET")
+		out = append(out, "RESET -> "+m.mustRead())
+		info()
+		step("HELLO", "3")
+		m.send("CLIENT", "REPLY", "OFF") // no reply
+		m.send("RESET")
+		out = append(out, "RESET -> "+m.mustRead())
+		info()
+		step("GET", "rs{1}")
+		// RESP3 subscriptions, MULTI with a refused command: RESET, then
+		// nothing published reaches the client.
+		step("HELLO", "3")
+		step("SUBSCRIBE", "rsch")
+		step("PSUBSCRIBE", "rs*")
+		step("MULTI")
+		step("NOSUCH")
+		step("RESET")
+		info()
+		publish("rsch")
+		step("PING")
+		if s, err := m.read(300 * time.Millisecond); err == nil {
+			out = append(out, "after RESET: "+s)
+		}
+		step("DEL", "rs{1}")
+		return out
+	}
+	p := tp.client(t)
+	got := run(tp.addr, func(k string) { p.Set(context.Background(), k, "x", 0) }, func(ch string) { p.Publish(context.Background(), ch, "m") })
+	want := run(ref.Options().Addr, func(k string) { ref.Set(context.Background(), k, "x", 0) }, func(ch string) { ref.Publish(context.Background(), ch, "m") })
+	for i := range max(len(got), len(want)) {
+		var g, w string
+		if i < len(got) {
+			g = got[i]
+		}
+		if i < len(want) {
+			w = want[i]
+		}
+		// HELLO 3 answers the server's identity: only its shape is compared.
+		if strings.HasPrefix(w, "HELLO 3") {
+			continue
+		}
+		if g != w {
+			t.Errorf("step %d:\n proxy:     %s\n reference: %s", i, g, w)
+		}
+	}
+}
+
+// RESET returns to the default user: with requirepass, unauthenticated again; a read-only
+// user's restrictions go with it.
+func TestResetAuth(t *testing.T) {
+	c := sharedCluster(t)
+	tp := startProxy(t, c, func(cfg *config.Config) {
+		cfg.RequirePass = "pw"
+		cfg.Users = []config.User{{Name: "ro", Password: "ropw", ReadOnly: true}}
+	})
+	ref := startReference(t)
+	ref.ConfigSet(context.Background(), "requirepass", "pw")
+	ref.Do(context.Background(), "ACL", "SETUSER", "ro", "on", ">ropw", "~*", "+@read", "+@connection")
+	run := func(addr string) []string {
+		m := dialResp(t, addr)
+		var out []string
+		for _, a := range [][]string{
+			{"AUTH", "pw"}, {"GET", "ra{1}"}, {"RESET"}, {"GET", "ra{1}"}, {"CLIENT", "SETNAME", "x"},
+			{"AUTH", "ro", "ropw"}, {"RESET"}, {"GET", "ra{1}"}, {"AUTH", "pw"}, {"SET", "ra{1}", "1"}, {"DEL", "ra{1}"},
+		} {
+			out = append(out, strings.Join(a, " ")+" -> "+m.do(a...))
+		}
+		return out
+	}
+	got, want := run(tp.addr), run(ref.Options().Addr)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("proxy:\n  %s\nreference:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
 	}
 }
