@@ -12,7 +12,7 @@ package proxy
 
 // adminOnlyCmds are the commands and subcommands of the admin role.
 var adminOnlyCmds = map[string]bool{
-	"client|list": true, "client|kill": true, "client|pause": true, "client|unpause": true,
+	"client|list": true, "client|kill": true, "client|unblock": true, "client|pause": true, "client|unpause": true,
 	"slowlog": true, "proxy|hotkeys": true, "latency|reset": true, "monitor": true,
 	"config|set": true, "config|resetstat": true, "config|rewrite": true,
 }

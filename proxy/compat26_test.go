@@ -436,3 +436,48 @@ func TestResetAuth(t *testing.T) {
 		t.Errorf("proxy:\n  %s\nreference:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
 	}
 }
+
+// CLIENT UNBLOCK reaches the dedicated connection a client blocks on, with Redis's
+// TIMEOUT and ERROR answers.
+func TestClientUnblock(t *testing.T) {
+	c := sharedCluster(t)
+	tp := startProxy(t, c, nil)
+	ref := startReference(t)
+	run := func(addr string) []string {
+		ctl := dialResp(t, addr)
+		var out []string
+		blocked := func(cl *respConn, args ...string) string {
+			id := cl.do("CLIENT", "ID")[1:]
+			cl.send(args...)
+			testutil.WaitFor(t, 5*time.Second, "the client blocked", func() bool {
+				return strings.Contains(clientFields(ctl.do("CLIENT", "LIST", "ID", id))["flags"], "b")
+			})
+			return id
+		}
+		a := dialResp(t, addr)
+		for _, tc := range []struct {
+			cmd    []string
+			reason []string
+		}{
+			{[]string{"BLPOP", "ub{1}", "0"}, nil},
+			{[]string{"BLPOP", "ub{1}", "0"}, []string{"TIMEOUT"}},
+			{[]string{"BRPOPLPUSH", "ub{1}", "ub2{1}", "0"}, []string{"error"}},
+			{[]string{"XREAD", "BLOCK", "0", "STREAMS", "ubs{1}", "$"}, []string{"TIMEOUT"}},
+			{[]string{"BZPOPMIN", "ubz{1}", "0"}, []string{"ERROR"}},
+		} {
+			id := blocked(a, tc.cmd...)
+			out = append(out, fmt.Sprintf("%v %v: %s / %s", tc.cmd, tc.reason, ctl.do(append([]string{"CLIENT", "UNBLOCK", id}, tc.reason...)...), a.mustRead()))
+			// The connection stays usable.
+			out = append(out, "PING: "+a.do("PING"))
+		}
+		id := a.do("CLIENT", "ID")[1:]
+		for _, args := range [][]string{{"CLIENT", "UNBLOCK", id}, {"CLIENT", "UNBLOCK", "x"}, {"CLIENT", "UNBLOCK", id, "later"}, {"CLIENT", "UNBLOCK", "999999"}} {
+			out = append(out, strings.Join(args[:2], " ")+": "+ctl.do(args...))
+		}
+		return out
+	}
+	got, want := run(tp.addr), run(ref.Options().Addr)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("proxy:\n  %s\nreference:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+}

@@ -25,8 +25,9 @@ type directPool struct {
 }
 
 type directConn struct {
-	conn net.Conn
-	rr   *resp.Reader
+	conn   net.Conn
+	rr     *resp.Reader
+	nodeID int64 // the connection's CLIENT ID on the node, once asked (unblock.go)
 }
 
 func newDirectPool(c *cluster, limit int) *directPool {
@@ -86,9 +87,17 @@ func (dc *directConn) roundTrip(ctx context.Context, cmd []byte, replies int) ([
 // do sends r to n on a dedicated connection and waits for the reply, or until ctx ends
 // (the client went away): the connection is then closed, which also unblocks the node.
 func (p *directPool) do(ctx context.Context, n *node, r *request) ([]byte, error) {
+	return p.doOn(ctx, n, r, nil)
+}
+
+// doOn is do, calling before (if not nil) with the connection before r is sent.
+func (p *directPool) doOn(ctx context.Context, n *node, r *request, before func(*directConn)) ([]byte, error) {
 	dc, err := p.acquire(ctx, n)
 	if err != nil {
 		return nil, err
+	}
+	if before != nil {
+		before(dc)
 	}
 	var buf []byte
 	want := 1

@@ -43,10 +43,12 @@ type session struct {
 
 	out      outBuffer
 	inPubSub atomic.Bool
-	resp3    atomic.Bool  // HELLO 3 (set by the reader; replies carry it in request.resp3)
-	blocking atomic.Bool  // in a blocking command (CLIENT LIST flag b)
-	monitor  atomic.Bool  // in monitor mode (monitor.go; CLIENT LIST flag O)
-	lastCmd  atomic.Int64 // UnixNano of the last command (CLIENT LIST idle)
+	resp3    atomic.Bool // HELLO 3 (set by the reader; replies carry it in request.resp3)
+	blocking atomic.Bool // in a blocking command (CLIENT LIST flag b)
+	monitor  atomic.Bool // in monitor mode (monitor.go; CLIENT LIST flag O)
+	// blockedOn is where its blocking command waits (unblock.go), nil when none
+	blockedOn atomic.Pointer[blockedAt]
+	lastCmd   atomic.Int64 // UnixNano of the last command (CLIENT LIST idle)
 
 	authed   bool // reader goroutine only
 	readonly bool
@@ -150,7 +152,8 @@ func (ss *session) loop() *loop {
 func (ss *session) execDirect(r *request, n *node) {
 	r.node = n
 	defer ss.blockedCall(r)()
-	reply, err := ss.s.direct.do(ss.ctx, n, r)
+	reply, err := ss.s.direct.doOn(ss.ctx, n, r, func(dc *directConn) { ss.noteBlocked(ss.ctx, n, r, dc) })
+	ss.blockedOn.Store(nil)
 	r.reply, r.err = reply, err
 }
 
