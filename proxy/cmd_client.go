@@ -220,6 +220,9 @@ func clientKill(ss *session, r *request) []byte {
 		case "laddr":
 			f.laddr = v
 		case "user":
+			if !ss.s.userExists(v) {
+				return resp.ErrorReply("ERR No such user '" + v + "'")
+			}
 			f.user = v
 		case "type":
 			f.typ = strings.ToLower(v)

@@ -481,3 +481,63 @@ func TestClientUnblock(t *testing.T) {
 		t.Errorf("proxy:\n  %s\nreference:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
 	}
 }
+
+// Error wording and protocol edge cases as a single Redis 7.0 answers them.
+func TestCompatWording(t *testing.T) {
+	c := sharedCluster(t)
+	tp := startProxy(t, c, func(cfg *config.Config) { cfg.EnableAdminCommands = true })
+	ref := startReference(t)
+	p := tp.client(t)
+	for _, args := range [][]any{
+		{"CLIENT", "KILL", "USER", "nosuchuser"},
+		{"CLIENT", "KILL", "USER", "nosuchuser", "SKIPME", "yes"},
+		{"CONFIG", "SET", "slowlog-max-len", "abc"},
+		{"CONFIG", "SET", "slowlog-log-slower-than", "x"},
+		{"CONFIG", "SET", "maxclients", "-5"},
+		{"CONFIG", "SET", "timeout", "x"},
+		{"CONFIG", "SET", "tcp-keepalive", "-1"},
+		{"CONFIG", "SET", "proto-max-bulk-len", "1"},
+		{"CONFIG", "SET", "client-query-buffer-limit", "x"},
+		{"CONFIG", "SET", "slowlog-max-len", "1", "slowlog-max-len", "2"},
+		{"CONFIG", "SET", "slowlog-max-len", "-1"},
+		{"CONFIG", "SET", "slowlog-log-slower-than", "1.5"},
+		{"CONFIG", "SET", "maxclients", "0"},
+		{"CONFIG", "SET", "maxclients", "99999999999"},
+		{"CONFIG", "SET", "timeout", "-1"},
+		{"CONFIG", "SET", "client-query-buffer-limit", "1"},
+		{"CONFIG", "SET", "client-query-buffer-limit", "1gbx"},
+		{"CONFIG", "SET", "proto-max-bulk-len", "abc"},
+		{"CONFIG", "SET", "requirepass"},
+		{"SORT_RO", "a{1}", "STORE", "b{2}"},
+		{"SORT_RO", "a", "BY", "b", "STORE", "x"},
+		{"SORT_RO", "a{1}", "LIMIT", "0", "1", "STORE", "a{1}"},
+	} {
+		same(t, p, ref, args...)
+	}
+	// Multibulk lengths: zero or negative is an empty command, skipped (the connection
+	// stays open); a negative bulk length closes it with Redis's error.
+	for _, payload := range []string{"*-5\r\n*1\r\n$4\r\nPING\r\n", "*-1\r\n*1\r\n$4\r\nPING\r\n", "*0\r\n*1\r\n$4\r\nPING\r\n", "*1\r\n$-1\r\n", "*1\r\n$-5\r\nPING\r\n"} {
+		var res []string
+		for _, addr := range []string{tp.addr, ref.Options().Addr} {
+			rc := dialResp(t, addr)
+			rc.c.Write([]byte(payload))
+			var got []string
+			for {
+				s, err := rc.read(500 * time.Millisecond)
+				if err != nil {
+					if ne, ok := err.(net.Error); ok && ne.Timeout() {
+						got = append(got, "(open)")
+					} else {
+						got = append(got, "(closed)")
+					}
+					break
+				}
+				got = append(got, s)
+			}
+			res = append(res, strings.Join(got, " "))
+		}
+		if res[0] != res[1] {
+			t.Errorf("%q:\n proxy:     %s\n reference: %s", payload, res[0], res[1])
+		}
+	}
+}

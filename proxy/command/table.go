@@ -374,7 +374,7 @@ func movableKeys(name string, args [][]byte, idx []int) ([]int, bool) {
 			idx = append(idx, 1)
 		}
 		for i := 2; i+1 < len(args); i++ {
-			if bytes.EqualFold(args[i], []byte("store")) {
+			if name == "sort" && bytes.EqualFold(args[i], []byte("store")) { // SORT_RO has no STORE: the node answers its syntax error
 				idx = append(idx, i+1)
 			}
 		}
