@@ -541,3 +541,33 @@ func TestCompatWording(t *testing.T) {
 		}
 	}
 }
+
+// A reply a node nests deeper than any limit (a script returning a self-referencing table)
+// reaches the client as Redis sends it; the node connection is kept.
+func TestDeepScriptReplyPassesThrough(t *testing.T) {
+	c := sharedCluster(t)
+	tp := startProxy(t, c, nil)
+	ref := startReference(t)
+	script := "local t = {}; t[1] = t; return t"
+	for _, proto := range []string{"2", "3"} {
+		var res []string
+		for _, addr := range []string{tp.addr, ref.Options().Addr} {
+			rc := dialResp(t, addr)
+			rc.do("HELLO", proto)
+			// Pipelined: the deep reply, then a command for the same node on the same connection.
+			rc.send("EVAL", script, "1", "deep{1}")
+			rc.send("SET", "deep{1}", "v")
+			res = append(res, rc.mustRead()+" "+rc.mustRead()+" "+rc.do("GET", "deep{1}"))
+			rc.do("DEL", "deep{1}")
+		}
+		if res[0] != res[1] {
+			t.Errorf("RESP%s: proxy %d bytes, reference %d bytes; ends %q / %q", proto, len(res[0]), len(res[1]), res[0][max(0, len(res[0])-80):], res[1][max(0, len(res[1])-80):])
+		}
+		if !strings.Contains(res[1], "reached lua stack limit") {
+			t.Fatalf("reference reply %q", res[1][:min(len(res[1]), 200)])
+		}
+	}
+	if n := testutil.MetricSum(t, tp.reg, "redis_carp_proxy_backend_errors_total"); n != 0 {
+		t.Errorf("backend_errors_total %v: a node connection was lost", n)
+	}
+}
