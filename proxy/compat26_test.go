@@ -11,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
+	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
 )
 
@@ -570,4 +573,120 @@ func TestDeepScriptReplyPassesThrough(t *testing.T) {
 	if n := testutil.MetricSum(t, tp.reg, "redis_carp_proxy_backend_errors_total"); n != 0 {
 		t.Errorf("backend_errors_total %v: a node connection was lost", n)
 	}
+}
+
+// busyScript keeps a node busy for the given microseconds (a latency event "command").
+const busyScript = "local s=redis.call('TIME') while true do local n=redis.call('TIME') if (n[1]-s[1])*1000000+(n[2]-s[2]) > tonumber(ARGV[1]) then break end end return 1"
+
+// LATENCY LATEST/HISTORY/DOCTOR/GRAPH answer for the whole cluster, as one Redis would.
+func TestLatencyMergedOverNodes(t *testing.T) {
+	c := sharedCluster(t)
+	tp := startProxy(t, c, func(cfg *config.Config) { cfg.EnableAdminCommands = true })
+	ctx := context.Background()
+	p := tp.client(t)
+	// One key per master.
+	own := slotOwners(t, c)
+	var keys []string
+	seen := map[string]bool{}
+	for _, k := range spreadKeys(t, c, 64) {
+		if o := own[command.KeySlot([]byte(k))]; !seen[o] {
+			seen[o] = true
+			keys = append(keys, k)
+		}
+	}
+	if err := p.Do(ctx, "CONFIG", "SET", "latency-monitor-threshold", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.Do(ctx, "CONFIG", "SET", "latency-monitor-threshold", "0")
+		p.Do(ctx, "LATENCY", "RESET")
+	})
+	if err := p.Do(ctx, "LATENCY", "RESET").Err(); err != nil {
+		t.Fatal(err)
+	}
+	// An event no node has: Redis's error (the nodes' own). (A loaded test machine may
+	// give a node a spurious "command" event at a 1 ms threshold at any time.)
+	if err := p.Do(ctx, "LATENCY", "GRAPH", "no-such-event").Err(); err == nil || err.Error() != "ERR No samples available for event 'no-such-event'" {
+		t.Errorf("GRAPH without events: %v", err)
+	}
+	// A spike on each master, the highest on the last, in different seconds.
+	for i, k := range keys {
+		if err := p.Eval(ctx, busyScript, []string{k}, 20000*(i+1)).Err(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1100 * time.Millisecond)
+	}
+	latest, err := p.Do(ctx, "LATENCY", "LATEST").Slice()
+	if err != nil {
+		t.Fatalf("LATEST %v %v", latest, err)
+	}
+	var e []any
+	events := map[any]bool{}
+	for _, x := range latest {
+		if events[x.([]any)[0]] {
+			t.Errorf("LATEST lists %v twice: %v", x.([]any)[0], latest)
+		}
+		events[x.([]any)[0]] = true
+		if x.([]any)[0] == "command" {
+			e = x.([]any)
+		}
+	}
+	if e == nil || e[3].(int64) < 60 {
+		t.Errorf("LATEST %v: want one command entry with the highest spike (>= 60 ms) of any master", latest)
+	}
+	hist, err := p.Do(ctx, "LATENCY", "HISTORY", "command").Slice()
+	if err != nil || len(hist) < len(keys) {
+		t.Fatalf("HISTORY %v %v: want the samples of every master", hist, err)
+	}
+	for i := 1; i < len(hist); i++ {
+		if hist[i].([]any)[0].(int64) <= hist[i-1].([]any)[0].(int64) {
+			t.Errorf("HISTORY not in time order: %v", hist)
+		}
+	}
+	if s, err := p.Do(ctx, "LATENCY", "GRAPH", "command").Text(); err != nil || !strings.Contains(s, "all time high") {
+		t.Errorf("GRAPH %q %v", s, err)
+	} else if m := regexp.MustCompile(`all time high (\d+) ms`).FindStringSubmatch(s); m == nil || atoi(m[1]) < 60 {
+		t.Errorf("GRAPH is not the highest node's: %q", s)
+	}
+	if s, err := p.Do(ctx, "LATENCY", "DOCTOR").Text(); err != nil || strings.Count(s, "latency spikes in this Redis instance") < len(keys) {
+		t.Errorf("DOCTOR %q %v: want each master's report", s, err)
+	}
+}
+
+// SLOWLOG answers as one Redis: six fields per entry (go-redis parses them), LEN and
+// GET consistent with slowlog-max-len as soon as it is lowered.
+func TestSlowlogAsRedis(t *testing.T) {
+	c := sharedCluster(t)
+	tp := startProxy(t, c, func(cfg *config.Config) { cfg.EnableAdminCommands = true })
+	ref := startReference(t)
+	ctx := context.Background()
+	p := tp.client(t, func(o *redis.Options) { o.PoolSize = 1 })
+	for _, cl := range []*redis.Client{p, ref} {
+		cl.ConfigSet(ctx, "slowlog-log-slower-than", "0")
+		cl.Do(ctx, "SLOWLOG", "RESET")
+		for i := 0; i < 5; i++ {
+			cl.Set(ctx, "sl{1}", i, 0)
+		}
+	}
+	for _, cl := range []*redis.Client{p, ref} {
+		logs, err := cl.SlowLogGet(ctx, 2).Result()
+		if err != nil || len(logs) != 2 {
+			t.Fatalf("SlowLogGet: %v %v", logs, err)
+		}
+		if got := strings.Join(logs[0].Args, " "); got != "set sl{1} 4" {
+			t.Errorf("newest entry %q, want the last SET", got)
+		}
+	}
+	same(t, p, ref, "CONFIG", "SET", "slowlog-max-len", "3")
+	same(t, p, ref, "SLOWLOG", "LEN")
+	if n := len(p.Do(ctx, "SLOWLOG", "GET", "-1").Val().([]any)); n != 3 {
+		t.Errorf("SLOWLOG GET -1: %d entries after slowlog-max-len 3", n)
+	}
+	same(t, p, ref, "CONFIG", "SET", "slowlog-max-len", "128", "slowlog-log-slower-than", "10000")
+	same(t, p, ref, "DEL", "sl{1}")
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
 }

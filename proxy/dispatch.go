@@ -51,7 +51,7 @@ func init() {
 		"config":  configCommand,
 		"client":  clientHandler,
 		"slowlog": slowlogHandler,
-		"latency": subcommands(map[string]handler{"reset": adminOnly(fanoutEveryNode(mergeNodesSum))}),
+		"latency": latencyHandler, // latency.go
 		// Refused: they would act on one node of the cluster, or on none.
 		"shutdown": unsupported, "slaveof": unsupported, "replicaof": unsupported, "debug": unsupported,
 		"monitor": localHandler(monitorCommand), "sync": unsupported, "psync": unsupported, "migrate": unsupported,
