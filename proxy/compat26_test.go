@@ -690,3 +690,65 @@ func atoi(s string) int {
 	n, _ := strconv.Atoi(s)
 	return n
 }
+
+// Blocked stream and list commands whose key is deleted, changes type or is WATCHed
+// meanwhile: the errors and WATCH semantics of a single Redis.
+func TestBlockedKeyDeletedOrChanged(t *testing.T) {
+	c := sharedCluster(t)
+	tp := startProxy(t, c, nil)
+	ref := startReference(t)
+	run := func(addr string) []string {
+		ctl := dialResp(t, addr)
+		var out []string
+		blockedThen := func(a *respConn, block []string, then ...[]string) string {
+			id := a.do("CLIENT", "ID")[1:]
+			a.send(block...)
+			testutil.WaitFor(t, 5*time.Second, "the client blocked", func() bool {
+				return strings.Contains(clientFields(ctl.do("CLIENT", "LIST", "ID", id))["flags"], "b")
+			})
+			var steps []string
+			for _, s := range then {
+				steps = append(steps, ctl.do(s...))
+			}
+			r, err := a.read(2 * time.Second)
+			if err != nil {
+				r = "(still blocked)"
+				ctl.do("CLIENT", "UNBLOCK", id)
+				a.mustRead()
+			}
+			return fmt.Sprintf("%v then %v: %s -> %s", block[0], steps, strings.Join(block, " "), r)
+		}
+		a := dialResp(t, addr)
+		ctl.do("DEL", "bk{1}", "bk2{1}", "bkd{1}")
+		ctl.do("XGROUP", "CREATE", "bk{1}", "g", "$", "MKSTREAM")
+		out = append(out, blockedThen(a, []string{"XREADGROUP", "GROUP", "g", "c", "BLOCK", "0", "STREAMS", "bk{1}", ">"}, []string{"DEL", "bk{1}"}))
+		ctl.do("XGROUP", "CREATE", "bk{1}", "g", "$", "MKSTREAM")
+		out = append(out, blockedThen(a, []string{"XREADGROUP", "GROUP", "g", "c", "BLOCK", "0", "STREAMS", "bk{1}", ">"}, []string{"DEL", "bk{1}"}, []string{"SET", "bk{1}", "x"}))
+		ctl.do("DEL", "bk{1}")
+		ctl.do("XADD", "bk{1}", "1-1", "f", "v")
+		out = append(out, blockedThen(a, []string{"XREAD", "BLOCK", "0", "STREAMS", "bk{1}", "$"}, []string{"DEL", "bk{1}"}, []string{"SET", "bk{1}", "x"}))
+		ctl.do("DEL", "bk{1}")
+		out = append(out, blockedThen(a, []string{"BRPOPLPUSH", "bk{1}", "bkd{1}", "0"}, []string{"SET", "bk{1}", "x"}, []string{"DEL", "bk{1}"}, []string{"RPUSH", "bk{1}", "v"}))
+		// A transaction watching the destination fails once a blocked BRPOPLPUSH writes it.
+		w := dialResp(t, addr)
+		out = append(out, "WATCH "+w.do("WATCH", "bkd{1}"))
+		out = append(out, blockedThen(a, []string{"BRPOPLPUSH", "bk{1}", "bkd{1}", "0"}, []string{"RPUSH", "bk{1}", "v2"}))
+		w.do("MULTI")
+		w.do("GET", "bk2{1}")
+		out = append(out, "EXEC after the blocked write: "+w.do("EXEC"))
+		// And one watching a stream a blocked XREADGROUP reads from.
+		ctl.do("DEL", "bk{1}")
+		ctl.do("XGROUP", "CREATE", "bk{1}", "g", "$", "MKSTREAM")
+		out = append(out, "WATCH "+w.do("WATCH", "bk{1}"))
+		out = append(out, strings.Split(blockedThen(a, []string{"XREADGROUP", "GROUP", "g", "c", "BLOCK", "0", "STREAMS", "bk{1}", ">"}, []string{"XADD", "bk{1}", "2-1", "f", "v"}), " -> ")[0])
+		w.do("MULTI")
+		w.do("GET", "bk2{1}")
+		out = append(out, "EXEC after XREADGROUP: "+w.do("EXEC"))
+		ctl.do("DEL", "bk{1}", "bk2{1}", "bkd{1}")
+		return out
+	}
+	got, want := run(tp.addr), run(ref.Options().Addr)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("proxy:\n  %s\nreference:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+}

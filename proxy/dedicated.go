@@ -27,7 +27,8 @@ type directPool struct {
 type directConn struct {
 	conn   net.Conn
 	rr     *resp.Reader
-	nodeID int64 // the connection's CLIENT ID on the node, once asked (unblock.go)
+	nodeID int64  // the connection's CLIENT ID on the node, once asked (unblock.go)
+	onSent func() // called once the next command is written (execDirect), then cleared
 }
 
 func newDirectPool(c *cluster, limit int) *directPool {
@@ -67,7 +68,14 @@ func (p *directPool) release(n *node, dc *directConn, ok bool) {
 func (dc *directConn) roundTrip(ctx context.Context, cmd []byte, replies int) ([][]byte, error) {
 	stop := context.AfterFunc(ctx, func() { dc.conn.SetDeadline(time.Now()) })
 	defer stop()
-	if _, err := dc.conn.Write(cmd); err != nil {
+	_, err := dc.conn.Write(cmd)
+	if f := dc.onSent; f != nil {
+		dc.onSent = nil
+		if err == nil {
+			f()
+		}
+	}
+	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errFateUnknown, err)
 	}
 	out := make([][]byte, 0, replies)

@@ -151,8 +151,15 @@ func (ss *session) loop() *loop {
 // execDirect runs r on a dedicated connection, synchronously.
 func (ss *session) execDirect(r *request, n *node) {
 	r.node = n
-	defer ss.blockedCall(r)()
-	reply, err := ss.s.direct.doOn(ss.ctx, n, r, func(dc *directConn) { ss.noteBlocked(ss.ctx, n, r, dc) })
+	// Blocked (CLIENT LIST flag b, blocked_clients) once the command is written to the node.
+	var unblocked func()
+	reply, err := ss.s.direct.doOn(ss.ctx, n, r, func(dc *directConn) {
+		ss.noteBlocked(ss.ctx, n, r, dc)
+		dc.onSent = func() { unblocked = ss.blockedCall(r) }
+	})
+	if unblocked != nil {
+		unblocked()
+	}
 	ss.blockedOn.Store(nil)
 	r.reply, r.err = reply, err
 }
