@@ -752,3 +752,52 @@ func TestBlockedKeyDeletedOrChanged(t *testing.T) {
 		t.Errorf("proxy:\n  %s\nreference:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
 	}
 }
+
+// Pattern messages arrive in publish order, whichever masters own the channels' slots, for
+// PUBLISHes each answered before the next is sent.
+func TestPatternMessagesInPublishOrder(t *testing.T) {
+	c := sharedCluster(t)
+	tp := startProxy(t, c, nil)
+	ctx := context.Background()
+	own := slotOwners(t, c)
+	// Channels on three different masters.
+	var chans []string
+	seen := map[string]bool{}
+	for i := 0; len(chans) < 3 && i < 1000; i++ {
+		ch := fmt.Sprintf("po%d.x%d", len(chans), i)
+		if o := own[command.KeySlot([]byte(ch))]; !seen[o] {
+			seen[o] = true
+			chans = append(chans, ch)
+		}
+	}
+	if len(chans) < 3 {
+		t.Fatal("no channels on three masters")
+	}
+	sub := dialResp(t, tp.addr)
+	sub.send("PSUBSCRIBE", "po0.*", "po1.*", "po2.*")
+	for range 3 {
+		sub.mustRead()
+	}
+	pub := tp.client(t)
+	const n = 300
+	check := func(what string) {
+		last := -1
+		for i := 0; i < n; i++ {
+			m := sub.mustRead() // [pmessage pattern channel seq]
+			f := strings.Fields(strings.Trim(m, "[]"))
+			seq := atoi(f[len(f)-1])
+			if seq != last+1 {
+				t.Fatalf("%s: message %d after %d: %s", what, seq, last, m)
+			}
+			last = seq
+		}
+	}
+	// One after the other: each PUBLISH answered before the next.
+	for i := 0; i < n; i++ {
+		if err := pub.Publish(ctx, chans[i%3], i).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check("sequential")
+	// Not checked: PUBLISHes pipelined to different masters (the limit in docs/commands.md).
+}
