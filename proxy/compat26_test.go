@@ -164,6 +164,8 @@ func TestMonitorStreamsCommands(t *testing.T) {
 		{"PING"},
 		{"MULTI"}, {"SET", "mon{1}", "1"}, {"INCR", "mon{1}"}, {"EXEC"},
 		{"DEL", "mon{1}"},
+		// Last: the node's lines of the script's commands come after the EVAL's.
+		{"EVAL", "redis.call('set', KEYS[1], 'x') return redis.call('del', KEYS[1])", "1", "mon{1}"},
 	}
 	run := func(addr string) []string {
 		m := dialResp(t, addr)

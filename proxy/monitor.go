@@ -23,25 +23,38 @@ import (
 // …), nothing but AUTH and HELLO before authentication, AUTH and HELLO's AUTH arguments
 // shown as "(redacted)". Commands are shown when the proxy receives them (a transaction's
 // commands when they are queued, not when EXEC runs them); the commands a script runs on a
-// node are not shown.
+// node as the node's MONITOR shows them (monitor_nodes.go).
 
 // monitorHub holds the sessions in monitor mode.
 type monitorHub struct {
-	on   atomic.Bool // a monitor is attached: the loops feed commands
-	mu   sync.Mutex
-	subs []*session
+	on        atomic.Bool // a monitor is attached: the loops feed commands
+	mu        sync.Mutex
+	subs      []*session
+	stopNodes func() // ends the node MONITOR connections (monitor_nodes.go)
 }
 
-// monitorAdd puts ss in monitor mode.
+// monitorAdd puts ss in monitor mode; the first monitor starts the node MONITOR
+// connections (monitor_nodes.go) and waits for them, at most monitorNodeReady.
 func (s *Server) monitorAdd(ss *session) {
 	s.mon.mu.Lock()
-	defer s.mon.mu.Unlock()
 	if ss.monitor.Swap(true) {
+		s.mon.mu.Unlock()
 		return
 	}
 	s.mon.subs = append(s.mon.subs, ss)
 	s.mon.on.Store(true)
 	s.metrics.monitors.Set(float64(len(s.mon.subs)))
+	var ready <-chan struct{}
+	if s.mon.stopNodes == nil {
+		s.mon.stopNodes, ready = s.startNodeMonitors()
+	}
+	s.mon.mu.Unlock()
+	if ready != nil {
+		select { // MONITOR answers once script commands are shown too
+		case <-ready:
+		case <-time.After(monitorNodeReady):
+		}
+	}
 }
 
 // monitorRemove takes ss out of monitor mode (RESET, the client gone).
@@ -59,6 +72,10 @@ func (s *Server) monitorRemove(ss *session) {
 		}
 	}
 	s.mon.on.Store(len(s.mon.subs) > 0)
+	if len(s.mon.subs) == 0 && s.mon.stopNodes != nil {
+		s.mon.stopNodes()
+		s.mon.stopNodes = nil
+	}
 	s.metrics.monitors.Set(float64(len(s.mon.subs)))
 }
 
