@@ -43,12 +43,12 @@ type session struct {
 
 	out      outBuffer
 	inPubSub atomic.Bool
-	resp3    atomic.Bool // HELLO 3 (set by the reader; replies carry it in request.resp3)
-	blocking atomic.Bool // in a blocking command (CLIENT LIST flag b)
-	monitor  atomic.Bool // in monitor mode (monitor.go; CLIENT LIST flag O)
-	// blockedOn is where its blocking command waits (unblock.go), nil when none
-	blockedOn atomic.Pointer[blockedAt]
-	lastCmd   atomic.Int64 // UnixNano of the last command (CLIENT LIST idle)
+	resp3    atomic.Bool  // HELLO 3 (set by the reader; replies carry it in request.resp3)
+	blocking atomic.Bool  // in a blocking command (CLIENT LIST flag b)
+	lastCmd  atomic.Int64 // UnixNano of the last command (CLIENT LIST idle)
+
+	monitor   atomic.Bool               // in monitor mode (monitor.go; CLIENT LIST flag O)
+	blockedOn atomic.Pointer[blockedAt] // where its blocking command waits (unblock.go), nil when none
 
 	authed   bool // reader goroutine only
 	readonly bool
