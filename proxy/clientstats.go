@@ -131,17 +131,3 @@ func hasSub(subs map[string]command.Flags, name string) bool {
 	_, ok := subs[name]
 	return ok
 }
-
-// userExists reports whether name is a user of the proxy: "default", or one of users
-// (CLIENT KILL USER answers Redis's error for any other).
-func (s *Server) userExists(name string) bool {
-	if name == "default" {
-		return true
-	}
-	for _, u := range s.conf().Users {
-		if u.Name == name {
-			return true
-		}
-	}
-	return false
-}

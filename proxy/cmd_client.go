@@ -258,6 +258,20 @@ func clientKill(ss *session, r *request) []byte {
 	return resp.AppendInt(nil, int64(killed))
 }
 
+// userExists reports whether name is a user of the proxy: "default", or one of users
+// (CLIENT KILL USER answers Redis's error for any other).
+func (s *Server) userExists(name string) bool {
+	if name == "default" {
+		return true
+	}
+	for _, u := range s.conf().Users {
+		if u.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // kill closes the client's connection (CLIENT KILL); its commands in flight are dropped.
 func (ss *session) kill() {
 	ss.closing.Store(true)
