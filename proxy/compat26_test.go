@@ -755,8 +755,8 @@ func TestBlockedKeyDeletedOrChanged(t *testing.T) {
 	}
 }
 
-// Pattern messages arrive in publish order, whichever masters own the channels' slots, for
-// PUBLISHes each answered before the next is sent.
+// Pattern (and channel) messages arrive in publish order, whichever masters own the
+// channels' slots, for PUBLISHes each answered before the next is sent.
 func TestPatternMessagesInPublishOrder(t *testing.T) {
 	c := sharedCluster(t)
 	tp := startProxy(t, c, nil)
@@ -777,22 +777,18 @@ func TestPatternMessagesInPublishOrder(t *testing.T) {
 	}
 	sub := dialResp(t, tp.addr)
 	sub.send("PSUBSCRIBE", "po0.*", "po1.*", "po2.*")
+	chSub := dialResp(t, tp.addr) // and channels, each on its slot's master
+	chSub.send(append([]string{"SUBSCRIBE"}, chans...)...)
 	for range 3 {
 		sub.mustRead()
+		chSub.mustRead()
 	}
 	pub := tp.client(t)
 	const n = 300
 	check := func(what string) {
-		last := -1
-		for i := 0; i < n; i++ {
-			m := sub.mustRead() // [pmessage pattern channel seq]
-			f := strings.Fields(strings.Trim(m, "[]"))
-			seq := atoi(f[len(f)-1])
-			if seq != last+1 {
-				t.Fatalf("%s: message %d after %d: %s", what, seq, last, m)
-			}
-			last = seq
-		}
+		t.Helper()
+		checkOrder(t, what+" (patterns)", sub, n)
+		checkOrder(t, what+" (channels)", chSub, n)
 	}
 	// One after the other: each PUBLISH answered before the next.
 	for i := 0; i < n; i++ {
@@ -802,4 +798,19 @@ func TestPatternMessagesInPublishOrder(t *testing.T) {
 	}
 	check("sequential")
 	// Not checked: PUBLISHes pipelined to different masters (the limit in docs/commands.md).
+}
+
+// checkOrder reads n messages ([kind … seq]) and fails unless seq counts up from 0.
+func checkOrder(t *testing.T, what string, sub *respConn, n int) {
+	t.Helper()
+	last := -1
+	for i := 0; i < n; i++ {
+		m := sub.mustRead()
+		f := strings.Fields(strings.Trim(m, "[]"))
+		seq := atoi(f[len(f)-1])
+		if seq != last+1 {
+			t.Fatalf("%s: message %d after %d: %s", what, seq, last, m)
+		}
+		last = seq
+	}
 }
