@@ -12,8 +12,9 @@ package proxy
 
 // adminOnlyCmds are the commands and subcommands of the admin role.
 var adminOnlyCmds = map[string]bool{
-	"client|list": true, "client|kill": true, "client|pause": true, "client|unpause": true,
-	"slowlog": true, "proxy|hotkeys": true, "latency|reset": true,
+	"client|list": true, "client|kill": true, "client|unblock": true, "client|pause": true, "client|unpause": true,
+	"slowlog": true, "proxy|hotkeys": true, "proxy|slowlog": true, "latency|reset": true, "monitor": true,
+	"latency|latest": true, "latency|history": true, "latency|doctor": true, "latency|graph": true,
 	"config|set": true, "config|resetstat": true, "config|rewrite": true,
 }
 

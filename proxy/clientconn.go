@@ -36,6 +36,7 @@ type lclient struct {
 	lastActive int64
 	softSince  int64
 	wrote      []*node // nodes written to, also recorded in the session (for WAIT)
+	cmd        string  // the last command answered (CLIENT LIST cmd, clientstats.go)
 
 	// resolveTail is closed when the last resolution started has finished: resolutions
 	// run one after the other, in the client's order (resolveSlow).
@@ -103,7 +104,7 @@ func (c *lclient) wroteTo(n *node) bool {
 func (c *lclient) refreshSimple() {
 	ss := c.ss
 	c.simple = ss.authed && !ss.readonly && ss.rightsCfg == c.l.s.conf() && !ss.tx.inMulti && ss.tx.watchConn == nil &&
-		(ss.ps == nil || !ss.ps.subscribed()) && !ss.replyOff && !ss.skipNext && ss.track == nil
+		(ss.ps == nil || !ss.ps.subscribed()) && !ss.replyOff && !ss.skipNext && ss.track == nil && !ss.monitor.Load()
 	c.resp3 = ss.resp3.Load()
 	c.authed = ss.authed
 }
@@ -164,6 +165,7 @@ func (c *lclient) readable() {
 // rest in c.in.
 func (c *lclient) process(data []byte) {
 	depth := c.l.s.conf().ClientPipelineDepth
+	monitored := c.l.s.mon.on.Load() // the one cost of MONITOR while none is attached
 	cmds := 0
 	starved := false // everything complete in data was handled
 	c.processing = true
@@ -199,6 +201,9 @@ func (c *lclient) process(data []byte) {
 			data = before
 			c.paused, c.barrier = true, true
 			break
+		}
+		if monitored {
+			c.l.s.monitorFeed(c.ss, c.authed, args)
 		}
 		cmds++
 	}
@@ -402,6 +407,9 @@ func (c *lclient) outputLimit() (lim config.OutputLimit, class string) {
 	if c.ss.inPubSub.Load() {
 		return cfg.OutputLimitPubSub, "pubsub"
 	}
+	if c.ss.monitor.Load() {
+		return cfg.OutputLimitPubSub, "monitor" // monitor.go
+	}
 	return cfg.OutputLimit, "normal"
 }
 
@@ -433,7 +441,7 @@ func (c *lclient) checkIdle(timeout time.Duration) {
 	if c.busy || c.fifo.len() > 0 || c.l.nowNano-c.lastActive < int64(timeout) {
 		return
 	}
-	if ps := c.ss.ps; ps != nil && ps.subscribed() {
+	if ps := c.ss.ps; ps != nil && ps.subscribed() || c.ss.monitor.Load() {
 		return
 	}
 	c.close()
@@ -527,11 +535,13 @@ func (c *lclient) runSlow(args [][]byte, raw []byte) {
 		quit := or.slot == slotQuit
 		// What the loop accounts the command by (account, as for every command).
 		label, redirected, node := commandLabel(ss.s.cl.cmds.Load(), or), or.redirected, or.node
+		cmdName := ss.s.fullCommandName(args2) // CLIENT LIST cmd
 		protoErr := len(or.args) == 0
 		l.post(func() {
 			if !protoErr {
 				r.label, r.redirected, r.node, r.raw = label, redirected, node, raw2
 				c.account(r, reply)
+				c.cmd = cmdName
 			}
 			c.slowDone(r, reply, noReply, quit)
 		})
@@ -678,6 +688,7 @@ func (c *lclient) account(r *lreq, rep []byte) {
 		result = "redirected"
 	}
 	l.stats.command(r.label, result, d)
+	c.cmd = r.label
 	c.ss.lastCmd.Store(l.nowNano)
 	if cfg := l.s.conf(); cfg.SlowlogMaxLen > 0 && d >= cfg.SlowlogSlowerThan && cfg.SlowlogSlowerThan >= 0 {
 		// Under overload every command can be slow (the time includes queueing): a loop

@@ -36,6 +36,8 @@ func clientHandler(ss *session, r *request) bool {
 		switch lowerName(r.args[1]) {
 		case "pause", "unpause":
 			return adminOnly(notePause(fanoutEveryNode(mergeNodesOK)))(ss, r)
+		case "unblock":
+			return execHandler(clientUnblock)(ss, r) // unblock.go
 		}
 	}
 	return localHandler(clientCommand)(ss, r)

@@ -31,7 +31,7 @@ func (ss *session) clientType() string {
 
 // clientLine renders one CLIENT LIST line. self is the calling session, whose
 // subscription and transaction state may be read (that of others is another goroutine's).
-func (ss *session) clientLine(self bool) string {
+func (ss *session) clientLine(self bool, st clientStats) string {
 	flags := ""
 	if ss.inPubSub.Load() {
 		flags += "P"
@@ -39,11 +39,19 @@ func (ss *session) clientLine(self bool) string {
 	if ss.blocking.Load() {
 		flags += "b"
 	}
+	if ss.monitor.Load() {
+		flags += "O"
+	}
 	sub, psub, ssub, multi := 0, 0, 0, -1
 	if self {
 		if ss.tx.inMulti {
 			flags += "x"
 			multi = len(ss.tx.queued)
+			for _, q := range ss.tx.queued {
+				for _, a := range q {
+					st.multiMem += int64(len(a))
+				}
+			}
 		}
 		if ps := ss.ps; ps != nil {
 			ps.mu.Lock()
@@ -62,8 +70,15 @@ func (ss *session) clientLine(self bool) string {
 	if at := ss.lastCmd.Load(); at > 0 {
 		idle = int(time.Since(time.Unix(0, at)).Seconds())
 	}
-	return fmt.Sprintf("id=%d addr=%s laddr=%s fd=-1 name=%s age=%d idle=%d flags=%s db=0 sub=%d psub=%d ssub=%d multi=%d user=%s resp=%d lib-name=%s lib-ver=%s\n",
-		ss.id, ss.conn.RemoteAddr(), ss.conn.LocalAddr(), ss.cs.name, age, idle, flags, sub, psub, ssub, multi, user, ss.proto(), ss.cs.libName, ss.cs.libVer)
+	if !st.ok {
+		st.fd = -1
+	}
+	if st.cmd == "" {
+		st.cmd = "NULL"
+	}
+	return fmt.Sprintf("id=%d addr=%s laddr=%s fd=%d name=%s age=%d idle=%d flags=%s db=0 sub=%d psub=%d ssub=%d multi=%d%s cmd=%s user=%s redir=-1 resp=%d lib-name=%s lib-ver=%s\n",
+		ss.id, ss.conn.RemoteAddr(), ss.conn.LocalAddr(), st.fd, ss.cs.name, age, idle, flags, sub, psub, ssub, multi,
+		appendStatsFields(nil, st), st.cmd, user, ss.proto(), ss.cs.libName, ss.cs.libVer)
 }
 
 // proto is the client's RESP version.
@@ -155,10 +170,19 @@ func clientList(ss *session, r *request) []byte {
 		}
 	}
 	var b strings.Builder
+	var listed []*session
 	for _, o := range ss.s.allSessions() {
 		if f.match(o, ss) {
-			b.WriteString(o.clientLine(o == ss))
+			listed = append(listed, o)
 		}
+	}
+	stats := loopStats(listed) // clientstats.go
+	for _, o := range listed {
+		st := stats[o]
+		if o == ss {
+			st.cmd = ss.s.fullCommandName(r.args) // as Redis: the command running
+		}
+		b.WriteString(o.clientLine(o == ss, st))
 	}
 	return resp.AppendBulkString(nil, b.String())
 }
@@ -196,6 +220,9 @@ func clientKill(ss *session, r *request) []byte {
 		case "laddr":
 			f.laddr = v
 		case "user":
+			if !ss.s.userExists(v) {
+				return resp.ErrorReply("ERR No such user '" + v + "'")
+			}
 			f.user = v
 		case "type":
 			f.typ = strings.ToLower(v)
@@ -231,6 +258,20 @@ func clientKill(ss *session, r *request) []byte {
 	return resp.AppendInt(nil, int64(killed))
 }
 
+// userExists reports whether name is a user of the proxy: "default", or one of users
+// (CLIENT KILL USER answers Redis's error for any other).
+func (s *Server) userExists(name string) bool {
+	if name == "default" {
+		return true
+	}
+	for _, u := range s.conf().Users {
+		if u.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // kill closes the client's connection (CLIENT KILL); its commands in flight are dropped.
 func (ss *session) kill() {
 	ss.closing.Store(true)
@@ -258,6 +299,7 @@ func resetCommand(ss *session, r *request) bool {
 	ss.authed, ss.readonly = !ss.s.authRequired(), false
 	ss.resp3.Store(false) // as Redis: RESET goes back to RESP2
 	ss.s.track.disable(ss)
+	ss.s.monitorRemove(ss)
 	ss.csMu.Lock()
 	ss.cs.name, ss.cs.user = "", ""
 	ss.csMu.Unlock()
@@ -326,7 +368,9 @@ func clientCommand(ss *session, r *request) []byte {
 	case "id":
 		return resp.AppendInt(nil, int64(ss.id))
 	case "info":
-		return resp.AppendBulkString(nil, ss.clientLine(true))
+		st := loopStats([]*session{ss})[ss] // clientstats.go
+		st.cmd = ss.s.fullCommandName(r.args)
+		return resp.AppendBulkString(nil, ss.clientLine(true, st))
 	case "list":
 		return clientList(ss, r)
 	case "kill":

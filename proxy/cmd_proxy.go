@@ -31,6 +31,9 @@ func proxyCommand(ss *session, r *request) []byte {
 		return b
 	case "info":
 		return resp.AppendBulkString(nil, ss.s.proxyInfo())
+	case "slowlog":
+		// PROXY SLOWLOG [count]: SLOWLOG GET with a seventh field, the node (slowlog.go).
+		return slowlogAnswer(ss, append([][]byte{[]byte("slowlog"), []byte("get")}, r.args[2:]...), true)
 	}
-	return resp.ErrorReply("ERR unknown subcommand '" + string(r.args[1]) + "'. Try PROXY HOTKEYS or PROXY INFO.")
+	return resp.ErrorReply("ERR unknown subcommand '" + string(r.args[1]) + "'. Try PROXY HOTKEYS, PROXY INFO or PROXY SLOWLOG.")
 }

@@ -283,7 +283,7 @@ func TestKeylessCommandsFanOut(t *testing.T) {
 			}
 		}
 		for _, cmd := range [][]any{{"REPLICAOF", "127.0.0.1", "1"},
-			{"SLAVEOF", "NO", "ONE"}, {"SHUTDOWN"}, {"DEBUG", "SLEEP", "0"}, {"MONITOR"}, {"SYNC"}, {"PSYNC", "?", "-1"},
+			{"SLAVEOF", "NO", "ONE"}, {"SHUTDOWN"}, {"DEBUG", "SLEEP", "0"}, {"SYNC"}, {"PSYNC", "?", "-1"},
 			{"CLUSTER", "ADDSLOTS", "1"}, {"CLUSTER", "FAILOVER"}, {"CLUSTER", "SETSLOT", "1", "STABLE"}, {"CLUSTER", "MEET", "127.0.0.1", "1"},
 			{"CLUSTER", "FORGET", "x"}, {"CLUSTER", "RESET"}, {"SWAPDB", "0", "1"}, {"MOVE", "k", "1"}} {
 			err := p.Do(ctx, cmd...).Err()

@@ -25,8 +25,10 @@ type directPool struct {
 }
 
 type directConn struct {
-	conn net.Conn
-	rr   *resp.Reader
+	conn   net.Conn
+	rr     *resp.Reader
+	nodeID int64  // the connection's CLIENT ID on the node, once asked (unblock.go)
+	onSent func() // called once the next command is written (execDirect), then cleared
 }
 
 func newDirectPool(c *cluster, limit int) *directPool {
@@ -66,7 +68,14 @@ func (p *directPool) release(n *node, dc *directConn, ok bool) {
 func (dc *directConn) roundTrip(ctx context.Context, cmd []byte, replies int) ([][]byte, error) {
 	stop := context.AfterFunc(ctx, func() { dc.conn.SetDeadline(time.Now()) })
 	defer stop()
-	if _, err := dc.conn.Write(cmd); err != nil {
+	_, err := dc.conn.Write(cmd)
+	if f := dc.onSent; f != nil {
+		dc.onSent = nil
+		if err == nil {
+			f()
+		}
+	}
+	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errFateUnknown, err)
 	}
 	out := make([][]byte, 0, replies)
@@ -86,9 +95,17 @@ func (dc *directConn) roundTrip(ctx context.Context, cmd []byte, replies int) ([
 // do sends r to n on a dedicated connection and waits for the reply, or until ctx ends
 // (the client went away): the connection is then closed, which also unblocks the node.
 func (p *directPool) do(ctx context.Context, n *node, r *request) ([]byte, error) {
+	return p.doOn(ctx, n, r, nil)
+}
+
+// doOn is do, calling before (if not nil) with the connection before r is sent.
+func (p *directPool) doOn(ctx context.Context, n *node, r *request, before func(*directConn)) ([]byte, error) {
 	dc, err := p.acquire(ctx, n)
 	if err != nil {
 		return nil, err
+	}
+	if before != nil {
+		before(dc)
 	}
 	var buf []byte
 	want := 1

@@ -51,10 +51,10 @@ func init() {
 		"config":  configCommand,
 		"client":  clientHandler,
 		"slowlog": slowlogHandler,
-		"latency": subcommands(map[string]handler{"reset": adminOnly(fanoutEveryNode(mergeNodesSum))}),
+		"latency": latencyHandler, // latency.go
 		// Refused: they would act on one node of the cluster, or on none.
 		"shutdown": shutdownRefused, "slaveof": unsupported, "replicaof": unsupported, "debug": unsupported,
-		"monitor": unsupported, "sync": unsupported, "psync": unsupported, "migrate": unsupported,
+		"monitor": localHandler(monitorCommand), "sync": unsupported, "psync": unsupported, "migrate": unsupported,
 		"failover": unsupported, "bgsave": unsupported, "bgrewriteaof": unsupported, "save": unsupported,
 		"swapdb": unsupported, "move": unsupported, "acl": unsupported, "module": unsupported,
 
@@ -150,6 +150,11 @@ func (ss *session) stages(args [][]byte, raw []byte) *request {
 	}
 	r.done = make(chan struct{}, 1)
 	r.info = ss.s.cl.cmds.Load().Lookup(args[0])
+	if reply := ss.monitorGate(r); reply != nil {
+		r.reply, r.local = reply, true
+		r.done <- struct{}{}
+		return r
+	}
 	if raw[0] != '*' {
 		r.raw = resp.AppendCommand(nil, args...)
 	}

@@ -27,7 +27,7 @@ func (c *lclient) movable() bool { return !c.bridged && c.atBoundary() }
 func (c *lclient) atBoundary() bool {
 	ss := c.ss
 	if c.closed || c.busy || c.resolving > 0 || c.fifo.len() > 0 || len(c.in) > 0 ||
-		c.protoEr != "" || c.outOff < len(c.out) || c.held != 0 || c.draining || c.quitting || c.eof || c.paused {
+		c.protoEr != "" || c.outLen() > 0 || c.held != 0 || c.draining || c.quitting || c.eof || c.paused {
 		return false
 	}
 	if ss.tx.inMulti || ss.tx.watchConn != nil || (ss.ps != nil && ss.ps.subscribed()) || ss.inPubSub.Load() ||
@@ -59,7 +59,8 @@ func (c *lclient) detach() (handoff.Client, int) {
 	delete(l.clients, c)
 	fd := c.fd
 	c.fd = -1
-	c.out, c.in = nil, nil
+	c.releaseSegs(l)
+	c.out, c.outOff, c.in = nil, 0, nil
 	ss.cancel()
 	go ss.finalize(c)
 	l.s.metrics.handoffClients.WithLabelValues("passed").Inc()

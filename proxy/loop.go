@@ -476,6 +476,7 @@ func (ss *session) finalize(c *lclient) {
 	ss.releaseWatch(false)
 	ss.closePubsub()
 	ss.s.track.disable(ss)
+	ss.s.monitorRemove(ss)
 	close(ss.closed)
 	s := ss.s
 	s.mu.Lock()

@@ -29,6 +29,8 @@ type Metrics struct {
 	clientMemEvicted  prometheus.Counter
 	clientMemory      prometheus.Gauge
 	denied            prometheus.Counter
+	monitors          prometheus.Gauge   // monitor.go
+	monitorLines      prometheus.Counter // monitor.go
 	reloads           *prometheus.CounterVec
 
 	backendErrors *prometheus.CounterVec
@@ -62,7 +64,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		clientsAccepted:  prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "client_connections_accepted_total", Help: "Client connections accepted, by VIP."}, []string{"vip"}),
 		clientsRejected:  prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "client_connections_rejected_total", Help: "Client connections refused, by VIP and reason."}, []string{"vip", "reason"}),
 		clientsClosed:    prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "client_connections_closed_total", Help: "Client connections closed, by VIP."}, []string{"vip"}),
-		handoffClients:  prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "handoff_clients_total", Help: "Client connections handed over in an in-place restart: passed to the successor or adopted from the predecessor."}, []string{"direction"}),
+		handoffClients:   prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "handoff_clients_total", Help: "Client connections handed over in an in-place restart: passed to the successor or adopted from the predecessor."}, []string{"direction"}),
 		redirects:        prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "redirections_total", Help: "Cluster redirections and transient errors handled, by type (moved, ask, tryagain, clusterdown) and the node that sent them."}, []string{"type", "node"}),
 		protoErrors:      prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "client_protocol_errors_total", Help: "Client connections closed for a protocol error or exceeded limit."}),
 		backendErrors:    prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "backend_errors_total", Help: "Backend connection failures by node and kind (connect, timeout, connection_lost)."}, []string{"node", "kind"}),
@@ -80,10 +82,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		slotmapEpoch:      prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "slotmap_epoch", Help: "Generation of the current slot map; increases with every accepted refresh."}),
 		nodesKnown:        prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "backend_nodes", Help: "Cluster nodes known to the proxy."}),
 		buildInfo:         prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "build_info", Help: "Always 1; the version label is the proxy's version."}, []string{"version"}),
-		outputLimitClosed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "client_output_limit_closed_total", Help: "Clients disconnected for exceeding the output buffer limit, by class (normal, pubsub)."}, []string{"class"}),
+		outputLimitClosed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "client_output_limit_closed_total", Help: "Clients disconnected for exceeding the output buffer limit, by class (normal, pubsub, monitor)."}, []string{"class"}),
 		clientMemEvicted:  prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "client_memory_evicted_total", Help: "Clients closed because the bytes held for all clients exceeded maxmemory-clients (those holding the most first)."}),
 		clientMemory:      prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "client_memory_bytes", Help: "Bytes held for all clients together (replies and messages not yet written, commands not yet parsed), as maxmemory-clients counts them; updated every 100 ms."}),
 		denied:            prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "commands_denied_total", Help: "Commands refused by deny-commands."}),
+		monitors:          prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "monitor_clients", Help: "Clients in MONITOR mode."}),
+		monitorLines:      prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "monitor_commands_total", Help: "Commands shown to MONITOR clients (once per command, whatever the number of monitors)."}),
 		reloads:           prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "config_reloads_total", Help: "Configuration reloads by result (ok, error)."}, []string{"result"}),
 	}
 	m.buildInfo.WithLabelValues(Version).Set(1)
@@ -92,7 +96,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.clientsCurrent, m.clientsAccepted, m.clientsRejected, m.clientsClosed, m.handoffClients,
 			m.redirects, m.protoErrors,
-			m.outputLimitClosed, m.clientMemEvicted, m.clientMemory, m.denied, m.reloads,
+			m.outputLimitClosed, m.clientMemEvicted, m.clientMemory, m.denied, m.reloads, m.monitors, m.monitorLines,
 			m.backendErrors, m.backendConns, m.suspectNodes, m.suspectTotal, m.abandoned, m.busyNodes, m.redirectBackoffs, m.refreshes, m.refreshDuration, m.lastRefresh,
 			m.slotsCovered, m.slotmapEpoch, m.nodesKnown, m.buildInfo)
 	}

@@ -42,7 +42,7 @@ func TestSlowlogNamesServingNode(t *testing.T) {
 	if err := cl.Get(ctx, key).Err(); err != nil {
 		t.Fatal(err)
 	}
-	entries, err := cl.Do(ctx, "SLOWLOG", "GET", "2").Slice()
+	entries, err := cl.Do(ctx, "PROXY", "SLOWLOG", "2").Slice() // SLOWLOG GET with the node
 	if err != nil {
 		t.Fatal(err)
 	}

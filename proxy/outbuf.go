@@ -49,7 +49,7 @@ func (ss *session) addOut(n int64) {
 	v := ss.out.bytes.Add(n)
 	cfg := ss.s.conf()
 	lim := cfg.OutputLimit
-	if ss.inPubSub.Load() {
+	if ss.inPubSub.Load() || ss.monitor.Load() {
 		lim = cfg.OutputLimitPubSub
 	}
 	if (lim.Hard > 0 && v > lim.Hard || lim.Soft > 0 && v > lim.Soft) && !ss.out.asked.Swap(true) {

@@ -17,8 +17,8 @@ import (
 // would. A cluster node sends every PUBLISH to all nodes over the cluster bus, so a
 // channel subscription on its slot's owner still receives what is published anywhere.
 // A pattern can match channels of every slot: it is subscribed on every master, so each
-// PUBLISH counts it once; its pmessages are shown only from one connection (ps.patHome),
-// as every node delivers every PUBLISH. Keyspace and keyevent notifications are not
+// PUBLISH counts it once; its pmessages are shown only from one connection, as every node
+// delivers every PUBLISH: the one to the master of the channel's slot (pmessageHome). Keyspace and keyevent notifications are not
 // sent over the bus: each master produces those of its own keys, so __keyspace@…/
 // __keyevent@… channels and patterns are subscribed on every master and their messages
 // are shown from every connection, merged into one stream.
@@ -250,9 +250,11 @@ func (ps *pubsubState) accountRouted(sc *subConn, rep []byte) (out []byte, show,
 			return nil, false, false // moved with its slot; the new owner's connection shows it
 		}
 	case "pmessage":
-		if len(elems) == 4 && sc != ps.patHome {
+		if len(elems) == 4 {
 			if ch, ok := bulkValue(elems[2]); !ok || !strings.HasPrefix(ch, "__keyspace@") && !strings.HasPrefix(ch, "__keyevent@") {
-				return nil, false, false
+				if sc != ps.pmessageHome(ch) {
+					return nil, false, false
+				}
 			}
 		}
 	}
@@ -297,6 +299,24 @@ func (ps *pubsubState) resubscribeTarget(m *slotMap, old *node, sc *subConn, any
 		return other
 	}
 	return fallback
+}
+
+// pmessageHome is the connection whose pmessages for channel ch are shown: the one to the
+// master of ch's slot, where the proxy's PUBLISH runs and delivers to its own subscribers
+// before it answers, so that messages published one after the other on different
+// masters arrive in publish order (a node's copy of another master's PUBLISH comes over
+// the cluster bus, later and in no order with its own); patHome when the client has no
+// pattern connection to that master. ps.mu is held.
+func (ps *pubsubState) pmessageHome(ch string) *subConn {
+	if ps.patHome == nil {
+		return nil
+	}
+	if m := ps.patHome.node.c.smap.Load(); m != nil {
+		if x := ps.conns[m.master(command.KeySlot([]byte(ch)))]; x != nil && x.dc != nil && len(x.patterns) > 0 {
+			return x
+		}
+	}
+	return ps.patHome
 }
 
 // movePatternHome gives the showing of ordinary pmessages to another connection holding

@@ -45,6 +45,7 @@ type Server struct {
 	direct    *directPool
 	scripts   scriptCache
 	slow      slowlog
+	mon       monitorHub // MONITOR (monitor.go)
 	hot       *hotkeys
 
 	hostState atomic.Pointer[func() HostState]

@@ -47,6 +47,9 @@ type session struct {
 	blocking atomic.Bool  // in a blocking command (CLIENT LIST flag b)
 	lastCmd  atomic.Int64 // UnixNano of the last command (CLIENT LIST idle)
 
+	monitor   atomic.Bool               // in monitor mode (monitor.go; CLIENT LIST flag O)
+	blockedOn atomic.Pointer[blockedAt] // where its blocking command waits (unblock.go), nil when none
+
 	authed   bool // reader goroutine only
 	readonly bool
 	authFail int // failed AUTH attempts (authfail.go)
@@ -155,8 +158,16 @@ func (ss *session) loop() *loop {
 // execDirect runs r on a dedicated connection, synchronously.
 func (ss *session) execDirect(r *request, n *node) {
 	r.node = n
-	defer ss.blockedCall(r)()
-	reply, err := ss.s.direct.do(ss.ctx, n, r)
+	// Blocked (CLIENT LIST flag b, blocked_clients) once the command is written to the node.
+	var unblocked func()
+	reply, err := ss.s.direct.doOn(ss.ctx, n, r, func(dc *directConn) {
+		ss.noteBlocked(ss.ctx, n, r, dc)
+		dc.onSent = func() { unblocked = ss.blockedCall(r) }
+	})
+	if unblocked != nil {
+		unblocked()
+	}
+	ss.blockedOn.Store(nil)
 	r.reply, r.err = reply, err
 }
 

@@ -144,16 +144,27 @@ func isSecretArg(args [][]byte, i int) bool {
 	return false
 }
 
-// slowlogCommand answers SLOWLOG GET [count] / LEN / RESET with the proxy's own entries.
-// Each entry has Redis's six fields plus a seventh: the node that served the command.
+// slowlogCommand answers SLOWLOG GET [count] / LEN / RESET with the proxy's own entries,
+// each with Redis's six fields (clients parse a seventh as Redis 8's argument count).
+// PROXY SLOWLOG [count] (withNode) adds a seventh: the node that served the command.
 func slowlogCommand(ss *session, r *request) []byte {
+	return slowlogAnswer(ss, r.args, false)
+}
+
+func slowlogAnswer(ss *session, args [][]byte, withNode bool) []byte {
 	sl := &ss.s.slow
-	if len(r.args) < 2 {
+	if len(args) < 2 {
 		return wrongArgs("slowlog")
 	}
 	sl.mu.Lock()
 	defer sl.mu.Unlock()
-	switch lowerName(r.args[1]) {
+	// A smaller slowlog-max-len applies at once, as Redis trims its log on CONFIG SET.
+	if maxLen := ss.s.conf().SlowlogMaxLen; maxLen <= 0 {
+		sl.clear()
+	} else if sl.n > maxLen {
+		sl.resize(maxLen)
+	}
+	switch lowerName(args[1]) {
 	case "len":
 		return resp.AppendInt(nil, int64(sl.n))
 	case "reset":
@@ -161,8 +172,8 @@ func slowlogCommand(ss *session, r *request) []byte {
 		return replyOK
 	case "get":
 		count := 10
-		if len(r.args) > 2 {
-			n, err := strconv.Atoi(string(r.args[2]))
+		if len(args) > 2 {
+			n, err := strconv.Atoi(string(args[2]))
 			if err != nil || n < -1 {
 				return resp.ErrorReply("ERR count should be greater than or equal to -1")
 			}
@@ -174,7 +185,11 @@ func slowlogCommand(ss *session, r *request) []byte {
 		b := resp.AppendArrayHeader(nil, count)
 		for i := 0; i < count; i++ {
 			e := sl.newest(i)
-			b = resp.AppendArrayHeader(b, 7)
+			if withNode {
+				b = resp.AppendArrayHeader(b, 7)
+			} else {
+				b = resp.AppendArrayHeader(b, 6)
+			}
 			b = resp.AppendInt(b, e.id)
 			b = resp.AppendInt(b, e.at.Unix())
 			b = resp.AppendInt(b, e.duration.Microseconds())
@@ -184,9 +199,11 @@ func slowlogCommand(ss *session, r *request) []byte {
 			}
 			b = resp.AppendBulkString(b, e.client)
 			b = resp.AppendBulkString(b, e.name)
-			b = resp.AppendBulkString(b, e.node)
+			if withNode {
+				b = resp.AppendBulkString(b, e.node)
+			}
 		}
 		return b
 	}
-	return resp.ErrorReply("ERR unknown subcommand '" + string(r.args[1]) + "'. Try SLOWLOG HELP.")
+	return resp.ErrorReply("ERR unknown subcommand '" + string(args[1]) + "'. Try SLOWLOG HELP.")
 }

@@ -16,6 +16,7 @@ const (
 	MovableKeys
 	NoKeys
 	NoMulti // refused inside MULTI ("no_multi"), as Redis does
+	Admin   // an administrative command ("admin"): not shown to MONITOR
 )
 
 // Info is one entry of the command table.
@@ -373,7 +374,7 @@ func movableKeys(name string, args [][]byte, idx []int) ([]int, bool) {
 			idx = append(idx, 1)
 		}
 		for i := 2; i+1 < len(args); i++ {
-			if bytes.EqualFold(args[i], []byte("store")) {
+			if name == "sort" && bytes.EqualFold(args[i], []byte("store")) { // SORT_RO has no STORE: the node answers its syntax error
 				idx = append(idx, i+1)
 			}
 		}
@@ -403,6 +404,8 @@ func specFlags(flags []string) Flags {
 			fl |= MovableKeys
 		case "no_multi":
 			fl |= NoMulti
+		case "admin":
+			fl |= Admin
 		}
 	}
 	return fl

@@ -16,7 +16,7 @@ func FrameReply(b []byte) (n, need int, err error) {
 // FrameValue frames the value starting at b[off:]; n and need are absolute offsets.
 func FrameValue(b []byte, off, depth int) (end, need int, err error) {
 	if depth > MaxReplyDepth {
-		return 0, 0, fmt.Errorf("%w: nested too deep", ErrBadReply)
+		return frameDeep(b, off) // no recursion below this depth
 	}
 	if off >= len(b) {
 		return 0, off + 3, nil
@@ -74,6 +74,73 @@ func FrameValue(b []byte, off, depth int) (end, need int, err error) {
 		return pos, 0, nil
 	}
 	return 0, 0, fmt.Errorf("%w: unknown type %q", ErrBadReply, b[off])
+}
+
+// frameDeep is FrameValue for a value nested deeper than MaxReplyDepth: it counts the
+// elements still to come instead of recursing, so nesting is not limited. A node
+// legitimately nests replies thousands deep (a script returning a self-referencing table
+// reaches Lua's stack limit, about 8000 levels); what clients send is limited by the
+// request Scanner.
+func frameDeep(b []byte, off int) (end, need int, err error) {
+	left := int64(1) // values still to frame
+	pos := off
+	for left > 0 {
+		left--
+		if pos >= len(b) {
+			return 0, pos + 3, nil
+		}
+		// The header line.
+		i := pos + 1
+		for ; i < len(b) && b[i] != '\n'; i++ {
+			if i-pos > 64<<10 {
+				return 0, 0, fmt.Errorf("%w: line too long", ErrBadReply)
+			}
+		}
+		if i == len(b) {
+			return 0, len(b) + 1, nil
+		}
+		if i-pos < 2 || b[i-1] != '\r' {
+			return 0, 0, fmt.Errorf("%w: %q", ErrBadReply, b[pos:i+1])
+		}
+		line := b[pos+1 : i-1]
+		next := i + 1
+		switch b[pos] {
+		case '+', '-', ':', '_', ',', '#', '(':
+			pos = next
+		case '$', '=', '!':
+			v, ok := ParseLen(line)
+			if !ok || v < -1 || v > 1<<30 {
+				return 0, 0, fmt.Errorf("%w: bulk length %q", ErrBadReply, line)
+			}
+			if v < 0 {
+				pos = next
+				continue
+			}
+			end := next + int(v) + 2
+			if end > len(b) {
+				return 0, end, nil
+			}
+			if b[end-2] != '\r' || b[end-1] != '\n' {
+				return 0, 0, fmt.Errorf("%w: bulk not terminated", ErrBadReply)
+			}
+			pos = end
+		case '*', '%', '~', '>', '|':
+			v, ok := ParseLen(line)
+			if !ok || v < -1 || v > 1<<28 {
+				return 0, 0, fmt.Errorf("%w: aggregate length %q", ErrBadReply, line)
+			}
+			if b[pos] == '%' || b[pos] == '|' {
+				v *= 2
+			}
+			if v > 0 {
+				left += v
+			}
+			pos = next
+		default:
+			return 0, 0, fmt.Errorf("%w: unknown type %q", ErrBadReply, b[pos])
+		}
+	}
+	return pos, 0, nil
 }
 
 // ParseLen parses a RESP length ("-1", "0", "123") without allocating.

@@ -7,7 +7,9 @@ import (
 	"strconv"
 )
 
-// MaxReplyDepth bounds nesting of aggregate replies from a backend.
+// MaxReplyDepth is the nesting FrameValue frames recursively (deeper: frameDeep, without
+// limit) and the RESP3 re-encoding parses (proxy/resp3.go; a deeper reply is passed on as
+// the node sent it).
 const MaxReplyDepth = 64
 
 var ErrBadReply = errors.New("malformed reply from cluster node")

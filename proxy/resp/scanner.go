@@ -136,11 +136,11 @@ func (g *Scanner) Scan(b []byte) int {
 					g.fail("unauthenticated multibulk length")
 					return i - 1
 				}
-				if !ok || v > g.maxArgs || v < 0 {
+				if !ok || v > g.maxArgs {
 					g.fail("invalid multibulk length")
 					return i - 1
 				}
-				if v <= 0 {
+				if v <= 0 { // as Redis: an empty command, skipped
 					g.state = gStart
 					g.lastEnd = i
 					continue
