@@ -324,7 +324,7 @@ func (r *restart) ResumeAccepting() {
 // TakeIdle, Return and Remaining pass the proxy's clients (handoff.Source).
 func (r *restart) TakeIdle(max int) ([]handoff.Client, []int) { return r.srv.TakeIdle(max) }
 func (r *restart) Return(cs []handoff.Client, fds []int)      { r.srv.ReturnClients(cs, fds) }
-func (r *restart) Remaining() int                              { return r.srv.Clients() }
+func (r *restart) Remaining() int                             { return r.srv.Clients() }
 
 // serveSuccessors listens on the hand-over socket (once taking over is done) and hands
 // everything to the first successor that connects; the process then exits (finished).

@@ -106,8 +106,8 @@ type Config struct {
 	DrainTimeout     time.Duration
 	// In-place restart (internal/handoff): the socket a successor connects to, and how
 	// long a process told to expect one (SIGUSR2) waits for it after SIGTERM.
-	HandoffSocket  string
-	HandoffWait    time.Duration
+	HandoffSocket   string
+	HandoffWait     time.Duration
 	ReloadRestart   bool // a SIGHUP that changes a key needing a restart starts a successor
 	CarpDemote      bool
 	CarpDemoteAfter time.Duration
