@@ -11,11 +11,12 @@ import (
 // References are counted on the loop's goroutine only; the node connection reading into
 // the chunk holds one. A chunk whose last reference goes returns to its loop's pool.
 //
-// A client references a chunk for one pass of the loop at most: what it could not write by
-// the end of the pass is copied then (wchain.unpin), so a slow client never pins a
-// node's buffer and the output limits count bytes that the client alone holds. A reply
-// held for an earlier one still unanswered (another node's) keeps its reference for one
-// tick at most, and a loop's held replies pin heldRefBudget at most (loop.unpinHeld).
+// A client that does not read references no chunk beyond the pass in which its socket
+// took nothing (wchain.unpin copies what it holds into memory of its own), so a slow
+// client never pins a node's buffer and the output limits count bytes that the client
+// alone holds. The references of a client that reads, and of a reply held for an earlier
+// one still unanswered (another node's), last one tick at most, and a loop's clients pin
+// heldRefBudget at most (loop.unpinHeld).
 type chunk struct {
 	buf    []byte
 	refs   int32
@@ -34,7 +35,7 @@ const (
 	chunkPoolMax = chunkMin << (chunkClasses - 1)
 	// chunkKeepBytes bounds what a loop's pool keeps of each class; a tick in which no chunk
 	// was taken lets half of the pool go.
-	chunkKeepBytes = 4 << 20
+	chunkKeepBytes = 16 << 20
 )
 
 // chunkPool is a loop's pool of free chunks by size class.
@@ -129,6 +130,12 @@ func (l *loop) keepRaw(r *lreq, raw []byte) {
 		r.raw = append(r.raw[:0], raw...)
 		return
 	}
+	if c := r.c; c != nil && c.inc != nil && c.inc.holds(raw) {
+		// Read into the client's chunk (a command longer than one read): kept there.
+		c.inc.refs++
+		r.raw, r.rawc = raw[:len(raw):len(raw)], c.inc
+		return
+	}
 	if l.arena == nil || len(l.arena.buf)-l.arenaOff < len(raw) {
 		if l.arena != nil {
 			l.chunks.unref(l.arena)
@@ -141,4 +148,74 @@ func (l *loop) keepRaw(r *lreq, raw []byte) {
 	l.arenaOff += len(raw)
 	a.refs++
 	r.raw, r.rawc = b, a
+}
+
+// readChunkSize is the size of the chunk a node connection reads into next, holding have
+// bytes of a reply that needs need: room for several replies of that size, so that long
+// replies are not moved to a new chunk one by one (up to chunkPoolMax; a reply longer
+// than that gets a chunk of its own size).
+func readChunkSize(have, need int) int {
+	size := max(2*have, need, chunkMin)
+	if need > chunkMin {
+		size = max(size, min(4*need, chunkPoolMax))
+	}
+	return size
+}
+
+// inChunkMin is the unparsed length from which a client's bytes are kept in a chunk
+// rather than in a buffer of its own: a long command is then read into the chunk its node
+// connection writes it from (keepRaw), and a short partial command, the usual case at the
+// end of a read, costs its own few bytes.
+const inChunkMin = 16 << 10
+
+// appendIn adds bytes read to the client's unparsed bytes.
+func (c *lclient) appendIn(data []byte) {
+	n := len(c.in) + len(data)
+	if c.inc == nil && n < inChunkMin {
+		c.in = append(c.in, data...)
+		return
+	}
+	if c.inc == nil || n > len(c.inc.buf) {
+		nc := c.l.chunks.get(max(n+n/2, chunkMin))
+		copy(nc.buf, c.in)
+		if c.inc != nil {
+			c.l.chunks.unref(c.inc)
+		}
+		c.inc, c.in = nc, nc.buf[:len(c.in)]
+	}
+	c.in = append(c.in, data...) // within the chunk: no reallocation
+}
+
+// keepIn keeps rest, what process left unparsed (from the read buffer or from in), as the
+// client's unparsed bytes, and lets a chunk go that is no longer needed. Commands kept by
+// reference in the chunk stay valid: their bytes are never written over.
+func (c *lclient) keepIn(rest []byte) {
+	if len(rest) == 0 {
+		c.in = nil
+		if c.inc != nil {
+			c.l.chunks.unref(c.inc)
+			c.inc = nil
+		}
+		return
+	}
+	inChunk := c.inc != nil && c.inc.holds(rest)
+	switch {
+	case inChunk && c.inc.refs == 1:
+		c.in = c.in[:copy(c.in[:cap(c.in)], rest)] // nothing references it: moved to the front
+	case inChunk:
+		// Commands before rest are referenced: rest goes to a buffer (or chunk) of its own.
+		old := c.inc
+		c.inc, c.in = nil, nil
+		c.appendIn(rest)
+		c.l.chunks.unref(old)
+	case len(c.in) > 0 && c.inc == nil && &rest[0] == &c.in[len(c.in)-len(rest)]:
+		c.in = c.in[:copy(c.in, rest)]
+	default:
+		if c.inc != nil {
+			c.l.chunks.unref(c.inc)
+			c.inc = nil
+		}
+		c.in = nil
+		c.appendIn(rest) // owned: rest may be the loop's read buffer
+	}
 }

@@ -21,12 +21,14 @@ type lclient struct {
 	fd int
 	ss *session // identity and state shared with the slow path
 
-	in      []byte       // bytes read but not yet parsed (an incomplete command)
+	in      []byte       // bytes read but not yet parsed (an incomplete command), in inc when long
+	inc     *chunk       // the chunk in lies in (a long command: its commands are kept from there)
 	g       resp.Scanner // request limits, checked as bytes arrive
 	protoEr string       // a protocol error after the bytes in in: answered after them
 	fifo    reqRing
 	wchain        // replies to write (outchain.go)
 	held    int64 // bytes of completed replies waiting for earlier ones
+	refKept bool  // listed in loop.refClients (unpinHeld)
 
 	simple     bool // the session state allows the fast path
 	authed     bool // the session is authenticated (its request limits, authlimits.go)
@@ -122,6 +124,11 @@ func (c *lclient) readable() {
 	}
 	l := c.l
 	buf := l.rbuf
+	// A long command being read goes straight into its chunk (chunk.go: appendIn).
+	direct := c.inc != nil && cap(c.in)-len(c.in) >= inChunkMin
+	if direct {
+		buf = c.in[len(c.in):cap(c.in)]
+	}
 	n, err := sysRead(c.fd, buf)
 	if n <= 0 {
 		if err == unix.EAGAIN || err == unix.EINTR {
@@ -149,12 +156,18 @@ func (c *lclient) readable() {
 			break
 		}
 	}
-	if !completed && c.protoEr == "" {
+	if direct {
+		c.in = c.in[:len(c.in)+len(data)]
+		data = c.in
+		if !completed && c.protoEr == "" {
+			c.updateInterest()
+			return
+		}
+	} else if !completed && c.protoEr == "" {
 		c.keepPartial(data)
 		return
-	}
-	if len(c.in) > 0 {
-		c.in = append(c.in, data...)
+	} else if len(c.in) > 0 {
+		c.appendIn(data)
 		data = c.in
 	}
 	l.parseWork += int64(len(data))
@@ -225,14 +238,7 @@ func (c *lclient) process(data []byte) {
 		c.quitting = true
 	}
 	// Keep what is left (owned: data may be the loop's read buffer).
-	switch {
-	case len(data) == 0:
-		c.in = nil
-	case len(c.in) > 0 && &data[0] == &c.in[len(c.in)-len(data)]:
-		c.in = c.in[:copy(c.in, data)]
-	default:
-		c.in = append(c.in[:0:0], data...)
-	}
+	c.keepIn(data)
 	c.updateInterest()
 }
 
@@ -374,8 +380,10 @@ func (c *lclient) flush() {
 	if c.closed {
 		return
 	}
+	wrote := 0
 	if c.outLen() > 0 {
-		_, err := c.writeTo(c.l, c.fd)
+		n, err := c.writeTo(c.l, c.fd)
+		wrote = n
 		if err != nil && err != unix.EAGAIN && err != unix.EINTR {
 			c.close()
 			return
@@ -386,8 +394,10 @@ func (c *lclient) flush() {
 			c.recycleOut(c.l)
 			c.softSince = 0
 		}
+	} else if wrote == 0 {
+		c.unpin(c.l) // the client does not read: nothing of a node's stays with it
 	} else {
-		c.unpin(c.l)
+		c.l.keepRefs(c) // it reads: its references may wait for the next pass (unpinHeld)
 	}
 	c.maybeResume()
 	if c.fifo.len() == 0 && c.outLen() == 0 && !c.busy && (c.quitting || c.eof || c.draining && (c.drainIdle() || c.drainReadDone() && !c.paused)) {
@@ -502,7 +512,8 @@ func (c *lclient) close() {
 		// Others are still referenced by a backend or the slow path, which release them.
 	}
 	c.releaseSegs(l)
-	c.out, c.outOff, c.in = nil, 0, nil
+	c.out, c.outOff = nil, 0
+	c.keepIn(nil)
 	c.ss.cancel()
 	if !c.busy {
 		go c.ss.finalize(c)
@@ -759,6 +770,6 @@ func (s *Server) newLoopClient(l *loop, fd int, local, remote netip.AddrPort) *l
 // keepPartial keeps bytes read that completed no command: only their place in the
 // unfinished command is remembered (by the scanner); they are parsed once it is whole.
 func (c *lclient) keepPartial(data []byte) {
-	c.in = append(c.in, data...) // owned: data may be the loop's read buffer
+	c.appendIn(data) // owned: data may be the loop's read buffer
 	c.updateInterest()
 }

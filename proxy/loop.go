@@ -48,14 +48,15 @@ type loop struct {
 	rbuf    []byte // the read buffer every connection reads into
 
 	// Replies by reference (chunk.go, outchain.go).
-	chunks   chunkPool
-	repChunk *chunk  // the chunk of the node connection whose replies are being handled
-	pinned   []*lreq // held replies that may reference a chunk (unpinHeld)
-	pinGen   uint32
-	iov      []unix.Iovec // writev's vectors
-	freeSegs [][]oseg     // emptied segment lists for reuse
-	arena    *chunk       // where long commands are kept (keepRaw), from arenaOff
-	arenaOff int
+	chunks     chunkPool
+	repChunk   *chunk     // the chunk of the node connection whose replies are being handled
+	pinned     []*lreq    // held replies that may reference a chunk (unpinHeld)
+	refClients []*lclient // clients whose unwritten replies may reference a chunk (keepRefs)
+	pinGen     uint32
+	iov        []unix.Iovec // writev's vectors
+	freeSegs   [][]oseg     // emptied segment lists for reuse
+	arena      *chunk       // where long commands are kept (keepRaw), from arenaOff
+	arenaOff   int
 
 	clientMem atomic.Int64 // bytes held for the loop's clients at the last check (clientmem.go)
 	memSince  int64        // Pub/Sub bytes taken in since that check
@@ -247,29 +248,50 @@ func (l *loop) flush() {
 	l.unpinHeld(false)
 }
 
-// unpinHeld bounds what replies held for earlier ones pin of the node connections'
-// chunks (chunk.go): at the end of a pass, when the chunks they pin exceed heldRefBudget,
-// and on every tick (force), they are copied into memory of their own, so a reply held
-// by reference lives one tick at most and a loop's held replies pin heldRefBudget at most.
+// unpinHeld bounds what clients pin of the node connections' chunks (chunk.go) with
+// replies they hold for earlier ones and with replies their sockets did not take yet: at
+// the end of a pass, when the chunks they pin exceed heldRefBudget, and on every tick
+// (force), those replies are copied into memory of their own, so a reference lives one
+// tick at most and a loop's clients pin heldRefBudget at most.
 func (l *loop) unpinHeld(force bool) {
-	if len(l.pinned) == 0 {
+	if len(l.pinned) == 0 && len(l.refClients) == 0 {
 		return
 	}
 	l.pinGen++
 	pinned := 0
+	count := func(ch *chunk) {
+		if ch != nil && ch.pinGen != l.pinGen {
+			ch.pinGen = l.pinGen
+			pinned += len(ch.buf)
+		}
+	}
 	keep := l.pinned[:0]
 	for _, r := range l.pinned {
 		if r.refc == nil || !r.done {
 			continue // written, released or reused since
 		}
 		keep = append(keep, r)
-		if r.refc.pinGen != l.pinGen {
-			r.refc.pinGen = l.pinGen
-			pinned += len(r.refc.buf)
-		}
+		count(r.refc)
 	}
 	clear(l.pinned[len(keep):])
 	l.pinned = keep
+	kc := l.refClients[:0]
+	for _, c := range l.refClients {
+		refs := false
+		for _, sg := range c.segs {
+			if sg.ch != nil {
+				refs = true
+				count(sg.ch)
+			}
+		}
+		if c.closed || !refs {
+			c.refKept = false
+			continue
+		}
+		kc = append(kc, c)
+	}
+	clear(l.refClients[len(kc):])
+	l.refClients = kc
 	if !force && pinned <= heldRefBudget {
 		return
 	}
@@ -282,10 +304,25 @@ func (l *loop) unpinHeld(force bool) {
 		l.pinned[i] = nil
 	}
 	l.pinned = l.pinned[:0]
+	for i, c := range l.refClients {
+		c.unpin(l)
+		c.refKept = false
+		l.refClients[i] = nil
+	}
+	l.refClients = l.refClients[:0]
+}
+
+// keepRefs lists a client whose socket took part of its replies: the references to
+// chunks among the rest may wait for the next pass, within unpinHeld's bounds.
+func (l *loop) keepRefs(c *lclient) {
+	if !c.refKept {
+		c.refKept = true
+		l.refClients = append(l.refClients, c)
+	}
 }
 
 // heldRefBudget bounds the chunk bytes a loop's held replies pin (unpinHeld).
-const heldRefBudget = 8 << 20
+const heldRefBudget = 32 << 20
 
 // tick enforces timeouts: backends that stopped answering, idle clients.
 func (l *loop) tick() {

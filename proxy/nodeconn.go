@@ -377,7 +377,7 @@ func (b *lbackend) readable() {
 	}
 	l := b.l
 	if b.rc == nil || len(b.rc.buf)-b.rlen < 4<<10 || b.need > len(b.rc.buf) {
-		b.moveChunk(max(2*b.rlen, b.need, chunkMin))
+		b.moveChunk(readChunkSize(b.rlen, b.need))
 	}
 	n, err := sysRead(b.fd, b.rc.buf[b.rlen:])
 	if n <= 0 {
@@ -452,7 +452,7 @@ func (b *lbackend) readable() {
 	switch {
 	case rc.refs > 1:
 		// Clients reference replies in the chunk: the rest goes to a new one.
-		b.moveChunkFrom(off, max(b.need, chunkMin))
+		b.moveChunkFrom(off, readChunkSize(b.rlen-off, b.need))
 	case off < b.rlen:
 		b.rlen = copy(rc.buf, rc.buf[off:b.rlen])
 	default:

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"testing"
@@ -161,5 +162,50 @@ func TestWchainWritesInOrderAndDetaches(t *testing.T) {
 	}
 	if b := <-done; !bytes.Equal(b, want) {
 		t.Fatalf("the peer read %d bytes, not the %d queued in order", len(b), len(want))
+	}
+}
+
+// TestLongCommandKeptInItsChunk: a client's unparsed bytes move into a chunk once they are
+// long; a command kept from there is referenced, not copied, and stays intact while the
+// client reads on (the rest moves to new memory instead of being written over).
+func TestLongCommandKeptInItsChunk(t *testing.T) {
+	l := &loop{}
+	c := &lclient{l: l}
+	c.appendIn([]byte("*3\r\n$3\r\nSET\r\n"))
+	if c.inc != nil {
+		t.Fatal("a short partial command was put in a chunk")
+	}
+	val := bytes.Repeat([]byte{'v'}, 3*inChunkMin)
+	cmd := append([]byte(fmt.Sprintf("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n", len(val))), val...)
+	cmd = append(cmd, "\r\n"...)
+	c.in = nil
+	c.appendIn(cmd[:inChunkMin+10])
+	if c.inc == nil {
+		t.Fatal("a long partial command was not put in a chunk")
+	}
+	c.appendIn(cmd[inChunkMin+10:])
+	c.appendIn([]byte("*2\r\n$3\r\nGET\r\n")) // the start of the next command
+	raw := c.in[:len(cmd)]
+	r := &lreq{c: c}
+	l.keepRaw(r, raw)
+	if r.rawc != c.inc || c.inc.refs != 2 {
+		t.Fatalf("the command was copied (rawc %p, chunk %p, refs %d)", r.rawc, c.inc, c.inc.refs)
+	}
+	ch := c.inc
+	c.keepIn(c.in[len(cmd):])
+	if c.inc == ch || string(c.in) != "*2\r\n$3\r\nGET\r\n" {
+		t.Fatalf("the rest stayed in the referenced chunk, or changed: %q", c.in)
+	}
+	c.appendIn(bytes.Repeat([]byte{'x'}, 2*inChunkMin))
+	if !bytes.Equal(r.raw, cmd) {
+		t.Fatal("the kept command changed while the client read on")
+	}
+	l.release(r)
+	if ch.refs != 0 {
+		t.Fatalf("chunk still referenced %d times after the command was released", ch.refs)
+	}
+	c.keepIn(nil)
+	if c.inc != nil || c.in != nil {
+		t.Fatal("an idle client kept its chunk")
 	}
 }
