@@ -73,8 +73,10 @@ func (w *wchain) writeTo(l *loop, fd int) (int, error) {
 		return max(n, 0), err
 	}
 	iov := l.iov[:0]
+	all := true // every segment is in iov: out's bytes may follow them
 	for i, sg := range w.segs {
 		if len(iov) == maxIOV-1 {
+			all = false
 			break
 		}
 		b := sg.b
@@ -84,7 +86,7 @@ func (w *wchain) writeTo(l *loop, fd int) (int, error) {
 		iov = append(iov, unix.Iovec{Base: unsafe.SliceData(b)})
 		iov[len(iov)-1].SetLen(len(b))
 	}
-	if w.outOff < len(w.out) {
+	if all && w.outOff < len(w.out) {
 		b := w.out[w.outOff:]
 		iov = append(iov, unix.Iovec{Base: unsafe.SliceData(b)})
 		iov[len(iov)-1].SetLen(len(b))

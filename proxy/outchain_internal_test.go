@@ -209,3 +209,40 @@ func TestLongCommandKeptInItsChunk(t *testing.T) {
 		t.Fatal("an idle client kept its chunk")
 	}
 }
+
+// TestWchainMoreSegmentsThanOneWritev: with more segments than one writev takes, out's
+// bytes still leave after every segment.
+func TestWchainMoreSegmentsThanOneWritev(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, r := fds[0], os.NewFile(uintptr(fds[1]), "peer")
+	defer unix.Close(w)
+	defer r.Close()
+	l := &loop{}
+	ch := l.chunks.get(chunkMin)
+	var wc wchain
+	var want []byte
+	for i := 0; i < 3*maxIOV; i++ {
+		b := ch.buf[i%64*8 : i%64*8+8]
+		copy(b, fmt.Sprintf("%08d", i%64))
+		wc.queueRef(l, b, ch)
+		want = append(want, b...)
+	}
+	wc.out = append(wc.out, "+tail\r\n"...)
+	want = append(want, "+tail\r\n"...)
+	done := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(io.LimitReader(r, int64(len(want))))
+		done <- b
+	}()
+	for wc.outLen() > 0 {
+		if _, err := wc.writeTo(l, w); err != nil && err != unix.EAGAIN {
+			t.Fatal(err)
+		}
+	}
+	if b := <-done; !bytes.Equal(b, want) {
+		t.Fatal("out's bytes overtook segments beyond one writev's vectors")
+	}
+}

@@ -46,3 +46,11 @@ func TestRequestsScaleDownForLargeValues(t *testing.T) {
 		}
 	}
 }
+
+func TestKeyspaceBoundsTheDataset(t *testing.T) {
+	for size, want := range map[int]int{64: 100000, 4096: 100000, 65536: 6400, 1 << 30: 1000} {
+		if got := keyspace(size); got != want {
+			t.Errorf("keyspace(%d) = %d, want %d", size, got, want)
+		}
+	}
+}
