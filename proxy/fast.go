@@ -359,7 +359,7 @@ func (c *lclient) storeValues(parent, p *lreq, rep []byte) bool {
 	}
 	pos := i + 1
 	for _, k := range p.keyPos {
-		end, _, err := resp.FrameValue(rep, pos, 1)
+		end, _, err := resp.FrameValue(rep, pos)
 		if err != nil || end == 0 {
 			return false
 		}

@@ -10,78 +10,15 @@ import (
 // try can succeed (so a large bulk is not rescanned for every read). A malformed reply is
 // an error (ErrBadReply): the connection it came from cannot be trusted any more.
 func FrameReply(b []byte) (n, need int, err error) {
-	return FrameValue(b, 0, 0)
+	return FrameValue(b, 0)
 }
 
-// FrameValue frames the value starting at b[off:]; n and need are absolute offsets.
-func FrameValue(b []byte, off, depth int) (end, need int, err error) {
-	if depth > MaxReplyDepth {
-		return frameDeep(b, off) // no recursion below this depth
-	}
-	if off >= len(b) {
-		return 0, off + 3, nil
-	}
-	// The header line.
-	i := off + 1
-	for ; i < len(b) && b[i] != '\n'; i++ {
-		if i-off > 64<<10 {
-			return 0, 0, fmt.Errorf("%w: line too long", ErrBadReply)
-		}
-	}
-	if i == len(b) {
-		return 0, len(b) + 1, nil
-	}
-	if i-off < 2 || b[i-1] != '\r' {
-		return 0, 0, fmt.Errorf("%w: %q", ErrBadReply, b[off:i+1])
-	}
-	line := b[off+1 : i-1]
-	next := i + 1
-	switch b[off] {
-	case '+', '-', ':', '_', ',', '#', '(':
-		return next, 0, nil
-	case '$', '=', '!':
-		v, ok := ParseLen(line)
-		if !ok || v < -1 || v > 1<<30 {
-			return 0, 0, fmt.Errorf("%w: bulk length %q", ErrBadReply, line)
-		}
-		if v < 0 {
-			return next, 0, nil
-		}
-		end := next + int(v) + 2
-		if end > len(b) {
-			return 0, end, nil
-		}
-		if b[end-2] != '\r' || b[end-1] != '\n' {
-			return 0, 0, fmt.Errorf("%w: bulk not terminated", ErrBadReply)
-		}
-		return end, 0, nil
-	case '*', '%', '~', '>', '|':
-		v, ok := ParseLen(line)
-		if !ok || v < -1 || v > 1<<28 {
-			return 0, 0, fmt.Errorf("%w: aggregate length %q", ErrBadReply, line)
-		}
-		if b[off] == '%' || b[off] == '|' {
-			v *= 2
-		}
-		pos := next
-		for k := int64(0); k < v; k++ {
-			e, need, err := FrameValue(b, pos, depth+1)
-			if e == 0 {
-				return 0, need, err
-			}
-			pos = e
-		}
-		return pos, 0, nil
-	}
-	return 0, 0, fmt.Errorf("%w: unknown type %q", ErrBadReply, b[off])
-}
-
-// frameDeep is FrameValue for a value nested deeper than MaxReplyDepth: it counts the
-// elements still to come instead of recursing, so nesting is not limited. A node
-// legitimately nests replies thousands deep (a script returning a self-referencing table
-// reaches Lua's stack limit, about 8000 levels); what clients send is limited by the
-// request Scanner.
-func frameDeep(b []byte, off int) (end, need int, err error) {
+// FrameValue frames the value starting at b[off:]; end and need are absolute offsets. It
+// counts the elements still to come instead of recursing, so nesting is not limited: a
+// node legitimately nests replies thousands deep (a script returning a self-referencing
+// table reaches Lua's stack limit, about 8000 levels); what clients send is limited by
+// the request Scanner.
+func FrameValue(b []byte, off int) (end, need int, err error) {
 	left := int64(1) // values still to frame
 	pos := off
 	for left > 0 {
@@ -182,7 +119,7 @@ func SplitArray(rep []byte) ([][]byte, bool) {
 	out := make([][]byte, 0, min(n, 1024))
 	pos := i + 1
 	for k := int64(0); k < n; k++ {
-		end, _, err := FrameValue(rep, pos, 1)
+		end, _, err := FrameValue(rep, pos)
 		if err != nil || end == 0 {
 			return nil, false
 		}

@@ -7,9 +7,8 @@ import (
 	"strconv"
 )
 
-// MaxReplyDepth is the nesting FrameValue frames recursively (deeper: frameDeep, without
-// limit) and the RESP3 re-encoding parses (proxy/resp3.go; a deeper reply is passed on as
-// the node sent it).
+// MaxReplyDepth is the nesting the RESP3 re-encoding parses (proxy/resp3.go; a deeper reply
+// is passed on as the node sent it). Framing has no depth limit (FrameValue).
 const MaxReplyDepth = 64
 
 var ErrBadReply = errors.New("malformed reply from cluster node")
