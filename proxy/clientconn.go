@@ -56,6 +56,7 @@ type lclient struct {
 	quitting           bool // QUIT or a protocol error: close once written
 	closed             bool
 	bridged            bool // a TLS client through a bridge: never handed over (handoff.go)
+	hold               bool // not read: a planned handover holds its next command (hold.go)
 
 	// drainSince is when the drain began (loop clock): reading stops drainReadWindow later.
 	drainSince int64
@@ -84,6 +85,9 @@ func (l *loop) accept(c *lclient) {
 		return
 	}
 	l.clients[c] = struct{}{}
+	if c.ss.ep != nil && c.ss.ep.holding() {
+		c.setHold(true) // accepted during a planned handover's hold (hold.go)
+	}
 }
 
 // wroteTo records that the client wrote to n and reports whether it had before.
@@ -260,7 +264,7 @@ func (c *lclient) updateInterest() {
 	// A command still incomplete is always read on (the guard bounds its size); complete
 	// commands waiting behind a slow one are bounded by backlogLimit; at the pipeline depth
 	// nothing more is read until replies are written.
-	read := !c.quitting && !c.eof && c.protoEr == "" && !c.paused && !c.drainReadDone() &&
+	read := !c.quitting && !c.eof && c.protoEr == "" && !c.paused && !c.hold && !c.drainReadDone() &&
 		(!c.busy || len(c.in) < backlogLimit)
 	write := c.outLen() > 0
 	if read != c.reading || write != c.wantWrite {
@@ -381,6 +385,12 @@ func (c *lclient) flush() {
 		return
 	}
 	wrote := 0
+	// A draining client's last reply is corked: it leaves in one segment with the close, so
+	// the client sees the close as it reads the reply and sends its next command on a new
+	// connection, not into a socket about to close (or, after a planned handover, one the
+	// new MASTER resets: hold.go).
+	corked := c.draining && !c.hold && !c.bridged && c.outLen() > 0 && c.fifo.len() == 0 && !c.busy &&
+		c.drainIdle() && setCork(c.fd, true) == nil
 	if c.outLen() > 0 {
 		n, err := c.writeTo(c.l, c.fd)
 		wrote = n
@@ -403,6 +413,9 @@ func (c *lclient) flush() {
 	if c.fifo.len() == 0 && c.outLen() == 0 && !c.busy && (c.quitting || c.eof || c.draining && (c.drainIdle() || c.drainReadDone() && !c.paused)) {
 		c.close()
 		return
+	}
+	if corked {
+		setCork(c.fd, false)
 	}
 	c.updateInterest()
 }
@@ -448,7 +461,7 @@ func (c *lclient) overflow(class, why string, held int64) {
 // checkIdle closes a client idle for longer than timeout; blocked and subscribed clients
 // are exempt, as in Redis.
 func (c *lclient) checkIdle(timeout time.Duration) {
-	if c.busy || c.fifo.len() > 0 || c.l.nowNano-c.lastActive < int64(timeout) {
+	if c.busy || c.hold || c.fifo.len() > 0 || c.l.nowNano-c.lastActive < int64(timeout) {
 		return
 	}
 	if ps := c.ss.ps; ps != nil && ps.subscribed() || c.ss.monitor.Load() {
@@ -466,7 +479,7 @@ const drainReadWindow = 100 * time.Millisecond
 // later than drainReadWindow into the drain is not read, and a command left incomplete
 // in the buffer is dropped (as before a drain was read at all).
 func (c *lclient) drainReadDone() bool {
-	return c.draining && c.l.nowNano-c.drainSince >= int64(drainReadWindow)
+	return c.draining && !c.hold && c.l.nowNano-c.drainSince >= int64(drainReadWindow)
 }
 
 // drainIdle reports whether a draining client is between two requests: nothing of a
@@ -475,12 +488,7 @@ func (c *lclient) drainReadDone() bool {
 // resets the connection, and the client's command would fail. (A client that goes on
 // sending is closed by the drain's grace period.)
 func (c *lclient) drainIdle() bool {
-	if len(c.in) > 0 {
-		return false
-	}
-	var b [1]byte
-	n, _, err := unix.Recvfrom(c.fd, b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-	return n <= 0 || err != nil
+	return len(c.in) == 0 && !c.pendingIn()
 }
 
 // drain closes the client at its next request boundary: what it has sent is answered,

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,6 +23,12 @@ type Endpoint struct {
 	state atomic.Pointer[func() HostState]
 
 	clients atomic.Int64
+
+	// The hold of a planned handover (hold.go).
+	holdMu    sync.Mutex
+	holdUntil time.Time // zero: no hold
+	holdGen   uint64
+	holdTimer *time.Timer
 
 	current  prometheus.Gauge
 	accepted prometheus.Counter

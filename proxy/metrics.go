@@ -21,6 +21,7 @@ type Metrics struct {
 	clientsClosed   *prometheus.CounterVec
 	// Client connections passed to a successor or adopted from a predecessor (handoff.go).
 	handoffClients *prometheus.CounterVec
+	handoverHolds  prometheus.Counter
 
 	redirects   *prometheus.CounterVec
 	protoErrors prometheus.Counter
@@ -65,6 +66,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		clientsRejected:  prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "client_connections_rejected_total", Help: "Client connections refused, by VIP and reason."}, []string{"vip", "reason"}),
 		clientsClosed:    prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "client_connections_closed_total", Help: "Client connections closed, by VIP."}, []string{"vip"}),
 		handoffClients:   prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "handoff_clients_total", Help: "Client connections handed over in an in-place restart: passed to the successor or adopted from the predecessor."}, []string{"direction"}),
+		handoverHolds:    prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "handover_holds_total", Help: "Holds of a VIP's clients at the start of a planned handover (their next commands wait until the VIP has moved)."}),
 		redirects:        prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "redirections_total", Help: "Cluster redirections and transient errors handled, by type (moved, ask, tryagain, clusterdown) and the node that sent them."}, []string{"type", "node"}),
 		protoErrors:      prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "client_protocol_errors_total", Help: "Client connections closed for a protocol error or exceeded limit."}),
 		backendErrors:    prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "backend_errors_total", Help: "Backend connection failures by node and kind (connect, timeout, connection_lost)."}, []string{"node", "kind"}),
@@ -94,7 +96,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.sec = newSecMetrics(reg)
 	m.track = newTrackMetrics(reg)
 	if reg != nil {
-		reg.MustRegister(m.clientsCurrent, m.clientsAccepted, m.clientsRejected, m.clientsClosed, m.handoffClients,
+		reg.MustRegister(m.clientsCurrent, m.clientsAccepted, m.clientsRejected, m.clientsClosed, m.handoffClients, m.handoverHolds,
 			m.redirects, m.protoErrors,
 			m.outputLimitClosed, m.clientMemEvicted, m.clientMemory, m.denied, m.reloads, m.monitors, m.monitorLines,
 			m.backendErrors, m.backendConns, m.suspectNodes, m.suspectTotal, m.abandoned, m.busyNodes, m.redirectBackoffs, m.refreshes, m.refreshDuration, m.lastRefresh,

@@ -26,8 +26,9 @@ const maxHotKeys = 1000
 
 // adminHandler serves the admin listener: /metrics (Prometheus), /healthz (the process
 // answers), /readyz (200 only while a VIP is served and the slot map covers every slot,
-// with the reason as plain text, one line per VIP; /readyz?vip=ADDR for one VIP), /debug/hotkeys (the hottest keys; never metric labels) and, with
-// admin-pprof yes, /debug/pprof/.
+// with the reason as plain text, one line per VIP; /readyz?vip=ADDR for one VIP), /debug/hotkeys (the hottest keys; never metric labels),
+// /handover/hold and /handover/release for a planned handover from this host (adminhold.go)
+// and, with admin-pprof yes, /debug/pprof/.
 func adminHandler(cfg *config.Config, srv *proxy.Server, reg *prometheus.Registry, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}))
@@ -55,6 +56,7 @@ func adminHandler(cfg *config.Config, srv *proxy.Server, reg *prometheus.Registr
 		}
 		io.WriteString(w, why+"\n")
 	})
+	holdHandlers(mux, srv, handoverPeers(cfg))
 	mux.HandleFunc("/debug/hotkeys", loopbackOnly(func(w http.ResponseWriter, r *http.Request) {
 		n := 20
 		if v := r.URL.Query().Get("n"); v != "" {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/gate"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/handover"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testutil"
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
@@ -815,5 +817,52 @@ func TestAdminDebugLoopbackOnly(t *testing.T) {
 	hs := adminServer(context.Background(), h)
 	if hs.ReadTimeout <= 0 || hs.WriteTimeout <= 0 || hs.IdleTimeout <= 0 || hs.ReadHeaderTimeout <= 0 {
 		t.Errorf("admin HTTP server timeouts: %+v", hs)
+	}
+}
+
+// The hold of a planned handover delays every client of a VIP: /handover/hold and
+// /handover/release answer POST only, to this host (loopback, or the address the request
+// reached) and to the hosts of handover-peers, never to another host.
+func TestAdminHoldForThisHostAndPeersOnly(t *testing.T) {
+	cfg := config.Default()
+	cfg.HandoverPeers = []string{"198.51.100.2:9479"}
+	srv := proxy.NewServer(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	srv.Endpoint("198.51.100.100")
+	h := adminHandler(cfg, srv, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	do := func(method, path, remote, local string) (int, string) {
+		req := httptest.NewRequest(method, path, nil)
+		req.RemoteAddr = remote
+		if local != "" {
+			req = req.WithContext(context.WithValue(req.Context(), http.LocalAddrContextKey, net.TCPAddrFromAddrPort(netip.MustParseAddrPort(local))))
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code, rec.Body.String()
+	}
+	const hold = "/handover/hold?vip=198.51.100.100&for=200ms&settle=1ms"
+	for _, tc := range []struct {
+		method, path, remote, local string
+		code                        int
+	}{
+		{"POST", hold, "198.51.100.7:40000", "198.51.100.1:9479", 403}, // another host
+		{"POST", "/handover/release?vip=198.51.100.100", "198.51.100.7:40000", "", 403},
+		{"POST", hold, "127.0.0.1:40000", "", 200},                     // this host, loopback
+		{"POST", hold, "198.51.100.1:40000", "198.51.100.1:9479", 200}, // this host, its own address
+		{"POST", hold, "198.51.100.2:40000", "198.51.100.1:9479", 200}, // a handover peer
+		{"GET", hold, "127.0.0.1:40000", "", 405},
+		{"POST", "/handover/hold?vip=198.51.100.9", "127.0.0.1:40000", "", 404},
+		{"POST", "/handover/hold?vip=198.51.100.100&for=11s", "127.0.0.1:40000", "", 400},
+		{"POST", "/handover/hold?vip=198.51.100.100&for=-1s", "127.0.0.1:40000", "", 400},
+		{"POST", "/handover/release?vip=198.51.100.100", "198.51.100.2:40000", "", 200},
+	} {
+		code, body := do(tc.method, tc.path, tc.remote, tc.local)
+		if code != tc.code {
+			t.Errorf("%s %s from %s: %d %q, want %d", tc.method, tc.path, tc.remote, code, body, tc.code)
+		}
+		if code == 200 && strings.HasPrefix(tc.path, "/handover/hold") {
+			if _, err := handover.ParseHold(body); err != nil {
+				t.Errorf("hold answer: %v", err)
+			}
+		}
 	}
 }

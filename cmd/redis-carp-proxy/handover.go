@@ -73,9 +73,16 @@ func (h hostCommands) runHandover(ctx context.Context, args []string, stdout, st
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	plan := &handover.Plan{Demoter: dem, Drain: cfg.DrainTimeout, Timeout: *timeout, Force: *force, Log: log}
+	plan := &handover.Plan{Demoter: dem, Drain: cfg.DrainTimeout, Timeout: *timeout, Force: *force, Log: log,
+		Hold: handover.HTTPHold(hc), Release: handover.HTTPRelease(hc)}
+	for _, ep := range cfg.Endpoints() {
+		plan.VIPs = append(plan.VIPs, ep.VIP)
+	}
 	if admin := localAdmin(cfg.AdminListen); admin != "" {
 		plan.Clients = handover.HTTPClients(hc, admin)
+		plan.Admin = admin
+		self := handover.HTTPPeers(hc, []string{admin})
+		plan.Serving = func(ctx context.Context, vip string) bool { return self(ctx, vip)[0].Active }
 	}
 	if peers := handoverPeers(cfg); len(peers) > 0 {
 		plan.Peers = handover.HTTPPeers(hc, peers)
@@ -91,6 +98,9 @@ func (h hostCommands) runHandover(ctx context.Context, args []string, stdout, st
 				waitLocalReady(ctx, hc, admin, log)
 			}
 		}
+		if states, err := watchOwn(ctx, cfg); err == nil {
+			plan.Own = states.get
+		}
 		if err := plan.Undo(ctx); err != nil {
 			return err
 		}
@@ -102,9 +112,6 @@ func (h hostCommands) runHandover(ctx context.Context, args []string, stdout, st
 	states, err := watchOwn(ctx, cfg)
 	if err != nil {
 		return err
-	}
-	for _, ep := range cfg.Endpoints() {
-		plan.VIPs = append(plan.VIPs, ep.VIP)
 	}
 	plan.Own = states.get
 	rep, err := plan.Run(ctx)
@@ -147,6 +154,11 @@ func printReport(w io.Writer, rep *handover.Report) {
 			by = "another host"
 		}
 		fmt.Fprintf(w, "%s: handed over to %s (this host BACKUP after %v)\n", v, by, rep.Backup.Round(time.Millisecond))
+	}
+	for _, v := range rep.Moved {
+		if h, ok := rep.Held[v]; ok {
+			fmt.Fprintf(w, "%s: held %d clients for the move (%d waiting for an answer)\n", v, h.Clients, h.Waiting)
+		}
 	}
 	for _, v := range rep.Kept {
 		fmt.Fprintf(w, "%s: not served by this host; it stays BACKUP\n", v)

@@ -63,6 +63,21 @@ type Plan struct {
 	// Clients returns the client connections the running daemon still has on vip; nil (or
 	// an error): unknown, the handover then waits Drain.
 	Clients func(ctx context.Context, vip string) (int, error)
+	// Hold asks the daemon at an admin address to hold a VIP's clients for a while before
+	// the VIP moves away from it (proxy/hold.go: their next commands wait in their sockets
+	// until the VIP has moved, so none is sent into the move): this host's daemon (Admin)
+	// before a handover, the serving peer's before an undo. Release ends a hold when the
+	// VIP does not move. nil: no hold, and a command a client sends as the VIP moves fails.
+	Hold    func(ctx context.Context, admin, vip string, d time.Duration) (HoldCounts, error)
+	Release func(ctx context.Context, admin, vip string) error
+	// Admin is this host's daemon's admin address ("": none, no hold before a handover).
+	Admin string
+	// Serving reports whether this host's daemon serves vip (its listener is open): an undo
+	// releases the peer's hold once it does. nil: once this host is MASTER.
+	Serving func(ctx context.Context, vip string) bool
+	// HoldFor bounds a hold: when the VIP has not moved by then, the daemon reads its
+	// clients again. Default 5s.
+	HoldFor time.Duration
 	// Demoter gives the VIPs away (Demote) and back (Restore).
 	Demoter carp.Demoter
 	// Drain is the daemon's drain-timeout: after it, the daemon has closed every client.
@@ -88,6 +103,8 @@ type Report struct {
 	Drained time.Duration
 	// DrainUnknown: the daemon's clients could not be counted, so Drain was waited.
 	DrainUnknown bool
+	// Held are the daemon's clients, per moved VIP, when its hold settled (absent: no hold).
+	Held map[string]HoldCounts
 }
 
 func (p *Plan) defaults() {
@@ -96,6 +113,9 @@ func (p *Plan) defaults() {
 	}
 	if p.Poll <= 0 {
 		p.Poll = 20 * time.Millisecond
+	}
+	if p.HoldFor <= 0 {
+		p.HoldFor = 5 * time.Second
 	}
 	if p.Log == nil {
 		p.Log = slog.Default()
@@ -162,8 +182,10 @@ func (p *Plan) Run(ctx context.Context) (*Report, error) {
 			return nil, err
 		}
 	}
+	held := p.hold(ctx, served, rep)
 	start := time.Now()
 	if err := p.Demoter.Demote(ctx); err != nil {
+		p.release(ctx, held)
 		return nil, fmt.Errorf("handover: demote: %w", err)
 	}
 	p.Log.Info("handover: host demoted", "serving", served, "not_serving", kept)
@@ -173,6 +195,7 @@ func (p *Plan) Run(ctx context.Context) (*Report, error) {
 	if err := p.waitMoved(ctx, served, rep); err != nil {
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer rcancel()
+		p.release(rctx, held)
 		if rerr := p.Demoter.Restore(rctx); rerr != nil {
 			return nil, errors.Join(err, fmt.Errorf("handover: undo the demotion: %w", rerr))
 		}
@@ -180,9 +203,62 @@ func (p *Plan) Run(ctx context.Context) (*Report, error) {
 	}
 	rep.Backup = time.Since(start)
 	p.Log.Info("handover: VIPs moved", "vips", served, "taken_by", rep.TakenBy, "took", rep.Backup)
+	// A peer serves now: the held clients are answered and closed, and reconnect to it.
+	p.release(ctx, held)
 	p.waitDrained(ctx, served, rep)
 	rep.Drained = time.Since(start)
 	return rep, nil
+}
+
+// serves reports whether this host is MASTER of vip and its daemon serves it.
+func (p *Plan) serves(ctx context.Context, vip string) bool {
+	if s, err := p.Own(ctx, vip); err != nil || s != carp.Master {
+		return false
+	}
+	return p.Serving == nil || p.Serving(ctx, vip)
+}
+
+// heldVIP is a hold made: the daemon's admin address and the VIP.
+type heldVIP struct{ admin, vip string }
+
+// hold holds this host's daemon's clients on each VIP of vips (Plan.Hold) and returns the
+// holds made. A VIP that cannot be held is handed over without (logged): the hold only
+// saves the commands sent as the VIP moves.
+func (p *Plan) hold(ctx context.Context, vips []string, rep *Report) []heldVIP {
+	if p.Hold == nil || p.Admin == "" {
+		return nil
+	}
+	var held []heldVIP
+	for _, v := range vips {
+		if hc, ok := p.holdAt(ctx, p.Admin, v); ok {
+			if rep.Held == nil {
+				rep.Held = map[string]HoldCounts{}
+			}
+			rep.Held[v] = hc
+			held = append(held, heldVIP{p.Admin, v})
+		}
+	}
+	return held
+}
+
+// holdAt holds vip's clients at the daemon at admin.
+func (p *Plan) holdAt(ctx context.Context, admin, vip string) (HoldCounts, bool) {
+	hc, err := p.Hold(ctx, admin, vip, p.HoldFor)
+	if err != nil {
+		p.Log.Warn("handover: cannot hold the clients; the VIP moves without", "vip", vip, "daemon", admin, "err", err)
+		return hc, false
+	}
+	p.Log.Info("handover: clients held", "vip", vip, "daemon", admin, "clients", hc.Clients, "waiting", hc.Waiting, "not_settled", hc.Recent)
+	return hc, true
+}
+
+// release ends holds (the VIP did not move).
+func (p *Plan) release(ctx context.Context, held []heldVIP) {
+	for _, h := range held {
+		if err := p.Release(ctx, h.admin, h.vip); err != nil {
+			p.Log.Warn("handover: cannot release the hold; it ends by itself", "vip", h.vip, "daemon", h.admin, "after", p.HoldFor, "err", err)
+		}
+	}
 }
 
 // stateNoPeerServes: this host is BACKUP for the VIP, no peer reports it served yet.
@@ -285,12 +361,52 @@ func (p *Plan) waitDrained(ctx context.Context, vips []string, rep *Report) {
 }
 
 // Undo gives the VIPs back: it removes the handover's demotion (CARP then returns each VIP
-// whose preferred host this is, with net.inet.carp.preempt=1).
+// whose preferred host this is, with net.inet.carp.preempt=1). When it can (Hold, Peers and
+// Own set), it first holds the clients of the peer serving each VIP, as a handover holds
+// this host's, and releases them once this host serves the VIP again (or after HoldFor,
+// when it does not: this host is not the preferred one).
 func (p *Plan) Undo(ctx context.Context) error {
 	p.defaults()
+	var held []heldVIP
+	if p.Hold != nil && p.Peers != nil && p.Own != nil {
+		for _, v := range p.VIPs {
+			for _, ps := range p.Peers(ctx, v) {
+				if ps.Err == nil && ps.State == "MASTER" && ps.Active {
+					if _, ok := p.holdAt(ctx, ps.Peer, v); ok {
+						held = append(held, heldVIP{ps.Peer, v})
+					}
+					break
+				}
+			}
+		}
+	}
 	if err := p.Demoter.Restore(ctx); err != nil {
+		p.release(context.WithoutCancel(ctx), held)
 		return fmt.Errorf("handover: undo: %w", err)
 	}
 	p.Log.Info("handover undone: this host may take its VIPs back")
+	if len(held) == 0 {
+		return nil
+	}
+	// The peers' clients are released once this host serves each VIP (they then reconnect
+	// to it), or when it does not within HoldFor (they are read again where they are).
+	wctx, cancel := context.WithTimeout(ctx, p.HoldFor)
+	defer cancel()
+	missed := 0
+	for _, h := range held {
+		for !p.serves(wctx, h.vip) {
+			select {
+			case <-wctx.Done():
+			case <-time.After(p.Poll / 4):
+				continue
+			}
+			missed++
+			break
+		}
+	}
+	if missed > 0 {
+		p.Log.Warn("handover undo: this host does not serve every VIP; the peers' holds are released", "vips", missed)
+	}
+	p.release(context.WithoutCancel(ctx), held)
 	return nil
 }

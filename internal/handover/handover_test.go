@@ -323,3 +323,94 @@ func TestHandoverUnconfirmedIsNotUndone(t *testing.T) {
 		t.Fatalf("commands:\n%s", got)
 	}
 }
+
+// holdLog records the holds and releases a plan asks for, with the demotion state at the
+// time.
+type holdLog struct {
+	mu  sync.Mutex
+	ops []string
+}
+
+func (h *holdLog) add(s string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.ops = append(h.ops, s)
+}
+
+func (h *holdLog) String() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return strings.Join(h.ops, "; ")
+}
+
+func (h *holdLog) wire(t *testing.T, p *Plan, l *lab) {
+	p.Admin = "198.51.100.1:9479"
+	p.Hold = func(ctx context.Context, admin, vip string, d time.Duration) (HoldCounts, error) {
+		h.add(fmt.Sprintf("hold %s %s demoted=%v moved=%v", admin, vip, l.demoted(t), l.moved(t)))
+		return HoldCounts{Clients: 3, Waiting: 3}, nil
+	}
+	p.Release = func(ctx context.Context, admin, vip string) error {
+		h.add(fmt.Sprintf("release %s %s demoted=%v moved=%v", admin, vip, l.demoted(t), l.moved(t)))
+		return nil
+	}
+}
+
+// A handover holds this host's clients before it demotes the host and releases them once
+// a peer serves the VIP (so they reconnect to a listener that is open); a handover that
+// times out releases them too.
+func TestHandoverHoldsBeforeTheMoveAndReleasesAfter(t *testing.T) {
+	l := newLab(t, map[string]carp.State{"198.51.100.100": carp.Master})
+	p := l.plan(t)
+	var h holdLog
+	h.wire(t, p, l)
+	rep, err := p.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "hold 198.51.100.1:9479 198.51.100.100 demoted=false moved=false; release 198.51.100.1:9479 198.51.100.100 demoted=true moved=true"
+	if h.String() != want {
+		t.Fatalf("holds: %s\nwant: %s", h.String(), want)
+	}
+	if rep.Held["198.51.100.100"] != (HoldCounts{Clients: 3, Waiting: 3}) {
+		t.Fatalf("report: %+v", rep.Held)
+	}
+
+	l = newLab(t, map[string]carp.State{"198.51.100.100": carp.Master})
+	l.moveAfter = 0 // no backup preempts
+	p = l.plan(t)
+	p.Timeout = 100 * time.Millisecond
+	h = holdLog{}
+	h.wire(t, p, l)
+	if _, err := p.Run(context.Background()); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("err = %v", err)
+	}
+	if ops := h.String(); !strings.HasPrefix(ops, "hold ") || !strings.Contains(ops, "; release 198.51.100.1:9479 198.51.100.100") {
+		t.Fatalf("a handover that timed out did not release its hold: %s", ops)
+	}
+}
+
+// handover --undo holds the clients of the peer that serves the VIP, removes the
+// demotion, and releases the peer's hold once this host serves the VIP again.
+func TestUndoHoldsThePeerUntilThisHostServes(t *testing.T) {
+	l := newLab(t, map[string]carp.State{"198.51.100.100": carp.Master})
+	if _, err := l.plan(t).Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	p := l.plan(t)
+	var h holdLog
+	h.wire(t, p, l)
+	serving := false
+	go func() { time.Sleep(50 * time.Millisecond); l.mu.Lock(); serving = true; l.mu.Unlock() }()
+	p.Serving = func(ctx context.Context, vip string) bool { l.mu.Lock(); defer l.mu.Unlock(); return serving }
+	start := time.Now()
+	if err := p.Undo(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want := "hold 198.51.100.2:9479 198.51.100.100 demoted=true moved=true; release 198.51.100.2:9479 198.51.100.100 demoted=false moved=false"
+	if h.String() != want {
+		t.Fatalf("holds: %s\nwant: %s", h.String(), want)
+	}
+	if took := time.Since(start); took < 50*time.Millisecond {
+		t.Fatalf("released after %v, before this host served", took)
+	}
+}

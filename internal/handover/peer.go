@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // readyzLine is the first line of a proxy's /readyz?vip=ADDR answer (proxy/hoststate.go,
@@ -101,5 +102,64 @@ func HTTPClients(c *http.Client, admin string) func(ctx context.Context, vip str
 			return 0, errors.New("admin /metrics answered " + strconv.Itoa(status))
 		}
 		return ParseClients(body, vip)
+	}
+}
+
+// HoldCounts is the daemon's answer to a hold (proxy.HoldStatus): its clients on the VIP,
+// those waiting for an answer, and those recently active that sent nothing yet.
+type HoldCounts struct{ Clients, Waiting, Recent int }
+
+// FormatHold is the daemon's /handover/hold answer; ParseHold reads it.
+func FormatHold(h HoldCounts) string {
+	return fmt.Sprintf("held clients=%d waiting=%d recent=%d", h.Clients, h.Waiting, h.Recent)
+}
+
+// ParseHold reads a /handover/hold answer.
+func ParseHold(body string) (HoldCounts, error) {
+	var h HoldCounts
+	if _, err := fmt.Sscanf(strings.TrimSpace(body), "held clients=%d waiting=%d recent=%d", &h.Clients, &h.Waiting, &h.Recent); err != nil {
+		return h, fmt.Errorf("unexpected /handover/hold answer %q", strings.TrimSpace(body))
+	}
+	return h, nil
+}
+
+// post sends POST http://addr+path with c.
+func post(ctx context.Context, c *http.Client, addr, path string) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+path, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	return resp.StatusCode, string(b), err
+}
+
+// HTTPHold asks a daemon's admin listener (this host's, or a peer's when this host takes
+// its VIPs back) to hold a VIP's clients for d.
+func HTTPHold(c *http.Client) func(ctx context.Context, admin, vip string, d time.Duration) (HoldCounts, error) {
+	return func(ctx context.Context, admin, vip string, d time.Duration) (HoldCounts, error) {
+		status, body, err := post(ctx, c, admin, "/handover/hold?vip="+url.QueryEscape(vip)+"&for="+d.String())
+		if err != nil {
+			return HoldCounts{}, err
+		}
+		if status != http.StatusOK {
+			return HoldCounts{}, fmt.Errorf("admin /handover/hold answered %d: %s", status, strings.TrimSpace(body))
+		}
+		return ParseHold(body)
+	}
+}
+
+// HTTPRelease asks a daemon's admin listener to end a VIP's hold.
+func HTTPRelease(c *http.Client) func(ctx context.Context, admin, vip string) error {
+	return func(ctx context.Context, admin, vip string) error {
+		status, body, err := post(ctx, c, admin, "/handover/release?vip="+url.QueryEscape(vip))
+		if err == nil && status != http.StatusOK {
+			err = fmt.Errorf("admin /handover/release answered %d: %s", status, strings.TrimSpace(body))
+		}
+		return err
 	}
 }
