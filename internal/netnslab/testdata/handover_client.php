@@ -1,7 +1,9 @@
 <?php
 // A PHP-FPM-like phpredis client for the planned-handover lab: every "request" takes the
 // process's persistent connection with pconnect (phpredis checks it is still alive and
-// reconnects if the server closed it), then CLIENT ID, SET and GET. Bounded in time and
+// reconnects if the server closed it), then CLIENT INFO (its addr= is this end of the
+// connection: it changes on a reconnect, and not when a restart hands the connection to a
+// new proxy process), SET and GET. Bounded in time and
 // iterations. Prints one JSON line: answered iterations, the times (unix seconds) of
 // failures and reconnects, the gaps over 20 ms between two answers, the first errors.
 // Usage: php handover_client.php HOST PORT PREFIX SECONDS
@@ -14,7 +16,8 @@ for ($i = 0; $i < 200000 && microtime(true) < $deadline; $i++) {
         $r = new Redis();
         $r->pconnect($host, (int)$port, 0.5, "handover");
         $r->setOption(Redis::OPT_READ_TIMEOUT, 0.5);
-        $id = $r->rawCommand("CLIENT", "ID");
+        preg_match('/(?:^| )addr=(\S+)/', (string)$r->rawCommand("CLIENT", "INFO"), $m);
+        $id = $m[1] ?? "?";
         if ($lastId !== null && $id !== $lastId) {
             $reconnects[] = microtime(true);
         }
