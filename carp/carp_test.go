@@ -721,3 +721,29 @@ func (k *fakeKernel) Log() string {
 	defer k.mu.Unlock()
 	return k.log.String()
 }
+
+// A new process of an in-place restart waits for its predecessor's lock on the demotion
+// state (WaitLockState) and takes it once the predecessor lets go; it gives up, saying
+// why, when its context ends first.
+func TestWaitLockStateTakesOverWhenReleased(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "redis-carp-proxy.demotion")
+	first, err := LockState(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := WaitLockState(ctx, state, 10*time.Millisecond); !errors.Is(err, ErrStateInUse) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("while held: %v", err)
+	}
+	go func() { time.Sleep(50 * time.Millisecond); first.Close() }()
+	start := time.Now()
+	second, err := WaitLockState(context.Background(), state, 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	if took := time.Since(start); took < 40*time.Millisecond {
+		t.Fatalf("took the lock after %v, before the first let go", took)
+	}
+}

@@ -78,6 +78,23 @@ func LockState(state string) (io.Closer, error) {
 	return f, nil
 }
 
+// WaitLockState is LockState retried every poll while another process holds the lock,
+// until ctx ends: a new process of an in-place restart takes the state file over from its
+// predecessor once that one has undone its demotion and exited.
+func WaitLockState(ctx context.Context, state string, poll time.Duration) (io.Closer, error) {
+	for {
+		c, err := LockState(state)
+		if !errors.Is(err, ErrStateInUse) {
+			return c, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (waited for the running process to release it: %w)", err, ctx.Err())
+		case <-time.After(poll):
+		}
+	}
+}
+
 // NewDemoter returns the demoter for a mode: freebsd adds DemotionDelta to the
 // net.inet.carp.demotion sysctl (and removes exactly that later), recording what it
 // applied in stateFile ("" = DefaultDemotionStateFile); vip writes stateFile ("0"

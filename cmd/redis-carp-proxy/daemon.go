@@ -99,6 +99,11 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 	// and hand ours to the next one. Not while this process cannot reach the cluster.
 	rs := newRestart(cfg, fs.File(), srv, log)
 	rs.takeOver(ctx, err == nil)
+	lockReady, err := cw.awaitStateLock(ctx, rs.tookOver(), log)
+	if err != nil {
+		srv.Close()
+		return err
+	}
 	if cfg.AdminListen != "" {
 		adm, err := startAdmin(ctx, cfg, srv, reg, log, rs.adminListen)
 		if err != nil {
@@ -112,7 +117,7 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 	defer stopHUP()
 	sctx, stopServe := rs.stopContext(ctx)
 	defer stopServe()
-	err = serveGated(sctx, cfg, cw, srv, reg, log, rs)
+	err = serveGated(sctx, cfg, cw, srv, reg, log, rs, lockReady)
 	srv.Close()
 	return err
 }
@@ -122,7 +127,9 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 // watcher, one gate.Group and one proxy.Endpoint per VIP, over one proxy.Server. On
 // BACKUP the proxy keeps its slot map and backend connections warm, so taking over costs
 // milliseconds.
-func serveGated(ctx context.Context, cfg *config.Config, cw *carpParts, srv *proxy.Server, reg prometheus.Registerer, log *slog.Logger, rs *restart) error {
+// The health monitor of carp-demote starts once lockReady is closed (awaitStateLock).
+func serveGated(ctx context.Context, cfg *config.Config, cw *carpParts, srv *proxy.Server, reg prometheus.Registerer, log *slog.Logger, rs *restart,
+	lockReady <-chan struct{}) error {
 	var tc *tls.Config
 	if cfg.TLSPort != 0 {
 		var err error
@@ -170,7 +177,14 @@ func serveGated(ctx context.Context, cfg *config.Config, cw *carpParts, srv *pro
 		hm := &carp.HealthMonitor{Check: func(context.Context) error { return srv.ClusterHealthy() }, After: cfg.CarpDemoteAfter,
 			Interval: time.Second, Demoter: cw.demoter, Log: log, Metrics: cw.metrics}
 		done := make(chan struct{})
-		go func() { defer close(done); hm.Run(ctx) }()
+		go func() {
+			defer close(done)
+			select {
+			case <-lockReady:
+				hm.Run(ctx)
+			case <-ctx.Done():
+			}
+		}()
 		// The demotion is undone before the process exits.
 		defer func() { cancel(); <-done }()
 	}
@@ -244,13 +258,61 @@ type carpParts struct {
 	demoter   carp.Demoter
 	metrics   *carp.Metrics
 	stateLock io.Closer // freebsd-mode carp-demote: this instance's hold on its state file
+	// lockBusy: the state file was locked by another process when the daemon started (its
+	// predecessor in an in-place restart, or a second instance: see awaitStateLock), and
+	// lockState is the file.
+	lockBusy  error
+	lockState string
+	lockMu    sync.Mutex // stateLock, closed
+	closed    bool
+}
+
+// awaitStateLock settles a state file that was locked at start: a process that took over
+// from its predecessor (an in-place restart) waits for the predecessor to undo its
+// demotion and exit, in the background, before its own health monitor starts (the monitor
+// then waits on the returned channel); any other process is a second instance of the same
+// state file, refused as before.
+func (cw *carpParts) awaitStateLock(ctx context.Context, tookOver bool, log *slog.Logger) (<-chan struct{}, error) {
+	ready := make(chan struct{})
+	if cw.lockBusy == nil {
+		close(ready)
+		return ready, nil
+	}
+	if !tookOver {
+		return nil, cw.lockBusy
+	}
+	log.Info("carp-demote: the predecessor holds the demotion state; the health monitor starts once it has exited", "state", cw.lockState)
+	go func() {
+		l, err := carp.WaitLockState(ctx, cw.lockState, 100*time.Millisecond)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Error("carp-demote: cannot take the demotion state over; this process never demotes the host", "err", err)
+			}
+			return
+		}
+		cw.lockMu.Lock()
+		if cw.closed { // the daemon stopped meanwhile
+			cw.lockMu.Unlock()
+			l.Close()
+			return
+		}
+		cw.stateLock = l
+		cw.lockMu.Unlock()
+		log.Info("carp-demote: demotion state taken over from the predecessor", "state", cw.lockState)
+		close(ready)
+	}()
+	return ready, nil
 }
 
 // close releases the demotion state file.
 func (cw *carpParts) close() {
+	cw.lockMu.Lock()
+	defer cw.lockMu.Unlock()
 	if cw.stateLock != nil {
 		cw.stateLock.Close()
+		cw.stateLock = nil
 	}
+	cw.closed = true
 }
 
 // newCarp builds the watchers and the demoter of the instance that reads configFile ("":
@@ -281,7 +343,11 @@ func newCarp(cfg *config.Config, configFile string, log *slog.Logger, reg promet
 			return nil, err
 		}
 		if cfg.CarpMode == "freebsd" {
-			if cw.stateLock, err = carp.LockState(state); err != nil {
+			cw.stateLock, err = carp.LockState(state)
+			switch {
+			case errors.Is(err, carp.ErrStateInUse):
+				cw.lockBusy, cw.lockState = err, state // awaitStateLock
+			case err != nil:
 				return nil, err
 			}
 		}

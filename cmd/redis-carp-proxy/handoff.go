@@ -51,6 +51,14 @@ type restart struct {
 	expectUntil atomic.Int64 // UnixNano until which a successor is expected (SIGUSR2)
 }
 
+// tookOver reports whether this process received listeners from a predecessor (call
+// after takeOver).
+func (rs *restart) tookOver() bool {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return len(rs.inherited) > 0
+}
+
 // inheritedLn is a listening socket received from the predecessor.
 type inheritedLn struct {
 	info  handoff.ListenerInfo
