@@ -9,7 +9,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -619,24 +618,6 @@ func TestAdminRole(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // TestAuthFailuresLimited (issue 28, finding 5): failed AUTH attempts are counted, logged
 // with the client's address at most once a second, and a connection is closed after
 // auth-max-failures of them.
@@ -663,7 +644,7 @@ func TestAuthFailuresLimited(t *testing.T) {
 		}
 	})
 	// The log: the client's address, at most one line a second however many failures.
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	cfg := config.Default()
 	cfg.ClusterSeeds = c.Seeds()[:1]
 	cfg.RequirePass = "s3cret"
