@@ -196,6 +196,7 @@ type lbackend struct {
 	dirty        bool
 	parked       bool // moved aside while its node runs a script (busypark.go)
 	rtt          *histo
+	priv         *privState // a private connection, bound to one client at a time (private.go)
 }
 
 // askingCmd precedes a command sent after an ASK redirection.
@@ -285,22 +286,37 @@ func (b *lbackend) markDirty() {
 func (b *lbackend) dial() {
 	b.dialing = true
 	b.dialFrom = b.l.nowNano
-	l, c, addr := b.l, b.n.c, b.n.addr
+	l, c, addr, priv := b.l, b.n.c, b.n.addr, b.priv
 	go func() {
 		ctx, cancel := context.WithTimeout(c.ctx, 2*c.conf().BackendConnectTimeout+c.conf().BackendReadTimeout)
 		defer cancel()
 		fd := -1
+		var id int64
 		conn, err := c.dialReady(ctx, addr)
+		if err == nil && priv != nil { // private.go: its id on the node, for CLIENT UNBLOCK
+			if id, err = nodeClientID(conn, c.conf().BackendReadTimeout); err != nil {
+				conn.Close()
+			}
+		}
 		if err == nil {
 			fd, err = loopFD(conn)
 		}
-		l.post(func() { b.dialed(fd, err) })
+		l.post(func() {
+			if priv != nil {
+				priv.nodeID = id
+			}
+			b.dialed(fd, err)
+		})
 	}()
 }
 
 func (b *lbackend) dialed(fd int, err error) {
 	b.dialing = false
 	l, n := b.l, b.n
+	if b.priv != nil && b.priv.dead { // closed while it dialed (private.go)
+		closeFD(fd)
+		return
+	}
 	if err == nil && l.stopping {
 		unix.Close(fd)
 		err = errShuttingDown
@@ -342,6 +358,9 @@ func (b *lbackend) flush() {
 	b.outPeak = max(b.outPeak, len(b.out))
 	n, err := b.writeTo(b.l, b.fd)
 	b.written += int64(n)
+	if b.priv != nil {
+		b.privWritten() // private.go: its client blocks once the command is written
+	}
 	if b.outLen() == 0 {
 		b.outOff = 0
 		b.out = b.out[:0]
@@ -434,9 +453,12 @@ func (b *lbackend) readable() {
 			}
 		}
 		b.rtt.observe(latencyBuckets, float64(l.nowNano-r.sent)/1e9)
-		if r.c != nil {
+		switch {
+		case b.priv != nil:
+			l.privReply(b, r, rep) // private.go
+		case r.c != nil:
 			r.c.backendReply(r, rep)
-		} else {
+		default:
 			l.extDone(r, rep, nil)
 		}
 		if b.fd < 0 { // the handler (a resumed client's commands) may not fail b, but stop if it did
@@ -529,6 +551,9 @@ func (b *lbackend) checkTimeout(timeout, suspectAfter time.Duration) {
 // the backend_errors_total kind.
 func (b *lbackend) failAll(sentErr, cause error, reason string) {
 	n := b.n
+	if b.priv != nil {
+		b.l.privGone(b) // private.go: never reused
+	}
 	if b.fd >= 0 {
 		b.l.unregister(b.fd)
 		b.fd = -1
@@ -548,7 +573,7 @@ func (b *lbackend) failAll(sentErr, cause error, reason string) {
 		if errors.Is(sentErr, ErrNotSent) {
 			err = sentErr
 		}
-		b.l.failReq(r, err)
+		b.failReq(r, err)
 	}
 	b.releaseSegs(b.l)
 	b.out, b.outOff, b.queuedOff, b.written = b.out[:0], 0, 0, 0
