@@ -269,7 +269,9 @@ func (b *lbackend) enqueue(r *lreq) {
 		b.lastProgress = l.nowNano
 	}
 	b.inflight.push(r)
-	b.n.loopPending.Add(1)
+	if b.priv == nil { // a private connection's commands wait as long as the client wants
+		b.n.loopPending.Add(1)
+	}
 	b.markDirty()
 }
 
@@ -346,7 +348,9 @@ func (b *lbackend) dialed(fd int, err error) {
 		return
 	}
 	b.fd = fd
-	n.c.metrics.backendConns.WithLabelValues(n.addr).Inc()
+	if b.priv == nil {
+		n.c.metrics.backendConns.WithLabelValues(n.addr).Inc()
+	}
 	b.markDirty()
 }
 
@@ -443,16 +447,18 @@ func (b *lbackend) readable() {
 			b.failAll(errFateUnknown, fmt.Errorf("reply without a request from %s", b.n.addr), "connection_lost")
 			return
 		}
-		b.n.loopPending.Add(-1)
 		b.lastProgress = l.nowNano
-		if b.rtt == nil {
-			b.rtt = l.stats.rtt[b.n.addr]
+		if b.priv == nil { // not a blocked command's wait: no round-trip time
+			b.n.loopPending.Add(-1)
 			if b.rtt == nil {
-				b.rtt = &histo{}
-				l.stats.rtt[b.n.addr] = b.rtt
+				b.rtt = l.stats.rtt[b.n.addr]
+				if b.rtt == nil {
+					b.rtt = &histo{}
+					l.stats.rtt[b.n.addr] = b.rtt
+				}
 			}
+			b.rtt.observe(latencyBuckets, float64(l.nowNano-r.sent)/1e9)
 		}
-		b.rtt.observe(latencyBuckets, float64(l.nowNano-r.sent)/1e9)
 		switch {
 		case b.priv != nil:
 			l.privReply(b, r, rep) // private.go
@@ -557,14 +563,18 @@ func (b *lbackend) failAll(sentErr, cause error, reason string) {
 	if b.fd >= 0 {
 		b.l.unregister(b.fd)
 		b.fd = -1
-		n.c.metrics.backendConns.WithLabelValues(n.addr).Dec()
+		if b.priv == nil {
+			n.c.metrics.backendConns.WithLabelValues(n.addr).Dec()
+		}
 	}
 	b.wantWrite, b.dirty = false, false
 	notSent := fmt.Errorf("%w: connection to %s lost", ErrNotSent, n.addr)
 	failed := 0
 	for b.inflight.len() > 0 {
 		r := b.inflight.pop()
-		n.loopPending.Add(-1)
+		if b.priv == nil {
+			n.loopPending.Add(-1)
+		}
 		err := notSent
 		if r.sendOff < b.written {
 			err = sentErr

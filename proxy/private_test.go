@@ -63,6 +63,7 @@ func TestPrivateBlockingNoGoroutinePerClient(t *testing.T) {
 		exchange(t, conns[i], "PING\r\n", 1)
 	}
 	waitBlocked(t, c, 0)
+	shared := testutil.MetricSum(t, tp.reg, "redis_carp_proxy_backend_connections")
 	runtime.GC()
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
@@ -80,6 +81,13 @@ func TestPrivateBlockingNoGoroutinePerClient(t *testing.T) {
 		float64(int64(m1.StackInuse)-int64(m0.StackInuse))/clients)
 	if g1-g0 >= clients/4 {
 		t.Errorf("goroutines grew by %d for %d blocked clients", g1-g0, clients)
+	}
+	// The metrics of the shared pipelines do not count the private connections.
+	if got := testutil.MetricSum(t, tp.reg, "redis_carp_proxy_backend_connections"); got != shared {
+		t.Errorf("backend_connections %v with %d clients blocked, %v before", got, clients, shared)
+	}
+	if got := testutil.MetricSum(t, tp.reg, "redis_carp_proxy_backend_pending_requests"); got != 0 {
+		t.Errorf("backend_pending_requests %v while only blocked commands wait", got)
 	}
 	for i := 0; i < 3; i++ {
 		vals := make([]any, 0, clients)
@@ -249,4 +257,48 @@ func TestPrivateBlockingFollowsMoved(t *testing.T) {
 	if got := testutil.MetricSum(t, tp.reg, "redis_carp_proxy_redirections_total", "type", "moved"); got < 1 {
 		t.Errorf("%v MOVED redirections followed", got)
 	}
+}
+
+// A WATCH holds a private connection to the slot owner until EXEC (counted against
+// blocking-connections); a client that goes away while watching has it closed on the node,
+// and its slot is free again.
+func TestPrivateWatchHeldAndFreed(t *testing.T) {
+	c := sharedCluster(t)
+	tp := startProxy(t, c, func(cfg *config.Config) { cfg.BlockingConnections = 1; cfg.TryagainRetries = 1 })
+	ctx := context.Background()
+	key := fmt.Sprintf("{privw%d}", rand.Int())
+	owner, err := c.OwnerOf(ctx, command.KeySlot([]byte(key)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	watching := func() int {
+		out, err := c.Client(owner).Do(ctx, "CLIENT", "LIST").Text()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Count(out, "cmd=watch ")
+	}
+	a, b := dialRaw(t, tp.addr), dialRaw(t, tp.addr)
+	if got := exchange(t, a, "WATCH "+key+"k\r\n", 1); got[0] != "+OK" {
+		t.Fatalf("WATCH: %q", got)
+	}
+	b.send(blpopCmd(key + "l"))
+	if got := b.line(); !strings.Contains(got, "all 1 blocking-connections are in use") {
+		t.Fatalf("BLPOP while a WATCH holds the only connection: %q", got)
+	}
+	if got := exchange(t, a, "MULTI\r\nSET "+key+"k v\r\nEXEC\r\n", 4); got[3] != "+OK" {
+		t.Fatalf("MULTI SET EXEC after WATCH: %q", got)
+	}
+	if got := exchange(t, b, "WATCH "+key+"k\r\n", 1); got[0] != "+OK" {
+		t.Fatalf("WATCH after EXEC freed the connection: %q", got)
+	}
+	if n := watching(); n != 1 {
+		t.Fatalf("%d node connections last ran WATCH, want 1", n)
+	}
+	b.c.Close()
+	testutil.WaitFor(t, 5*time.Second, "the watching connection closed on the node", func() bool { return watching() == 0 })
+	if got := exchange(t, a, "WATCH "+key+"k\r\nUNWATCH\r\n", 2); got[0] != "+OK" || got[1] != "+OK" {
+		t.Fatalf("WATCH after the watching client left: %q", got)
+	}
+	c.Client(owner).Del(ctx, key+"k")
 }
