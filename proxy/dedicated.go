@@ -10,11 +10,11 @@ import (
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
 )
 
-// directPool hands out dedicated backend connections (net.Conn and resp.Reader, used from
-// a goroutine) to what still uses them: transactions (WATCH … EXEC, cmd_tx.go) and the
-// Pub/Sub relays (pubsub*.go). Blocking commands and WAIT use private connections instead
-// (private.go), which draw on the same semaphore: at most limit (blocking-connections) such
-// connections of both kinds are in use at once over all nodes; idle ones are kept for reuse.
+// directPool hands out dedicated backend connections (net.Conn and resp.Reader, read by a
+// goroutine) to the Pub/Sub relays (pubsub*.go), the one user left. Blocking commands, WAIT
+// and transactions use private connections (private.go), which draw on the same semaphore:
+// at most limit (blocking-connections) connections of both kinds are in use at once over
+// all nodes; idle ones are kept for reuse.
 type directPool struct {
 	c    *cluster
 	sem  chan struct{}

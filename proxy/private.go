@@ -18,7 +18,8 @@ import (
 )
 
 // Private node connections, as predixy's: a connection that carries one client's command
-// that may hold it for long (BLPOP, XREAD BLOCK …) or its WAIT is an lbackend like the
+// that may hold it for long (BLPOP, XREAD BLOCK …), its WAIT, or its transaction (from WATCH
+// to EXEC, or EXEC alone: cmd_tx.go) is an lbackend like the
 // loop's shared ones (the same dial, hand-shake, TLS bridge, write path and reply framing),
 // owned by the client's loop, but bound to one session while it carries its commands.
 // Bound, it counts against blocking-connections (the slots are the directPool's semaphore,
@@ -30,8 +31,8 @@ import (
 // A loop client in its plain state sends its blocking command there from the loop
 // (sendBlocking): no goroutine waits; the reply comes back through readable as any other
 // and the client reads nothing after it until it is answered (busy), as on one Redis. The
-// slow path (redirections being followed, clients not in their plain state, WAIT) binds one
-// through acquirePriv and waits for its replies.
+// slow path (redirections being followed, clients not in their plain state, WAIT,
+// transactions) binds one through acquirePriv and waits for its replies.
 
 // privState is what makes an lbackend private.
 type privState struct {
