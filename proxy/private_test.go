@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand"
+	"os/exec"
 	"runtime"
 	"strings"
 	"testing"
@@ -301,4 +302,51 @@ func TestPrivateWatchHeldAndFreed(t *testing.T) {
 		t.Fatalf("WATCH after the watching client left: %q", got)
 	}
 	c.Client(owner).Del(ctx, key+"k")
+}
+
+// Private connections to TLS nodes take the loop connections' path (dial, hand-shake with
+// CLIENT ID, the bridge): a blocked command is released by a push, unblocked by CLIENT
+// UNBLOCK, and a transaction runs; a client gone mid-block frees the node's connection.
+func TestPrivateConnectionsOverTLSBackends(t *testing.T) {
+	if out, err := exec.Command("redis-server", "--version").Output(); err != nil || !strings.Contains(string(out), "v=") {
+		t.Fatalf("redis-server --version: %v", err)
+	}
+	files, err := testcluster.WriteTLSFiles(t.TempDir(), "node")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := testcluster.New(t, testcluster.Options{TLS: files})
+	tp := startProxy(t, c, func(cfg *config.Config) {
+		cfg.TLSCluster = true
+		cfg.BackendTLSCertFile, cfg.BackendTLSKeyFile, cfg.BackendTLSCACertFile = files.CertFile, files.KeyFile, files.CACertFile
+	})
+	p := tp.client(t)
+	ctx := context.Background()
+	key := "{privtls}"
+	r := dialRaw(t, tp.addr)
+	r.send(blpopCmd(key + "l"))
+	waitBlocked(t, c, 1)
+	if err := p.RPush(ctx, key+"l", "v").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.reply(); got != "*2\n"+key+"l\nv" {
+		t.Fatalf("BLPOP over TLS: %q", got)
+	}
+	id := exchange(t, r, "CLIENT ID\r\n", 1)[0][1:]
+	r.send(blpopCmd(key + "l"))
+	waitBlocked(t, c, 1)
+	testutil.WaitFor(t, 5*time.Second, "CLIENT UNBLOCK to unblock", func() bool {
+		n, err := p.Do(ctx, "CLIENT", "UNBLOCK", id).Int()
+		return err == nil && n == 1
+	})
+	if got := r.line(); got != "*-1" {
+		t.Fatalf("BLPOP after CLIENT UNBLOCK: %q", got)
+	}
+	if got := exchange(t, r, "WATCH "+key+"k\r\nMULTI\r\nINCR "+key+"k\r\nEXEC\r\n", 5); got[3] != "*1" || got[4] != ":1" {
+		t.Fatalf("WATCH MULTI INCR EXEC over TLS: %q", got)
+	}
+	r.send(blpopCmd(key + "l"))
+	waitBlocked(t, c, 1)
+	r.c.Close()
+	waitBlocked(t, c, 0)
 }
