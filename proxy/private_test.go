@@ -350,3 +350,55 @@ func TestPrivateConnectionsOverTLSBackends(t *testing.T) {
 	r.c.Close()
 	waitBlocked(t, c, 0)
 }
+
+// A blocking command for a key of a slot being migrated, not on the source any more, is
+// answered ASK; the proxy sends ASKING and the command on a private connection to the
+// target, where it blocks until the key is pushed (itself through an ASK).
+func TestPrivateBlockingFollowsAsk(t *testing.T) {
+	c := sharedCluster(t)
+	tp := startProxy(t, c, nil)
+	p := tp.client(t)
+	ctx := context.Background()
+	key := fmt.Sprintf("{privask%d}l", rand.Int())
+	slot := command.KeySlot([]byte(key))
+	from, to, err := c.OwnerAndOther(ctx, slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := func(n *testcluster.Node) string {
+		v, err := c.Client(n).Do(ctx, "CLUSTER", "MYID").Text()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if err := c.Client(to).Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", id(from)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Client(to).Del(context.Background(), key)
+		c.Client(from).Do(context.Background(), "CLUSTER", "SETSLOT", slot, "STABLE")
+		c.Client(to).Do(context.Background(), "CLUSTER", "SETSLOT", slot, "STABLE")
+	})
+	if err := c.Client(from).Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", id(to)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	asks := func() float64 {
+		return testutil.MetricSum(t, tp.reg, "redis_carp_proxy_redirections_total", "type", "ask")
+	}
+	before := asks()
+	r := dialRaw(t, tp.addr)
+	r.send(blpopCmd(key))
+	testutil.WaitFor(t, 5*time.Second, "the BLPOP blocked on the migration's target", func() bool {
+		return nodeInfo(t, c, to, "clients")["blocked_clients"] == "1"
+	})
+	if err := p.RPush(ctx, key, "asked").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.reply(); got != "*2\n"+key+"\nasked" {
+		t.Fatalf("BLPOP during the migration: %q", got)
+	}
+	if got := asks() - before; got < 2 {
+		t.Errorf("%v ASK redirections followed, want 2 (the BLPOP and the RPUSH)", got)
+	}
+}
