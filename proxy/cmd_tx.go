@@ -20,7 +20,7 @@ type txState struct {
 	aborted bool // an error while queuing: EXEC answers EXECABORT
 
 	watchNode *node
-	watchConn *directConn
+	watchConn *privConn // the private connection the WATCH holds (private.go)
 }
 
 var (
@@ -115,23 +115,24 @@ func txUnwatch(ss *session, r *request) bool {
 	})(ss, r)
 }
 
-// releaseWatch ends a WATCH: the dedicated connection goes back to the pool after UNWATCH.
+// releaseWatch ends a WATCH: the private connection goes back to its loop's idle list after
+// UNWATCH (closed without).
 func (ss *session) releaseWatch(unwatch bool) {
 	tx := &ss.tx
 	if tx.watchConn == nil {
 		return
 	}
-	ok := true
+	ok := unwatch
 	if unwatch {
-		_, err := tx.watchConn.roundTrip(ss.ctx, []byte("*1\r\n$7\r\nUNWATCH\r\n"), 1)
+		_, err := tx.watchConn.roundTrip([]byte("*1\r\n$7\r\nUNWATCH\r\n"), 1, false)
 		ok = err == nil
 	}
-	ss.s.direct.release(tx.watchNode, tx.watchConn, ok)
+	tx.watchConn.release(ok)
 	tx.watchConn, tx.watchNode = nil, nil
 	tx.slot = -1
 }
 
-// txWatch pins a dedicated connection to the owner of the watched keys' slot; the
+// txWatch pins a private connection to the owner of the watched keys' slot; the
 // transaction that follows runs on it.
 func txWatch(ss *session, r *request) bool {
 	if ss.tx.inMulti {
@@ -157,13 +158,13 @@ func txWatch(ss *session, r *request) bool {
 				return resp.ErrorReply("ERR proxy: " + ErrNoSlotMap.Error())
 			}
 			n := m.master(slot)
-			dc, err := ss.s.direct.acquire(ss.ctx, n)
+			pc, err := ss.acquirePriv(n)
 			if err != nil {
 				return resp.ErrorReply("ERR proxy: " + err.Error())
 			}
-			tx.watchConn, tx.watchNode, tx.slot = dc, n, slot
+			tx.watchConn, tx.watchNode, tx.slot = pc, n, slot
 		}
-		reps, err := tx.watchConn.roundTrip(ss.ctx, r.raw, 1)
+		reps, err := tx.watchConn.roundTrip(r.raw, 1, false)
 		if err != nil {
 			ss.releaseWatch(false)
 			return resp.ErrorReply("ERR proxy: " + err.Error())
@@ -178,7 +179,8 @@ func txWatch(ss *session, r *request) bool {
 	})(ss, r)
 }
 
-// txExec runs the queued commands as MULTI … EXEC on one connection to the slot owner.
+// txExec runs the queued commands as MULTI … EXEC on one private connection to the slot
+// owner (the WATCH's, if any).
 func txExec(ss *session, r *request) bool {
 	tx := &ss.tx
 	if !tx.inMulti {
@@ -201,8 +203,8 @@ func txExec(ss *session, r *request) bool {
 		}
 		cmd = append(cmd, "*1\r\n$4\r\nEXEC\r\n"...)
 		for attempt := 0; ; attempt++ {
-			dc, n, owned := tx.watchConn, tx.watchNode, false
-			if dc == nil {
+			pc, n, owned := tx.watchConn, tx.watchNode, false
+			if pc == nil {
 				m := ss.s.cl.smap.Load()
 				if m == nil {
 					return resp.ErrorReply("ERR proxy: " + ErrNoSlotMap.Error())
@@ -213,16 +215,14 @@ func txExec(ss *session, r *request) bool {
 					n = m.masters[0]
 				}
 				var err error
-				if dc, err = ss.s.direct.acquire(ss.ctx, n); err != nil {
+				if pc, err = ss.acquirePriv(n); err != nil {
 					return resp.ErrorReply("ERR proxy: " + err.Error())
 				}
 				owned = true
 			}
-			reps, err := dc.roundTrip(ss.ctx, cmd, len(queued)+2)
-			if owned {
-				ss.s.direct.release(n, dc, err == nil)
-			} else {
-				ss.s.direct.release(n, dc, err == nil) // EXEC ends the WATCH
+			reps, err := pc.roundTrip(cmd, len(queued)+2, false)
+			pc.release(err == nil)
+			if !owned { // EXEC ends the WATCH
 				tx.watchConn, tx.watchNode, tx.slot = nil, nil, -1
 			}
 			if err != nil {

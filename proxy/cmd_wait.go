@@ -11,7 +11,7 @@ import (
 
 // WAIT through the proxy: a client's writes went over connections shared with other
 // clients, so a WAIT on a connection of its own would wait for nothing (Redis counts from the connection's last
-// write). Instead, on every master this session wrote to, a dedicated connection makes a
+// write). Instead, on every master this session wrote to, a private connection (private.go) makes a
 // write of its own that leaves no trace (MULTI SET k DEL k EXEC on a proxy key in a slot of
 // that master), which puts its offset at or after the client's writes, then WAITs. The
 // reply is the smallest count over those masters (as Redis Cluster's agg_min policy).
@@ -79,13 +79,13 @@ func execWait(ss *session, r *request) []byte {
 			cmd = resp.AppendCommand(cmd, []byte("DEL"), key)
 			cmd = resp.AppendCommand(cmd, []byte("EXEC"))
 			cmd = resp.AppendCommand(cmd, r.args...)
-			dc, err := ss.s.direct.acquire(ss.ctx, n)
+			pc, err := ss.acquirePriv(n) // private.go
 			if err != nil {
 				replies[i] = resp.ErrorReply("ERR proxy: " + err.Error())
 				return
 			}
-			reps, err := dc.roundTrip(ss.ctx, cmd, 5)
-			ss.s.direct.release(n, dc, err == nil)
+			reps, err := pc.roundTrip(cmd, 5, false)
+			pc.release(err == nil)
 			switch {
 			case err != nil:
 				replies[i] = resp.ErrorReply("ERR proxy: " + err.Error())

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -9,14 +8,13 @@ import (
 	"time"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
-
-	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
-// directPool hands out dedicated backend connections for commands that may block a
-// connection for a long time (BLPOP, XREAD BLOCK, WAIT …), so they never stall the shared
-// pipelines. At most limit such connections exist at once over all nodes; idle ones are
-// kept for reuse.
+// directPool hands out dedicated backend connections (net.Conn and resp.Reader, read by a
+// goroutine) to the Pub/Sub relays (pubsub*.go), the one user left. Blocking commands, WAIT
+// and transactions use private connections (private.go), which draw on the same semaphore:
+// at most limit (blocking-connections) connections of both kinds are in use at once over
+// all nodes; idle ones are kept for reuse.
 type directPool struct {
 	c    *cluster
 	sem  chan struct{}
@@ -25,10 +23,8 @@ type directPool struct {
 }
 
 type directConn struct {
-	conn   net.Conn
-	rr     *resp.Reader
-	nodeID int64  // the connection's CLIENT ID on the node, once asked (unblock.go)
-	onSent func() // called once the next command is written (execDirect), then cleared
+	conn net.Conn
+	rr   *resp.Reader
 }
 
 func newDirectPool(c *cluster, limit int) *directPool {
@@ -68,14 +64,7 @@ func (p *directPool) release(n *node, dc *directConn, ok bool) {
 func (dc *directConn) roundTrip(ctx context.Context, cmd []byte, replies int) ([][]byte, error) {
 	stop := context.AfterFunc(ctx, func() { dc.conn.SetDeadline(time.Now()) })
 	defer stop()
-	_, err := dc.conn.Write(cmd)
-	if f := dc.onSent; f != nil {
-		dc.onSent = nil
-		if err == nil {
-			f()
-		}
-	}
-	if err != nil {
+	if _, err := dc.conn.Write(cmd); err != nil {
 		return nil, fmt.Errorf("%w: %v", errFateUnknown, err)
 	}
 	out := make([][]byte, 0, replies)
@@ -90,36 +79,6 @@ func (dc *directConn) roundTrip(ctx context.Context, cmd []byte, replies int) ([
 		return out, errFateUnknown
 	}
 	return out, nil
-}
-
-// do sends r to n on a dedicated connection and waits for the reply, or until ctx ends
-// (the client went away): the connection is then closed, which also unblocks the node.
-func (p *directPool) do(ctx context.Context, n *node, r *request) ([]byte, error) {
-	return p.doOn(ctx, n, r, nil)
-}
-
-// doOn is do, calling before (if not nil) with the connection before r is sent.
-func (p *directPool) doOn(ctx context.Context, n *node, r *request, before func(*directConn)) ([]byte, error) {
-	dc, err := p.acquire(ctx, n)
-	if err != nil {
-		return nil, err
-	}
-	if before != nil {
-		before(dc)
-	}
-	var buf []byte
-	want := 1
-	if r.asking {
-		buf = append(buf, "*1\r\n$6\r\nASKING\r\n"...)
-		want = 2
-	}
-	buf = append(buf, r.raw...)
-	reps, err := dc.roundTrip(ctx, buf, want)
-	p.release(n, dc, err == nil)
-	if err != nil {
-		return nil, err
-	}
-	return reps[want-1], nil
 }
 
 func (p *directPool) get(ctx context.Context, n *node) (*directConn, error) {
@@ -157,23 +116,4 @@ func (p *directPool) close() {
 		}
 		delete(p.idle, addr)
 	}
-}
-
-// blockedCall counts r as a blocked client while it runs (call the result when done).
-func (ss *session) blockedCall(r *request) func() {
-	if r.info == nil || r.info.Flags&command.Blocking == 0 || len(r.args) == 0 {
-		return func() {}
-	}
-	if name := lowerName(r.args[0]); name == "xread" || name == "xreadgroup" {
-		block := false
-		for _, a := range r.args[1:] {
-			block = block || bytes.EqualFold(a, []byte("block"))
-		}
-		if !block {
-			return func() {}
-		}
-	}
-	ss.s.blocked.Add(1)
-	ss.blocking.Store(true)
-	return func() { ss.s.blocked.Add(-1); ss.blocking.Store(false) }
 }

@@ -18,6 +18,8 @@ const (
 	fkSum   // multi-key, integer replies summed (DEL, UNLINK, EXISTS, TOUCH)
 	fkAllOK // multi-key, +OK when every part is (MSET)
 	fkMGET  // multi-key, values in key order
+	// a blocking command, sent on a private connection of the loop (private.go)
+	fkBlocking
 )
 
 // fastCmd is an entry of the fast table.
@@ -41,6 +43,10 @@ func buildFastTable(t *command.Table) map[string]*fastCmd {
 	m := map[string]*fastCmd{}
 	for name, info := range t.Cmds {
 		if _, h := commands[name]; h || slowOnly[name] {
+			continue
+		}
+		if info.Flags&command.Blocking != 0 && (info.First > 0 || info.Flags&command.MovableKeys != 0) {
+			m[name] = &fastCmd{kind: fkBlocking, info: info, label: info.Name}
 			continue
 		}
 		if info.Flags&(command.Blocking|command.MovableKeys) != 0 || info.First <= 0 {
@@ -116,6 +122,8 @@ func (c *lclient) dispatch(args [][]byte, raw []byte) bool {
 		c.localReply(fc, l.scratch)
 	case fkKeyed:
 		return c.sendKeyed(fc, args, raw)
+	case fkBlocking:
+		return c.sendBlocking(fc, args, raw)
 	default:
 		return c.sendMulti(fc, args, raw)
 	}

@@ -76,7 +76,9 @@ type loop struct {
 	dirtyB     []*lbackend
 	dirtyC     []*lclient
 	backends   map[*node]*lbackend
-	parked     []*lbackend // connections waiting behind a script (busypark.go)
+	parked     []*lbackend            // connections waiting behind a script (busypark.go)
+	privAll    map[*lbackend]struct{} // private connections (private.go)
+	privIdle   map[*node][]*lbackend  // those not bound to a client
 	clients    map[*lclient]struct{}
 	stats      *statSet
 	lastTick   int64
@@ -337,6 +339,7 @@ func (l *loop) tick() {
 		b.checkTimeout(cfg.BackendReadTimeout, cfg.BackendSuspectAfter)
 	}
 	l.tickParked(cfg.BackendReadTimeout, cfg.BackendSuspectAfter)
+	l.tickPriv()
 	for c := range l.clients {
 		if cfg.ClientIdleTimeout > 0 {
 			c.checkIdle(cfg.ClientIdleTimeout)
@@ -373,6 +376,7 @@ func (l *loop) shutdown() {
 	for _, b := range l.parked {
 		b.failAll(errShuttingDown, nil, "")
 	}
+	l.closePrivAll()
 	l.flush()
 	l.p.Close()
 }

@@ -196,6 +196,7 @@ type lbackend struct {
 	dirty        bool
 	parked       bool // moved aside while its node runs a script (busypark.go)
 	rtt          *histo
+	priv         *privState // a private connection, bound to one client at a time (private.go)
 }
 
 // askingCmd precedes a command sent after an ASK redirection.
@@ -268,7 +269,9 @@ func (b *lbackend) enqueue(r *lreq) {
 		b.lastProgress = l.nowNano
 	}
 	b.inflight.push(r)
-	b.n.loopPending.Add(1)
+	if b.priv == nil { // a private connection's commands wait as long as the client wants
+		b.n.loopPending.Add(1)
+	}
 	b.markDirty()
 }
 
@@ -285,22 +288,37 @@ func (b *lbackend) markDirty() {
 func (b *lbackend) dial() {
 	b.dialing = true
 	b.dialFrom = b.l.nowNano
-	l, c, addr := b.l, b.n.c, b.n.addr
+	l, c, addr, priv := b.l, b.n.c, b.n.addr, b.priv
 	go func() {
 		ctx, cancel := context.WithTimeout(c.ctx, 2*c.conf().BackendConnectTimeout+c.conf().BackendReadTimeout)
 		defer cancel()
 		fd := -1
+		var id int64
 		conn, err := c.dialReady(ctx, addr)
+		if err == nil && priv != nil { // private.go: its id on the node, for CLIENT UNBLOCK
+			if id, err = nodeClientID(conn, c.conf().BackendReadTimeout); err != nil {
+				conn.Close()
+			}
+		}
 		if err == nil {
 			fd, err = loopFD(conn)
 		}
-		l.post(func() { b.dialed(fd, err) })
+		l.post(func() {
+			if priv != nil {
+				priv.nodeID = id
+			}
+			b.dialed(fd, err)
+		})
 	}()
 }
 
 func (b *lbackend) dialed(fd int, err error) {
 	b.dialing = false
 	l, n := b.l, b.n
+	if b.priv != nil && b.priv.dead { // closed while it dialed (private.go)
+		closeFD(fd)
+		return
+	}
 	if err == nil && l.stopping {
 		unix.Close(fd)
 		err = errShuttingDown
@@ -330,7 +348,9 @@ func (b *lbackend) dialed(fd int, err error) {
 		return
 	}
 	b.fd = fd
-	n.c.metrics.backendConns.WithLabelValues(n.addr).Inc()
+	if b.priv == nil {
+		n.c.metrics.backendConns.WithLabelValues(n.addr).Inc()
+	}
 	b.markDirty()
 }
 
@@ -342,6 +362,9 @@ func (b *lbackend) flush() {
 	b.outPeak = max(b.outPeak, len(b.out))
 	n, err := b.writeTo(b.l, b.fd)
 	b.written += int64(n)
+	if b.priv != nil {
+		b.privWritten() // private.go: its client blocks once the command is written
+	}
 	if b.outLen() == 0 {
 		b.outOff = 0
 		b.out = b.out[:0]
@@ -424,19 +447,24 @@ func (b *lbackend) readable() {
 			b.failAll(errFateUnknown, fmt.Errorf("reply without a request from %s", b.n.addr), "connection_lost")
 			return
 		}
-		b.n.loopPending.Add(-1)
 		b.lastProgress = l.nowNano
-		if b.rtt == nil {
-			b.rtt = l.stats.rtt[b.n.addr]
+		if b.priv == nil { // not a blocked command's wait: no round-trip time
+			b.n.loopPending.Add(-1)
 			if b.rtt == nil {
-				b.rtt = &histo{}
-				l.stats.rtt[b.n.addr] = b.rtt
+				b.rtt = l.stats.rtt[b.n.addr]
+				if b.rtt == nil {
+					b.rtt = &histo{}
+					l.stats.rtt[b.n.addr] = b.rtt
+				}
 			}
+			b.rtt.observe(latencyBuckets, float64(l.nowNano-r.sent)/1e9)
 		}
-		b.rtt.observe(latencyBuckets, float64(l.nowNano-r.sent)/1e9)
-		if r.c != nil {
+		switch {
+		case b.priv != nil:
+			l.privReply(b, r, rep) // private.go
+		case r.c != nil:
 			r.c.backendReply(r, rep)
-		} else {
+		default:
 			l.extDone(r, rep, nil)
 		}
 		if b.fd < 0 { // the handler (a resumed client's commands) may not fail b, but stop if it did
@@ -529,17 +557,24 @@ func (b *lbackend) checkTimeout(timeout, suspectAfter time.Duration) {
 // the backend_errors_total kind.
 func (b *lbackend) failAll(sentErr, cause error, reason string) {
 	n := b.n
+	if b.priv != nil {
+		b.l.privGone(b) // private.go: never reused
+	}
 	if b.fd >= 0 {
 		b.l.unregister(b.fd)
 		b.fd = -1
-		n.c.metrics.backendConns.WithLabelValues(n.addr).Dec()
+		if b.priv == nil {
+			n.c.metrics.backendConns.WithLabelValues(n.addr).Dec()
+		}
 	}
 	b.wantWrite, b.dirty = false, false
 	notSent := fmt.Errorf("%w: connection to %s lost", ErrNotSent, n.addr)
 	failed := 0
 	for b.inflight.len() > 0 {
 		r := b.inflight.pop()
-		n.loopPending.Add(-1)
+		if b.priv == nil {
+			n.loopPending.Add(-1)
+		}
 		err := notSent
 		if r.sendOff < b.written {
 			err = sentErr
@@ -548,7 +583,7 @@ func (b *lbackend) failAll(sentErr, cause error, reason string) {
 		if errors.Is(sentErr, ErrNotSent) {
 			err = sentErr
 		}
-		b.l.failReq(r, err)
+		b.failReq(r, err)
 	}
 	b.releaseSegs(b.l)
 	b.out, b.outOff, b.queuedOff, b.written = b.out[:0], 0, 0, 0

@@ -103,6 +103,7 @@ func NewServer(cfg *Config, log *slog.Logger, reg prometheus.Registerer) *Server
 						b.abandon()
 					}
 				}
+				l.abandonPriv(n) // private.go
 			})
 		}
 	}

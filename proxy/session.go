@@ -155,20 +155,11 @@ func (ss *session) loop() *loop {
 	return ss.s.loops[ss.id%uint64(len(ss.s.loops))]
 }
 
-// execDirect runs r on a dedicated connection, synchronously.
+// execDirect runs r on a private connection to n (private.go), synchronously; the session
+// counts as blocked while the node holds it.
 func (ss *session) execDirect(r *request, n *node) {
 	r.node = n
-	// Blocked (CLIENT LIST flag b, blocked_clients) once the command is written to the node.
-	var unblocked func()
-	reply, err := ss.s.direct.doOn(ss.ctx, n, r, func(dc *directConn) {
-		ss.noteBlocked(ss.ctx, n, r, dc)
-		dc.onSent = func() { unblocked = ss.blockedCall(r) }
-	})
-	if unblocked != nil {
-		unblocked()
-	}
-	ss.blockedOn.Store(nil)
-	r.reply, r.err = reply, err
+	r.reply, r.err = ss.doPriv(n, r)
 }
 
 // finish produces the reply of r for the client, in order.
