@@ -294,11 +294,17 @@ func (l *loop) runAgain() {
 	for i, c := range list {
 		c.tls.queued = false
 		if !c.closed && c.reading && c.tls.more {
-			c.readable() // lists c again while more is left (clientRead)
+			l.readSafe(c) // lists c again while more is left (clientRead)
 		}
 		list[i] = nil
 	}
 	l.againSpare = list[:0]
+}
+
+// readSafe is c.readable outside a readiness event: a panic closes c (panics.go).
+func (l *loop) readSafe(c *lclient) {
+	defer l.recoverHandler(c)
+	c.readable()
 }
 
 // The transport seam of lclient: its socket, or its loop-served TLS connection.
