@@ -30,7 +30,8 @@ import (
 // Pub/Sub, SCAN, INFO, redirections …) run on the slow path: a goroutine executes them with
 // the session machinery and the loop only waits for the reply (see lclient.runSlow); the
 // commands it sends to a node go through the loop's connection to that node (sendExt).
-// TLS clients and TLS node connections reach the loop through a bridge (transport.go).
+// TLS clients are served by the loop with crypto/tls in memory (tlsloop.go); TLS node
+// connections reach it through a bridge (transport.go).
 type loop struct {
 	s   *Server
 	id  int
