@@ -55,8 +55,9 @@ type lclient struct {
 	eof                bool // the client closed its side
 	quitting           bool // QUIT or a protocol error: close once written
 	closed             bool
-	bridged            bool // a TLS client through a bridge: never handed over (handoff.go)
-	hold               bool // not read: a planned handover holds its next command (hold.go)
+	bridged            bool     // a TLS client: never handed over (handoff.go)
+	tls                *loopTLS // a TLS client served by the loop (tlsloop.go); nil: plain or bridged
+	hold               bool     // not read: a planned handover holds its next command (hold.go)
 
 	// drainSince is when the drain began (loop clock): reading stops drainReadWindow later.
 	drainSince int64
@@ -76,7 +77,7 @@ func (l *loop) accept(c *lclient) {
 	c.lastActive = l.nowNano
 	c.reading = true
 	c.refreshSimple()
-	if err := l.register(c.fd, c, false); err != nil {
+	if err := c.register(); err != nil {
 		l.s.log.Warn("event loop: register client", "err", err)
 		unix.Close(c.fd)
 		c.closed = true
@@ -133,7 +134,7 @@ func (c *lclient) readable() {
 	if direct {
 		buf = c.in[len(c.in):cap(c.in)]
 	}
-	n, err := sysRead(c.fd, buf)
+	n, err := c.clientRead(buf)
 	if n <= 0 {
 		if err == unix.EAGAIN || err == unix.EINTR {
 			return
@@ -266,10 +267,10 @@ func (c *lclient) updateInterest() {
 	// nothing more is read until replies are written.
 	read := !c.quitting && !c.eof && c.protoEr == "" && !c.paused && !c.hold && !c.drainReadDone() &&
 		(!c.busy || len(c.in) < backlogLimit)
-	write := c.outLen() > 0
+	write := c.outPending() > 0
 	if read != c.reading || write != c.wantWrite {
 		c.reading, c.wantWrite = read, write
-		c.l.p.Set(c.fd, read, write)
+		c.setInterest(read, write)
 	}
 }
 
@@ -280,7 +281,7 @@ func (c *lclient) peerClosed() {
 		// cancel it, which also closes its dedicated connection.
 		c.ss.cancel()
 	}
-	if c.fifo.len() == 0 && c.outLen() == 0 {
+	if c.fifo.len() == 0 && c.outPending() == 0 {
 		c.close()
 		return
 	}
@@ -391,8 +392,8 @@ func (c *lclient) flush() {
 	// new MASTER resets: hold.go).
 	corked := c.draining && !c.hold && !c.bridged && c.outLen() > 0 && c.fifo.len() == 0 && !c.busy &&
 		c.drainIdle() && setCork(c.fd, true) == nil
-	if c.outLen() > 0 {
-		n, err := c.writeTo(c.l, c.fd)
+	if c.outPending() > 0 {
+		n, err := c.clientWrite()
 		wrote = n
 		if err != nil && err != unix.EAGAIN && err != unix.EINTR {
 			c.close()
@@ -402,7 +403,9 @@ func (c *lclient) flush() {
 	if c.outLen() == 0 {
 		if c.out != nil {
 			c.recycleOut(c.l)
-			c.softSince = 0
+			if c.unsentOut() == 0 {
+				c.softSince = 0
+			}
 		}
 	} else if wrote == 0 {
 		c.unpin(c.l) // the client does not read: nothing of a node's stays with it
@@ -410,7 +413,7 @@ func (c *lclient) flush() {
 		c.l.keepRefs(c) // it reads: its references may wait for the next pass (unpinHeld)
 	}
 	c.maybeResume()
-	if c.fifo.len() == 0 && c.outLen() == 0 && !c.busy && (c.quitting || c.eof || c.draining && (c.drainIdle() || c.drainReadDone() && !c.paused)) {
+	if c.fifo.len() == 0 && c.outPending() == 0 && !c.busy && (c.quitting || c.eof || c.draining && (c.drainIdle() || c.drainReadDone() && !c.paused)) {
 		c.close()
 		return
 	}
@@ -423,7 +426,7 @@ func (c *lclient) flush() {
 func (c *lclient) writable() { c.flush() }
 
 // pendingOut is what the proxy holds for the client.
-func (c *lclient) pendingOut() int64 { return int64(c.outLen()) + c.held }
+func (c *lclient) pendingOut() int64 { return int64(c.outPending()) + c.held }
 
 func (c *lclient) outputLimit() (lim config.OutputLimit, class string) {
 	cfg := c.l.s.conf()
@@ -488,7 +491,7 @@ func (c *lclient) drainReadDone() bool {
 // resets the connection, and the client's command would fail. (A client that goes on
 // sending is closed by the drain's grace period.)
 func (c *lclient) drainIdle() bool {
-	return len(c.in) == 0 && !c.pendingIn()
+	return len(c.in) == 0 && !c.inputWaiting()
 }
 
 // drain closes the client at its next request boundary: what it has sent is answered,
@@ -510,7 +513,7 @@ func (c *lclient) close() {
 	}
 	c.closed = true
 	l := c.l
-	l.unregister(c.fd)
+	c.closeTransport()
 	delete(l.clients, c)
 	for c.fifo.len() > 0 {
 		r := c.fifo.pop()

@@ -17,8 +17,8 @@ import (
 // that state (AdoptClient). Bytes the client sent meanwhile wait in the socket.
 
 // movable reports whether the client can move now: a plain TCP client at a request
-// boundary (atBoundary). TLS clients (through a bridge) never move: their TLS session
-// (keys, sequence numbers) lives in this process's crypto/tls.
+// boundary (atBoundary). TLS clients (loop-served or bridged) never move: their TLS
+// session (keys, sequence numbers) lives in this process's crypto/tls.
 func (c *lclient) movable() bool { return !c.bridged && c.atBoundary() }
 
 // atBoundary reports whether the client is at a request boundary with no state that
@@ -27,7 +27,7 @@ func (c *lclient) movable() bool { return !c.bridged && c.atBoundary() }
 func (c *lclient) atBoundary() bool {
 	ss := c.ss
 	if c.closed || c.busy || c.resolving > 0 || c.fifo.len() > 0 || len(c.in) > 0 ||
-		c.protoEr != "" || c.outLen() > 0 || c.held != 0 || c.draining || c.quitting || c.eof || c.paused {
+		c.protoEr != "" || c.outPending() > 0 || c.held != 0 || c.draining || c.quitting || c.eof || c.paused {
 		return false
 	}
 	if ss.tx.inMulti || ss.tx.watchConn != nil || (ss.ps != nil && ss.ps.subscribed()) || ss.inPubSub.Load() ||

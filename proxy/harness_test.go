@@ -2,7 +2,6 @@ package proxy_test
 
 import (
 	"context"
-	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
@@ -15,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/config"
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/gate"
 	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
 )
@@ -117,10 +117,11 @@ func serveTLS(t testing.TB, p *testProxy, files *testcluster.TLSFiles, authClien
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", stc)
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	ln := gate.WrapTLS(raw, stc) // as the daemon's tls-port: served by the event loops (tlsloop.go)
 	go p.srv.Serve(ln)
 	t.Cleanup(func() { ln.Close() })
 	return ln.Addr().String()

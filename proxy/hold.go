@@ -3,8 +3,6 @@ package proxy
 import (
 	"fmt"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // A hold is the first step of a planned handover (internal/handover): the endpoint stops
@@ -171,18 +169,11 @@ func (c *lclient) countHold(st *HoldStatus) {
 	switch {
 	case c.busy: // a blocking command (BLPOP …): it waits for its answer
 		st.Waiting++
-	case c.fifo.len() > 0 || c.outLen() > 0:
+	case c.fifo.len() > 0 || c.outPending() > 0:
 		st.Recent++
-	case len(c.in) > 0 || c.pendingIn():
+	case len(c.in) > 0 || c.inputWaiting():
 		st.Waiting++
 	case c.l.nowNano-c.lastActive < int64(HoldRecent):
 		st.Recent++
 	}
-}
-
-// pendingIn reports whether the client sent bytes the loop has not read.
-func (c *lclient) pendingIn() bool {
-	var b [1]byte
-	n, _, err := unix.Recvfrom(c.fd, b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-	return n > 0 && err == nil
 }

@@ -30,7 +30,8 @@ import (
 // Pub/Sub, SCAN, INFO, redirections …) run on the slow path: a goroutine executes them with
 // the session machinery and the loop only waits for the reply (see lclient.runSlow); the
 // commands it sends to a node go through the loop's connection to that node (sendExt).
-// TLS clients and TLS node connections reach the loop through a bridge (transport.go).
+// TLS clients are served by the loop with crypto/tls in memory (tlsloop.go); TLS node
+// connections reach it through a bridge (transport.go).
 type loop struct {
 	s   *Server
 	id  int
@@ -46,6 +47,10 @@ type loop struct {
 	now     time.Time // the coarse clock: read once per pass
 	nowNano int64
 	rbuf    []byte // the read buffer every connection reads into
+	// TLS clients served by the loop (tlsloop.go): those to read again without a
+	// readiness event, and the buffer replies are encrypted from.
+	again, againSpare []*lclient
+	tlsBuf            []byte
 
 	// Replies by reference (chunk.go, outchain.go).
 	chunks     chunkPool
@@ -199,6 +204,9 @@ func (l *loop) run() {
 		if hold {
 			timeout = heldWait
 		}
+		if len(l.again) > 0 {
+			timeout = 0
+		}
 		evs, woke, err := l.p.Wait(l.evs[:0], int(timeout/time.Millisecond), hold)
 		l.evs = evs
 		hold = l.holdP && (len(evs) > 0 || woke)
@@ -218,6 +226,7 @@ func (l *loop) run() {
 			l.handle(e, h)
 		}
 		l.runTasks()
+		l.runAgain()
 		l.flush()
 		if l.nowNano-l.lastTick >= int64(loopTick) {
 			l.lastTick = l.nowNano
@@ -448,8 +457,8 @@ func (s *Server) startLoops() {
 	}
 }
 
-// acceptLoop hands an accepted connection (plain TCP, or TLS through a bridge) to an
-// event loop.
+// acceptLoop hands an accepted connection (plain TCP, or TLS: tlsloop.go) to an event
+// loop.
 func (s *Server) acceptLoop(ep *Endpoint, conn net.Conn) {
 	if len(s.loops) == 0 {
 		conn.Close() // Start failed: nothing serves clients
@@ -459,7 +468,11 @@ func (s *Server) acceptLoop(ep *Endpoint, conn net.Conn) {
 		return
 	}
 	raw := conn
-	if nc, ok := conn.(interface{ NetConn() net.Conn }); ok { // TLS
+	for { // TLS, over a tlsSock (tlsloop.go) or not
+		nc, ok := raw.(interface{ NetConn() net.Conn })
+		if !ok || nc.NetConn() == nil {
+			break
+		}
 		raw = nc.NetConn()
 	}
 	if tc, ok := raw.(*net.TCPConn); ok {
@@ -486,7 +499,7 @@ func (s *Server) acceptLoop(ep *Endpoint, conn net.Conn) {
 // toLoop hands an admitted client connection to the next event loop.
 func (s *Server) toLoop(ep *Endpoint, conn net.Conn) {
 	local, remote := tcpAddrPort(conn.LocalAddr()), tcpAddrPort(conn.RemoteAddr())
-	fd, err := loopFD(conn)
+	fd, lt, err := clientFD(conn) // tlsloop.go
 	if err != nil {
 		s.clients.Add(-1)
 		s.log.Warn("event loop: take client connection", "err", err)
@@ -495,6 +508,7 @@ func (s *Server) toLoop(ep *Endpoint, conn net.Conn) {
 	l := s.loops[int(s.nextLoop.Add(1))%len(s.loops)]
 	c := s.newLoopClient(l, fd, local, remote)
 	_, c.bridged = conn.(*tls.Conn)
+	c.tls = lt
 	ep.opened(c.ss)
 	s.mu.Lock()
 	s.sessions[c.ss] = struct{}{}

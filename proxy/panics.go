@@ -57,6 +57,9 @@ func (l *loop) recoverHandler(h fdHandler) {
 	if v == nil {
 		return
 	}
+	if t, ok := h.(tlsFD); ok { // a loop-served TLS client (tlsloop.go)
+		h = t.c
+	}
 	switch x := h.(type) {
 	case *lclient:
 		l.s.clientPanic("loop", x.ss.id, v)

@@ -153,8 +153,12 @@ func (s *Server) Serve(ln net.Listener) error { return s.serve(s.defaultEndpoint
 
 func (s *Server) serve(ep *Endpoint, ln net.Listener) error {
 	var tempDelay time.Duration
+	accept := ln.Accept
+	if tl, ok := ln.(TLSListener); ok {
+		accept = func() (net.Conn, error) { return acceptTLS(tl) } // tlsloop.go
+	}
 	for {
-		conn, err := ln.Accept()
+		conn, err := accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil

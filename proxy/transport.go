@@ -9,10 +9,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The event loops serve descriptors: a plain TCP connection's socket directly, and any
-// other connection (TLS from a client, or to a node with tls-cluster) through a bridge, so
-// that every client and every node connection goes through the one request path and the
-// loop never sees TLS (as Envoy's redis proxy filter sits above its transport socket).
+// The event loops serve descriptors: a plain TCP connection's socket directly, a TLS
+// client of the proxy's own TLS listeners its socket too, with crypto/tls in memory
+// (tlsloop.go), and any other connection (TLS to a node with tls-cluster, TLS from a
+// listener the proxy did not wrap) through a bridge, so that every client and every node
+// connection goes through the one request path.
 //
 // A bridge is a socketpair: the loop serves one end like any socket; two goroutines copy
 // between the other end and the connection, decrypting in and encrypting out. They end

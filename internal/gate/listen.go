@@ -27,14 +27,19 @@ func ListenTLS(tc *tls.Config) func(ctx context.Context, addr string) (net.Liste
 
 // WrapTLS serves TLS with tc on ln; the result keeps ln for a hand-over (Raw).
 func WrapTLS(ln net.Listener, tc *tls.Config) net.Listener {
-	return &tlsListener{Listener: tls.NewListener(ln, tc), raw: ln}
+	return &tlsListener{Listener: tls.NewListener(ln, tc), raw: ln, tc: tc}
 }
 
-// tlsListener is a TLS listener that knows its TCP listener.
+// tlsListener is a TLS listener that knows its TCP listener and its configuration (the
+// proxy accepts from Raw and makes the TLS connections itself: proxy.TLSListener).
 type tlsListener struct {
 	net.Listener
 	raw net.Listener
+	tc  *tls.Config
 }
 
 // Raw returns the TCP listener under the TLS one.
 func (l *tlsListener) Raw() net.Listener { return l.raw }
+
+// TLSConfig returns the TLS configuration the listener serves.
+func (l *tlsListener) TLSConfig() *tls.Config { return l.tc }
