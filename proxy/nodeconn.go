@@ -442,6 +442,14 @@ func (b *lbackend) readable() {
 				b.n.c.sawExecuting(b.n, reason) // busy.go
 			}
 		}
+		if b.priv != nil && b.priv.push != nil && b.inflight.len() == 0 {
+			b.lastProgress = l.nowNano
+			b.priv.push.msg(rep) // a subscription's message or confirmation (pubsub_link.go)
+			if b.fd < 0 {
+				return
+			}
+			continue
+		}
 		r := b.inflight.pop()
 		if r == nil {
 			b.failAll(errFateUnknown, fmt.Errorf("reply without a request from %s", b.n.addr), "connection_lost")

@@ -45,6 +45,7 @@ type privState struct {
 	blocked bool        // counted as blocked (blocked_clients, CLIENT LIST flag b, CLIENT UNBLOCK)
 	dead    bool        // closed: never bound again
 	since   int64       // in the idle list since (loop clock)
+	push    *pushSink   // a subscription connection: what it reads unasked goes there (pubsub_link.go)
 }
 
 const (
@@ -150,6 +151,10 @@ func (l *loop) privGone(b *lbackend) {
 	l.unbind(b)
 	p.dead = true
 	delete(l.privAll, b)
+	if sink := p.push; sink != nil {
+		p.push = nil
+		defer sink.lost()
+	}
 	idle := l.privIdle[b.n]
 	for i, o := range idle {
 		if o == b {
