@@ -282,9 +282,8 @@ func (b *lbackend) markDirty() {
 	}
 }
 
-// dial connects in a goroutine (with the hand-shake of dialReady, which the dedicated
-// connections share) and
-// hands the descriptor to the loop.
+// dial connects in a goroutine (with the hand-shake of dialReady) and hands the
+// descriptor to the loop.
 func (b *lbackend) dial() {
 	b.dialing = true
 	b.dialFrom = b.l.nowNano

@@ -22,11 +22,12 @@ import (
 // to EXEC, or EXEC alone: cmd_tx.go) is an lbackend like the
 // loop's shared ones (the same dial, hand-shake, TLS bridge, write path and reply framing),
 // owned by the client's loop, but bound to one session while it carries its commands.
-// Bound, it counts against blocking-connections (the slots are the directPool's semaphore,
-// which Pub/Sub still draws from); unbound, it waits in its loop's idle list for the next
+// Bound, it counts against blocking-connections (the slots are the directPool's semaphore);
+// unbound, it waits in its loop's idle list for the next
 // one (privIdleMax per node, privIdleTime at most). A connection whose state is unknown
 // (its client went away while a command was in flight, a failure) is closed, never
-// reused: closing it also ends the command's wait on the node.
+// reused: closing it also ends the command's wait on the node. Pub/Sub subscription
+// connections are private connections too, in push mode (pubsub_link.go).
 //
 // A loop client in its plain state sends its blocking command there from the loop
 // (sendBlocking): no goroutine waits; the reply comes back through readable as any other

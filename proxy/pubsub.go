@@ -11,9 +11,9 @@ import (
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
-// pubsubState is a client's subscriptions. SUBSCRIBE and PSUBSCRIBE use dedicated
+// pubsubState is a client's subscriptions. SUBSCRIBE and PSUBSCRIBE use their own
 // connections to masters, one per master, routed as pubsub_route.go describes;
-// SSUBSCRIBE uses one dedicated connection per master that owns a subscribed shard
+// SSUBSCRIBE uses one private connection per master that owns a subscribed shard
 // channel's slot. The connections are private node connections in push mode
 // (pubsub_link.go): the session's loop relays what the node sends. Each
 // connection remembers its channels and patterns so that they can be re-made on another
@@ -38,7 +38,7 @@ type pubsubState struct {
 	rehomeMu  sync.Mutex    // one rehome at a time
 }
 
-// subConn is one dedicated subscription connection.
+// subConn is one subscription connection.
 type subConn struct {
 	node     *node
 	dc       *subLink // nil while being re-established
