@@ -34,8 +34,9 @@ func nodePubsubConns(t *testing.T, c *testcluster.Cluster, n *testcluster.Node) 
 
 // Subscription connections are private node connections relayed by the client's event
 // loop: a subscriber's goroutines do not grow with its node connections (a pattern is
-// subscribed on every master, a channel on one), every message arrives, and the nodes see
-// the connections closed once the subscribers disconnect.
+// subscribed on every master, a channel on one), every message arrives, they count against
+// blocking-connections, and the nodes see the connections closed once the subscribers
+// disconnect or RESET.
 func TestPubSubPrivateConnsNoGoroutinePerNode(t *testing.T) {
 	c := sharedCluster(t)
 	ctx := context.Background()
@@ -138,5 +139,16 @@ func TestPubSubPrivateConnsNoGoroutinePerNode(t *testing.T) {
 		if got := exchange(t, r, "PSUBSCRIBE "+prefix+"*\r\n", 6); got[5] != ":1" {
 			t.Fatalf("PSUBSCRIBE after the subscribers left: %q", got)
 		}
+	}
+	// RESET ends the subscriptions: their node connections are closed too.
+	for _, r := range again {
+		if got := exchange(t, r, "RESET\r\n", 1)[0]; got != "+RESET" {
+			t.Fatalf("RESET: %q", got)
+		}
+	}
+	for _, m := range masters {
+		testutil.WaitFor(t, 10*time.Second, "subscription connections closed on "+m.Addr+" after RESET", func() bool {
+			return nodePubsubConns(t, c, m) == before[m.Addr]
+		})
 	}
 }
