@@ -19,7 +19,7 @@ import (
 //     hotkeys.go), split by slot (multikey.go), sent to every master (handlers.go), or
 //     transactions (cmd_tx.go); a handler may decline (return false) and leave the command to
 //  6. routing by its keys' slot to the owner (session.dispatch), blocking commands on a
-//     dedicated connection (dedicated.go); commands without keys go to any master.
+//     private connection (private.go); commands without keys go to any master.
 //
 // Clients on an event loop take a shortcut for the commands of the fast table (fast.go,
 // derived from the command table and this one) while their session is in its plain state

@@ -282,9 +282,8 @@ func (b *lbackend) markDirty() {
 	}
 }
 
-// dial connects in a goroutine (with the hand-shake of dialReady, which the dedicated
-// connections share) and
-// hands the descriptor to the loop.
+// dial connects in a goroutine (with the hand-shake of dialReady) and hands the
+// descriptor to the loop.
 func (b *lbackend) dial() {
 	b.dialing = true
 	b.dialFrom = b.l.nowNano
@@ -441,6 +440,14 @@ func (b *lbackend) readable() {
 			if reason, ok := executingReply(rep); ok {
 				b.n.c.sawExecuting(b.n, reason) // busy.go
 			}
+		}
+		if b.priv != nil && b.priv.push != nil && b.inflight.len() == 0 {
+			b.lastProgress = l.nowNano
+			b.priv.push.msg(rep) // a subscription's message or confirmation (pubsub_link.go)
+			if b.fd < 0 {
+				return
+			}
+			continue
 		}
 		r := b.inflight.pop()
 		if r == nil {

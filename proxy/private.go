@@ -22,11 +22,12 @@ import (
 // to EXEC, or EXEC alone: cmd_tx.go) is an lbackend like the
 // loop's shared ones (the same dial, hand-shake, TLS bridge, write path and reply framing),
 // owned by the client's loop, but bound to one session while it carries its commands.
-// Bound, it counts against blocking-connections (the slots are the directPool's semaphore,
-// which Pub/Sub still draws from); unbound, it waits in its loop's idle list for the next
+// Bound, it counts against blocking-connections (the slots are the directPool's semaphore);
+// unbound, it waits in its loop's idle list for the next
 // one (privIdleMax per node, privIdleTime at most). A connection whose state is unknown
 // (its client went away while a command was in flight, a failure) is closed, never
-// reused: closing it also ends the command's wait on the node.
+// reused: closing it also ends the command's wait on the node. Pub/Sub subscription
+// connections are private connections too, in push mode (pubsub_link.go).
 //
 // A loop client in its plain state sends its blocking command there from the loop
 // (sendBlocking): no goroutine waits; the reply comes back through readable as any other
@@ -45,6 +46,7 @@ type privState struct {
 	blocked bool        // counted as blocked (blocked_clients, CLIENT LIST flag b, CLIENT UNBLOCK)
 	dead    bool        // closed: never bound again
 	since   int64       // in the idle list since (loop clock)
+	push    *pushSink   // a subscription connection: what it reads unasked goes there (pubsub_link.go)
 }
 
 const (
@@ -150,6 +152,10 @@ func (l *loop) privGone(b *lbackend) {
 	l.unbind(b)
 	p.dead = true
 	delete(l.privAll, b)
+	if sink := p.push; sink != nil {
+		p.push = nil
+		defer sink.lost()
+	}
 	idle := l.privIdle[b.n]
 	for i, o := range idle {
 		if o == b {

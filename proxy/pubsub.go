@@ -11,10 +11,11 @@ import (
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/command"
 )
 
-// pubsubState is a client's subscriptions. SUBSCRIBE and PSUBSCRIBE use dedicated
+// pubsubState is a client's subscriptions. SUBSCRIBE and PSUBSCRIBE use their own
 // connections to masters, one per master, routed as pubsub_route.go describes;
-// SSUBSCRIBE uses one dedicated connection per master that owns a subscribed shard
-// channel's slot. A relay goroutine per connection forwards what the node sends. Each
+// SSUBSCRIBE uses one private connection per master that owns a subscribed shard
+// channel's slot. The connections are private node connections in push mode
+// (pubsub_link.go): the session's loop relays what the node sends. Each
 // connection remembers its channels and patterns so that they can be re-made on another
 // node when that one dies; shard channels whose node dies are ended with a sunsubscribe
 // message, as Redis does when a slot moves away, so the client subscribes again.
@@ -37,10 +38,10 @@ type pubsubState struct {
 	rehomeMu  sync.Mutex    // one rehome at a time
 }
 
-// subConn is one dedicated subscription connection.
+// subConn is one subscription connection.
 type subConn struct {
 	node     *node
-	dc       *directConn
+	dc       *subLink // nil while being re-established
 	sharded  bool
 	suppress int             // confirmations of a re-subscription, not shown to the client
 	channels map[string]bool // SUBSCRIBE/PSUBSCRIBE connections: what this node holds
@@ -79,7 +80,7 @@ func (ss *session) pubsubRequest(r *request) bool {
 				}
 			}
 		}
-		// The writer opens connections as needed (it owns the dedicated pool use); the
+		// The writer opens connections as needed (private ones: pubsub_link.go); the
 		// reader waits, so that the next command sees the subscribed state.
 		r.exec, r.barrier, r.done = execSubscribe, true, make(chan struct{}, 1)
 		return true
@@ -115,9 +116,8 @@ func (sc *subConn) write(args [][]byte) error {
 	if sc.dc == nil {
 		return fmt.Errorf("subscription to %s is being re-established", sc.node.addr)
 	}
-	sc.dc.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	_, err := sc.dc.conn.Write(resp.AppendCommand(nil, args...))
-	return err
+	sc.dc.write(resp.AppendCommand(nil, args...))
+	return nil
 }
 
 // execPing forwards PING in subscribed mode; the node answers with a pong message.
@@ -283,15 +283,18 @@ func execSubscribe(ss *session, r *request) []byte {
 	ps.mu.Unlock()
 	if sc == nil {
 		n := m.master(command.KeySlot(r.args[1]))
-		dc, err := ss.s.direct.acquire(ss.ctx, n)
+		sc = &subConn{node: n, sharded: true}
+		dc, err := ss.openSubLink(ss.ctx, n, ps, sc)
 		if err != nil {
 			return resp.ErrorReply("ERR proxy: " + err.Error())
 		}
-		sc = &subConn{node: n, dc: dc, sharded: true}
 		ps.mu.Lock()
+		if !sc.adopt(dc) {
+			ps.mu.Unlock()
+			return resp.ErrorReply("ERR proxy: " + ErrNotSent.Error() + ": connection to " + n.addr + " lost")
+		}
 		ps.shards[n] = sc
 		ps.mu.Unlock()
-		go ss.relay(ps, sc)
 	}
 	ps.mu.Lock()
 	target := ps.expect
@@ -326,79 +329,11 @@ func (ss *session) closePubsub() {
 	for _, sc := range conns {
 		ps.mu.Lock()
 		if sc.dc != nil {
-			sc.dc.conn.Close() // the relay sees the error and releases the connection
+			sc.dc.close() // subLost sees the subscriptions ended
 		}
 		ps.mu.Unlock()
 	}
 	ss.ps = nil
-}
-
-// relay forwards messages and confirmations from one subscription connection to the
-// client, and handles the loss of the connection.
-func (ss *session) relay(ps *pubsubState, sc *subConn) {
-	stop := context.AfterFunc(ss.ctx, func() {
-		ps.mu.Lock()
-		if sc.dc != nil {
-			sc.dc.conn.Close()
-		}
-		ps.mu.Unlock()
-	})
-	defer stop()
-	release := func() {
-		ps.mu.Lock()
-		if sc.dc != nil {
-			ss.s.direct.release(sc.node, sc.dc, false)
-			sc.dc = nil
-		}
-		ps.mu.Unlock()
-	}
-	defer release()
-	for {
-		ps.mu.Lock()
-		dc := sc.dc
-		ps.mu.Unlock()
-		rep, err := dc.rr.Next()
-		if err != nil {
-			ps.mu.Lock()
-			closed := ps.closed
-			ps.mu.Unlock()
-			if closed || ss.ctx.Err() != nil {
-				return
-			}
-			ss.log().Warn("subscription connection lost", "node", sc.node.addr, "sharded", sc.sharded, "err", err)
-			if sc.sharded {
-				release()
-				ss.endShard(ps, sc)
-				return
-			}
-			if !ss.resubscribe(ps, sc) {
-				return
-			}
-			continue
-		}
-		var out []byte
-		var show, confirm, ok bool
-		if sc.sharded {
-			out, show, confirm = ps.account(sc, rep)
-			ok = !show || ss.pushMsg(out)
-		} else {
-			ok, confirm = ss.relayRouted(ps, sc, rep)
-		}
-		if !ok {
-			return
-		}
-		if confirm {
-			ps.mu.Lock()
-			if ps.expect > 0 {
-				ps.expect--
-			}
-			ps.mu.Unlock()
-			select {
-			case ps.counted <- struct{}{}:
-			default:
-			}
-		}
-	}
 }
 
 // endShard tells the client its shard channels on a lost connection are unsubscribed.
@@ -472,7 +407,9 @@ func (ps *pubsubState) account(sc *subConn, rep []byte) (out []byte, show, confi
 func (ss *session) resubscribe(ps *pubsubState, sc *subConn) bool {
 	ps.mu.Lock()
 	old := sc.node
-	ss.s.direct.release(sc.node, sc.dc, false)
+	if sc.dc != nil {
+		sc.dc.close()
+	}
 	sc.dc = nil
 	lost := ps.abandonConfirms() // what was pending on the lost connection will not come
 	ps.expect = 0
@@ -494,14 +431,18 @@ func (ss *session) resubscribe(ps *pubsubState, sc *subConn) bool {
 		}
 		if n != nil {
 			ctx, cancel := context.WithTimeout(ss.ctx, ss.s.conf().BackendConnectTimeout)
-			dc, err := ss.s.direct.acquire(ctx, n)
+			dc, err := ss.openSubLink(ctx, n, ps, sc)
 			cancel()
 			if err == nil {
 				ps.mu.Lock()
 				if ps.closed {
 					ps.mu.Unlock()
-					ss.s.direct.release(n, dc, false)
+					dc.close()
 					return false
+				}
+				if dc.lost { // closed already: tried again
+					ps.mu.Unlock()
+					goto retry
 				}
 				var cmd []byte
 				if len(sc.channels) > 0 {
@@ -519,24 +460,19 @@ func (ss *session) resubscribe(ps *pubsubState, sc *subConn) bool {
 				if ps.conns[n] == nil {
 					ps.conns[n] = sc
 				}
-				sc.node, sc.dc = n, dc
+				sc.node = n
+				sc.adopt(dc)
 				if cmd != nil {
-					dc.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-					_, err = dc.conn.Write(cmd)
+					dc.write(cmd)
 				}
 				nch, npat := len(sc.channels), len(sc.patterns)
 				ps.mu.Unlock()
-				if err == nil {
-					ss.log().Info("re-subscribed", "node", n.addr, "channels", nch, "patterns", npat)
-					go ss.rehome(ps) // what moved while this connection was lost
-					return true
-				}
-				ps.mu.Lock()
-				ss.s.direct.release(n, dc, false)
-				sc.dc = nil
-				ps.mu.Unlock()
+				ss.log().Info("re-subscribed", "node", n.addr, "channels", nch, "patterns", npat)
+				go ss.rehome(ps) // what moved while this connection was lost
+				return true
 			}
 		}
+	retry:
 		if !ss.sleep(backoff) {
 			return false
 		}

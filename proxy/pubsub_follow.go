@@ -177,27 +177,26 @@ func (ps *pubsubState) connsNeeded(m *slotMap) (map[*node]bool, bool) {
 	return need, true
 }
 
-// openSubConns opens a subscription connection (and its relay) to each node of need.
+// openSubConns opens a subscription connection to each node of need.
 func (ss *session) openSubConns(ps *pubsubState, need map[*node]bool) {
 	for n := range need {
 		ctx, cancel := context.WithTimeout(ss.ctx, ss.s.conf().BackendConnectTimeout)
-		dc, err := ss.s.direct.acquire(ctx, n)
+		sc := &subConn{node: n, channels: map[string]bool{}, patterns: map[string]bool{}}
+		dc, err := ss.openSubLink(ctx, n, ps, sc)
 		cancel()
 		if err != nil {
 			ss.log().Warn("subscriptions cannot follow their slot", "node", n.addr, "err", err)
 			continue
 		}
-		sc := &subConn{node: n, dc: dc, channels: map[string]bool{}, patterns: map[string]bool{}}
 		ps.mu.Lock()
-		if ps.closed || ps.conns[n] != nil {
+		if ps.closed || ps.conns[n] != nil || !sc.adopt(dc) {
 			ps.mu.Unlock()
-			ss.s.direct.release(n, dc, false)
+			dc.close()
 			continue
 		}
 		ps.conns[n] = sc
 		ps.all = append(ps.all, sc)
 		ps.mu.Unlock()
-		go ss.relay(ps, sc)
 	}
 }
 

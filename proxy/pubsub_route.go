@@ -63,18 +63,21 @@ func execSubscribeRouted(ss *session, r *request, m *slotMap) []byte {
 			if sc != nil {
 				continue
 			}
-			dc, err := ss.s.direct.acquire(ss.ctx, n)
+			sc = &subConn{node: n, channels: map[string]bool{}, patterns: map[string]bool{}}
+			dc, err := ss.openSubLink(ss.ctx, n, ps, sc)
 			if err != nil {
 				return resp.ErrorReply("ERR proxy: " + err.Error())
 			}
-			sc = &subConn{node: n, dc: dc, channels: map[string]bool{}, patterns: map[string]bool{}}
 			ps.mu.Lock()
+			if !sc.adopt(dc) {
+				ps.mu.Unlock()
+				return resp.ErrorReply("ERR proxy: " + ErrNotSent.Error() + ": connection to " + n.addr + " lost")
+			}
 			ps.conns[n] = sc
 			ps.all = append(ps.all, sc)
 			follow := !ps.following
 			ps.following = true
 			ps.mu.Unlock()
-			go ss.relay(ps, sc)
 			if follow {
 				go ss.followSlots(ps)
 			}

@@ -111,7 +111,7 @@ func NewServer(cfg *Config, log *slog.Logger, reg prometheus.Registerer) *Server
 		reg.MustRegister(pendingCollector{s.cl}, statsCollector{s})
 	}
 	s.hot = newHotkeys(cfg.HotkeysSampleRate, cfg.HotkeysWindow)
-	s.direct = newDirectPool(s.cl, cfg.BlockingConnections)
+	s.direct = newDirectPool(cfg.BlockingConnections)
 	s.track = newTracker(s)
 	return s
 }
@@ -213,6 +213,5 @@ func (s *Server) Close() {
 	for _, l := range s.loops {
 		l.stop()
 	}
-	s.direct.close()
 	s.cl.wg.Wait()
 }
