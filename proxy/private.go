@@ -22,9 +22,10 @@ import (
 // to EXEC, or EXEC alone: cmd_tx.go) is an lbackend like the
 // loop's shared ones (the same dial, hand-shake, TLS bridge, write path and reply framing),
 // owned by the client's loop, but bound to one session while it carries its commands.
-// Bound, it counts against blocking-connections (the slots are the directPool's semaphore);
-// unbound, it waits in its loop's idle list for the next
-// one (privIdleMax per node, privIdleTime at most). A connection whose state is unknown
+// Bound, it takes one of the blocking-connections slots (Server.privSlots, over all loops
+// and nodes: a blocking command's, WAIT's, a transaction's, and each Pub/Sub subscription
+// connection's for the subscription's life); unbound, it waits in its loop's idle list for
+// the next one (privIdleMax per node, privIdleTime at most). A connection whose state is unknown
 // (its client went away while a command was in flight, a failure) is closed, never
 // reused: closing it also ends the command's wait on the node. Pub/Sub subscription
 // connections are private connections too, in push mode (pubsub_link.go).
@@ -74,7 +75,7 @@ func blocksClient(info *command.Info, args [][]byte) bool {
 // takePriv binds a private connection to n to ss (run on the loop): an idle one, or a new
 // one that dials when its first command is queued.
 func (l *loop) takePriv(n *node, ss *session) (*lbackend, error) {
-	sem := l.s.direct.sem
+	sem := l.s.privSlots
 	select {
 	case sem <- struct{}{}:
 	default:
@@ -118,7 +119,7 @@ func (l *loop) unbind(b *lbackend) {
 	p.unblock(b)
 	p.stop()
 	p.ss, p.c, p.stop, p.blockAt = nil, nil, nil, 0
-	<-l.s.direct.sem
+	<-l.s.privSlots
 }
 
 // releasePriv unbinds b: back to the idle list when its state is known (nothing in

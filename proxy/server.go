@@ -42,7 +42,7 @@ type Server struct {
 	ctx       context.Context
 	cancel    context.CancelFunc
 	started   time.Time
-	direct    *directPool
+	privSlots chan struct{} // blocking-connections: a slot per bound private node connection (private.go)
 	scripts   scriptCache
 	slow      slowlog
 	mon       monitorHub // MONITOR (monitor.go)
@@ -111,7 +111,7 @@ func NewServer(cfg *Config, log *slog.Logger, reg prometheus.Registerer) *Server
 		reg.MustRegister(pendingCollector{s.cl}, statsCollector{s})
 	}
 	s.hot = newHotkeys(cfg.HotkeysSampleRate, cfg.HotkeysWindow)
-	s.direct = newDirectPool(cfg.BlockingConnections)
+	s.privSlots = make(chan struct{}, cfg.BlockingConnections)
 	s.track = newTracker(s)
 	return s
 }

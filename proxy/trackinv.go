@@ -493,7 +493,7 @@ func (t *tracker) serve(ctx context.Context, ic *invConn, late bool, ready func(
 	defer conn.Close()
 	rr := resp.NewReader(conn)
 	conn.SetDeadline(time.Now().Add(t.s.conf().BackendConnectTimeout + time.Second))
-	reps, err := (&directConn{conn: conn, rr: rr}).roundTrip(ctx, resp.AppendCommand(nil, []byte("CLIENT"), []byte("ID")), 1)
+	reps, err := invRoundTrip(ctx, conn, rr, resp.AppendCommand(nil, []byte("CLIENT"), []byte("ID")), 1)
 	if err != nil {
 		return err
 	}
@@ -503,7 +503,7 @@ func (t *tracker) serve(ctx context.Context, ic *invConn, late bool, ready func(
 	}
 	cmd := resp.AppendCommand(nil, []byte("CLIENT"), []byte("TRACKING"), []byte("on"), []byte("BCAST"), []byte("REDIRECT"), []byte(strconv.FormatInt(id, 10)))
 	cmd = resp.AppendCommand(cmd, []byte("SUBSCRIBE"), []byte(invalidateChannel))
-	reps, err = (&directConn{conn: conn, rr: rr}).roundTrip(ctx, cmd, 2)
+	reps, err = invRoundTrip(ctx, conn, rr, cmd, 2)
 	if err != nil {
 		return err
 	}
@@ -658,4 +658,27 @@ func (t *tracker) infoField(k string) (string, bool) {
 		n = len(seen)
 	}
 	return strconv.Itoa(n), true
+}
+
+// invRoundTrip writes cmd on conn (an invalidation connection, read by its own
+// goroutine) and reads replies replies from rr, giving up when ctx ends (the connection is
+// then unusable).
+func invRoundTrip(ctx context.Context, conn net.Conn, rr *resp.Reader, cmd []byte, replies int) ([][]byte, error) {
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	defer stop()
+	if _, err := conn.Write(cmd); err != nil {
+		return nil, fmt.Errorf("%w: %v", errFateUnknown, err)
+	}
+	out := make([][]byte, 0, replies)
+	for i := 0; i < replies; i++ {
+		rep, err := rr.Next()
+		if err != nil {
+			return out, fmt.Errorf("%w: %v", errFateUnknown, err)
+		}
+		out = append(out, rep)
+	}
+	if ctx.Err() != nil {
+		return out, errFateUnknown
+	}
+	return out, nil
 }
