@@ -14,7 +14,9 @@ import (
 // MONITOR on every master and passes on the lines of script commands (the node's
 // timestamps), dropping the rest (the proxy shows the commands it receives itself). This
 // costs the masters what an attached MONITOR costs a Redis, only while a monitor is
-// attached; when the last one leaves the node connections are closed.
+// attached; when the last one leaves the node connections are closed. They are service
+// connections (svclink.go): the first event loop reads them and filters the lines; no
+// goroutine per node.
 
 // monitorNodeRetry is how long a lost node MONITOR connection waits before it is made again
 // (and the masters of the slot map are looked at again).
@@ -29,89 +31,136 @@ var (
 // before it answers.
 const monitorNodeReady = time.Second
 
+// nodeMonitors is the set of node MONITOR connections while a monitor is attached.
+type nodeMonitors struct {
+	s      *Server
+	ctx    context.Context
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	conns  map[string]*monConn // by master address: its connection, being made or monitoring
+}
+
+// monConn is one node MONITOR connection.
+type monConn struct {
+	k *subLink // nil until made (nodeMonitors.mu)
+}
+
 // startNodeMonitors runs the node MONITOR connections until stop is called; ready is
 // closed once the masters' connections monitor (or failed).
 func (s *Server) startNodeMonitors() (stop func(), ready <-chan struct{}) {
 	ctx, cancel := context.WithCancel(s.ctx)
-	m := s.cl.smap.Load()
+	nm := &nodeMonitors{s: s, ctx: ctx, cancel: cancel, conns: map[string]*monConn{}}
 	var initial sync.WaitGroup
 	rdy := make(chan struct{})
-	running := map[string]bool{}
-	done := make(chan string, 16)
-	start := func(n *node, started func()) {
-		running[n.addr] = true
-		go func() {
-			s.monitorNode(ctx, n, started)
-			select {
-			case done <- n.addr:
-			case <-ctx.Done():
-			}
-		}()
-	}
-	if m != nil {
+	if m := s.cl.smap.Load(); m != nil {
+		nm.mu.Lock()
 		for _, n := range m.masters {
 			initial.Add(1)
-			start(n, sync.OnceFunc(initial.Done))
+			nm.start(n, initial.Done)
 		}
+		nm.mu.Unlock()
 	}
 	go func() {
 		initial.Wait()
 		close(rdy)
 	}()
-	go func() {
-		t := time.NewTicker(monitorNodeRetry)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case addr := <-done:
-				delete(running, addr)
-			case <-t.C:
-			}
-			if m := s.cl.smap.Load(); m != nil {
-				for _, n := range m.masters {
-					if !running[n.addr] {
-						start(n, nil)
-					}
+	go nm.retry()
+	return nm.stop, rdy
+}
+
+// start makes the MONITOR connection to n (nm.mu held); started (if not nil) is called once
+// it monitors, or failed.
+func (nm *nodeMonitors) start(n *node, started func()) {
+	mc := &monConn{}
+	nm.conns[n.addr] = mc
+	go nm.open(n, mc, started)
+}
+
+// retry makes the connections of masters that have none again, every monitorNodeRetry.
+func (nm *nodeMonitors) retry() {
+	t := time.NewTicker(monitorNodeRetry)
+	defer t.Stop()
+	for {
+		select {
+		case <-nm.ctx.Done():
+			return
+		case <-t.C:
+		}
+		m := nm.s.cl.smap.Load()
+		if m == nil {
+			continue
+		}
+		nm.mu.Lock()
+		if nm.ctx.Err() == nil {
+			for _, n := range m.masters {
+				if nm.conns[n.addr] == nil {
+					nm.start(n, nil)
 				}
 			}
 		}
-	}()
-	return cancel, rdy
+		nm.mu.Unlock()
+	}
 }
 
-// started (if not nil) is called once the node answered MONITOR.
-func (s *Server) monitorNode(ctx context.Context, n *node, started func()) {
+// stop closes the connections (the last monitor left). It does not wait: the monitors'
+// lock may be held, which the loop takes to forward a line.
+func (nm *nodeMonitors) stop() {
+	nm.cancel()
+	nm.mu.Lock()
+	defer nm.mu.Unlock()
+	for addr, mc := range nm.conns {
+		if mc.k != nil {
+			mc.k.close()
+		}
+		delete(nm.conns, addr)
+	}
+}
+
+// gone forgets mc, n's connection, closed or failed: retry makes another.
+func (nm *nodeMonitors) gone(n *node, mc *monConn) {
+	nm.mu.Lock()
+	if nm.conns[n.addr] == mc {
+		delete(nm.conns, n.addr)
+	}
+	nm.mu.Unlock()
+}
+
+// open makes mc, the MONITOR connection to n, and sends MONITOR on it.
+func (nm *nodeMonitors) open(n *node, mc *monConn, started func()) {
+	s := nm.s
 	if started != nil {
 		defer started()
 	}
-	conn, err := n.c.dialReady(ctx, n.addr)
+	sink := &pushSink{
+		msg: func(line []byte) {
+			if len(line) > 0 && line[0] == '+' && bytes.Contains(line, monitorLuaMark) {
+				s.monitorForward(append([]byte(nil), line...))
+			}
+		},
+		lost: func() { nm.gone(n, mc) },
+	}
+	k, err := s.openSvcLink(n, sink)
 	if err != nil {
+		nm.gone(n, mc)
 		return
 	}
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-	defer conn.Close()
-	if _, err := conn.Write(monitorCmd); err != nil {
+	nm.mu.Lock()
+	if nm.conns[n.addr] != mc { // stopped meanwhile
+		nm.mu.Unlock()
+		k.close()
 		return
 	}
-	rr := resp.NewReader(conn)
-	if rep, err := rr.Next(); err != nil || !bytes.HasPrefix(rep, []byte("+OK")) {
-		s.log.Warn("MONITOR on a cluster node refused; script commands are not shown to monitors", "node", n.addr)
-		return
-	}
-	if started != nil {
-		started()
-	}
-	for {
-		line, err := rr.Next()
-		if err != nil {
-			return
+	mc.k = k
+	nm.mu.Unlock()
+	ctx, cancel := context.WithTimeout(nm.ctx, svcSetupWait(s))
+	defer cancel()
+	reps, err := k.roundTrip(ctx, monitorCmd, 1)
+	if err != nil || !bytes.HasPrefix(reps[0], []byte("+OK")) {
+		if err == nil {
+			s.log.Warn("MONITOR on a cluster node refused; script commands are not shown to monitors", "node", n.addr)
 		}
-		if len(line) > 0 && line[0] == '+' && bytes.Contains(line, monitorLuaMark) {
-			s.monitorForward(append([]byte(nil), line...))
-		}
+		k.close()
+		nm.gone(n, mc)
 	}
 }
 

@@ -87,12 +87,7 @@ func (l *loop) takePriv(n *node, ss *session) (*lbackend, error) {
 		idle[len(idle)-1] = nil
 		l.privIdle[n] = idle[:len(idle)-1]
 	} else {
-		b = &lbackend{l: l, n: n, fd: -1, priv: &privState{}}
-		if l.privAll == nil {
-			l.privAll = map[*lbackend]struct{}{}
-			l.privIdle = map[*node][]*lbackend{}
-		}
-		l.privAll[b] = struct{}{}
+		b = l.newPriv(n)
 	}
 	p := b.priv
 	p.gen++
@@ -108,6 +103,18 @@ func (l *loop) takePriv(n *node, ss *session) (*lbackend, error) {
 		})
 	})
 	return b, nil
+}
+
+// newPriv makes a private connection to n on the loop, bound to nothing (it dials with its
+// first command): takePriv's, or a service connection's (svclink.go).
+func (l *loop) newPriv(n *node) *lbackend {
+	b := &lbackend{l: l, n: n, fd: -1, priv: &privState{}}
+	if l.privAll == nil {
+		l.privAll = map[*lbackend]struct{}{}
+		l.privIdle = map[*node][]*lbackend{}
+	}
+	l.privAll[b] = struct{}{}
+	return b
 }
 
 // unbind ends b's binding: its slot of blocking-connections is free again.

@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"fmt"
-	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -26,23 +25,43 @@ type tracker struct {
 	last    *slotMap // the map the invalidation connections follow
 	started bool
 	// slowInval delays each invalidation message read (tests: a slow invalidation path
-	// must not let a client's reply overtake the invalidation).
-	slowInval atomic.Int64
+	// must not let a client's reply overtake the invalidation). While it is set the frames
+	// are handled, in order, by a goroutine (slowFrames), not by the loop, which goes on.
+	slowInval  atomic.Int64
+	slowActive atomic.Bool // slowQ is in use: frames go there, in order
+	slowMu     sync.Mutex
+	slowQ      []slowFrame
+}
+
+// slowFrame is a frame of an invalidation connection waiting for a slow invalidation path.
+type slowFrame struct {
+	ic  *invConn
+	rep []byte
 }
 
 // invConn is the invalidation connection to one master: CLIENT TRACKING on BCAST, redirected
-// to itself, subscribed to __redis__:invalidate. It also answers sync's PINGs.
+// to itself, subscribed to __redis__:invalidate. It also answers sync's PINGs. It is a
+// service connection (svclink.go), read by the first event loop; a goroutine runs only
+// while it is being made (connect).
 type invConn struct {
-	n      *node
-	cancel context.CancelFunc
-	ready  chan struct{} // closed once the first connection is made (or given up)
+	n         *node
+	ctx       context.Context // ends when the node is no longer followed
+	cancel    context.CancelFunc
+	ready     chan struct{} // closed once the first connection is made (or given up)
+	readyOnce sync.Once
 
 	mu      sync.Mutex
-	conn    net.Conn
+	cur     *invLink // the connection while up
 	up      bool
 	pingOut bool
 	waiting []chan struct{} // sync calls waiting for a PING not yet sent
 	inPing  []chan struct{} // sync calls waiting for the PING sent
+}
+
+// invLink is one connection of an invConn (a new one after each loss).
+type invLink struct {
+	k    *subLink
+	gone bool // closed (invConn.mu)
 }
 
 func newTracker(s *Server) *tracker {
@@ -397,12 +416,11 @@ func (t *tracker) reconcile(moves bool) {
 	for _, n := range m.masters {
 		want[n] = true
 		if t.conns[n] == nil {
-			ic := &invConn{n: n, ready: make(chan struct{})}
 			ctx, cancel := context.WithCancel(t.s.ctx)
-			ic.cancel = cancel
+			ic := &invConn{n: n, ctx: ctx, cancel: cancel, ready: make(chan struct{})}
+			context.AfterFunc(ctx, ic.closeLink)
 			t.conns[n] = ic
-			t.s.cl.wg.Add(1)
-			go t.run(ctx, ic, moves)
+			go t.connect(ic, moves)
 		}
 	}
 	var gone []*invConn
@@ -436,64 +454,69 @@ func (t *tracker) slotsOf(n *node) func(int) bool {
 	return func(s int) bool { return m != nil && m.master(s) == n }
 }
 
-// run keeps the invalidation connection to one master, reading what it reports. Until it is
-// up again after a loss, and when it comes up for a master that already served clients'
-// reads (late), the keys of its slots are invalidated: nothing a client caches depends on a
-// change the proxy could not hear of.
-func (t *tracker) run(ctx context.Context, ic *invConn, late bool) {
-	defer t.s.cl.wg.Done()
-	first := true
-	for ctx.Err() == nil {
-		err := t.serve(ctx, ic, late || !first, func() {
-			if first {
-				close(ic.ready)
-			}
-			first = false
-		})
+// connect makes the invalidation connection to ic's master (in a goroutine that ends once
+// it is up or failed; a failure is retried after 100 ms, as a loss is). From then on the
+// event loop reads it (frame) and hands its loss to lost. Once it is up after a loss or a
+// failure, and when it comes up for a master that already served clients' reads (late), the
+// keys of its slots are invalidated: nothing a client caches depends on a change the proxy
+// could not hear of.
+func (t *tracker) connect(ic *invConn, late bool) {
+	ready := func() { ic.readyOnce.Do(func() { close(ic.ready) }) }
+	defer ready()
+	il := &invLink{}
+	err := t.setup(ic, il)
+	if err == nil {
 		ic.mu.Lock()
-		wasUp := ic.up
-		ic.up, ic.conn, ic.pingOut = false, nil, false
-		for _, ch := range append(ic.inPing, ic.waiting...) {
-			close(ch)
+		if il.gone || ic.ctx.Err() != nil {
+			err = fmt.Errorf("%w: connection to %s closed", errFateUnknown, ic.n.addr)
+		} else {
+			ic.cur, ic.up = il, true
 		}
-		ic.inPing, ic.waiting = nil, nil
 		ic.mu.Unlock()
-		if ctx.Err() != nil {
+	}
+	if err != nil {
+		if il.k != nil {
+			il.k.close()
+		}
+		if ic.ctx.Err() != nil {
 			// The node is no longer a master (failover, removed): keys of its slots were
 			// invalidated as slots moved; clients in BCAST mode are flushed.
 			t.invalidateSlots(t.slotsOf(ic.n), "node_removed")
-			break
+			return
 		}
-		if wasUp {
-			t.s.log.Warn("client tracking: invalidation connection lost", "node", ic.n.addr, "err", err)
-			t.invalidateSlots(t.slotsOf(ic.n), "connection_lost")
-		}
-		if first {
-			first = false
-			close(ic.ready)
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(100 * time.Millisecond):
-		}
+		t.retry(ic)
+		return
 	}
-	if first {
-		close(ic.ready)
+	if late {
+		// Reads of its slots while it was not watched may be stale.
+		t.invalidateSlots(t.slotsOf(ic.n), "connection_made")
 	}
 }
 
-// serve makes one invalidation connection and reads it until it fails or ctx ends.
-func (t *tracker) serve(ctx context.Context, ic *invConn, late bool, ready func()) error {
-	conn, err := t.s.cl.dialReady(ctx, ic.n.addr)
+// retry makes ic's connection again after 100 ms, unless the node is no longer followed.
+func (t *tracker) retry(ic *invConn) {
+	time.AfterFunc(100*time.Millisecond, func() {
+		if ic.ctx.Err() == nil {
+			t.connect(ic, true)
+		}
+	})
+}
+
+// setup makes il, a connection of ic, and sets it up: CLIENT ID, then CLIENT TRACKING on
+// BCAST REDIRECT to that id and SUBSCRIBE __redis__:invalidate.
+func (t *tracker) setup(ic *invConn, il *invLink) error {
+	sink := &pushSink{
+		msg:  func(rep []byte) { t.frame(ic, rep) },
+		lost: func() { t.lost(ic, il) },
+	}
+	k, err := t.s.openSvcLink(ic.n, sink)
 	if err != nil {
 		return err
 	}
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-	defer conn.Close()
-	rr := resp.NewReader(conn)
-	conn.SetDeadline(time.Now().Add(t.s.conf().BackendConnectTimeout + time.Second))
-	reps, err := invRoundTrip(ctx, conn, rr, resp.AppendCommand(nil, []byte("CLIENT"), []byte("ID")), 1)
+	il.k = k
+	ctx, cancel := context.WithTimeout(ic.ctx, svcSetupWait(t.s))
+	defer cancel()
+	reps, err := k.roundTrip(ctx, resp.AppendCommand(nil, []byte("CLIENT"), []byte("ID")), 1)
 	if err != nil {
 		return err
 	}
@@ -503,28 +526,80 @@ func (t *tracker) serve(ctx context.Context, ic *invConn, late bool, ready func(
 	}
 	cmd := resp.AppendCommand(nil, []byte("CLIENT"), []byte("TRACKING"), []byte("on"), []byte("BCAST"), []byte("REDIRECT"), []byte(strconv.FormatInt(id, 10)))
 	cmd = resp.AppendCommand(cmd, []byte("SUBSCRIBE"), []byte(invalidateChannel))
-	reps, err = invRoundTrip(ctx, conn, rr, cmd, 2)
+	reps, err = k.roundTrip(ctx, cmd, 2)
 	if err != nil {
 		return err
 	}
 	if len(reps[0]) == 0 || reps[0][0] != '+' {
 		return fmt.Errorf("CLIENT TRACKING: %q", reps[0])
 	}
-	conn.SetDeadline(time.Time{})
+	return nil
+}
+
+// lost handles the loss of il, a connection of ic (on the loop): sync calls waiting for it
+// go on, the keys of its node's slots are invalidated, and it is made again unless the node
+// is no longer followed. The loss of a connection not yet up is connect's to handle.
+func (t *tracker) lost(ic *invConn, il *invLink) {
 	ic.mu.Lock()
-	ic.conn, ic.up = conn, true
-	ic.mu.Unlock()
-	if late {
-		// Reads of its slots while it was not watched may be stale.
-		t.invalidateSlots(t.slotsOf(ic.n), "connection_made")
+	il.gone = true
+	if ic.cur != il {
+		ic.mu.Unlock()
+		return
 	}
-	ready()
-	for {
-		rep, err := rr.Next()
-		if err != nil {
-			return err
-		}
+	ic.cur, ic.up, ic.pingOut = nil, false, false
+	for _, ch := range append(ic.inPing, ic.waiting...) {
+		close(ch)
+	}
+	ic.inPing, ic.waiting = nil, nil
+	ic.mu.Unlock()
+	if ic.ctx.Err() != nil {
+		t.invalidateSlots(t.slotsOf(ic.n), "node_removed")
+		return
+	}
+	t.s.log.Warn("client tracking: invalidation connection lost", "node", ic.n.addr)
+	t.invalidateSlots(t.slotsOf(ic.n), "connection_lost")
+	t.retry(ic)
+}
+
+// closeLink closes ic's connection (its node is no longer followed).
+func (ic *invConn) closeLink() {
+	ic.mu.Lock()
+	defer ic.mu.Unlock()
+	if ic.cur != nil {
+		ic.cur.k.close()
+	}
+}
+
+// frame handles a frame read on ic's connection (on the loop; rep is the connection's read
+// buffer): at once, or after the frames before it with slowInval set (tests).
+func (t *tracker) frame(ic *invConn, rep []byte) {
+	rep = append([]byte(nil), rep...)
+	if t.slowInval.Load() == 0 && !t.slowActive.Load() {
 		t.handle(ic, rep)
+		return
+	}
+	t.slowMu.Lock()
+	t.slowQ = append(t.slowQ, slowFrame{ic, rep})
+	if !t.slowActive.Load() {
+		t.slowActive.Store(true)
+		go t.slowFrames()
+	}
+	t.slowMu.Unlock()
+}
+
+// slowFrames handles the queued frames in order until there are none.
+func (t *tracker) slowFrames() {
+	for {
+		t.slowMu.Lock()
+		if len(t.slowQ) == 0 {
+			t.slowActive.Store(false)
+			t.slowMu.Unlock()
+			return
+		}
+		f := t.slowQ[0]
+		t.slowQ = t.slowQ[1:]
+		t.slowMu.Unlock()
+		t.handle(f.ic, f.rep)
 	}
 }
 
@@ -544,14 +619,9 @@ func (t *tracker) handle(ic *invConn, rep []byte) {
 		}
 		ic.inPing, ic.pingOut = ic.waiting, false
 		ic.waiting = nil
-		if len(ic.inPing) > 0 {
+		if len(ic.inPing) > 0 && ic.cur != nil {
 			ic.pingOut = true
-			if _, err := ic.conn.Write(pingCmd); err != nil {
-				for _, ch := range ic.inPing {
-					close(ch)
-				}
-				ic.inPing, ic.pingOut = nil, false
-			}
+			ic.cur.k.write(pingCmd) // a lost connection's loss ends the waits (lost)
 		}
 		ic.mu.Unlock()
 	case kind == "message" && len(v.elems) == 3:
@@ -576,7 +646,7 @@ var pingCmd = resp.AppendCommand(nil, []byte("PING"))
 // sync waits until every invalidation connection that is up has been read up to a PING
 // sent now: whatever a node sent before it answered a command whose reply the proxy already
 // has is then delivered. A connection that does not answer within backend-read-timeout (a
-// frozen node) is closed: the keys of its node's slots are invalidated (run), and later
+// frozen node) is closed: the keys of its node's slots are invalidated (lost), and later
 // calls do not wait for it until it is made again.
 func (t *tracker) sync(ctx context.Context) {
 	t.mu.Lock()
@@ -588,11 +658,10 @@ func (t *tracker) sync(ctx context.Context) {
 			ch := make(chan struct{})
 			if ic.pingOut {
 				ic.waiting = append(ic.waiting, ch)
-			} else if _, err := ic.conn.Write(pingCmd); err == nil {
+			} else {
+				ic.cur.k.write(pingCmd) // a lost connection's loss ends the wait (lost)
 				ic.pingOut = true
 				ic.inPing = append(ic.inPing, ch)
-			} else {
-				close(ch)
 			}
 			chans = append(chans, ch)
 			conns = append(conns, ic)
@@ -617,9 +686,9 @@ func (t *tracker) sync(ctx context.Context) {
 				default:
 					ic := conns[j]
 					ic.mu.Lock()
-					if ic.conn != nil {
+					if ic.cur != nil {
 						t.s.log.Warn("client tracking: invalidation connection does not answer, closed", "node", ic.n.addr)
-						ic.conn.Close()
+						ic.cur.k.close()
 					}
 					ic.mu.Unlock()
 				}
@@ -658,27 +727,4 @@ func (t *tracker) infoField(k string) (string, bool) {
 		n = len(seen)
 	}
 	return strconv.Itoa(n), true
-}
-
-// invRoundTrip writes cmd on conn (an invalidation connection, read by its own
-// goroutine) and reads replies replies from rr, giving up when ctx ends (the connection is
-// then unusable).
-func invRoundTrip(ctx context.Context, conn net.Conn, rr *resp.Reader, cmd []byte, replies int) ([][]byte, error) {
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
-	defer stop()
-	if _, err := conn.Write(cmd); err != nil {
-		return nil, fmt.Errorf("%w: %v", errFateUnknown, err)
-	}
-	out := make([][]byte, 0, replies)
-	for i := 0; i < replies; i++ {
-		rep, err := rr.Next()
-		if err != nil {
-			return out, fmt.Errorf("%w: %v", errFateUnknown, err)
-		}
-		out = append(out, rep)
-	}
-	if ctx.Err() != nil {
-		return out, errFateUnknown
-	}
-	return out, nil
 }
