@@ -618,16 +618,10 @@ func (c *lclient) pullMsgs() {
 // it (errBehind, see send): a SET and the GET after it that both got MOVED (or looped
 // between two nodes) reach the new owner in that order.
 func (c *lclient) resolveSlow(r *lreq, rep []byte, err error) {
-	raw := append([]byte(nil), r.raw...)
-	cmd, perr := redcon.Parse(raw)
+	or, perr := r.resolution(rep, err)
 	if perr != nil {
 		c.complete(r, resp.ErrorReply("ERR proxy: "+perr.Error()))
 		return
-	}
-	or := &request{info: r.info, args: cmd.Args, raw: raw, slot: r.slot, node: r.node, err: err,
-		done: closedDone(), start: time.Unix(0, r.start)}
-	if rep != nil {
-		or.reply = append([]byte(nil), rep...)
 	}
 	ss, l := c.ss, c.l
 	c.resolving++
@@ -653,6 +647,23 @@ func (c *lclient) resolveSlow(r *lreq, rep []byte, err error) {
 			c.complete(r, out)
 		})
 	}()
+}
+
+// resolution is the slow path's request for r, which a node answered with rep (a
+// redirection; nil when not sent, err): its own copies of the command and the reply, for
+// the session to follow (await).
+func (r *lreq) resolution(rep []byte, err error) (*request, error) {
+	raw := append([]byte(nil), r.raw...)
+	cmd, perr := redcon.Parse(raw)
+	if perr != nil {
+		return nil, perr
+	}
+	or := &request{info: r.info, args: cmd.Args, raw: raw, slot: r.slot, node: r.node, err: err,
+		done: closedDone(), start: time.Unix(0, r.start)}
+	if rep != nil {
+		or.reply = append([]byte(nil), rep...)
+	}
+	return or, nil
 }
 
 // errBehind marks a command sent through the slow path only to keep its place behind a

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/tidwall/redcon"
 	"golang.org/x/sys/unix"
 
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy/resp"
@@ -318,17 +317,12 @@ func (c *lclient) privDone(r *lreq, rep []byte, err error) {
 		c.blockDone(r, resp.ErrorReply("ERR proxy: "+err.Error()))
 		return
 	}
-	raw := append([]byte(nil), r.raw...)
-	cmd, perr := redcon.Parse(raw)
+	or, perr := r.resolution(rep, err)
 	if perr != nil {
 		c.blockDone(r, resp.ErrorReply("ERR proxy: "+perr.Error()))
 		return
 	}
-	or := &request{info: r.info, args: cmd.Args, raw: raw, slot: r.slot, node: r.node, err: err,
-		done: closedDone(), start: time.Unix(0, r.start), direct: true}
-	if rep != nil {
-		or.reply = append([]byte(nil), rep...)
-	}
+	or.direct = true
 	ss, l := c.ss, c.l
 	go func() {
 		out := ss.await(or)
