@@ -61,7 +61,18 @@ const maxAnswer = 4 << 20
 
 // get fetches http://addr+path with c.
 func get(ctx context.Context, c *http.Client, addr, path string) (int, string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	return do(ctx, c, http.MethodGet, addr, path)
+}
+
+// post sends POST http://addr+path with c.
+func post(ctx context.Context, c *http.Client, addr, path string) (int, string, error) {
+	return do(ctx, c, http.MethodPost, addr, path)
+}
+
+// do sends a request without a body and returns the status and (at most maxAnswer of)
+// the body.
+func do(ctx context.Context, c *http.Client, method, addr, path string) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, nil)
 	if err != nil {
 		return 0, "", err
 	}
@@ -121,21 +132,6 @@ func ParseHold(body string) (HoldCounts, error) {
 		return h, fmt.Errorf("unexpected /handover/hold answer %q", strings.TrimSpace(body))
 	}
 	return h, nil
-}
-
-// post sends POST http://addr+path with c.
-func post(ctx context.Context, c *http.Client, addr, path string) (int, string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+path, nil)
-	if err != nil {
-		return 0, "", err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
-	return resp.StatusCode, string(b), err
 }
 
 // HTTPHold asks a daemon's admin listener (this host's, or a peer's when this host takes
