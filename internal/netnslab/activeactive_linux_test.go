@@ -133,12 +133,7 @@ func overlaps(iv map[string][]interval) []overlap {
 // served by two proxies, every acknowledged write reads back, and logs the time from
 // link-down to the moved VIP being served.
 func TestActiveActiveUcarp(t *testing.T) {
-	if why := Unavailable("ucarp", "redis-server", "redis-cli", "go"); why != "" {
-		t.Skip("end-to-end active-active CARP: " + why)
-	}
-	if testing.Short() {
-		t.Skip("end-to-end active-active CARP: skipped in -short mode")
-	}
+	skipLab(t, "end-to-end active-active CARP", "ucarp", "redis-server", "redis-cli", "go")
 	testStart := time.Now()
 	dir := t.TempDir()
 	bin := buildProxy(t, dir)

@@ -292,12 +292,7 @@ func startRedisCluster(t *testing.T, ctx context.Context, lab *Lab, dir string) 
 // checks that the client is served by each new master, no acknowledged write is lost, a
 // BACKUP host's proxy never accepts a connection, and teardown leaves nothing behind.
 func TestFailoverUcarpVIP(t *testing.T) {
-	if why := Unavailable("ucarp", "redis-server", "redis-cli", "go"); why != "" {
-		t.Skip("end-to-end CARP failover: " + why)
-	}
-	if testing.Short() {
-		t.Skip("end-to-end CARP failover: skipped in -short mode")
-	}
+	skipLab(t, "end-to-end CARP failover", "ucarp", "redis-server", "redis-cli", "go")
 	testStart := time.Now()
 	dir := t.TempDir()
 	bin := buildProxy(t, dir)

@@ -2,7 +2,6 @@ package netnslab
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -224,6 +223,32 @@ func (lc *loadClient) run(ctx context.Context, id int) {
 	}
 }
 
+// sumStats adds up the clients' numbers over [from, to) (the longest gaps are the
+// longest of any client) and logs each client's first two failures.
+func sumStats(t *testing.T, phase string, clients []*loadClient, from, to time.Time) phaseStats {
+	var sum phaseStats
+	for i, lc := range clients {
+		ps := lc.stats(from, to)
+		sum.answers, sum.failed, sum.reconnects = sum.answers+ps.answers, sum.failed+ps.failed, sum.reconnects+ps.reconnects
+		sum.gap, sum.served = max(sum.gap, ps.gap), max(sum.served, ps.served)
+		for _, e := range ps.errs[:min(2, len(ps.errs))] {
+			t.Logf("  %s: go-redis client %d failed: %s", phase, i, e)
+		}
+	}
+	return sum
+}
+
+// skipLab skips a lab test when a command it needs is missing, or in -short mode.
+func skipLab(t *testing.T, what string, commands ...string) {
+	t.Helper()
+	if why := Unavailable(commands...); why != "" {
+		t.Skip(what + ": " + why)
+	}
+	if testing.Short() {
+		t.Skip(what + ": skipped in -short mode")
+	}
+}
+
 // phaseStats are one client's numbers over one phase of the test.
 type phaseStats struct {
 	answers, failed, reconnects int
@@ -315,12 +340,7 @@ func (r phpResult) phase(from, to time.Time) (failed, reconnects int, gap time.D
 // peer's clients as the handover holds host1's): no failed command, and every client
 // served within 50 ms of its reconnect.
 func TestPlannedHandoverUnderLoad(t *testing.T) {
-	if why := Unavailable("redis-server", "redis-cli", "go", "sysctl"); why != "" {
-		t.Skip("planned handover lab: " + why)
-	}
-	if testing.Short() {
-		t.Skip("planned handover lab: skipped in -short mode")
-	}
+	skipLab(t, "planned handover lab", "redis-server", "redis-cli", "go", "sysctl")
 	testStart := time.Now()
 	dir := t.TempDir()
 	bin := buildProxy(t, dir)
@@ -395,29 +415,7 @@ func TestPlannedHandoverUnderLoad(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); clients[i].run(loadCtx, i) }()
 	}
-	php, phpErr := exec.LookPath("php")
-	if phpErr == nil {
-		if out, err := exec.Command(php, "-r", `exit(extension_loaded("redis") ? 0 : 1);`).CombinedOutput(); err != nil {
-			phpErr = fmt.Errorf("php has no redis extension: %v %s", err, out)
-		}
-	}
-	phpOut := make([]string, nPHP)
-	if phpErr == nil {
-		script, _ := filepath.Abs("testdata/handover_client.php")
-		for i := range nPHP {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				out, err := lab.Exec(ctx, "client", php, script, vip.String(), "6379", fmt.Sprintf("php%d", i), "9")
-				if err != nil {
-					t.Errorf("php client %d: %v", i, err)
-				}
-				phpOut[i] = out
-			}()
-		}
-	} else {
-		t.Logf("phpredis clients skipped: %v", phpErr)
-	}
+	phpOut := startPHPClients(t, ctx, lab, &wg, nPHP, "php", 9)
 	time.Sleep(2 * time.Second)
 
 	// host1 hands over: host2 (advskew 50) takes the VIP.
@@ -453,35 +451,11 @@ func TestPlannedHandoverUnderLoad(t *testing.T) {
 		{"handover --undo: host2 → host1 (host2 held)", t1, end},
 	}
 	for _, ph := range phases {
-		var sum phaseStats
-		for i, lc := range clients {
-			ps := lc.stats(ph.from, ph.to)
-			sum.answers, sum.failed, sum.reconnects = sum.answers+ps.answers, sum.failed+ps.failed, sum.reconnects+ps.reconnects
-			sum.gap, sum.served = max(sum.gap, ps.gap), max(sum.served, ps.served)
-			for _, e := range ps.errs[:min(2, len(ps.errs))] {
-				t.Logf("  %s: go-redis client %d failed: %s", ph.name, i, e)
-			}
-		}
+		sum := sumStats(t, ph.name, clients, ph.from, ph.to)
 		t.Logf("%s, %d go-redis clients: %d answers, %d failed commands, %d reconnects, longest gap between two answers %v, longest reconnect → first answer %v",
 			ph.name, nGo, sum.answers, sum.failed, sum.reconnects, sum.gap.Round(time.Microsecond), sum.served.Round(time.Microsecond))
-		var phpFailed, phpReconnects int
-		var phpGap time.Duration
-		for i, o := range phpOut {
-			if o == "" {
-				continue
-			}
-			var r phpResult
-			if err := json.Unmarshal([]byte(strings.TrimSpace(o)), &r); err != nil {
-				t.Errorf("php client %d output %q: %v", i, o, err)
-				continue
-			}
-			f, rc, g := r.phase(ph.from, ph.to)
-			phpFailed, phpReconnects, phpGap = phpFailed+f, phpReconnects+rc, max(phpGap, g)
-			if f > 0 {
-				t.Logf("  %s: phpredis client %d errors %q", ph.name, i, r.Errors)
-			}
-		}
-		if phpErr == nil {
+		phpFailed, phpReconnects, phpGap := phpPhase(t, phpOut, ph.from, ph.to)
+		if phpOut[0] != "" {
 			t.Logf("%s, %d phpredis clients: %d failed commands, %d reconnects, longest gap over 20 ms %v", ph.name, nPHP, phpFailed, phpReconnects, phpGap.Round(time.Microsecond))
 		}
 		// Issue 24 (3c): no failed command. The serving daemon held its clients before the

@@ -34,12 +34,7 @@ const restartGapBound = 250 * time.Millisecond
 // new process, no hand-over). Issue 24's targets for (a), (b) and (d): no failed command
 // and no reconnect, and no client waiting more than 50 ms for an answer.
 func TestRestartUnderLoad(t *testing.T) {
-	if why := Unavailable("redis-server", "redis-cli", "go", "sysctl"); why != "" {
-		t.Skip("restart lab: " + why)
-	}
-	if testing.Short() {
-		t.Skip("restart lab: skipped in -short mode")
-	}
+	skipLab(t, "restart lab", "redis-server", "redis-cli", "go", "sysctl")
 	testStart := time.Now()
 	dir := t.TempDir()
 	bin := buildProxy(t, dir)
@@ -187,15 +182,7 @@ func TestRestartUnderLoad(t *testing.T) {
 	wg.Wait()
 
 	for _, ph := range phases {
-		var sum phaseStats
-		for i, lc := range clients {
-			ps := lc.stats(ph.from, ph.to)
-			sum.answers, sum.failed, sum.reconnects = sum.answers+ps.answers, sum.failed+ps.failed, sum.reconnects+ps.reconnects
-			sum.gap = max(sum.gap, ps.gap)
-			for _, e := range ps.errs[:min(2, len(ps.errs))] {
-				t.Logf("  %s: go-redis client %d failed: %s", ph.name, i, e)
-			}
-		}
+		sum := sumStats(t, ph.name, clients, ph.from, ph.to)
 		phpFailed, phpReconnects, phpGap := phpPhase(t, phpOut, ph.from, ph.to)
 		t.Logf("%s: go-redis (%d clients) %d answers, %d failed commands, %d reconnects, longest gap %v; phpredis (%d clients) %d failed, %d reconnects, longest gap over 20 ms %v",
 			ph.name, nGo, sum.answers, sum.failed, sum.reconnects, sum.gap.Round(time.Microsecond), nPHP, phpFailed, phpReconnects, phpGap.Round(time.Microsecond))
