@@ -126,3 +126,26 @@ func serveTLS(t testing.TB, p *testProxy, files *testcluster.TLSFiles, authClien
 	t.Cleanup(func() { ln.Close() })
 	return ln.Addr().String()
 }
+
+// nodeID returns the cluster ID of n (CLUSTER MYID).
+func nodeID(t testing.TB, c *testcluster.Cluster, n *testcluster.Node) string {
+	t.Helper()
+	id, err := c.NodeID(context.Background(), n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// threeMasters returns the cluster's masters, failing unless there are at least three.
+func threeMasters(t testing.TB, c *testcluster.Cluster) []*testcluster.Node {
+	t.Helper()
+	masters, err := c.Masters(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(masters) < 3 {
+		t.Fatalf("%d masters", len(masters))
+	}
+	return masters
+}

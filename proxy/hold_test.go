@@ -14,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/redis-carp-proxy/redis-carp-proxy/internal/testcluster"
 	"github.com/redis-carp-proxy/redis-carp-proxy/proxy"
 )
 
@@ -67,12 +68,18 @@ func (h *holdConn) want(reply string, what string) {
 	}
 }
 
-func holdEndpoint(t *testing.T, p *testProxy) *proxy.Endpoint {
+// activeClient starts a proxy on c and returns it, its one endpoint and a client that has
+// just been answered (recently active).
+func activeClient(t *testing.T, c *testcluster.Cluster) (*testProxy, *proxy.Endpoint, *holdConn) {
+	p := startProxy(t, c, nil)
+	a := dialHold(t, p.addr)
+	a.send("PING")
+	a.want("+PONG", "before the hold")
 	eps := p.srv.Endpoints()
 	if len(eps) != 1 {
 		t.Fatalf("%d endpoints", len(eps))
 	}
-	return eps[0]
+	return p, eps[0], a
 }
 
 // A hold (a planned handover's first step) answers what a client already sent and keeps
@@ -80,12 +87,8 @@ func holdEndpoint(t *testing.T, p *testProxy) *proxy.Endpoint {
 // the hold is held too. HoldStatus counts a client whose command is held as waiting.
 func TestHoldKeepsTheNextCommandUntilReleased(t *testing.T) {
 	c := sharedCluster(t)
-	p := startProxy(t, c, nil)
+	p, ep, a := activeClient(t, c)
 	key := fmt.Sprintf("hold:{%d}", rand.Int())
-	a := dialHold(t, p.addr)
-	a.send("PING")
-	a.want("+PONG", "before the hold")
-	ep := holdEndpoint(t, p)
 
 	st, err := ep.Hold(5 * time.Second)
 	if err != nil {
@@ -122,13 +125,8 @@ func TestHoldKeepsTheNextCommandUntilReleased(t *testing.T) {
 // neither answered nor closed (the new MASTER may not listen yet) until the release; then
 // its command is answered and the connection closed at that request boundary.
 func TestHoldOutlastsTheDrainUntilReleased(t *testing.T) {
-	c := sharedCluster(t)
-	p := startProxy(t, c, nil)
+	_, ep, a := activeClient(t, sharedCluster(t))
 	key := fmt.Sprintf("hold:{%d}", rand.Int())
-	a := dialHold(t, p.addr)
-	a.send("PING")
-	a.want("+PONG", "before the hold")
-	ep := holdEndpoint(t, p)
 	if _, err := ep.Hold(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -151,12 +149,8 @@ func TestHoldOutlastsTheDrainUntilReleased(t *testing.T) {
 // A hold that is not released ends by itself: a handover whose VIP does not move never
 // leaves a client waiting longer than the hold's duration.
 func TestHoldExpires(t *testing.T) {
-	c := sharedCluster(t)
-	p := startProxy(t, c, nil)
-	a := dialHold(t, p.addr)
-	a.send("PING")
-	a.want("+PONG", "before the hold")
-	if _, err := holdEndpoint(t, p).Hold(300 * time.Millisecond); err != nil {
+	_, ep, a := activeClient(t, sharedCluster(t))
+	if _, err := ep.Hold(300 * time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
@@ -165,7 +159,7 @@ func TestHoldExpires(t *testing.T) {
 	if took := time.Since(start); took < 200*time.Millisecond || took > 3*time.Second {
 		t.Fatalf("answered after %v, want about the hold's 300ms", took)
 	}
-	if _, err := holdEndpoint(t, p).Hold(0); err == nil {
+	if _, err := ep.Hold(0); err == nil {
 		t.Fatal("a hold of 0 was accepted")
 	}
 }

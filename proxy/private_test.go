@@ -365,14 +365,7 @@ func TestPrivateBlockingFollowsAsk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := func(n *testcluster.Node) string {
-		v, err := c.Client(n).Do(ctx, "CLUSTER", "MYID").Text()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v
-	}
-	if err := c.Client(to).Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", id(from)).Err(); err != nil {
+	if err := c.Client(to).Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", nodeID(t, c, from)).Err(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -380,7 +373,7 @@ func TestPrivateBlockingFollowsAsk(t *testing.T) {
 		c.Client(from).Do(context.Background(), "CLUSTER", "SETSLOT", slot, "STABLE")
 		c.Client(to).Do(context.Background(), "CLUSTER", "SETSLOT", slot, "STABLE")
 	})
-	if err := c.Client(from).Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", id(to)).Err(); err != nil {
+	if err := c.Client(from).Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", nodeID(t, c, to)).Err(); err != nil {
 		t.Fatal(err)
 	}
 	asks := func() float64 {

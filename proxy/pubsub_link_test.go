@@ -40,13 +40,7 @@ func nodePubsubConns(t *testing.T, c *testcluster.Cluster, n *testcluster.Node) 
 func TestPubSubPrivateConnsNoGoroutinePerNode(t *testing.T) {
 	c := sharedCluster(t)
 	ctx := context.Background()
-	masters, err := c.Masters(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(masters) < 3 {
-		t.Fatalf("%d masters", len(masters))
-	}
+	masters := threeMasters(t, c)
 	const clients = 20
 	tp := startProxy(t, c, func(cfg *config.Config) { cfg.BlockingConnections = clients * (len(masters) + 1) })
 	p := tp.client(t)

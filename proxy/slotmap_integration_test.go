@@ -107,14 +107,7 @@ func TestAskRedirection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := func(n *testcluster.Node) string {
-		v, err := c.Client(n).Do(ctx, "CLUSTER", "MYID").Text()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v
-	}
-	fromID, toID := id(from), id(to)
+	fromID, toID := nodeID(t, c, from), nodeID(t, c, to)
 	must := func(err error) {
 		t.Helper()
 		if err != nil {

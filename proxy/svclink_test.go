@@ -53,13 +53,7 @@ func nodeFlagConns(t *testing.T, c *testcluster.Cluster, n *testcluster.Node, fl
 func TestServiceConnsOnTheLoop(t *testing.T) {
 	c := sharedCluster(t)
 	ctx := context.Background()
-	masters, err := c.Masters(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(masters) < 3 {
-		t.Fatalf("%d masters", len(masters))
-	}
+	masters := threeMasters(t, c)
 	tp := startProxy(t, c, func(cfg *config.Config) { cfg.BlockingConnections = 1 })
 	w := tp.client(t)
 	owners := slotOwners(t, c)

@@ -494,8 +494,8 @@ func (c *Cluster) dump(ctx context.Context) string {
 	return b.String()
 }
 
-// nodeID returns the node's cluster ID.
-func (c *Cluster) nodeID(ctx context.Context, n *Node) (string, error) {
+// NodeID returns the node's cluster ID (CLUSTER MYID).
+func (c *Cluster) NodeID(ctx context.Context, n *Node) (string, error) {
 	id, err := c.Client(n).Do(ctx, "CLUSTER", "MYID").Text()
 	if err != nil {
 		return "", fmt.Errorf("testcluster: CLUSTER MYID on %s: %w", n.Addr, err)
@@ -521,7 +521,7 @@ func (c *Cluster) MoveSlotsSkewed(ctx context.Context, slots []int, to *Node, ga
 }
 
 func (c *Cluster) moveSlots(ctx context.Context, slots []int, to *Node, gap time.Duration) error {
-	toID, err := c.nodeID(ctx, to)
+	toID, err := c.NodeID(ctx, to)
 	if err != nil {
 		return err
 	}
@@ -536,7 +536,7 @@ func (c *Cluster) moveSlots(ctx context.Context, slots []int, to *Node, gap time
 		if from == to {
 			continue
 		}
-		fromID, err := c.nodeID(ctx, from)
+		fromID, err := c.NodeID(ctx, from)
 		if err != nil {
 			return err
 		}
