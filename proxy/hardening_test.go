@@ -2,7 +2,6 @@ package proxy_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -88,14 +87,7 @@ func TestBadInputRejectedBeforeBuffering(t *testing.T) {
 	// A never-ending inline line: bytes streamed until the proxy closes the connection; it
 	// must stop after proto-inline-max-size, not keep reading.
 	r := dialRaw(t, p.addr)
-	chunk := bytes.Repeat([]byte("x"), 1024)
-	sent, werr := 0, error(nil)
-	for sent < 8<<20 && werr == nil {
-		r.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		var n int
-		n, werr = r.c.Write(chunk)
-		sent += n
-	}
+	sent, werr := r.floodInline()
 	if werr == nil {
 		t.Fatalf("proxy accepted %d bytes of one inline line", sent)
 	}

@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -250,6 +251,23 @@ type rawConn struct {
 	t  testing.TB
 	c  net.Conn
 	br *bufio.Reader
+}
+
+// floodInline streams one never-ending inline line (at most 8 MiB, 1 KiB per write, each
+// write bounded by 5 s) until a write fails, and returns what was written and the failure
+// (nil: all 8 MiB were taken).
+func (r *rawConn) floodInline() (int, error) {
+	chunk := bytes.Repeat([]byte("x"), 1024)
+	sent := 0
+	for sent < 8<<20 {
+		r.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		n, err := r.c.Write(chunk)
+		sent += n
+		if err != nil {
+			return sent, err
+		}
+	}
+	return sent, nil
 }
 
 func dialRaw(t testing.TB, addr string) *rawConn {

@@ -200,14 +200,7 @@ func TestTLSOversizedRequest(t *testing.T) {
 
 	// A flood: the proxy stops at proto-inline-max-size, answers and closes.
 	r = dialTLSRaw(t, addr, ctc)
-	chunk := []byte(strings.Repeat("x", 1024))
-	sent, werr := 0, error(nil)
-	for sent < 8<<20 && werr == nil {
-		r.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		var k int
-		k, werr = r.c.Write(chunk)
-		sent += k
-	}
+	sent, werr := r.floodInline()
 	if werr == nil {
 		t.Fatalf("proxy accepted %d bytes of one inline line over TLS", sent)
 	}

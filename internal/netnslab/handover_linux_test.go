@@ -223,6 +223,20 @@ func (lc *loadClient) run(ctx context.Context, id int) {
 	}
 }
 
+// startLoadClients starts n load clients through the VIP, each in a goroutine counted in
+// wg, until stop is called (their connections are closed when the test ends).
+func startLoadClients(t *testing.T, ctx context.Context, lab *Lab, wg *sync.WaitGroup, n int) ([]*loadClient, context.CancelFunc) {
+	loadCtx, stop := context.WithCancel(ctx)
+	clients := make([]*loadClient, n)
+	for i := range clients {
+		clients[i] = newLoadClient(lab)
+		t.Cleanup(func() { clients[i].rdb.Close() })
+		wg.Add(1)
+		go func() { defer wg.Done(); clients[i].run(loadCtx, i) }()
+	}
+	return clients, stop
+}
+
 // sumStats adds up the clients' numbers over [from, to) (the longest gaps are the
 // longest of any client) and logs each client's first two failures.
 func sumStats(t *testing.T, phase string, clients []*loadClient, from, to time.Time) phaseStats {
@@ -406,15 +420,9 @@ func TestPlannedHandoverUnderLoad(t *testing.T) {
 	}
 
 	const nGo, nPHP = 8, 2
-	loadCtx, stopLoad := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	clients := make([]*loadClient, nGo)
-	for i := range clients {
-		clients[i] = newLoadClient(lab)
-		defer clients[i].rdb.Close()
-		wg.Add(1)
-		go func() { defer wg.Done(); clients[i].run(loadCtx, i) }()
-	}
+	clients, stopLoad := startLoadClients(t, ctx, lab, &wg, nGo)
+	defer stopLoad()
 	phpOut := startPHPClients(t, ctx, lab, &wg, nPHP, "php", 9)
 	time.Sleep(2 * time.Second)
 

@@ -102,16 +102,9 @@ func TestRestartUnderLoad(t *testing.T) {
 	ready("host1 serving the VIP")
 
 	const nGo, nPHP = 8, 2
-	loadCtx, stopLoad := context.WithCancel(ctx)
-	defer stopLoad()
 	var wg sync.WaitGroup
-	clients := make([]*loadClient, nGo)
-	for i := range clients {
-		clients[i] = newLoadClient(lab)
-		defer clients[i].rdb.Close()
-		wg.Add(1)
-		go func() { defer wg.Done(); clients[i].run(loadCtx, i) }()
-	}
+	clients, stopLoad := startLoadClients(t, ctx, lab, &wg, nGo)
+	defer stopLoad()
 	phpOut := startPHPClients(t, ctx, lab, &wg, nPHP, "restart", 20)
 	time.Sleep(2 * time.Second)
 
