@@ -44,8 +44,9 @@ type HoldStatus struct {
 const HoldRecent = 200 * time.Millisecond
 
 // Hold holds the endpoint's clients for at most d (see the comment above): commands
-// already read are answered, the next ones are left in their sockets until the drain that
-// follows this host's BACKUP, or Release, or d. Clients accepted meanwhile are held too.
+// already read are answered, the next ones are left in their sockets until Release or d,
+// also through the drain that follows this host's BACKUP. Clients accepted meanwhile are
+// held too.
 // It returns the clients' state at once; HoldStatus follows it.
 func (e *Endpoint) Hold(d time.Duration) (HoldStatus, error) {
 	if d <= 0 {
@@ -63,32 +64,20 @@ func (e *Endpoint) Hold(d time.Duration) (HoldStatus, error) {
 	e.holdMu.Unlock()
 	e.log.Warn("handover: holding the clients' next commands until this host is BACKUP", "for", d)
 	e.s.metrics.handoverHolds.Inc()
-	return e.eachLoop(func(l *loop, st *HoldStatus) {
-		for c := range l.clients {
-			if c.ss.ep == e {
-				c.setHold(true)
-			}
-		}
-	})
+	return e.eachLoop(func(c *lclient) { c.setHold(true) })
 }
 
 // Release ends a hold: the clients are read again.
 func (e *Endpoint) Release() {
 	if e.endHold() {
 		e.log.Info("handover: hold released; clients are read again")
-		e.eachLoop(func(l *loop, _ *HoldStatus) {
-			for c := range l.clients {
-				if c.ss.ep == e {
-					c.setHold(false)
-				}
-			}
-		})
+		e.eachLoop(func(c *lclient) { c.setHold(false) })
 	}
 }
 
 // HoldStatus counts the endpoint's clients (see HoldStatus).
 func (e *Endpoint) HoldStatus() (HoldStatus, error) {
-	return e.eachLoop(func(*loop, *HoldStatus) {})
+	return e.eachLoop(nil)
 }
 
 // expire releases the hold of generation gen when its time is up.
@@ -97,7 +86,7 @@ func (e *Endpoint) expire(gen uint64) {
 	cur := e.holdGen == gen && !e.holdUntil.IsZero()
 	e.holdMu.Unlock()
 	if cur {
-		e.log.Warn("handover: hold expired before this host went BACKUP; clients are read again")
+		e.log.Warn("handover: hold expired without a release; clients are read again")
 		e.Release()
 	}
 }
@@ -123,14 +112,20 @@ func (e *Endpoint) holding() bool {
 	return !e.holdUntil.IsZero() && time.Now().Before(e.holdUntil)
 }
 
-// eachLoop runs f on every event loop, then counts the endpoint's clients there.
-func (e *Endpoint) eachLoop(f func(*loop, *HoldStatus)) (HoldStatus, error) {
+// eachLoop runs f (if not nil) on each of the endpoint's clients, on its loop, then
+// counts them.
+func (e *Endpoint) eachLoop(f func(*lclient)) (HoldStatus, error) {
 	var st HoldStatus
 	for _, l := range e.s.loops {
 		ran := l.call(func() {
-			f(l, &st)
 			for c := range l.clients {
-				if c.ss.ep == e && !c.closed {
+				if c.ss.ep != e || c.closed {
+					continue
+				}
+				if f != nil {
+					f(c)
+				}
+				if !c.closed {
 					c.countHold(&st)
 				}
 			}
