@@ -101,7 +101,7 @@ func startGate(t *testing.T, drain time.Duration) (*Gate, *echoServer, chan Want
 }
 
 func TestGateListensOnlyWhileActive(t *testing.T) {
-	g, srv, states, addr := startGate(t, 50*time.Millisecond)
+	g, srv, states, addr := startGate(t, 500*time.Millisecond) // room for the checks below on a loaded machine
 	states <- want(false)
 	testutil.WaitFor(t, waitTimeout, "BACKUP applied", func() bool { return !g.Active() })
 	if canDial(addr) {
